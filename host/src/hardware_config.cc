@@ -1,0 +1,271 @@
+#include "hardware_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <cmath>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "yaml_msgpack.h"
+
+namespace umi {
+namespace {
+
+// Internal to the parser: carries the first error out of nested helpers.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string Where(const YAML::Node& node) {
+  const YAML::Mark mark = node.Mark();
+  return mark.line >= 0 ? " (line " + std::to_string(mark.line + 1) + ")" : "";
+}
+
+[[noreturn]] void Fail(const YAML::Node& node, const std::string& path, const std::string& what) {
+  throw ConfigError(path + ": " + what + Where(node));
+}
+
+void RequireMap(const YAML::Node& node, const std::string& path) {
+  if (!node.IsMap()) Fail(node, path, "expected a map");
+}
+
+void CheckKeys(const YAML::Node& node, const std::string& path,
+               const std::set<std::string>& allowed) {
+  RequireMap(node, path);
+  for (const auto& entry : node) {
+    const std::string key = entry.first.as<std::string>();
+    if (!allowed.count(key)) {
+      std::string known;
+      for (const auto& name : allowed) known += (known.empty() ? "" : ", ") + name;
+      Fail(entry.first, path.empty() ? key : path + "." + key,
+           "unknown key (expected one of: " + known + ")");
+    }
+  }
+}
+
+template <typename T>
+T Read(const YAML::Node& node, const std::string& path, const char* type_name) {
+  if (!node.IsScalar()) Fail(node, path, std::string("expected ") + type_name);
+  try {
+    return node.as<T>();
+  } catch (const YAML::BadConversion&) {
+    Fail(node, path, std::string("expected ") + type_name + ", got '" + node.Scalar() + "'");
+  }
+}
+
+double ReadNumber(const YAML::Node& node, const std::string& path, double min_value) {
+  const double value = Read<double>(node, path, "a number");
+  if (!std::isfinite(value) || value < min_value) {
+    Fail(node, path, "must be a number >= " + Quantity::FromDouble(min_value).ToString());
+  }
+  return value;
+}
+
+int64_t ReadInteger(const YAML::Node& node, const std::string& path, int64_t min_value) {
+  const int64_t value = Read<int64_t>(node, path, "an integer");
+  if (value < min_value) Fail(node, path, "must be >= " + std::to_string(min_value));
+  return value;
+}
+
+template <typename Sink>
+void IfPresent(const YAML::Node& parent, const char* key, Sink sink) {
+  if (const YAML::Node node = parent[key]) sink(node);
+}
+
+// Fields shared by task_groups.<g> and plugins.<p>.
+void ReadResources(const YAML::Node& node, const std::string& path, RequirementOverride& out,
+                   std::optional<int>& max_instances) {
+  IfPresent(node, "cpu_cores", [&](auto n) { out.cpu_cores = ReadNumber(n, path + ".cpu_cores", 0); });
+  IfPresent(node, "threads", [&](auto n) {
+    out.cpu_threads = static_cast<int>(ReadInteger(n, path + ".threads", 0));
+  });
+  IfPresent(node, "memory_mb", [&](auto n) { out.memory_mb = ReadInteger(n, path + ".memory_mb", 0); });
+  IfPresent(node, "gpu_count", [&](auto n) { out.gpu_count = ReadNumber(n, path + ".gpu_count", 0); });
+  IfPresent(node, "exclusive_gpu",
+            [&](auto n) { out.exclusive_gpu = Read<bool>(n, path + ".exclusive_gpu", "true or false"); });
+  IfPresent(node, "max_instances", [&](auto n) {
+    max_instances = static_cast<int>(ReadInteger(n, path + ".max_instances", 1));
+  });
+  ResourceRequirement probe;
+  out.ApplyTo(probe);
+  if (const std::string why = probe.Validate(); !why.empty()) Fail(node, path, why);
+}
+
+void ReadHardware(const YAML::Node& hardware, HardwareConfig& config) {
+  CheckKeys(hardware, "hardware", {"cpu", "gpu", "memory"});
+
+  const YAML::Node cpu = hardware["cpu"];
+  if (!cpu) Fail(hardware, "hardware.cpu", "missing");
+  CheckKeys(cpu, "hardware.cpu", {"cores", "threads", "max_concurrent_tasks"});
+  if (!cpu["cores"]) Fail(cpu, "hardware.cpu.cores", "missing");
+  config.cpu_cores = ReadNumber(cpu["cores"], "hardware.cpu.cores", 0.0001);
+  config.cpu_threads = cpu["threads"]
+                           ? static_cast<int>(ReadInteger(cpu["threads"], "hardware.cpu.threads", 1))
+                           : static_cast<int>(std::ceil(config.cpu_cores));
+  config.max_concurrent_tasks =
+      cpu["max_concurrent_tasks"]
+          ? static_cast<int>(ReadInteger(cpu["max_concurrent_tasks"],
+                                         "hardware.cpu.max_concurrent_tasks", 1))
+          : config.cpu_threads;
+
+  if (const YAML::Node gpu = hardware["gpu"]) {
+    CheckKeys(gpu, "hardware.gpu", {"count", "model", "memory_gb"});
+    const int64_t count = gpu["count"] ? ReadInteger(gpu["count"], "hardware.gpu.count", 0) : 0;
+    const std::string model =
+        gpu["model"] ? Read<std::string>(gpu["model"], "hardware.gpu.model", "a string") : "";
+    const double memory_gb =
+        gpu["memory_gb"] ? ReadNumber(gpu["memory_gb"], "hardware.gpu.memory_gb", 0) : 0;
+    for (int id = 0; id < count; ++id) config.gpus.push_back({id, model, memory_gb});
+  }
+
+  const YAML::Node memory = hardware["memory"];
+  if (!memory) Fail(hardware, "hardware.memory", "missing");
+  CheckKeys(memory, "hardware.memory", {"total_gb", "overcommit_ratio"});
+  if (!memory["total_gb"]) Fail(memory, "hardware.memory.total_gb", "missing");
+  config.memory_total_gb = ReadNumber(memory["total_gb"], "hardware.memory.total_gb", 0.001);
+  if (memory["overcommit_ratio"]) {
+    config.memory_overcommit_ratio =
+        ReadNumber(memory["overcommit_ratio"], "hardware.memory.overcommit_ratio", 0.01);
+  }
+}
+
+// A task group whose fixed demands exceed the whole pool could never run.
+void CheckGroupFits(const HardwareConfig& config, const std::string& name,
+                    const TaskGroupConfig& group, const YAML::Node& node) {
+  const auto& r = group.resources;
+  const std::string path = "task_groups." + name;
+  if (r.cpu_cores && Quantity::FromDouble(*r.cpu_cores) > Quantity::FromDouble(config.cpu_cores)) {
+    Fail(node, path + ".cpu_cores",
+         "needs " + Quantity::FromDouble(*r.cpu_cores).ToString() + " but the pool has " +
+             Quantity::FromDouble(config.cpu_cores).ToString());
+  }
+  if (r.cpu_threads && *r.cpu_threads > config.cpu_threads) {
+    Fail(node, path + ".threads",
+         "needs " + std::to_string(*r.cpu_threads) + " but the pool has " +
+             std::to_string(config.cpu_threads));
+  }
+  if (r.memory_mb && *r.memory_mb > config.memory_capacity_mb()) {
+    Fail(node, path + ".memory_mb",
+         "needs " + std::to_string(*r.memory_mb) + " but the pool has " +
+             std::to_string(config.memory_capacity_mb()));
+  }
+  if (r.gpu_count && Quantity::FromDouble(*r.gpu_count).CeilWholes() >
+                         static_cast<int64_t>(config.gpus.size())) {
+    Fail(node, path + ".gpu_count",
+         "needs " + Quantity::FromDouble(*r.gpu_count).ToString() + " but the pool has " +
+             std::to_string(config.gpus.size()) + " GPU(s)");
+  }
+}
+
+HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source) {
+  HardwareConfig config;
+  config.source = source;
+  if (!root.IsMap()) throw ConfigError("the top level must be a map");
+  CheckKeys(root, "",
+            {"hardware", "task_groups", "plugins", "allow_task_overrides", "scheduler", "shutdown"});
+  if (!root["hardware"]) throw ConfigError("hardware: missing");
+  ReadHardware(root["hardware"], config);
+
+  if (const YAML::Node groups = root["task_groups"]) {
+    RequireMap(groups, "task_groups");
+    for (const auto& entry : groups) {
+      const std::string name = entry.first.as<std::string>();
+      const std::string path = "task_groups." + name;
+      CheckKeys(entry.second, path,
+                {"cpu_cores", "threads", "memory_mb", "gpu_count", "exclusive_gpu", "max_instances"});
+      TaskGroupConfig group;
+      ReadResources(entry.second, path, group.resources, group.max_instances);
+      CheckGroupFits(config, name, group, entry.second);
+      config.task_groups[name] = group;
+    }
+  }
+
+  if (const YAML::Node plugins = root["plugins"]) {
+    RequireMap(plugins, "plugins");
+    for (const auto& entry : plugins) {
+      const std::string name = entry.first.as<std::string>();
+      const std::string path = "plugins." + name;
+      CheckKeys(entry.second, path,
+                {"task_group", "cpu_cores", "threads", "memory_mb", "gpu_count", "exclusive_gpu",
+                 "max_instances", "settings"});
+      PluginConfig plugin;
+      ReadResources(entry.second, path, plugin.resources, plugin.max_instances);
+      if (const YAML::Node group = entry.second["task_group"]) {
+        plugin.task_group = Read<std::string>(group, path + ".task_group", "a string");
+        if (!config.task_groups.count(*plugin.task_group)) {
+          Fail(group, path + ".task_group", "no task group named '" + *plugin.task_group + "'");
+        }
+      }
+      const YAML::Node settings = entry.second["settings"];
+      if (settings && !settings.IsMap()) Fail(settings, path + ".settings", "expected a map");
+      plugin.settings_msgpack = YamlToMsgpack(settings ? settings : YAML::Node(YAML::NodeType::Map));
+      config.plugins[name] = std::move(plugin);
+    }
+  }
+
+  if (const YAML::Node node = root["allow_task_overrides"]) {
+    config.allow_task_overrides = Read<bool>(node, "allow_task_overrides", "true or false");
+  }
+  if (const YAML::Node scheduler = root["scheduler"]) {
+    CheckKeys(scheduler, "scheduler", {"max_queued"});
+    IfPresent(scheduler, "max_queued",
+              [&](auto n) { config.max_queued = ReadInteger(n, "scheduler.max_queued", 1); });
+  }
+  if (const YAML::Node shutdown = root["shutdown"]) {
+    CheckKeys(shutdown, "shutdown", {"drain_timeout_s"});
+    IfPresent(shutdown, "drain_timeout_s",
+              [&](auto n) { config.drain_timeout_s = ReadNumber(n, "shutdown.drain_timeout_s", 0); });
+  }
+  return config;
+}
+
+}  // namespace
+
+int64_t HardwareConfig::memory_capacity_mb() const {
+  return static_cast<int64_t>(std::floor(memory_total_gb * 1024.0 * memory_overcommit_ratio));
+}
+
+StatusOr<HardwareConfig> ParseHardwareConfig(const std::string& yaml_text,
+                                             const std::filesystem::path& source) {
+  const std::string prefix = source.string() + ": ";
+  try {
+    return Parse(YAML::Load(yaml_text), source);
+  } catch (const ConfigError& e) {
+    return StatusOr<HardwareConfig>::Error(prefix + e.what());
+  } catch (const YAML::Exception& e) {
+    return StatusOr<HardwareConfig>::Error(prefix + "invalid YAML: " + e.what());
+  }
+}
+
+StatusOr<HardwareConfig> LoadHardwareConfig(const std::filesystem::path& path) {
+  std::ifstream file(path);
+  if (!file) return StatusOr<HardwareConfig>::Error(path.string() + ": cannot open");
+  std::stringstream text;
+  text << file.rdbuf();
+  return ParseHardwareConfig(text.str(), path);
+}
+
+StatusOr<std::filesystem::path> ResolveConfigPath(
+    const std::optional<std::filesystem::path>& explicit_path, const char* hardware_config_env,
+    const std::vector<std::filesystem::path>& search_dirs) {
+  if (explicit_path) return *explicit_path;
+  const std::string name =
+      hardware_config_env && *hardware_config_env ? hardware_config_env : "default";
+  if (!std::regex_match(name, std::regex("[A-Za-z0-9_.-]+")) || name.find("..") != std::string::npos) {
+    return StatusOr<std::filesystem::path>::Error(
+        "HARDWARE_CONFIG='" + name + "' is not a config name (letters, digits, '_', '-', '.')");
+  }
+  std::string tried;
+  for (const auto& dir : search_dirs) {
+    const std::filesystem::path candidate = dir / (name + ".yaml");
+    if (std::filesystem::is_regular_file(candidate)) return candidate;
+    tried += "\n  " + candidate.string();
+  }
+  return StatusOr<std::filesystem::path>::Error("no hardware config '" + name + "'; looked for:" +
+                                                tried);
+}
+
+}  // namespace umi

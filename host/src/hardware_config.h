@@ -1,0 +1,86 @@
+// HardwareConfig: the YAML file that sizes the resource pool.
+//
+// Layout (docs/configuration.md is the reference):
+//
+//   hardware:
+//     cpu:    {cores, threads, max_concurrent_tasks}
+//     gpu:    {count, model, memory_gb}
+//     memory: {total_gb, overcommit_ratio (default 1.0)}
+//   task_groups:
+//     <group>: {cpu_cores, threads, memory_mb, gpu_count, exclusive_gpu, max_instances}
+//   plugins:
+//     <plugin>: {task_group, cpu_cores, threads, memory_mb, gpu_count,
+//                exclusive_gpu, max_instances, settings}
+//   allow_task_overrides: false   # honour a task's own `resources`
+//   scheduler: {max_queued (default 100000)}
+//   shutdown:  {drain_timeout_s (default 30)}
+//
+// Loading is strict: an unknown key, a wrong type or an impossible value is
+// an error naming the key, its line and the file. A task group that could
+// never fit the pool is refused at load time.
+//
+// Config file choice follows the seed: --config FILE wins; otherwise
+// config/hardware/${HARDWARE_CONFIG:-default}.yaml.
+//
+// Thread safety: value types; LoadHardwareConfig is reentrant.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "requirement.h"
+#include "status_or.h"
+
+namespace umi {
+
+struct GpuDevice {
+  int id = 0;
+  std::string model;
+  double memory_gb = 0;
+};
+
+struct TaskGroupConfig {
+  RequirementOverride resources;
+  std::optional<int> max_instances;  // none: unlimited
+};
+
+struct PluginConfig {
+  std::optional<std::string> task_group;
+  RequirementOverride resources;
+  std::optional<int> max_instances;
+  std::string settings_msgpack;  // a msgpack map; empty map when absent
+};
+
+struct HardwareConfig {
+  double cpu_cores = 1;
+  int cpu_threads = 1;
+  int max_concurrent_tasks = 1;  // caps concurrent CPU-only tasks
+  std::vector<GpuDevice> gpus;
+  double memory_total_gb = 1;
+  double memory_overcommit_ratio = 1.0;
+  std::map<std::string, TaskGroupConfig> task_groups;
+  std::map<std::string, PluginConfig> plugins;
+  bool allow_task_overrides = false;
+  int64_t max_queued = 100000;
+  double drain_timeout_s = 30;
+  std::filesystem::path source;  // the file it came from
+
+  int64_t memory_capacity_mb() const;
+};
+
+StatusOr<HardwareConfig> LoadHardwareConfig(const std::filesystem::path& path);
+StatusOr<HardwareConfig> ParseHardwareConfig(const std::string& yaml_text,
+                                             const std::filesystem::path& source);
+
+// Which file to load: `explicit_path` if given, else
+// <dir>/<HARDWARE_CONFIG or "default">.yaml for the first of `search_dirs`
+// that has it.
+StatusOr<std::filesystem::path> ResolveConfigPath(
+    const std::optional<std::filesystem::path>& explicit_path, const char* hardware_config_env,
+    const std::vector<std::filesystem::path>& search_dirs);
+
+}  // namespace umi

@@ -1,0 +1,608 @@
+#include "host.h"
+
+#include <poll.h>
+#include <sys/eventfd.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <msgpack.hpp>
+#include <spdlog/spdlog.h>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
+
+#include <chrono>
+#include <deque>
+#include <mutex>
+#include <optional>
+#include <unordered_map>
+#include <unordered_set>
+#include <variant>
+
+#include "protocol.h"
+#include "resource_pool.h"
+#include "scheduler.h"
+#include "task_context.h"
+#include "worker_pool.h"
+
+namespace umi {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Results waiting for a collector beyond this many stop the host reading tasks.
+constexpr size_t kMaxPendingResults = 100000;
+// How long a drained host waits for a collector to take its last results.
+constexpr auto kFlushTimeout = std::chrono::seconds(10);
+// After the drain deadline, how long cancelled tasks get to return.
+constexpr auto kCancelGrace = std::chrono::seconds(5);
+
+double UnixNow() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+double Millis(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+bool IsMsgpackMap(const std::string& bytes) {
+  try {
+    size_t offset = 0;
+    const msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size(), offset);
+    return offset == bytes.size() && handle.get().type == msgpack::type::MAP;
+  } catch (const std::exception&) {
+    return false;
+  }
+}
+
+struct Endpoint {
+  std::string address;
+  bool bind = true;
+};
+
+Endpoint ParseEndpoint(const std::string& text) {
+  if (!text.empty() && text[0] == '>') return {text.substr(1), false};
+  if (!text.empty() && text[0] == '@') return {text.substr(1), true};
+  return {text, true};
+}
+
+// Messages from worker threads to the loop.
+struct Finished {
+  uint64_t key;
+  UMI_Error* error;  // owned; null on success
+  double started_at, finished_at, run_ms;
+};
+struct Progress {
+  uint64_t key;
+  double fraction;
+  std::string message;
+};
+using Mail = std::variant<Finished, Progress>;
+
+class Mailbox {
+ public:
+  Mailbox() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  }
+  ~Mailbox() { close(fd_); }
+  int fd() const { return fd_; }
+
+  void Post(Mail mail) {
+    {
+      std::lock_guard lock(mutex_);
+      mail_.push_back(std::move(mail));
+    }
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(fd_, &one, sizeof(one));
+  }
+
+  std::deque<Mail> TakeAll() {
+    uint64_t count;
+    [[maybe_unused]] ssize_t n = read(fd_, &count, sizeof(count));
+    std::lock_guard lock(mutex_);
+    return std::exchange(mail_, {});
+  }
+
+ private:
+  int fd_;
+  std::mutex mutex_;
+  std::deque<Mail> mail_;
+};
+
+struct RunningTask {
+  QueuedTask task;
+  Allocation allocation;
+  std::shared_ptr<UMI_Context> context;
+  double queued_ms = 0;
+  std::optional<Clock::time_point> deadline;
+  bool timed_out = false;
+};
+
+}  // namespace
+
+class Host::Loop {
+ public:
+  Loop(HostOptions options, const HardwareConfig& config, const PluginRegistry& plugins)
+      : options_(std::move(options)),
+        config_(config),
+        plugins_(plugins),
+        pool_(MakeCapacity(config, plugins)),
+        scheduler_(pool_),
+        tasks_(context_, zmq::socket_type::pull),
+        results_(context_, zmq::socket_type::push),
+        rpc_(context_, zmq::socket_type::router),
+        events_(context_, zmq::socket_type::pub) {}
+
+  std::string Open() {
+    struct Named {
+      const char* name;
+      zmq::socket_t* socket;
+      const std::string* endpoint;
+    };
+    for (const Named& s : {Named{"tasks", &tasks_, &options_.tasks_endpoint},
+                           Named{"results", &results_, &options_.results_endpoint},
+                           Named{"rpc", &rpc_, &options_.rpc_endpoint},
+                           Named{"events", &events_, &options_.events_endpoint}}) {
+      const Endpoint endpoint = ParseEndpoint(*s.endpoint);
+      try {
+        s.socket->set(zmq::sockopt::linger, 0);
+        if (endpoint.bind) {
+          s.socket->bind(endpoint.address);
+          endpoints_[s.name] = s.socket->get(zmq::sockopt::last_endpoint);
+        } else {
+          s.socket->connect(endpoint.address);
+          endpoints_[s.name] = ">" + endpoint.address;
+        }
+      } catch (const zmq::error_t& e) {
+        return std::string(s.name) + " socket: cannot " + (endpoint.bind ? "bind " : "connect ") +
+               endpoint.address + ": " + e.what();
+      }
+    }
+    return {};
+  }
+
+  const std::map<std::string, std::string>& endpoints() const { return endpoints_; }
+
+  int Run(int signal_fd) {
+    while (true) {
+      const bool accepting = !draining_ && scheduler_.size() < static_cast<size_t>(config_.max_queued) &&
+                             pending_results_.size() < kMaxPendingResults;
+      zmq::pollitem_t items[] = {
+          {nullptr, mailbox_.fd(), ZMQ_POLLIN, 0},
+          {nullptr, signal_fd, ZMQ_POLLIN, 0},
+          {rpc_.handle(), 0, ZMQ_POLLIN, 0},
+          {results_.handle(), 0, static_cast<short>(pending_results_.empty() ? 0 : ZMQ_POLLOUT), 0},
+          {tasks_.handle(), 0, static_cast<short>(accepting ? ZMQ_POLLIN : 0), 0},
+      };
+      zmq::poll(items, std::size(items), NextWakeup());
+
+      if (items[0].revents & ZMQ_POLLIN) HandleMail();
+      if (items[1].revents & ZMQ_POLLIN) HandleSignal(signal_fd);
+      if (items[3].revents & ZMQ_POLLOUT) FlushResults();
+      if (items[2].revents & ZMQ_POLLIN) ReceiveBatch(rpc_, /*is_rpc=*/true);
+      if (items[4].revents & ZMQ_POLLIN) ReceiveBatch(tasks_, /*is_rpc=*/false);
+      CheckDeadlines();
+      Dispatch();
+      if (draining_ && running_.empty()) return FinishDrain();
+      if (draining_ && cancelled_for_drain_ && Clock::now() >= drain_deadline_ + kCancelGrace) {
+        AbandonStuckTasks();
+      }
+    }
+  }
+
+ private:
+  static PoolCapacity MakeCapacity(const HardwareConfig& config, const PluginRegistry& plugins) {
+    PoolCapacity capacity = PoolCapacity::FromConfig(config);
+    for (const auto& [name, plugin] : plugins.plugins()) {
+      if (!plugin->allow_concurrent) {
+        auto [cap, inserted] = capacity.plugin_caps.emplace(name, 1);
+        cap->second = 1;
+      }
+    }
+    return capacity;
+  }
+
+  // ---- receiving -----------------------------------------------------------
+
+  // Reads what is waiting, bounded so one busy socket cannot starve the rest.
+  void ReceiveBatch(zmq::socket_t& socket, bool is_rpc) {
+    for (int i = 0; i < 256; ++i) {
+      if (!is_rpc && (draining_ || scheduler_.size() >= static_cast<size_t>(config_.max_queued))) return;
+      std::vector<zmq::message_t> frames;
+      const auto received = zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait);
+      if (!received) return;
+      ReplyRoute route;
+      if (is_rpc) {
+        for (size_t f = 0; f + 1 < frames.size(); ++f) route.envelope.push_back(frames[f].to_string());
+      }
+      const zmq::message_t& body = frames.back();
+      HandleMessage(std::string_view(static_cast<const char*>(body.data()), body.size()), std::move(route));
+    }
+  }
+
+  void HandleMessage(std::string_view bytes, ReplyRoute route) {
+    Message message = DecodeMessage(bytes);
+    if (auto* bad = std::get_if<BadMessage>(&message)) {
+      ++malformed_;
+      spdlog::warn("rejected message{}: {}", bad->id ? " '" + *bad->id + "'" : "", bad->message);
+      return Reply(TaskResult::Rejected(bad->id, bad->plugin, bad->code, bad->message), route);
+    }
+    if (auto* control = std::get_if<ControlRequest>(&message)) {
+      if (route.envelope.empty()) {
+        return Reply(TaskResult::Rejected(std::nullopt, "", "bad_request",
+                                          "control requests go to the rpc socket"),
+                     route);
+      }
+      return HandleControl(*control, route);
+    }
+    Accept(std::get<TaskMessage>(std::move(message)), std::move(route));
+  }
+
+  void Accept(TaskMessage task, ReplyRoute route) {
+    auto reject = [&](const char* code, std::string why) {
+      spdlog::info("rejected task '{}' ({}): {}", task.id, code, why);
+      Reply(TaskResult::Rejected(task.id, task.plugin, code, std::move(why)), route);
+    };
+    if (draining_) return reject("shutting_down", "the host is draining and takes no new tasks");
+    if (active_ids_.count(task.id)) {
+      return reject("duplicate_id", "a task with id '" + task.id + "' is already queued or running");
+    }
+    const LoadedPlugin* plugin = plugins_.Find(task.plugin);
+    if (!plugin) return reject("unknown_plugin", "no plugin named '" + task.plugin + "' is loaded");
+
+    Demand demand{plugin->requirement, plugin->task_group, plugin->name};
+    if (task.resources) {
+      if (!config_.allow_task_overrides) {
+        return reject("bad_request",
+                      "'resources' given but the config does not set allow_task_overrides: true");
+      }
+      task.resources->ApplyTo(demand.requirement);
+      if (const std::string why = demand.requirement.Validate(); !why.empty()) {
+        return reject("bad_request", "resources: " + why);
+      }
+    }
+    if (const std::string why = pool_.WhyInfeasible(demand); !why.empty()) {
+      return reject("infeasible", why);
+    }
+
+    QueuedTask queued;
+    queued.key = ++last_key_;
+    queued.demand = std::move(demand);
+    queued.plugin = plugin;
+    queued.reply = std::move(route);
+    queued.enqueued_at = Clock::now();
+    queued.message = std::move(task);
+    active_ids_.insert(queued.message.id);
+    Publish("task.queued", queued.message.id, queued.message.plugin);
+    scheduler_.Enqueue(std::move(queued));
+  }
+
+  // ---- running -------------------------------------------------------------
+
+  void Dispatch() {
+    if (draining_) return;
+    for (auto& [task, allocation] : scheduler_.TakeRunnable()) {
+      auto running = std::make_unique<RunningTask>();
+      running->queued_ms = Millis(Clock::now() - task.enqueued_at);
+      if (task.message.timeout_ms > 0) {
+        running->deadline = Clock::now() + std::chrono::milliseconds(task.message.timeout_ms);
+      }
+      running->context = std::make_shared<UMI_Context>(task.message.id, task.message.plugin,
+                                                       task.message.input_msgpack, allocation);
+      const uint64_t key = task.key;
+      running->context->on_progress = [this, key](double fraction, std::string_view message) {
+        mailbox_.Post(Progress{key, fraction, std::string(message)});
+      };
+      running->task = std::move(task);
+      running->allocation = std::move(allocation);
+      Publish("task.started", running->task.message.id, running->task.message.plugin);
+
+      workers_.Submit([this, key, context = running->context, plugin = running->task.plugin] {
+        Finished finished{key, nullptr, UnixNow(), 0, 0};
+        const auto start = Clock::now();
+        try {
+          finished.error = plugin->execute(context.get());
+        } catch (const std::exception& e) {
+          finished.error = new UMI_Error{"plugin_error", std::string("exception escaped the plugin ABI: ") + e.what()};
+        } catch (...) {
+          finished.error = new UMI_Error{"plugin_error", "exception escaped the plugin ABI"};
+        }
+        finished.run_ms = Millis(Clock::now() - start);
+        finished.finished_at = UnixNow();
+        mailbox_.Post(std::move(finished));
+      });
+      running_.emplace(key, std::move(running));
+    }
+  }
+
+  void HandleMail() {
+    for (Mail& mail : mailbox_.TakeAll()) {
+      if (auto* progress = std::get_if<Progress>(&mail)) {
+        const auto found = running_.find(progress->key);
+        if (found != running_.end()) PublishProgress(*found->second, *progress);
+      } else {
+        Complete(std::get<Finished>(mail));
+      }
+    }
+  }
+
+  void Complete(const Finished& finished) {
+    std::unique_ptr<UMI_Error> error(finished.error);
+    const auto found = running_.find(finished.key);
+    if (found == running_.end()) return;  // already answered after an abandoned drain
+    std::unique_ptr<RunningTask> running = std::move(found->second);
+    running_.erase(found);
+    pool_.Release(finished.key);
+
+    TaskResult result;
+    result.id = running->task.message.id;
+    result.plugin = running->task.message.plugin;
+    result.queued_ms = running->queued_ms;
+    result.run_ms = finished.run_ms;
+    result.started_at = finished.started_at;
+    result.finished_at = finished.finished_at;
+    result.allocation = running->allocation;
+    if (running->timed_out) {
+      result.status = TaskStatus::kTimeout;
+      result.error_code = "timeout";
+      result.error_message = "ran past timeout_ms=" + std::to_string(running->task.message.timeout_ms);
+    } else if (running->context->cancelled()) {
+      result.status = TaskStatus::kCancelled;
+      result.error_code = "cancelled";
+      result.error_message = "cancelled: the host was shutting down past its drain timeout";
+    } else if (error) {
+      result.status = TaskStatus::kError;
+      result.error_code = error->code;
+      result.error_message = error->message;
+    } else if (!running->context->output_msgpack.empty() && !IsMsgpackMap(running->context->output_msgpack)) {
+      result.status = TaskStatus::kError;
+      result.error_code = "plugin_error";
+      result.error_message = "the plugin's output is not a msgpack map";
+    } else {
+      result.output_msgpack = std::move(running->context->output_msgpack);
+    }
+    Reply(result, running->task.reply);
+  }
+
+  void CheckDeadlines() {
+    const auto now = Clock::now();
+    for (auto& [key, running] : running_) {
+      if (running->deadline && !running->timed_out && now >= *running->deadline) {
+        running->timed_out = true;
+        running->context->Cancel();
+      }
+    }
+    if (draining_ && now >= drain_deadline_ && !cancelled_for_drain_) {
+      cancelled_for_drain_ = true;
+      if (!running_.empty()) {
+        spdlog::warn("drain timeout: cancelling {} running task(s)", running_.size());
+        for (auto& [key, running] : running_) running->context->Cancel();
+      }
+    }
+  }
+
+  // Milliseconds until the loop must look at the clock again; -1: never.
+  std::chrono::milliseconds NextWakeup() const {
+    std::optional<Clock::time_point> next;
+    auto consider = [&next](Clock::time_point t) {
+      if (!next || t < *next) next = t;
+    };
+    for (const auto& [key, running] : running_) {
+      if (running->deadline && !running->timed_out) consider(*running->deadline);
+    }
+    if (draining_) consider(cancelled_for_drain_ ? drain_deadline_ + kCancelGrace : drain_deadline_);
+    if (!next) return std::chrono::milliseconds(-1);
+    return std::max(std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now()),
+                    std::chrono::milliseconds(0));
+  }
+
+  // ---- answering -----------------------------------------------------------
+
+  void Reply(const TaskResult& result, const ReplyRoute& route) {
+    if (result.id) active_ids_.erase(*result.id);
+    ++done_by_status_[result.status];
+    if (result.status != TaskStatus::kOk && result.status != TaskStatus::kRejected) {
+      spdlog::info("task '{}' ({}) ended {}: {}: {}", result.id.value_or(""), result.plugin,
+                   ToString(result.status), result.error_code, result.error_message);
+    }
+    std::string body = EncodeResult(result, options_.name);
+    if (result.id && result.status != TaskStatus::kRejected) {
+      Publish("task.finished", body);
+    }
+    if (!route.envelope.empty()) {
+      std::vector<zmq::const_buffer> frames;
+      for (const std::string& frame : route.envelope) frames.emplace_back(frame.data(), frame.size());
+      frames.emplace_back(body.data(), body.size());
+      // ROUTER drops replies to peers that are gone; the client's retry covers it.
+      zmq::send_multipart(rpc_, frames, zmq::send_flags::dontwait);
+      return;
+    }
+    pending_results_.push_back(std::move(body));
+    FlushResults();
+  }
+
+  void FlushResults() {
+    while (!pending_results_.empty()) {
+      const std::string& body = pending_results_.front();
+      if (!results_.send(zmq::buffer(body), zmq::send_flags::dontwait)) return;  // no collector yet
+      pending_results_.pop_front();
+    }
+  }
+
+  void Publish(const char* topic, const std::string& id, const std::string& plugin) {
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> packer(buffer);
+    packer.pack_map(3);
+    packer.pack("v").pack(kProtocolVersion);
+    packer.pack("id").pack(id);
+    packer.pack("plugin").pack(plugin);
+    Publish(topic, std::string(buffer.data(), buffer.size()));
+  }
+
+  void Publish(const char* topic, const std::string& body) {
+    std::array<zmq::const_buffer, 2> frames = {zmq::buffer(std::string_view(topic)), zmq::buffer(body)};
+    zmq::send_multipart(events_, frames, zmq::send_flags::dontwait);
+  }
+
+  void PublishProgress(const RunningTask& running, const Progress& progress) {
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> packer(buffer);
+    packer.pack_map(progress.message.empty() ? 4 : 5);
+    packer.pack("v").pack(kProtocolVersion);
+    packer.pack("id").pack(running.task.message.id);
+    packer.pack("plugin").pack(running.task.message.plugin);
+    packer.pack("progress").pack(std::clamp(progress.fraction, 0.0, 1.0));
+    if (!progress.message.empty()) packer.pack("message").pack(progress.message);
+    Publish("task.progress", std::string(buffer.data(), buffer.size()));
+  }
+
+  // ---- control and shutdown ------------------------------------------------
+
+  void HandleControl(const ControlRequest& request, const ReplyRoute& route) {
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> packer(buffer);
+    if (request.op == "health") {
+      packer.pack_map(4);
+      packer.pack("ok").pack(true);
+      packer.pack("status").pack(draining_ ? "draining" : "serving");
+      packer.pack("host").pack(options_.name);
+      packer.pack("plugins").pack(plugins_.plugins().size());
+    } else if (request.op == "stats") {
+      PackStats(packer);
+    } else if (request.op == "drain") {
+      BeginDrain("drain request");
+      packer.pack_map(1);
+      packer.pack("ok").pack(true);
+    } else {
+      packer.pack_map(2);
+      packer.pack("ok").pack(false);
+      packer.pack("error").pack_map(2);
+      packer.pack("code").pack("unknown_op");
+      packer.pack("message").pack("unknown op '" + request.op + "' (known: health, stats, drain)");
+    }
+    std::vector<zmq::const_buffer> frames;
+    for (const std::string& frame : route.envelope) frames.emplace_back(frame.data(), frame.size());
+    frames.emplace_back(buffer.data(), buffer.size());
+    zmq::send_multipart(rpc_, frames, zmq::send_flags::dontwait);
+  }
+
+  void PackStats(msgpack::packer<msgpack::sbuffer>& packer) {
+    const PoolUsage usage = pool_.Usage();
+    packer.pack_map(6);
+    packer.pack("ok").pack(true);
+    packer.pack("queued").pack(scheduler_.size());
+    packer.pack("running").pack(running_.size());
+    packer.pack("malformed").pack(malformed_);
+    packer.pack("done").pack_map(static_cast<uint32_t>(done_by_status_.size()));
+    for (const auto& [status, count] : done_by_status_) packer.pack(ToString(status)).pack(count);
+    packer.pack("pool").pack_map(5);
+    packer.pack("cpu_cores").pack_map(2);
+    packer.pack("used").pack(usage.cpu_cores_used.ToDouble());
+    packer.pack("total").pack(usage.cpu_cores_total.ToDouble());
+    packer.pack("cpu_threads").pack_map(2);
+    packer.pack("used").pack(usage.cpu_threads_used);
+    packer.pack("total").pack(usage.cpu_threads_total);
+    packer.pack("memory_mb").pack_map(2);
+    packer.pack("used").pack(usage.memory_mb_used);
+    packer.pack("total").pack(usage.memory_mb_total);
+    packer.pack("cpu_tasks").pack_map(2);
+    packer.pack("used").pack(usage.cpu_tasks_running);
+    packer.pack("total").pack(usage.max_concurrent_tasks);
+    packer.pack("gpus").pack_array(static_cast<uint32_t>(usage.gpu_used.size()));
+    for (const Quantity& used : usage.gpu_used) packer.pack(used.ToDouble());
+  }
+
+  void HandleSignal(int signal_fd) {
+    signalfd_siginfo info{};
+    if (read(signal_fd, &info, sizeof(info)) != sizeof(info)) return;
+    BeginDrain(strsignal(static_cast<int>(info.ssi_signo)));
+  }
+
+  void BeginDrain(const std::string& reason) {
+    if (draining_) return;
+    draining_ = true;
+    drain_deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
+                                         std::chrono::duration<double>(config_.drain_timeout_s));
+    const std::vector<QueuedTask> queued = scheduler_.TakeAll();
+    spdlog::info("draining ({}): {} running task(s) to finish, {} queued task(s) answered shutting_down",
+                 reason, running_.size(), queued.size());
+    for (const QueuedTask& task : queued) {
+      Reply(TaskResult::Rejected(task.message.id, task.message.plugin, "shutting_down",
+                                 "the host shut down before the task started"),
+            task.reply);
+    }
+  }
+
+  // Plugins that ignore cancellation cannot be stopped in-process: answer
+  // their tasks, flush, and exit without joining their threads.
+  [[noreturn]] void AbandonStuckTasks() {
+    spdlog::error("{} task(s) ignored cancellation for {} s after the drain timeout; exiting without them",
+                  running_.size(), kCancelGrace.count());
+    std::vector<uint64_t> keys;
+    for (const auto& [key, running] : running_) keys.push_back(key);
+    for (uint64_t key : keys) {
+      const RunningTask& running = *running_.at(key);
+      TaskResult result = TaskResult::Rejected(running.task.message.id, running.task.message.plugin,
+                                               "cancelled", "the plugin ignored cancellation at shutdown");
+      result.status = TaskStatus::kCancelled;
+      result.queued_ms = running.queued_ms;
+      result.allocation = running.allocation;
+      Reply(result, running.task.reply);
+    }
+    FinishDrain();
+    results_.close();
+    rpc_.close();
+    events_.close();
+    tasks_.close();
+    context_.close();  // waits out the linger, delivering what is queued
+    spdlog::shutdown();
+    std::_Exit(0);
+  }
+
+  int FinishDrain() {
+    const auto flush_deadline = Clock::now() + kFlushTimeout;
+    while (!pending_results_.empty() && Clock::now() < flush_deadline) {
+      zmq::pollitem_t item{results_.handle(), 0, ZMQ_POLLOUT, 0};
+      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+      FlushResults();
+    }
+    if (!pending_results_.empty()) {
+      spdlog::error("{} result(s) undelivered: no collector took them within {} s",
+                    pending_results_.size(), kFlushTimeout.count());
+    }
+    // Give connected peers time to receive what ZeroMQ has queued.
+    results_.set(zmq::sockopt::linger, 5000);
+    rpc_.set(zmq::sockopt::linger, 5000);
+    spdlog::info("stopped");
+    return 0;
+  }
+
+ private:
+  HostOptions options_;
+  const HardwareConfig& config_;
+  const PluginRegistry& plugins_;
+  ResourcePool pool_;
+  Scheduler scheduler_;
+  zmq::context_t context_;
+  zmq::socket_t tasks_, results_, rpc_, events_;
+  std::map<std::string, std::string> endpoints_;
+  Mailbox mailbox_;
+  std::unordered_map<uint64_t, std::unique_ptr<RunningTask>> running_;
+  std::unordered_set<std::string> active_ids_;
+  std::deque<std::string> pending_results_;
+  std::map<TaskStatus, uint64_t> done_by_status_;
+  uint64_t malformed_ = 0;
+  uint64_t last_key_ = 0;
+  bool draining_ = false;
+  bool cancelled_for_drain_ = false;
+  Clock::time_point drain_deadline_;
+  // Declared last: destroyed first, so worker threads finish before the
+  // mailbox and contexts they use go away.
+  WorkerPool workers_;
+};
+
+Host::Host(HostOptions options, const HardwareConfig& config, const PluginRegistry& plugins)
+    : loop_(std::make_unique<Loop>(std::move(options), config, plugins)) {}
+Host::~Host() = default;
+std::string Host::Open() { return loop_->Open(); }
+std::map<std::string, std::string> Host::endpoints() const { return loop_->endpoints(); }
+int Host::Run(int signal_fd) { return loop_->Run(signal_fd); }
+
+}  // namespace umi

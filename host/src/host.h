@@ -1,0 +1,51 @@
+// Host: umi-host's event loop. One thread owns the ZeroMQ sockets, the
+// scheduler and the resource pool; plugin calls run on a WorkerPool and
+// report back through a mailbox the loop polls (an eventfd).
+//
+// Sockets (protocol v1, docs/protocol.md): tasks PULL, results PUSH,
+// rpc ROUTER, events PUB. An endpoint "tcp://..." or "@tcp://..." binds;
+// ">tcp://..." connects.
+//
+// Lifecycle: Open() binds/connects; Run() serves until SIGINT/SIGTERM
+// (read from `signal_fd`, a signalfd) or a `drain` request, then drains:
+// takes no new tasks, answers queued ones rejected/shutting_down, lets
+// running ones finish within shutdown.drain_timeout_s (then cancels them),
+// flushes results and returns 0. Every task received gets exactly one result.
+//
+// Thread safety: Open and Run are called from one thread.
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+
+#include "hardware_config.h"
+#include "plugin_registry.h"
+
+namespace umi {
+
+struct HostOptions {
+  std::string name;  // the `host` field of results; default: hostname
+  std::string tasks_endpoint = "tcp://127.0.0.1:5555";
+  std::string results_endpoint = "tcp://127.0.0.1:5556";
+  std::string rpc_endpoint = "tcp://127.0.0.1:5557";
+  std::string events_endpoint = "tcp://127.0.0.1:5558";
+};
+
+class Host {
+ public:
+  Host(HostOptions options, const HardwareConfig& config, const PluginRegistry& plugins);
+  ~Host();
+
+  // Empty on success, else why a socket could not be set up.
+  std::string Open();
+  // The endpoints as bound (ports resolved), by socket name.
+  std::map<std::string, std::string> endpoints() const;
+  int Run(int signal_fd);
+
+ private:
+  class Loop;
+  std::unique_ptr<Loop> loop_;
+};
+
+}  // namespace umi

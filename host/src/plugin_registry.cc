@@ -1,0 +1,162 @@
+#include "plugin_registry.h"
+
+#include <boost/dll/shared_library.hpp>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <regex>
+
+#include "task_context.h"
+
+namespace umi {
+
+struct PluginRegistry::Library {
+  boost::dll::shared_library library;
+  void (*finalize)() = nullptr;
+};
+
+namespace {
+
+std::string ErrorText(UMI_Error* error) {
+  std::string text = error->code + ": " + error->message;
+  delete error;
+  return text;
+}
+
+}  // namespace
+
+PluginRegistry::PluginRegistry(const HardwareConfig& config) : config_(config) {}
+
+PluginRegistry::~PluginRegistry() {
+  plugins_.clear();
+  for (auto it = libraries_.rbegin(); it != libraries_.rend(); ++it) {
+    if ((*it)->finalize) (*it)->finalize();
+  }
+}
+
+void PluginRegistry::Refuse(const std::filesystem::path& path, std::string reason) {
+  spdlog::error("plugin library {} refused: {}", path.string(), reason);
+  refused_.push_back({path, std::move(reason)});
+}
+
+void PluginRegistry::LoadDirectory(const std::filesystem::path& dir) {
+  std::error_code error;
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    if (entry.is_regular_file() && entry.path().extension() == ".so") files.push_back(entry.path());
+  }
+  if (error) return Refuse(dir, "cannot read plugin directory: " + error.message());
+  std::sort(files.begin(), files.end());
+  for (const auto& file : files) LoadLibrary(file);
+}
+
+bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
+  auto library = std::make_unique<Library>();
+  try {
+    library->library.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    Refuse(path, std::string("cannot load: ") + e.what());
+    return false;
+  }
+  boost::dll::shared_library& lib = library->library;
+  for (const char* symbol : {"UMI_PluginApiVersion", "UMI_PluginDescribe", "UMI_PluginInitialize",
+                             "UMI_PluginExecute"}) {
+    if (!lib.has(symbol)) {
+      Refuse(path, std::string("missing required entry point ") + symbol);
+      return false;
+    }
+  }
+
+  uint32_t major = 0, minor = 0;
+  lib.get<void(uint32_t*, uint32_t*)>("UMI_PluginApiVersion")(&major, &minor);
+  if (major != UMI_API_VERSION_MAJOR || minor > UMI_API_VERSION_MINOR) {
+    Refuse(path, "built for plugin API " + std::to_string(major) + "." + std::to_string(minor) +
+                     ", this host speaks " + std::to_string(UMI_API_VERSION_MAJOR) + "." +
+                     std::to_string(UMI_API_VERSION_MINOR) +
+                     " (major must match, minor must not be newer)");
+    return false;
+  }
+
+  const UMI_PluginDescriptor* d = lib.get<const UMI_PluginDescriptor*()>("UMI_PluginDescribe")();
+  if (!d || d->struct_size < sizeof(UMI_PluginDescriptor)) {
+    Refuse(path, "UMI_PluginDescribe returned no descriptor or one too small");
+    return false;
+  }
+  const std::string name = d->name ? d->name : "";
+  if (!std::regex_match(name, std::regex("[a-z0-9_]{1,64}"))) {
+    Refuse(path, "plugin name '" + name + "' is not 1-64 characters of [a-z0-9_]");
+    return false;
+  }
+  if (const LoadedPlugin* existing = Find(name)) {
+    Refuse(path, "plugin name '" + name + "' is already taken by " + existing->path.string());
+    return false;
+  }
+
+  auto plugin = std::make_unique<LoadedPlugin>();
+  plugin->name = name;
+  plugin->version = d->version ? d->version : "";
+  plugin->description = d->description ? d->description : "";
+  plugin->license = d->license ? d->license : "";
+  plugin->kind = d->kind == UMI_PLUGIN_KIND_GPU ? UMI_PLUGIN_KIND_GPU : UMI_PLUGIN_KIND_CPU;
+  plugin->allow_concurrent = d->allow_concurrent != 0;
+  plugin->path = path;
+  plugin->declared.cpu_cores = Quantity::FromDouble(d->requirement.cpu_cores);
+  plugin->declared.cpu_threads = d->requirement.cpu_threads;
+  plugin->declared.gpu_count = Quantity::FromDouble(d->requirement.gpu_count);
+  plugin->declared.memory_mb = d->requirement.memory_mb;
+  plugin->declared.exclusive_gpu = d->requirement.exclusive_gpu != 0;
+  plugin->task_group = d->task_group ? d->task_group : "";
+  if (const std::string why = plugin->declared.Validate(); !why.empty()) {
+    Refuse(path, "declared requirement is invalid: " + why);
+    return false;
+  }
+  ResolveRequirement(*plugin);
+  if (const std::string why = plugin->requirement.Validate(); !why.empty()) {
+    Refuse(path, "effective requirement is invalid: " + why);
+    return false;
+  }
+  plugin->execute = lib.get<UMI_Error*(UMI_Context*)>("UMI_PluginExecute");
+
+  const auto config = config_.plugins.find(name);
+  static const std::string kEmptyMap("\x80", 1);
+  const std::string& settings =
+      config != config_.plugins.end() ? config->second.settings_msgpack : kEmptyMap;
+  auto initialize = lib.get<UMI_Error*(const UMI_HostApi*, const uint8_t*, size_t)>(
+      "UMI_PluginInitialize");
+  if (UMI_Error* error = initialize(HostApi(), reinterpret_cast<const uint8_t*>(settings.data()),
+                                    settings.size())) {
+    Refuse(path, "initialize failed: " + ErrorText(error));
+    return false;
+  }
+  if (lib.has("UMI_PluginFinalize")) library->finalize = lib.get<void()>("UMI_PluginFinalize");
+
+  spdlog::info("loaded plugin {} {} from {} ({})", plugin->name, plugin->version, path.string(),
+               plugin->requirement.ToString());
+  libraries_.push_back(std::move(library));
+  plugins_.emplace(name, std::move(plugin));
+  return true;
+}
+
+void PluginRegistry::ResolveRequirement(LoadedPlugin& plugin) const {
+  plugin.requirement = plugin.declared;
+  const auto yaml = config_.plugins.find(plugin.name);
+  if (yaml != config_.plugins.end() && yaml->second.task_group) {
+    plugin.task_group = *yaml->second.task_group;
+  }
+  const auto group = config_.task_groups.find(plugin.task_group);
+  if (group != config_.task_groups.end()) {
+    group->second.resources.ApplyTo(plugin.requirement);
+  } else if (!plugin.task_group.empty()) {
+    spdlog::warn("plugin {} declares task group '{}', which the config does not define",
+                 plugin.name, plugin.task_group);
+    plugin.task_group.clear();
+  }
+  if (yaml != config_.plugins.end()) yaml->second.resources.ApplyTo(plugin.requirement);
+}
+
+const LoadedPlugin* PluginRegistry::Find(const std::string& name) const {
+  const auto found = plugins_.find(name);
+  return found == plugins_.end() ? nullptr : found->second.get();
+}
+
+}  // namespace umi

@@ -1,0 +1,79 @@
+// PluginRegistry: finds, loads and describes plugin libraries.
+//
+// Every regular file ending in ".so" in the plugin directories is loaded
+// with Boost.DLL (RTLD_NOW | RTLD_LOCAL). A library is refused, with the
+// reason kept for `umi-host plugins` and logged, when: it cannot be loaded,
+// a required entry point is missing, its API major differs from the host's
+// or its minor is newer, its descriptor is invalid, its name is taken by an
+// earlier library, or its UMI_PluginInitialize fails. The rest still load.
+//
+// Each plugin's effective requirement is resolved once, at load time, with
+// this precedence (later wins): the plugin's declared default < its task
+// group (`plugins.<name>.task_group`, else the declared group, when the
+// config defines it) < `plugins.<name>` fields in the YAML.
+//
+// Thread safety: loading is single-threaded; after loading, Find and the
+// LoadedPlugin objects are read-only and safe from any thread.
+// UMI_PluginFinalize runs when the registry is destroyed.
+#pragma once
+
+#include <umi/plugin_api.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "hardware_config.h"
+#include "requirement.h"
+
+namespace umi {
+
+struct LoadedPlugin {
+  std::string name;
+  std::string version;
+  std::string description;
+  std::string license;
+  UMI_PluginKind kind = UMI_PLUGIN_KIND_CPU;
+  bool allow_concurrent = true;
+  std::filesystem::path path;
+  ResourceRequirement declared;  // as the plugin declares it
+  ResourceRequirement requirement;  // after task group and YAML overrides
+  std::string task_group;           // effective; empty: none
+  UMI_Error* (*execute)(UMI_Context*) = nullptr;
+};
+
+struct RefusedLibrary {
+  std::filesystem::path path;
+  std::string reason;
+};
+
+class PluginRegistry {
+ public:
+  explicit PluginRegistry(const HardwareConfig& config);
+  ~PluginRegistry();
+  PluginRegistry(const PluginRegistry&) = delete;
+  PluginRegistry& operator=(const PluginRegistry&) = delete;
+
+  // Loads every library in `dir`; a missing directory is one refusal.
+  void LoadDirectory(const std::filesystem::path& dir);
+  // Loads one library; false (and a RefusedLibrary entry) when refused.
+  bool LoadLibrary(const std::filesystem::path& path);
+
+  const LoadedPlugin* Find(const std::string& name) const;
+  const std::map<std::string, std::unique_ptr<LoadedPlugin>>& plugins() const { return plugins_; }
+  const std::vector<RefusedLibrary>& refused() const { return refused_; }
+
+ private:
+  struct Library;
+  void Refuse(const std::filesystem::path& path, std::string reason);
+  void ResolveRequirement(LoadedPlugin& plugin) const;
+
+  const HardwareConfig& config_;
+  std::vector<std::unique_ptr<Library>> libraries_;  // finalized in reverse load order
+  std::map<std::string, std::unique_ptr<LoadedPlugin>> plugins_;
+  std::vector<RefusedLibrary> refused_;
+};
+
+}  // namespace umi

@@ -1,0 +1,246 @@
+#include "protocol.h"
+
+#include <msgpack.hpp>
+
+#include <span>
+
+namespace umi {
+namespace {
+
+constexpr std::string_view kEmptyMap("\x80", 1);
+
+std::string_view AsString(const msgpack::object& object) {
+  return {object.via.str.ptr, object.via.str.size};
+}
+
+std::span<const msgpack::object_kv> Entries(const msgpack::object& map) {
+  return {map.via.map.ptr, map.via.map.size};
+}
+
+bool IsInteger(const msgpack::object& o) {
+  return o.type == msgpack::type::POSITIVE_INTEGER || o.type == msgpack::type::NEGATIVE_INTEGER;
+}
+bool IsNumber(const msgpack::object& o) {
+  return IsInteger(o) || o.type == msgpack::type::FLOAT32 || o.type == msgpack::type::FLOAT64;
+}
+
+// Thrown inside the decoder only; becomes a BadMessage.
+struct Invalid {
+  std::string message;
+};
+
+int64_t ReadInteger(const msgpack::object& value, std::string_view key, int64_t min_value) {
+  if (!IsInteger(value)) throw Invalid{"'" + std::string(key) + "' must be an integer"};
+  if (value.type == msgpack::type::POSITIVE_INTEGER &&
+      value.via.u64 > static_cast<uint64_t>(INT64_MAX)) {
+    throw Invalid{"'" + std::string(key) + "' is out of range"};
+  }
+  const int64_t number = value.as<int64_t>();
+  if (number < min_value) {
+    throw Invalid{"'" + std::string(key) + "' must be >= " + std::to_string(min_value)};
+  }
+  return number;
+}
+
+double ReadNumber(const msgpack::object& value, std::string_view key) {
+  if (!IsNumber(value)) throw Invalid{"'" + std::string(key) + "' must be a number"};
+  return value.as<double>();
+}
+
+RequirementOverride ReadResources(const msgpack::object& map) {
+  if (map.type != msgpack::type::MAP) throw Invalid{"'resources' must be a map"};
+  RequirementOverride out;
+  for (const auto& kv : Entries(map)) {
+    if (kv.key.type != msgpack::type::STR) continue;
+    const std::string_view key = AsString(kv.key);
+    if (key == "cpu_cores") {
+      out.cpu_cores = ReadNumber(kv.val, "resources.cpu_cores");
+    } else if (key == "cpu_threads") {
+      out.cpu_threads = static_cast<int>(ReadInteger(kv.val, "resources.cpu_threads", 0));
+    } else if (key == "gpu_count") {
+      out.gpu_count = ReadNumber(kv.val, "resources.gpu_count");
+    } else if (key == "memory_mb") {
+      out.memory_mb = ReadInteger(kv.val, "resources.memory_mb", 0);
+    } else if (key == "exclusive_gpu") {
+      if (kv.val.type != msgpack::type::BOOLEAN) throw Invalid{"'resources.exclusive_gpu' must be a bool"};
+      out.exclusive_gpu = kv.val.via.boolean;
+    }
+  }
+  ResourceRequirement probe;
+  out.ApplyTo(probe);
+  if (const std::string why = probe.Validate(); !why.empty()) throw Invalid{"resources: " + why};
+  return out;
+}
+
+std::string Pack(const msgpack::object& object) {
+  msgpack::sbuffer buffer;
+  msgpack::pack(buffer, object);
+  return std::string(buffer.data(), buffer.size());
+}
+
+Message Decode(const msgpack::object& root) {
+  if (root.type != msgpack::type::MAP) {
+    return BadMessage{std::nullopt, "", "bad_request", "a message must be a msgpack map"};
+  }
+  const msgpack::object* fields[7] = {};
+  enum { kV, kId, kPlugin, kInput, kPriority, kTimeout, kResources };
+  const msgpack::object* op = nullptr;
+  for (const auto& kv : Entries(root)) {
+    if (kv.key.type != msgpack::type::STR) continue;
+    const std::string_view key = AsString(kv.key);
+    if (key == "v") fields[kV] = &kv.val;
+    else if (key == "id") fields[kId] = &kv.val;
+    else if (key == "plugin") fields[kPlugin] = &kv.val;
+    else if (key == "input") fields[kInput] = &kv.val;
+    else if (key == "priority") fields[kPriority] = &kv.val;
+    else if (key == "timeout_ms") fields[kTimeout] = &kv.val;
+    else if (key == "resources") fields[kResources] = &kv.val;
+    else if (key == "op") op = &kv.val;
+  }
+
+  BadMessage bad{std::nullopt, "", "bad_request", ""};
+  std::string id_problem;
+  if (const msgpack::object* id = fields[kId]) {
+    if (id->type != msgpack::type::STR) {
+      id_problem = "'id' must be a string";
+    } else if (id->via.str.size == 0 || id->via.str.size > kMaxIdBytes) {
+      id_problem = "'id' must be 1.." + std::to_string(kMaxIdBytes) + " bytes, got " +
+                   std::to_string(id->via.str.size);
+    } else {
+      bad.id = std::string(AsString(*id));
+    }
+  }
+  if (const msgpack::object* plugin = fields[kPlugin]; plugin && plugin->type == msgpack::type::STR) {
+    bad.plugin = std::string(AsString(*plugin));
+  }
+
+  try {
+    if (const msgpack::object* v = fields[kV]) {
+      const int64_t version = ReadInteger(*v, "v", INT64_MIN);
+      if (version != kProtocolVersion) {
+        bad.code = "unsupported_version";
+        throw Invalid{"protocol version " + std::to_string(version) + " is not supported (this host speaks " +
+                      std::to_string(kProtocolVersion) + ")"};
+      }
+    }
+    if (op) {
+      if (op->type != msgpack::type::STR) throw Invalid{"'op' must be a string"};
+      ControlRequest request{std::string(AsString(*op)), bad.id.value_or("")};
+      return request;
+    }
+    if (!id_problem.empty()) throw Invalid{id_problem};
+    if (!bad.id) throw Invalid{"missing 'id'"};
+    const msgpack::object* plugin = fields[kPlugin];
+    if (!plugin) throw Invalid{"missing 'plugin'"};
+    if (plugin->type != msgpack::type::STR || plugin->via.str.size == 0) {
+      throw Invalid{"'plugin' must be a non-empty string"};
+    }
+
+    TaskMessage task;
+    task.id = *bad.id;
+    task.plugin = bad.plugin;
+    if (const msgpack::object* input = fields[kInput]) {
+      if (input->type != msgpack::type::MAP) throw Invalid{"'input' must be a map"};
+      task.input_msgpack = Pack(*input);
+    } else {
+      task.input_msgpack = std::string(kEmptyMap);
+    }
+    if (fields[kPriority]) task.priority = ReadInteger(*fields[kPriority], "priority", INT64_MIN);
+    if (fields[kTimeout]) task.timeout_ms = ReadInteger(*fields[kTimeout], "timeout_ms", 0);
+    if (fields[kResources]) task.resources = ReadResources(*fields[kResources]);
+    return task;
+  } catch (const Invalid& invalid) {
+    bad.message = invalid.message;
+    return bad;
+  } catch (const msgpack::type_error&) {
+    bad.message = "a field has the wrong type";
+    return bad;
+  }
+}
+
+}  // namespace
+
+Message DecodeMessage(std::string_view bytes) {
+  // Bounds keep a hostile message from costing more than its own size.
+  const msgpack::unpack_limit limit(/*array=*/1 << 20, /*map=*/1 << 20, /*str=*/64 << 20,
+                                    /*bin=*/64 << 20, /*ext=*/64 << 20, /*depth=*/64);
+  try {
+    size_t offset = 0;
+    msgpack::object_handle handle =
+        msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limit);
+    if (offset != bytes.size()) {
+      return BadMessage{std::nullopt, "", "bad_request",
+                        "trailing bytes after the msgpack map (" +
+                            std::to_string(bytes.size() - offset) + ")"};
+    }
+    return Decode(handle.get());
+  } catch (const msgpack::insufficient_bytes&) {
+    return BadMessage{std::nullopt, "", "bad_request", "truncated msgpack"};
+  } catch (const std::exception& e) {
+    return BadMessage{std::nullopt, "", "bad_request", std::string("not msgpack: ") + e.what()};
+  }
+}
+
+const char* ToString(TaskStatus status) {
+  switch (status) {
+    case TaskStatus::kOk: return "ok";
+    case TaskStatus::kError: return "error";
+    case TaskStatus::kRejected: return "rejected";
+    case TaskStatus::kTimeout: return "timeout";
+    case TaskStatus::kCancelled: return "cancelled";
+    case TaskStatus::kCrashed: return "crashed";
+  }
+  return "error";
+}
+
+TaskResult TaskResult::Rejected(std::optional<std::string> id, std::string plugin, std::string code,
+                                std::string message) {
+  TaskResult result;
+  result.id = std::move(id);
+  result.plugin = std::move(plugin);
+  result.status = TaskStatus::kRejected;
+  result.error_code = std::move(code);
+  result.error_message = std::move(message);
+  return result;
+}
+
+std::string EncodeResult(const TaskResult& result, std::string_view host) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  const bool ok = result.status == TaskStatus::kOk;
+  const uint32_t fields = 7 + (result.id ? 1 : 0) + (result.started_at ? 1 : 0) +
+                          (result.finished_at ? 1 : 0) + (result.allocation ? 1 : 0);
+  packer.pack_map(fields);
+  packer.pack("v").pack(kProtocolVersion);
+  if (result.id) packer.pack("id").pack(*result.id);
+  packer.pack("plugin").pack(result.plugin);
+  packer.pack("status").pack(ToString(result.status));
+  if (ok) {
+    packer.pack("output");
+    if (result.output_msgpack.empty()) {
+      packer.pack_map(0);
+    } else {
+      buffer.write(result.output_msgpack.data(), result.output_msgpack.size());
+    }
+  } else {
+    packer.pack("error").pack_map(2);
+    packer.pack("code").pack(result.error_code);
+    packer.pack("message").pack(result.error_message);
+  }
+  packer.pack("host").pack(host);
+  packer.pack("queued_ms").pack(result.queued_ms);
+  packer.pack("run_ms").pack(result.run_ms);
+  if (result.started_at) packer.pack("started_at").pack(*result.started_at);
+  if (result.finished_at) packer.pack("finished_at").pack(*result.finished_at);
+  if (result.allocation) {
+    const Allocation& a = *result.allocation;
+    packer.pack("allocation").pack_map(4);
+    packer.pack("cpu_cores").pack(a.cpu_cores.ToDouble());
+    packer.pack("cpu_threads").pack(a.cpu_threads);
+    packer.pack("gpu_ids").pack(a.gpu_ids);
+    packer.pack("memory_mb").pack(a.memory_mb);
+  }
+  return std::string(buffer.data(), buffer.size());
+}
+
+}  // namespace umi

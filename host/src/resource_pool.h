@@ -1,0 +1,110 @@
+// ResourcePool: exact accounting of CPU cores, CPU threads, memory and GPUs.
+//
+// A task's Demand is granted all-or-nothing by TryAllocate, which returns
+// the Allocation (including which GPU ids) or nothing; Release(task_key)
+// returns it. Rules:
+//   - cpu_cores, cpu_threads and memory_mb are separate budgets; each must
+//     fit. Memory capacity is total x overcommit_ratio.
+//   - CPU-only tasks (gpu_count == 0) are capped by max_concurrent_tasks.
+//     GPU tasks are not: they are capped by their devices, so a GPU task is
+//     never blocked by a pool full of CPU tasks' slots.
+//   - exclusive_gpu takes ceil(gpu_count) wholly free devices. A shared
+//     fraction below 1 goes best-fit onto one device (the fullest device it
+//     still fits), so fractions pack and whole devices stay free. A shared
+//     whole number takes that many wholly free devices.
+//   - Task groups and plugins may carry max_instances caps.
+// WhyInfeasible tells a demand that no amount of waiting can satisfy.
+//
+// Thread safety: none. The host's event loop owns the pool.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "hardware_config.h"
+#include "quantity.h"
+#include "requirement.h"
+
+namespace umi {
+
+struct PoolCapacity {
+  Quantity cpu_cores;
+  int cpu_threads = 0;
+  int64_t memory_mb = 0;
+  int max_concurrent_tasks = 0;
+  std::vector<GpuDevice> gpus;
+  std::map<std::string, int> group_caps;   // task group -> max_instances
+  std::map<std::string, int> plugin_caps;  // plugin -> max_instances
+
+  static PoolCapacity FromConfig(const HardwareConfig& config);
+};
+
+struct Demand {
+  ResourceRequirement requirement;
+  std::string task_group;  // empty: none
+  std::string plugin;
+};
+
+struct Allocation {
+  uint64_t task_key = 0;
+  Quantity cpu_cores;
+  int cpu_threads = 0;
+  int64_t memory_mb = 0;
+  std::vector<int> gpu_ids;
+  Quantity gpu_share;  // charged on each of gpu_ids
+  std::string task_group;
+  std::string plugin;
+};
+
+struct PoolUsage {
+  Quantity cpu_cores_used, cpu_cores_total;
+  int cpu_threads_used = 0, cpu_threads_total = 0;
+  int64_t memory_mb_used = 0, memory_mb_total = 0;
+  int cpu_tasks_running = 0, max_concurrent_tasks = 0;
+  std::vector<Quantity> gpu_used;  // per device, 1 = whole device
+};
+
+class ResourcePool {
+ public:
+  explicit ResourcePool(PoolCapacity capacity);
+
+  // Empty if the demand could run on an idle pool; else the numbers that
+  // did not fit, e.g. "cpu_threads: needs 64, pool has 48".
+  std::string WhyInfeasible(const Demand& demand) const;
+  bool CanAllocate(const Demand& demand) const;
+  std::optional<Allocation> TryAllocate(uint64_t task_key, const Demand& demand);
+  // False when task_key holds nothing (never allocated or already released).
+  bool Release(uint64_t task_key);
+
+  PoolUsage Usage() const;
+  const PoolCapacity& capacity() const { return capacity_; }
+  size_t running() const { return allocations_.size(); }
+
+ private:
+  struct GpuState {
+    Quantity used;
+    bool exclusive = false;
+  };
+  // Devices for the demand, or nothing if they are not free now.
+  std::optional<std::vector<int>> PickGpus(const ResourceRequirement& requirement,
+                                           Quantity share) const;
+  static Quantity GpuShare(const ResourceRequirement& requirement);
+  bool UnderCap(const std::map<std::string, int>& caps,
+                const std::unordered_map<std::string, int>& running, const std::string& key) const;
+
+  PoolCapacity capacity_;
+  Quantity cores_used_;
+  int threads_used_ = 0;
+  int64_t memory_used_ = 0;
+  int cpu_tasks_running_ = 0;
+  std::vector<GpuState> gpus_;
+  std::unordered_map<std::string, int> group_running_;
+  std::unordered_map<std::string, int> plugin_running_;
+  std::unordered_map<uint64_t, Allocation> allocations_;
+};
+
+}  // namespace umi

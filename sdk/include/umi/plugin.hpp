@@ -1,0 +1,303 @@
+// umi/plugin.hpp: the C++ way to write a umi plugin.
+//
+//   class Echo : public umi::Plugin {
+//    public:
+//     static umi::PluginInfo Info() { return {.name = "echo", .version = "1.0.0"}; }
+//     void Process(umi::TaskContext& task) override {
+//       task.output().Set("text", task.input().Get<std::string>("text", ""));
+//     }
+//   };
+//   UMI_DECLARE_PLUGIN(Echo)
+//
+// The macro defines the C entry points of umi/plugin_api.h. An exception
+// thrown from Process becomes an `error` result: umi::Error keeps its code,
+// any other std::exception gets code `plugin_error`. Nothing escapes into the
+// host. The plugin object is created once, in UMI_PluginInitialize, from the
+// YAML settings when it has a constructor taking `const umi::Settings&`.
+//
+// Thread safety: Process runs concurrently on several host threads unless
+// PluginInfo::allow_concurrent is false; a TaskContext belongs to one task
+// and one thread.
+#pragma once
+
+#include <umi/plugin_api.h>
+
+#include <msgpack.hpp>
+
+#include <cstdint>
+#include <exception>
+#include <memory>
+#include <span>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace umi {
+
+enum class Kind { kCpu = UMI_PLUGIN_KIND_CPU, kGpu = UMI_PLUGIN_KIND_GPU };
+
+// A plugin's declared default requirement. Defaults: one core, one thread,
+// 512 MiB, no GPU.
+struct Requirement {
+  double cpu_cores = 1.0;
+  int cpu_threads = 1;
+  double gpu_count = 0.0;
+  int64_t memory_mb = 512;
+  bool exclusive_gpu = true;
+};
+
+struct PluginInfo {
+  std::string name = {};
+  std::string version = "0.0.0";
+  std::string description = {};
+  std::string license = {};
+  Kind kind = Kind::kCpu;
+  Requirement requirement = {};
+  std::string task_group = {};
+  bool allow_concurrent = true;
+};
+
+// A failure with a stable machine-readable code (e.g. "bad_input").
+class Error : public std::runtime_error {
+ public:
+  Error(std::string code, const std::string& message)
+      : std::runtime_error(message), code_(std::move(code)) {}
+  const std::string& code() const { return code_; }
+
+ private:
+  std::string code_;
+};
+
+// A read-only view of a msgpack map (a task's input or a plugin's settings).
+class MapView {
+ public:
+  MapView(const uint8_t* data, size_t size) {
+    if (size == 0) return;
+    handle_ = msgpack::unpack(reinterpret_cast<const char*>(data), size);
+    if (handle_.get().type != msgpack::type::MAP) throw Error("bad_input", "expected a map");
+  }
+
+  // The value under `key`, or nullptr.
+  const msgpack::object* Find(std::string_view key) const {
+    const msgpack::object& root = handle_.get();
+    if (root.type != msgpack::type::MAP) return nullptr;
+    for (const auto& kv : std::span(root.via.map.ptr, root.via.map.size)) {
+      if (kv.key.type == msgpack::type::STR &&
+          std::string_view(kv.key.via.str.ptr, kv.key.via.str.size) == key) {
+        return &kv.val;
+      }
+    }
+    return nullptr;
+  }
+  bool Has(std::string_view key) const { return Find(key) != nullptr; }
+
+  template <typename T>
+  T Get(std::string_view key, T fallback) const {
+    const msgpack::object* value = Find(key);
+    return value ? Convert<T>(key, *value) : fallback;
+  }
+
+  template <typename T>
+  T Require(std::string_view key) const {
+    const msgpack::object* value = Find(key);
+    if (!value) throw Error("bad_input", "missing key '" + std::string(key) + "'");
+    return Convert<T>(key, *value);
+  }
+
+  const msgpack::object& raw() const { return handle_.get(); }
+
+ private:
+  template <typename T>
+  static T Convert(std::string_view key, const msgpack::object& value) {
+    try {
+      return value.as<T>();
+    } catch (const msgpack::type_error&) {
+      throw Error("bad_input", "key '" + std::string(key) + "' has the wrong type");
+    }
+  }
+
+  msgpack::object_handle handle_;
+};
+
+using Settings = MapView;
+
+// Collects a task's output map.
+class Output {
+ public:
+  template <typename T>
+  Output& Set(std::string key, const T& value) {
+    entries_.emplace_back(std::move(key), msgpack::object(value, zone_));
+    return *this;
+  }
+
+  std::string Pack() const {
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> packer(buffer);
+    packer.pack_map(static_cast<uint32_t>(entries_.size()));
+    for (const auto& [key, value] : entries_) {
+      packer.pack(key);
+      packer.pack(value);
+    }
+    return std::string(buffer.data(), buffer.size());
+  }
+
+ private:
+  msgpack::zone zone_;
+  std::vector<std::pair<std::string, msgpack::object>> entries_;
+};
+
+namespace detail {
+inline const UMI_HostApi*& Host() {
+  static const UMI_HostApi* host = nullptr;
+  return host;
+}
+}  // namespace detail
+
+// One running task, as the plugin sees it.
+class TaskContext {
+ public:
+  explicit TaskContext(UMI_Context* ctx) : ctx_(ctx), input_(ReadInput(ctx)) {
+    grant_.struct_size = sizeof(grant_);
+    detail::Host()->ContextGrant(ctx, &grant_);
+  }
+
+  const MapView& input() const { return input_; }
+  Output& output() { return output_; }
+
+  int threads() const { return grant_.cpu_threads; }
+  double cpu_cores() const { return grant_.cpu_cores; }
+  int64_t memory_mb() const { return grant_.memory_mb; }
+  std::span<const int32_t> gpu_ids() const {
+    return {grant_.gpu_ids, static_cast<size_t>(grant_.gpu_id_count)};
+  }
+
+  bool cancelled() const { return detail::Host()->ContextIsCancelled(ctx_) != 0; }
+  // Sleeps up to `ms`; returns true when woken early by cancellation.
+  bool WaitCancelled(int64_t ms) const {
+    return detail::Host()->ContextWaitCancelled(ctx_, ms) != 0;
+  }
+  void Progress(double fraction, const std::string& message = {}) {
+    detail::Host()->ContextReportProgress(ctx_, fraction, message.c_str());
+  }
+  void Log(UMI_LogLevel level, const std::string& message) const {
+    detail::Host()->ContextLog(ctx_, level, message.c_str());
+  }
+
+  UMI_Context* raw() { return ctx_; }
+
+ private:
+  static MapView ReadInput(UMI_Context* ctx) {
+    const uint8_t* data = nullptr;
+    size_t size = 0;
+    detail::Host()->ContextInput(ctx, &data, &size);
+    return MapView(data, size);
+  }
+
+  UMI_Context* ctx_;
+  MapView input_;
+  Output output_;
+  UMI_Grant grant_{};
+};
+
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+  virtual void Process(TaskContext& task) = 0;
+};
+
+namespace detail {
+
+inline UMI_Error* ToError(const std::exception_ptr& failure) {
+  try {
+    std::rethrow_exception(failure);
+  } catch (const Error& e) {
+    return Host()->ErrorNew(e.code().c_str(), e.what());
+  } catch (const std::exception& e) {
+    return Host()->ErrorNew("plugin_error", e.what());
+  } catch (...) {
+    return Host()->ErrorNew("plugin_error", "unknown exception");
+  }
+}
+
+template <typename P>
+struct Registration {
+  static std::unique_ptr<P>& Instance() {
+    static std::unique_ptr<P> instance;
+    return instance;
+  }
+
+  static const UMI_PluginDescriptor* Describe() {
+    static const PluginInfo info = P::Info();
+    static const UMI_PluginDescriptor descriptor = {
+        sizeof(UMI_PluginDescriptor),
+        info.name.c_str(),
+        info.version.c_str(),
+        info.description.c_str(),
+        info.license.c_str(),
+        static_cast<UMI_PluginKind>(info.kind),
+        {info.requirement.cpu_cores, info.requirement.cpu_threads, info.requirement.gpu_count,
+         info.requirement.memory_mb, info.requirement.exclusive_gpu ? 1 : 0},
+        info.task_group.c_str(),
+        info.allow_concurrent ? 1 : 0,
+    };
+    return &descriptor;
+  }
+
+  static UMI_Error* Initialize(const UMI_HostApi* host, const uint8_t* settings, size_t size) {
+    Host() = host;
+    try {
+      if constexpr (std::is_constructible_v<P, const Settings&>) {
+        Instance() = std::make_unique<P>(Settings(settings, size));
+      } else {
+        Instance() = std::make_unique<P>();
+      }
+      return nullptr;
+    } catch (...) {
+      return ToError(std::current_exception());
+    }
+  }
+
+  static UMI_Error* Execute(UMI_Context* ctx) {
+    try {
+      TaskContext task(ctx);
+      Instance()->Process(task);
+      const std::string packed = task.output().Pack();
+      Host()->ContextSetOutput(ctx, reinterpret_cast<const uint8_t*>(packed.data()),
+                               packed.size());
+      return nullptr;
+    } catch (...) {
+      return ToError(std::current_exception());
+    }
+  }
+
+  static void Finalize() { Instance().reset(); }
+};
+
+}  // namespace detail
+}  // namespace umi
+
+// Defines the plugin's C entry points for the class `PluginClass`, which
+// derives from umi::Plugin and has `static umi::PluginInfo Info()`.
+#define UMI_DECLARE_PLUGIN(PluginClass)                                                     \
+  extern "C" UMI_EXPORT void UMI_PluginApiVersion(uint32_t* major, uint32_t* minor) {       \
+    *major = UMI_API_VERSION_MAJOR;                                                         \
+    *minor = UMI_API_VERSION_MINOR;                                                         \
+  }                                                                                         \
+  extern "C" UMI_EXPORT const UMI_PluginDescriptor* UMI_PluginDescribe(void) {              \
+    return ::umi::detail::Registration<PluginClass>::Describe();                            \
+  }                                                                                         \
+  extern "C" UMI_EXPORT UMI_Error* UMI_PluginInitialize(const UMI_HostApi* host,            \
+                                                        const uint8_t* settings,            \
+                                                        size_t settings_size) {             \
+    return ::umi::detail::Registration<PluginClass>::Initialize(host, settings,             \
+                                                                settings_size);             \
+  }                                                                                         \
+  extern "C" UMI_EXPORT UMI_Error* UMI_PluginExecute(UMI_Context* ctx) {                    \
+    return ::umi::detail::Registration<PluginClass>::Execute(ctx);                          \
+  }                                                                                         \
+  extern "C" UMI_EXPORT void UMI_PluginFinalize(void) {                                     \
+    ::umi::detail::Registration<PluginClass>::Finalize();                                   \
+  }

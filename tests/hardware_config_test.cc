@@ -1,0 +1,116 @@
+#include "hardware_config.h"
+
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <msgpack.hpp>
+
+namespace umi {
+namespace {
+
+StatusOr<HardwareConfig> Parse(const std::string& yaml) { return ParseHardwareConfig(yaml, "t.yaml"); }
+
+constexpr const char* kMinimal = "hardware:\n  cpu: {cores: 4}\n  memory: {total_gb: 2}\n";
+
+TEST(HardwareConfig, TheShippedDefaultLoads) {
+  const auto config = LoadHardwareConfig(UMI_SOURCE_DIR "/config/hardware/default.yaml");
+  ASSERT_TRUE(config.ok()) << config.error();
+  EXPECT_EQ(config->cpu_cores, 24);
+  EXPECT_EQ(config->cpu_threads, 48);
+  EXPECT_EQ(config->max_concurrent_tasks, 8);
+  ASSERT_EQ(config->gpus.size(), 1u);
+  EXPECT_EQ(config->gpus[0].model, "NVIDIA GeForce RTX 4090");
+  EXPECT_EQ(config->memory_capacity_mb(), static_cast<int64_t>(125.26 * 1024));
+  const TaskGroupConfig& cpu_task = config->task_groups.at("cpu_task");
+  EXPECT_EQ(cpu_task.resources.cpu_threads, 4);
+  EXPECT_EQ(cpu_task.resources.memory_mb, 4096);
+  EXPECT_EQ(cpu_task.max_instances, 8);
+  EXPECT_EQ(cpu_task.resources.cpu_cores, 2.0);
+  EXPECT_EQ(config->plugins.at("sleep").task_group, "cpu_task");
+}
+
+TEST(HardwareConfig, DefaultsFillWhatIsOptional) {
+  const auto config = Parse(kMinimal);
+  ASSERT_TRUE(config.ok()) << config.error();
+  EXPECT_EQ(config->cpu_threads, 4);
+  EXPECT_EQ(config->max_concurrent_tasks, 4);
+  EXPECT_TRUE(config->gpus.empty());
+  EXPECT_EQ(config->memory_overcommit_ratio, 1.0);
+  EXPECT_FALSE(config->allow_task_overrides);
+}
+
+TEST(HardwareConfig, OvercommitScalesMemoryCapacity) {
+  const auto config = Parse("hardware:\n  cpu: {cores: 4}\n  memory: {total_gb: 2, overcommit_ratio: 1.5}\n");
+  ASSERT_TRUE(config.ok()) << config.error();
+  EXPECT_EQ(config->memory_capacity_mb(), 3072);
+}
+
+TEST(HardwareConfig, UnknownKeyIsNamedWithItsLine) {
+  const auto config = Parse("hardware:\n  cpu: {cores: 4}\n  memory: {total_gb: 2}\n  disk: {}\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.error().find("t.yaml: hardware.disk: unknown key"), std::string::npos) << config.error();
+  EXPECT_NE(config.error().find("line 4"), std::string::npos) << config.error();
+}
+
+TEST(HardwareConfig, WrongTypeIsNamed) {
+  const auto config = Parse("hardware:\n  cpu: {cores: many}\n  memory: {total_gb: 2}\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.error().find("hardware.cpu.cores: expected a number, got 'many'"), std::string::npos)
+      << config.error();
+}
+
+TEST(HardwareConfig, MissingSectionsAreNamed) {
+  EXPECT_NE(Parse("hardware:\n  memory: {total_gb: 2}\n").error().find("hardware.cpu: missing"),
+            std::string::npos);
+  EXPECT_NE(Parse("task_groups: {}\n").error().find("hardware: missing"), std::string::npos);
+  EXPECT_NE(Parse("- a list\n").error().find("top level must be a map"), std::string::npos);
+  EXPECT_NE(Parse("hardware: {cpu: [\n").error().find("invalid YAML"), std::string::npos);
+}
+
+TEST(HardwareConfig, UnknownTaskGroupReferenceIsRefused) {
+  const auto config = Parse(std::string(kMinimal) + "plugins:\n  sleep: {task_group: nope}\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.error().find("plugins.sleep.task_group: no task group named 'nope'"), std::string::npos)
+      << config.error();
+}
+
+TEST(HardwareConfig, TaskGroupLargerThanThePoolIsRefused) {
+  const auto config = Parse(std::string(kMinimal) + "task_groups:\n  huge: {threads: 64}\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.error().find("task_groups.huge.threads: needs 64 but the pool has 4"), std::string::npos)
+      << config.error();
+}
+
+TEST(HardwareConfig, FractionalGpuAboveOneIsRefused) {
+  const auto config = Parse(std::string(kMinimal) + "task_groups:\n  g: {gpu_count: 1.5}\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.error().find("whole number"), std::string::npos) << config.error();
+}
+
+TEST(HardwareConfig, PluginSettingsBecomeAMsgpackMap) {
+  const auto config = Parse(std::string(kMinimal) + "plugins:\n  p: {settings: {quality: 90, name: x}}\n");
+  ASSERT_TRUE(config.ok()) << config.error();
+  const std::string& packed = config->plugins.at("p").settings_msgpack;
+  const auto handle = msgpack::unpack(packed.data(), packed.size());
+  const auto settings = handle.get().as<std::map<std::string, msgpack::object>>();
+  EXPECT_EQ(settings.at("quality").as<int>(), 90);
+  EXPECT_EQ(settings.at("name").as<std::string>(), "x");
+}
+
+TEST(HardwareConfig, ResolvePathFollowsTheSeedsRule) {
+  const auto dir = std::filesystem::temp_directory_path() / "umi-config-resolve";
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "default.yaml") << kMinimal;
+  std::ofstream(dir / "big.yaml") << kMinimal;
+  EXPECT_EQ(ResolveConfigPath(std::nullopt, nullptr, {dir}).value(), dir / "default.yaml");
+  EXPECT_EQ(ResolveConfigPath(std::nullopt, "big", {dir}).value(), dir / "big.yaml");
+  EXPECT_EQ(ResolveConfigPath(std::filesystem::path("/x.yaml"), "big", {dir}).value(), "/x.yaml");
+  const auto missing = ResolveConfigPath(std::nullopt, "nope", {dir});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().find("nope.yaml"), std::string::npos);
+  EXPECT_FALSE(ResolveConfigPath(std::nullopt, "../etc/passwd", {dir}).ok());
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace umi

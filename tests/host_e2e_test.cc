@@ -1,0 +1,258 @@
+// End to end: the real umi-host binary, real sockets, real plugin .so files.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <map>
+
+#include "support/host_process.h"
+#include "support/wire.h"
+
+namespace umi::testing {
+namespace {
+
+std::map<std::string, Result> ById(const std::vector<Result>& results) {
+  std::map<std::string, Result> by_id;
+  for (const Result& r : results) {
+    EXPECT_TRUE(r.id.has_value());
+    by_id[r.id.value_or("")] = r;
+  }
+  return by_id;
+}
+
+TEST(HostE2E, NoopSucceedsWithAFullResult) {
+  HostProcess host;
+  host.Send(PackTask({.id = "n1", .plugin = "noop"}));
+  const Result r = host.NextResult();
+  EXPECT_EQ(r.id, "n1");
+  EXPECT_EQ(r.plugin, "noop");
+  EXPECT_EQ(r.status, "ok");
+  EXPECT_EQ(r.host, "test-host");
+  ASSERT_NE(r.output, nullptr);
+  EXPECT_EQ(r.output->type, msgpack::type::MAP);
+  EXPECT_GE(r.queued_ms, 0);
+  EXPECT_GE(r.run_ms, 0);
+  ASSERT_TRUE(r.started_at && r.finished_at);
+  EXPECT_LE(*r.started_at, *r.finished_at);
+  ASSERT_TRUE(r.has_allocation);
+  EXPECT_EQ(r.cpu_threads, 1);
+  EXPECT_EQ(host.Stop(), 0);
+}
+
+TEST(HostE2E, UnknownPluginIsRejected) {
+  HostProcess host;
+  host.Send(PackTask({.id = "u1", .plugin = "no_such_plugin"}));
+  const Result r = host.NextResult();
+  EXPECT_EQ(r.id, "u1");
+  EXPECT_EQ(r.status, "rejected");
+  EXPECT_EQ(r.error_code, "unknown_plugin");
+  EXPECT_NE(r.error_message.find("no_such_plugin"), std::string::npos);
+  EXPECT_FALSE(r.started_at.has_value());
+}
+
+TEST(HostE2E, MalformedMessagesAreAnsweredAndTheHostKeepsServing) {
+  HostProcess host;
+  host.Send(std::string("\xc1\xff garbage \x00\x01", 13));  // not msgpack
+  msgpack::sbuffer array;
+  msgpack::pack(array, std::vector<int>{1, 2, 3});
+  host.Send(std::string(array.data(), array.size()));  // msgpack, not a map
+  msgpack::sbuffer no_id;
+  msgpack::pack(no_id, std::map<std::string, std::string>{{"plugin", "noop"}});
+  host.Send(std::string(no_id.data(), no_id.size()));  // a map without id
+  host.Send(PackTask({.id = "after", .plugin = "noop"}));
+
+  const auto results = host.Results(4);
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(results[i].status, "rejected") << i;
+    EXPECT_EQ(results[i].error_code, "bad_request") << i;
+    EXPECT_FALSE(results[i].id.has_value()) << i;
+    EXPECT_FALSE(results[i].error_message.empty()) << i;
+  }
+  EXPECT_NE(results[1].error_message.find("map"), std::string::npos);
+  EXPECT_NE(results[2].error_message.find("id"), std::string::npos);
+  EXPECT_EQ(results[3].id, "after");
+  EXPECT_EQ(results[3].status, "ok");
+  EXPECT_EQ(host.Stop(), 0);
+}
+
+TEST(HostE2E, SevenSleepTasksRunConcurrently) {
+  HostProcess host;
+  for (int i = 0; i < 7; ++i) {
+    host.Send(PackTask({.id = "s" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 1000}}}));
+  }
+  const auto results = host.Results(7);
+  double latest_start = 0, earliest_finish = 1e300;
+  for (const Result& r : results) {
+    ASSERT_EQ(r.status, "ok") << r.error_message;
+    EXPECT_EQ(r.cpu_threads, 4);  // cpu_task group
+    latest_start = std::max(latest_start, *r.started_at);
+    earliest_finish = std::min(earliest_finish, *r.finished_at);
+  }
+  // All seven were running at one instant.
+  EXPECT_LT(latest_start, earliest_finish);
+}
+
+TEST(HostE2E, GpuTasksTakeTurnsWhileCpuTasksRunBesideThem) {
+  HostProcess host;
+  for (int i = 0; i < 3; ++i) {
+    host.Send(PackTask({.id = "g" + std::to_string(i), .plugin = "gpu_sleep", .input = {{"ms", 400}}}));
+  }
+  for (int i = 0; i < 3; ++i) {
+    host.Send(PackTask({.id = "c" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 1500}}}));
+  }
+  auto by_id = ById(host.Results(6));
+  for (const auto& [id, r] : by_id) ASSERT_EQ(r.status, "ok") << id << ": " << r.error_message;
+  for (int a = 0; a < 3; ++a) {
+    EXPECT_EQ(by_id["g" + std::to_string(a)].gpu_ids, std::vector<int>{0});
+    for (int b = a + 1; b < 3; ++b) {
+      EXPECT_FALSE(Overlap(by_id["g" + std::to_string(a)], by_id["g" + std::to_string(b)]))
+          << "gpu tasks " << a << " and " << b << " overlapped";
+    }
+  }
+  // The CPU tasks did not wait for the GPU: each overlaps the first GPU task
+  // to run, and they overlap one another.
+  const Result* first_gpu = &by_id["g0"];
+  for (int i = 1; i < 3; ++i) {
+    const Result& g = by_id["g" + std::to_string(i)];
+    if (*g.started_at < *first_gpu->started_at) first_gpu = &g;
+  }
+  for (int i = 0; i < 3; ++i) {
+    const Result& c = by_id["c" + std::to_string(i)];
+    EXPECT_TRUE(Overlap(c, *first_gpu)) << "cpu task " << i;
+    EXPECT_TRUE(c.gpu_ids.empty());
+  }
+  EXPECT_TRUE(Overlap(by_id["c0"], by_id["c1"]));
+  EXPECT_TRUE(Overlap(by_id["c1"], by_id["c2"]));
+}
+
+TEST(HostE2E, InfeasibleRequirementIsRejectedAtOnceWithTheNumbers) {
+  HostProcess host({.config_yaml = TestConfigYaml("allow_task_overrides: true\n")});
+  host.Send(PackTask({.id = "big", .plugin = "noop", .resources = {{"cpu_threads", 1000}}}));
+  const Result r = host.NextResult();
+  EXPECT_EQ(r.status, "rejected");
+  EXPECT_EQ(r.error_code, "infeasible");
+  EXPECT_NE(r.error_message.find("cpu_threads: needs 1000, pool has 48"), std::string::npos)
+      << r.error_message;
+}
+
+TEST(HostE2E, TaskResourcesAreRefusedUnlessTheConfigAllowsThem) {
+  HostProcess host;
+  host.Send(PackTask({.id = "r", .plugin = "noop", .resources = {{"cpu_threads", 2}}}));
+  const Result r = host.NextResult();
+  EXPECT_EQ(r.status, "rejected");
+  EXPECT_EQ(r.error_code, "bad_request");
+  EXPECT_NE(r.error_message.find("allow_task_overrides"), std::string::npos);
+}
+
+TEST(HostE2E, TaskResourcesOverrideWhenAllowed) {
+  HostProcess host({.config_yaml = TestConfigYaml("allow_task_overrides: true\n")});
+  host.Send(PackTask({.id = "r", .plugin = "spin", .input = {{"ms", 1}}, .resources = {{"cpu_threads", 3}}}));
+  const Result r = host.NextResult();
+  ASSERT_EQ(r.status, "ok") << r.error_message;
+  EXPECT_EQ(r.cpu_threads, 3);
+  ASSERT_NE(r.Output("threads"), nullptr);
+  EXPECT_EQ(r.Output("threads")->as<int>(), 3);  // spin used every granted thread
+}
+
+TEST(HostE2E, PluginFailuresBecomeErrorResults) {
+  HostProcess host;
+  host.Send(PackTask({.id = "missing", .plugin = "sleep"}));                       // no "ms"
+  host.Send(PackTask({.id = "negative", .plugin = "sleep", .input = {{"ms", -5}}}));  // throws
+  auto by_id = ById(host.Results(2));
+  EXPECT_EQ(by_id["missing"].status, "error");
+  EXPECT_EQ(by_id["missing"].error_code, "bad_input");
+  EXPECT_NE(by_id["missing"].error_message.find("ms"), std::string::npos);
+  EXPECT_EQ(by_id["negative"].status, "error");
+  EXPECT_EQ(by_id["negative"].error_code, "bad_input");
+  host.Send(PackTask({.id = "fine", .plugin = "noop"}));
+  EXPECT_EQ(host.NextResult().status, "ok");
+}
+
+TEST(HostE2E, TimeoutEndsATaskWithStatusTimeout) {
+  HostProcess host;
+  host.Send(PackTask({.id = "slow", .plugin = "sleep", .input = {{"ms", 600000}}, .timeout_ms = 50}));
+  const Result r = host.NextResult();
+  EXPECT_EQ(r.status, "timeout");
+  EXPECT_EQ(r.error_code, "timeout");
+  EXPECT_NE(r.error_message.find("timeout_ms=50"), std::string::npos) << r.error_message;
+  EXPECT_EQ(r.output, nullptr);
+}
+
+TEST(HostE2E, DuplicateIdOfARunningTaskIsRejected) {
+  HostProcess host;
+  host.Send(PackTask({.id = "same", .plugin = "sleep", .input = {{"ms", 600000}}, .timeout_ms = 2000}));
+  host.Send(PackTask({.id = "same", .plugin = "noop"}));
+  const Result first = host.NextResult();
+  EXPECT_EQ(first.id, "same");
+  EXPECT_EQ(first.status, "rejected");
+  EXPECT_EQ(first.error_code, "duplicate_id");
+  EXPECT_EQ(host.NextResult().status, "timeout");
+}
+
+TEST(HostE2E, SigtermFinishesRunningTasksAndAnswersQueuedOnes) {
+  // One CPU task at a time, so the rest queue behind the first.
+  HostProcess host({.config_yaml = R"(hardware:
+  cpu: {cores: 4, threads: 4, max_concurrent_tasks: 1}
+  memory: {total_gb: 8}
+)"});
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackTask({.id = "running", .plugin = "sleep", .input = {{"ms", 3000}}}));
+  for (int i = 0; i < 5; ++i) {
+    rpc.Send(PackTask({.id = "queued" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 300}}}));
+  }
+  // One DEALER connection is ordered: the health reply means all six were taken.
+  rpc.Send(PackControl("health"));
+  std::vector<Result> results;
+  bool healthy = false;
+  while (!healthy) {
+    const std::string reply = rpc.Receive();
+    const Result parsed = ParseResult(reply);
+    if (!parsed.id) {  // the health reply; every task result here has an id
+      healthy = true;
+    } else {
+      results.push_back(parsed);
+    }
+  }
+  EXPECT_EQ(kill(host.pid(), SIGTERM), 0);
+  while (results.size() < 6) results.push_back(ParseResult(rpc.Receive()));
+  auto by_id = ById(results);
+  EXPECT_EQ(by_id["running"].status, "ok");
+  for (int i = 0; i < 5; ++i) {
+    const Result& r = by_id["queued" + std::to_string(i)];
+    EXPECT_EQ(r.status, "rejected");
+    EXPECT_EQ(r.error_code, "shutting_down");
+  }
+  EXPECT_EQ(host.Stop(), 0);
+}
+
+TEST(HostE2E, BadLibrariesAreRefusedAndTheRestServe) {
+  HostProcess host({.plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_BAD_PLUGIN_DIR}});
+  host.Send(PackTask({.id = "ok", .plugin = "noop"}));
+  EXPECT_EQ(host.NextResult().status, "ok");
+  host.Send(PackTask({.id = "bad", .plugin = "wrong_major"}));
+  EXPECT_EQ(host.NextResult().error_code, "unknown_plugin");
+}
+
+TEST(HostE2E, HealthAndStatsAnswerOnRpc) {
+  HostProcess host;
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackTask({.id = "x", .plugin = "noop"}));
+  EXPECT_EQ(ParseResult(rpc.Receive()).status, "ok");
+  rpc.Send(PackControl("stats"));
+  const std::string reply = rpc.Receive();
+  const msgpack::object_handle handle = msgpack::unpack(reply.data(), reply.size());
+  const auto stats = handle.get().as<std::map<std::string, msgpack::object>>();
+  EXPECT_TRUE(stats.at("ok").as<bool>());
+  EXPECT_EQ((stats.at("done").as<std::map<std::string, int>>().at("ok")), 1);
+  EXPECT_EQ(stats.at("queued").as<int>(), 0);
+  rpc.Send(PackControl("bogus"));
+  const std::string unknown = rpc.Receive();
+  EXPECT_NE(unknown.find("unknown_op"), std::string::npos);
+}
+
+TEST(HostE2E, InvalidConfigStopsTheHostBeforeItServes) {
+  EXPECT_THROW(HostProcess({.config_yaml = "hardware:\n  cpu: {cores: 4, coers: 8}\n  memory: {total_gb: 1}\n"}),
+               std::runtime_error);
+}
+
+}  // namespace
+}  // namespace umi::testing

@@ -1,0 +1,166 @@
+#include "protocol.h"
+
+#include <gtest/gtest.h>
+#include <msgpack.hpp>
+
+namespace umi {
+namespace {
+
+template <typename T>
+std::string Pack(const T& value) {
+  msgpack::sbuffer buffer;
+  msgpack::pack(buffer, value);
+  return std::string(buffer.data(), buffer.size());
+}
+
+std::string PackMap(const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& fill, uint32_t size) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_map(size);
+  fill(packer);
+  return std::string(buffer.data(), buffer.size());
+}
+
+TEST(Protocol, DecodesAFullTask) {
+  const std::string bytes = PackMap(
+      [](auto& p) {
+        p.pack("v").pack(1);
+        p.pack("id").pack("t1");
+        p.pack("plugin").pack("sleep");
+        p.pack("input").pack(std::map<std::string, int>{{"ms", 5}});
+        p.pack("priority").pack(-3);
+        p.pack("timeout_ms").pack(100);
+        p.pack("resources").pack_map(2);
+        p.pack("cpu_threads").pack(4);
+        p.pack("gpu_count").pack(0.5);
+        p.pack("unknown_key").pack("ignored");
+      },
+      8);
+  const Message message = DecodeMessage(bytes);
+  ASSERT_TRUE(std::holds_alternative<TaskMessage>(message));
+  const TaskMessage& task = std::get<TaskMessage>(message);
+  EXPECT_EQ(task.id, "t1");
+  EXPECT_EQ(task.plugin, "sleep");
+  EXPECT_EQ(task.priority, -3);
+  EXPECT_EQ(task.timeout_ms, 100);
+  ASSERT_TRUE(task.resources);
+  EXPECT_EQ(task.resources->cpu_threads, 4);
+  EXPECT_EQ(task.resources->gpu_count, 0.5);
+  const auto input = msgpack::unpack(task.input_msgpack.data(), task.input_msgpack.size());
+  EXPECT_EQ((input.get().as<std::map<std::string, int>>().at("ms")), 5);
+}
+
+TEST(Protocol, AbsentInputIsAnEmptyMap) {
+  const auto message = DecodeMessage(Pack(std::map<std::string, std::string>{{"id", "a"}, {"plugin", "noop"}}));
+  ASSERT_TRUE(std::holds_alternative<TaskMessage>(message));
+  EXPECT_EQ(std::get<TaskMessage>(message).input_msgpack, std::string("\x80", 1));
+}
+
+BadMessage Bad(const std::string& bytes) {
+  const Message message = DecodeMessage(bytes);
+  EXPECT_TRUE(std::holds_alternative<BadMessage>(message));
+  return std::holds_alternative<BadMessage>(message) ? std::get<BadMessage>(message) : BadMessage{};
+}
+
+TEST(Protocol, MalformedInputIsDescribed) {
+  EXPECT_EQ(Bad("").message, "truncated msgpack");
+  EXPECT_EQ(Bad("\x82\xa2id").message, "truncated msgpack");
+  EXPECT_NE(Bad("\xc1").message.find("not msgpack"), std::string::npos);
+  EXPECT_EQ(Bad(Pack(42)).message, "a message must be a msgpack map");
+  EXPECT_NE(Bad(Pack(std::map<std::string, int>{{"id", 1}})).message.find("'id' must be a string"),
+            std::string::npos);
+  EXPECT_NE(Bad(Pack(std::map<std::string, std::string>{{"id", ""}, {"plugin", "p"}})).message.find("1..256"),
+            std::string::npos);
+  EXPECT_NE(Bad(Pack(std::map<std::string, std::string>{{"id", std::string(257, 'x')}, {"plugin", "p"}}))
+                .message.find("got 257"),
+            std::string::npos);
+  EXPECT_NE(Bad(Pack(std::map<std::string, int>{{"x", 1}}) + "z").message.find("trailing"), std::string::npos);
+}
+
+TEST(Protocol, BadFieldsKeepTheIdSoTheHostCanAnswer) {
+  const BadMessage bad = Bad(PackMap(
+      [](auto& p) {
+        p.pack("id").pack("t9");
+        p.pack("plugin").pack("sleep");
+        p.pack("timeout_ms").pack(-1);
+      },
+      3));
+  EXPECT_EQ(bad.id, "t9");
+  EXPECT_EQ(bad.plugin, "sleep");
+  EXPECT_EQ(bad.code, "bad_request");
+  EXPECT_NE(bad.message.find("'timeout_ms' must be >= 0"), std::string::npos);
+
+  const BadMessage no_plugin = Bad(Pack(std::map<std::string, std::string>{{"id", "t"}}));
+  EXPECT_EQ(no_plugin.message, "missing 'plugin'");
+  const BadMessage input = Bad(Pack(std::map<std::string, std::string>{{"id", "t"}, {"plugin", "p"}, {"input", "x"}}));
+  EXPECT_EQ(input.message, "'input' must be a map");
+}
+
+TEST(Protocol, UnknownVersionIsRefused) {
+  const BadMessage bad = Bad(PackMap(
+      [](auto& p) {
+        p.pack("v").pack(2);
+        p.pack("id").pack("t");
+        p.pack("plugin").pack("noop");
+      },
+      3));
+  EXPECT_EQ(bad.code, "unsupported_version");
+  EXPECT_EQ(bad.id, "t");
+}
+
+TEST(Protocol, DeepNestingIsRefusedNotFollowed) {
+  std::string deep(1000, '\x91');  // 1000 nested one-element arrays
+  deep += '\x00';
+  EXPECT_EQ(Bad(deep).code, "bad_request");
+}
+
+TEST(Protocol, ControlRequestsDecode) {
+  const Message message = DecodeMessage(Pack(std::map<std::string, std::string>{{"op", "cancel"}, {"id", "t"}}));
+  ASSERT_TRUE(std::holds_alternative<ControlRequest>(message));
+  EXPECT_EQ(std::get<ControlRequest>(message).op, "cancel");
+  EXPECT_EQ(std::get<ControlRequest>(message).id, "t");
+}
+
+TEST(Protocol, ResultsEncodeEveryField) {
+  TaskResult result;
+  result.id = "t";
+  result.plugin = "p";
+  result.output_msgpack = Pack(std::map<std::string, int>{{"n", 7}});
+  result.queued_ms = 1.5;
+  result.run_ms = 2.5;
+  result.started_at = 100.25;
+  result.finished_at = 100.5;
+  Allocation allocation;
+  allocation.cpu_cores = Quantity::FromDouble(0.5);
+  allocation.cpu_threads = 2;
+  allocation.memory_mb = 64;
+  allocation.gpu_ids = {1};
+  result.allocation = allocation;
+  const std::string bytes = EncodeResult(result, "h");
+  const auto handle = msgpack::unpack(bytes.data(), bytes.size());
+  const auto map = handle.get().as<std::map<std::string, msgpack::object>>();
+  EXPECT_EQ(map.at("v").as<int>(), 1);
+  EXPECT_EQ(map.at("status").as<std::string>(), "ok");
+  EXPECT_EQ(map.at("host").as<std::string>(), "h");
+  EXPECT_EQ((map.at("output").as<std::map<std::string, int>>().at("n")), 7);
+  EXPECT_EQ(map.at("started_at").as<double>(), 100.25);
+  const auto a = map.at("allocation").as<std::map<std::string, msgpack::object>>();
+  EXPECT_EQ(a.at("cpu_cores").as<double>(), 0.5);
+  EXPECT_EQ(a.at("gpu_ids").as<std::vector<int>>(), std::vector<int>{1});
+  EXPECT_EQ(map.count("error"), 0u);
+}
+
+TEST(Protocol, RejectionsCarryCodeAndNoTimes) {
+  const std::string bytes = EncodeResult(TaskResult::Rejected(std::nullopt, "", "bad_request", "why"), "h");
+  const auto handle = msgpack::unpack(bytes.data(), bytes.size());
+  const auto map = handle.get().as<std::map<std::string, msgpack::object>>();
+  EXPECT_EQ(map.count("id"), 0u);
+  EXPECT_EQ(map.count("started_at"), 0u);
+  EXPECT_EQ(map.at("status").as<std::string>(), "rejected");
+  const auto error = map.at("error").as<std::map<std::string, std::string>>();
+  EXPECT_EQ(error.at("code"), "bad_request");
+  EXPECT_EQ(error.at("message"), "why");
+}
+
+}  // namespace
+}  // namespace umi

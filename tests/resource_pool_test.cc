@@ -1,0 +1,161 @@
+#include "resource_pool.h"
+
+#include <gtest/gtest.h>
+
+namespace umi {
+namespace {
+
+PoolCapacity Capacity(int gpus = 2) {
+  PoolCapacity c;
+  c.cpu_cores = Quantity::Whole(8);
+  c.cpu_threads = 16;
+  c.memory_mb = 16384;
+  c.max_concurrent_tasks = 4;
+  for (int id = 0; id < gpus; ++id) c.gpus.push_back({id, "test", 24});
+  return c;
+}
+
+Demand Cpu(double cores, int threads, int64_t memory_mb = 100) {
+  Demand d;
+  d.plugin = "p";
+  d.requirement.cpu_cores = Quantity::FromDouble(cores);
+  d.requirement.cpu_threads = threads;
+  d.requirement.memory_mb = memory_mb;
+  return d;
+}
+
+Demand Gpu(double count, bool exclusive) {
+  Demand d = Cpu(1, 1);
+  d.requirement.gpu_count = Quantity::FromDouble(count);
+  d.requirement.exclusive_gpu = exclusive;
+  return d;
+}
+
+TEST(ResourcePool, CoresThreadsAndMemoryAreSeparateBudgets) {
+  ResourcePool pool(Capacity());
+  // Threads run out first: 4 threads each, 16 in all.
+  ASSERT_TRUE(pool.TryAllocate(1, Cpu(0.5, 8)));
+  ASSERT_TRUE(pool.TryAllocate(2, Cpu(0.5, 8)));
+  EXPECT_FALSE(pool.CanAllocate(Cpu(0.5, 1)));
+  EXPECT_TRUE(pool.Release(1));
+  // Cores: 8 in all.
+  EXPECT_FALSE(pool.CanAllocate(Cpu(8, 1)));
+  EXPECT_TRUE(pool.CanAllocate(Cpu(7.5, 1)));
+  // Memory.
+  EXPECT_FALSE(pool.CanAllocate(Cpu(1, 1, 16384)));
+  EXPECT_TRUE(pool.CanAllocate(Cpu(1, 1, 16384 - 100)));
+}
+
+TEST(ResourcePool, AllocationIsAllOrNothing) {
+  ResourcePool pool(Capacity());
+  ASSERT_TRUE(pool.TryAllocate(1, Cpu(7, 2)));
+  EXPECT_FALSE(pool.TryAllocate(2, Cpu(2, 1)));  // threads fit, cores do not
+  const PoolUsage usage = pool.Usage();
+  EXPECT_EQ(usage.cpu_threads_used, 2);
+  EXPECT_EQ(usage.cpu_cores_used, Quantity::Whole(7));
+  EXPECT_EQ(usage.memory_mb_used, 100);
+}
+
+TEST(ResourcePool, ReleaseReturnsEverythingAndOnlyOnce) {
+  ResourcePool pool(Capacity());
+  ASSERT_TRUE(pool.TryAllocate(1, Cpu(2.5, 3)));
+  ASSERT_TRUE(pool.TryAllocate(2, Gpu(0.5, false)));
+  EXPECT_TRUE(pool.Release(1));
+  EXPECT_FALSE(pool.Release(1));
+  EXPECT_TRUE(pool.Release(2));
+  EXPECT_FALSE(pool.Release(99));
+  const PoolUsage usage = pool.Usage();
+  EXPECT_EQ(usage.cpu_cores_used, Quantity());
+  EXPECT_EQ(usage.cpu_threads_used, 0);
+  EXPECT_EQ(usage.memory_mb_used, 0);
+  EXPECT_EQ(usage.gpu_used[0], Quantity());
+}
+
+TEST(ResourcePool, SameKeyCannotHoldTwoAllocations) {
+  ResourcePool pool(Capacity());
+  ASSERT_TRUE(pool.TryAllocate(1, Cpu(1, 1)));
+  EXPECT_FALSE(pool.TryAllocate(1, Cpu(1, 1)));
+}
+
+TEST(ResourcePool, MaxConcurrentTasksCapsCpuTasksOnly) {
+  ResourcePool pool(Capacity());
+  for (uint64_t key = 1; key <= 4; ++key) ASSERT_TRUE(pool.TryAllocate(key, Cpu(0.1, 1)));
+  EXPECT_FALSE(pool.CanAllocate(Cpu(0.1, 1)));
+  // A GPU task still starts: the CPU-task cap does not block it.
+  EXPECT_TRUE(pool.TryAllocate(5, Gpu(1, true)));
+}
+
+TEST(ResourcePool, ExclusiveGpuBlocksOnlyOtherGpuTasks) {
+  ResourcePool pool(Capacity(1));
+  const auto gpu = pool.TryAllocate(1, Gpu(1, true));
+  ASSERT_TRUE(gpu);
+  EXPECT_EQ(gpu->gpu_ids, std::vector<int>{0});
+  EXPECT_FALSE(pool.CanAllocate(Gpu(1, true)));
+  EXPECT_FALSE(pool.CanAllocate(Gpu(0.25, false)));
+  EXPECT_TRUE(pool.CanAllocate(Cpu(1, 1)));
+  pool.Release(1);
+  EXPECT_TRUE(pool.CanAllocate(Gpu(1, true)));
+}
+
+TEST(ResourcePool, FractionalGpusShareOneDeviceBestFit) {
+  ResourcePool pool(Capacity(2));
+  const auto a = pool.TryAllocate(1, Gpu(0.5, false));
+  const auto b = pool.TryAllocate(2, Gpu(0.25, false));
+  const auto c = pool.TryAllocate(3, Gpu(0.25, false));
+  ASSERT_TRUE(a && b && c);
+  // All three pack onto device 0, leaving device 1 whole.
+  EXPECT_EQ(a->gpu_ids, std::vector<int>{0});
+  EXPECT_EQ(b->gpu_ids, std::vector<int>{0});
+  EXPECT_EQ(c->gpu_ids, std::vector<int>{0});
+  const auto whole = pool.TryAllocate(4, Gpu(1, true));
+  ASSERT_TRUE(whole);
+  EXPECT_EQ(whole->gpu_ids, std::vector<int>{1});
+  EXPECT_FALSE(pool.CanAllocate(Gpu(0.0001, false)));
+}
+
+TEST(ResourcePool, ExclusiveFractionTakesAWholeDevice) {
+  ResourcePool pool(Capacity(1));
+  ASSERT_TRUE(pool.TryAllocate(1, Gpu(0.5, true)));
+  EXPECT_FALSE(pool.CanAllocate(Gpu(0.5, false)));
+}
+
+TEST(ResourcePool, MultiGpuTakesWholeFreeDevices) {
+  ResourcePool pool(Capacity(3));
+  ASSERT_TRUE(pool.TryAllocate(1, Gpu(0.5, false)));
+  const auto two = pool.TryAllocate(2, Gpu(2, false));
+  ASSERT_TRUE(two);
+  EXPECT_EQ(two->gpu_ids, (std::vector<int>{1, 2}));
+}
+
+TEST(ResourcePool, InfeasibleNamesEveryDimensionThatCannotFit) {
+  ResourcePool pool(Capacity(1));
+  Demand d = Cpu(9, 64, 20000);
+  d.requirement.gpu_count = Quantity::Whole(2);
+  const std::string why = pool.WhyInfeasible(d);
+  EXPECT_NE(why.find("cpu_cores: needs 9, pool has 8"), std::string::npos) << why;
+  EXPECT_NE(why.find("cpu_threads: needs 64, pool has 16"), std::string::npos) << why;
+  EXPECT_NE(why.find("memory_mb: needs 20000, pool has 16384"), std::string::npos) << why;
+  EXPECT_NE(why.find("gpu_count: needs 2, pool has 1"), std::string::npos) << why;
+  EXPECT_EQ(pool.WhyInfeasible(Cpu(8, 16, 16384)), "");
+}
+
+TEST(ResourcePool, GroupAndPluginCapsLimitInstances) {
+  PoolCapacity capacity = Capacity();
+  capacity.group_caps["g"] = 2;
+  capacity.plugin_caps["solo"] = 1;
+  ResourcePool pool(capacity);
+  Demand grouped = Cpu(0.1, 1);
+  grouped.task_group = "g";
+  ASSERT_TRUE(pool.TryAllocate(1, grouped));
+  ASSERT_TRUE(pool.TryAllocate(2, grouped));
+  EXPECT_FALSE(pool.CanAllocate(grouped));
+  Demand solo = Cpu(0.1, 1);
+  solo.plugin = "solo";
+  ASSERT_TRUE(pool.TryAllocate(3, solo));
+  EXPECT_FALSE(pool.CanAllocate(solo));
+  pool.Release(3);
+  EXPECT_TRUE(pool.CanAllocate(solo));
+}
+
+}  // namespace
+}  // namespace umi

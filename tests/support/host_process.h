@@ -1,0 +1,87 @@
+// HostProcess: starts the real umi-host binary for a test and connects to it.
+//
+// The host binds every socket on tcp://127.0.0.1:* and announces the
+// resolved endpoints in its "ready" line on stdout; Start waits for that
+// line (an event, not a sleep). Stop sends SIGTERM and returns the exit
+// status; the destructor kills a host that is still running.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <zmq.hpp>
+
+#include "wire.h"
+
+namespace umi::testing {
+
+// A fresh temporary directory, removed on destruction.
+class TempDir {
+ public:
+  TempDir();
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path Write(const std::string& name, const std::string& contents) const;
+
+ private:
+  std::filesystem::path path_;
+};
+
+// A small pool: 24 cores / 48 threads, 8 CPU tasks, 1 GPU, 128 GiB, with
+// the demo's task groups. `extra` is appended to the YAML.
+std::string TestConfigYaml(const std::string& extra = "");
+
+class HostProcess {
+ public:
+  struct Options {
+    std::string config_yaml = TestConfigYaml();
+    std::vector<std::filesystem::path> plugin_dirs = {};  // default: the built diag plugins
+  };
+
+  HostProcess() : HostProcess(Options{}) {}
+  explicit HostProcess(Options options);
+  ~HostProcess();
+
+  const std::string& endpoint(const std::string& name) const { return endpoints_.at(name); }
+  pid_t pid() const { return pid_; }
+
+  // Sends on a PUSH socket connected to the tasks endpoint.
+  void Send(const std::string& bytes);
+  // The next result from the results socket; fails the test (throws) when
+  // none arrives within a generous guard time.
+  Result NextResult();
+  std::vector<Result> Results(size_t count);
+  // SIGTERM, then wait; returns the exit code (or 128 + signal).
+  int Stop();
+
+  zmq::context_t& context() { return context_; }
+
+ private:
+  TempDir dir_;
+  pid_t pid_ = -1;
+  std::map<std::string, std::string> endpoints_;
+  zmq::context_t context_;
+  zmq::socket_t tasks_;
+  zmq::socket_t results_;
+};
+
+// A DEALER socket talking to the host's rpc endpoint.
+class RpcClient {
+ public:
+  RpcClient(zmq::context_t& context, const std::string& endpoint);
+  void Send(const std::string& bytes);
+  std::string Receive();  // throws after the guard time
+
+ private:
+  zmq::socket_t socket_;
+};
+
+inline constexpr auto kGuardTime = std::chrono::seconds(60);
+
+}  // namespace umi::testing

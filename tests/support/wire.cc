@@ -1,0 +1,92 @@
+#include "wire.h"
+
+#include <stdexcept>
+
+namespace umi::testing {
+namespace {
+
+std::string Str(const msgpack::object& o) { return std::string(o.via.str.ptr, o.via.str.size); }
+
+const msgpack::object* Find(const msgpack::object& map, const std::string& key) {
+  if (map.type != msgpack::type::MAP) return nullptr;
+  for (uint32_t i = 0; i < map.via.map.size; ++i) {
+    const auto& kv = map.via.map.ptr[i];
+    if (kv.key.type == msgpack::type::STR && Str(kv.key) == key) return &kv.val;
+  }
+  return nullptr;
+}
+
+}  // namespace
+
+std::string PackTask(const TaskSpec& task) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_map(4 + (task.priority ? 1 : 0) + (task.timeout_ms ? 1 : 0) +
+                  (task.resources.empty() ? 0 : 1));
+  packer.pack("v").pack(1);
+  packer.pack("id").pack(task.id);
+  packer.pack("plugin").pack(task.plugin);
+  packer.pack("input").pack(task.input);
+  if (task.priority) packer.pack("priority").pack(*task.priority);
+  if (task.timeout_ms) packer.pack("timeout_ms").pack(*task.timeout_ms);
+  if (!task.resources.empty()) {
+    packer.pack("resources").pack_map(static_cast<uint32_t>(task.resources.size()));
+    for (const auto& [key, value] : task.resources) {
+      packer.pack(key);
+      if (key == "cpu_cores" || key == "gpu_count") {
+        packer.pack(value);
+      } else if (key == "exclusive_gpu") {
+        packer.pack(value != 0);
+      } else {
+        packer.pack(static_cast<int64_t>(value));
+      }
+    }
+  }
+  return std::string(buffer.data(), buffer.size());
+}
+
+std::string PackControl(const std::string& op, const std::string& id) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_map(id.empty() ? 1 : 2);
+  packer.pack("op").pack(op);
+  if (!id.empty()) packer.pack("id").pack(id);
+  return std::string(buffer.data(), buffer.size());
+}
+
+const msgpack::object* Result::Output(const std::string& key) const {
+  return output ? Find(*output, key) : nullptr;
+}
+
+Result ParseResult(const std::string& bytes) {
+  Result result;
+  result.message = std::make_shared<msgpack::object_handle>(msgpack::unpack(bytes.data(), bytes.size()));
+  const msgpack::object& root = result.message->get();
+  if (root.type != msgpack::type::MAP) throw std::runtime_error("result is not a map");
+  if (auto* id = Find(root, "id")) result.id = Str(*id);
+  if (auto* plugin = Find(root, "plugin")) result.plugin = Str(*plugin);
+  if (auto* status = Find(root, "status")) result.status = Str(*status);
+  if (auto* host = Find(root, "host")) result.host = Str(*host);
+  if (auto* error = Find(root, "error")) {
+    if (auto* code = Find(*error, "code")) result.error_code = Str(*code);
+    if (auto* message = Find(*error, "message")) result.error_message = Str(*message);
+  }
+  if (auto* q = Find(root, "queued_ms")) result.queued_ms = q->as<double>();
+  if (auto* r = Find(root, "run_ms")) result.run_ms = r->as<double>();
+  if (auto* s = Find(root, "started_at")) result.started_at = s->as<double>();
+  if (auto* f = Find(root, "finished_at")) result.finished_at = f->as<double>();
+  if (auto* allocation = Find(root, "allocation")) {
+    result.has_allocation = true;
+    if (auto* t = Find(*allocation, "cpu_threads")) result.cpu_threads = t->as<int64_t>();
+    if (auto* c = Find(*allocation, "cpu_cores")) result.cpu_cores = c->as<double>();
+    if (auto* g = Find(*allocation, "gpu_ids")) result.gpu_ids = g->as<std::vector<int>>();
+  }
+  result.output = Find(root, "output");
+  return result;
+}
+
+bool Overlap(const Result& a, const Result& b) {
+  return *a.started_at < *b.finished_at && *b.started_at < *a.finished_at;
+}
+
+}  // namespace umi::testing

@@ -1,0 +1,54 @@
+// Test-side protocol helpers: build task messages, read results.
+#pragma once
+
+#include <msgpack.hpp>
+
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace umi::testing {
+
+// A task as a msgpack map. `input` entries are integers (all the diag
+// plugins need); `extra` holds raw top-level fields already packed.
+struct TaskSpec {
+  std::string id = {};
+  std::string plugin = {};
+  std::map<std::string, int64_t> input = {};
+  std::optional<int64_t> priority = {};
+  std::optional<int64_t> timeout_ms = {};
+  std::map<std::string, double> resources = {};
+};
+
+std::string PackTask(const TaskSpec& task);
+std::string PackControl(const std::string& op, const std::string& id = "");
+
+struct Result {
+  std::optional<std::string> id;
+  std::string plugin;
+  std::string status;
+  std::string error_code;
+  std::string error_message;
+  std::string host;
+  double queued_ms = -1;
+  double run_ms = -1;
+  std::optional<double> started_at;
+  std::optional<double> finished_at;
+  std::optional<int64_t> cpu_threads;
+  std::optional<double> cpu_cores;
+  std::vector<int> gpu_ids;
+  bool has_allocation = false;
+  std::shared_ptr<msgpack::object_handle> message;  // keeps `output` alive
+  const msgpack::object* output = nullptr;
+
+  // An output field, or nullptr.
+  const msgpack::object* Output(const std::string& key) const;
+};
+
+Result ParseResult(const std::string& bytes);
+
+// Overlap of two [started_at, finished_at) intervals.
+bool Overlap(const Result& a, const Result& b);
+
+}  // namespace umi::testing
