@@ -298,7 +298,8 @@ class Host::Loop {
         Finished finished{key, nullptr, UnixNow(), 0, 0};
         const auto start = Clock::now();
         try {
-          finished.error = plugin->execute(context.get());
+          finished.error = AcquireInstanceState(*plugin, &context->instance_state);
+          if (!finished.error) finished.error = plugin->execute(context.get());
         } catch (const std::exception& e) {
           finished.error = new UMI_Error{"plugin_error", std::string("exception escaped the plugin ABI: ") + e.what()};
         } catch (...) {

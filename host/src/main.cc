@@ -15,6 +15,7 @@
 #include "hardware_config.h"
 #include "host.h"
 #include "plugin_registry.h"
+#include "plugin_report.h"
 #include "version.h"
 
 namespace fs = std::filesystem;
@@ -68,11 +69,20 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
+  app.fallthrough();
+  app.require_subcommand(0, 1);
+  CLI::App* plugins_command =
+      app.add_subcommand("plugins", "List the plugins found, their effective requirements, and refused "
+                                    "libraries with why; exits 1 if any library was refused");
+  bool json = false;
+  plugins_command->add_flag("--json", json, "Print JSON instead of a table");
   CLI11_PARSE(app, argc, argv);
 
   auto logger = spdlog::stderr_color_mt("umi");
   spdlog::set_default_logger(logger);
-  spdlog::set_level(spdlog::level::from_str(log_level));
+  // Subcommands print reports; keep their stderr to warnings unless asked.
+  const bool level_given = app.get_option("--log-level")->count() > 0;
+  spdlog::set_level(spdlog::level::from_str(level_given || !plugins_command->parsed() ? log_level : "warn"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");
 
   const fs::path exe_dir = ExecutableDir();
@@ -111,6 +121,14 @@ int main(int argc, char** argv) {
   for (const fs::path& dir : plugin_dirs) registry.LoadDirectory(dir);
   spdlog::info("{} plugin(s) loaded, {} library(ies) refused", registry.plugins().size(),
                registry.refused().size());
+  if (plugins_command->parsed()) {
+    if (json) {
+      std::cout << umi::PluginsJson(registry).dump(2) << std::endl;
+    } else {
+      std::cout << umi::PluginsTable(registry);
+    }
+    return registry.refused().empty() ? 0 : 1;
+  }
 
   umi::Host host(options, config.value(), registry);
   if (const std::string error = host.Open(); !error.empty()) {

@@ -116,6 +116,14 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
     return false;
   }
   plugin->execute = lib.get<UMI_Error*(UMI_Context*)>("UMI_PluginExecute");
+  if (lib.has("UMI_InstanceInitialize") != lib.has("UMI_InstanceFinalize")) {
+    Refuse(path, "exports only one of UMI_InstanceInitialize and UMI_InstanceFinalize");
+    return false;
+  }
+  if (lib.has("UMI_InstanceInitialize")) {
+    plugin->instance_initialize = lib.get<UMI_Error*(void**)>("UMI_InstanceInitialize");
+    plugin->instance_finalize = lib.get<void(void*)>("UMI_InstanceFinalize");
+  }
 
   const auto config = config_.plugins.find(name);
   static const std::string kEmptyMap("\x80", 1);
@@ -152,6 +160,39 @@ void PluginRegistry::ResolveRequirement(LoadedPlugin& plugin) const {
     plugin.task_group.clear();
   }
   if (yaml != config_.plugins.end()) yaml->second.resources.ApplyTo(plugin.requirement);
+}
+
+namespace {
+
+// One per worker thread: the instance states it created, finalized at exit.
+class ThreadInstances {
+ public:
+  ~ThreadInstances() {
+    for (const auto& [plugin, state] : states_) plugin->instance_finalize(state);
+  }
+  void** Find(const LoadedPlugin* plugin) {
+    const auto found = states_.find(plugin);
+    return found == states_.end() ? nullptr : &found->second;
+  }
+  void Add(const LoadedPlugin* plugin, void* state) { states_.emplace(plugin, state); }
+
+ private:
+  std::map<const LoadedPlugin*, void*> states_;
+};
+
+}  // namespace
+
+UMI_Error* AcquireInstanceState(const LoadedPlugin& plugin, void** state) {
+  *state = nullptr;
+  if (!plugin.instance_initialize) return nullptr;
+  thread_local ThreadInstances instances;
+  if (void** existing = instances.Find(&plugin)) {
+    *state = *existing;
+    return nullptr;
+  }
+  if (UMI_Error* error = plugin.instance_initialize(state)) return error;
+  instances.Add(&plugin, *state);
+  return nullptr;
 }
 
 const LoadedPlugin* PluginRegistry::Find(const std::string& name) const {

@@ -42,7 +42,14 @@ struct LoadedPlugin {
   ResourceRequirement requirement;  // after task group and YAML overrides
   std::string task_group;           // effective; empty: none
   UMI_Error* (*execute)(UMI_Context*) = nullptr;
+  UMI_Error* (*instance_initialize)(void**) = nullptr;  // optional
+  void (*instance_finalize)(void*) = nullptr;           // optional
 };
+
+// The calling worker thread's instance state for `plugin`, created on first
+// use (UMI_InstanceInitialize) and finalized when the thread exits. Returns
+// the plugin's error, owned by the caller, if initialization failed.
+UMI_Error* AcquireInstanceState(const LoadedPlugin& plugin, void** state);
 
 struct RefusedLibrary {
   std::filesystem::path path;

@@ -75,13 +75,15 @@ UMI_Error* ErrorNew(const char* code, const char* message) {
   return new UMI_Error{code && *code ? code : "plugin_error", message ? message : ""};
 }
 
+void* ContextInstanceState(const UMI_Context* ctx) { return ctx->instance_state; }
+
 }  // namespace
 
 const UMI_HostApi* HostApi() {
   static const UMI_HostApi table = {
       sizeof(UMI_HostApi), ContextInput,     ContextGrant,          ContextIsCancelled,
       ContextWaitCancelled, ContextSetOutput, ContextReportProgress, ContextLog,
-      ErrorNew,
+      ErrorNew,            ContextInstanceState,
   };
   return &table;
 }

@@ -44,6 +44,7 @@ struct UMI_Context {
   const std::vector<int32_t> gpu_ids;
   UMI_Grant grant{};
   std::string output_msgpack;
+  void* instance_state = nullptr;  // this worker's UMI_InstanceInitialize result
   std::function<void(double fraction, std::string_view message)> on_progress;
 
  private:

@@ -40,10 +40,10 @@ std::string TestConfigYaml(const std::string& extra) {
 task_groups:
   cpu_task: {threads: 4, memory_mb: 4096, max_instances: 8, cpu_cores: 2.0}
   gpu_task: {threads: 2, memory_mb: 2048, max_instances: 4, cpu_cores: 1.0}
+shutdown: {drain_timeout_s: 30}
 plugins:
   sleep: {task_group: cpu_task}
   gpu_sleep: {task_group: gpu_task, gpu_count: 1, exclusive_gpu: true}
-shutdown: {drain_timeout_s: 30}
 )" + extra;
 }
 
@@ -52,7 +52,7 @@ HostProcess::HostProcess(Options options)
   const auto config = dir_.Write("config.yaml", options.config_yaml);
   if (options.plugin_dirs.empty()) options.plugin_dirs.push_back(UMI_TEST_PLUGIN_DIR);
 
-  std::vector<std::string> args = {UMI_HOST_BINARY, "--config", config.string(), "--name", "test-host",
+  std::vector<std::string> args = {options.binary, "--config", config.string(), "--name", "test-host",
                                    "--log-level", "warn"};
   for (const auto& dir : options.plugin_dirs) {
     args.push_back("--plugins");
@@ -158,6 +158,56 @@ std::string RpcClient::Receive() {
   zmq::message_t message;
   (void)socket_.recv(message);
   return message.to_string();
+}
+
+CommandOutput RunCommand(std::vector<std::string> args) {
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  int out[2];
+  if (pipe(out) != 0) throw std::runtime_error("pipe failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  pid_t pid;
+  const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  if (spawned != 0) {
+    close(out[0]);
+    throw std::runtime_error("cannot start " + args[0]);
+  }
+  CommandOutput result;
+  char buffer[4096];
+  for (ssize_t n; (n = read(out[0], buffer, sizeof(buffer))) > 0;) result.out.append(buffer, static_cast<size_t>(n));
+  close(out[0]);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  return result;
+}
+
+EventsClient::EventsClient(zmq::context_t& context, const std::string& endpoint)
+    : socket_(context, zmq::socket_type::sub) {
+  socket_.set(zmq::sockopt::linger, 0);
+  socket_.set(zmq::sockopt::subscribe, "");
+  socket_.connect(endpoint);
+}
+
+std::pair<std::string, Result> EventsClient::Next() {
+  auto event = TryNext(std::chrono::duration_cast<std::chrono::milliseconds>(kGuardTime));
+  if (!event) throw std::runtime_error("no event from umi-host within the guard time");
+  return std::move(*event);
+}
+
+std::optional<std::pair<std::string, Result>> EventsClient::TryNext(std::chrono::milliseconds wait) {
+  zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+  if (zmq::poll(&item, 1, wait) == 0) return std::nullopt;
+  zmq::message_t topic, body;
+  (void)socket_.recv(topic);
+  (void)socket_.recv(body);
+  return std::make_pair(topic.to_string(), ParseResult(body.to_string()));
 }
 
 }  // namespace umi::testing

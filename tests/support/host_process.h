@@ -34,7 +34,8 @@ class TempDir {
 };
 
 // A small pool: 24 cores / 48 threads, 8 CPU tasks, 1 GPU, 128 GiB, with
-// the demo's task groups. `extra` is appended to the YAML.
+// the demo's task groups. `extra` is appended to the YAML, whose last
+// section is `plugins:` (so indented lines add plugin entries).
 std::string TestConfigYaml(const std::string& extra = "");
 
 class HostProcess {
@@ -42,6 +43,7 @@ class HostProcess {
   struct Options {
     std::string config_yaml = TestConfigYaml();
     std::vector<std::filesystem::path> plugin_dirs = {};  // default: the built diag plugins
+    std::string binary = UMI_HOST_BINARY;
   };
 
   HostProcess() : HostProcess(Options{}) {}
@@ -77,6 +79,26 @@ class RpcClient {
   RpcClient(zmq::context_t& context, const std::string& endpoint);
   void Send(const std::string& bytes);
   std::string Receive();  // throws after the guard time
+
+ private:
+  zmq::socket_t socket_;
+};
+
+struct CommandOutput {
+  int exit_code = -1;
+  std::string out;  // stdout; stderr is left to the test log
+};
+// Runs a command to completion.
+CommandOutput RunCommand(std::vector<std::string> args);
+
+// A SUB socket on the host's events endpoint, subscribed to everything.
+class EventsClient {
+ public:
+  EventsClient(zmq::context_t& context, const std::string& endpoint);
+  // Topic and body of the next event; throws after the guard time.
+  std::pair<std::string, Result> Next();
+  // The next event if one arrives within `wait`.
+  std::optional<std::pair<std::string, Result>> TryNext(std::chrono::milliseconds wait);
 
  private:
   zmq::socket_t socket_;

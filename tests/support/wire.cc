@@ -26,7 +26,9 @@ std::string PackTask(const TaskSpec& task) {
   packer.pack("v").pack(1);
   packer.pack("id").pack(task.id);
   packer.pack("plugin").pack(task.plugin);
-  packer.pack("input").pack(task.input);
+  packer.pack("input").pack_map(static_cast<uint32_t>(task.input.size() + task.string_input.size()));
+  for (const auto& [key, value] : task.input) packer.pack(key).pack(value);
+  for (const auto& [key, value] : task.string_input) packer.pack(key).pack(value);
   if (task.priority) packer.pack("priority").pack(*task.priority);
   if (task.timeout_ms) packer.pack("timeout_ms").pack(*task.timeout_ms);
   if (!task.resources.empty()) {

@@ -16,6 +16,7 @@ struct TaskSpec {
   std::string id = {};
   std::string plugin = {};
   std::map<std::string, int64_t> input = {};
+  std::map<std::string, std::string> string_input = {};
   std::optional<int64_t> priority = {};
   std::optional<int64_t> timeout_ms = {};
   std::map<std::string, double> resources = {};

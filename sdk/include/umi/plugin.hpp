@@ -9,7 +9,9 @@
 //   };
 //   UMI_DECLARE_PLUGIN(Echo)
 //
-// The macro defines the C entry points of umi/plugin_api.h. An exception
+// The macro defines the C entry points of umi/plugin_api.h. A plugin that
+// needs per-worker state (a decoder, a CUDA stream) declares
+// `using Instance = T;` and reads it with task.instance<T>(). An exception
 // thrown from Process becomes an `error` result: umi::Error keeps its code,
 // any other std::exception gets code `plugin_error`. Nothing escapes into the
 // host. The plugin object is created once, in UMI_PluginInitialize, from the
@@ -186,6 +188,13 @@ class TaskContext {
     detail::Host()->ContextLog(ctx_, level, message.c_str());
   }
 
+  // The per-worker-thread state of a plugin that declares
+  // `using Instance = T;` (created with T's default constructor).
+  template <typename T>
+  T& instance() const {
+    return *static_cast<T*>(detail::Host()->ContextInstanceState(ctx_));
+  }
+
   UMI_Context* raw() { return ctx_; }
 
  private:
@@ -222,11 +231,22 @@ inline UMI_Error* ToError(const std::exception_ptr& failure) {
   }
 }
 
+template <typename P, typename = void>
+struct InstanceOf {
+  using type = void;
+};
+template <typename P>
+struct InstanceOf<P, std::void_t<typename P::Instance>> {
+  using type = typename P::Instance;
+};
+
 template <typename P>
 struct Registration {
-  static std::unique_ptr<P>& Instance() {
-    static std::unique_ptr<P> instance;
-    return instance;
+  using Instance = typename InstanceOf<P>::type;
+
+  static std::unique_ptr<P>& Plugin() {
+    static std::unique_ptr<P> plugin;
+    return plugin;
   }
 
   static const UMI_PluginDescriptor* Describe() {
@@ -250,9 +270,9 @@ struct Registration {
     Host() = host;
     try {
       if constexpr (std::is_constructible_v<P, const Settings&>) {
-        Instance() = std::make_unique<P>(Settings(settings, size));
+        Plugin() = std::make_unique<P>(Settings(settings, size));
       } else {
-        Instance() = std::make_unique<P>();
+        Plugin() = std::make_unique<P>();
       }
       return nullptr;
     } catch (...) {
@@ -263,7 +283,7 @@ struct Registration {
   static UMI_Error* Execute(UMI_Context* ctx) {
     try {
       TaskContext task(ctx);
-      Instance()->Process(task);
+      Plugin()->Process(task);
       const std::string packed = task.output().Pack();
       Host()->ContextSetOutput(ctx, reinterpret_cast<const uint8_t*>(packed.data()),
                                packed.size());
@@ -273,7 +293,23 @@ struct Registration {
     }
   }
 
-  static void Finalize() { Instance().reset(); }
+  static void Finalize() { Plugin().reset(); }
+
+  static UMI_Error* InstanceInitialize(void** state) {
+    *state = nullptr;
+    if constexpr (!std::is_void_v<Instance>) {
+      try {
+        *state = new Instance();
+      } catch (...) {
+        return ToError(std::current_exception());
+      }
+    }
+    return nullptr;
+  }
+
+  static void InstanceFinalize(void* state) {
+    if constexpr (!std::is_void_v<Instance>) delete static_cast<Instance*>(state);
+  }
 };
 
 }  // namespace detail
@@ -300,4 +336,10 @@ struct Registration {
   }                                                                                         \
   extern "C" UMI_EXPORT void UMI_PluginFinalize(void) {                                     \
     ::umi::detail::Registration<PluginClass>::Finalize();                                   \
+  }                                                                                         \
+  extern "C" UMI_EXPORT UMI_Error* UMI_InstanceInitialize(void** instance_state) {          \
+    return ::umi::detail::Registration<PluginClass>::InstanceInitialize(instance_state);    \
+  }                                                                                         \
+  extern "C" UMI_EXPORT void UMI_InstanceFinalize(void* instance_state) {                   \
+    ::umi::detail::Registration<PluginClass>::InstanceFinalize(instance_state);             \
   }

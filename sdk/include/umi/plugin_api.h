@@ -12,7 +12,7 @@
  * host's. Structs carry their size so fields can be appended in a minor bump.
  *
  * Thread safety: UMI_PluginInitialize and UMI_PluginFinalize are called once,
- * from one thread. UMI_PluginExecute may be called concurrently from several
+ * from one thread; the UMI_Instance* pair runs on the worker it serves. UMI_PluginExecute may be called concurrently from several
  * host worker threads unless the descriptor sets allow_concurrent to 0. All
  * UMI_HostApi functions are safe to call from the thread running Execute.
  *
@@ -102,6 +102,9 @@ typedef struct UMI_HostApi {
   void (*ContextLog)(const UMI_Context* ctx, UMI_LogLevel level, const char* message);
   /* Makes an error for Execute or Initialize to return; the host frees it. */
   UMI_Error* (*ErrorNew)(const char* code, const char* message);
+  /* The state UMI_InstanceInitialize made for the calling worker thread,
+   * or NULL when the plugin has none. */
+  void* (*ContextInstanceState)(const UMI_Context* ctx);
 } UMI_HostApi;
 
 /* ---- Required entry points ---------------------------------------------- */
@@ -126,6 +129,15 @@ UMI_EXPORT UMI_Error* UMI_PluginExecute(UMI_Context* ctx);
 
 /* Called once before the library is unloaded. */
 UMI_EXPORT void UMI_PluginFinalize(void);
+
+/* Per-worker state (a decoder, a CUDA stream, scratch buffers): the host
+ * calls UMI_InstanceInitialize on a worker thread before that thread's first
+ * Execute of this plugin, hands the state to every Execute on that thread
+ * (ContextInstanceState), and calls UMI_InstanceFinalize with it when the
+ * worker thread ends. An error fails the task at hand (code and message as
+ * returned) and initialization is tried again on the next task. */
+UMI_EXPORT UMI_Error* UMI_InstanceInitialize(void** instance_state);
+UMI_EXPORT void UMI_InstanceFinalize(void* instance_state);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -1,0 +1,165 @@
+// The plugin SDK contract, through the real host: ABI handshake, refusals,
+// errors, settings, progress, grants, per-worker instances, installed SDK.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+
+#include "support/host_process.h"
+#include "support/wire.h"
+
+namespace umi::testing {
+namespace {
+
+std::string ProbeConfig(const std::string& plugin_yaml = "") {
+  return TestConfigYaml() + "  probe:\n    settings: {greeting: hi from yaml}\n" + plugin_yaml;
+}
+
+HostProcess::Options ProbeHost(const std::string& plugin_yaml = "") {
+  return {.config_yaml = ProbeConfig(plugin_yaml), .plugin_dirs = {UMI_TEST_PROBE_PLUGIN_DIR}};
+}
+
+TEST(PluginSdk, PluginsCommandListsLoadedAndRefusedWithReasons) {
+  TempDir dir;
+  const auto config = dir.Write("c.yaml", TestConfigYaml());
+  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "plugins", "--json", "--config", config.string(),
+                                        "--plugins", UMI_TEST_PLUGIN_DIR, "--plugins",
+                                        UMI_TEST_BAD_PLUGIN_DIR});
+  EXPECT_EQ(run.exit_code, 1) << "refused libraries make `plugins` exit 1";
+  const auto report = nlohmann::json::parse(run.out);
+  std::map<std::string, std::string> reasons;
+  for (const auto& refused : report["refused"]) {
+    reasons[std::filesystem::path(refused["path"].get<std::string>()).filename()] = refused["reason"];
+  }
+  EXPECT_EQ(reasons["wrong_major.so"],
+            "built for plugin API 2.0, this host speaks 1.0 (major must match, minor must not be newer)");
+  EXPECT_EQ(reasons["old_major.so"],
+            "built for plugin API 0.0, this host speaks 1.0 (major must match, minor must not be newer)");
+  EXPECT_EQ(reasons["newer_minor.so"],
+            "built for plugin API 1.99, this host speaks 1.0 (major must match, minor must not be newer)");
+  EXPECT_EQ(reasons["missing_symbols.so"], "missing required entry point UMI_PluginApiVersion");
+  EXPECT_EQ(reasons["throwing_init.so"], "initialize failed: plugin_error: cannot initialize");
+  EXPECT_NE(reasons["duplicate_noop.so"].find("plugin name 'noop' is already taken by"), std::string::npos);
+
+  std::map<std::string, nlohmann::json> plugins;
+  for (const auto& plugin : report["plugins"]) plugins[plugin["name"]] = plugin;
+  ASSERT_EQ(plugins.size(), 4u);  // the diag plugins; the duplicate noop lost
+  EXPECT_EQ(plugins["noop"]["version"], "1.0.0");
+  EXPECT_EQ(plugins["sleep"]["task_group"], "cpu_task");
+  EXPECT_EQ(plugins["sleep"]["declared"]["cpu_threads"], 1);
+  EXPECT_EQ(plugins["sleep"]["requirement"]["cpu_threads"], 4);  // the group's
+  EXPECT_EQ(plugins["gpu_sleep"]["kind"], "gpu");
+}
+
+TEST(PluginSdk, PluginsCommandTableExitsZeroWhenAllLoad) {
+  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "plugins", "--plugins", UMI_TEST_PLUGIN_DIR});
+  EXPECT_EQ(run.exit_code, 0);
+  EXPECT_EQ(run.out.rfind("NAME", 0), 0u);
+  EXPECT_NE(run.out.find("gpu_sleep  1.0.0"), std::string::npos) << run.out;
+}
+
+TEST(PluginSdk, ExceptionsBecomeErrorResults) {
+  HostProcess host(ProbeHost());
+  host.Send(PackTask({.id = "std", .plugin = "probe", .string_input = {{"mode", "throw_std"}}}));
+  const Result std_error = host.NextResult();
+  EXPECT_EQ(std_error.status, "error");
+  EXPECT_EQ(std_error.error_code, "plugin_error");
+  EXPECT_EQ(std_error.error_message, "std exception from probe");
+  host.Send(PackTask({.id = "umi", .plugin = "probe", .string_input = {{"mode", "throw_umi"}}}));
+  const Result umi_error = host.NextResult();
+  EXPECT_EQ(umi_error.status, "error");
+  EXPECT_EQ(umi_error.error_code, "custom_code");
+  EXPECT_EQ(umi_error.error_message, "umi error from probe");
+  EXPECT_EQ(host.Stop(), 0);
+}
+
+TEST(PluginSdk, SettingsGrantsAndGpuIdsReachThePlugin) {
+  HostProcess host(ProbeHost("    threads: 3\n    memory_mb: 100\n    gpu_count: 0.5\n    exclusive_gpu: false\n"));
+  host.Send(PackTask({.id = "p", .plugin = "probe"}));
+  const Result r = host.NextResult();
+  ASSERT_EQ(r.status, "ok") << r.error_message;
+  EXPECT_EQ(r.Output("greeting")->as<std::string>(), "hi from yaml");
+  EXPECT_EQ(r.Output("threads")->as<int>(), 3);
+  EXPECT_EQ(r.Output("cpu_cores")->as<double>(), 0.5);
+  EXPECT_EQ(r.Output("memory_mb")->as<int>(), 100);
+  EXPECT_EQ(r.Output("gpu_ids")->as<std::vector<int>>(), std::vector<int>{0});
+  EXPECT_EQ(r.gpu_ids, std::vector<int>{0});
+}
+
+TEST(PluginSdk, ProgressBecomesEvents) {
+  HostProcess host(ProbeHost());
+  EventsClient events(host.context(), host.endpoint("events"));
+  // PUB drops what is sent before the subscription lands: send until an
+  // event shows the subscription is live.
+  for (int i = 0; !events.TryNext(std::chrono::milliseconds(200)); ++i) {
+    ASSERT_LT(i, 100) << "no events at all";
+    host.Send(PackTask({.id = "warmup" + std::to_string(i), .plugin = "probe"}));
+    host.NextResult();
+  }
+  host.Send(PackTask({.id = "prog", .plugin = "probe", .string_input = {{"mode", "progress"}}}));
+  std::vector<std::pair<std::string, Result>> seen;
+  while (seen.empty() || seen.back().first != "task.finished" || seen.back().second.id != "prog") {
+    auto event = events.Next();
+    if (event.second.id == "prog") seen.push_back(std::move(event));
+  }
+  std::vector<std::string> topics;
+  std::vector<double> progress;
+  for (const auto& [topic, body] : seen) {
+    topics.push_back(topic);
+    if (topic == "task.progress") {
+      const msgpack::object& root = body.message->get();
+      for (uint32_t i = 0; i < root.via.map.size; ++i) {
+        if (root.via.map.ptr[i].key.as<std::string>() == "progress") {
+          progress.push_back(root.via.map.ptr[i].val.as<double>());
+        }
+      }
+    }
+  }
+  EXPECT_EQ(topics, (std::vector<std::string>{"task.queued", "task.started", "task.progress",
+                                              "task.progress", "task.progress", "task.finished"}));
+  EXPECT_EQ(progress, (std::vector<double>{0.25, 0.5, 1.0}));
+  EXPECT_EQ(seen.back().second.status, "ok");
+}
+
+TEST(PluginSdk, InstanceStateLivesPerWorkerAcrossTasks) {
+  HostProcess host(ProbeHost());
+  host.Send(PackTask({.id = "a", .plugin = "probe"}));
+  const Result first = host.NextResult();
+  host.Send(PackTask({.id = "b", .plugin = "probe"}));  // the one idle worker takes it
+  const Result second = host.NextResult();
+  ASSERT_EQ(first.status, "ok");
+  ASSERT_EQ(second.status, "ok");
+  EXPECT_EQ(first.Output("instance")->as<int>(), second.Output("instance")->as<int>());
+  EXPECT_EQ(first.Output("uses")->as<int>(), 1);
+  EXPECT_EQ(second.Output("uses")->as<int>(), 2);
+}
+
+TEST(SdkInstall, HelloAndFileStatsRunOnTheInstalledHost) {
+  const std::string prefix = UMI_SDK_PREFIX;
+  ASSERT_TRUE(std::filesystem::exists(prefix + "/include/umi/plugin.hpp"));
+  ASSERT_TRUE(std::filesystem::exists(prefix + "/lib/pkgconfig/umi.pc"));
+  ASSERT_TRUE(std::filesystem::exists(prefix + "/share/umi/config/hardware/default.yaml"));
+  TempDir data;
+  const auto file = data.Write("lines.txt", "one\ntwo\nthree\n");
+  HostProcess host({.config_yaml = TestConfigYaml(), .plugin_dirs = {UMI_OOT_PLUGIN_DIR},
+                    .binary = prefix + "/bin/umi-host"});
+  host.Send(PackTask({.id = "h", .plugin = "hello", .string_input = {{"name", "umi"}}}));
+  const Result hello = host.NextResult();
+  ASSERT_EQ(hello.status, "ok") << hello.error_message;
+  EXPECT_EQ(hello.Output("greeting")->as<std::string>(), "hello, umi");
+
+  host.Send(PackTask({.id = "f", .plugin = "file_stats", .string_input = {{"path", file.string()}}}));
+  const Result stats = host.NextResult();
+  ASSERT_EQ(stats.status, "ok") << stats.error_message;
+  EXPECT_EQ(stats.Output("bytes")->as<int>(), 14);
+  EXPECT_EQ(stats.Output("lines")->as<int>(), 3);
+
+  host.Send(PackTask({.id = "m", .plugin = "file_stats", .string_input = {{"path", "/no/such/file"}}}));
+  const Result missing = host.NextResult();
+  EXPECT_EQ(missing.status, "error");
+  EXPECT_EQ(missing.error_code, "not_found");
+  EXPECT_EQ(host.Stop(), 0);
+}
+
+}  // namespace
+}  // namespace umi::testing

@@ -1,0 +1,60 @@
+// probe: reports what the host handed it, for tests of the SDK contract.
+//   input.mode: "report" (default), "throw_std", "throw_umi", "progress"
+//   output: greeting (from settings), threads, cpu_cores, memory_mb,
+//           gpu_ids, instance (per-worker id), uses (tasks on that instance)
+#include <umi/plugin.hpp>
+
+#include <atomic>
+#include <stdexcept>
+#include <vector>
+
+namespace {
+std::atomic<int> next_instance{0};
+struct PerWorker {
+  int id = ++next_instance;
+  int uses = 0;
+};
+}  // namespace
+
+class Probe : public umi::Plugin {
+ public:
+  using Instance = PerWorker;
+
+  static umi::PluginInfo Info() {
+    umi::PluginInfo info;
+    info.name = "probe";
+    info.version = "2.1.0";
+    info.requirement = {.cpu_cores = 0.5, .cpu_threads = 2, .memory_mb = 32};
+    return info;
+  }
+
+  explicit Probe(const umi::Settings& settings)
+      : greeting_(settings.Get<std::string>("greeting", "none")) {}
+
+  void Process(umi::TaskContext& task) override {
+    const std::string mode = task.input().Get<std::string>("mode", "report");
+    if (mode == "throw_std") throw std::runtime_error("std exception from probe");
+    if (mode == "throw_umi") throw umi::Error("custom_code", "umi error from probe");
+    if (mode == "progress") {
+      task.Progress(0.25);
+      task.Progress(0.5, "half way");
+      task.Progress(1.0);
+    }
+    PerWorker& worker = task.instance<PerWorker>();
+    ++worker.uses;
+    const auto ids = task.gpu_ids();
+    task.output()
+        .Set("greeting", greeting_)
+        .Set("threads", task.threads())
+        .Set("cpu_cores", task.cpu_cores())
+        .Set("memory_mb", task.memory_mb())
+        .Set("gpu_ids", std::vector<int32_t>(ids.begin(), ids.end()))
+        .Set("instance", worker.id)
+        .Set("uses", worker.uses);
+  }
+
+ private:
+  std::string greeting_;
+};
+
+UMI_DECLARE_PLUGIN(Probe)
