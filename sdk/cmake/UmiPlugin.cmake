@@ -1,15 +1,20 @@
 # umi_add_plugin(<target> SOURCES <file>... [OUTPUT_DIRECTORY <dir>])
 #
 # Builds a umi plugin: a shared library without the "lib" prefix that
-# exports only the UMI_* entry points (hidden visibility for the rest).
+# exports only the UMI_* entry points (hidden visibility plus a linker
+# version script, so template instantiations stay private too).
+set(_UMI_PLUGIN_VERSION_SCRIPT ${CMAKE_CURRENT_LIST_DIR}/umi_plugin.map)
+
 function(umi_add_plugin target)
   cmake_parse_arguments(ARG "" "OUTPUT_DIRECTORY" "SOURCES" ${ARGN})
   add_library(${target} MODULE ${ARG_SOURCES})
   target_link_libraries(${target} PRIVATE umi::sdk)
+  target_link_options(${target} PRIVATE "LINKER:--version-script=${_UMI_PLUGIN_VERSION_SCRIPT}")
   set_target_properties(${target} PROPERTIES
     PREFIX ""
     CXX_VISIBILITY_PRESET hidden
-    VISIBILITY_INLINES_HIDDEN ON)
+    VISIBILITY_INLINES_HIDDEN ON
+    LINK_DEPENDS ${_UMI_PLUGIN_VERSION_SCRIPT})
   if(ARG_OUTPUT_DIRECTORY)
     set_target_properties(${target} PROPERTIES LIBRARY_OUTPUT_DIRECTORY ${ARG_OUTPUT_DIRECTORY})
   endif()
