@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <stdlib.h>
+
 #include <fstream>
 #include <msgpack.hpp>
 
@@ -98,8 +100,8 @@ TEST(HardwareConfig, PluginSettingsBecomeAMsgpackMap) {
 }
 
 TEST(HardwareConfig, ResolvePathFollowsTheSeedsRule) {
-  const auto dir = std::filesystem::temp_directory_path() / "umi-config-resolve";
-  std::filesystem::create_directories(dir);
+  std::string pattern = (std::filesystem::temp_directory_path() / "umi-config-resolve-XXXXXX").string();
+  const std::filesystem::path dir = mkdtemp(pattern.data());
   std::ofstream(dir / "default.yaml") << kMinimal;
   std::ofstream(dir / "big.yaml") << kMinimal;
   EXPECT_EQ(ResolveConfigPath(std::nullopt, nullptr, {dir}).value(), dir / "default.yaml");

@@ -249,9 +249,40 @@ TEST(HostE2E, HealthAndStatsAnswerOnRpc) {
   EXPECT_NE(unknown.find("unknown_op"), std::string::npos);
 }
 
-TEST(HostE2E, InvalidConfigStopsTheHostBeforeItServes) {
-  EXPECT_THROW(HostProcess({.config_yaml = "hardware:\n  cpu: {cores: 4, coers: 8}\n  memory: {total_gb: 1}\n"}),
+constexpr const char* kMisspelledConfig = "hardware:\n  cpu: {cores: 4, coers: 8}\n  memory: {total_gb: 1}\n";
+
+TEST(HostE2E, StrictConfigStopsTheHostOnAConfigError) {
+  EXPECT_THROW(HostProcess({.config_yaml = kMisspelledConfig, .extra_args = {"--strict-config"}}),
                std::runtime_error);
+}
+
+TEST(HostE2E, ABadConfigFallsBackToDetectedHardwareAndServes) {
+  HostProcess host({.config_yaml = kMisspelledConfig});
+  host.Send(PackTask({.id = "n", .plugin = "noop"}));
+  EXPECT_EQ(host.NextResult().status, "ok");
+  EXPECT_EQ(host.Stop(), 0);
+}
+
+TEST(HostE2E, CheckConfigPrintsTheSeedPool) {
+  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "check-config", UMI_SOURCE_DIR "/config/hardware/default.yaml",
+                                        "--plugins", UMI_TEST_PLUGIN_DIR});
+  EXPECT_EQ(run.exit_code, 0) << run.out;
+  for (const char* line : {"  cpu_cores             24\n", "  cpu_threads           48\n",
+                           "  memory                125.26 GB x overcommit 1 = 128266 MiB\n",
+                           "  gpus                  1\n", "    [0] NVIDIA GeForce RTX 4090, 24 GB\n",
+                           "  cpu_task: cpu_cores=2 threads=4 memory_mb=4096 max_instances=8\n",
+                           "    cpu_threads = 4  <- task_groups.cpu_task\n", "    memory_mb = 16  <- declared\n",
+                           "    gpu_count = 1  <- plugins.gpu_sleep\n"}) {
+    EXPECT_NE(run.out.find(line), std::string::npos) << "missing: " << line << "in:\n" << run.out;
+  }
+}
+
+TEST(HostE2E, CheckConfigFailsOnABadFileWithTheReason) {
+  TempDir dir;
+  const auto bad = dir.Write("bad.yaml", kMisspelledConfig);
+  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "check-config", bad.string()});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_NE(run.out.find("hardware.cpu.coers: unknown key, did you mean 'cores'?"), std::string::npos) << run.out;
 }
 
 }  // namespace

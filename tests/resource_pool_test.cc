@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <map>
+#include <random>
+
 namespace umi {
 namespace {
 
@@ -155,6 +159,131 @@ TEST(ResourcePool, GroupAndPluginCapsLimitInstances) {
   EXPECT_FALSE(pool.CanAllocate(solo));
   pool.Release(3);
   EXPECT_TRUE(pool.CanAllocate(solo));
+}
+
+}  // namespace
+}  // namespace umi
+
+namespace umi {
+namespace {
+
+PoolCapacity Pinned(Strategy strategy) {
+  PoolCapacity c = Capacity(0);
+  c.cpu_threads = 8;
+  c.pinned_cores = {{0, 4}, {1, 5}, {2, 6}, {3, 7}};  // 4 cores x 2 hyperthreads
+  c.cpu_strategy = strategy;
+  return c;
+}
+
+TEST(ResourcePoolPinning, PackTakesSiblingsOfOneCoreFirst) {
+  ResourcePool pool(Pinned(Strategy::kPack));
+  const auto a = pool.TryAllocate(1, Cpu(1, 3));
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->cpu_ids, (std::vector<int>{0, 4, 1}));
+  // The half-used core fills before an idle one.
+  const auto b = pool.TryAllocate(2, Cpu(1, 1));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->cpu_ids, std::vector<int>{5});
+}
+
+TEST(ResourcePoolPinning, SpreadTakesOneThreadPerCoreIdleCoresFirst) {
+  ResourcePool pool(Pinned(Strategy::kSpread));
+  const auto a = pool.TryAllocate(1, Cpu(1, 3));
+  ASSERT_TRUE(a);
+  EXPECT_EQ(a->cpu_ids, (std::vector<int>{0, 1, 2}));
+  const auto b = pool.TryAllocate(2, Cpu(1, 2));
+  ASSERT_TRUE(b);
+  EXPECT_EQ(b->cpu_ids, (std::vector<int>{3, 4}));  // the idle core, then a sibling
+}
+
+TEST(ResourcePoolPinning, LogicalCpusAreNeverSharedAndComeBack) {
+  ResourcePool pool(Pinned(Strategy::kPack));
+  ASSERT_TRUE(pool.TryAllocate(1, Cpu(1, 5)));
+  const auto b = pool.TryAllocate(2, Cpu(1, 3));
+  ASSERT_TRUE(b);
+  EXPECT_FALSE(pool.CanAllocate(Cpu(0.1, 1)));
+  pool.Release(1);
+  const auto c = pool.TryAllocate(3, Cpu(1, 5));
+  ASSERT_TRUE(c);
+  for (int cpu : c->cpu_ids) {
+    EXPECT_EQ(std::count(b->cpu_ids.begin(), b->cpu_ids.end(), cpu), 0) << cpu;
+  }
+}
+
+TEST(ResourcePoolPinning, FromConfigTakesTheFirstThreadsLogicalCpus) {
+  HardwareConfig config;
+  config.cpu_cores = 2;
+  config.cpu_threads = 3;
+  config.pinning = true;
+  const PoolCapacity c = PoolCapacity::FromConfig(config, {{0, 4}, {1, 5}, {2, 6}});
+  EXPECT_EQ(c.pinned_cores, (std::vector<std::vector<int>>{{0, 4}, {1}}));
+  config.pinning = false;
+  EXPECT_TRUE(PoolCapacity::FromConfig(config, {{0, 4}}).pinned_cores.empty());
+}
+
+TEST(ResourcePool, GpuSpreadPutsFractionsOnTheEmptiestDevice) {
+  PoolCapacity c = Capacity(2);
+  c.gpu_strategy = Strategy::kSpread;
+  ResourcePool pool(c);
+  const auto a = pool.TryAllocate(1, Gpu(0.25, false));
+  const auto b = pool.TryAllocate(2, Gpu(0.25, false));
+  ASSERT_TRUE(a && b);
+  EXPECT_NE(a->gpu_ids, b->gpu_ids);
+}
+
+// Long random sequences never exceed a capacity, never share an exclusive
+// GPU, and end with an empty pool.
+TEST(ResourcePool, RandomAllocateReleaseKeepsEveryInvariant) {
+  PoolCapacity capacity = Capacity(3);
+  capacity.group_caps["g"] = 3;
+  ResourcePool pool(capacity);
+  std::mt19937 random(12345);
+  std::map<uint64_t, Allocation> held;
+  uint64_t next_key = 1;
+  for (int step = 0; step < 200000; ++step) {
+    if (held.empty() || random() % 2 == 0) {
+      Demand d = Cpu((random() % 40) / 10.0, static_cast<int>(random() % 6), static_cast<int64_t>(random() % 5000));
+      if (random() % 4 == 0) {
+        const double counts[] = {0.25, 0.5, 0.3333, 1, 2};
+        d.requirement.gpu_count = Quantity::FromDouble(counts[random() % 5]);
+        d.requirement.exclusive_gpu = random() % 2 == 0;
+      }
+      if (random() % 3 == 0) d.task_group = "g";
+      if (auto a = pool.TryAllocate(next_key, d)) held.emplace(next_key, *a);
+      ++next_key;
+    } else {
+      auto victim = held.begin();
+      std::advance(victim, static_cast<long>(random() % held.size()));
+      ASSERT_TRUE(pool.Release(victim->first));
+      held.erase(victim);
+    }
+    const PoolUsage u = pool.Usage();
+    ASSERT_LE(u.cpu_cores_used, u.cpu_cores_total);
+    ASSERT_LE(u.cpu_threads_used, u.cpu_threads_total);
+    ASSERT_LE(u.memory_mb_used, u.memory_mb_total);
+    ASSERT_LE(u.cpu_tasks_running, u.max_concurrent_tasks);
+    for (const Quantity& used : u.gpu_used) ASSERT_LE(used, Quantity::Whole(1));
+    // An exclusive grant is alone on its device.
+    std::map<int, int> holders, exclusive;
+    int grouped = 0;
+    for (const auto& [key, a] : held) {
+      for (int id : a.gpu_ids) {
+        ++holders[id];
+        if (a.gpu_share == Quantity::Whole(1)) ++exclusive[id];
+      }
+      grouped += a.task_group == "g";
+    }
+    for (const auto& [id, count] : exclusive) ASSERT_EQ(holders[id], 1) << "device " << id;
+    ASSERT_LE(grouped, 3);
+  }
+  for (const auto& [key, a] : held) ASSERT_TRUE(pool.Release(key));
+  const PoolUsage u = pool.Usage();
+  EXPECT_EQ(u.cpu_cores_used, Quantity());
+  EXPECT_EQ(u.cpu_threads_used, 0);
+  EXPECT_EQ(u.memory_mb_used, 0);
+  EXPECT_EQ(u.cpu_tasks_running, 0);
+  for (const Quantity& used : u.gpu_used) EXPECT_EQ(used, Quantity());
+  EXPECT_EQ(pool.running(), 0u);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <regex>
@@ -32,17 +33,40 @@ void RequireMap(const YAML::Node& node, const std::string& path) {
   if (!node.IsMap()) Fail(node, path, "expected a map");
 }
 
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
 void CheckKeys(const YAML::Node& node, const std::string& path,
                const std::set<std::string>& allowed) {
   RequireMap(node, path);
   for (const auto& entry : node) {
     const std::string key = entry.first.as<std::string>();
-    if (!allowed.count(key)) {
-      std::string known;
-      for (const auto& name : allowed) known += (known.empty() ? "" : ", ") + name;
-      Fail(entry.first, path.empty() ? key : path + "." + key,
-           "unknown key (expected one of: " + known + ")");
+    if (allowed.count(key)) continue;
+    std::string closest;
+    size_t best = 3;  // suggest only near misses
+    std::string known;
+    for (const auto& name : allowed) {
+      known += (known.empty() ? "" : ", ") + name;
+      if (const size_t distance = EditDistance(key, name); distance < best) {
+        best = distance;
+        closest = name;
+      }
     }
+    Fail(entry.first, path.empty() ? key : path + "." + key,
+         "unknown key" + (closest.empty() ? "" : ", did you mean '" + closest + "'?") +
+             " (expected one of: " + known + ")");
   }
 }
 
@@ -59,14 +83,29 @@ T Read(const YAML::Node& node, const std::string& path, const char* type_name) {
 double ReadNumber(const YAML::Node& node, const std::string& path, double min_value) {
   const double value = Read<double>(node, path, "a number");
   if (!std::isfinite(value) || value < min_value) {
-    Fail(node, path, "must be a number >= " + Quantity::FromDouble(min_value).ToString());
+    Fail(node, path, "must be a number >= " + Quantity::FromDouble(min_value).ToString() + ", got " + node.Scalar());
   }
   return value;
 }
 
+double ReadPositive(const YAML::Node& node, const std::string& path) {
+  const double value = Read<double>(node, path, "a number");
+  if (!std::isfinite(value) || value <= 0) Fail(node, path, "must be a number > 0, got " + node.Scalar());
+  return value;
+}
+
+Strategy ReadStrategy(const YAML::Node& node, const std::string& path) {
+  const std::string text = Read<std::string>(node, path, "pack or spread");
+  if (text == "pack") return Strategy::kPack;
+  if (text == "spread") return Strategy::kSpread;
+  Fail(node, path, "expected pack or spread, got '" + text + "'");
+}
+
 int64_t ReadInteger(const YAML::Node& node, const std::string& path, int64_t min_value) {
   const int64_t value = Read<int64_t>(node, path, "an integer");
-  if (value < min_value) Fail(node, path, "must be >= " + std::to_string(min_value));
+  if (value < min_value) {
+    Fail(node, path, "must be >= " + std::to_string(min_value) + ", got " + std::to_string(value));
+  }
   return value;
 }
 
@@ -99,9 +138,9 @@ void ReadHardware(const YAML::Node& hardware, HardwareConfig& config) {
 
   const YAML::Node cpu = hardware["cpu"];
   if (!cpu) Fail(hardware, "hardware.cpu", "missing");
-  CheckKeys(cpu, "hardware.cpu", {"cores", "threads", "max_concurrent_tasks"});
+  CheckKeys(cpu, "hardware.cpu", {"cores", "threads", "max_concurrent_tasks", "threads_per_core", "pinning"});
   if (!cpu["cores"]) Fail(cpu, "hardware.cpu.cores", "missing");
-  config.cpu_cores = ReadNumber(cpu["cores"], "hardware.cpu.cores", 0.0001);
+  config.cpu_cores = ReadPositive(cpu["cores"], "hardware.cpu.cores");
   config.cpu_threads = cpu["threads"]
                            ? static_cast<int>(ReadInteger(cpu["threads"], "hardware.cpu.threads", 1))
                            : static_cast<int>(std::ceil(config.cpu_cores));
@@ -110,33 +149,64 @@ void ReadHardware(const YAML::Node& hardware, HardwareConfig& config) {
           ? static_cast<int>(ReadInteger(cpu["max_concurrent_tasks"],
                                          "hardware.cpu.max_concurrent_tasks", 1))
           : config.cpu_threads;
+  if (const YAML::Node tpc = cpu["threads_per_core"]) {
+    config.threads_per_core = static_cast<int>(ReadInteger(tpc, "hardware.cpu.threads_per_core", 1));
+    const int64_t most = static_cast<int64_t>(std::ceil(config.cpu_cores)) * *config.threads_per_core;
+    if (config.cpu_threads > most) {
+      Fail(cpu["threads"] ? cpu["threads"] : cpu, "hardware.cpu.threads",
+           std::to_string(config.cpu_threads) + " threads exceed cores x threads_per_core = " +
+               std::to_string(most));
+    }
+  }
+  if (const YAML::Node pinning = cpu["pinning"]) {
+    config.pinning = Read<bool>(pinning, "hardware.cpu.pinning", "true or false");
+  }
 
   if (const YAML::Node gpu = hardware["gpu"]) {
-    CheckKeys(gpu, "hardware.gpu", {"count", "model", "memory_gb"});
-    const int64_t count = gpu["count"] ? ReadInteger(gpu["count"], "hardware.gpu.count", 0) : 0;
+    CheckKeys(gpu, "hardware.gpu", {"count", "model", "memory_gb", "devices"});
     const std::string model =
         gpu["model"] ? Read<std::string>(gpu["model"], "hardware.gpu.model", "a string") : "";
     const double memory_gb =
         gpu["memory_gb"] ? ReadNumber(gpu["memory_gb"], "hardware.gpu.memory_gb", 0) : 0;
-    for (int id = 0; id < count; ++id) config.gpus.push_back({id, model, memory_gb});
+    if (const YAML::Node devices = gpu["devices"]) {
+      if (!devices.IsSequence()) Fail(devices, "hardware.gpu.devices", "expected a list");
+      for (size_t i = 0; i < devices.size(); ++i) {
+        const std::string path = "hardware.gpu.devices[" + std::to_string(i) + "]";
+        CheckKeys(devices[i], path, {"id", "model", "memory_gb"});
+        GpuDevice device{static_cast<int>(i), model, memory_gb};
+        if (devices[i]["id"]) device.id = static_cast<int>(ReadInteger(devices[i]["id"], path + ".id", 0));
+        if (devices[i]["model"]) device.model = Read<std::string>(devices[i]["model"], path + ".model", "a string");
+        if (devices[i]["memory_gb"]) device.memory_gb = ReadNumber(devices[i]["memory_gb"], path + ".memory_gb", 0);
+        for (const GpuDevice& other : config.gpus) {
+          if (other.id == device.id) Fail(devices[i], path + ".id", "duplicate GPU id " + std::to_string(device.id));
+        }
+        config.gpus.push_back(device);
+      }
+      if (gpu["count"] && ReadInteger(gpu["count"], "hardware.gpu.count", 0) != static_cast<int64_t>(devices.size())) {
+        Fail(gpu["count"], "hardware.gpu.count", "is " + gpu["count"].Scalar() + " but devices lists " +
+                                                     std::to_string(devices.size()));
+      }
+    } else {
+      const int64_t count = gpu["count"] ? ReadInteger(gpu["count"], "hardware.gpu.count", 0) : 0;
+      for (int id = 0; id < count; ++id) config.gpus.push_back({id, model, memory_gb});
+    }
   }
 
   const YAML::Node memory = hardware["memory"];
   if (!memory) Fail(hardware, "hardware.memory", "missing");
   CheckKeys(memory, "hardware.memory", {"total_gb", "overcommit_ratio"});
   if (!memory["total_gb"]) Fail(memory, "hardware.memory.total_gb", "missing");
-  config.memory_total_gb = ReadNumber(memory["total_gb"], "hardware.memory.total_gb", 0.001);
+  config.memory_total_gb = ReadPositive(memory["total_gb"], "hardware.memory.total_gb");
   if (memory["overcommit_ratio"]) {
     config.memory_overcommit_ratio =
-        ReadNumber(memory["overcommit_ratio"], "hardware.memory.overcommit_ratio", 0.01);
+        ReadNumber(memory["overcommit_ratio"], "hardware.memory.overcommit_ratio", 1.0);
   }
 }
 
-// A task group whose fixed demands exceed the whole pool could never run.
-void CheckGroupFits(const HardwareConfig& config, const std::string& name,
-                    const TaskGroupConfig& group, const YAML::Node& node) {
-  const auto& r = group.resources;
-  const std::string path = "task_groups." + name;
+// A task group or plugin entry whose demands exceed the whole pool could
+// never run: "task_groups.big.threads: needs 64 but the pool has 48".
+void CheckFits(const HardwareConfig& config, const std::string& path, const RequirementOverride& r,
+               const YAML::Node& node) {
   if (r.cpu_cores && Quantity::FromDouble(*r.cpu_cores) > Quantity::FromDouble(config.cpu_cores)) {
     Fail(node, path + ".cpu_cores",
          "needs " + Quantity::FromDouble(*r.cpu_cores).ToString() + " but the pool has " +
@@ -165,9 +235,15 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
   config.source = source;
   if (!root.IsMap()) throw ConfigError("the top level must be a map");
   CheckKeys(root, "",
-            {"hardware", "task_groups", "plugins", "allow_task_overrides", "scheduler", "shutdown"});
+            {"hardware", "allocation", "task_groups", "plugins", "allow_task_overrides", "scheduler",
+             "shutdown"});
   if (!root["hardware"]) throw ConfigError("hardware: missing");
   ReadHardware(root["hardware"], config);
+  if (const YAML::Node allocation = root["allocation"]) {
+    CheckKeys(allocation, "allocation", {"cpu", "gpu"});
+    IfPresent(allocation, "cpu", [&](auto n) { config.cpu_strategy = ReadStrategy(n, "allocation.cpu"); });
+    IfPresent(allocation, "gpu", [&](auto n) { config.gpu_strategy = ReadStrategy(n, "allocation.gpu"); });
+  }
 
   if (const YAML::Node groups = root["task_groups"]) {
     RequireMap(groups, "task_groups");
@@ -178,7 +254,7 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
                 {"cpu_cores", "threads", "memory_mb", "gpu_count", "exclusive_gpu", "max_instances"});
       TaskGroupConfig group;
       ReadResources(entry.second, path, group.resources, group.max_instances);
-      CheckGroupFits(config, name, group, entry.second);
+      CheckFits(config, path, group.resources, entry.second);
       config.task_groups[name] = group;
     }
   }
@@ -193,6 +269,7 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
                  "max_instances", "settings"});
       PluginConfig plugin;
       ReadResources(entry.second, path, plugin.resources, plugin.max_instances);
+      CheckFits(config, path, plugin.resources, entry.second);
       if (const YAML::Node group = entry.second["task_group"]) {
         plugin.task_group = Read<std::string>(group, path + ".task_group", "a string");
         if (!config.task_groups.count(*plugin.task_group)) {
@@ -223,6 +300,8 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
 }
 
 }  // namespace
+
+const char* ToString(Strategy strategy) { return strategy == Strategy::kPack ? "pack" : "spread"; }
 
 int64_t HardwareConfig::memory_capacity_mb() const {
   return static_cast<int64_t>(std::floor(memory_total_gb * 1024.0 * memory_overcommit_ratio));

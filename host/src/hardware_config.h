@@ -3,9 +3,10 @@
 // Layout (docs/configuration.md is the reference):
 //
 //   hardware:
-//     cpu:    {cores, threads, max_concurrent_tasks}
-//     gpu:    {count, model, memory_gb}
+//     cpu:    {cores, threads, max_concurrent_tasks, threads_per_core, pinning}
+//     gpu:    {count, model, memory_gb} or {devices: [{id, model, memory_gb}]}
 //     memory: {total_gb, overcommit_ratio (default 1.0)}
+//   allocation: {cpu: pack|spread, gpu: pack|spread}   (default pack)
 //   task_groups:
 //     <group>: {cpu_cores, threads, memory_mb, gpu_count, exclusive_gpu, max_instances}
 //   plugins:
@@ -15,9 +16,9 @@
 //   scheduler: {max_queued (default 100000)}
 //   shutdown:  {drain_timeout_s (default 30)}
 //
-// Loading is strict: an unknown key, a wrong type or an impossible value is
-// an error naming the key, its line and the file. A task group that could
-// never fit the pool is refused at load time.
+// Parsing is strict: an unknown key (with a did-you-mean), a wrong type or
+// an impossible value is an error naming the file, the key and its line. A
+// task group or plugin entry that could never fit the pool is refused.
 //
 // Config file choice follows the seed: --config FILE wins; otherwise
 // config/hardware/${HARDWARE_CONFIG:-default}.yaml.
@@ -55,10 +56,17 @@ struct PluginConfig {
   std::string settings_msgpack;  // a msgpack map; empty map when absent
 };
 
+enum class Strategy { kPack, kSpread };
+const char* ToString(Strategy strategy);
+
 struct HardwareConfig {
   double cpu_cores = 1;
   int cpu_threads = 1;
   int max_concurrent_tasks = 1;  // caps concurrent CPU-only tasks
+  std::optional<int> threads_per_core;  // when set, threads <= ceil(cores) x this
+  bool pinning = false;  // pin tasks to logical CPUs (sched_setaffinity)
+  Strategy cpu_strategy = Strategy::kPack;  // which logical CPUs, when pinning
+  Strategy gpu_strategy = Strategy::kPack;  // which device for a shared fraction
   std::vector<GpuDevice> gpus;
   double memory_total_gb = 1;
   double memory_overcommit_ratio = 1.0;
@@ -68,6 +76,7 @@ struct HardwareConfig {
   int64_t max_queued = 100000;
   double drain_timeout_s = 30;
   std::filesystem::path source;  // the file it came from
+  std::string origin = "file";   // file, environment or detected
 
   int64_t memory_capacity_mb() const;
 };

@@ -1,6 +1,8 @@
 #include "host.h"
 
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -11,6 +13,7 @@
 #include <zmq_addon.hpp>
 
 #include <chrono>
+#include <cstring>
 #include <deque>
 #include <mutex>
 #include <optional>
@@ -18,6 +21,7 @@
 #include <unordered_set>
 #include <variant>
 
+#include "machine.h"
 #include "protocol.h"
 #include "resource_pool.h"
 #include "scheduler.h"
@@ -28,6 +32,13 @@ namespace umi {
 namespace {
 
 using Clock = std::chrono::steady_clock;
+
+cpu_set_t ProcessCpus() {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  sched_getaffinity(0, sizeof(set), &set);
+  return set;
+}
 
 // Results waiting for a collector beyond this many stop the host reading tasks.
 constexpr size_t kMaxPendingResults = 100000;
@@ -123,7 +134,7 @@ class Host::Loop {
       : options_(std::move(options)),
         config_(config),
         plugins_(plugins),
-        pool_(MakeCapacity(config, plugins)),
+        pool_(MakeCapacity(options_, config, plugins)),
         scheduler_(pool_),
         tasks_(context_, zmq::socket_type::pull),
         results_(context_, zmq::socket_type::push),
@@ -188,8 +199,9 @@ class Host::Loop {
   }
 
  private:
-  static PoolCapacity MakeCapacity(const HardwareConfig& config, const PluginRegistry& plugins) {
-    PoolCapacity capacity = PoolCapacity::FromConfig(config);
+  static PoolCapacity MakeCapacity(const HostOptions& options, const HardwareConfig& config,
+                                   const PluginRegistry& plugins) {
+    PoolCapacity capacity = PoolCapacity::FromConfig(config, options.machine_cores);
     for (const auto& [name, plugin] : plugins.plugins()) {
       if (!plugin->allow_concurrent) {
         auto [cap, inserted] = capacity.plugin_caps.emplace(name, 1);
@@ -245,7 +257,12 @@ class Host::Loop {
       return reject("duplicate_id", "a task with id '" + task.id + "' is already queued or running");
     }
     const LoadedPlugin* plugin = plugins_.Find(task.plugin);
-    if (!plugin) return reject("unknown_plugin", "no plugin named '" + task.plugin + "' is loaded");
+    if (!plugin) {
+      const std::string refused = plugins_.RefusalOf(task.plugin);
+      return reject("unknown_plugin", refused.empty()
+                                          ? "no plugin named '" + task.plugin + "' is loaded"
+                                          : "plugin '" + task.plugin + "' was refused at load: " + refused);
+    }
 
     Demand demand{plugin->requirement, plugin->task_group, plugin->name};
     if (task.resources) {
@@ -294,7 +311,10 @@ class Host::Loop {
       running->allocation = std::move(allocation);
       Publish("task.started", running->task.message.id, running->task.message.plugin);
 
-      workers_.Submit([this, key, context = running->context, plugin = running->task.plugin] {
+      workers_.Submit([this, key, context = running->context, plugin = running->task.plugin,
+                       cpus = running->allocation.cpu_ids] {
+        if (!cpus.empty()) PinThread(cpus);
+        if (!context->gpu_ids.empty()) BindThreadToGpu(context->gpu_ids.front());
         Finished finished{key, nullptr, UnixNow(), 0, 0};
         const auto start = Clock::now();
         try {
@@ -307,9 +327,19 @@ class Host::Loop {
         }
         finished.run_ms = Millis(Clock::now() - start);
         finished.finished_at = UnixNow();
+        if (!cpus.empty()) pthread_setaffinity_np(pthread_self(), sizeof(process_cpus_), &process_cpus_);
         mailbox_.Post(std::move(finished));
       });
       running_.emplace(key, std::move(running));
+    }
+  }
+
+  static void PinThread(const std::vector<int>& cpus) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int cpu : cpus) CPU_SET(cpu, &set);
+    if (const int error = pthread_setaffinity_np(pthread_self(), sizeof(set), &set); error != 0) {
+      spdlog::warn("cannot pin worker to its granted CPUs: {}", std::strerror(error));
     }
   }
 
@@ -594,6 +624,7 @@ class Host::Loop {
   bool draining_ = false;
   bool cancelled_for_drain_ = false;
   Clock::time_point drain_deadline_;
+  cpu_set_t process_cpus_ = ProcessCpus();  // restored on workers after a pinned task
   // Declared last: destroyed first, so worker threads finish before the
   // mailbox and contexts they use go away.
   WorkerPool workers_;

@@ -12,12 +12,17 @@
 // running ones finish within shutdown.drain_timeout_s (then cancels them),
 // flushes results and returns 0. Every task received gets exactly one result.
 //
+// Enforcement: a task runs on a worker thread pinned to its granted logical
+// CPUs when hardware.cpu.pinning is on (threads the plugin starts inherit
+// it), with its first granted GPU as the thread's CUDA device.
+//
 // Thread safety: Open and Run are called from one thread.
 #pragma once
 
 #include <map>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "hardware_config.h"
 #include "plugin_registry.h"
@@ -30,6 +35,8 @@ struct HostOptions {
   std::string results_endpoint = "tcp://127.0.0.1:5556";
   std::string rpc_endpoint = "tcp://127.0.0.1:5557";
   std::string events_endpoint = "tcp://127.0.0.1:5558";
+  // Logical CPUs per physical core (from Machine), for hardware.cpu.pinning.
+  std::vector<std::vector<int>> machine_cores;
 };
 
 class Host {

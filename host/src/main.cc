@@ -1,4 +1,8 @@
 // umi-host: the Universal Media Ingestion host process.
+//
+//   umi-host [options]                 serve tasks until SIGINT/SIGTERM
+//   umi-host plugins [--json]          list plugins and refused libraries
+//   umi-host check-config [FILE]       validate a config, print the pool
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -8,12 +12,15 @@
 #include <spdlog/spdlog.h>
 
 #include <climits>
-#include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <iostream>
 
-#include "hardware_config.h"
+#include "config_loader.h"
+#include "config_report.h"
 #include "host.h"
+#include "machine.h"
 #include "plugin_registry.h"
 #include "plugin_report.h"
 #include "version.h"
@@ -21,6 +28,8 @@
 namespace fs = std::filesystem;
 
 namespace {
+
+constexpr int kExitConfigError = 2;
 
 fs::path ExecutableDir() {
   std::error_code error;
@@ -42,24 +51,35 @@ std::string JsonQuote(const std::string& text) {
   return out + "\"";
 }
 
+// Signals are read from a signalfd by the event loop, so they are blocked
+// in every thread: call before ZeroMQ or the workers start any.
+int BlockSignalsIntoFd() {
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  return signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"umi-host: runs media-processing plugins on a resource pool, fed over ZeroMQ"};
   app.set_version_flag("--version", std::string("umi-host ") + UMI_VERSION);
 
-  std::optional<fs::path> config_path;
+  umi::ConfigChoice choice;
   std::vector<fs::path> plugin_dirs;
   umi::HostOptions options;
   options.name = Hostname();
   std::string log_level = "info";
 
-  app.add_option("--config", config_path,
-                 "Hardware config YAML (default: config/hardware/${HARDWARE_CONFIG:-default}.yaml)")
-      ->check(CLI::ExistingFile);
-  app.add_option("--plugins", plugin_dirs,
-                 "Plugin directory, repeatable (default: <prefix>/lib/umi/plugins)")
-      ->check(CLI::ExistingDirectory);
+  app.add_option("--config", choice.explicit_path,
+                 "Hardware config YAML (default: config/hardware/${HARDWARE_CONFIG:-default}.yaml)");
+  app.add_flag("--strict-config", choice.strict,
+               "Exit on a config error instead of falling back to UMI_* variables, then detected hardware");
+  app.add_option("--plugins", plugin_dirs, "Plugin directory, repeatable (default: <prefix>/lib/umi/plugins)");
   app.add_option("--tasks", options.tasks_endpoint, "Tasks PULL endpoint; '>' prefix connects")
       ->capture_default_str();
   app.add_option("--results", options.results_endpoint, "Results PUSH endpoint")->capture_default_str();
@@ -71,66 +91,73 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.fallthrough();
   app.require_subcommand(0, 1);
-  CLI::App* plugins_command =
-      app.add_subcommand("plugins", "List the plugins found, their effective requirements, and refused "
-                                    "libraries with why; exits 1 if any library was refused");
+
+  CLI::App* plugins_command = app.add_subcommand(
+      "plugins", "List the plugins found with their effective requirements, and refused libraries with "
+                 "why; exits 1 if any library was refused");
   bool json = false;
   plugins_command->add_flag("--json", json, "Print JSON instead of a table");
+
+  CLI::App* check_command = app.add_subcommand(
+      "check-config", "Validate a config and print the pool, task groups and plugin requirements it "
+                      "gives; exits 1 on any error or refused plugin");
+  std::optional<fs::path> check_file;
+  check_command->add_option("file", check_file, "Config to check (default: as the host would choose)");
   CLI11_PARSE(app, argc, argv);
 
-  auto logger = spdlog::stderr_color_mt("umi");
-  spdlog::set_default_logger(logger);
-  // Subcommands print reports; keep their stderr to warnings unless asked.
-  const bool level_given = app.get_option("--log-level")->count() > 0;
-  spdlog::set_level(spdlog::level::from_str(level_given || !plugins_command->parsed() ? log_level : "warn"));
+  const bool reporting = plugins_command->parsed() || check_command->parsed();
+  spdlog::set_default_logger(spdlog::stderr_color_mt("umi"));
+  // Reports go to stdout; keep their stderr to warnings unless asked.
+  spdlog::set_level(spdlog::level::from_str(
+      app.get_option("--log-level")->count() > 0 || !reporting ? log_level : "warn"));
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");
 
   const fs::path exe_dir = ExecutableDir();
-  const auto resolved = umi::ResolveConfigPath(
-      config_path, std::getenv("HARDWARE_CONFIG"),
-      {fs::current_path() / "config/hardware", exe_dir / "../share/umi/config/hardware"});
-  if (!resolved.ok()) {
-    spdlog::critical("{}", resolved.error());
-    return 2;
+  choice.search_dirs = {fs::current_path() / "config/hardware",
+                        (exe_dir / "../share/umi/config/hardware").lexically_normal()};
+  if (check_command->parsed()) {
+    if (check_file) choice.explicit_path = check_file;
+    choice.strict = true;
   }
-  const auto config = umi::LoadHardwareConfig(resolved.value());
-  if (!config.ok()) {
-    spdlog::critical("{}", config.error());
-    return 2;
+  const umi::Machine machine = umi::DetectMachine();
+  const auto loaded = umi::LoadConfig(choice, [](const char* name) { return std::getenv(name); }, machine);
+  if (!loaded.ok()) {
+    spdlog::critical("{}", loaded.error());
+    if (check_command->parsed()) std::cout << "ERROR: " << loaded.error() << "\n";
+    return check_command->parsed() ? 1 : kExitConfigError;
   }
-  spdlog::info("config {}: {} cores, {} threads, {} MiB memory, {} GPU(s), {} concurrent CPU tasks",
-               resolved.value().string(), config->cpu_cores, config->cpu_threads,
-               config->memory_capacity_mb(), config->gpus.size(), config->max_concurrent_tasks);
+  const umi::HardwareConfig& config = loaded->config;
+  for (const std::string& error : loaded->errors) spdlog::error("{}", error);
+  if (!check_command->parsed()) {  // check-config prints them in its report
+    for (const std::string& warning : loaded->warnings) spdlog::warn("{}", warning);
+  }
+  spdlog::info("config {} ({}): {} cores, {} threads, {} MiB memory, {} GPU(s), {} concurrent CPU tasks",
+               config.source.string(), config.origin, config.cpu_cores, config.cpu_threads,
+               config.memory_capacity_mb(), config.gpus.size(), config.max_concurrent_tasks);
 
-  // Signals are read from a signalfd by the event loop, so block them in
-  // every thread, before ZeroMQ or the workers start any.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);
-  const int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
-  if (signal_fd < 0) {
+  const int signal_fd = reporting ? -1 : BlockSignalsIntoFd();
+  if (!reporting && signal_fd < 0) {
     spdlog::critical("signalfd: {}", std::strerror(errno));
     return 1;
   }
 
-  if (plugin_dirs.empty()) plugin_dirs.push_back(exe_dir / "../lib/umi/plugins");
-  umi::PluginRegistry registry(config.value());
+  if (plugin_dirs.empty()) plugin_dirs.push_back((exe_dir / "../lib/umi/plugins").lexically_normal());
+  umi::PluginRegistry registry(config);
   for (const fs::path& dir : plugin_dirs) registry.LoadDirectory(dir);
   spdlog::info("{} plugin(s) loaded, {} library(ies) refused", registry.plugins().size(),
                registry.refused().size());
+
   if (plugins_command->parsed()) {
-    if (json) {
-      std::cout << umi::PluginsJson(registry).dump(2) << std::endl;
-    } else {
-      std::cout << umi::PluginsTable(registry);
-    }
+    std::cout << (json ? umi::PluginsJson(registry).dump(2) + "\n" : umi::PluginsTable(registry));
+    return registry.refused().empty() ? 0 : 1;
+  }
+  if (check_command->parsed()) {
+    std::cout << umi::ConfigReport(loaded.value(), machine, registry);
     return registry.refused().empty() ? 0 : 1;
   }
 
-  umi::Host host(options, config.value(), registry);
+  options.machine_cores = machine.cores;
+  umi::Host host(options, config, registry);
   if (const std::string error = host.Open(); !error.empty()) {
     spdlog::critical("{}", error);
     return 1;

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <regex>
 
+#include "effective_requirement.h"
 #include "task_context.h"
 
 namespace umi {
@@ -25,7 +26,8 @@ std::string ErrorText(UMI_Error* error) {
 
 }  // namespace
 
-PluginRegistry::PluginRegistry(const HardwareConfig& config) : config_(config) {}
+PluginRegistry::PluginRegistry(const HardwareConfig& config)
+    : config_(config), capacity_(PoolCapacity::FromConfig(config)) {}
 
 PluginRegistry::~PluginRegistry() {
   plugins_.clear();
@@ -34,9 +36,16 @@ PluginRegistry::~PluginRegistry() {
   }
 }
 
-void PluginRegistry::Refuse(const std::filesystem::path& path, std::string reason) {
+void PluginRegistry::Refuse(const std::filesystem::path& path, std::string reason, std::string plugin) {
   spdlog::error("plugin library {} refused: {}", path.string(), reason);
-  refused_.push_back({path, std::move(reason)});
+  refused_.push_back({path, std::move(reason), std::move(plugin)});
+}
+
+std::string PluginRegistry::RefusalOf(const std::string& name) const {
+  for (const RefusedLibrary& refused : refused_) {
+    if (refused.plugin == name) return refused.reason;
+  }
+  return {};
 }
 
 void PluginRegistry::LoadDirectory(const std::filesystem::path& dir) {
@@ -88,7 +97,7 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
     return false;
   }
   if (const LoadedPlugin* existing = Find(name)) {
-    Refuse(path, "plugin name '" + name + "' is already taken by " + existing->path.string());
+    Refuse(path, "plugin name '" + name + "' is already taken by " + existing->path.string(), name);
     return false;
   }
 
@@ -105,19 +114,27 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
   plugin->declared.gpu_count = Quantity::FromDouble(d->requirement.gpu_count);
   plugin->declared.memory_mb = d->requirement.memory_mb;
   plugin->declared.exclusive_gpu = d->requirement.exclusive_gpu != 0;
-  plugin->task_group = d->task_group ? d->task_group : "";
   if (const std::string why = plugin->declared.Validate(); !why.empty()) {
-    Refuse(path, "declared requirement is invalid: " + why);
+    Refuse(path, "declared requirement is invalid: " + why, name);
     return false;
   }
-  ResolveRequirement(*plugin);
+  EffectiveRequirement effective =
+      ResolveRequirement(config_, name, plugin->declared, d->task_group ? d->task_group : "");
+  if (!effective.warning.empty()) spdlog::warn("{}", effective.warning);
+  plugin->requirement = effective.requirement;
+  plugin->task_group = effective.task_group;
+  plugin->requirement_sources = std::move(effective.sources);
   if (const std::string why = plugin->requirement.Validate(); !why.empty()) {
-    Refuse(path, "effective requirement is invalid: " + why);
+    Refuse(path, "effective requirement is invalid: " + why, name);
+    return false;
+  }
+  if (const std::string why = WhyInfeasible(capacity_, plugin->requirement); !why.empty()) {
+    Refuse(path, "plugin " + name + " can never run on this pool: " + why, name);
     return false;
   }
   plugin->execute = lib.get<UMI_Error*(UMI_Context*)>("UMI_PluginExecute");
   if (lib.has("UMI_InstanceInitialize") != lib.has("UMI_InstanceFinalize")) {
-    Refuse(path, "exports only one of UMI_InstanceInitialize and UMI_InstanceFinalize");
+    Refuse(path, "exports only one of UMI_InstanceInitialize and UMI_InstanceFinalize", name);
     return false;
   }
   if (lib.has("UMI_InstanceInitialize")) {
@@ -133,7 +150,7 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
       "UMI_PluginInitialize");
   if (UMI_Error* error = initialize(HostApi(), reinterpret_cast<const uint8_t*>(settings.data()),
                                     settings.size())) {
-    Refuse(path, "initialize failed: " + ErrorText(error));
+    Refuse(path, "initialize failed: " + ErrorText(error), name);
     return false;
   }
   if (lib.has("UMI_PluginFinalize")) library->finalize = lib.get<void()>("UMI_PluginFinalize");
@@ -143,23 +160,6 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
   libraries_.push_back(std::move(library));
   plugins_.emplace(name, std::move(plugin));
   return true;
-}
-
-void PluginRegistry::ResolveRequirement(LoadedPlugin& plugin) const {
-  plugin.requirement = plugin.declared;
-  const auto yaml = config_.plugins.find(plugin.name);
-  if (yaml != config_.plugins.end() && yaml->second.task_group) {
-    plugin.task_group = *yaml->second.task_group;
-  }
-  const auto group = config_.task_groups.find(plugin.task_group);
-  if (group != config_.task_groups.end()) {
-    group->second.resources.ApplyTo(plugin.requirement);
-  } else if (!plugin.task_group.empty()) {
-    spdlog::warn("plugin {} declares task group '{}', which the config does not define",
-                 plugin.name, plugin.task_group);
-    plugin.task_group.clear();
-  }
-  if (yaml != config_.plugins.end()) yaml->second.resources.ApplyTo(plugin.requirement);
 }
 
 namespace {

@@ -7,10 +7,9 @@
 // or its minor is newer, its descriptor is invalid, its name is taken by an
 // earlier library, or its UMI_PluginInitialize fails. The rest still load.
 //
-// Each plugin's effective requirement is resolved once, at load time, with
-// this precedence (later wins): the plugin's declared default < its task
-// group (`plugins.<name>.task_group`, else the declared group, when the
-// config defines it) < `plugins.<name>` fields in the YAML.
+// Each plugin's effective requirement is resolved once, at load time (see
+// effective_requirement.h); a plugin whose effective requirement cannot fit
+// the whole pool is refused, with the numbers.
 //
 // Thread safety: loading is single-threaded; after loading, Find and the
 // LoadedPlugin objects are read-only and safe from any thread.
@@ -26,6 +25,7 @@
 #include <vector>
 
 #include "hardware_config.h"
+#include "resource_pool.h"
 #include "requirement.h"
 
 namespace umi {
@@ -41,6 +41,7 @@ struct LoadedPlugin {
   ResourceRequirement declared;  // as the plugin declares it
   ResourceRequirement requirement;  // after task group and YAML overrides
   std::string task_group;           // effective; empty: none
+  std::map<std::string, std::string> requirement_sources;  // field -> where it came from
   UMI_Error* (*execute)(UMI_Context*) = nullptr;
   UMI_Error* (*instance_initialize)(void**) = nullptr;  // optional
   void (*instance_finalize)(void*) = nullptr;           // optional
@@ -54,6 +55,7 @@ UMI_Error* AcquireInstanceState(const LoadedPlugin& plugin, void** state);
 struct RefusedLibrary {
   std::filesystem::path path;
   std::string reason;
+  std::string plugin;  // the name it declared, when it got that far
 };
 
 class PluginRegistry {
@@ -69,15 +71,17 @@ class PluginRegistry {
   bool LoadLibrary(const std::filesystem::path& path);
 
   const LoadedPlugin* Find(const std::string& name) const;
+  // Why a library declaring plugin `name` was refused; empty if none was.
+  std::string RefusalOf(const std::string& name) const;
   const std::map<std::string, std::unique_ptr<LoadedPlugin>>& plugins() const { return plugins_; }
   const std::vector<RefusedLibrary>& refused() const { return refused_; }
 
  private:
   struct Library;
-  void Refuse(const std::filesystem::path& path, std::string reason);
-  void ResolveRequirement(LoadedPlugin& plugin) const;
+  void Refuse(const std::filesystem::path& path, std::string reason, std::string plugin = {});
 
   const HardwareConfig& config_;
+  PoolCapacity capacity_;
   std::vector<std::unique_ptr<Library>> libraries_;  // finalized in reverse load order
   std::map<std::string, std::unique_ptr<LoadedPlugin>> plugins_;
   std::vector<RefusedLibrary> refused_;

@@ -234,11 +234,12 @@ std::string EncodeResult(const TaskResult& result, std::string_view host) {
   if (result.finished_at) packer.pack("finished_at").pack(*result.finished_at);
   if (result.allocation) {
     const Allocation& a = *result.allocation;
-    packer.pack("allocation").pack_map(4);
+    packer.pack("allocation").pack_map(a.cpu_ids.empty() ? 4 : 5);
     packer.pack("cpu_cores").pack(a.cpu_cores.ToDouble());
     packer.pack("cpu_threads").pack(a.cpu_threads);
     packer.pack("gpu_ids").pack(a.gpu_ids);
     packer.pack("memory_mb").pack(a.memory_mb);
+    if (!a.cpu_ids.empty()) packer.pack("cpu_ids").pack(a.cpu_ids);
   }
   return std::string(buffer.data(), buffer.size());
 }

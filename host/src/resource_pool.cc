@@ -4,8 +4,20 @@
 
 namespace umi {
 
-PoolCapacity PoolCapacity::FromConfig(const HardwareConfig& config) {
+PoolCapacity PoolCapacity::FromConfig(const HardwareConfig& config,
+                                      const std::vector<std::vector<int>>& machine_cores) {
   PoolCapacity capacity;
+  capacity.cpu_strategy = config.cpu_strategy;
+  capacity.gpu_strategy = config.gpu_strategy;
+  if (config.pinning) {
+    int remaining = config.cpu_threads;
+    for (const auto& core : machine_cores) {
+      if (remaining == 0) break;
+      const size_t take = std::min<size_t>(core.size(), static_cast<size_t>(remaining));
+      capacity.pinned_cores.emplace_back(core.begin(), core.begin() + static_cast<long>(take));
+      remaining -= static_cast<int>(take);
+    }
+  }
   capacity.cpu_cores = Quantity::FromDouble(config.cpu_cores);
   capacity.cpu_threads = config.cpu_threads;
   capacity.memory_mb = config.memory_capacity_mb();
@@ -21,7 +33,14 @@ PoolCapacity PoolCapacity::FromConfig(const HardwareConfig& config) {
 }
 
 ResourcePool::ResourcePool(PoolCapacity capacity)
-    : capacity_(std::move(capacity)), gpus_(capacity_.gpus.size()) {}
+    : capacity_(std::move(capacity)), gpus_(capacity_.gpus.size()) {
+  for (size_t core = 0; core < capacity_.pinned_cores.size(); ++core) {
+    cpu_busy_.emplace_back(capacity_.pinned_cores[core].size(), false);
+    for (size_t sibling = 0; sibling < capacity_.pinned_cores[core].size(); ++sibling) {
+      cpu_slot_[capacity_.pinned_cores[core][sibling]] = {core, sibling};
+    }
+  }
+}
 
 Quantity ResourcePool::GpuShare(const ResourceRequirement& requirement) {
   if (requirement.exclusive_gpu || requirement.gpu_count >= Quantity::Whole(1)) {
@@ -31,7 +50,10 @@ Quantity ResourcePool::GpuShare(const ResourceRequirement& requirement) {
 }
 
 std::string ResourcePool::WhyInfeasible(const Demand& demand) const {
-  const ResourceRequirement& r = demand.requirement;
+  return umi::WhyInfeasible(capacity_, demand.requirement);
+}
+
+std::string WhyInfeasible(const PoolCapacity& capacity_, const ResourceRequirement& r) {
   std::string why;
   auto add = [&why](const std::string& what, const std::string& need, const std::string& have) {
     why += (why.empty() ? "" : "; ") + what + ": needs " + need + ", pool has " + have;
@@ -45,8 +67,8 @@ std::string ResourcePool::WhyInfeasible(const Demand& demand) const {
   if (r.memory_mb > capacity_.memory_mb) {
     add("memory_mb", std::to_string(r.memory_mb), std::to_string(capacity_.memory_mb));
   }
-  if (r.uses_gpu() && r.gpu_count.CeilWholes() > static_cast<int64_t>(gpus_.size())) {
-    add("gpu_count", r.gpu_count.ToString(), std::to_string(gpus_.size()));
+  if (r.uses_gpu() && r.gpu_count.CeilWholes() > static_cast<int64_t>(capacity_.gpus.size())) {
+    add("gpu_count", r.gpu_count.ToString(), std::to_string(capacity_.gpus.size()));
   }
   return why;
 }
@@ -64,12 +86,13 @@ std::optional<std::vector<int>> ResourcePool::PickGpus(const ResourceRequirement
                                                        Quantity share) const {
   std::vector<int> picked;
   if (share < Quantity::Whole(1)) {
-    // Best fit: the device with the least room that still holds the share.
+    // pack: the fullest device that still holds the share; spread: the emptiest.
+    const bool pack = capacity_.gpu_strategy == Strategy::kPack;
     int best = -1;
     for (int id = 0; id < static_cast<int>(gpus_.size()); ++id) {
       const GpuState& gpu = gpus_[id];
       if (gpu.exclusive || Quantity::Whole(1) - gpu.used < share) continue;
-      if (best < 0 || gpu.used > gpus_[best].used) best = id;
+      if (best < 0 || (pack ? gpu.used > gpus_[best].used : gpu.used < gpus_[best].used)) best = id;
     }
     if (best < 0) return std::nullopt;
     picked.push_back(best);
@@ -81,6 +104,47 @@ std::optional<std::vector<int>> ResourcePool::PickGpus(const ResourceRequirement
     if (gpus_[id].used == Quantity()) picked.push_back(id);
   }
   if (static_cast<int64_t>(picked.size()) < needed) return std::nullopt;
+  return picked;
+}
+
+std::optional<std::vector<int>> ResourcePool::PickCpus(int threads) const {
+  std::vector<int> picked;
+  if (cpu_busy_.empty() || threads <= 0) return picked;
+  std::vector<std::pair<size_t, size_t>> cores;  // (free siblings, core)
+  for (size_t core = 0; core < cpu_busy_.size(); ++core) {
+    const auto free = static_cast<size_t>(std::count(cpu_busy_[core].begin(), cpu_busy_[core].end(), false));
+    if (free > 0) cores.emplace_back(free, core);
+  }
+  const auto wanted = static_cast<size_t>(threads);
+  if (capacity_.cpu_strategy == Strategy::kPack) {
+    // Fullest cores first, all free siblings of a core before the next.
+    std::stable_sort(cores.begin(), cores.end(), [](auto a, auto b) { return a.first < b.first; });
+    for (const auto& [free, core] : cores) {
+      for (size_t s = 0; s < cpu_busy_[core].size() && picked.size() < wanted; ++s) {
+        if (!cpu_busy_[core][s]) picked.push_back(capacity_.pinned_cores[core][s]);
+      }
+    }
+  } else {
+    // Idle cores first, one logical CPU per core per round.
+    std::stable_sort(cores.begin(), cores.end(), [](auto a, auto b) { return a.first > b.first; });
+    for (size_t round = 0; picked.size() < wanted; ++round) {
+      bool took = false;
+      for (const auto& [free, core] : cores) {
+        if (picked.size() == wanted) break;
+        size_t seen = 0;
+        for (size_t s = 0; s < cpu_busy_[core].size(); ++s) {
+          if (cpu_busy_[core][s]) continue;
+          if (seen++ == round) {
+            picked.push_back(capacity_.pinned_cores[core][s]);
+            took = true;
+            break;
+          }
+        }
+      }
+      if (!took) break;
+    }
+  }
+  if (picked.size() < wanted) return std::nullopt;
   return picked;
 }
 
@@ -101,6 +165,8 @@ bool ResourcePool::CanAllocate(const Demand& demand) const {
 std::optional<Allocation> ResourcePool::TryAllocate(uint64_t task_key, const Demand& demand) {
   if (allocations_.count(task_key) || !CanAllocate(demand)) return std::nullopt;
   const ResourceRequirement& r = demand.requirement;
+  std::optional<std::vector<int>> cpus = PickCpus(r.cpu_threads);
+  if (!cpus) return std::nullopt;
   Allocation allocation;
   allocation.task_key = task_key;
   allocation.cpu_cores = r.cpu_cores;
@@ -118,6 +184,11 @@ std::optional<Allocation> ResourcePool::TryAllocate(uint64_t task_key, const Dem
   } else {
     ++cpu_tasks_running_;
   }
+  allocation.cpu_ids = std::move(*cpus);
+  for (int cpu : allocation.cpu_ids) {
+    const auto [core, sibling] = cpu_slot_.at(cpu);
+    cpu_busy_[core][sibling] = true;
+  }
   cores_used_ += r.cpu_cores;
   threads_used_ += r.cpu_threads;
   memory_used_ += r.memory_mb;
@@ -134,6 +205,10 @@ bool ResourcePool::Release(uint64_t task_key) {
   threads_used_ -= a.cpu_threads;
   memory_used_ -= a.memory_mb;
   if (a.gpu_ids.empty()) --cpu_tasks_running_;
+  for (int cpu : a.cpu_ids) {
+    const auto [core, sibling] = cpu_slot_.at(cpu);
+    cpu_busy_[core][sibling] = false;
+  }
   for (int id : a.gpu_ids) {
     gpus_[id].used -= a.gpu_share;
     if (gpus_[id].used == Quantity()) gpus_[id].exclusive = false;

@@ -12,6 +12,11 @@
 //     fraction below 1 goes best-fit onto one device (the fullest device it
 //     still fits), so fractions pack and whole devices stay free. A shared
 //     whole number takes that many wholly free devices.
+//   - allocation.gpu pack puts a shared fraction on the fullest device it
+//     fits (whole devices stay free); spread puts it on the emptiest.
+//   - With pinning, a task also gets cpu_threads logical CPUs of its own:
+//     pack takes sibling hyperthreads of one core before the next core;
+//     spread takes one logical CPU per core, idle cores first.
 //   - Task groups and plugins may carry max_instances caps.
 // WhyInfeasible tells a demand that no amount of waiting can satisfy.
 //
@@ -39,9 +44,20 @@ struct PoolCapacity {
   std::vector<GpuDevice> gpus;
   std::map<std::string, int> group_caps;   // task group -> max_instances
   std::map<std::string, int> plugin_caps;  // plugin -> max_instances
+  Strategy cpu_strategy = Strategy::kPack;
+  Strategy gpu_strategy = Strategy::kPack;
+  // Logical CPU ids per physical core; non-empty turns pinning on.
+  std::vector<std::vector<int>> pinned_cores;
 
-  static PoolCapacity FromConfig(const HardwareConfig& config);
+  // With config.pinning, `machine_cores` (logical CPUs per core) supplies
+  // the first cpu_threads logical CPUs, core by core.
+  static PoolCapacity FromConfig(const HardwareConfig& config,
+                                 const std::vector<std::vector<int>>& machine_cores = {});
 };
+
+// Empty if `requirement` fits an idle pool of `capacity`; else each
+// dimension that does not, e.g. "cpu_threads: needs 64, pool has 48".
+std::string WhyInfeasible(const PoolCapacity& capacity, const ResourceRequirement& requirement);
 
 struct Demand {
   ResourceRequirement requirement;
@@ -55,7 +71,8 @@ struct Allocation {
   int cpu_threads = 0;
   int64_t memory_mb = 0;
   std::vector<int> gpu_ids;
-  Quantity gpu_share;  // charged on each of gpu_ids
+  Quantity gpu_share;        // charged on each of gpu_ids
+  std::vector<int> cpu_ids;  // logical CPUs, when pinning
   std::string task_group;
   std::string plugin;
 };
@@ -92,6 +109,7 @@ class ResourcePool {
   // Devices for the demand, or nothing if they are not free now.
   std::optional<std::vector<int>> PickGpus(const ResourceRequirement& requirement,
                                            Quantity share) const;
+  std::optional<std::vector<int>> PickCpus(int threads) const;
   static Quantity GpuShare(const ResourceRequirement& requirement);
   bool UnderCap(const std::map<std::string, int>& caps,
                 const std::unordered_map<std::string, int>& running, const std::string& key) const;
@@ -102,6 +120,8 @@ class ResourcePool {
   int64_t memory_used_ = 0;
   int cpu_tasks_running_ = 0;
   std::vector<GpuState> gpus_;
+  std::vector<std::vector<bool>> cpu_busy_;  // parallel to capacity_.pinned_cores
+  std::unordered_map<int, std::pair<size_t, size_t>> cpu_slot_;  // logical CPU -> (core, sibling)
   std::unordered_map<std::string, int> group_running_;
   std::unordered_map<std::string, int> plugin_running_;
   std::unordered_map<uint64_t, Allocation> allocations_;

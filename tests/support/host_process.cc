@@ -58,6 +58,7 @@ HostProcess::HostProcess(Options options)
     args.push_back("--plugins");
     args.push_back(dir.string());
   }
+  args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
   for (const char* socket : {"--tasks", "--results", "--rpc", "--events"}) {
     args.push_back(socket);
     args.push_back("tcp://127.0.0.1:*");

@@ -44,6 +44,7 @@ class HostProcess {
     std::string config_yaml = TestConfigYaml();
     std::vector<std::filesystem::path> plugin_dirs = {};  // default: the built diag plugins
     std::string binary = UMI_HOST_BINARY;
+    std::vector<std::string> extra_args = {};
   };
 
   HostProcess() : HostProcess(Options{}) {}

@@ -1,0 +1,137 @@
+#include "config_loader.h"
+
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+
+namespace umi {
+namespace {
+
+std::string Describe(const HardwareConfig& c) {
+  return std::to_string(c.cpu_threads) + " threads, " + Quantity::FromDouble(c.cpu_cores).ToString() +
+         " cores, " + std::to_string(c.memory_capacity_mb()) + " MiB, " + std::to_string(c.gpus.size()) +
+         " GPU(s)";
+}
+
+// A non-negative number from the environment; empty error when unset.
+std::optional<double> EnvNumber(const EnvLookup& env, const char* name, bool whole, double min_value,
+                                std::string& error) {
+  const char* text = env(name);
+  if (!text || !*text) return std::nullopt;
+  double value = 0;
+  const char* end = text + std::char_traits<char>::length(text);
+  const auto [ptr, ec] = std::from_chars(text, end, value);
+  if (ec != std::errc() || ptr != end || !std::isfinite(value) || value < min_value ||
+      (whole && value != std::floor(value))) {
+    error += std::string(error.empty() ? "" : "; ") + name + "='" + text + "' is not " +
+             (whole ? "a whole number" : "a number") + " >= " + Quantity::FromDouble(min_value).ToString();
+    return std::nullopt;
+  }
+  return value;
+}
+
+}  // namespace
+
+HardwareConfig ConfigFromMachine(const Machine& machine) {
+  HardwareConfig config;
+  config.origin = "detected";
+  config.cpu_cores = static_cast<double>(machine.cores.size());
+  config.cpu_threads = machine.logical_cpus();
+  config.max_concurrent_tasks = config.cpu_threads;
+  config.memory_total_gb = static_cast<double>(machine.memory_mb) / 1024.0;
+  config.gpus = machine.gpus;
+  return config;
+}
+
+StatusOr<HardwareConfig> ConfigFromEnvironment(const EnvLookup& env, const Machine& machine) {
+  std::string error;
+  const auto cores = EnvNumber(env, "UMI_CPU_CORES", false, 0.0001, error);
+  const auto threads = EnvNumber(env, "UMI_CPU_THREADS", true, 1, error);
+  const auto gpus = EnvNumber(env, "UMI_GPU_COUNT", true, 0, error);
+  const auto memory = EnvNumber(env, "UMI_MEMORY_MB", true, 1, error);
+  const auto concurrent = EnvNumber(env, "UMI_MAX_CONCURRENT_TASKS", true, 1, error);
+  if (!error.empty()) return StatusOr<HardwareConfig>::Error(error);
+  if (!cores && !threads && !gpus && !memory && !concurrent) {
+    return StatusOr<HardwareConfig>::Error("no UMI_* environment variables are set");
+  }
+  HardwareConfig config = ConfigFromMachine(machine);
+  config.origin = "environment";
+  if (cores) config.cpu_cores = *cores;
+  if (threads) config.cpu_threads = static_cast<int>(*threads);
+  config.max_concurrent_tasks = concurrent ? static_cast<int>(*concurrent) : config.cpu_threads;
+  if (memory) config.memory_total_gb = *memory / 1024.0;
+  if (gpus) {
+    config.gpus.clear();
+    for (int id = 0; id < static_cast<int>(*gpus); ++id) {
+      config.gpus.push_back(id < static_cast<int>(machine.gpus.size()) ? machine.gpus[id] : GpuDevice{id, "", 0});
+    }
+  }
+  return config;
+}
+
+std::string CheckRunnableOn(const HardwareConfig& config, const Machine& machine) {
+  if (config.pinning && config.cpu_threads > machine.logical_cpus()) {
+    return config.source.string() + ": hardware.cpu.pinning needs hardware.cpu.threads (" +
+           std::to_string(config.cpu_threads) + ") <= this machine's logical CPUs (" +
+           std::to_string(machine.logical_cpus()) + ")";
+  }
+  return {};
+}
+
+std::vector<std::string> CompareWithMachine(const HardwareConfig& config, const Machine& machine) {
+  std::vector<std::string> warnings;
+  auto exceeds = [&](const std::string& what, const std::string& configured, const std::string& detected) {
+    warnings.push_back("config " + what + " " + configured + " exceeds this machine's " + detected);
+  };
+  if (Quantity::FromDouble(config.cpu_cores) > Quantity::Whole(static_cast<int64_t>(machine.cores.size()))) {
+    exceeds("cpu cores", Quantity::FromDouble(config.cpu_cores).ToString(),
+            std::to_string(machine.cores.size()) + " physical cores");
+  }
+  if (config.cpu_threads > machine.logical_cpus()) {
+    exceeds("cpu threads", std::to_string(config.cpu_threads),
+            std::to_string(machine.logical_cpus()) + " logical CPUs");
+  }
+  if (config.memory_total_gb * 1024 > static_cast<double>(machine.memory_mb)) {
+    exceeds("memory", std::to_string(static_cast<int64_t>(config.memory_total_gb * 1024)) + " MiB",
+            std::to_string(machine.memory_mb) + " MiB");
+  }
+  if (config.gpus.size() > machine.gpus.size()) {
+    exceeds("GPU count", std::to_string(config.gpus.size()),
+            std::to_string(machine.gpus.size()) + " GPU(s)" +
+                (machine.gpu_note.empty() ? "" : " (" + machine.gpu_note + ")"));
+  }
+  return warnings;
+}
+
+StatusOr<LoadedConfig> LoadConfig(const ConfigChoice& choice, const EnvLookup& env, const Machine& machine) {
+  LoadedConfig loaded;
+  std::string failure;
+  const auto path = ResolveConfigPath(choice.explicit_path, env("HARDWARE_CONFIG"), choice.search_dirs);
+  if (!path.ok()) {
+    failure = path.error();
+  } else if (auto parsed = LoadHardwareConfig(path.value()); !parsed.ok()) {
+    failure = parsed.error();
+  } else if (const std::string why = CheckRunnableOn(parsed.value(), machine); !why.empty()) {
+    failure = why;
+  } else {
+    loaded.config = std::move(parsed).value();
+  }
+
+  if (!failure.empty()) {
+    if (choice.strict) return StatusOr<LoadedConfig>::Error(failure);
+    auto from_env = ConfigFromEnvironment(env, machine);
+    if (from_env.ok()) {
+      loaded.config = std::move(from_env).value();
+      loaded.errors.push_back(failure + "; using the UMI_* environment variables instead (" +
+                              Describe(loaded.config) + ")");
+    } else {
+      loaded.config = ConfigFromMachine(machine);
+      loaded.errors.push_back(failure + "; environment fallback: " + from_env.error() +
+                              "; using the detected hardware instead (" + Describe(loaded.config) + ")");
+    }
+  }
+  loaded.warnings = CompareWithMachine(loaded.config, machine);
+  return loaded;
+}
+
+}  // namespace umi

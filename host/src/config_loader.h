@@ -1,0 +1,50 @@
+// Choosing the config in force, the seed's way.
+//
+// LoadConfig tries, in order: the YAML file (--config FILE, else
+// config/hardware/${HARDWARE_CONFIG:-default}.yaml), then the environment
+// (UMI_CPU_CORES, UMI_CPU_THREADS, UMI_GPU_COUNT, UMI_MEMORY_MB,
+// UMI_MAX_CONCURRENT_TASKS; unset ones from the detected machine), then the
+// detected machine. Each step that fails is reported as an error naming what
+// failed and which source is now in force. With `strict`, the first failure
+// is final instead.
+//
+// Thread safety: stateless functions.
+#pragma once
+
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hardware_config.h"
+#include "machine.h"
+#include "status_or.h"
+
+namespace umi {
+
+using EnvLookup = std::function<const char*(const char* name)>;
+
+struct ConfigChoice {
+  std::optional<std::filesystem::path> explicit_path;
+  std::vector<std::filesystem::path> search_dirs;
+  bool strict = false;
+};
+
+struct LoadedConfig {
+  HardwareConfig config;
+  std::vector<std::string> errors;    // what failed on the way (ERROR level)
+  std::vector<std::string> warnings;  // config vs detected machine
+};
+
+StatusOr<LoadedConfig> LoadConfig(const ConfigChoice& choice, const EnvLookup& env, const Machine& machine);
+
+// The fallbacks, exposed for tests.
+StatusOr<HardwareConfig> ConfigFromEnvironment(const EnvLookup& env, const Machine& machine);
+HardwareConfig ConfigFromMachine(const Machine& machine);
+// Errors that make the config unusable on this machine (pinning beyond it).
+std::string CheckRunnableOn(const HardwareConfig& config, const Machine& machine);
+// Where the config promises more than the machine has.
+std::vector<std::string> CompareWithMachine(const HardwareConfig& config, const Machine& machine);
+
+}  // namespace umi

@@ -1,0 +1,63 @@
+// One YAML file per class of config error, each with its exact message.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+
+#include "hardware_config.h"
+
+namespace umi {
+namespace {
+
+const std::filesystem::path kDir = UMI_SOURCE_DIR "/tests/configs/errors";
+
+// file -> the message after "<path>: ".
+const std::map<std::string, std::string> kExpected = {
+    {"unknown_key_did_you_mean.yaml",
+     "hardware.cpu.coers: unknown key, did you mean 'cores'? (expected one of: cores, "
+     "max_concurrent_tasks, pinning, threads, threads_per_core) (line 4)"},
+    {"wrong_type.yaml", "hardware.cpu.cores: expected a number, got 'many' (line 3)"},
+    {"zero_cores.yaml", "hardware.cpu.cores: must be a number > 0, got 0 (line 3)"},
+    {"negative_memory.yaml", "hardware.memory.total_gb: must be a number > 0, got -1 (line 4)"},
+    {"overcommit_below_one.yaml", "hardware.memory.overcommit_ratio: must be a number >= 1, got 0.5 (line 5)"},
+    {"max_instances_zero.yaml", "task_groups.g.max_instances: must be >= 1, got 0 (line 6)"},
+    {"task_group_too_big.yaml", "task_groups.big.threads: needs 64 but the pool has 48 (line 6)"},
+    {"plugin_too_big.yaml", "plugins.sleep.memory_mb: needs 1000000 but the pool has 65536 (line 6)"},
+    {"unknown_task_group.yaml", "plugins.sleep.task_group: no task group named 'cpu_taks' (line 6)"},
+    {"fractional_gpu_above_one.yaml", "task_groups.g: gpu_count above 1 must be a whole number, got 1.5 (line 6)"},
+    {"threads_exceed_threads_per_core.yaml",
+     "hardware.cpu.threads: 32 threads exceed cores x threads_per_core = 16 (line 4)"},
+    {"bad_strategy.yaml", "allocation.gpu: expected pack or spread, got 'fill' (line 5)"},
+    {"missing_memory.yaml", "hardware.memory: missing (line 2)"},
+    {"gpu_count_mismatch.yaml", "hardware.gpu.count: is 2 but devices lists 1 (line 4)"},
+    {"unknown_top_level.yaml",
+     "schedular: unknown key, did you mean 'scheduler'? (expected one of: allocation, allow_task_overrides, "
+     "hardware, plugins, scheduler, shutdown, task_groups) (line 4)"},
+    {"negative_threads.yaml", "hardware.cpu.threads: must be >= 1, got -2 (line 4)"},
+};
+
+TEST(ConfigErrors, EachFileGivesItsExactMessage) {
+  size_t files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(kDir)) {
+    const std::string name = entry.path().filename();
+    if (name == "invalid_yaml.yaml") continue;  // yaml-cpp words this one
+    ++files;
+    const auto expected = kExpected.find(name);
+    ASSERT_NE(expected, kExpected.end()) << "no expected message for " << name;
+    const auto config = LoadHardwareConfig(entry.path());
+    ASSERT_FALSE(config.ok()) << name;
+    EXPECT_EQ(config.error(), entry.path().string() + ": " + expected->second) << name;
+  }
+  EXPECT_EQ(files, kExpected.size());
+}
+
+TEST(ConfigErrors, InvalidYamlNamesLineAndColumn) {
+  const auto config = LoadHardwareConfig(kDir / "invalid_yaml.yaml");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.error().find("invalid YAML: yaml-cpp: error at line"), std::string::npos) << config.error();
+  EXPECT_NE(config.error().find("column"), std::string::npos) << config.error();
+}
+
+}  // namespace
+}  // namespace umi

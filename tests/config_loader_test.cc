@@ -1,0 +1,129 @@
+#include "config_loader.h"
+
+#include <gtest/gtest.h>
+
+#include <stdlib.h>
+
+#include <fstream>
+#include <map>
+
+namespace umi {
+namespace {
+
+Machine TwoCoreMachine() {
+  Machine m;
+  m.cores = {{0, 2}, {1, 3}};
+  m.memory_mb = 8192;
+  m.gpu_note = "none here";
+  return m;
+}
+
+EnvLookup Env(std::map<std::string, std::string> vars) {
+  return [vars = std::move(vars)](const char* name) -> const char* {
+    const auto found = vars.find(name);
+    return found == vars.end() ? nullptr : found->second.c_str();
+  };
+}
+
+TEST(ConfigLoader, DetectedHardwareMakesAConfig) {
+  const HardwareConfig c = ConfigFromMachine(TwoCoreMachine());
+  EXPECT_EQ(c.cpu_cores, 2);
+  EXPECT_EQ(c.cpu_threads, 4);
+  EXPECT_EQ(c.max_concurrent_tasks, 4);
+  EXPECT_EQ(c.memory_capacity_mb(), 8192);
+  EXPECT_EQ(c.origin, "detected");
+}
+
+TEST(ConfigLoader, EnvironmentOverridesDetection) {
+  const auto c = ConfigFromEnvironment(
+      Env({{"UMI_CPU_CORES", "1.5"}, {"UMI_GPU_COUNT", "2"}, {"UMI_MEMORY_MB", "1024"}}), TwoCoreMachine());
+  ASSERT_TRUE(c.ok()) << c.error();
+  EXPECT_EQ(c->cpu_cores, 1.5);
+  EXPECT_EQ(c->cpu_threads, 4);  // detected
+  EXPECT_EQ(c->gpus.size(), 2u);
+  EXPECT_EQ(c->memory_capacity_mb(), 1024);
+  EXPECT_EQ(c->origin, "environment");
+}
+
+TEST(ConfigLoader, BadEnvironmentValuesAreNamed) {
+  const auto c = ConfigFromEnvironment(Env({{"UMI_CPU_THREADS", "2.5"}, {"UMI_MEMORY_MB", "lots"}}), TwoCoreMachine());
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.error().find("UMI_CPU_THREADS='2.5' is not a whole number >= 1"), std::string::npos) << c.error();
+  EXPECT_NE(c.error().find("UMI_MEMORY_MB='lots'"), std::string::npos) << c.error();
+  EXPECT_FALSE(ConfigFromEnvironment(Env({}), TwoCoreMachine()).ok());
+}
+
+class LoadConfigTest : public ::testing::Test {
+ protected:
+  LoadConfigTest() {
+    std::string pattern = (std::filesystem::temp_directory_path() / "umi-load-config-XXXXXX").string();
+    dir_ = mkdtemp(pattern.data());
+    std::ofstream(dir_ / "good.yaml") << "hardware:\n  cpu: {cores: 2}\n  memory: {total_gb: 4}\n";
+    std::ofstream(dir_ / "bad.yaml") << "hardware:\n  cpu: {cores: 2, bogus: 1}\n  memory: {total_gb: 4}\n";
+    std::ofstream(dir_ / "pinned.yaml") << "hardware:\n  cpu: {cores: 8, threads: 16, pinning: true}\n"
+                                            "  memory: {total_gb: 4}\n";
+  }
+  ~LoadConfigTest() override { std::filesystem::remove_all(dir_); }
+  ConfigChoice Choice(const char* file, bool strict = false) { return {dir_ / file, {dir_}, strict}; }
+  std::filesystem::path dir_;
+};
+
+TEST_F(LoadConfigTest, AGoodFileIsUsedAsIs) {
+  const auto loaded = LoadConfig(Choice("good.yaml"), Env({}), TwoCoreMachine());
+  ASSERT_TRUE(loaded.ok());
+  EXPECT_EQ(loaded->config.origin, "file");
+  EXPECT_TRUE(loaded->errors.empty());
+}
+
+TEST_F(LoadConfigTest, ABadFileFallsBackToTheEnvironmentThenDetection) {
+  const auto from_env = LoadConfig(Choice("bad.yaml"), Env({{"UMI_CPU_THREADS", "3"}}), TwoCoreMachine());
+  ASSERT_TRUE(from_env.ok());
+  EXPECT_EQ(from_env->config.origin, "environment");
+  EXPECT_EQ(from_env->config.cpu_threads, 3);
+  ASSERT_EQ(from_env->errors.size(), 1u);
+  EXPECT_NE(from_env->errors[0].find("bad.yaml: hardware.cpu.bogus: unknown key"), std::string::npos);
+  EXPECT_NE(from_env->errors[0].find("using the UMI_* environment variables instead"), std::string::npos);
+
+  const auto detected = LoadConfig(Choice("bad.yaml"), Env({}), TwoCoreMachine());
+  ASSERT_TRUE(detected.ok());
+  EXPECT_EQ(detected->config.origin, "detected");
+  EXPECT_NE(detected->errors[0].find("using the detected hardware instead (4 threads, 2 cores"), std::string::npos)
+      << detected->errors[0];
+}
+
+TEST_F(LoadConfigTest, StrictMakesAnyErrorFinal) {
+  const auto loaded = LoadConfig(Choice("bad.yaml", true), Env({{"UMI_CPU_THREADS", "3"}}), TwoCoreMachine());
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.error().find("hardware.cpu.bogus"), std::string::npos);
+}
+
+TEST_F(LoadConfigTest, PinningBeyondTheMachineIsAnError) {
+  const auto loaded = LoadConfig(Choice("pinned.yaml", true), Env({}), TwoCoreMachine());
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.error().find("pinning needs hardware.cpu.threads (16) <= this machine's logical CPUs (4)"),
+            std::string::npos)
+      << loaded.error();
+}
+
+TEST_F(LoadConfigTest, HardwareConfigEnvironmentPicksTheFile) {
+  const auto loaded = LoadConfig({std::nullopt, {dir_}, true}, Env({{"HARDWARE_CONFIG", "good"}}), TwoCoreMachine());
+  ASSERT_TRUE(loaded.ok()) << loaded.error();
+  EXPECT_EQ(loaded->config.source, dir_ / "good.yaml");
+}
+
+TEST(ConfigLoader, WarnsWhereTheConfigExceedsTheMachine) {
+  HardwareConfig c;
+  c.cpu_cores = 24;
+  c.cpu_threads = 48;
+  c.memory_total_gb = 128;
+  c.gpus = {{0, "x", 1}};
+  const auto warnings = CompareWithMachine(c, TwoCoreMachine());
+  ASSERT_EQ(warnings.size(), 4u);
+  EXPECT_EQ(warnings[0], "config cpu cores 24 exceeds this machine's 2 physical cores");
+  EXPECT_EQ(warnings[1], "config cpu threads 48 exceeds this machine's 4 logical CPUs");
+  EXPECT_EQ(warnings[3], "config GPU count 1 exceeds this machine's 0 GPU(s) (none here)");
+  EXPECT_TRUE(CompareWithMachine(ConfigFromMachine(TwoCoreMachine()), TwoCoreMachine()).empty());
+}
+
+}  // namespace
+}  // namespace umi
