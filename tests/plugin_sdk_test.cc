@@ -134,6 +134,26 @@ TEST(PluginSdk, InstanceStateLivesPerWorkerAcrossTasks) {
   EXPECT_EQ(second.Output("uses")->as<int>(), 2);
 }
 
+TEST(PluginSdk, PinningConfinesThePluginToItsGrantedCpus) {
+  HostProcess host({.config_yaml = R"(hardware:
+  cpu: {cores: 1, threads: 1, pinning: true}
+  memory: {total_gb: 1}
+plugins:
+  probe: {threads: 1}
+)",
+                    .plugin_dirs = {UMI_TEST_PROBE_PLUGIN_DIR},
+                    .extra_args = {"--strict-config"}});
+  for (const char* id : {"first", "second"}) {
+    host.Send(PackTask({.id = id, .plugin = "probe"}));
+    const Result r = host.NextResult();
+    ASSERT_EQ(r.status, "ok") << r.error_message;
+    const auto allocation = r.message->get().as<std::map<std::string, msgpack::object>>().at("allocation");
+    const auto granted = allocation.as<std::map<std::string, msgpack::object>>().at("cpu_ids").as<std::vector<int>>();
+    ASSERT_EQ(granted.size(), 1u);
+    EXPECT_EQ(r.Output("cpus")->as<std::vector<int>>(), granted) << "the plugin ran outside its grant";
+  }
+}
+
 TEST(SdkInstall, HelloAndFileStatsRunOnTheInstalledHost) {
   const std::string prefix = UMI_SDK_PREFIX;
   ASSERT_TRUE(std::filesystem::exists(prefix + "/include/umi/plugin.hpp"));

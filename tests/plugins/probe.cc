@@ -1,8 +1,11 @@
 // probe: reports what the host handed it, for tests of the SDK contract.
 //   input.mode: "report" (default), "throw_std", "throw_umi", "progress"
 //   output: greeting (from settings), threads, cpu_cores, memory_mb,
-//           gpu_ids, instance (per-worker id), uses (tasks on that instance)
+//           gpu_ids, instance (per-worker id), uses (tasks on that instance),
+//           cpus (the thread's CPU affinity)
 #include <umi/plugin.hpp>
+
+#include <sched.h>
 
 #include <atomic>
 #include <stdexcept>
@@ -43,6 +46,13 @@ class Probe : public umi::Plugin {
     PerWorker& worker = task.instance<PerWorker>();
     ++worker.uses;
     const auto ids = task.gpu_ids();
+    cpu_set_t affinity;
+    CPU_ZERO(&affinity);
+    sched_getaffinity(0, sizeof(affinity), &affinity);
+    std::vector<int> cpus;
+    for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+      if (CPU_ISSET(cpu, &affinity)) cpus.push_back(cpu);
+    }
     task.output()
         .Set("greeting", greeting_)
         .Set("threads", task.threads())
@@ -50,7 +60,8 @@ class Probe : public umi::Plugin {
         .Set("memory_mb", task.memory_mb())
         .Set("gpu_ids", std::vector<int32_t>(ids.begin(), ids.end()))
         .Set("instance", worker.id)
-        .Set("uses", worker.uses);
+        .Set("uses", worker.uses)
+        .Set("cpus", cpus);
   }
 
  private:
