@@ -1,3 +1,4 @@
+// The scheduling policy on a virtual clock: no sleeping, fully deterministic.
 #include "scheduler.h"
 
 #include <gtest/gtest.h>
@@ -5,9 +6,11 @@
 namespace umi {
 namespace {
 
+using std::chrono::milliseconds;
+
 class SchedulerTest : public ::testing::Test {
  protected:
-  SchedulerTest() : pool_(Capacity()), scheduler_(pool_) {}
+  SchedulerTest() : pool_(Capacity()), scheduler_(pool_, milliseconds(1000)) {}
 
   static PoolCapacity Capacity() {
     PoolCapacity c;
@@ -24,26 +27,27 @@ class SchedulerTest : public ::testing::Test {
     task.key = ++key_;
     task.message.id = id;
     task.message.priority = priority;
+    task.enqueued_at = now_;
     task.demand.plugin = gpus > 0 ? "gpu" : "cpu";
     task.demand.requirement.cpu_cores = Quantity::FromDouble(0);
     task.demand.requirement.cpu_threads = threads;
     task.demand.requirement.gpu_count = Quantity::FromDouble(gpus);
+    keys_[id] = task.key;
     scheduler_.Enqueue(std::move(task));
   }
 
   std::vector<std::string> Run() {
     std::vector<std::string> ids;
-    for (auto& [task, allocation] : scheduler_.TakeRunnable()) {
-      ids.push_back(task.message.id);
-      keys_[task.message.id] = task.key;
-    }
+    for (auto& [task, allocation] : scheduler_.TakeRunnable(now_)) ids.push_back(task.message.id);
     return ids;
   }
 
   void Finish(const std::string& id) { ASSERT_TRUE(pool_.Release(keys_.at(id))); }
+  void Advance(milliseconds by) { now_ += by; }
 
   ResourcePool pool_;
   Scheduler scheduler_;
+  Scheduler::Clock::time_point now_{};
   uint64_t key_ = 0;
   std::map<std::string, uint64_t> keys_;
 };
@@ -89,6 +93,73 @@ TEST_F(SchedulerTest, ManyBlockedTasksOfOneShapeCostOneLook) {
   Finish("hog");
   EXPECT_EQ(Run().size(), 4u);
   EXPECT_EQ(scheduler_.size(), 9996u);
+}
+
+// Without a reservation, a stream of 1-thread tasks would keep a 16-thread
+// task waiting forever. After reserve_after it holds a reservation: no new
+// small task starts, and it runs once the running ones have finished.
+TEST_F(SchedulerTest, ABigTaskUnderAStreamOfSmallOnesStartsAfterTheReserveWait) {
+  int next = 0;
+  auto small = [&] { return "s" + std::to_string(next++); };
+  for (int i = 0; i < 16; ++i) Add(small(), 1);
+  EXPECT_EQ(Run().size(), 16u);
+  Add("big", 16);
+  std::vector<std::string> running;
+  for (int i = 0; i < 16; ++i) running.push_back("s" + std::to_string(i));
+
+  // Before the reserve wait: each finished small task is replaced by a new one.
+  for (int round = 0; round < 5; ++round) {
+    Advance(milliseconds(100));
+    Finish(running.front());
+    running.erase(running.begin());
+    Add(small(), 1);
+    const auto started = Run();
+    ASSERT_EQ(started.size(), 1u);
+    EXPECT_NE(started[0], "big");
+    running.push_back(started[0]);
+  }
+  EXPECT_FALSE(scheduler_.reserved());
+
+  // Past it: small tasks no longer start; freed threads accrue to "big".
+  Advance(milliseconds(1000));
+  while (running.size() > 1) {
+    Finish(running.front());
+    running.erase(running.begin());
+    Add(small(), 1);
+    EXPECT_TRUE(Run().empty());
+    EXPECT_EQ(scheduler_.reserved(), keys_.at("big"));
+  }
+  Finish(running.front());
+  EXPECT_EQ(Run(), std::vector<std::string>{"big"});
+}
+
+TEST_F(SchedulerTest, AReservationStillLetsThroughWhatItDoesNotNeed) {
+  Add("cpu_hog", 15);
+  Run();
+  Add("gpu_task", 2, 0, 1);  // needs 2 threads, 1 left
+  Advance(milliseconds(1500));
+  Add("other_gpu", 0, 0, 0.5);  // needs no threads, but the GPU the reserved task needs
+  Add("no_thread_cpu", 0);      // needs nothing the GPU task needs
+  EXPECT_EQ(Run(), std::vector<std::string>{"no_thread_cpu"});
+  EXPECT_EQ(scheduler_.reserved(), keys_.at("gpu_task"));
+  Add("one_thread", 1);  // would take the thread the GPU task is waiting for
+  EXPECT_TRUE(Run().empty());
+  Finish("cpu_hog");
+  EXPECT_EQ(Run(), (std::vector<std::string>{"gpu_task", "one_thread"}));
+}
+
+TEST_F(SchedulerTest, RemoveTakesOneQueuedTask) {
+  Add("hog", 16);
+  Run();
+  Add("a", 1);
+  Add("b", 1);
+  const auto removed = scheduler_.Remove(keys_.at("a"));
+  ASSERT_TRUE(removed);
+  EXPECT_EQ(removed->message.id, "a");
+  EXPECT_FALSE(scheduler_.Remove(keys_.at("a")));
+  EXPECT_FALSE(scheduler_.Remove(keys_.at("hog")));  // running, not queued
+  Finish("hog");
+  EXPECT_EQ(Run(), std::vector<std::string>{"b"});
 }
 
 TEST_F(SchedulerTest, TakeAllEmptiesTheQueue) {

@@ -287,9 +287,11 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
     config.allow_task_overrides = Read<bool>(node, "allow_task_overrides", "true or false");
   }
   if (const YAML::Node scheduler = root["scheduler"]) {
-    CheckKeys(scheduler, "scheduler", {"max_queued"});
+    CheckKeys(scheduler, "scheduler", {"max_queued", "reserve_after_ms"});
     IfPresent(scheduler, "max_queued",
               [&](auto n) { config.max_queued = ReadInteger(n, "scheduler.max_queued", 1); });
+    IfPresent(scheduler, "reserve_after_ms",
+              [&](auto n) { config.reserve_after_ms = ReadInteger(n, "scheduler.reserve_after_ms", 0); });
   }
   if (const YAML::Node shutdown = root["shutdown"]) {
     CheckKeys(shutdown, "shutdown", {"drain_timeout_s"});

@@ -13,7 +13,7 @@
 //     <plugin>: {task_group, cpu_cores, threads, memory_mb, gpu_count,
 //                exclusive_gpu, max_instances, settings}
 //   allow_task_overrides: false   # honour a task's own `resources`
-//   scheduler: {max_queued (default 100000)}
+//   scheduler: {max_queued (default 100000), reserve_after_ms (default 1000)}
 //   shutdown:  {drain_timeout_s (default 30)}
 //
 // Parsing is strict: an unknown key (with a did-you-mean), a wrong type or
@@ -74,6 +74,7 @@ struct HardwareConfig {
   std::map<std::string, PluginConfig> plugins;
   bool allow_task_overrides = false;
   int64_t max_queued = 100000;
+  int64_t reserve_after_ms = 1000;  // a blocked task waits this long, then reserves
   double drain_timeout_s = 30;
   std::filesystem::path source;  // the file it came from
   std::string origin = "file";   // file, environment or detected

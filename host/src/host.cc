@@ -18,7 +18,6 @@
 #include <mutex>
 #include <optional>
 #include <unordered_map>
-#include <unordered_set>
 #include <variant>
 
 #include "machine.h"
@@ -124,6 +123,7 @@ struct RunningTask {
   double queued_ms = 0;
   std::optional<Clock::time_point> deadline;
   bool timed_out = false;
+  bool cancel_requested = false;
 };
 
 }  // namespace
@@ -135,7 +135,7 @@ class Host::Loop {
         config_(config),
         plugins_(plugins),
         pool_(MakeCapacity(options_, config, plugins)),
-        scheduler_(pool_),
+        scheduler_(pool_, std::chrono::milliseconds(config.reserve_after_ms)),
         tasks_(context_, zmq::socket_type::pull),
         results_(context_, zmq::socket_type::push),
         rpc_(context_, zmq::socket_type::router),
@@ -286,7 +286,7 @@ class Host::Loop {
     queued.reply = std::move(route);
     queued.enqueued_at = Clock::now();
     queued.message = std::move(task);
-    active_ids_.insert(queued.message.id);
+    active_ids_.emplace(queued.message.id, queued.key);
     Publish("task.queued", queued.message.id, queued.message.plugin);
     scheduler_.Enqueue(std::move(queued));
   }
@@ -295,7 +295,7 @@ class Host::Loop {
 
   void Dispatch() {
     if (draining_) return;
-    for (auto& [task, allocation] : scheduler_.TakeRunnable()) {
+    for (auto& [task, allocation] : scheduler_.TakeRunnable(Clock::now())) {
       auto running = std::make_unique<RunningTask>();
       running->queued_ms = Millis(Clock::now() - task.enqueued_at);
       if (task.message.timeout_ms > 0) {
@@ -370,7 +370,11 @@ class Host::Loop {
     result.started_at = finished.started_at;
     result.finished_at = finished.finished_at;
     result.allocation = running->allocation;
-    if (running->timed_out) {
+    if (running->cancel_requested) {
+      result.status = TaskStatus::kCancelled;
+      result.error_code = "cancelled";
+      result.error_message = "cancelled by request while running";
+    } else if (running->timed_out) {
       result.status = TaskStatus::kTimeout;
       result.error_code = "timeout";
       result.error_message = "ran past timeout_ms=" + std::to_string(running->task.message.timeout_ms);
@@ -497,6 +501,8 @@ class Host::Loop {
       packer.pack("plugins").pack(plugins_.plugins().size());
     } else if (request.op == "stats") {
       PackStats(packer);
+    } else if (request.op == "cancel") {
+      Cancel(request.id, packer);
     } else if (request.op == "drain") {
       BeginDrain("drain request");
       packer.pack_map(1);
@@ -506,12 +512,41 @@ class Host::Loop {
       packer.pack("ok").pack(false);
       packer.pack("error").pack_map(2);
       packer.pack("code").pack("unknown_op");
-      packer.pack("message").pack("unknown op '" + request.op + "' (known: health, stats, drain)");
+      packer.pack("message").pack("unknown op '" + request.op + "' (known: health, stats, cancel, drain)");
     }
     std::vector<zmq::const_buffer> frames;
     for (const std::string& frame : route.envelope) frames.emplace_back(frame.data(), frame.size());
     frames.emplace_back(buffer.data(), buffer.size());
     zmq::send_multipart(rpc_, frames, zmq::send_flags::dontwait);
+  }
+
+  // A queued task ends `cancelled` now; a running one is asked to stop and
+  // ends `cancelled` when its plugin returns.
+  void Cancel(const std::string& id, msgpack::packer<msgpack::sbuffer>& packer) {
+    const auto active = active_ids_.find(id);
+    const uint64_t key = active == active_ids_.end() ? 0 : active->second;
+    if (const auto running = running_.find(key); running != running_.end()) {
+      running->second->cancel_requested = true;
+      running->second->context->Cancel();
+      packer.pack_map(2);
+      packer.pack("ok").pack(true);
+      packer.pack("state").pack("running");
+    } else if (std::optional<QueuedTask> queued = scheduler_.Remove(key)) {
+      TaskResult result = TaskResult::Rejected(queued->message.id, queued->message.plugin, "cancelled",
+                                               "cancelled by request before it started");
+      result.status = TaskStatus::kCancelled;
+      result.queued_ms = Millis(Clock::now() - queued->enqueued_at);
+      Reply(result, queued->reply);
+      packer.pack_map(2);
+      packer.pack("ok").pack(true);
+      packer.pack("state").pack("queued");
+    } else {
+      packer.pack_map(2);
+      packer.pack("ok").pack(false);
+      packer.pack("error").pack_map(2);
+      packer.pack("code").pack("not_found");
+      packer.pack("message").pack("no queued or running task has id '" + id + "'");
+    }
   }
 
   void PackStats(msgpack::packer<msgpack::sbuffer>& packer) {
@@ -616,7 +651,7 @@ class Host::Loop {
   std::map<std::string, std::string> endpoints_;
   Mailbox mailbox_;
   std::unordered_map<uint64_t, std::unique_ptr<RunningTask>> running_;
-  std::unordered_set<std::string> active_ids_;
+  std::unordered_map<std::string, uint64_t> active_ids_;  // queued or running: id -> key
   std::deque<std::string> pending_results_;
   std::map<TaskStatus, uint64_t> done_by_status_;
   uint64_t malformed_ = 0;

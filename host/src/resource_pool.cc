@@ -1,6 +1,7 @@
 #include "resource_pool.h"
 
 #include <algorithm>
+#include <cstdint>
 
 namespace umi {
 
@@ -53,22 +54,22 @@ std::string ResourcePool::WhyInfeasible(const Demand& demand) const {
   return umi::WhyInfeasible(capacity_, demand.requirement);
 }
 
-std::string WhyInfeasible(const PoolCapacity& capacity_, const ResourceRequirement& r) {
+std::string WhyInfeasible(const PoolCapacity& capacity, const ResourceRequirement& r) {
   std::string why;
   auto add = [&why](const std::string& what, const std::string& need, const std::string& have) {
     why += (why.empty() ? "" : "; ") + what + ": needs " + need + ", pool has " + have;
   };
-  if (r.cpu_cores > capacity_.cpu_cores) {
-    add("cpu_cores", r.cpu_cores.ToString(), capacity_.cpu_cores.ToString());
+  if (r.cpu_cores > capacity.cpu_cores) {
+    add("cpu_cores", r.cpu_cores.ToString(), capacity.cpu_cores.ToString());
   }
-  if (r.cpu_threads > capacity_.cpu_threads) {
-    add("cpu_threads", std::to_string(r.cpu_threads), std::to_string(capacity_.cpu_threads));
+  if (r.cpu_threads > capacity.cpu_threads) {
+    add("cpu_threads", std::to_string(r.cpu_threads), std::to_string(capacity.cpu_threads));
   }
-  if (r.memory_mb > capacity_.memory_mb) {
-    add("memory_mb", std::to_string(r.memory_mb), std::to_string(capacity_.memory_mb));
+  if (r.memory_mb > capacity.memory_mb) {
+    add("memory_mb", std::to_string(r.memory_mb), std::to_string(capacity.memory_mb));
   }
-  if (r.uses_gpu() && r.gpu_count.CeilWholes() > static_cast<int64_t>(capacity_.gpus.size())) {
-    add("gpu_count", r.gpu_count.ToString(), std::to_string(capacity_.gpus.size()));
+  if (r.uses_gpu() && r.gpu_count.CeilWholes() > static_cast<int64_t>(capacity.gpus.size())) {
+    add("gpu_count", r.gpu_count.ToString(), std::to_string(capacity.gpus.size()));
   }
   return why;
 }
@@ -82,26 +83,27 @@ bool ResourcePool::UnderCap(const std::map<std::string, int>& caps,
   return (count == running.end() ? 0 : count->second) < cap->second;
 }
 
-std::optional<std::vector<int>> ResourcePool::PickGpus(const ResourceRequirement& requirement,
-                                                       Quantity share) const {
+std::optional<std::vector<int>> ResourcePool::PickGpusFrom(const std::vector<GpuState>& gpus,
+                                                           const ResourceRequirement& requirement,
+                                                           Quantity share) const {
   std::vector<int> picked;
   if (share < Quantity::Whole(1)) {
     // pack: the fullest device that still holds the share; spread: the emptiest.
     const bool pack = capacity_.gpu_strategy == Strategy::kPack;
     int best = -1;
-    for (int id = 0; id < static_cast<int>(gpus_.size()); ++id) {
-      const GpuState& gpu = gpus_[id];
+    for (int id = 0; id < static_cast<int>(gpus.size()); ++id) {
+      const GpuState& gpu = gpus[id];
       if (gpu.exclusive || Quantity::Whole(1) - gpu.used < share) continue;
-      if (best < 0 || (pack ? gpu.used > gpus_[best].used : gpu.used < gpus_[best].used)) best = id;
+      if (best < 0 || (pack ? gpu.used > gpus[best].used : gpu.used < gpus[best].used)) best = id;
     }
     if (best < 0) return std::nullopt;
     picked.push_back(best);
     return picked;
   }
   const int64_t needed = requirement.gpu_count.CeilWholes();
-  for (int id = 0; id < static_cast<int>(gpus_.size()) && static_cast<int64_t>(picked.size()) < needed;
+  for (int id = 0; id < static_cast<int>(gpus.size()) && static_cast<int64_t>(picked.size()) < needed;
        ++id) {
-    if (gpus_[id].used == Quantity()) picked.push_back(id);
+    if (gpus[id].used == Quantity()) picked.push_back(id);
   }
   if (static_cast<int64_t>(picked.size()) < needed) return std::nullopt;
   return picked;
@@ -146,6 +148,45 @@ std::optional<std::vector<int>> ResourcePool::PickCpus(int threads) const {
   }
   if (picked.size() < wanted) return std::nullopt;
   return picked;
+}
+
+int ResourcePool::FreeSlots(const std::map<std::string, int>& caps,
+                            const std::unordered_map<std::string, int>& running, const std::string& key) const {
+  const auto cap = caps.find(key);
+  if (cap == caps.end()) return INT32_MAX;
+  const auto count = running.find(key);
+  return cap->second - (count == running.end() ? 0 : count->second);
+}
+
+bool ResourcePool::CanAllocateBeside(const Demand& demand, const Demand& reserved) const {
+  if (!CanAllocate(demand)) return false;
+  const ResourceRequirement& d = demand.requirement;
+  const ResourceRequirement& r = reserved.requirement;
+  // What is free beyond the reserved task's need (never below zero).
+  const Quantity spare_cores = std::max(Quantity(), capacity_.cpu_cores - cores_used_ - r.cpu_cores);
+  if (d.cpu_cores > spare_cores) return false;
+  if (d.cpu_threads > std::max(0, capacity_.cpu_threads - threads_used_ - r.cpu_threads)) return false;
+  if (d.memory_mb > std::max<int64_t>(0, capacity_.memory_mb - memory_used_ - r.memory_mb)) return false;
+  if (!d.uses_gpu() && !r.uses_gpu() && capacity_.max_concurrent_tasks - cpu_tasks_running_ < 2) return false;
+  if (!demand.task_group.empty() && demand.task_group == reserved.task_group &&
+      FreeSlots(capacity_.group_caps, group_running_, demand.task_group) < 2) {
+    return false;
+  }
+  if (demand.plugin == reserved.plugin && FreeSlots(capacity_.plugin_caps, plugin_running_, demand.plugin) < 2) {
+    return false;
+  }
+  if (d.uses_gpu() && r.uses_gpu()) {
+    // Take the devices, then see whether the reserved task could still get its own.
+    std::vector<GpuState> after = gpus_;
+    const Quantity share = GpuShare(d);
+    const std::vector<int> taken = *PickGpus(d, share);  // CanAllocate saw it succeed
+    for (int id : taken) {
+      after[id].used += share;
+      after[id].exclusive = d.exclusive_gpu;
+    }
+    if (!PickGpusFrom(after, r, GpuShare(r))) return false;
+  }
+  return true;
 }
 
 bool ResourcePool::CanAllocate(const Demand& demand) const {

@@ -93,6 +93,11 @@ class ResourcePool {
   // did not fit, e.g. "cpu_threads: needs 64, pool has 48".
   std::string WhyInfeasible(const Demand& demand) const;
   bool CanAllocate(const Demand& demand) const;
+  // Whether `demand` can be allocated now without taking anything that
+  // `reserved` (a task that does not fit yet) still needs: on every
+  // dimension, `demand` may use only what is free beyond `reserved`'s need.
+  // Backfill under a reservation; see Scheduler.
+  bool CanAllocateBeside(const Demand& demand, const Demand& reserved) const;
   std::optional<Allocation> TryAllocate(uint64_t task_key, const Demand& demand);
   // False when task_key holds nothing (never allocated or already released).
   bool Release(uint64_t task_key);
@@ -108,7 +113,14 @@ class ResourcePool {
   };
   // Devices for the demand, or nothing if they are not free now.
   std::optional<std::vector<int>> PickGpus(const ResourceRequirement& requirement,
-                                           Quantity share) const;
+                                           Quantity share) const {
+    return PickGpusFrom(gpus_, requirement, share);
+  }
+  std::optional<std::vector<int>> PickGpusFrom(const std::vector<GpuState>& gpus,
+                                               const ResourceRequirement& requirement,
+                                               Quantity share) const;
+  int FreeSlots(const std::map<std::string, int>& caps, const std::unordered_map<std::string, int>& running,
+                const std::string& key) const;
   std::optional<std::vector<int>> PickCpus(int threads) const;
   static Quantity GpuShare(const ResourceRequirement& requirement);
   bool UnderCap(const std::map<std::string, int>& caps,

@@ -18,15 +18,35 @@ std::string Scheduler::ShapeKey(const Demand& demand) {
 }
 
 void Scheduler::Enqueue(QueuedTask task) {
-  ShapeQueue& queue = shapes_[ShapeKey(task.demand)];
+  const auto shape = shapes_.try_emplace(ShapeKey(task.demand)).first;
   const Rank rank = RankOf(task);
-  queue.emplace(rank, std::move(task));
-  ++size_;
+  index_.emplace(task.key, std::make_pair(shape, rank));
+  shape->second.emplace(rank, std::move(task));
 }
 
-std::vector<std::pair<QueuedTask, Allocation>> Scheduler::TakeRunnable() {
+void Scheduler::Erase(Shapes::iterator shape, ShapeQueue::iterator entry) {
+  index_.erase(entry->second.key);
+  shape->second.erase(entry);
+  if (shape->second.empty()) shapes_.erase(shape);
+}
+
+const QueuedTask* Scheduler::FindReservation(Clock::time_point now) const {
+  const QueuedTask* best = nullptr;
+  for (const auto& [key, queue] : shapes_) {
+    const QueuedTask& head = queue.begin()->second;
+    if (now - head.enqueued_at < reserve_after_) continue;
+    if (best && RankOf(*best) < RankOf(head)) continue;
+    if (!pool_.CanAllocate(head.demand)) best = &head;
+  }
+  return best;
+}
+
+std::vector<std::pair<QueuedTask, Allocation>> Scheduler::TakeRunnable(Clock::time_point now) {
   std::vector<std::pair<QueuedTask, Allocation>> runnable;
-  using Candidate = std::pair<Rank, std::map<std::string, ShapeQueue>::iterator>;
+  const QueuedTask* reserved = FindReservation(now);
+  reserved_ = reserved ? std::optional<uint64_t>(reserved->key) : std::nullopt;
+
+  using Candidate = std::pair<Rank, Shapes::iterator>;
   auto worse = [](const Candidate& a, const Candidate& b) { return a.first > b.first; };
   std::priority_queue<Candidate, std::vector<Candidate>, decltype(worse)> heads(worse);
   for (auto shape = shapes_.begin(); shape != shapes_.end(); ++shape) {
@@ -35,20 +55,29 @@ std::vector<std::pair<QueuedTask, Allocation>> Scheduler::TakeRunnable() {
   while (!heads.empty()) {
     const auto shape = heads.top().second;
     heads.pop();
-    ShapeQueue& queue = shape->second;
-    auto head = queue.begin();
-    std::optional<Allocation> allocation = pool_.TryAllocate(head->second.key, head->second.demand);
+    const auto head = shape->second.begin();
+    QueuedTask& task = head->second;
+    // The reserved task did not fit at the start of the pass and nothing
+    // has been freed since; the rest may only use what it does not need.
+    if (reserved && (&task == reserved || !pool_.CanAllocateBeside(task.demand, reserved->demand))) continue;
+    std::optional<Allocation> allocation = pool_.TryAllocate(task.key, task.demand);
     if (!allocation) continue;  // this shape stays blocked for the rest of the pass
-    runnable.emplace_back(std::move(head->second), std::move(*allocation));
-    queue.erase(head);
-    --size_;
-    if (queue.empty()) {
-      shapes_.erase(shape);
-    } else {
-      heads.emplace(queue.begin()->first, shape);
-    }
+    runnable.emplace_back(std::move(task), std::move(*allocation));
+    const bool shape_left = shape->second.size() > 1;
+    Erase(shape, head);
+    if (shape_left) heads.emplace(shape->second.begin()->first, shape);
   }
   return runnable;
+}
+
+std::optional<QueuedTask> Scheduler::Remove(uint64_t key) {
+  const auto found = index_.find(key);
+  if (found == index_.end()) return std::nullopt;
+  const auto [shape, rank] = found->second;
+  const auto entry = shape->second.find(rank);
+  QueuedTask task = std::move(entry->second);
+  Erase(shape, entry);
+  return task;
 }
 
 std::vector<QueuedTask> Scheduler::TakeAll() {
@@ -57,7 +86,7 @@ std::vector<QueuedTask> Scheduler::TakeAll() {
     for (auto& [rank, task] : queue) all.push_back(std::move(task));
   }
   shapes_.clear();
-  size_ = 0;
+  index_.clear();
   return all;
 }
 
