@@ -75,4 +75,4 @@ BENCHMARK(BM_PoolPinnedAllocateRelease)->Arg(0)->Arg(1)->ArgNames({"spread"});
 }  // namespace
 }  // namespace umi
 
-BENCHMARK_MAIN();
+

@@ -98,6 +98,10 @@ class ResourcePool {
   // dimension, `demand` may use only what is free beyond `reserved`'s need.
   // Backfill under a reservation; see Scheduler.
   bool CanAllocateBeside(const Demand& demand, const Demand& reserved) const;
+  // True if the demand needs GPUs and they are free now (whatever else it lacks).
+  bool GpusAvailableFor(const Demand& demand) const {
+    return demand.requirement.uses_gpu() && PickGpus(demand.requirement, GpuShare(demand.requirement));
+  }
   std::optional<Allocation> TryAllocate(uint64_t task_key, const Demand& demand);
   // False when task_key holds nothing (never allocated or already released).
   bool Release(uint64_t task_key);

@@ -34,7 +34,9 @@ const QueuedTask* Scheduler::FindReservation(Clock::time_point now) const {
   const QueuedTask* best = nullptr;
   for (const auto& [key, queue] : shapes_) {
     const QueuedTask& head = queue.begin()->second;
-    if (now - head.enqueued_at < reserve_after_) continue;
+    // A GPU task whose device is free but whose CPU share is taken reserves
+    // at once: otherwise CPU work would keep the GPU idle.
+    if (now - head.enqueued_at < reserve_after_ && !pool_.GpusAvailableFor(head.demand)) continue;
     if (best && RankOf(*best) < RankOf(head)) continue;
     if (!pool_.CanAllocate(head.demand)) best = &head;
   }

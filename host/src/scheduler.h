@@ -9,7 +9,9 @@
 // behind one that does not (no head-of-line blocking).
 //
 // No starvation: once a head has waited reserve_after and still does not
-// fit, the best-ranked such head (priority, then age) holds a reservation:
+// fit (a GPU task whose GPU is free qualifies at once, so CPU work never
+// keeps a GPU idle), the best-ranked such head (priority, then age) holds a
+// reservation:
 // other tasks start only if they leave it everything it still needs
 // (ResourcePool::CanAllocateBeside). As running tasks finish, what they free
 // accrues to the reserved task, so it starts once enough of them end.

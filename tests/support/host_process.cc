@@ -53,7 +53,7 @@ HostProcess::HostProcess(Options options)
   if (options.plugin_dirs.empty()) options.plugin_dirs.push_back(UMI_TEST_PLUGIN_DIR);
 
   std::vector<std::string> args = {options.binary, "--config", config.string(), "--name", "test-host",
-                                   "--log-level", "warn"};
+                                   "--log-level", options.log_level};
   for (const auto& dir : options.plugin_dirs) {
     args.push_back("--plugins");
     args.push_back(dir.string());

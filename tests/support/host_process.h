@@ -45,6 +45,7 @@ class HostProcess {
     std::vector<std::filesystem::path> plugin_dirs = {};  // default: the built diag plugins
     std::string binary = UMI_HOST_BINARY;
     std::vector<std::string> extra_args = {};
+    std::string log_level = "warn";
   };
 
   HostProcess() : HostProcess(Options{}) {}

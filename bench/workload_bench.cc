@@ -1,0 +1,211 @@
+// Workload benchmarks W1-W5 through the real umi-host (sleep/gpu_sleep
+// plugins, so the scheduler is measured, not the CPU). Prints one table.
+//
+//   umi_workload_bench [--only W3] [--w3-tasks 2000] [--w4-noops 20000]
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "support/host_process.h"
+#include "support/wire.h"
+
+using namespace umi::testing;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+constexpr const char* kSeedConfig = R"(hardware:
+  cpu: {cores: 24, threads: 48, max_concurrent_tasks: 8}
+  gpu: {count: 1, model: "bench GPU", memory_gb: 24}
+  memory: {total_gb: 125.26}
+task_groups:
+  cpu_task: {threads: 4, memory_mb: 4096, max_instances: 8, cpu_cores: 2.0}
+  gpu_task: {threads: 2, memory_mb: 2048, max_instances: 4, cpu_cores: 1.0}
+plugins:
+  sleep: {task_group: cpu_task}
+  gpu_sleep: {task_group: gpu_task, gpu_count: 1, exclusive_gpu: true}
+)";
+
+constexpr const char* kWideConfig = R"(hardware:
+  cpu: {cores: 24, threads: 48, max_concurrent_tasks: 48}
+  gpu: {count: 1, model: "bench GPU", memory_gb: 24}
+  memory: {total_gb: 128}
+allow_task_overrides: true
+scheduler: {max_queued: 200000}
+)";
+
+struct Row {
+  std::string name;
+  size_t tasks;
+  double serial_s;
+  double ideal_s;
+  double measured_s;
+  std::string note;
+};
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+HostProcess::Options Options(const std::string& yaml) {
+  return {.config_yaml = yaml, .log_level = "error"};
+}
+
+// Sends every task, waits for every result; returns the makespan.
+double RunAll(HostProcess& host, const std::vector<TaskSpec>& tasks) {
+  const auto start = Clock::now();
+  for (const TaskSpec& task : tasks) host.Send(PackTask(task));
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const Result r = host.NextResult();
+    if (r.status != "ok") std::fprintf(stderr, "task %s: %s %s\n", r.id.value_or("?").c_str(), r.status.c_str(), r.error_message.c_str());
+  }
+  return Seconds(Clock::now() - start);
+}
+
+Row SeedWorkload(const std::string& name, const std::vector<std::pair<std::string, int>>& jobs) {
+  HostProcess host(Options(kSeedConfig));
+  std::vector<TaskSpec> tasks;
+  double serial = 0, gpu_serial = 0, longest = 0;
+  for (size_t i = 0; i < jobs.size(); ++i) {
+    const auto& [plugin, ms] = jobs[i];
+    tasks.push_back({.id = name + "-" + std::to_string(i), .plugin = plugin, .input = {{"ms", ms}}});
+    serial += ms / 1000.0;
+    if (plugin == "gpu_sleep") gpu_serial += ms / 1000.0;
+    longest = std::max(longest, ms / 1000.0);
+  }
+  const double measured = RunAll(host, tasks);
+  return {name, jobs.size(), serial, std::max(gpu_serial, longest), measured, "seed's case"};
+}
+
+Row MixedShapes(int count) {
+  HostProcess host(Options(kWideConfig));
+  std::mt19937 random(7);
+  std::vector<TaskSpec> tasks;
+  double serial = 0, gpu_seconds = 0, thread_seconds = 0, longest = 0;
+  for (int i = 0; i < count; ++i) {
+    const int ms = 10 + static_cast<int>(random() % 41);
+    const bool gpu = random() % 10 == 0;
+    const int threads = gpu ? 2 : 1 + static_cast<int>(random() % 8);
+    TaskSpec task{.id = "w3-" + std::to_string(i), .plugin = gpu ? "gpu_sleep" : "sleep", .input = {{"ms", ms}}};
+    task.resources = {{"cpu_threads", threads}, {"cpu_cores", threads / 2.0}};
+    tasks.push_back(task);
+    serial += ms / 1000.0;
+    thread_seconds += threads * ms / 1000.0;
+    if (gpu) gpu_seconds += ms / 1000.0;
+    longest = std::max(longest, ms / 1000.0);
+  }
+  const double bound = std::max({gpu_seconds / 1, thread_seconds / 48, longest});
+  const double measured = RunAll(host, tasks);
+  char note[128];
+  std::snprintf(note, sizeof(note), "bound: GPU %.2f s, threads %.2f s", gpu_seconds, thread_seconds / 48);
+  return {"W3", tasks.size(), serial, bound, measured, note};
+}
+
+// Noop dispatch rate with `blocked` GPU tasks waiting behind a busy GPU.
+double NoopRate(int blocked, int noops) {
+  HostProcess host(Options(kWideConfig));
+  host.Send(PackTask({.id = "holder", .plugin = "gpu_sleep", .input = {{"ms", 3600000}}}));
+  for (int i = 0; i < blocked; ++i) {
+    host.Send(PackTask({.id = "blocked-" + std::to_string(i), .plugin = "gpu_sleep", .input = {{"ms", 1}}}));
+  }
+  // Wait until the host has queued them all (stats over rpc).
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  while (true) {
+    rpc.Send(PackControl("stats"));
+    const std::string reply = rpc.Receive();
+    const auto handle = msgpack::unpack(reply.data(), reply.size());
+    const auto stats = handle.get().as<std::map<std::string, msgpack::object>>();
+    if (stats.at("queued").as<int>() == blocked && stats.at("running").as<int>() == 1) break;
+  }
+  const auto start = Clock::now();
+  for (int i = 0; i < noops; ++i) host.Send(PackTask({.id = "noop-" + std::to_string(i), .plugin = "noop"}));
+  for (int i = 0; i < noops; ++i) host.NextResult();
+  return noops / Seconds(Clock::now() - start);
+}
+
+Row Starvation() {
+  const int reserve_ms = 500, small_ms = 100;
+  HostProcess host(Options(std::string(R"(hardware:
+  cpu: {cores: 16, threads: 16, max_concurrent_tasks: 16}
+  memory: {total_gb: 64}
+allow_task_overrides: true
+scheduler: {reserve_after_ms: )") + std::to_string(reserve_ms) + "}\n"));
+  int sent = 0;
+  auto small = [&] {
+    host.Send(PackTask({.id = "s" + std::to_string(sent++), .plugin = "sleep", .input = {{"ms", small_ms}},
+                        .resources = {{"cpu_threads", 1}}}));
+  };
+  for (int i = 0; i < 32; ++i) small();
+  for (int i = 0; i < 64; ++i) {  // let the stream settle
+    host.NextResult();
+    small();
+  }
+  host.Send(PackTask({.id = "big", .plugin = "sleep", .input = {{"ms", small_ms}}, .resources = {{"cpu_threads", 16}}}));
+  double waited_ms = -1;
+  while (waited_ms < 0) {
+    const Result r = host.NextResult();
+    if (r.id == "big") {
+      waited_ms = r.queued_ms;
+    } else {
+      small();
+    }
+  }
+  const double bound_ms = reserve_ms + small_ms;
+  char note[128];
+  std::snprintf(note, sizeof(note), "16-thread task's wait vs reserve_after_ms + longest small task");
+  return {"W5", static_cast<size_t>(sent + 1), 0, bound_ms / 1000.0, waited_ms / 1000.0, note};
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"umi workload benchmarks W1-W5 through the real host"};
+  std::set<std::string> only;
+  int w3_tasks = 2000, w4_noops = 20000;
+  app.add_option("--only", only, "Run only these workloads (W1..W5)");
+  app.add_option("--w3-tasks", w3_tasks, "Tasks in W3")->capture_default_str();
+  app.add_option("--w4-noops", w4_noops, "Noop tasks timed per W4 point")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  auto wanted = [&](const char* name) { return only.empty() || only.count(name); };
+
+  std::vector<Row> rows;
+  if (wanted("W1")) {
+    rows.push_back(SeedWorkload("W1", {{"sleep", 4000}, {"sleep", 3500}, {"sleep", 3000}, {"sleep", 2500},
+                                       {"sleep", 2000}, {"sleep", 1800}, {"sleep", 1200}}));
+  }
+  if (wanted("W2")) {
+    rows.push_back(SeedWorkload("W2", {{"gpu_sleep", 1500}, {"gpu_sleep", 1500}, {"gpu_sleep", 1500},
+                                       {"sleep", 3000}, {"sleep", 2500}, {"sleep", 2000}, {"sleep", 1000},
+                                       {"sleep", 600}, {"sleep", 400}}));
+  }
+  if (wanted("W3")) rows.push_back(MixedShapes(w3_tasks));
+
+  std::printf("%-4s %7s %9s %9s %10s %10s  %s\n", "load", "tasks", "serial_s", "ideal_s", "measured_s",
+              "efficiency", "note");
+  for (const Row& r : rows) {
+    std::printf("%-4s %7zu %9.2f %9.3f %10.3f %10.3f  %s\n", r.name.c_str(), r.tasks, r.serial_s, r.ideal_s,
+                r.measured_s, r.ideal_s / r.measured_s, r.note.c_str());
+  }
+  if (wanted("W5")) {
+    const Row r = Starvation();
+    std::printf("%-4s %7zu %9s %9.3f %10.3f %10s  wait %.3f s <= bound %.3f s: %s\n", r.name.c_str(), r.tasks,
+                "-", r.ideal_s, r.measured_s, "-", r.measured_s, r.ideal_s,
+                r.measured_s <= r.ideal_s ? "yes" : "NO");
+  }
+  if (wanted("W4")) {
+    std::printf("\nW4: noop dispatch rate through the host with GPU tasks blocked in the queue\n");
+    std::printf("%10s %12s %10s\n", "blocked", "tasks_per_s", "vs_0");
+    double base = 0;
+    for (int blocked : {0, 1000, 100000}) {
+      const double rate = NoopRate(blocked, w4_noops);
+      if (blocked == 0) base = rate;
+      std::printf("%10d %12.0f %10.3f\n", blocked, rate, rate / base);
+    }
+  }
+  return 0;
+}
