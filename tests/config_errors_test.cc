@@ -33,7 +33,7 @@ const std::map<std::string, std::string> kExpected = {
     {"gpu_count_mismatch.yaml", "hardware.gpu.count: is 2 but devices lists 1 (line 4)"},
     {"unknown_top_level.yaml",
      "schedular: unknown key, did you mean 'scheduler'? (expected one of: allocation, allow_task_overrides, "
-     "hardware, plugins, scheduler, shutdown, task_groups) (line 4)"},
+     "dedup, hardware, plugins, scheduler, shutdown, task_groups, transport) (line 4)"},
     {"negative_threads.yaml", "hardware.cpu.threads: must be >= 1, got -2 (line 4)"},
 };
 

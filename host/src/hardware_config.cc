@@ -236,7 +236,7 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
   if (!root.IsMap()) throw ConfigError("the top level must be a map");
   CheckKeys(root, "",
             {"hardware", "allocation", "task_groups", "plugins", "allow_task_overrides", "scheduler",
-             "shutdown"});
+             "shutdown", "transport", "dedup"});
   if (!root["hardware"]) throw ConfigError("hardware: missing");
   ReadHardware(root["hardware"], config);
   if (const YAML::Node allocation = root["allocation"]) {
@@ -297,6 +297,25 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
     CheckKeys(shutdown, "shutdown", {"drain_timeout_s"});
     IfPresent(shutdown, "drain_timeout_s",
               [&](auto n) { config.drain_timeout_s = ReadNumber(n, "shutdown.drain_timeout_s", 0); });
+  }
+  if (const YAML::Node transport = root["transport"]) {
+    CheckKeys(transport, "transport", {"tasks", "results", "rpc", "events", "max_pending_results", "tasks_hwm"});
+    for (const char* socket : {"tasks", "results", "rpc", "events"}) {
+      IfPresent(transport, socket, [&](auto n) {
+        config.endpoints[socket] = Read<std::string>(n, std::string("transport.") + socket, "an endpoint");
+      });
+    }
+    IfPresent(transport, "max_pending_results", [&](auto n) {
+      config.max_pending_results = ReadInteger(n, "transport.max_pending_results", 1);
+    });
+    IfPresent(transport, "tasks_hwm",
+              [&](auto n) { config.tasks_hwm = static_cast<int>(ReadInteger(n, "transport.tasks_hwm", 1)); });
+  }
+  if (const YAML::Node dedup = root["dedup"]) {
+    CheckKeys(dedup, "dedup", {"window_s", "max_entries"});
+    IfPresent(dedup, "window_s", [&](auto n) { config.dedup_window_s = ReadNumber(n, "dedup.window_s", 0); });
+    IfPresent(dedup, "max_entries",
+              [&](auto n) { config.dedup_max_entries = ReadInteger(n, "dedup.max_entries", 0); });
   }
   return config;
 }

@@ -15,6 +15,9 @@
 //   allow_task_overrides: false   # honour a task's own `resources`
 //   scheduler: {max_queued (default 100000), reserve_after_ms (default 1000)}
 //   shutdown:  {drain_timeout_s (default 30)}
+//   transport: {tasks, results, rpc, events: endpoint ('>' connects, else binds),
+//               max_pending_results (default 100000), tasks_hwm (default 1000)}
+//   dedup:     {window_s (default 300), max_entries (default 100000)}
 //
 // Parsing is strict: an unknown key (with a did-you-mean), a wrong type or
 // an impossible value is an error naming the file, the key and its line. A
@@ -76,6 +79,11 @@ struct HardwareConfig {
   int64_t max_queued = 100000;
   int64_t reserve_after_ms = 1000;  // a blocked task waits this long, then reserves
   double drain_timeout_s = 30;
+  std::map<std::string, std::string> endpoints;  // transport.<socket>; flags win
+  int64_t max_pending_results = 100000;  // unsent results before the host stops reading tasks
+  int tasks_hwm = 1000;                  // ZMQ_RCVHWM of the tasks socket
+  double dedup_window_s = 300;           // a finished id's result is kept this long
+  int64_t dedup_max_entries = 100000;
   std::filesystem::path source;  // the file it came from
   std::string origin = "file";   // file, environment or detected
 

@@ -12,6 +12,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <deque>
@@ -39,8 +40,8 @@ cpu_set_t ProcessCpus() {
   return set;
 }
 
-// Results waiting for a collector beyond this many stop the host reading tasks.
-constexpr size_t kMaxPendingResults = 100000;
+// Recent queue and run times kept per plugin for stats percentiles.
+constexpr size_t kTimingSamples = 1024;
 // How long a drained host waits for a collector to take its last results.
 constexpr auto kFlushTimeout = std::chrono::seconds(10);
 // After the drain deadline, how long cancelled tasks get to return.
@@ -154,6 +155,7 @@ class Host::Loop {
       const Endpoint endpoint = ParseEndpoint(*s.endpoint);
       try {
         s.socket->set(zmq::sockopt::linger, 0);
+        if (s.socket == &tasks_) tasks_.set(zmq::sockopt::rcvhwm, config_.tasks_hwm);
         if (endpoint.bind) {
           s.socket->bind(endpoint.address);
           endpoints_[s.name] = s.socket->get(zmq::sockopt::last_endpoint);
@@ -174,7 +176,7 @@ class Host::Loop {
   int Run(int signal_fd) {
     while (true) {
       const bool accepting = !draining_ && scheduler_.size() < static_cast<size_t>(config_.max_queued) &&
-                             pending_results_.size() < kMaxPendingResults;
+                             pending_results_.size() < static_cast<size_t>(config_.max_pending_results);
       zmq::pollitem_t items[] = {
           {nullptr, mailbox_.fd(), ZMQ_POLLIN, 0},
           {nullptr, signal_fd, ZMQ_POLLIN, 0},
@@ -255,6 +257,11 @@ class Host::Loop {
     if (draining_) return reject("shutting_down", "the host is draining and takes no new tasks");
     if (active_ids_.count(task.id)) {
       return reject("duplicate_id", "a task with id '" + task.id + "' is already queued or running");
+    }
+    if (const std::string* earlier = FinishedResult(task.id)) {
+      // A retry of a task that already ran: answer with its result again.
+      ++deduplicated_;
+      return Send(*earlier, route);
     }
     const LoadedPlugin* plugin = plugins_.Find(task.plugin);
     if (!plugin) {
@@ -439,8 +446,14 @@ class Host::Loop {
     }
     std::string body = EncodeResult(result, options_.name);
     if (result.id && result.status != TaskStatus::kRejected) {
+      RecordTiming(result);
       Publish("task.finished", body);
+      Remember(*result.id, body);
     }
+    Send(std::move(body), route);
+  }
+
+  void Send(std::string body, const ReplyRoute& route) {
     if (!route.envelope.empty()) {
       std::vector<zmq::const_buffer> frames;
       for (const std::string& frame : route.envelope) frames.emplace_back(frame.data(), frame.size());
@@ -451,6 +464,70 @@ class Host::Loop {
     }
     pending_results_.push_back(std::move(body));
     FlushResults();
+  }
+
+  // ---- dedup window and timing samples -------------------------------------
+
+  void Remember(const std::string& id, const std::string& body) {
+    if (config_.dedup_max_entries == 0 || config_.dedup_window_s <= 0) return;
+    const auto now = Clock::now();
+    finished_[id] = {body, now};
+    finished_order_.emplace_back(now, id);
+    ExpireFinished(now);
+  }
+
+  const std::string* FinishedResult(const std::string& id) {
+    ExpireFinished(Clock::now());
+    const auto found = finished_.find(id);
+    return found == finished_.end() ? nullptr : &found->second.first;
+  }
+
+  void ExpireFinished(Clock::time_point now) {
+    const auto window = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(config_.dedup_window_s));
+    while (!finished_order_.empty() &&
+           (now - finished_order_.front().first > window ||
+            finished_order_.size() > static_cast<size_t>(config_.dedup_max_entries))) {
+      const auto& [at, id] = finished_order_.front();
+      const auto entry = finished_.find(id);
+      if (entry != finished_.end() && entry->second.second == at) finished_.erase(entry);
+      finished_order_.pop_front();
+    }
+  }
+
+  struct Timings {
+    std::vector<double> queued_ms, run_ms;  // rings of kTimingSamples
+    size_t next = 0;
+    std::map<TaskStatus, uint64_t> done;
+  };
+
+  void RecordTiming(const TaskResult& result) {
+    for (Timings* t : {&timings_[""], &timings_[result.plugin]}) {
+      ++t->done[result.status];
+      if (!result.started_at) continue;
+      if (t->queued_ms.size() < kTimingSamples) {
+        t->queued_ms.push_back(result.queued_ms);
+        t->run_ms.push_back(result.run_ms);
+      } else {
+        t->queued_ms[t->next] = result.queued_ms;
+        t->run_ms[t->next] = result.run_ms;
+        t->next = (t->next + 1) % kTimingSamples;
+      }
+    }
+  }
+
+  static void PackPercentiles(msgpack::packer<msgpack::sbuffer>& packer, std::vector<double> samples) {
+    packer.pack_map(4);
+    packer.pack("samples").pack(samples.size());
+    for (const auto& [name, q] : {std::pair{"p50", 0.50}, std::pair{"p90", 0.90}, std::pair{"p99", 0.99}}) {
+      double value = 0;
+      if (!samples.empty()) {
+        const auto nth = samples.begin() + static_cast<long>(q * static_cast<double>(samples.size() - 1));
+        std::nth_element(samples.begin(), nth, samples.end());
+        value = *nth;
+      }
+      packer.pack(name).pack(value);
+    }
   }
 
   void FlushResults() {
@@ -551,13 +628,31 @@ class Host::Loop {
 
   void PackStats(msgpack::packer<msgpack::sbuffer>& packer) {
     const PoolUsage usage = pool_.Usage();
-    packer.pack_map(6);
+    packer.pack_map(11);
     packer.pack("ok").pack(true);
     packer.pack("queued").pack(scheduler_.size());
     packer.pack("running").pack(running_.size());
     packer.pack("malformed").pack(malformed_);
+    packer.pack("deduplicated").pack(deduplicated_);
+    packer.pack("unsent_results").pack(pending_results_.size());
     packer.pack("done").pack_map(static_cast<uint32_t>(done_by_status_.size()));
     for (const auto& [status, count] : done_by_status_) packer.pack(ToString(status)).pack(count);
+    const Timings& all = timings_[""];
+    packer.pack("queued_ms");
+    PackPercentiles(packer, all.queued_ms);
+    packer.pack("run_ms");
+    PackPercentiles(packer, all.run_ms);
+    packer.pack("plugins").pack_map(static_cast<uint32_t>(timings_.size() - 1));
+    for (const auto& [plugin, t] : timings_) {
+      if (plugin.empty()) continue;
+      packer.pack(plugin).pack_map(3);
+      packer.pack("done").pack_map(static_cast<uint32_t>(t.done.size()));
+      for (const auto& [status, count] : t.done) packer.pack(ToString(status)).pack(count);
+      packer.pack("queued_ms");
+      PackPercentiles(packer, t.queued_ms);
+      packer.pack("run_ms");
+      PackPercentiles(packer, t.run_ms);
+    }
     packer.pack("pool").pack_map(5);
     packer.pack("cpu_cores").pack_map(2);
     packer.pack("used").pack(usage.cpu_cores_used.ToDouble());
@@ -655,6 +750,10 @@ class Host::Loop {
   std::deque<std::string> pending_results_;
   std::map<TaskStatus, uint64_t> done_by_status_;
   uint64_t malformed_ = 0;
+  uint64_t deduplicated_ = 0;
+  std::unordered_map<std::string, std::pair<std::string, Clock::time_point>> finished_;  // id -> result
+  std::deque<std::pair<Clock::time_point, std::string>> finished_order_;
+  std::map<std::string, Timings> timings_;  // "" = all plugins
   uint64_t last_key_ = 0;
   bool draining_ = false;
   bool cancelled_for_drain_ = false;

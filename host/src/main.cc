@@ -16,6 +16,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <tuple>
 
 #include "config_loader.h"
 #include "config_report.h"
@@ -156,6 +157,13 @@ int main(int argc, char** argv) {
     return registry.refused().empty() ? 0 : 1;
   }
 
+  // Endpoints: a flag wins over transport.<socket> in the YAML.
+  for (auto [flag, socket, endpoint] :
+       {std::tuple{"--tasks", "tasks", &options.tasks_endpoint}, std::tuple{"--results", "results", &options.results_endpoint},
+        std::tuple{"--rpc", "rpc", &options.rpc_endpoint}, std::tuple{"--events", "events", &options.events_endpoint}}) {
+    const auto configured = config.endpoints.find(socket);
+    if (app.get_option(flag)->count() == 0 && configured != config.endpoints.end()) *endpoint = configured->second;
+  }
   options.machine_cores = machine.cores;
   umi::Host host(options, config, registry);
   if (const std::string error = host.Open(); !error.empty()) {
