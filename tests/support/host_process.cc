@@ -52,16 +52,19 @@ HostProcess::HostProcess(Options options)
   const auto config = dir_.Write("config.yaml", options.config_yaml);
   if (options.plugin_dirs.empty()) options.plugin_dirs.push_back(UMI_TEST_PLUGIN_DIR);
 
-  std::vector<std::string> args = {options.binary, "--config", config.string(), "--name", "test-host",
+  std::vector<std::string> args = {options.binary, "--config", config.string(), "--name", options.name,
                                    "--log-level", options.log_level};
   for (const auto& dir : options.plugin_dirs) {
     args.push_back("--plugins");
     args.push_back(dir.string());
   }
   args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
-  for (const char* socket : {"--tasks", "--results", "--rpc", "--events"}) {
-    args.push_back(socket);
-    args.push_back("tcp://127.0.0.1:*");
+  for (const auto& [flag, endpoint] : {std::pair{"--tasks", options.tasks_endpoint},
+                                        std::pair{"--results", options.results_endpoint},
+                                        std::pair{"--rpc", std::string("tcp://127.0.0.1:*")},
+                                        std::pair{"--events", std::string("tcp://127.0.0.1:*")}}) {
+    args.push_back(flag);
+    args.push_back(endpoint);
   }
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());
@@ -105,8 +108,8 @@ HostProcess::HostProcess(Options options)
   for (std::sregex_iterator it(line.begin(), line.end(), pair), end; it != end; ++it) {
     endpoints_[(*it)[1]] = (*it)[2];
   }
-  tasks_.connect(endpoints_.at("tasks"));
-  results_.connect(endpoints_.at("results"));
+  if (endpoints_.at("tasks")[0] != '>') tasks_.connect(endpoints_.at("tasks"));
+  if (endpoints_.at("results")[0] != '>') results_.connect(endpoints_.at("results"));
   tasks_.set(zmq::sockopt::linger, 1000);
 }
 

@@ -46,6 +46,11 @@ class HostProcess {
     std::string binary = UMI_HOST_BINARY;
     std::vector<std::string> extra_args = {};
     std::string log_level = "warn";
+    // Override the ephemeral binds, e.g. ">tcp://127.0.0.1:4000" to connect
+    // to a producer (scale-out); the harness then has no socket of its own there.
+    std::string tasks_endpoint = "tcp://127.0.0.1:*";
+    std::string results_endpoint = "tcp://127.0.0.1:*";
+    std::string name = "test-host";
   };
 
   HostProcess() : HostProcess(Options{}) {}

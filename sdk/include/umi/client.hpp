@@ -1,0 +1,324 @@
+// umi/client.hpp: a producer-side client for umi hosts (protocol v1).
+//
+//   zmq::context_t context;
+//   umi::Client client(context, {.rpc = {"tcp://127.0.0.1:5557"}});
+//   client.Submit({.id = "job-1", .plugin = "sleep", .input = umi::PackMap({{"ms", 250}})});
+//   umi::TaskOutcome outcome = client.Await("job-1", std::chrono::seconds(30));
+//
+// Two wirings:
+//   - rpc: a DEALER connected to one or more hosts' rpc endpoints; results
+//     come back on the same socket (round-robin across hosts).
+//   - tasks + results: a PUSH and a PULL, connected to one host or bound
+//     ('@' prefix) so that many hosts connect to them (scale-out).
+//
+// At-least-once: a task with no result within its deadline (retry_after,
+// plus its timeout_ms) is sent again, up to max_attempts. A host that still
+// runs the task answers the copy rejected/duplicate_id, which the client
+// takes as "wait longer"; a host that finished it resends the stored result.
+// The client hands out one result per id, dropping later copies. A task that exhausts its
+// attempts yields a TaskOutcome with status "error", code "no_result".
+//
+// Thread safety: a Client is used from one thread.
+#pragma once
+
+#include <msgpack.hpp>
+#include <zmq.hpp>
+
+#include <chrono>
+#include <cstring>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace umi {
+
+// A msgpack map of integer or string values, for simple inputs.
+inline std::string PackMap(const std::map<std::string, int64_t>& values) {
+  msgpack::sbuffer buffer;
+  msgpack::pack(buffer, values);
+  return std::string(buffer.data(), buffer.size());
+}
+
+struct TaskRequest {
+  std::string id;
+  std::string plugin;
+  std::string input = std::string("\x80", 1);  // a msgpack map
+  int64_t priority = 0;
+  int64_t timeout_ms = 0;
+  std::string resources = {};  // a msgpack map of requirement overrides, or empty
+};
+
+struct TaskOutcome {
+  std::string id;
+  std::string plugin;
+  std::string status;  // ok, error, rejected, timeout, cancelled, crashed
+  std::string error_code;
+  std::string error_message;
+  std::string host;
+  double queued_ms = 0;
+  double run_ms = 0;
+  int attempts = 0;
+  std::string result;  // the whole result map, msgpack (empty for no_result)
+};
+
+struct ClientOptions {
+  std::vector<std::string> rpc = {};  // DEALER connects to each
+  std::string tasks = {};             // PUSH; '@' binds, '>' or nothing connects
+  std::string results = {};           // PULL; same prefixes
+  std::chrono::milliseconds retry_after{30000};
+  int max_attempts = 3;
+};
+
+class Client {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  Client(zmq::context_t& context, ClientOptions options)
+      : options_(std::move(options)), monitor_(context, zmq::socket_type::pair) {
+    if (!options_.rpc.empty()) {
+      send_.emplace(context, zmq::socket_type::dealer);
+      Monitor(context);
+      for (const std::string& endpoint : options_.rpc) send_->connect(endpoint);
+    } else {
+      send_.emplace(context, zmq::socket_type::push);
+      receive_.emplace(context, zmq::socket_type::pull);
+      Monitor(context);
+      Attach(*send_, options_.tasks);
+      Attach(*receive_, options_.results);
+    }
+    send_->set(zmq::sockopt::linger, 0);
+  }
+
+  // Waits until `count` hosts are connected to the bound tasks socket (or
+  // any rpc endpoint): ZeroMQ only deals tasks to peers already connected.
+  bool WaitForHosts(size_t count, std::chrono::milliseconds wait) {
+    const auto deadline = Clock::now() + wait;
+    while (connected_ < count) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return false;
+      zmq::pollitem_t item{monitor_.handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&item, 1, left) == 0) continue;
+      zmq::message_t event, address;
+      (void)monitor_.recv(event);
+      (void)monitor_.recv(address);
+      uint16_t id = 0;
+      std::memcpy(&id, event.data(), sizeof(id));
+      if (id == ZMQ_EVENT_HANDSHAKE_SUCCEEDED) ++connected_;
+      if (id == ZMQ_EVENT_DISCONNECTED && connected_ > 0) --connected_;
+    }
+    return true;
+  }
+
+  // The endpoint a bound socket got (for '@tcp://host:*').
+  std::string tasks_endpoint() const { return send_->get(zmq::sockopt::last_endpoint); }
+  std::string results_endpoint() const { return input().get(zmq::sockopt::last_endpoint); }
+
+  void Submit(TaskRequest request) {
+    Pending& pending = pending_[request.id];
+    pending.request = std::move(request);
+    Send(pending);
+  }
+
+  // The next task outcome (one per submitted id), or nothing within `wait`.
+  std::optional<TaskOutcome> Next(std::chrono::milliseconds wait) {
+    const auto deadline = Clock::now() + wait;
+    while (ready_.empty()) {
+      RetryDue();
+      if (!ready_.empty()) break;
+      const auto now = Clock::now();
+      if (now >= deadline) return std::nullopt;
+      auto until = deadline;
+      for (const auto& [id, pending] : pending_) until = std::min(until, pending.deadline);
+      zmq::pollitem_t item{input().handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, std::max(std::chrono::ceil<std::chrono::milliseconds>(until - now),
+                                   std::chrono::milliseconds(0)));
+      if (item.revents & ZMQ_POLLIN) Receive();
+    }
+    TaskOutcome outcome = std::move(ready_.front());
+    ready_.pop_front();
+    return outcome;
+  }
+
+  // Waits for one id's outcome; other outcomes stay queued for Next.
+  std::optional<TaskOutcome> Await(const std::string& id, std::chrono::milliseconds wait) {
+    const auto deadline = Clock::now() + wait;
+    while (true) {
+      for (auto it = ready_.begin(); it != ready_.end(); ++it) {
+        if (it->id == id) {
+          TaskOutcome outcome = std::move(*it);
+          ready_.erase(it);
+          return outcome;
+        }
+      }
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      std::optional<TaskOutcome> next = Next(left);
+      if (!next) return std::nullopt;
+      ready_.push_back(std::move(*next));
+      if (ready_.back().id != id) continue;
+      TaskOutcome outcome = std::move(ready_.back());
+      ready_.pop_back();
+      return outcome;
+    }
+  }
+
+  // A control request (rpc wiring only): the reply map, msgpack-encoded.
+  std::optional<std::string> Control(const std::string& op, std::chrono::milliseconds wait,
+                                     const std::string& id = "") {
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> packer(buffer);
+    packer.pack_map(id.empty() ? 1 : 2);
+    packer.pack("op").pack(op);
+    if (!id.empty()) packer.pack("id").pack(id);
+    send_->send(zmq::buffer(buffer.data(), buffer.size()));
+    const auto deadline = Clock::now() + wait;
+    while (control_replies_.empty()) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now());
+      if (left.count() <= 0) return std::nullopt;
+      zmq::pollitem_t item{input().handle(), 0, ZMQ_POLLIN, 0};
+      if (zmq::poll(&item, 1, left) > 0) Receive();
+    }
+    std::string reply = std::move(control_replies_.front());
+    control_replies_.pop_front();
+    return reply;
+  }
+
+  size_t pending() const { return pending_.size(); }
+
+ private:
+  struct Pending {
+    TaskRequest request;
+    int attempts = 0;
+    Clock::time_point deadline;
+  };
+
+  void Monitor(zmq::context_t&) {
+    const std::string address = "inproc://umi-client-monitor-" + std::to_string(reinterpret_cast<uintptr_t>(this));
+    zmq_socket_monitor(send_->handle(), address.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED);
+    monitor_.connect(address);
+  }
+
+  static void Attach(zmq::socket_t& socket, const std::string& endpoint) {
+    if (!endpoint.empty() && endpoint[0] == '@') {
+      socket.bind(endpoint.substr(1));
+    } else {
+      socket.connect(endpoint.empty() || endpoint[0] != '>' ? endpoint : endpoint.substr(1));
+    }
+  }
+
+  zmq::socket_t& input() { return receive_ ? *receive_ : *send_; }
+  const zmq::socket_t& input() const { return receive_ ? *receive_ : *send_; }
+
+  void Send(Pending& pending) {
+    const TaskRequest& r = pending.request;
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> packer(buffer);
+    packer.pack_map(6 + (r.timeout_ms > 0 ? 1 : 0) + (r.resources.empty() ? 0 : 1));
+    packer.pack("v").pack(1);
+    packer.pack("id").pack(r.id);
+    packer.pack("plugin").pack(r.plugin);
+    packer.pack("input");
+    buffer.write(r.input.data(), r.input.size());
+    packer.pack("priority").pack(r.priority);
+    packer.pack("attempt").pack(pending.attempts + 1);  // informational; hosts ignore it
+    if (r.timeout_ms > 0) packer.pack("timeout_ms").pack(r.timeout_ms);
+    if (!r.resources.empty()) {
+      packer.pack("resources");
+      buffer.write(r.resources.data(), r.resources.size());
+    }
+    // Never block: with no host connected, or its queue full, this attempt
+    // is spent and the task is sent again soon.
+    const bool queued = send_->send(zmq::buffer(buffer.data(), buffer.size()), zmq::send_flags::dontwait).has_value();
+    ++pending.attempts;
+    pending.deadline = Clock::now() + (queued ? options_.retry_after + std::chrono::milliseconds(r.timeout_ms)
+                                              : std::min(options_.retry_after, std::chrono::milliseconds(100)));
+  }
+
+  void RetryDue() {
+    const auto now = Clock::now();
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      Pending& pending = it->second;
+      if (now < pending.deadline) {
+        ++it;
+      } else if (pending.attempts < options_.max_attempts) {
+        Send(pending);
+        ++it;
+      } else {
+        TaskOutcome outcome;
+        outcome.id = it->first;
+        outcome.plugin = pending.request.plugin;
+        outcome.status = "error";
+        outcome.error_code = "no_result";
+        outcome.error_message = "no result after " + std::to_string(pending.attempts) + " attempt(s)";
+        outcome.attempts = pending.attempts;
+        ready_.push_back(std::move(outcome));
+        it = pending_.erase(it);
+      }
+    }
+  }
+
+  void Receive() {
+    zmq::message_t message;
+    while (input().recv(message, zmq::recv_flags::dontwait)) {
+      std::string bytes = message.to_string();
+      TaskOutcome outcome;
+      bool has_ok = false;
+      try {
+        const msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
+        const msgpack::object& root = handle.get();
+        if (root.type != msgpack::type::MAP) continue;
+        for (uint32_t i = 0; i < root.via.map.size; ++i) {
+          const msgpack::object_kv& kv = root.via.map.ptr[i];
+          if (kv.key.type != msgpack::type::STR) continue;
+          const std::string key = kv.key.as<std::string>();
+          const bool text = kv.val.type == msgpack::type::STR;
+          const bool number = kv.val.type == msgpack::type::FLOAT64 || kv.val.type == msgpack::type::FLOAT32 ||
+                              kv.val.type == msgpack::type::POSITIVE_INTEGER;
+          if (key == "ok") has_ok = true;
+          if (key == "id" && text) outcome.id = kv.val.as<std::string>();
+          if (key == "plugin" && text) outcome.plugin = kv.val.as<std::string>();
+          if (key == "status" && text) outcome.status = kv.val.as<std::string>();
+          if (key == "host" && text) outcome.host = kv.val.as<std::string>();
+          if (key == "queued_ms" && number) outcome.queued_ms = kv.val.as<double>();
+          if (key == "run_ms" && number) outcome.run_ms = kv.val.as<double>();
+          if (key == "error" && kv.val.type == msgpack::type::MAP) {
+            const auto error = kv.val.as<std::map<std::string, std::string>>();
+            if (error.count("code")) outcome.error_code = error.at("code");
+            if (error.count("message")) outcome.error_message = error.at("message");
+          }
+        }
+      } catch (const std::exception&) {
+        continue;  // not a protocol message
+      }
+      if (has_ok && outcome.id.empty()) {  // a control reply, not a task result
+        control_replies_.push_back(std::move(bytes));
+        continue;
+      }
+      const auto pending = pending_.find(outcome.id);
+      if (pending == pending_.end()) continue;  // a duplicate after a retry, or not ours
+      if (outcome.status == "rejected" && outcome.error_code == "duplicate_id") {
+        // A retry reached the host still running the task: its result will come.
+        pending->second.deadline = Clock::now() + options_.retry_after;
+        continue;
+      }
+      outcome.attempts = pending->second.attempts;
+      outcome.result = std::move(bytes);
+      pending_.erase(pending);
+      ready_.push_back(std::move(outcome));
+    }
+  }
+
+  ClientOptions options_;
+  zmq::socket_t monitor_;
+  size_t connected_ = 0;
+  std::optional<zmq::socket_t> send_;
+  std::optional<zmq::socket_t> receive_;
+  std::map<std::string, Pending> pending_;
+  std::deque<TaskOutcome> ready_;
+  std::deque<std::string> control_replies_;
+};
+
+}  // namespace umi

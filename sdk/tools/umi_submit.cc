@@ -1,0 +1,179 @@
+// umi-submit: send tasks to umi hosts from JSON lines, write results as JSON lines.
+//
+//   umi-submit tasks.jsonl > results.jsonl
+//   echo '{"plugin":"sleep","input":{"ms":100}}' | umi-submit --rpc tcp://10.0.0.5:5557
+//   umi-submit --op stats
+//
+// Each input line is a task object: {"id", "plugin", "input", "priority",
+// "timeout_ms", "resources"}; a missing id becomes "task-<line>". On a
+// terminal, stderr shows a progress bar (counts, rate, ETA). Exit status:
+// 0 when every task ended ok, 1 when any did not, 2 on bad input or usage.
+#include <unistd.h>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+#include <umi/client.hpp>
+
+#include <cstdio>
+#include <fstream>
+#include <set>
+#include <iostream>
+
+using json = nlohmann::json;
+
+namespace {
+
+std::string ToMsgpack(const json& value) {
+  const std::vector<uint8_t> bytes = json::to_msgpack(value);
+  return std::string(bytes.begin(), bytes.end());
+}
+
+// Reads every task first, so a bad line stops the run before anything is sent.
+bool ReadTasks(std::istream& in, const std::string& name, std::vector<umi::TaskRequest>& tasks) {
+  std::string line;
+  std::set<std::string> ids;
+  for (int number = 1; std::getline(in, line); ++number) {
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    const std::string where = name + ":" + std::to_string(number) + ": ";
+    json task = json::parse(line, nullptr, false);
+    if (task.is_discarded() || !task.is_object()) {
+      std::cerr << where << "not a JSON object\n";
+      return false;
+    }
+    umi::TaskRequest request;
+    request.id = task.value("id", "task-" + std::to_string(number));
+    if (!task.contains("plugin") || !task["plugin"].is_string()) {
+      std::cerr << where << "\"plugin\" (a string) is required\n";
+      return false;
+    }
+    request.plugin = task["plugin"];
+    if (task.contains("input")) {
+      if (!task["input"].is_object()) {
+        std::cerr << where << "\"input\" must be an object\n";
+        return false;
+      }
+      request.input = ToMsgpack(task["input"]);
+    }
+    if (task.contains("resources")) request.resources = ToMsgpack(task["resources"]);
+    request.priority = task.value("priority", 0);
+    request.timeout_ms = task.value("timeout_ms", 0);
+    if (!ids.insert(request.id).second) {
+      std::cerr << where << "duplicate id \"" << request.id << "\"\n";
+      return false;
+    }
+    tasks.push_back(std::move(request));
+  }
+  return true;
+}
+
+class Progress {
+ public:
+  Progress(size_t total, bool enabled) : total_(total), enabled_(enabled), start_(std::chrono::steady_clock::now()) {}
+  void Update(size_t done, size_t failed, bool final = false) {
+    if (!enabled_) return;
+    const auto now = std::chrono::steady_clock::now();
+    if (!final && now - last_ < std::chrono::milliseconds(100)) return;
+    last_ = now;
+    const double elapsed = std::chrono::duration<double>(now - start_).count();
+    const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+    const int width = 30;
+    const int filled = total_ ? static_cast<int>(width * done / total_) : width;
+    std::fprintf(stderr, "\r[%s%s] %zu/%zu ok %zu failed %zu %.1f/s ETA %.0fs  ",
+                 std::string(static_cast<size_t>(filled), '=').c_str(),
+                 std::string(static_cast<size_t>(width - filled), ' ').c_str(), done, total_, done - failed, failed,
+                 rate, rate > 0 ? static_cast<double>(total_ - done) / rate : 0.0);
+    if (final) std::fprintf(stderr, "\n");
+  }
+
+ private:
+  size_t total_;
+  bool enabled_;
+  std::chrono::steady_clock::time_point start_, last_{};
+};
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Sends tasks (JSON lines) to umi hosts and writes their results as JSON lines"};
+  std::string input_path = "-";
+  umi::ClientOptions options;
+  std::string op, op_id;
+  int retry_after_ms = 30000;
+  size_t max_in_flight = 1000;
+  double wait_s = 3600;
+  bool quiet = false;
+  app.add_option("file", input_path, "JSON lines of tasks; - for stdin")->capture_default_str();
+  app.add_option("--rpc", options.rpc, "Host rpc endpoint(s) (default tcp://127.0.0.1:5557)");
+  app.add_option("--tasks", options.tasks, "Instead of rpc: PUSH endpoint ('@' binds, for hosts that connect)");
+  app.add_option("--results", options.results, "Instead of rpc: PULL endpoint ('@' binds)");
+  app.add_option("--retry-after-ms", retry_after_ms, "Re-send a task with no result after this long (plus its timeout_ms)")
+      ->capture_default_str();
+  app.add_option("--attempts", options.max_attempts, "Sends per task before giving up")->capture_default_str();
+  app.add_option("--max-in-flight", max_in_flight, "Tasks sent and not yet answered")->capture_default_str();
+  app.add_option("--wait-s", wait_s, "Give up when no result arrives for this long")->capture_default_str();
+  app.add_option("--op", op, "Send a control request instead (health, stats, drain, cancel) and print the reply");
+  app.add_option("--id", op_id, "Task id for --op cancel");
+  app.add_flag("--quiet", quiet, "No progress bar");
+  CLI11_PARSE(app, argc, argv);
+  options.retry_after = std::chrono::milliseconds(retry_after_ms);
+  if (options.rpc.empty() && options.tasks.empty()) options.rpc = {"tcp://127.0.0.1:5557"};
+  if (options.rpc.empty() != !options.results.empty()) {
+    std::cerr << "umi-submit: give --rpc, or both --tasks and --results\n";
+    return 2;
+  }
+  const auto wait = std::chrono::milliseconds(static_cast<int64_t>(wait_s * 1000));
+
+  zmq::context_t context;
+  umi::Client client(context, options);
+
+  if (!op.empty()) {
+    if (options.rpc.empty()) {
+      std::cerr << "umi-submit: --op needs --rpc\n";
+      return 2;
+    }
+    const auto reply = client.Control(op, wait, op_id);
+    if (!reply) {
+      std::cerr << "umi-submit: no reply from " << options.rpc.front() << "\n";
+      return 1;
+    }
+    const json answer = json::from_msgpack(*reply);
+    std::cout << answer.dump(2) << "\n";
+    return answer.value("ok", false) ? 0 : 1;
+  }
+
+  std::vector<umi::TaskRequest> tasks;
+  std::ifstream file;
+  if (input_path != "-") {
+    file.open(input_path);
+    if (!file) {
+      std::cerr << "umi-submit: cannot open " << input_path << "\n";
+      return 2;
+    }
+  }
+  if (!ReadTasks(input_path == "-" ? std::cin : file, input_path == "-" ? "stdin" : input_path, tasks)) return 2;
+
+  Progress progress(tasks.size(), !quiet && isatty(STDERR_FILENO));
+  size_t sent = 0, done = 0, failed = 0;
+  while (done < tasks.size()) {
+    while (sent < tasks.size() && client.pending() < max_in_flight) client.Submit(tasks[sent++]);
+    const auto outcome = client.Next(wait);
+    if (!outcome) {
+      std::cerr << "\numi-submit: no result for " << wait_s << " s; " << client.pending() << " task(s) unanswered\n";
+      return 1;
+    }
+    ++done;
+    if (outcome->status != "ok") ++failed;
+    if (outcome->result.empty()) {
+      std::cout << json{{"id", outcome->id}, {"plugin", outcome->plugin}, {"status", outcome->status},
+                        {"error", {{"code", outcome->error_code}, {"message", outcome->error_message}}}}
+                       .dump()
+                << "\n";
+    } else {
+      std::cout << json::from_msgpack(outcome->result).dump() << "\n";
+    }
+    progress.Update(done, failed);
+  }
+  progress.Update(done, failed, true);
+  std::cout.flush();
+  return failed == 0 ? 0 : 1;
+}

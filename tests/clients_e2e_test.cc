@@ -1,0 +1,193 @@
+// Producers other than the harness: umi-submit, the Python example, the C++
+// client, and scale-out of several hosts behind one producer.
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <umi/client.hpp>
+
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "support/host_process.h"
+#include "support/wire.h"
+
+namespace umi::testing {
+namespace {
+
+using std::chrono::milliseconds;
+
+std::vector<nlohmann::json> JsonLines(const std::string& text) {
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(nlohmann::json::parse(line));
+  return lines;
+}
+
+TEST(UmiSubmit, SendsJsonLinesAndWritesOneResultEach) {
+  HostProcess host;
+  TempDir dir;
+  const auto input = dir.Write("tasks.jsonl", R"({"id": "a", "plugin": "sleep", "input": {"ms": 5}}
+{"plugin": "noop"}
+
+{"id": "c", "plugin": "no_such_plugin"}
+)");
+  const CommandOutput run = RunCommand({UMI_SUBMIT_BINARY, input.string(), "--rpc", host.endpoint("rpc")});
+  EXPECT_EQ(run.exit_code, 1) << "one task was rejected";
+  std::map<std::string, nlohmann::json> by_id;
+  for (const auto& line : JsonLines(run.out)) by_id[line["id"]] = line;
+  ASSERT_EQ(by_id.size(), 3u) << run.out;
+  EXPECT_EQ(by_id["a"]["status"], "ok");
+  EXPECT_EQ(by_id["a"]["allocation"]["cpu_threads"], 4);
+  EXPECT_EQ(by_id["task-2"]["status"], "ok");  // the id made from its line number
+  EXPECT_EQ(by_id["c"]["error"]["code"], "unknown_plugin");
+}
+
+TEST(UmiSubmit, ExitsZeroWhenAllSucceed) {
+  HostProcess host;
+  TempDir dir;
+  const auto input = dir.Write("ok.jsonl", "{\"plugin\": \"noop\"}\n{\"plugin\": \"noop\"}\n");
+  EXPECT_EQ(RunCommand({UMI_SUBMIT_BINARY, input.string(), "--rpc", host.endpoint("rpc")}).exit_code, 0);
+}
+
+TEST(UmiSubmit, ABadLineStopsTheRunBeforeAnythingIsSent) {
+  HostProcess host;
+  TempDir dir;
+  const auto input = dir.Write("bad.jsonl", "{\"plugin\": \"noop\"}\n{\"plugin\": 7}\n");
+  const CommandOutput run = RunCommand({UMI_SUBMIT_BINARY, input.string(), "--rpc", host.endpoint("rpc")});
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_TRUE(run.out.empty());
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackControl("stats"));
+  EXPECT_EQ(nlohmann::json::from_msgpack(rpc.Receive())["done"].size(), 0u) << "nothing ran";
+}
+
+TEST(UmiSubmit, OpStatsPrintsTheReplyAsJson) {
+  HostProcess host;
+  const CommandOutput run = RunCommand({UMI_SUBMIT_BINARY, "--op", "stats", "--rpc", host.endpoint("rpc")});
+  EXPECT_EQ(run.exit_code, 0);
+  const auto stats = nlohmann::json::parse(run.out);
+  EXPECT_EQ(stats["ok"], true);
+  EXPECT_EQ(stats["pool"]["cpu_threads"]["total"], 48);
+}
+
+TEST(PythonProducer, RunsAgainstTheRealHost) {
+  HostProcess host;
+  const CommandOutput run = RunCommand({"/usr/bin/python3", UMI_SOURCE_DIR "/examples/python/producer.py", "--rpc",
+                                        host.endpoint("rpc"), "--count", "5", "--ms", "10"});
+  EXPECT_EQ(run.exit_code, 0) << run.out;
+  std::set<std::string> ids;
+  std::istringstream lines(run.out);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_NE(line.find(" sleep ok host=test-host"), std::string::npos) << line;
+    ids.insert(line.substr(0, line.find(' ')));
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"py-0", "py-1", "py-2", "py-3", "py-4"}));
+}
+
+TEST(CppClient, SubmitsAndAwaitsOverRpc) {
+  HostProcess host;
+  zmq::context_t context;
+  Client client(context, {.rpc = {host.endpoint("rpc")}});
+  client.Submit({.id = "one", .plugin = "sleep", .input = PackMap({{"ms", 5}})});
+  client.Submit({.id = "two", .plugin = "noop"});
+  const auto two = client.Await("two", milliseconds(60000));
+  ASSERT_TRUE(two);
+  EXPECT_EQ(two->status, "ok");
+  const auto one = client.Next(milliseconds(60000));
+  ASSERT_TRUE(one);
+  EXPECT_EQ(one->id, "one");
+  EXPECT_EQ(one->host, "test-host");
+  EXPECT_EQ(client.pending(), 0u);
+  const auto health = client.Control("health", milliseconds(60000));
+  ASSERT_TRUE(health);
+  EXPECT_EQ(nlohmann::json::from_msgpack(*health)["status"], "serving");
+}
+
+TEST(CppClient, GivesUpWithNoResultWhenNoHostAnswers) {
+  zmq::context_t context;
+  Client client(context, {.tasks = "@tcp://127.0.0.1:*", .results = "@tcp://127.0.0.1:*",
+                          .retry_after = milliseconds(20), .max_attempts = 2});
+  client.Submit({.id = "lonely", .plugin = "noop"});
+  const auto outcome = client.Next(milliseconds(60000));
+  ASSERT_TRUE(outcome);
+  EXPECT_EQ(outcome->error_code, "no_result");
+  EXPECT_EQ(outcome->attempts, 2);
+}
+
+// N hosts connect to one producer's bound PUSH and one collector's bound PULL.
+class ScaleOut : public ::testing::Test {
+ protected:
+  ScaleOut()
+      : client_(context_, {.tasks = "@tcp://127.0.0.1:*", .results = "@tcp://127.0.0.1:*",
+                           .retry_after = milliseconds(1500), .max_attempts = 5}) {}
+
+  std::unique_ptr<HostProcess> StartHost(const std::string& name) {
+    return std::make_unique<HostProcess>(HostProcess::Options{
+        .config_yaml = R"(hardware:
+  cpu: {cores: 2, threads: 2, max_concurrent_tasks: 2}
+  memory: {total_gb: 4}
+scheduler: {max_queued: 2}
+transport: {tasks_hwm: 2}
+)",
+        .tasks_endpoint = ">" + client_.tasks_endpoint(),
+        .results_endpoint = ">" + client_.results_endpoint(),
+        .name = name});
+  }
+
+  zmq::context_t context_;
+  Client client_;
+};
+
+TEST_F(ScaleOut, ThreeHostsShareOneStreamAndEachTaskGetsOneResult) {
+  std::vector<std::unique_ptr<HostProcess>> hosts;
+  for (const char* name : {"host-a", "host-b", "host-c"}) hosts.push_back(StartHost(name));
+  ASSERT_TRUE(client_.WaitForHosts(3, milliseconds(60000)));
+  const int tasks = 60;
+  for (int i = 0; i < tasks; ++i) {
+    client_.Submit({.id = "t" + std::to_string(i), .plugin = "sleep", .input = PackMap({{"ms", 20}})});
+  }
+  std::map<std::string, int> per_host;
+  std::set<std::string> ids;
+  for (int i = 0; i < tasks; ++i) {
+    const auto outcome = client_.Next(milliseconds(60000));
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->status, "ok") << outcome->error_message;
+    EXPECT_TRUE(ids.insert(outcome->id).second) << "two results for " << outcome->id;
+    ++per_host[outcome->host];
+  }
+  EXPECT_EQ(ids.size(), static_cast<size_t>(tasks));
+  EXPECT_EQ(per_host.size(), 3u) << "every host took work";
+  for (auto& host : hosts) EXPECT_EQ(host->Stop(), 0);
+}
+
+TEST_F(ScaleOut, KillingAHostLosesNothingOnceTheClientRetries) {
+  auto victim = StartHost("victim");
+  auto survivor = StartHost("survivor");
+  ASSERT_TRUE(client_.WaitForHosts(2, milliseconds(60000)));
+  const int tasks = 20;
+  for (int i = 0; i < tasks; ++i) {
+    client_.Submit({.id = "k" + std::to_string(i), .plugin = "sleep", .input = PackMap({{"ms", 300}})});
+  }
+  // Once both hosts have answered something, the victim holds work in flight.
+  std::set<std::string> hosts_seen;
+  std::set<std::string> ids;
+  while (hosts_seen.size() < 2) {
+    const auto outcome = client_.Next(milliseconds(60000));
+    ASSERT_TRUE(outcome);
+    hosts_seen.insert(outcome->host);
+    ids.insert(outcome->id);
+  }
+  kill(victim->pid(), SIGKILL);
+  while (ids.size() < static_cast<size_t>(tasks)) {
+    const auto outcome = client_.Next(milliseconds(60000));
+    ASSERT_TRUE(outcome) << ids.size() << " of " << tasks;
+    EXPECT_EQ(outcome->status, "ok") << outcome->id << ": " << outcome->error_message;
+    EXPECT_TRUE(ids.insert(outcome->id).second) << "two results for " << outcome->id;
+  }
+  EXPECT_EQ(client_.pending(), 0u);
+  EXPECT_EQ(survivor->Stop(), 0);
+}
+
+}  // namespace
+}  // namespace umi::testing
