@@ -171,7 +171,7 @@ TEST(SchedulingE2E, DrainRequestFinishesRunningAndAnswersQueued) {
       drain_acknowledged = true;
     }
   }
-  EXPECT_EQ(results["run"].status, "ok");
+  EXPECT_EQ(results["run"].status, "ok") << results["run"].error_code << ": " << results["run"].error_message;
   EXPECT_EQ(results["q1"].error_code, "shutting_down");
   EXPECT_EQ(results["q2"].error_code, "shutting_down");
   EXPECT_EQ(host.Stop(), 0);

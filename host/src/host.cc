@@ -568,6 +568,9 @@ class Host::Loop {
   // ---- control and shutdown ------------------------------------------------
 
   void HandleControl(const ControlRequest& request, const ReplyRoute& route) {
+    // Start what fits first, so a control request sees every task that
+    // arrived before it either running or queued for want of resources.
+    Dispatch();
     msgpack::sbuffer buffer;
     msgpack::packer<msgpack::sbuffer> packer(buffer);
     if (request.op == "health") {
