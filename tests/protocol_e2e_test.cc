@@ -30,6 +30,7 @@ TEST(ProtocolE2E, ARetriedFinishedTaskGetsItsStoredResultWithoutRunningAgain) {
   const auto stats = Unpack(rpc.Receive());
   const auto map = stats.get().as<std::map<std::string, msgpack::object>>();
   EXPECT_EQ(map.at("deduplicated").as<int>(), 1);
+  EXPECT_EQ((map.at("done").as<std::map<std::string, int>>().at("ok")), 2) << "once and other ran; the retry did not";
 }
 
 TEST(ProtocolE2E, AZeroDedupWindowRunsARetryAgain) {

@@ -318,25 +318,28 @@ class Host::Loop {
       running->allocation = std::move(allocation);
       Publish("task.started", running->task.message.id, running->task.message.plugin);
 
-      workers_.Submit([this, key, context = running->context, plugin = running->task.plugin,
-                       cpus = running->allocation.cpu_ids] {
-        if (!cpus.empty()) PinThread(cpus);
-        if (!context->gpu_ids.empty()) BindThreadToGpu(context->gpu_ids.front());
-        Finished finished{key, nullptr, UnixNow(), 0, 0};
-        const auto start = Clock::now();
-        try {
-          finished.error = AcquireInstanceState(*plugin, &context->instance_state);
-          if (!finished.error) finished.error = plugin->execute(context.get());
-        } catch (const std::exception& e) {
-          finished.error = new UMI_Error{"plugin_error", std::string("exception escaped the plugin ABI: ") + e.what()};
-        } catch (...) {
-          finished.error = new UMI_Error{"plugin_error", "exception escaped the plugin ABI"};
-        }
-        finished.run_ms = Millis(Clock::now() - start);
-        finished.finished_at = UnixNow();
-        if (!cpus.empty()) pthread_setaffinity_np(pthread_self(), sizeof(process_cpus_), &process_cpus_);
-        mailbox_.Post(std::move(finished));
-      });
+      auto finished = std::make_shared<Finished>(Finished{key, nullptr, 0, 0, 0});
+      workers_.Submit(
+          [finished, context = running->context, plugin = running->task.plugin,
+           cpus = running->allocation.cpu_ids, this] {
+            if (!cpus.empty()) PinThread(cpus);
+            if (!context->gpu_ids.empty()) BindThreadToGpu(context->gpu_ids.front());
+            finished->started_at = UnixNow();
+            const auto start = Clock::now();
+            try {
+              finished->error = AcquireInstanceState(*plugin, &context->instance_state);
+              if (!finished->error) finished->error = plugin->execute(context.get());
+            } catch (const std::exception& e) {
+              finished->error = new UMI_Error{"plugin_error", std::string("exception escaped the plugin ABI: ") + e.what()};
+            } catch (...) {
+              finished->error = new UMI_Error{"plugin_error", "exception escaped the plugin ABI"};
+            }
+            finished->run_ms = Millis(Clock::now() - start);
+            finished->finished_at = UnixNow();
+            if (!cpus.empty()) pthread_setaffinity_np(pthread_self(), sizeof(process_cpus_), &process_cpus_);
+          },
+          // Posted once the worker is idle again, so the next task can reuse it.
+          [finished, this] { mailbox_.Post(*finished); });
       running_.emplace(key, std::move(running));
     }
   }

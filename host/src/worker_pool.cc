@@ -11,9 +11,9 @@ WorkerPool::~WorkerPool() {
   for (std::thread& thread : threads_) thread.join();
 }
 
-void WorkerPool::Submit(std::function<void()> job) {
+void WorkerPool::Submit(std::function<void()> job, std::function<void()> then) {
   std::lock_guard lock(mutex_);
-  jobs_.push_back(std::move(job));
+  jobs_.push_back({std::move(job), std::move(then)});
   ++busy_;
   // Every queued job needs its own idle thread, or it would wait.
   if (jobs_.size() > idle_) {
@@ -35,17 +35,23 @@ size_t WorkerPool::busy() const {
 
 void WorkerPool::Loop() {
   std::unique_lock lock(mutex_);
+  ++idle_;
   while (true) {
-    ++idle_;
     work_available_.wait(lock, [this] { return stopping_ || !jobs_.empty(); });
-    --idle_;
     if (jobs_.empty()) return;  // stopping
-    std::function<void()> job = std::move(jobs_.front());
+    Job job = std::move(jobs_.front());
     jobs_.pop_front();
+    --idle_;
     lock.unlock();
-    job();
+    job.run();
     lock.lock();
     --busy_;
+    ++idle_;
+    if (job.then) {
+      lock.unlock();
+      job.then();
+      lock.lock();
+    }
   }
 }
 

@@ -25,7 +25,9 @@ class WorkerPool {
   WorkerPool(const WorkerPool&) = delete;
   WorkerPool& operator=(const WorkerPool&) = delete;
 
-  void Submit(std::function<void()> job);
+  // Runs `job` on a worker, then `then` once that worker counts as idle
+  // again (so whoever `then` notifies finds the worker reusable).
+  void Submit(std::function<void()> job, std::function<void()> then = {});
   size_t threads() const;
   // Jobs submitted and not yet returned.
   size_t busy() const;
@@ -35,7 +37,10 @@ class WorkerPool {
 
   mutable std::mutex mutex_;
   std::condition_variable work_available_;
-  std::deque<std::function<void()>> jobs_;
+  struct Job {
+    std::function<void()> run, then;
+  };
+  std::deque<Job> jobs_;
   std::vector<std::thread> threads_;
   size_t idle_ = 0;
   size_t busy_ = 0;
