@@ -2,6 +2,7 @@
 // plugins, so the scheduler is measured, not the CPU). Prints one table.
 //
 //   umi_workload_bench [--only W3] [--w3-tasks 2000] [--w4-noops 20000]
+//   (workloads: W1..W5, and E2E for throughput and rpc latency)
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <random>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/host_process.h"
@@ -161,15 +163,81 @@ scheduler: {reserve_after_ms: )") + std::to_string(reserve_ms) + "}\n"));
   return {"W5", static_cast<size_t>(sent + 1), 0, bound_ms / 1000.0, waited_ms / 1000.0, note};
 }
 
+// Messages per second through producer -> relay -> collector, where the
+// relay is either plain ZeroMQ (PULL -> PUSH, a thread) or a real umi-host.
+double PipelineRate(zmq::context_t& context, const std::string& into, const std::string& out_of, int count) {
+  std::vector<std::string> tasks;
+  for (int i = 0; i < count; ++i) tasks.push_back(PackTask({.id = "noop-" + std::to_string(i), .plugin = "noop"}));
+  zmq::socket_t collector(context, zmq::socket_type::pull);
+  collector.connect(out_of);
+  std::thread producer([&] {
+    zmq::socket_t push(context, zmq::socket_type::push);
+    push.connect(into);
+    for (const std::string& task : tasks) push.send(zmq::buffer(task));
+    push.set(zmq::sockopt::linger, -1);
+  });
+  const auto start = Clock::now();
+  zmq::message_t message;
+  for (int i = 0; i < count; ++i) (void)collector.recv(message);
+  const double rate = count / Seconds(Clock::now() - start);
+  producer.join();
+  return rate;
+}
+
+void Throughput(int count) {
+  zmq::context_t context;
+  // Ceiling: the same bytes relayed by plain ZeroMQ, no host.
+  zmq::socket_t relay_in(context, zmq::socket_type::pull), relay_out(context, zmq::socket_type::push);
+  relay_in.bind("tcp://127.0.0.1:*");
+  relay_out.bind("tcp://127.0.0.1:*");
+  const std::string relay_in_endpoint = relay_in.get(zmq::sockopt::last_endpoint);
+  const std::string relay_out_endpoint = relay_out.get(zmq::sockopt::last_endpoint);
+  std::thread relay([&] {
+    zmq::message_t message;
+    for (int i = 0; i < count; ++i) {
+      (void)relay_in.recv(message);
+      relay_out.send(message, zmq::send_flags::none);
+    }
+  });
+  const double ceiling = PipelineRate(context, relay_in_endpoint, relay_out_endpoint, count);
+  relay.join();
+
+  HostProcess::Options options = Options(kWideConfig);
+  options.connect_harness = false;
+  HostProcess host(options);
+  const double through_host = PipelineRate(context, host.endpoint("tasks"), host.endpoint("results"), count);
+
+  std::printf("\nEnd-to-end noop throughput over tcp loopback, %d tasks\n", count);
+  std::printf("%-34s %12s %8s\n", "path", "msgs_per_s", "vs_ceil");
+  std::printf("%-34s %12.0f %8.3f\n", "plain ZeroMQ relay (ceiling)", ceiling, 1.0);
+  std::printf("%-34s %12.0f %8.3f\n", "umi-host (decode, schedule, run)", through_host, through_host / ceiling);
+
+  // Latency of one task at a time through rpc, idle host.
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  std::vector<double> micros;
+  for (int i = 0; i < 2000; ++i) {
+    const auto start = Clock::now();
+    rpc.Send(PackTask({.id = "lat-" + std::to_string(i), .plugin = "noop"}));
+    rpc.Receive();
+    micros.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+  }
+  std::sort(micros.begin(), micros.end());
+  std::printf("rpc round trip of one noop task (idle host, 2000 samples): p50 %.0f us, p99 %.0f us\n",
+              micros[micros.size() / 2], micros[micros.size() * 99 / 100]);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"umi workload benchmarks W1-W5 through the real host"};
   std::set<std::string> only;
   int w3_tasks = 2000, w4_noops = 20000;
-  app.add_option("--only", only, "Run only these workloads (W1..W5)");
+  app.add_option("--only", only, "Run only these (W1..W5, E2E)");
   app.add_option("--w3-tasks", w3_tasks, "Tasks in W3")->capture_default_str();
   app.add_option("--w4-noops", w4_noops, "Noop tasks timed per W4 point")->capture_default_str();
+  int throughput_tasks = 100000;
+  app.add_option("--throughput-tasks", throughput_tasks, "Tasks in the end-to-end throughput run")
+      ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   auto wanted = [&](const char* name) { return only.empty() || only.count(name); };
 
@@ -207,5 +275,6 @@ int main(int argc, char** argv) {
       std::printf("%10d %12.0f %10.3f\n", blocked, rate, rate / base);
     }
   }
+  if (wanted("E2E")) Throughput(throughput_tasks);
   return 0;
 }

@@ -108,8 +108,8 @@ HostProcess::HostProcess(Options options)
   for (std::sregex_iterator it(line.begin(), line.end(), pair), end; it != end; ++it) {
     endpoints_[(*it)[1]] = (*it)[2];
   }
-  if (endpoints_.at("tasks")[0] != '>') tasks_.connect(endpoints_.at("tasks"));
-  if (endpoints_.at("results")[0] != '>') results_.connect(endpoints_.at("results"));
+  if (options.connect_harness && endpoints_.at("tasks")[0] != '>') tasks_.connect(endpoints_.at("tasks"));
+  if (options.connect_harness && endpoints_.at("results")[0] != '>') results_.connect(endpoints_.at("results"));
   tasks_.set(zmq::sockopt::linger, 1000);
 }
 

@@ -51,6 +51,7 @@ class HostProcess {
     std::string tasks_endpoint = "tcp://127.0.0.1:*";
     std::string results_endpoint = "tcp://127.0.0.1:*";
     std::string name = "test-host";
+    bool connect_harness = true;  // false: Send/NextResult unused, peers are the caller's
   };
 
   HostProcess() : HostProcess(Options{}) {}
