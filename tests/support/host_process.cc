@@ -15,6 +15,33 @@ extern char** environ;
 
 namespace umi::testing {
 
+namespace {
+
+// Starts `args` with stdout on a pipe whose read end goes to *stdout_fd.
+pid_t Spawn(std::vector<std::string> args, int* stdout_fd) {
+  std::vector<char*> argv;
+  for (auto& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  int out[2];
+  if (pipe(out) != 0) throw std::runtime_error("pipe failed");
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  posix_spawn_file_actions_addclose(&actions, out[0]);
+  pid_t pid = -1;
+  const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  close(out[1]);
+  if (spawned != 0) {
+    close(out[0]);
+    throw std::runtime_error("cannot start " + args[0]);
+  }
+  *stdout_fd = out[0];
+  return pid;
+}
+
+}  // namespace
+
 TempDir::TempDir() {
   std::string pattern = (std::filesystem::temp_directory_path() / "umi-test-XXXXXX").string();
   if (!mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
@@ -66,44 +93,29 @@ HostProcess::HostProcess(Options options)
     args.push_back(flag);
     args.push_back(endpoint);
   }
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-
-  int out[2];
-  if (pipe(out) != 0) throw std::runtime_error("pipe failed");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&actions, out[0]);
-  const int spawned = posix_spawn(&pid_, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(out[1]);
-  if (spawned != 0) {
-    close(out[0]);
-    throw std::runtime_error("cannot start " + args[0]);
-  }
+  int stdout_fd = -1;
+  pid_ = Spawn(args, &stdout_fd);
 
   // Wait for the ready line; EOF means the host exited.
   std::string line;
   const auto deadline = std::chrono::steady_clock::now() + kGuardTime;
   while (line.find('\n') == std::string::npos) {
-    pollfd fd{out[0], POLLIN, 0};
+    pollfd fd{stdout_fd, POLLIN, 0};
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
         deadline - std::chrono::steady_clock::now());
     if (left.count() <= 0 || poll(&fd, 1, static_cast<int>(left.count())) <= 0) {
-      close(out[0]);
+      close(stdout_fd);
       throw std::runtime_error("umi-host did not become ready");
     }
     char buffer[512];
-    const ssize_t n = read(out[0], buffer, sizeof(buffer));
+    const ssize_t n = read(stdout_fd, buffer, sizeof(buffer));
     if (n <= 0) {
-      close(out[0]);
+      close(stdout_fd);
       throw std::runtime_error("umi-host exited before it was ready");
     }
     line.append(buffer, static_cast<size_t>(n));
   }
-  close(out[0]);
+  close(stdout_fd);
   const std::regex pair("\"(\\w+)\":\"([^\"]+)\"");
   for (std::sregex_iterator it(line.begin(), line.end(), pair), end; it != end; ++it) {
     endpoints_[(*it)[1]] = (*it)[2];
@@ -165,27 +177,12 @@ std::string RpcClient::Receive() {
 }
 
 CommandOutput RunCommand(std::vector<std::string> args) {
-  std::vector<char*> argv;
-  for (auto& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  int out[2];
-  if (pipe(out) != 0) throw std::runtime_error("pipe failed");
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
-  posix_spawn_file_actions_addclose(&actions, out[0]);
-  pid_t pid;
-  const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
-  posix_spawn_file_actions_destroy(&actions);
-  close(out[1]);
-  if (spawned != 0) {
-    close(out[0]);
-    throw std::runtime_error("cannot start " + args[0]);
-  }
+  int stdout_fd = -1;
+  const pid_t pid = Spawn(args, &stdout_fd);
   CommandOutput result;
   char buffer[4096];
-  for (ssize_t n; (n = read(out[0], buffer, sizeof(buffer))) > 0;) result.out.append(buffer, static_cast<size_t>(n));
-  close(out[0]);
+  for (ssize_t n; (n = read(stdout_fd, buffer, sizeof(buffer))) > 0;) result.out.append(buffer, static_cast<size_t>(n));
+  close(stdout_fd);
   int status = 0;
   waitpid(pid, &status, 0);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
