@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <map>
+#include <set>
 
 #include "support/host_process.h"
 #include "support/wire.h"
@@ -62,6 +63,32 @@ TEST(ProtocolE2E, StatsCountPerPluginWithPercentiles) {
   const auto pool = map.at("pool").as<std::map<std::string, msgpack::object>>();
   EXPECT_EQ((pool.at("cpu_threads").as<std::map<std::string, double>>().at("total")), 48);
   EXPECT_EQ((pool.at("cpu_threads").as<std::map<std::string, double>>().at("used")), 0);
+}
+
+TEST(ProtocolE2E, ResultsWaitInTheHostUntilACollectorConnects) {
+  HostProcess host({.config_yaml = TestConfigYaml(), .connect_harness = false});
+  zmq::socket_t tasks(host.context(), zmq::socket_type::push);
+  tasks.set(zmq::sockopt::linger, 0);
+  tasks.connect(host.endpoint("tasks"));
+  for (int i = 0; i < 5; ++i) tasks.send(zmq::buffer(PackTask({.id = "b" + std::to_string(i), .plugin = "noop"})));
+  // Wait (on events, not time) until all five ran and wait unsent.
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  for (int unsent = 0; unsent < 5;) {
+    rpc.Send(PackControl("stats"));
+    const std::string reply = rpc.Receive();
+    unsent = Unpack(reply).get().as<std::map<std::string, msgpack::object>>().at("unsent_results").as<int>();
+  }
+  zmq::socket_t collector(host.context(), zmq::socket_type::pull);
+  collector.connect(host.endpoint("results"));
+  std::set<std::string> ids;
+  for (int i = 0; i < 5; ++i) {
+    zmq::pollitem_t item{collector.handle(), 0, ZMQ_POLLIN, 0};
+    ASSERT_EQ(zmq::poll(&item, 1, std::chrono::milliseconds(60000)), 1);
+    zmq::message_t message;
+    ASSERT_TRUE(collector.recv(message));
+    ids.insert(ParseResult(message.to_string()).id.value_or(""));
+  }
+  EXPECT_EQ(ids.size(), 5u);
 }
 
 TEST(ProtocolE2E, TransportEndpointsComeFromYamlUnlessAFlagIsGiven) {

@@ -22,7 +22,9 @@ struct ConfigError : std::runtime_error {
 
 std::string Where(const YAML::Node& node) {
   const YAML::Mark mark = node.Mark();
-  return mark.line >= 0 ? " (line " + std::to_string(mark.line + 1) + ")" : "";
+  return mark.line >= 0
+             ? " (line " + std::to_string(mark.line + 1) + ", column " + std::to_string(mark.column + 1) + ")"
+             : "";
 }
 
 [[noreturn]] void Fail(const YAML::Node& node, const std::string& path, const std::string& what) {
