@@ -96,14 +96,20 @@ class Mailbox {
   int fd() const { return fd_; }
 
   void Post(Mail mail) {
+    bool wake;
     {
       std::lock_guard lock(mutex_);
+      wake = mail_.empty();  // otherwise a wake-up is already pending
       mail_.push_back(std::move(mail));
     }
-    const uint64_t one = 1;
-    [[maybe_unused]] ssize_t n = write(fd_, &one, sizeof(one));
+    if (wake) {
+      const uint64_t one = 1;
+      [[maybe_unused]] ssize_t n = write(fd_, &one, sizeof(one));
+    }
   }
 
+  // Reads the eventfd before taking the mail: a Post that lands in between
+  // finds the queue empty and writes again, so no wake-up is lost.
   std::deque<Mail> TakeAll() {
     uint64_t count;
     [[maybe_unused]] ssize_t n = read(fd_, &count, sizeof(count));
@@ -140,7 +146,7 @@ class Host::Loop {
         tasks_(context_, zmq::socket_type::pull),
         results_(context_, zmq::socket_type::push),
         rpc_(context_, zmq::socket_type::router),
-        events_(context_, zmq::socket_type::pub) {}
+        events_(context_, zmq::socket_type::xpub) {}
 
   std::string Open() {
     struct Named {
@@ -183,6 +189,7 @@ class Host::Loop {
           {rpc_.handle(), 0, ZMQ_POLLIN, 0},
           {results_.handle(), 0, static_cast<short>(pending_results_.empty() ? 0 : ZMQ_POLLOUT), 0},
           {tasks_.handle(), 0, static_cast<short>(accepting ? ZMQ_POLLIN : 0), 0},
+          {events_.handle(), 0, ZMQ_POLLIN, 0},
       };
       zmq::poll(items, std::size(items), NextWakeup());
 
@@ -191,6 +198,7 @@ class Host::Loop {
       if (items[3].revents & ZMQ_POLLOUT) FlushResults();
       if (items[2].revents & ZMQ_POLLIN) ReceiveBatch(rpc_, /*is_rpc=*/true);
       if (items[4].revents & ZMQ_POLLIN) ReceiveBatch(tasks_, /*is_rpc=*/false);
+      if (items[5].revents & ZMQ_POLLIN) ReadSubscriptions();
       CheckDeadlines();
       Dispatch();
       if (draining_ && running_.empty()) return FinishDrain();
@@ -450,7 +458,7 @@ class Host::Loop {
     std::string body = EncodeResult(result, options_.name);
     if (result.id && result.status != TaskStatus::kRejected) {
       RecordTiming(result);
-      Publish("task.finished", body);
+      if (subscriptions_ > 0) Publish("task.finished", body);
       Remember(*result.id, body);
     }
     Send(std::move(body), route);
@@ -542,6 +550,7 @@ class Host::Loop {
   }
 
   void Publish(const char* topic, const std::string& id, const std::string& plugin) {
+    if (subscriptions_ == 0) return;
     msgpack::sbuffer buffer;
     msgpack::packer<msgpack::sbuffer> packer(buffer);
     packer.pack_map(3);
@@ -551,12 +560,25 @@ class Host::Loop {
     Publish(topic, std::string(buffer.data(), buffer.size()));
   }
 
+  // XPUB tells us about (un)subscriptions; with nobody listening, events
+  // are not even encoded.
+  void ReadSubscriptions() {
+    zmq::message_t message;
+    while (events_.recv(message, zmq::recv_flags::dontwait)) {
+      if (message.size() == 0) continue;
+      const uint8_t kind = *static_cast<const uint8_t*>(message.data());
+      if (kind == 1) ++subscriptions_;
+      if (kind == 0 && subscriptions_ > 0) --subscriptions_;
+    }
+  }
+
   void Publish(const char* topic, const std::string& body) {
     std::array<zmq::const_buffer, 2> frames = {zmq::buffer(std::string_view(topic)), zmq::buffer(body)};
     zmq::send_multipart(events_, frames, zmq::send_flags::dontwait);
   }
 
   void PublishProgress(const RunningTask& running, const Progress& progress) {
+    if (subscriptions_ == 0) return;
     msgpack::sbuffer buffer;
     msgpack::packer<msgpack::sbuffer> packer(buffer);
     packer.pack_map(progress.message.empty() ? 4 : 5);
@@ -757,6 +779,7 @@ class Host::Loop {
   std::map<TaskStatus, uint64_t> done_by_status_;
   uint64_t malformed_ = 0;
   uint64_t deduplicated_ = 0;
+  int subscriptions_ = 0;  // on the events XPUB socket
   std::unordered_map<std::string, std::pair<std::string, Clock::time_point>> finished_;  // id -> result
   std::deque<std::pair<Clock::time_point, std::string>> finished_order_;
   std::map<std::string, Timings> timings_;  // "" = all plugins
