@@ -130,8 +130,11 @@ double NoopRate(int blocked, int noops) {
   return noops / Seconds(Clock::now() - start);
 }
 
+// Small tasks of staggered length (50-150 ms), so threads never all free up
+// at once by chance: only the reservation lets the big task in.
 Row Starvation() {
-  const int reserve_ms = 500, small_ms = 100;
+  const int reserve_ms = 500, small_ms = 150;
+  std::mt19937 random(11);
   HostProcess host(Options(std::string(R"(hardware:
   cpu: {cores: 16, threads: 16, max_concurrent_tasks: 16}
   memory: {total_gb: 64}
@@ -139,7 +142,8 @@ allow_task_overrides: true
 scheduler: {reserve_after_ms: )") + std::to_string(reserve_ms) + "}\n"));
   int sent = 0;
   auto small = [&] {
-    host.Send(PackTask({.id = "s" + std::to_string(sent++), .plugin = "sleep", .input = {{"ms", small_ms}},
+    host.Send(PackTask({.id = "s" + std::to_string(sent++), .plugin = "sleep",
+                        .input = {{"ms", 50 + static_cast<int>(random() % (small_ms - 49))}},
                         .resources = {{"cpu_threads", 1}}}));
   };
   for (int i = 0; i < 32; ++i) small();
@@ -147,7 +151,7 @@ scheduler: {reserve_after_ms: )") + std::to_string(reserve_ms) + "}\n"));
     host.NextResult();
     small();
   }
-  host.Send(PackTask({.id = "big", .plugin = "sleep", .input = {{"ms", small_ms}}, .resources = {{"cpu_threads", 16}}}));
+  host.Send(PackTask({.id = "big", .plugin = "sleep", .input = {{"ms", 100}}, .resources = {{"cpu_threads", 16}}}));
   double waited_ms = -1;
   while (waited_ms < 0) {
     const Result r = host.NextResult();
