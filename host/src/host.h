@@ -3,7 +3,8 @@
 // report back through a mailbox the loop polls (an eventfd).
 //
 // Sockets (protocol v1, docs/protocol.md): tasks PULL, results PUSH,
-// rpc ROUTER, events PUB. An endpoint "tcp://..." or "@tcp://..." binds;
+// rpc ROUTER, events XPUB (PUB to subscribers; it also tells the host
+// whether anyone listens). An endpoint "tcp://..." or "@tcp://..." binds;
 // ">tcp://..." connects.
 //
 // Lifecycle: Open() binds/connects; Run() serves until SIGINT/SIGTERM
