@@ -11,12 +11,12 @@
 namespace umi::testing {
 namespace {
 
-std::string ProbeConfig(const std::string& plugin_yaml = "") {
-  return TestConfigYaml() + "  probe:\n    settings: {greeting: hi from yaml}\n" + plugin_yaml;
+std::string InspectConfig(const std::string& plugin_yaml = "") {
+  return TestConfigYaml() + "  inspect:\n    settings: {greeting: hi from yaml}\n" + plugin_yaml;
 }
 
-HostProcess::Options ProbeHost(const std::string& plugin_yaml = "") {
-  return {.config_yaml = ProbeConfig(plugin_yaml), .plugin_dirs = {UMI_TEST_PROBE_PLUGIN_DIR}};
+HostProcess::Options InspectHost(const std::string& plugin_yaml = "") {
+  return {.config_yaml = InspectConfig(plugin_yaml), .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}};
 }
 
 TEST(PluginSdk, PluginsCommandListsLoadedAndRefusedWithReasons) {
@@ -43,7 +43,7 @@ TEST(PluginSdk, PluginsCommandListsLoadedAndRefusedWithReasons) {
 
   std::map<std::string, nlohmann::json> plugins;
   for (const auto& plugin : report["plugins"]) plugins[plugin["name"]] = plugin;
-  ASSERT_EQ(plugins.size(), 4u);  // the diag plugins; the duplicate noop lost
+  ASSERT_EQ(plugins.size(), 6u);  // diag and media plugins; the duplicate noop lost
   EXPECT_EQ(plugins["noop"]["version"], "1.0.0");
   EXPECT_EQ(plugins["sleep"]["task_group"], "cpu_task");
   EXPECT_EQ(plugins["sleep"]["declared"]["cpu_threads"], 1);
@@ -59,23 +59,23 @@ TEST(PluginSdk, PluginsCommandTableExitsZeroWhenAllLoad) {
 }
 
 TEST(PluginSdk, ExceptionsBecomeErrorResults) {
-  HostProcess host(ProbeHost());
-  host.Send(PackTask({.id = "std", .plugin = "probe", .string_input = {{"mode", "throw_std"}}}));
+  HostProcess host(InspectHost());
+  host.Send(PackTask({.id = "std", .plugin = "inspect", .string_input = {{"mode", "throw_std"}}}));
   const Result std_error = host.NextResult();
   EXPECT_EQ(std_error.status, "error");
   EXPECT_EQ(std_error.error_code, "plugin_error");
-  EXPECT_EQ(std_error.error_message, "std exception from probe");
-  host.Send(PackTask({.id = "umi", .plugin = "probe", .string_input = {{"mode", "throw_umi"}}}));
+  EXPECT_EQ(std_error.error_message, "std exception from inspect");
+  host.Send(PackTask({.id = "umi", .plugin = "inspect", .string_input = {{"mode", "throw_umi"}}}));
   const Result umi_error = host.NextResult();
   EXPECT_EQ(umi_error.status, "error");
   EXPECT_EQ(umi_error.error_code, "custom_code");
-  EXPECT_EQ(umi_error.error_message, "umi error from probe");
+  EXPECT_EQ(umi_error.error_message, "umi error from inspect");
   EXPECT_EQ(host.Stop(), 0);
 }
 
 TEST(PluginSdk, SettingsGrantsAndGpuIdsReachThePlugin) {
-  HostProcess host(ProbeHost("    threads: 3\n    memory_mb: 100\n    gpu_count: 0.5\n    exclusive_gpu: false\n"));
-  host.Send(PackTask({.id = "p", .plugin = "probe"}));
+  HostProcess host(InspectHost("    threads: 3\n    memory_mb: 100\n    gpu_count: 0.5\n    exclusive_gpu: false\n"));
+  host.Send(PackTask({.id = "p", .plugin = "inspect"}));
   const Result r = host.NextResult();
   ASSERT_EQ(r.status, "ok") << r.error_message;
   EXPECT_EQ(r.Output("greeting")->as<std::string>(), "hi from yaml");
@@ -87,16 +87,16 @@ TEST(PluginSdk, SettingsGrantsAndGpuIdsReachThePlugin) {
 }
 
 TEST(PluginSdk, ProgressBecomesEvents) {
-  HostProcess host(ProbeHost());
+  HostProcess host(InspectHost());
   EventsClient events(host.context(), host.endpoint("events"));
   // PUB drops what is sent before the subscription lands: send until an
   // event shows the subscription is live.
   for (int i = 0; !events.TryNext(std::chrono::milliseconds(200)); ++i) {
     ASSERT_LT(i, 100) << "no events at all";
-    host.Send(PackTask({.id = "warmup" + std::to_string(i), .plugin = "probe"}));
+    host.Send(PackTask({.id = "warmup" + std::to_string(i), .plugin = "inspect"}));
     host.NextResult();
   }
-  host.Send(PackTask({.id = "prog", .plugin = "probe", .string_input = {{"mode", "progress"}}}));
+  host.Send(PackTask({.id = "prog", .plugin = "inspect", .string_input = {{"mode", "progress"}}}));
   std::vector<std::pair<std::string, Result>> seen;
   while (seen.empty() || seen.back().first != "task.finished" || seen.back().second.id != "prog") {
     auto event = events.Next();
@@ -122,10 +122,10 @@ TEST(PluginSdk, ProgressBecomesEvents) {
 }
 
 TEST(PluginSdk, InstanceStateLivesPerWorkerAcrossTasks) {
-  HostProcess host(ProbeHost());
-  host.Send(PackTask({.id = "a", .plugin = "probe"}));
+  HostProcess host(InspectHost());
+  host.Send(PackTask({.id = "a", .plugin = "inspect"}));
   const Result first = host.NextResult();
-  host.Send(PackTask({.id = "b", .plugin = "probe"}));  // the one idle worker takes it
+  host.Send(PackTask({.id = "b", .plugin = "inspect"}));  // the one idle worker takes it
   const Result second = host.NextResult();
   ASSERT_EQ(first.status, "ok");
   ASSERT_EQ(second.status, "ok");
@@ -139,12 +139,12 @@ TEST(PluginSdk, PinningConfinesThePluginToItsGrantedCpus) {
   cpu: {cores: 1, threads: 1, pinning: true}
   memory: {total_gb: 1}
 plugins:
-  probe: {threads: 1}
+  inspect: {threads: 1}
 )",
-                    .plugin_dirs = {UMI_TEST_PROBE_PLUGIN_DIR},
+                    .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR},
                     .extra_args = {"--strict-config"}});
   for (const char* id : {"first", "second"}) {
-    host.Send(PackTask({.id = id, .plugin = "probe"}));
+    host.Send(PackTask({.id = id, .plugin = "inspect"}));
     const Result r = host.NextResult();
     ASSERT_EQ(r.status, "ok") << r.error_message;
     const auto allocation = r.message->get().as<std::map<std::string, msgpack::object>>().at("allocation");

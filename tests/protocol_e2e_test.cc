@@ -14,16 +14,16 @@ namespace {
 msgpack::object_handle Unpack(const std::string& bytes) { return msgpack::unpack(bytes.data(), bytes.size()); }
 
 TEST(ProtocolE2E, ARetriedFinishedTaskGetsItsStoredResultWithoutRunningAgain) {
-  HostProcess host({.config_yaml = TestConfigYaml(), .plugin_dirs = {UMI_TEST_PROBE_PLUGIN_DIR}});
-  host.Send(PackTask({.id = "once", .plugin = "probe"}));
+  HostProcess host({.config_yaml = TestConfigYaml(), .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}});
+  host.Send(PackTask({.id = "once", .plugin = "inspect"}));
   const Result first = host.NextResult();
   ASSERT_EQ(first.status, "ok");
-  host.Send(PackTask({.id = "once", .plugin = "probe"}));  // an at-least-once retry
+  host.Send(PackTask({.id = "once", .plugin = "inspect"}));  // an at-least-once retry
   const Result again = host.NextResult();
   EXPECT_EQ(again.status, "ok");
   EXPECT_EQ(again.started_at, first.started_at);  // the same result, not a second run
   EXPECT_EQ(again.Output("uses")->as<int>(), 1);
-  host.Send(PackTask({.id = "other", .plugin = "probe"}));
+  host.Send(PackTask({.id = "other", .plugin = "inspect"}));
   EXPECT_EQ(host.NextResult().Output("uses")->as<int>(), 2);  // only two runs happened
 
   RpcClient rpc(host.context(), host.endpoint("rpc"));
@@ -36,9 +36,9 @@ TEST(ProtocolE2E, ARetriedFinishedTaskGetsItsStoredResultWithoutRunningAgain) {
 
 TEST(ProtocolE2E, AZeroDedupWindowRunsARetryAgain) {
   HostProcess host({.config_yaml = TestConfigYaml("dedup: {window_s: 0}\n"),
-                    .plugin_dirs = {UMI_TEST_PROBE_PLUGIN_DIR}});
+                    .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}});
   for (int i = 1; i <= 2; ++i) {
-    host.Send(PackTask({.id = "again", .plugin = "probe"}));
+    host.Send(PackTask({.id = "again", .plugin = "inspect"}));
     EXPECT_EQ(host.NextResult().Output("uses")->as<int>(), i);
   }
 }

@@ -135,6 +135,9 @@ class Output {
     return *this;
   }
 
+  // For nested values: build msgpack::object trees in this zone, then Set.
+  msgpack::zone& zone() { return zone_; }
+
   std::string Pack() const {
     msgpack::sbuffer buffer;
     msgpack::packer<msgpack::sbuffer> packer(buffer);

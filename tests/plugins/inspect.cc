@@ -1,4 +1,4 @@
-// probe: reports what the host handed it, for tests of the SDK contract.
+// inspect: reports what the host handed it, for tests of the SDK contract.
 //   input.mode: "report" (default), "throw_std", "throw_umi", "progress"
 //   output: greeting (from settings), threads, cpu_cores, memory_mb,
 //           gpu_ids, instance (per-worker id), uses (tasks on that instance),
@@ -19,25 +19,25 @@ struct PerWorker {
 };
 }  // namespace
 
-class Probe : public umi::Plugin {
+class Inspect : public umi::Plugin {
  public:
   using Instance = PerWorker;
 
   static umi::PluginInfo Info() {
     umi::PluginInfo info;
-    info.name = "probe";
+    info.name = "inspect";
     info.version = "2.1.0";
     info.requirement = {.cpu_cores = 0.5, .cpu_threads = 2, .memory_mb = 32};
     return info;
   }
 
-  explicit Probe(const umi::Settings& settings)
+  explicit Inspect(const umi::Settings& settings)
       : greeting_(settings.Get<std::string>("greeting", "none")) {}
 
   void Process(umi::TaskContext& task) override {
     const std::string mode = task.input().Get<std::string>("mode", "report");
-    if (mode == "throw_std") throw std::runtime_error("std exception from probe");
-    if (mode == "throw_umi") throw umi::Error("custom_code", "umi error from probe");
+    if (mode == "throw_std") throw std::runtime_error("std exception from inspect");
+    if (mode == "throw_umi") throw umi::Error("custom_code", "umi error from inspect");
     if (mode == "progress") {
       task.Progress(0.25);
       task.Progress(0.5, "half way");
@@ -68,4 +68,4 @@ class Probe : public umi::Plugin {
   std::string greeting_;
 };
 
-UMI_DECLARE_PLUGIN(Probe)
+UMI_DECLARE_PLUGIN(Inspect)
