@@ -24,6 +24,11 @@ class MediaTest : public ::testing::Test {
                         "-ac", "2", "-metadata:s:a:0", "language=eng"});
     Generate("tone.wav", {"-f", "lavfi", "-i", "sine=frequency=1000:sample_rate=44100:duration=1"});
     Generate("still.png", {"-f", "lavfi", "-i", "testsrc=size=64x48", "-frames:v", "1"});
+    // Known cuts at 1.0 s (black -> white) and 2.0 s (white -> moving pattern).
+    Generate("cuts.mp4", {"-f", "lavfi", "-i", "color=c=black:s=320x240:r=25:d=1", "-f", "lavfi", "-i",
+                          "color=c=white:s=320x240:r=25:d=1", "-f", "lavfi", "-i",
+                          "testsrc2=size=320x240:rate=25:duration=1", "-filter_complex",
+                          "[0][1][2]concat=n=3:v=1:a=0", "-c:v", "mpeg4", "-q:v", "3"});
     dir_->Write("notes.txt", "this is not media\n");
   }
   static void TearDownTestSuite() { delete dir_; }
@@ -36,10 +41,15 @@ class MediaTest : public ::testing::Test {
 
   static std::string Path(const std::string& name) { return (dir_->path() / name).string(); }
 
-  Result Run(const std::string& plugin, const std::string& path) {
-    host_.Send(PackTask({.id = plugin + ":" + path, .plugin = plugin, .string_input = {{"path", path}}}));
+  Result Run(const std::string& plugin, const std::string& path,
+             std::map<std::string, std::string> strings = {}, std::map<std::string, int64_t> numbers = {}) {
+    strings["path"] = path;
+    host_.Send(PackTask({.id = plugin + ":" + path + ":" + std::to_string(++runs_), .plugin = plugin,
+                         .input = numbers, .string_input = strings}));
     return host_.NextResult();
   }
+
+  int runs_ = 0;
 
   static TempDir* dir_;
   HostProcess host_;
@@ -127,6 +137,81 @@ TEST_F(MediaTest, ChecksumAgreesWithSha256sumAndXxhsum) {
   }
   const Result missing = Run("checksum", Path("absent.bin"));
   EXPECT_EQ(missing.error_code, "not_found");
+}
+
+std::vector<double> CutTimes(const json& output) {
+  std::vector<double> times;
+  for (const json& cut : output["cuts"]) times.push_back(cut["time"].get<double>());
+  return times;
+}
+
+TEST_F(MediaTest, ScenesFindsTheKnownCuts) {
+  const Result r = Run("scenes", Path("cuts.mp4"));
+  ASSERT_EQ(r.status, "ok") << r.error_message;
+  const json output = OutputJson(r);
+  const std::vector<double> cuts = CutTimes(output);
+  ASSERT_EQ(cuts.size(), 2u) << output.dump();
+  EXPECT_NEAR(cuts[0], 1.0, 0.041);  // within one frame at 25 fps
+  EXPECT_NEAR(cuts[1], 2.0, 0.041);
+  EXPECT_EQ(output["frames"], 75);
+  EXPECT_EQ(Run("scenes", Path("notes.txt")).error_code, "unsupported");
+  EXPECT_EQ(Run("scenes", Path("tone.wav")).error_code, "unsupported") << "no video stream";
+}
+
+TEST_F(MediaTest, ScenesCudaGivesTheSameCutsOrFailsCleanlyWithoutADevice) {
+  const Result gpu = Run("scenes_cuda", Path("cuts.mp4"));
+  if (gpu.error_code == "unknown_plugin") GTEST_SKIP() << "built without CUDA: " << gpu.error_message;
+  if (gpu.status != "ok") {
+    EXPECT_EQ(gpu.status, "error");
+    EXPECT_EQ(gpu.error_code, "no_device") << gpu.error_message;
+    EXPECT_EQ(Run("noop", "").status, "ok") << "the host keeps serving";
+    GTEST_SKIP() << "no usable GPU here (" << gpu.error_message << "); scripts/gpu-check runs the parity check";
+  }
+  const Result cpu = Run("scenes", Path("cuts.mp4"));
+  ASSERT_EQ(cpu.status, "ok");
+  EXPECT_EQ(CutTimes(OutputJson(gpu)), CutTimes(OutputJson(cpu)));
+  EXPECT_EQ(OutputJson(gpu)["frames"], OutputJson(cpu)["frames"]);
+}
+
+TEST_F(MediaTest, ThumbnailMatchesTheFrameFfmpegExtracts) {
+  const std::string ours = (dir_->path() / "ours.png").string();
+  const Result r = Run("thumbnail", Path("av.mp4"), {{"format", "png"}, {"output", ours}}, {{"width", 160}});
+  ASSERT_EQ(r.status, "ok") << r.error_message;
+  const json output = OutputJson(r);
+  EXPECT_EQ(output["width"], 160);
+  EXPECT_EQ(output["height"], 120);
+  EXPECT_EQ(output["output"], ours);
+  EXPECT_NEAR(output["timestamp"].get<double>(), 0.0, 1e-9);
+
+  // The same frame from the ffmpeg CLI, same scaler; compare with its psnr filter.
+  const std::string reference = (dir_->path() / "reference.png").string();
+  ASSERT_EQ(RunCommand({"/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-y", "-i", Path("av.mp4"), "-frames:v", "1",
+                        "-vf", "scale=160:120:flags=bicubic", reference})
+                .exit_code,
+            0);
+  const CommandOutput psnr = RunCommand({"/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-i", ours, "-i", reference,
+                                         "-lavfi", "psnr=stats_file=-", "-f", "null", "-"});
+  const auto at = psnr.out.find("psnr_avg:");
+  ASSERT_NE(at, std::string::npos) << psnr.out;
+  const std::string value = psnr.out.substr(at + 9, psnr.out.find(' ', at) - at - 9);
+  if (value != "inf") {  // inf: identical pixels
+    EXPECT_GT(std::stod(value), 35.0) << "PSNR against ffmpeg's frame: " << value;
+  }
+}
+
+TEST_F(MediaTest, ThumbnailSeeksAndWritesJpeg) {
+  const std::string out = (dir_->path() / "later.jpg").string();
+  const Result r = Run("thumbnail", Path("cuts.mp4"), {{"output", out}}, {{"width", 64}, {"at", 1}});
+  ASSERT_EQ(r.status, "ok") << r.error_message;
+  const json output = OutputJson(r);
+  EXPECT_NEAR(output["timestamp"].get<double>(), 1.0, 1e-9);
+  const json probed = json::parse(RunCommand({"/usr/bin/ffprobe", "-v", "error", "-print_format", "json",
+                                              "-show_streams", out}).out);
+  EXPECT_EQ(probed["streams"][0]["codec_name"], "mjpeg");
+  EXPECT_EQ(probed["streams"][0]["width"], 64);
+  EXPECT_EQ(probed["streams"][0]["height"], 48);
+  EXPECT_EQ(Run("thumbnail", Path("absent.mp4")).error_code, "not_found");
+  EXPECT_EQ(Run("thumbnail", Path("av.mp4"), {{"format", "gif"}}).error_code, "bad_input");
 }
 
 }  // namespace

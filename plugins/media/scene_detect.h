@@ -1,0 +1,77 @@
+// Scene-cut detection shared by `scenes` (CPU) and `scenes_cuda` (GPU):
+// decode every video frame, scale it to a small gray image, and score each
+// frame by its mean absolute luma difference from the previous one (0..1).
+// A score above the threshold is a cut at that frame's time. The two plugins
+// differ only in who computes the difference sum, which is an exact integer,
+// so they find the same cuts.
+//
+//   input:  {"path", "threshold" (default 0.3), "width" (analysis width, default 160)}
+//   output: {"cuts": [{"time", "score"}], "frames", "duration"}
+#pragma once
+
+#include <umi/plugin.hpp>
+
+#include <functional>
+#include <vector>
+
+#include "media_file.h"
+
+namespace umi::media {
+
+// Sum over i of |previous[i] - current[i]|, for `size` bytes.
+using DifferenceSum = std::function<uint64_t(const uint8_t* previous, const uint8_t* current, size_t size)>;
+
+inline void DetectScenes(umi::TaskContext& task, const DifferenceSum& difference) {
+  const auto& in = task.input();
+  const std::string path = in.Require<std::string>("path");
+  const double threshold = in.Get<double>("threshold", 0.3);
+  const int width = static_cast<int>(in.Get<int64_t>("width", 160));
+  if (width < 8 || width > 4096) throw umi::Error("bad_input", "width must be 8..4096");
+
+  MediaFile file(path, task);
+  file.OpenVideo(task.threads());
+  const double duration =
+      file.format()->duration == AV_NOPTS_VALUE ? 0.0 : static_cast<double>(file.format()->duration) / AV_TIME_BASE;
+  const AVRational rate = file.video()->avg_frame_rate;
+  const double expected_frames = rate.den && duration > 0 ? duration * av_q2d(rate) : 0;
+  const int64_t start = file.video()->start_time == AV_NOPTS_VALUE ? 0 : file.video()->start_time;
+
+  SwsContext* scaler = nullptr;
+  int height = 0;
+  std::vector<uint8_t> previous, current;
+  int64_t frames = 0;
+  msgpack::zone& zone = task.output().zone();
+  std::vector<msgpack::object> cuts;
+  file.DecodeVideo(task, [&](AVFrame* frame) {
+    if (!scaler) {
+      height = std::max(2, width * frame->height / std::max(1, frame->width));
+      scaler = sws_getContext(frame->width, frame->height, static_cast<AVPixelFormat>(frame->format), width, height,
+                              AV_PIX_FMT_GRAY8, SWS_AREA, nullptr, nullptr, nullptr);
+      if (!scaler) throw umi::Error("unsupported", path + ": cannot scale this pixel format");
+      current.resize(static_cast<size_t>(width) * height);
+    }
+    uint8_t* planes[4] = {current.data(), nullptr, nullptr, nullptr};
+    int strides[4] = {width, 0, 0, 0};
+    sws_scale(scaler, frame->data, frame->linesize, 0, frame->height, planes, strides);
+    if (!previous.empty()) {
+      const double score = static_cast<double>(difference(previous.data(), current.data(), current.size())) /
+                           (255.0 * static_cast<double>(current.size()));
+      if (score > threshold) {
+        std::map<std::string, msgpack::object> cut;
+        cut["time"] = msgpack::object(file.Seconds(frame->best_effort_timestamp - start), zone);
+        cut["score"] = msgpack::object(score, zone);
+        cuts.emplace_back(cut, zone);
+      }
+    }
+    previous.swap(current);
+    current.resize(previous.size());
+    if (++frames % 25 == 0 && expected_frames > 0) task.Progress(std::min(1.0, frames / expected_frames));
+    return true;
+  });
+  sws_freeContext(scaler);
+  if (task.cancelled()) return;
+  if (frames == 0) throw umi::Error("corrupt", path + ": no frame could be decoded");
+  task.output().Set("cuts", cuts).Set("frames", frames).Set("duration", duration);
+}
+
+}  // namespace umi::media

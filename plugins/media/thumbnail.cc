@@ -1,0 +1,118 @@
+// thumbnail: one frame of a video, scaled keeping its aspect, as JPEG or PNG.
+//   input:  {"path", "at" (seconds, default 0) | "at_fraction" (0..1 of the
+//            duration), "width" (default 320), "format": "jpeg"|"png"
+//            (default jpeg), "output" (default <path minus extension>.thumb.<ext>)}
+//   output: {"output", "width", "height", "timestamp" (seconds of the frame)}
+//   errors: not_found, unreadable, unsupported, corrupt, bad_input
+#include <umi/plugin.hpp>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "media_file.h"
+
+namespace {
+
+using FramePtr = std::unique_ptr<AVFrame, void (*)(AVFrame*)>;
+FramePtr NewFrame() {
+  return FramePtr(av_frame_alloc(), [](AVFrame* f) { av_frame_free(&f); });
+}
+
+}  // namespace
+
+class Thumbnail : public umi::Plugin {
+ public:
+  static umi::PluginInfo Info() {
+    umi::PluginInfo info;
+    info.name = "thumbnail";
+    info.version = "1.0.0";
+    info.description = "Decodes one frame at a time and writes it scaled as JPEG or PNG (libavcodec, libswscale)";
+    info.license = "LGPL-2.1-or-later (FFmpeg)";
+    info.requirement = {.cpu_cores = 1.0, .cpu_threads = 2, .memory_mb = 256};
+    return info;
+  }
+
+  void Process(umi::TaskContext& task) override {
+    const auto& in = task.input();
+    const std::string path = in.Require<std::string>("path");
+    const std::string format = in.Get<std::string>("format", "jpeg");
+    if (format != "jpeg" && format != "png") throw umi::Error("bad_input", "format must be jpeg or png");
+    const int width = static_cast<int>(in.Get<int64_t>("width", 320));
+    if (width < 2 || width > 8192) throw umi::Error("bad_input", "width must be 2..8192");
+    const std::string output = in.Get<std::string>(
+        "output", std::filesystem::path(path).replace_extension(format == "png" ? ".thumb.png" : ".thumb.jpg").string());
+
+    umi::media::MediaFile file(path, task);
+    file.OpenVideo(task.threads());
+    double at = in.Get<double>("at", 0.0);
+    if (in.Has("at_fraction")) {
+      const double duration = file.format()->duration == AV_NOPTS_VALUE
+                                  ? 0.0
+                                  : static_cast<double>(file.format()->duration) / AV_TIME_BASE;
+      at = in.Get<double>("at_fraction", 0.0) * duration;
+    }
+    if (at < 0) throw umi::Error("bad_input", "at must be >= 0");
+
+    // Seek to the keyframe before `at`, then decode up to the frame at `at`.
+    const int64_t target = static_cast<int64_t>(at / av_q2d(file.video()->time_base)) +
+                           (file.video()->start_time == AV_NOPTS_VALUE ? 0 : file.video()->start_time);
+    if (at > 0) av_seek_frame(file.format(), file.video()->index, target, AVSEEK_FLAG_BACKWARD);
+    avcodec_flush_buffers(file.decoder());
+    FramePtr chosen = NewFrame();
+    bool have = false;
+    file.DecodeVideo(task, [&](AVFrame* frame) {
+      av_frame_unref(chosen.get());
+      av_frame_ref(chosen.get(), frame);
+      have = true;
+      return frame->best_effort_timestamp == AV_NOPTS_VALUE || frame->best_effort_timestamp < target;
+    });
+    if (task.cancelled()) return;
+    if (!have) throw umi::Error("corrupt", path + ": no frame could be decoded");
+    task.Progress(0.5, "decoded");
+
+    const int height = std::max(2, static_cast<int>(std::lround(static_cast<double>(width) * chosen->height /
+                                                                chosen->width / 2.0)) * 2);
+    const AVPixelFormat pixels = format == "png" ? AV_PIX_FMT_RGB24 : AV_PIX_FMT_YUVJ420P;
+    FramePtr scaled = NewFrame();
+    scaled->format = pixels;
+    scaled->width = width;
+    scaled->height = height;
+    av_frame_get_buffer(scaled.get(), 0);
+    SwsContext* scaler = sws_getContext(chosen->width, chosen->height, static_cast<AVPixelFormat>(chosen->format),
+                                        width, height, pixels, SWS_BICUBIC, nullptr, nullptr, nullptr);
+    if (!scaler) throw umi::Error("unsupported", path + ": cannot scale this pixel format");
+    sws_scale(scaler, chosen->data, chosen->linesize, 0, chosen->height, scaled->data, scaled->linesize);
+    sws_freeContext(scaler);
+
+    const AVCodec* codec = avcodec_find_encoder(format == "png" ? AV_CODEC_ID_PNG : AV_CODEC_ID_MJPEG);
+    std::unique_ptr<AVCodecContext, void (*)(AVCodecContext*)> encoder(
+        avcodec_alloc_context3(codec), [](AVCodecContext* c) { avcodec_free_context(&c); });
+    encoder->width = width;
+    encoder->height = height;
+    encoder->pix_fmt = pixels;
+    encoder->time_base = {1, 25};
+    if (format == "jpeg") {
+      encoder->flags |= AV_CODEC_FLAG_QSCALE;
+      encoder->global_quality = FF_QP2LAMBDA * 3;
+    }
+    if (const int error = avcodec_open2(encoder.get(), codec, nullptr); error < 0) {
+      throw umi::Error("plugin_error", "cannot open the " + format + " encoder: " + umi::media::AvError(error));
+    }
+    std::unique_ptr<AVPacket, void (*)(AVPacket*)> packet(av_packet_alloc(), [](AVPacket* p) { av_packet_free(&p); });
+    if (avcodec_send_frame(encoder.get(), scaled.get()) < 0 || avcodec_send_frame(encoder.get(), nullptr) < 0 ||
+        avcodec_receive_packet(encoder.get(), packet.get()) < 0) {
+      throw umi::Error("plugin_error", "encoding the " + format + " failed");
+    }
+    std::ofstream out(output, std::ios::binary);
+    out.write(reinterpret_cast<const char*>(packet->data), packet->size);
+    if (!out) throw umi::Error("unwritable", output + ": cannot write");
+    task.output()
+        .Set("output", output)
+        .Set("width", width)
+        .Set("height", height)
+        .Set("timestamp", file.Seconds(chosen->best_effort_timestamp - (file.video()->start_time == AV_NOPTS_VALUE ? 0 : file.video()->start_time)));
+  }
+};
+
+UMI_DECLARE_PLUGIN(Thumbnail)
