@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include <fstream>
+#include <regex>
 
 #include "support/host_process.h"
 #include "support/wire.h"
@@ -43,7 +44,9 @@ TEST(PluginSdk, PluginsCommandListsLoadedAndRefusedWithReasons) {
 
   std::map<std::string, nlohmann::json> plugins;
   for (const auto& plugin : report["plugins"]) plugins[plugin["name"]] = plugin;
-  ASSERT_EQ(plugins.size(), 6u);  // diag and media plugins; the duplicate noop lost
+  size_t libraries = 0;  // every library in the plugin directory loads; the duplicate noop lost
+  for (const auto& entry : std::filesystem::directory_iterator(UMI_TEST_PLUGIN_DIR)) libraries += entry.path().extension() == ".so";
+  ASSERT_EQ(plugins.size(), libraries);
   EXPECT_EQ(plugins["noop"]["version"], "1.0.0");
   EXPECT_EQ(plugins["sleep"]["task_group"], "cpu_task");
   EXPECT_EQ(plugins["sleep"]["declared"]["cpu_threads"], 1);
@@ -55,7 +58,7 @@ TEST(PluginSdk, PluginsCommandTableExitsZeroWhenAllLoad) {
   const CommandOutput run = RunCommand({UMI_HOST_BINARY, "plugins", "--plugins", UMI_TEST_PLUGIN_DIR});
   EXPECT_EQ(run.exit_code, 0);
   EXPECT_EQ(run.out.rfind("NAME", 0), 0u);
-  EXPECT_NE(run.out.find("gpu_sleep  1.0.0"), std::string::npos) << run.out;
+  EXPECT_TRUE(std::regex_search(run.out, std::regex("\ngpu_sleep +1\\.0\\.0 +gpu +gpu_task"))) << run.out;
 }
 
 TEST(PluginSdk, ExceptionsBecomeErrorResults) {
