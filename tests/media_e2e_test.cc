@@ -214,5 +214,32 @@ TEST_F(MediaTest, ThumbnailSeeksAndWritesJpeg) {
   EXPECT_EQ(Run("thumbnail", Path("av.mp4"), {{"format", "gif"}}).error_code, "bad_input");
 }
 
+TEST(IngestExample, WritesAReportAndAContactSheet) {
+  TempDir dir;
+  const auto media = dir.path() / "media";
+  ASSERT_EQ(RunCommand({"/bin/bash", UMI_SOURCE_DIR "/examples/ingest/make_samples.sh", media.string()}).exit_code, 0);
+  HostProcess host;
+  const auto out = dir.path() / "report";
+  const CommandOutput run = RunCommand({"/usr/bin/python3", UMI_SOURCE_DIR "/examples/ingest/ingest.py", media.string(),
+                                        "--rpc", host.endpoint("rpc"), "--out", out.string()});
+  ASSERT_EQ(run.exit_code, 0) << run.out;
+  EXPECT_EQ(run.out, (out / "index.html").string() + "\n");
+  std::ifstream report_file(out / "report.json");
+  const json report = json::parse(report_file);
+  ASSERT_EQ(report["files"].size(), 4u);
+  EXPECT_EQ(report["failed_tasks"], 0);
+  EXPECT_EQ(report["files"]["cuts.mp4"]["scenes"]["cuts"].size(), 2u);
+  EXPECT_EQ(report["files"]["tone.wav"]["probe"]["streams"][0]["codec_type"], "audio");
+  EXPECT_FALSE(report["files"]["tone.wav"].contains("thumbnail")) << "no video, no thumbnail";
+  EXPECT_EQ(report["files"]["pattern.mp4"]["checksum"]["sha256"].get<std::string>().size(), 64u);
+  for (const char* thumb : {"pattern.jpg", "cuts.jpg", "still.jpg"}) {
+    EXPECT_TRUE(std::filesystem::exists(out / "thumbnails" / thumb)) << thumb;
+  }
+  std::ifstream sheet_file(out / "index.html");
+  const std::string sheet((std::istreambuf_iterator<char>(sheet_file)), std::istreambuf_iterator<char>());
+  EXPECT_NE(sheet.find("<img src=\"thumbnails/cuts.jpg\""), std::string::npos);
+  EXPECT_NE(sheet.find("<td>cuts.mp4</td><td>4.00 s</td><td>mpeg4</td><td>2</td>"), std::string::npos) << sheet;
+}
+
 }  // namespace
 }  // namespace umi::testing
