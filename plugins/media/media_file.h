@@ -29,6 +29,7 @@ class MediaFile {
  public:
   // Opens `path`; cancellation of `task` interrupts blocking I/O.
   MediaFile(const std::string& path, const umi::TaskContext& task) : path_(path) {
+    av_log_set_level(AV_LOG_ERROR);  // FFmpeg's chatter would go to the host's stderr
     format_ = avformat_alloc_context();
     if (!format_) throw umi::Error("plugin_error", "out of memory");
     format_->interrupt_callback = {&Interrupted, const_cast<umi::TaskContext*>(&task)};

@@ -44,6 +44,7 @@ class Probe : public umi::Plugin {
 
   void Process(umi::TaskContext& task) override {
     const std::string path = task.input().Require<std::string>("path");
+    av_log_set_level(AV_LOG_ERROR);  // FFmpeg's chatter would go to the host's stderr
     AVFormatContext* format = avformat_alloc_context();
     if (!format) throw umi::Error("plugin_error", "out of memory");
     format->interrupt_callback = {&Interrupted, &task};
