@@ -11,6 +11,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <filesystem>
 #include <string>
 #include <thread>
 #include <vector>
@@ -230,16 +231,96 @@ void Throughput(int count) {
               micros[micros.size() / 2], micros[micros.size() * 99 / 100]);
 }
 
+// ---- media: umi vs the FFmpeg command-line tools --------------------------
+
+double TimeTasks(HostProcess& host, const std::vector<TaskSpec>& tasks, const char* what) {
+  const auto start = Clock::now();
+  for (const TaskSpec& task : tasks) host.Send(PackTask(task));
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const Result r = host.NextResult();
+    if (r.status != "ok") std::fprintf(stderr, "%s %s: %s %s\n", what, r.id.value_or("?").c_str(), r.error_code.c_str(), r.error_message.c_str());
+  }
+  return Seconds(Clock::now() - start);
+}
+
+double TimeCommands(const std::vector<std::vector<std::string>>& commands) {
+  const auto start = Clock::now();
+  for (const auto& command : commands) {
+    if (RunCommand(command).exit_code != 0) std::fprintf(stderr, "failed: %s\n", command[0].c_str());
+  }
+  return Seconds(Clock::now() - start);
+}
+
+void Media(const std::set<std::string>& only, int files) {
+  auto wanted = [&](const char* name) { return only.empty() || only.count(name); };
+  TempDir dir;
+  const std::string sample = (dir.path() / "sample.mp4").string();
+  RunCommand({"/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+              "testsrc2=size=640x360:rate=25:duration=2", "-f", "lavfi", "-i", "sine=duration=2", "-c:v", "mpeg4",
+              "-c:a", "aac", sample});
+  std::vector<std::string> paths;
+  for (int i = 0; i < files; ++i) {
+    paths.push_back((dir.path() / ("file" + std::to_string(i) + ".mp4")).string());
+    std::filesystem::copy_file(sample, paths.back());
+  }
+  HostProcess host(Options(kWideConfig));
+  std::printf("\nMedia: %d files of 2 s 640x360 mpeg4+aac; umi runs tasks side by side on its pool, the CLI one file at a time\n", files);
+  std::printf("%-10s %14s %14s %8s\n", "plugin", "umi_files_s", "cli_files_s", "ratio");
+  if (wanted("M1")) {
+    std::vector<TaskSpec> tasks;
+    std::vector<std::vector<std::string>> commands;
+    for (size_t i = 0; i < paths.size(); ++i) {
+      tasks.push_back({.id = "probe" + std::to_string(i), .plugin = "probe", .string_input = {{"path", paths[i]}}});
+      commands.push_back({"/usr/bin/ffprobe", "-v", "error", "-print_format", "json", "-show_format", "-show_streams", paths[i]});
+    }
+    const double umi = files / TimeTasks(host, tasks, "probe");
+    const double cli = files / TimeCommands(commands);
+    std::printf("%-10s %14.1f %14.1f %8.2f\n", "probe", umi, cli, umi / cli);
+  }
+  if (wanted("M2")) {
+    std::vector<TaskSpec> tasks;
+    std::vector<std::vector<std::string>> commands;
+    for (size_t i = 0; i < paths.size(); ++i) {
+      const std::string out = (dir.path() / ("thumb" + std::to_string(i))).string();
+      tasks.push_back({.id = "thumb" + std::to_string(i), .plugin = "thumbnail", .input = {{"width", 320}},
+                       .string_input = {{"path", paths[i]}, {"output", out + ".umi.jpg"}}});
+      tasks.back().input["at"] = 1;
+      commands.push_back({"/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-y", "-ss", "1", "-i", paths[i], "-frames:v", "1",
+                          "-vf", "scale=320:-2", out + ".cli.jpg"});
+    }
+    const double umi = files / TimeTasks(host, tasks, "thumbnail");
+    const double cli = files / TimeCommands(commands);
+    std::printf("%-10s %14.1f %14.1f %8.2f\n", "thumbnail", umi, cli, umi / cli);
+  }
+  if (wanted("M3")) {
+    const std::string big = (dir.path() / "big.mp4").string();
+    RunCommand({"/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+                "testsrc2=size=1920x1080:rate=25:duration=10", "-c:v", "mpeg4", "-q:v", "5", big});
+    std::printf("\nM3: scene detection on 10 s of 1080p (250 frames), analysis width 640\n");
+    for (const char* plugin : {"scenes", "scenes_cuda"}) {
+      host.Send(PackTask({.id = plugin, .plugin = plugin, .input = {{"width", 640}}, .string_input = {{"path", big}}}));
+      const Result r = host.NextResult();
+      if (r.status != "ok") {
+        std::printf("%-12s skipped: %s (%s)\n", plugin, r.error_code.c_str(), r.error_message.c_str());
+      } else {
+        std::printf("%-12s %8.1f frames/s\n", plugin, 250.0 / (r.run_ms / 1000.0));
+      }
+    }
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"umi workload benchmarks W1-W5 through the real host"};
   std::set<std::string> only;
   int w3_tasks = 2000, w4_noops = 20000;
-  app.add_option("--only", only, "Run only these (W1..W5, E2E)");
+  app.add_option("--only", only, "Run only these (W1..W5, E2E, M1..M3)");
   app.add_option("--w3-tasks", w3_tasks, "Tasks in W3")->capture_default_str();
   app.add_option("--w4-noops", w4_noops, "Noop tasks timed per W4 point")->capture_default_str();
   int throughput_tasks = 100000;
+  int media_files = 200;
+  app.add_option("--media-files", media_files, "Files in the M1/M2 media runs")->capture_default_str();
   app.add_option("--throughput-tasks", throughput_tasks, "Tasks in the end-to-end throughput run")
       ->capture_default_str();
   CLI11_PARSE(app, argc, argv);
@@ -257,8 +338,10 @@ int main(int argc, char** argv) {
   }
   if (wanted("W3")) rows.push_back(MixedShapes(w3_tasks));
 
-  std::printf("%-4s %7s %9s %9s %10s %10s  %s\n", "load", "tasks", "serial_s", "ideal_s", "measured_s",
-              "efficiency", "note");
+  if (!rows.empty()) {
+    std::printf("%-4s %7s %9s %9s %10s %10s  %s\n", "load", "tasks", "serial_s", "ideal_s", "measured_s",
+                "efficiency", "note");
+  }
   for (const Row& r : rows) {
     std::printf("%-4s %7zu %9.2f %9.3f %10.3f %10.3f  %s\n", r.name.c_str(), r.tasks, r.serial_s, r.ideal_s,
                 r.measured_s, r.ideal_s / r.measured_s, r.note.c_str());
@@ -280,5 +363,6 @@ int main(int argc, char** argv) {
     }
   }
   if (wanted("E2E")) Throughput(throughput_tasks);
+  if (wanted("M1") || wanted("M2") || wanted("M3")) Media(only, media_files);
   return 0;
 }

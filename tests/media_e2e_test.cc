@@ -30,6 +30,16 @@ class MediaTest : public ::testing::Test {
                           "testsrc2=size=320x240:rate=25:duration=1", "-filter_complex",
                           "[0][1][2]concat=n=3:v=1:a=0", "-c:v", "mpeg4", "-q:v", "3"});
     dir_->Write("notes.txt", "this is not media\n");
+    // Damaged copies: the index intact but the data cut short, and garbage after the header.
+    Generate("indexed.mp4", {"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-c:v", "mpeg4",
+                             "-movflags", "+faststart"});
+    std::ifstream whole(Path("indexed.mp4"), std::ios::binary);
+    const std::string bytes((std::istreambuf_iterator<char>(whole)), std::istreambuf_iterator<char>());
+    dir_->Write("truncated.mp4", bytes.substr(0, bytes.size() / 10));
+    std::string garbled = bytes.substr(0, 3000);
+    std::mt19937 random(5);
+    for (int i = 0; i < 20000; ++i) garbled += static_cast<char>(random());
+    dir_->Write("garbled.mp4", garbled);
   }
   static void TearDownTestSuite() { delete dir_; }
 
@@ -156,6 +166,20 @@ TEST_F(MediaTest, ScenesFindsTheKnownCuts) {
   EXPECT_EQ(output["frames"], 75);
   EXPECT_EQ(Run("scenes", Path("notes.txt")).error_code, "unsupported");
   EXPECT_EQ(Run("scenes", Path("tone.wav")).error_code, "unsupported") << "no video stream";
+}
+
+TEST_F(MediaTest, DamagedFilesAreCorruptNotACrash) {
+  for (const char* name : {"truncated.mp4", "garbled.mp4"}) {
+    SCOPED_TRACE(name);
+    const Result scenes = Run("scenes", Path(name));
+    EXPECT_EQ(scenes.status, "error");
+    EXPECT_EQ(scenes.error_code, "corrupt") << scenes.error_message;
+  }
+  const Result late = Run("thumbnail", Path("truncated.mp4"), {}, {{"at", 1}});
+  EXPECT_EQ(late.error_code, "corrupt") << late.error_message;
+  const Result past = Run("thumbnail", Path("av.mp4"), {}, {{"at", 30}});
+  EXPECT_EQ(past.error_code, "bad_input") << past.error_message;
+  EXPECT_EQ(Run("noop", "").status, "ok") << "the host keeps serving";
 }
 
 TEST_F(MediaTest, ScenesCudaGivesTheSameCutsOrFailsCleanlyWithoutADevice) {

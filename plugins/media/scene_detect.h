@@ -71,6 +71,13 @@ inline void DetectScenes(umi::TaskContext& task, const DifferenceSum& difference
   sws_freeContext(scaler);
   if (task.cancelled()) return;
   if (frames == 0) throw umi::Error("corrupt", path + ": no frame could be decoded");
+  // A container that promises more frames than could be decoded is damaged
+  // (truncated downloads are the usual case); 10% slack for edit lists.
+  const int64_t promised = file.video()->nb_frames;
+  if (promised > 0 && frames < promised * 9 / 10) {
+    throw umi::Error("corrupt", path + ": decoded " + std::to_string(frames) + " of " + std::to_string(promised) +
+                                    " frames; the file is truncated or damaged");
+  }
   task.output().Set("cuts", cuts).Set("frames", frames).Set("duration", duration);
 }
 

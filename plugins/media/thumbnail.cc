@@ -60,15 +60,25 @@ class Thumbnail : public umi::Plugin {
     if (at > 0) av_seek_frame(file.format(), file.video()->index, target, AVSEEK_FLAG_BACKWARD);
     avcodec_flush_buffers(file.decoder());
     FramePtr chosen = NewFrame();
-    bool have = false;
+    bool have = false, reached = false;
     file.DecodeVideo(task, [&](AVFrame* frame) {
       av_frame_unref(chosen.get());
       av_frame_ref(chosen.get(), frame);
       have = true;
-      return frame->best_effort_timestamp == AV_NOPTS_VALUE || frame->best_effort_timestamp < target;
+      reached = frame->best_effort_timestamp != AV_NOPTS_VALUE && frame->best_effort_timestamp >= target;
+      return !reached && frame->best_effort_timestamp != AV_NOPTS_VALUE;
     });
     if (task.cancelled()) return;
     if (!have) throw umi::Error("corrupt", path + ": no frame could be decoded");
+    if (!reached && at > 0) {
+      const double duration = file.format()->duration == AV_NOPTS_VALUE
+                                  ? 0.0
+                                  : static_cast<double>(file.format()->duration) / AV_TIME_BASE;
+      if (duration > 0 && at >= duration) {
+        throw umi::Error("bad_input", "at=" + std::to_string(at) + " s is past the end (" + std::to_string(duration) + " s)");
+      }
+      throw umi::Error("corrupt", path + ": the data ends before " + std::to_string(at) + " s; truncated or damaged");
+    }
     task.Progress(0.5, "decoded");
 
     const int height = std::max(2, static_cast<int>(std::lround(static_cast<double>(width) * chosen->height /
