@@ -3,6 +3,8 @@
 #include <boost/dll/shared_library.hpp>
 #include <spdlog/spdlog.h>
 
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <regex>
 
@@ -155,6 +157,10 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
   }
   if (lib.has("UMI_PluginFinalize")) library->finalize = lib.get<void()>("UMI_PluginFinalize");
 
+  // Accepted libraries stay mapped until exit (RTLD_NODELETE): what their
+  // dependencies (FFmpeg, OpenSSL, CUDA) keep in globals stays valid for
+  // atexit handlers and thread-local destructors.
+  dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
   spdlog::info("loaded plugin {} {} from {} ({})", plugin->name, plugin->version, path.string(),
                plugin->requirement.ToString());
   libraries_.push_back(std::move(library));

@@ -13,7 +13,8 @@
 //
 // Thread safety: loading is single-threaded; after loading, Find and the
 // LoadedPlugin objects are read-only and safe from any thread.
-// UMI_PluginFinalize runs when the registry is destroyed.
+// UMI_PluginFinalize runs when the registry is destroyed; accepted
+// libraries stay mapped until the process exits.
 #pragma once
 
 #include <umi/plugin_api.h>
