@@ -51,6 +51,10 @@ class MediaFile {
   MediaFile& operator=(const MediaFile&) = delete;
 
   AVFormatContext* format() { return format_; }
+  // The container's duration in seconds; 0 when unknown.
+  double Duration() const {
+    return format_->duration == AV_NOPTS_VALUE ? 0.0 : static_cast<double>(format_->duration) / AV_TIME_BASE;
+  }
   AVStream* video() { return format_->streams[video_index_]; }
   AVCodecContext* decoder() { return decoder_; }
 

@@ -7,8 +7,6 @@
 //   errors: not_found, unreadable, unsupported (not media FFmpeg knows),
 //           corrupt (recognised but unreadable streams)
 extern "C" {
-#include <libavcodec/avcodec.h>
-#include <libavformat/avformat.h>
 #include <libavutil/pixdesc.h>
 }
 
@@ -18,17 +16,7 @@ extern "C" {
 #include <string>
 #include <vector>
 
-namespace {
-
-std::string AvError(int code) {
-  char text[AV_ERROR_MAX_STRING_SIZE] = {};
-  av_strerror(code, text, sizeof(text));
-  return text;
-}
-
-int Interrupted(void* opaque) { return static_cast<umi::TaskContext*>(opaque)->cancelled() ? 1 : 0; }
-
-}  // namespace
+#include "media_file.h"
 
 class Probe : public umi::Plugin {
  public:
@@ -44,21 +32,8 @@ class Probe : public umi::Plugin {
 
   void Process(umi::TaskContext& task) override {
     const std::string path = task.input().Require<std::string>("path");
-    av_log_set_level(AV_LOG_ERROR);  // FFmpeg's chatter would go to the host's stderr
-    AVFormatContext* format = avformat_alloc_context();
-    if (!format) throw umi::Error("plugin_error", "out of memory");
-    format->interrupt_callback = {&Interrupted, &task};
-    if (const int error = avformat_open_input(&format, path.c_str(), nullptr, nullptr); error < 0) {
-      // avformat_open_input frees the context on failure.
-      if (error == AVERROR(ENOENT)) throw umi::Error("not_found", path + ": " + AvError(error));
-      if (error == AVERROR(EACCES)) throw umi::Error("unreadable", path + ": " + AvError(error));
-      throw umi::Error("unsupported", path + ": " + AvError(error));
-    }
-    std::unique_ptr<AVFormatContext*, void (*)(AVFormatContext**)> closer(&format, &avformat_close_input);
-    if (const int error = avformat_find_stream_info(format, nullptr); error < 0) {
-      if (task.cancelled()) return;
-      throw umi::Error("corrupt", path + ": " + AvError(error));
-    }
+    umi::media::MediaFile file(path, task);
+    AVFormatContext* format = file.format();
 
     msgpack::zone& zone = task.output().zone();
     std::vector<msgpack::object> streams;
@@ -96,7 +71,7 @@ class Probe : public umi::Plugin {
         .Set("path", path)
         .Set("format_name", std::string(format->iformat->name))
         .Set("format_long_name", std::string(format->iformat->long_name ? format->iformat->long_name : ""))
-        .Set("duration", format->duration == AV_NOPTS_VALUE ? 0.0 : static_cast<double>(format->duration) / AV_TIME_BASE)
+        .Set("duration", file.Duration())
         .Set("bit_rate", static_cast<int64_t>(format->bit_rate))
         .Set("streams", streams);
   }

@@ -30,8 +30,7 @@ inline void DetectScenes(umi::TaskContext& task, const DifferenceSum& difference
 
   MediaFile file(path, task);
   file.OpenVideo(task.threads());
-  const double duration =
-      file.format()->duration == AV_NOPTS_VALUE ? 0.0 : static_cast<double>(file.format()->duration) / AV_TIME_BASE;
+  const double duration = file.Duration();
   const AVRational rate = file.video()->avg_frame_rate;
   const double expected_frames = rate.den && duration > 0 ? duration * av_q2d(rate) : 0;
   const int64_t start = file.video()->start_time == AV_NOPTS_VALUE ? 0 : file.video()->start_time;

@@ -46,12 +46,7 @@ class Thumbnail : public umi::Plugin {
     umi::media::MediaFile file(path, task);
     file.OpenVideo(task.threads());
     double at = in.Get<double>("at", 0.0);
-    if (in.Has("at_fraction")) {
-      const double duration = file.format()->duration == AV_NOPTS_VALUE
-                                  ? 0.0
-                                  : static_cast<double>(file.format()->duration) / AV_TIME_BASE;
-      at = in.Get<double>("at_fraction", 0.0) * duration;
-    }
+    if (in.Has("at_fraction")) at = in.Get<double>("at_fraction", 0.0) * file.Duration();
     if (at < 0) throw umi::Error("bad_input", "at must be >= 0");
 
     // Seek to the keyframe before `at`, then decode up to the frame at `at`.
@@ -71,11 +66,9 @@ class Thumbnail : public umi::Plugin {
     if (task.cancelled()) return;
     if (!have) throw umi::Error("corrupt", path + ": no frame could be decoded");
     if (!reached && at > 0) {
-      const double duration = file.format()->duration == AV_NOPTS_VALUE
-                                  ? 0.0
-                                  : static_cast<double>(file.format()->duration) / AV_TIME_BASE;
-      if (duration > 0 && at >= duration) {
-        throw umi::Error("bad_input", "at=" + std::to_string(at) + " s is past the end (" + std::to_string(duration) + " s)");
+      if (file.Duration() > 0 && at >= file.Duration()) {
+        throw umi::Error("bad_input",
+                         "at=" + std::to_string(at) + " s is past the end (" + std::to_string(file.Duration()) + " s)");
       }
       throw umi::Error("corrupt", path + ": the data ends before " + std::to_string(at) + " s; truncated or damaged");
     }
