@@ -3,6 +3,9 @@
 
 #include <algorithm>
 #include <map>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
 
 #include "support/host_process.h"
 #include "support/wire.h"
@@ -261,6 +264,27 @@ TEST(HostE2E, ABadConfigFallsBackToDetectedHardwareAndServes) {
   host.Send(PackTask({.id = "n", .plugin = "noop"}));
   EXPECT_EQ(host.NextResult().status, "ok");
   EXPECT_EQ(host.Stop(), 0);
+}
+
+TEST(HostE2E, JsonLogsAreOneObjectPerLine) {
+  TempDir dir;
+  const auto bad = dir.Write("bad.yaml", kMisspelledConfig);
+  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "--log-format", "json", "--name", "h1", "--strict-config",
+                                        "--config", bad.string()},
+                                       /*merge_stderr=*/true);
+  EXPECT_EQ(run.exit_code, 2);
+  ASSERT_FALSE(run.out.empty());
+  std::istringstream lines(run.out);
+  int parsed = 0;
+  for (std::string line; std::getline(lines, line); ++parsed) {
+    const auto entry = nlohmann::json::parse(line);  // throws, failing the test, if not JSON
+    EXPECT_EQ(entry["host"], "h1");
+    EXPECT_TRUE(entry["time"].is_number());
+    if (entry["level"] == "critical") {
+      EXPECT_NE(entry["message"].get<std::string>().find("hardware.cpu.coers: unknown key"), std::string::npos);
+    }
+  }
+  EXPECT_GE(parsed, 1);
 }
 
 TEST(HostE2E, CheckConfigPrintsTheSeedPool) {

@@ -21,6 +21,7 @@
 #include "config_loader.h"
 #include "config_report.h"
 #include "host.h"
+#include "log_format.h"
 #include "machine.h"
 #include "plugin_registry.h"
 #include "plugin_report.h"
@@ -41,15 +42,6 @@ fs::path ExecutableDir() {
 std::string Hostname() {
   char name[HOST_NAME_MAX + 1] = {};
   return gethostname(name, sizeof(name)) == 0 ? name : "umi-host";
-}
-
-std::string JsonQuote(const std::string& text) {
-  std::string out = "\"";
-  for (char c : text) {
-    if (c == '"' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "\"";
 }
 
 // Signals are read from a signalfd by the event loop, so they are blocked
@@ -90,6 +82,10 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();
+  std::string log_format = "text";
+  app.add_option("--log-format", log_format, "text (for people) or json (one object per line)")
+      ->check(CLI::IsMember({"text", "json"}))
+      ->capture_default_str();
   app.fallthrough();
   app.require_subcommand(0, 1);
 
@@ -107,11 +103,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
 
   const bool reporting = plugins_command->parsed() || check_command->parsed();
-  spdlog::set_default_logger(spdlog::stderr_color_mt("umi"));
   // Reports go to stdout; keep their stderr to warnings unless asked.
-  spdlog::set_level(spdlog::level::from_str(
-      app.get_option("--log-level")->count() > 0 || !reporting ? log_level : "warn"));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");
+  umi::ConfigureLogging(log_format == "json" ? umi::LogFormat::kJson : umi::LogFormat::kText,
+                        app.get_option("--log-level")->count() > 0 || !reporting ? log_level : "warn", options.name);
 
   const fs::path exe_dir = ExecutableDir();
   choice.search_dirs = {fs::current_path() / "config/hardware",
@@ -133,7 +127,7 @@ int main(int argc, char** argv) {
     for (const std::string& warning : loaded->warnings) spdlog::warn("{}", warning);
   }
   spdlog::info("config {} ({}): {} cores, {} threads, {} MiB memory, {} GPU(s), {} concurrent CPU tasks",
-               config.source.string(), config.origin, config.cpu_cores, config.cpu_threads,
+               config.origin == "file" ? config.source.string() : "-", config.origin, config.cpu_cores, config.cpu_threads,
                config.memory_capacity_mb(), config.gpus.size(), config.max_concurrent_tasks);
 
   const int signal_fd = reporting ? -1 : BlockSignalsIntoFd();
@@ -173,7 +167,7 @@ int main(int argc, char** argv) {
   // One machine-readable line on stdout: tests and scripts wait for it.
   std::string ready = "{\"ready\":true";
   for (const auto& [name, endpoint] : host.endpoints()) {
-    ready += "," + JsonQuote(name) + ":" + JsonQuote(endpoint);
+    ready += "," + umi::JsonString(name) + ":" + umi::JsonString(endpoint);
   }
   std::cout << ready << "}" << std::endl;
   for (const auto& [name, endpoint] : host.endpoints()) spdlog::info("{} socket on {}", name, endpoint);

@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "log_format.h"
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -68,6 +70,8 @@ void ContextLog(const UMI_Context* ctx, UMI_LogLevel level, const char* message)
                                                           spdlog::level::warn, spdlog::level::err};
   const auto spd_level = (level >= UMI_LOG_DEBUG && level <= UMI_LOG_ERROR) ? kLevels[level]
                                                                            : spdlog::level::info;
+  // Text lines name the plugin and task inline; JSON lines carry them as fields.
+  LogTaskScope scope(ctx->plugin, ctx->task_id);
   spdlog::log(spd_level, "[{} {}] {}", ctx->plugin, ctx->task_id, message ? message : "");
 }
 

@@ -17,8 +17,9 @@ namespace umi::testing {
 
 namespace {
 
-// Starts `args` with stdout on a pipe whose read end goes to *stdout_fd.
-pid_t Spawn(std::vector<std::string> args, int* stdout_fd) {
+// Starts `args` with stdout (and, if asked, stderr) on a pipe whose read
+// end goes to *stdout_fd.
+pid_t Spawn(std::vector<std::string> args, int* stdout_fd, bool merge_stderr = false) {
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
@@ -27,6 +28,7 @@ pid_t Spawn(std::vector<std::string> args, int* stdout_fd) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO);
+  if (merge_stderr) posix_spawn_file_actions_adddup2(&actions, out[1], STDERR_FILENO);
   posix_spawn_file_actions_addclose(&actions, out[0]);
   pid_t pid = -1;
   const int spawned = posix_spawn(&pid, argv[0], &actions, nullptr, argv.data(), environ);
@@ -176,9 +178,9 @@ std::string RpcClient::Receive() {
   return message.to_string();
 }
 
-CommandOutput RunCommand(std::vector<std::string> args) {
+CommandOutput RunCommand(std::vector<std::string> args, bool merge_stderr) {
   int stdout_fd = -1;
-  const pid_t pid = Spawn(args, &stdout_fd);
+  const pid_t pid = Spawn(args, &stdout_fd, merge_stderr);
   CommandOutput result;
   char buffer[4096];
   for (ssize_t n; (n = read(stdout_fd, buffer, sizeof(buffer))) > 0;) result.out.append(buffer, static_cast<size_t>(n));

@@ -94,10 +94,10 @@ class RpcClient {
 
 struct CommandOutput {
   int exit_code = -1;
-  std::string out;  // stdout; stderr is left to the test log
+  std::string out;  // stdout; stderr goes to the test log unless merged
 };
-// Runs a command to completion.
-CommandOutput RunCommand(std::vector<std::string> args);
+// Runs a command to completion; merge_stderr puts its stderr in `out` too.
+CommandOutput RunCommand(std::vector<std::string> args, bool merge_stderr = false);
 
 // A SUB socket on the host's events endpoint, subscribed to everything.
 class EventsClient {

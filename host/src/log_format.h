@@ -1,0 +1,37 @@
+// Log output: the human-friendly text pattern, or one JSON object per line
+// (--log-format json): {"time", "level", "host", "plugin", "task", "message"},
+// "plugin" and "task" present when the line comes from a plugin's task.
+//
+// Thread safety: ConfigureLogging runs once at start; LogTaskScope is per
+// thread (it marks the lines the current thread logs for one task).
+#pragma once
+
+#include <memory>
+#include <string>
+
+namespace spdlog {
+class formatter;
+}
+
+namespace umi {
+
+enum class LogFormat { kText, kJson };
+
+void ConfigureLogging(LogFormat format, const std::string& level, const std::string& host_name);
+
+// While alive, lines logged by this thread carry `plugin` and `task`.
+class LogTaskScope {
+ public:
+  LogTaskScope(const std::string& plugin, const std::string& task);
+  ~LogTaskScope();
+  LogTaskScope(const LogTaskScope&) = delete;
+  LogTaskScope& operator=(const LogTaskScope&) = delete;
+};
+
+// The formatter behind --log-format json.
+std::unique_ptr<spdlog::formatter> MakeJsonFormatter(const std::string& host_name);
+
+// The JSON text of `text` (quoted, escaped).
+std::string JsonString(const std::string& text);
+
+}  // namespace umi

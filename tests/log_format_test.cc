@@ -1,0 +1,45 @@
+#include "log_format.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+#include <spdlog/sinks/ostream_sink.h>
+#include <spdlog/spdlog.h>
+
+#include <sstream>
+
+namespace umi {
+namespace {
+
+TEST(LogFormat, JsonLinesCarryTheTaskWhileInScope) {
+  std::ostringstream out;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  sink->set_formatter(MakeJsonFormatter("host-\"1\""));
+  spdlog::logger logger("json-test", sink);
+  logger.info("plain \"quoted\"\nline");
+  {
+    const std::string plugin = "probe", task = "t-7";
+    LogTaskScope scope(plugin, task);
+    logger.warn("inside");
+  }
+  logger.error("after");
+
+  std::istringstream lines(out.str());
+  std::vector<nlohmann::json> entries;
+  for (std::string line; std::getline(lines, line);) entries.push_back(nlohmann::json::parse(line));
+  ASSERT_EQ(entries.size(), 3u);
+  EXPECT_EQ(entries[0]["message"], "plain \"quoted\"\nline");
+  EXPECT_EQ(entries[0]["host"], "host-\"1\"");
+  EXPECT_EQ(entries[0]["level"], "info");
+  EXPECT_FALSE(entries[0].contains("task"));
+  EXPECT_EQ(entries[1]["plugin"], "probe");
+  EXPECT_EQ(entries[1]["task"], "t-7");
+  EXPECT_EQ(entries[1]["level"], "warning");
+  EXPECT_FALSE(entries[2].contains("plugin"));
+}
+
+TEST(LogFormat, JsonStringEscapesControlCharacters) {
+  EXPECT_EQ(JsonString(std::string("a\x01" "b\tc", 5)), "\"a\\u0001b\\tc\"");
+}
+
+}  // namespace
+}  // namespace umi
