@@ -7,6 +7,7 @@
 
 #include <map>
 #include <set>
+#include <fstream>
 #include <sstream>
 
 #include "support/host_process.h"
@@ -83,6 +84,26 @@ TEST(PythonProducer, RunsAgainstTheRealHost) {
     ids.insert(line.substr(0, line.find(' ')));
   }
   EXPECT_EQ(ids, (std::set<std::string>{"py-0", "py-1", "py-2", "py-3", "py-4"}));
+}
+
+TEST(DemoProducer, RunsBothWorkloadsAndDrawsTheTimeline) {
+  HostProcess host({.connect_harness = false});
+  TempDir dir;
+  const std::string svg = (dir.path() / "timeline.svg").string();
+  const CommandOutput run = RunCommand({UMI_PRODUCER_BINARY, "--tasks", host.endpoint("tasks"), "--results",
+                                        host.endpoint("results"), "--time-scale", "0.02", "--timeline", svg});
+  ASSERT_EQ(run.exit_code, 0) << run.out;
+  EXPECT_NE(run.out.find("workload cpu: 7 tasks"), std::string::npos);
+  EXPECT_NE(run.out.find("workload mixed: 9 tasks"), std::string::npos);
+  std::ifstream file(svg);
+  const std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+  size_t bars = 0, gpu_bars = 0;
+  for (size_t at = text.find("class=\"task\""); at != std::string::npos; at = text.find("class=\"task\"", at + 1)) {
+    ++bars;
+    gpu_bars += text.compare(text.find("fill=", at), 14, "fill=\"#e8892b\"") == 0;
+  }
+  EXPECT_EQ(bars, 16u);
+  EXPECT_EQ(gpu_bars, 3u);
 }
 
 TEST(CppClient, SubmitsAndAwaitsOverRpc) {
