@@ -238,7 +238,7 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
   if (!root.IsMap()) throw ConfigError("the top level must be a map");
   CheckKeys(root, "",
             {"hardware", "allocation", "task_groups", "plugins", "allow_task_overrides", "scheduler",
-             "shutdown", "transport", "dedup"});
+             "shutdown", "transport", "dedup", "http"});
   if (!root["hardware"]) throw ConfigError("hardware: missing");
   ReadHardware(root["hardware"], config);
   if (const YAML::Node allocation = root["allocation"]) {
@@ -318,6 +318,14 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
     IfPresent(dedup, "window_s", [&](auto n) { config.dedup_window_s = ReadNumber(n, "dedup.window_s", 0); });
     IfPresent(dedup, "max_entries",
               [&](auto n) { config.dedup_max_entries = ReadInteger(n, "dedup.max_entries", 0); });
+  }
+  if (const YAML::Node http = root["http"]) {
+    CheckKeys(http, "http", {"enabled", "listen"});
+    IfPresent(http, "enabled", [&](auto n) { config.http_enabled = Read<bool>(n, "http.enabled", "true or false"); });
+    IfPresent(http, "listen", [&](auto n) {
+      config.http_listen = Read<std::string>(n, "http.listen", "host:port");
+      if (config.http_listen.rfind(':') == std::string::npos) Fail(n, "http.listen", "expected host:port, e.g. 127.0.0.1:9090");
+    });
   }
   return config;
 }

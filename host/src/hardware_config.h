@@ -18,6 +18,7 @@
 //   transport: {tasks, results, rpc, events: endpoint ('>' connects, else binds),
 //               max_pending_results (default 100000), tasks_hwm (default 1000)}
 //   dedup:     {window_s (default 300), max_entries (default 100000)}
+//   http:      {enabled (default true), listen (default 127.0.0.1:9090)}
 //
 // Parsing is strict: an unknown key (with a did-you-mean), a wrong type or
 // an impossible value is an error naming the file, the key and its line. A
@@ -84,6 +85,8 @@ struct HardwareConfig {
   int tasks_hwm = 1000;                  // ZMQ_RCVHWM of the tasks socket
   double dedup_window_s = 300;           // a finished id's result is kept this long
   int64_t dedup_max_entries = 100000;
+  bool http_enabled = true;
+  std::string http_listen = "127.0.0.1:9090";  // host:port; port 0 picks a free one
   std::filesystem::path source;  // the file it came from
   std::string origin = "file";   // file, environment or detected
 

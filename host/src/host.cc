@@ -3,6 +3,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
 #include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -21,11 +22,14 @@
 #include <unordered_map>
 #include <variant>
 
+#include "http_server.h"
 #include "machine.h"
 #include "protocol.h"
+#include "service_notify.h"
 #include "resource_pool.h"
 #include "scheduler.h"
 #include "task_context.h"
+#include "telemetry.h"
 #include "worker_pool.h"
 
 namespace umi {
@@ -40,8 +44,6 @@ cpu_set_t ProcessCpus() {
   return set;
 }
 
-// Recent queue and run times kept per plugin for stats percentiles.
-constexpr size_t kTimingSamples = 1024;
 // How long a drained host waits for a collector to take its last results.
 constexpr auto kFlushTimeout = std::chrono::seconds(10);
 // After the drain deadline, how long cancelled tasks get to return.
@@ -137,7 +139,7 @@ struct RunningTask {
 
 class Host::Loop {
  public:
-  Loop(HostOptions options, const HardwareConfig& config, const PluginRegistry& plugins)
+  Loop(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins)
       : options_(std::move(options)),
         config_(config),
         plugins_(plugins),
@@ -174,12 +176,20 @@ class Host::Loop {
                endpoint.address + ": " + e.what();
       }
     }
+    if (!options_.http_listen.empty()) {
+      if (std::string error = http_.Start(options_.http_listen); !error.empty()) return error;
+      endpoints_["http"] = http_.url();
+    }
+    telemetry_.SetPluginLoadFailures(plugins_.refused().size());
+    UpdateLoad();
+    telemetry_.SetReady(true);
     return {};
   }
 
   const std::map<std::string, std::string>& endpoints() const { return endpoints_; }
 
   int Run(int signal_fd) {
+    NotifyService("READY=1\nSTATUS=serving");
     while (true) {
       const bool accepting = !draining_ && scheduler_.size() < static_cast<size_t>(config_.max_queued) &&
                              pending_results_.size() < static_cast<size_t>(config_.max_pending_results);
@@ -201,6 +211,7 @@ class Host::Loop {
       if (items[5].revents & ZMQ_POLLIN) ReadSubscriptions();
       CheckDeadlines();
       Dispatch();
+      UpdateLoad();
       if (draining_ && running_.empty()) return FinishDrain();
       if (draining_ && cancelled_for_drain_ && Clock::now() >= drain_deadline_ + kCancelGrace) {
         AbandonStuckTasks();
@@ -242,7 +253,7 @@ class Host::Loop {
   void HandleMessage(std::string_view bytes, ReplyRoute route) {
     Message message = DecodeMessage(bytes);
     if (auto* bad = std::get_if<BadMessage>(&message)) {
-      ++malformed_;
+      telemetry_.CountMalformed();
       spdlog::warn("rejected message{}: {}", bad->id ? " '" + *bad->id + "'" : "", bad->message);
       return Reply(TaskResult::Rejected(bad->id, bad->plugin, bad->code, bad->message), route);
     }
@@ -268,7 +279,7 @@ class Host::Loop {
     }
     if (const std::string* earlier = FinishedResult(task.id)) {
       // A retry of a task that already ran: answer with its result again.
-      ++deduplicated_;
+      telemetry_.CountDeduplicated();
       return Send(*earlier, route);
     }
     const LoadedPlugin* plugin = plugins_.Find(task.plugin);
@@ -279,20 +290,8 @@ class Host::Loop {
                                           : "plugin '" + task.plugin + "' was refused at load: " + refused);
     }
 
-    Demand demand{plugin->requirement, plugin->task_group, plugin->name};
-    if (task.resources) {
-      if (!config_.allow_task_overrides) {
-        return reject("bad_request",
-                      "'resources' given but the config does not set allow_task_overrides: true");
-      }
-      task.resources->ApplyTo(demand.requirement);
-      if (const std::string why = demand.requirement.Validate(); !why.empty()) {
-        return reject("bad_request", "resources: " + why);
-      }
-    }
-    if (const std::string why = pool_.WhyInfeasible(demand); !why.empty()) {
-      return reject("infeasible", why);
-    }
+    Demand demand;
+    if (auto [code, why] = MakeDemand(*plugin, task, demand); code) return reject(code, std::move(why));
 
     QueuedTask queued;
     queued.key = ++last_key_;
@@ -304,6 +303,24 @@ class Host::Loop {
     active_ids_.emplace(queued.message.id, queued.key);
     Publish("task.queued", queued.message.id, queued.message.plugin);
     scheduler_.Enqueue(std::move(queued));
+  }
+
+  // The plugin's effective requirement with the task's own `resources` on
+  // top; a rejection code and why when the task cannot be taken.
+  std::pair<const char*, std::string> MakeDemand(const LoadedPlugin& plugin, const TaskMessage& task,
+                                                 Demand& demand) const {
+    demand = Demand{plugin.requirement, plugin.task_group, plugin.name};
+    if (task.resources) {
+      if (!config_.allow_task_overrides) {
+        return {"bad_request", "'resources' given but the config does not set allow_task_overrides: true"};
+      }
+      task.resources->ApplyTo(demand.requirement);
+      if (const std::string why = demand.requirement.Validate(); !why.empty()) {
+        return {"bad_request", "resources: " + why};
+      }
+    }
+    if (std::string why = pool_.WhyInfeasible(demand); !why.empty()) return {"infeasible", std::move(why)};
+    return {nullptr, {}};
   }
 
   // ---- running -------------------------------------------------------------
@@ -325,6 +342,7 @@ class Host::Loop {
       running->task = std::move(task);
       running->allocation = std::move(allocation);
       Publish("task.started", running->task.message.id, running->task.message.plugin);
+      telemetry_.TaskStarted(key, TimelineRecord(*running));
 
       auto finished = std::make_shared<Finished>(Finished{key, nullptr, 0, 0, 0});
       workers_.Submit(
@@ -350,6 +368,22 @@ class Host::Loop {
           [finished, this] { mailbox_.Post(*finished); });
       running_.emplace(key, std::move(running));
     }
+  }
+
+  static TaskRecord TimelineRecord(const RunningTask& running) {
+    TaskRecord record;
+    record.id = running.task.message.id;
+    record.plugin = running.task.message.plugin;
+    record.started_at = UnixNow();
+    record.queued_ms = running.queued_ms;
+    const Allocation& a = running.allocation;
+    record.cpu_cores = a.cpu_cores.ToDouble();
+    record.cpu_threads = a.cpu_threads;
+    record.memory_mb = a.memory_mb;
+    record.cpu_ids = a.cpu_ids;
+    record.gpu_ids = a.gpu_ids;
+    record.gpu_share = a.gpu_share.ToDouble();
+    return record;
   }
 
   static void PinThread(const std::vector<int>& cpus) {
@@ -411,7 +445,7 @@ class Host::Loop {
     } else {
       result.output_msgpack = std::move(running->context->output_msgpack);
     }
-    Reply(result, running->task.reply);
+    Reply(result, running->task.reply, finished.key);
   }
 
   void CheckDeadlines() {
@@ -448,16 +482,16 @@ class Host::Loop {
 
   // ---- answering -----------------------------------------------------------
 
-  void Reply(const TaskResult& result, const ReplyRoute& route) {
+  // `key`: the task's key if it started (for the timeline), else 0.
+  void Reply(const TaskResult& result, const ReplyRoute& route, uint64_t key = 0) {
     if (result.id) active_ids_.erase(*result.id);
-    ++done_by_status_[result.status];
+    telemetry_.TaskFinished(key, result);
     if (result.status != TaskStatus::kOk && result.status != TaskStatus::kRejected) {
       spdlog::info("task '{}' ({}) ended {}: {}: {}", result.id.value_or(""), result.plugin,
                    ToString(result.status), result.error_code, result.error_message);
     }
     std::string body = EncodeResult(result, options_.name);
     if (result.id && result.status != TaskStatus::kRejected) {
-      RecordTiming(result);
       if (subscriptions_ > 0) Publish("task.finished", body);
       Remember(*result.id, body);
     }
@@ -506,40 +540,15 @@ class Host::Loop {
     }
   }
 
-  struct Timings {
-    std::vector<double> queued_ms, run_ms;  // rings of kTimingSamples
-    size_t next = 0;
-    std::map<TaskStatus, uint64_t> done;
-  };
-
-  void RecordTiming(const TaskResult& result) {
-    for (Timings* t : {&timings_[""], &timings_[result.plugin]}) {
-      ++t->done[result.status];
-      if (!result.started_at) continue;
-      if (t->queued_ms.size() < kTimingSamples) {
-        t->queued_ms.push_back(result.queued_ms);
-        t->run_ms.push_back(result.run_ms);
-      } else {
-        t->queued_ms[t->next] = result.queued_ms;
-        t->run_ms[t->next] = result.run_ms;
-        t->next = (t->next + 1) % kTimingSamples;
-      }
-    }
-  }
-
-  static void PackPercentiles(msgpack::packer<msgpack::sbuffer>& packer, std::vector<double> samples) {
+  static void PackPercentiles(msgpack::packer<msgpack::sbuffer>& packer, const std::vector<double>& samples) {
     packer.pack_map(4);
     packer.pack("samples").pack(samples.size());
     for (const auto& [name, q] : {std::pair{"p50", 0.50}, std::pair{"p90", 0.90}, std::pair{"p99", 0.99}}) {
-      double value = 0;
-      if (!samples.empty()) {
-        const auto nth = samples.begin() + static_cast<long>(q * static_cast<double>(samples.size() - 1));
-        std::nth_element(samples.begin(), nth, samples.end());
-        value = *nth;
-      }
-      packer.pack(name).pack(value);
+      packer.pack(name).pack(Percentile(samples, q));
     }
   }
+
+  void UpdateLoad() { telemetry_.SetLoad(scheduler_.size(), running_.size(), pending_results_.size(), pool_.Usage()); }
 
   void FlushResults() {
     while (!pending_results_.empty()) {
@@ -612,12 +621,14 @@ class Host::Loop {
       BeginDrain("drain request");
       packer.pack_map(1);
       packer.pack("ok").pack(true);
+    } else if (request.op == "reload") {
+      PackReload(packer, Reload("reload request"));
     } else {
       packer.pack_map(2);
       packer.pack("ok").pack(false);
       packer.pack("error").pack_map(2);
       packer.pack("code").pack("unknown_op");
-      packer.pack("message").pack("unknown op '" + request.op + "' (known: health, stats, cancel, drain)");
+      packer.pack("message").pack("unknown op '" + request.op + "' (known: health, stats, cancel, drain, reload)");
     }
     std::vector<zmq::const_buffer> frames;
     for (const std::string& frame : route.envelope) frames.emplace_back(frame.data(), frame.size());
@@ -655,27 +666,30 @@ class Host::Loop {
   }
 
   void PackStats(msgpack::packer<msgpack::sbuffer>& packer) {
-    const PoolUsage usage = pool_.Usage();
+    UpdateLoad();
+    const Telemetry::Snapshot s = telemetry_.Take();
+    const PoolUsage& usage = s.pool;
+    Telemetry::PluginStats all;
+    if (const auto found = s.plugins.find(""); found != s.plugins.end()) all = found->second;
     packer.pack_map(11);
     packer.pack("ok").pack(true);
-    packer.pack("queued").pack(scheduler_.size());
-    packer.pack("running").pack(running_.size());
-    packer.pack("malformed").pack(malformed_);
-    packer.pack("deduplicated").pack(deduplicated_);
-    packer.pack("unsent_results").pack(pending_results_.size());
-    packer.pack("done").pack_map(static_cast<uint32_t>(done_by_status_.size()));
-    for (const auto& [status, count] : done_by_status_) packer.pack(ToString(status)).pack(count);
-    const Timings& all = timings_[""];
+    packer.pack("queued").pack(s.queued);
+    packer.pack("running").pack(s.running);
+    packer.pack("malformed").pack(s.malformed);
+    packer.pack("deduplicated").pack(s.deduplicated);
+    packer.pack("unsent_results").pack(s.unsent_results);
+    packer.pack("done").pack_map(static_cast<uint32_t>(all.done.size()));
+    for (const auto& [status, count] : all.done) packer.pack(status).pack(count);
     packer.pack("queued_ms");
     PackPercentiles(packer, all.queued_ms);
     packer.pack("run_ms");
     PackPercentiles(packer, all.run_ms);
-    packer.pack("plugins").pack_map(static_cast<uint32_t>(timings_.size() - 1));
-    for (const auto& [plugin, t] : timings_) {
+    packer.pack("plugins").pack_map(static_cast<uint32_t>(s.plugins.size() - s.plugins.count("")));
+    for (const auto& [plugin, t] : s.plugins) {
       if (plugin.empty()) continue;
       packer.pack(plugin).pack_map(3);
       packer.pack("done").pack_map(static_cast<uint32_t>(t.done.size()));
-      for (const auto& [status, count] : t.done) packer.pack(ToString(status)).pack(count);
+      for (const auto& [status, count] : t.done) packer.pack(status).pack(count);
       packer.pack("queued_ms");
       PackPercentiles(packer, t.queued_ms);
       packer.pack("run_ms");
@@ -701,12 +715,129 @@ class Host::Loop {
   void HandleSignal(int signal_fd) {
     signalfd_siginfo info{};
     if (read(signal_fd, &info, sizeof(info)) != sizeof(info)) return;
+    if (info.ssi_signo == SIGHUP) {
+      Reload("SIGHUP");
+      return;
+    }
     BeginDrain(strsignal(static_cast<int>(info.ssi_signo)));
+  }
+
+  struct ReloadOutcome {
+    std::string error;  // empty: applied
+    std::vector<std::string> loaded;         // plugins loaded by this reload
+    std::vector<std::string> refused;        // libraries refused by this reload: "path: why"
+    std::vector<std::string> restart_needed;  // changed keys that only a restart applies
+  };
+
+  ReloadOutcome Reload(const std::string& reason) {
+    NotifyService("RELOADING=1\nSTATUS=reloading");
+    ReloadOutcome outcome = ApplyReload();
+    telemetry_.CountReload(outcome.error.empty());
+    if (outcome.error.empty()) {
+      spdlog::info("reload ({}): applied; {} plugin(s) loaded{}", reason, outcome.loaded.size(),
+                   outcome.restart_needed.empty() ? "" : "; needs a restart to apply: " + Join(outcome.restart_needed));
+    } else {
+      spdlog::error("reload ({}) refused, the running config stays: {}", reason, outcome.error);
+    }
+    NotifyService(draining_ ? "STOPPING=1" : "READY=1\nSTATUS=serving");
+    return outcome;
+  }
+
+  static std::string Join(const std::vector<std::string>& items) {
+    std::string out;
+    for (const std::string& item : items) out += (out.empty() ? "" : ", ") + item;
+    return out;
+  }
+
+  ReloadOutcome ApplyReload() {
+    ReloadOutcome outcome;
+    if (draining_) {
+      outcome.error = "the host is draining";
+      return outcome;
+    }
+    if (!options_.reload_config) {
+      outcome.error = "this host was started without a config file to reload";
+      return outcome;
+    }
+    StatusOr<HardwareConfig> loaded = options_.reload_config();
+    if (!loaded.ok()) {
+      outcome.error = loaded.error();
+      return outcome;
+    }
+    HardwareConfig& next = loaded.value();
+    // Check everything before changing anything: the pool against running
+    // tasks, then every plugin's requirement against the new pool.
+    if (std::string why = ResourcePool(pool_).Reconfigure(MakeCapacity(options_, next, plugins_)); !why.empty()) {
+      outcome.error = std::move(why);
+      return outcome;
+    }
+    if (std::string why = plugins_.Reconfigure(next); !why.empty()) {
+      outcome.error = std::move(why);
+      return outcome;
+    }
+
+    for (const auto& [socket, endpoint] : next.endpoints) {
+      const auto old = config_.endpoints.find(socket);
+      if (old == config_.endpoints.end() || old->second != endpoint) outcome.restart_needed.push_back("transport." + socket);
+    }
+    if (next.http_listen != config_.http_listen || next.http_enabled != config_.http_enabled) {
+      outcome.restart_needed.push_back("http");
+    }
+    for (const auto& [name, plugin] : plugins_.plugins()) {
+      const auto before = config_.plugins.find(name), after = next.plugins.find(name);
+      const std::string old_settings = before == config_.plugins.end() ? "" : before->second.settings_msgpack;
+      const std::string new_settings = after == next.plugins.end() ? "" : after->second.settings_msgpack;
+      if (old_settings != new_settings) outcome.restart_needed.push_back("plugins." + name + ".settings");
+    }
+    config_ = std::move(next);
+
+    const size_t refused_before = plugins_.refused().size();
+    for (const auto& dir : options_.plugin_dirs) {
+      for (std::string& name : plugins_.LoadDirectory(dir)) outcome.loaded.push_back(std::move(name));
+    }
+    for (const RefusedLibrary& refused : plugins_.refused()) {
+      outcome.refused.push_back(refused.path.string() + ": " + refused.reason);
+    }
+    if (plugins_.refused().size() > refused_before) {
+      telemetry_.SetPluginLoadFailures(telemetry_.Take().plugin_load_failures + plugins_.refused().size() - refused_before);
+    }
+    pool_.Reconfigure(MakeCapacity(options_, config_, plugins_));
+    scheduler_.set_reserve_after(std::chrono::milliseconds(config_.reserve_after_ms));
+
+    // Tasks not yet started take the new requirements, in their old order.
+    for (QueuedTask& task : scheduler_.TakeAll()) {
+      if (auto [code, why] = MakeDemand(*task.plugin, task.message, task.demand); code) {
+        spdlog::info("rejected task '{}' ({}) after reload: {}", task.message.id, code, why);
+        Reply(TaskResult::Rejected(task.message.id, task.message.plugin, code, "after a config reload: " + why),
+              task.reply);
+        continue;
+      }
+      scheduler_.Enqueue(std::move(task));
+    }
+    return outcome;
+  }
+
+  static void PackReload(msgpack::packer<msgpack::sbuffer>& packer, const ReloadOutcome& outcome) {
+    if (!outcome.error.empty()) {
+      packer.pack_map(2);
+      packer.pack("ok").pack(false);
+      packer.pack("error").pack_map(2);
+      packer.pack("code").pack("invalid_config");
+      packer.pack("message").pack(outcome.error);
+      return;
+    }
+    packer.pack_map(4);
+    packer.pack("ok").pack(true);
+    packer.pack("loaded").pack(outcome.loaded);
+    packer.pack("refused").pack(outcome.refused);
+    packer.pack("restart_needed").pack(outcome.restart_needed);
   }
 
   void BeginDrain(const std::string& reason) {
     if (draining_) return;
     draining_ = true;
+    telemetry_.SetDraining(true);
+    NotifyService("STOPPING=1\nSTATUS=draining");
     drain_deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
                                          std::chrono::duration<double>(config_.drain_timeout_s));
     const std::vector<QueuedTask> queued = scheduler_.TakeAll();
@@ -733,7 +864,7 @@ class Host::Loop {
       result.status = TaskStatus::kCancelled;
       result.queued_ms = running.queued_ms;
       result.allocation = running.allocation;
-      Reply(result, running.task.reply);
+      Reply(result, running.task.reply, key);
     }
     FinishDrain();
     results_.close();
@@ -759,14 +890,15 @@ class Host::Loop {
     // Give connected peers time to receive what ZeroMQ has queued.
     results_.set(zmq::sockopt::linger, 5000);
     rpc_.set(zmq::sockopt::linger, 5000);
+    http_.Stop();
     spdlog::info("stopped");
     return 0;
   }
 
  private:
   HostOptions options_;
-  const HardwareConfig& config_;
-  const PluginRegistry& plugins_;
+  HardwareConfig config_;  // replaced by a reload
+  PluginRegistry& plugins_;
   ResourcePool pool_;
   Scheduler scheduler_;
   zmq::context_t context_;
@@ -776,24 +908,22 @@ class Host::Loop {
   std::unordered_map<uint64_t, std::unique_ptr<RunningTask>> running_;
   std::unordered_map<std::string, uint64_t> active_ids_;  // queued or running: id -> key
   std::deque<std::string> pending_results_;
-  std::map<TaskStatus, uint64_t> done_by_status_;
-  uint64_t malformed_ = 0;
-  uint64_t deduplicated_ = 0;
   int subscriptions_ = 0;  // on the events XPUB socket
   std::unordered_map<std::string, std::pair<std::string, Clock::time_point>> finished_;  // id -> result
   std::deque<std::pair<Clock::time_point, std::string>> finished_order_;
-  std::map<std::string, Timings> timings_;  // "" = all plugins
   uint64_t last_key_ = 0;
   bool draining_ = false;
   bool cancelled_for_drain_ = false;
   Clock::time_point drain_deadline_;
   cpu_set_t process_cpus_ = ProcessCpus();  // restored on workers after a pinned task
+  Telemetry telemetry_{options_.name};
+  HttpServer http_{telemetry_};  // reads telemetry_: declared after it
   // Declared last: destroyed first, so worker threads finish before the
   // mailbox and contexts they use go away.
   WorkerPool workers_;
 };
 
-Host::Host(HostOptions options, const HardwareConfig& config, const PluginRegistry& plugins)
+Host::Host(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins)
     : loop_(std::make_unique<Loop>(std::move(options), config, plugins)) {}
 Host::~Host() = default;
 std::string Host::Open() { return loop_->Open(); }

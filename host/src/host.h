@@ -17,9 +17,23 @@
 // CPUs when hardware.cpu.pinning is on (threads the plugin starts inherit
 // it), with its first granted GPU as the thread's CUDA device.
 //
+// Reload (SIGHUP or the `reload` rpc op): the config is read again through
+// HostOptions::reload_config. A valid one replaces the pool's capacity,
+// task groups, plugin overrides and scheduler settings for every task not
+// yet started (queued tasks are re-resolved), and new plugin libraries in
+// the plugin directories are loaded. An invalid one is refused with the
+// reason and the old config stays. Running tasks are never touched.
+// Transport, HTTP and plugin settings changes need a restart; the reply
+// lists them.
+//
+// Operators: an optional HTTP endpoint (http_server.h) and sd_notify
+// (READY, RELOADING, STOPPING) when started by systemd.
+//
 // Thread safety: Open and Run are called from one thread.
 #pragma once
 
+#include <filesystem>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -38,11 +52,16 @@ struct HostOptions {
   std::string events_endpoint = "tcp://127.0.0.1:5558";
   // Logical CPUs per physical core (from Machine), for hardware.cpu.pinning.
   std::vector<std::vector<int>> machine_cores;
+  std::string http_listen;  // "host:port" (port 0 picks one); empty: no HTTP endpoint
+  std::vector<std::filesystem::path> plugin_dirs;  // scanned again on reload
+  // Reads the config again for a reload; an error says why it is invalid.
+  // Unset: reloads are refused.
+  std::function<StatusOr<HardwareConfig>()> reload_config;
 };
 
 class Host {
  public:
-  Host(HostOptions options, const HardwareConfig& config, const PluginRegistry& plugins);
+  Host(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins);
   ~Host();
 
   // Empty on success, else why a socket could not be set up.

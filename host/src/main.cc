@@ -1,6 +1,7 @@
 // umi-host: the Universal Media Ingestion host process.
 //
-//   umi-host [options]                 serve tasks until SIGINT/SIGTERM
+//   umi-host [options]                 serve tasks until SIGINT/SIGTERM;
+//                                      SIGHUP reloads the config
 //   umi-host plugins [--json]          list plugins and refused libraries
 //   umi-host check-config [FILE]       validate a config, print the pool
 #include <signal.h>
@@ -51,6 +52,7 @@ int BlockSignalsIntoFd() {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
   return signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
@@ -78,6 +80,10 @@ int main(int argc, char** argv) {
   app.add_option("--results", options.results_endpoint, "Results PUSH endpoint")->capture_default_str();
   app.add_option("--rpc", options.rpc_endpoint, "RPC ROUTER endpoint")->capture_default_str();
   app.add_option("--events", options.events_endpoint, "Events PUB endpoint")->capture_default_str();
+  std::string http_listen;
+  app.add_option("--http", http_listen,
+                 "HTTP endpoint (dashboard, /metrics) as host:port, or 'off' (default: http.listen in the "
+                 "config, 127.0.0.1:9090)");
   app.add_option("--name", options.name, "Host name reported in results")->capture_default_str();
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
@@ -159,6 +165,22 @@ int main(int argc, char** argv) {
     if (app.get_option(flag)->count() == 0 && configured != config.endpoints.end()) *endpoint = configured->second;
   }
   options.machine_cores = machine.cores;
+  options.http_listen = !http_listen.empty() ? (http_listen == "off" ? "" : http_listen)
+                                             : (config.http_enabled ? config.http_listen : "");
+  options.plugin_dirs = plugin_dirs;
+  if (config.origin == "file") {
+    // A reload reads the same file; a broken one is refused, never replaced
+    // by the environment or detected fallbacks.
+    umi::ConfigChoice reload_choice = choice;
+    reload_choice.explicit_path = config.source;
+    reload_choice.strict = true;
+    options.reload_config = [reload_choice, machine]() -> umi::StatusOr<umi::HardwareConfig> {
+      auto reloaded = umi::LoadConfig(reload_choice, [](const char* name) { return std::getenv(name); }, machine);
+      if (!reloaded.ok()) return umi::StatusOr<umi::HardwareConfig>::Error(reloaded.error());
+      for (const std::string& warning : reloaded->warnings) spdlog::warn("{}", warning);
+      return reloaded->config;
+    };
+  }
   umi::Host host(options, config, registry);
   if (const std::string error = host.Open(); !error.empty()) {
     spdlog::critical("{}", error);

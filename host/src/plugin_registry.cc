@@ -50,15 +50,57 @@ std::string PluginRegistry::RefusalOf(const std::string& name) const {
   return {};
 }
 
-void PluginRegistry::LoadDirectory(const std::filesystem::path& dir) {
+std::vector<std::string> PluginRegistry::LoadDirectory(const std::filesystem::path& dir) {
   std::error_code error;
   std::vector<std::filesystem::path> files;
   for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
     if (entry.is_regular_file() && entry.path().extension() == ".so") files.push_back(entry.path());
   }
-  if (error) return Refuse(dir, "cannot read plugin directory: " + error.message());
+  std::erase_if(refused_, [&dir](const RefusedLibrary& refused) { return refused.path == dir; });
+  if (error) {
+    Refuse(dir, "cannot read plugin directory: " + error.message());
+    return {};
+  }
   std::sort(files.begin(), files.end());
-  for (const auto& file : files) LoadLibrary(file);
+  std::vector<std::string> loaded;
+  for (const auto& file : files) {
+    const bool already = std::any_of(plugins_.begin(), plugins_.end(),
+                                     [&file](const auto& entry) { return entry.second->path == file; });
+    if (already) continue;
+    std::erase_if(refused_, [&file](const RefusedLibrary& refused) { return refused.path == file; });
+    const size_t before = plugins_.size();
+    if (LoadLibrary(file) && plugins_.size() > before) {
+      for (const auto& [name, plugin] : plugins_) {
+        if (plugin->path == file) loaded.push_back(name);
+      }
+    }
+  }
+  return loaded;
+}
+
+std::string PluginRegistry::Reconfigure(const HardwareConfig& config) {
+  const PoolCapacity capacity = PoolCapacity::FromConfig(config);
+  std::map<std::string, EffectiveRequirement> resolved;
+  for (const auto& [name, plugin] : plugins_) {
+    EffectiveRequirement effective = ResolveRequirement(config, name, plugin->declared, plugin->declared_task_group);
+    if (const std::string why = effective.requirement.Validate(); !why.empty()) {
+      return "plugin " + name + ": effective requirement is invalid: " + why;
+    }
+    if (const std::string why = WhyInfeasible(capacity, effective.requirement); !why.empty()) {
+      return "plugin " + name + " could never run on the new pool: " + why;
+    }
+    resolved.emplace(name, std::move(effective));
+  }
+  for (auto& [name, effective] : resolved) {
+    LoadedPlugin& plugin = *plugins_.at(name);
+    if (!effective.warning.empty()) spdlog::warn("{}", effective.warning);
+    plugin.requirement = effective.requirement;
+    plugin.task_group = effective.task_group;
+    plugin.requirement_sources = std::move(effective.sources);
+  }
+  config_ = config;
+  capacity_ = capacity;
+  return {};
 }
 
 bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
@@ -120,8 +162,8 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
     Refuse(path, "declared requirement is invalid: " + why, name);
     return false;
   }
-  EffectiveRequirement effective =
-      ResolveRequirement(config_, name, plugin->declared, d->task_group ? d->task_group : "");
+  plugin->declared_task_group = d->task_group ? d->task_group : "";
+  EffectiveRequirement effective = ResolveRequirement(config_, name, plugin->declared, plugin->declared_task_group);
   if (!effective.warning.empty()) spdlog::warn("{}", effective.warning);
   plugin->requirement = effective.requirement;
   plugin->task_group = effective.task_group;

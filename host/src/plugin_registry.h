@@ -11,8 +11,15 @@
 // effective_requirement.h); a plugin whose effective requirement cannot fit
 // the whole pool is refused, with the numbers.
 //
-// Thread safety: loading is single-threaded; after loading, Find and the
-// LoadedPlugin objects are read-only and safe from any thread.
+// Reload: Reconfigure re-resolves every loaded plugin's requirement against
+// a new config (all or nothing), and LoadDirectory again loads only
+// libraries not loaded yet (retrying refused ones). A plugin's settings are
+// read once, by UMI_PluginInitialize: changing them needs a restart.
+//
+// Thread safety: loading and Reconfigure run on one thread (the host's
+// loop), which alone reads the requirement fields. Worker threads use only
+// a LoadedPlugin's entry points and name, which never change; LoadedPlugin
+// objects never move or go away while the registry lives.
 // UMI_PluginFinalize runs when the registry is destroyed; accepted
 // libraries stay mapped until the process exits.
 #pragma once
@@ -42,6 +49,7 @@ struct LoadedPlugin {
   ResourceRequirement declared;  // as the plugin declares it
   ResourceRequirement requirement;  // after task group and YAML overrides
   std::string task_group;           // effective; empty: none
+  std::string declared_task_group;  // as the plugin declares it
   std::map<std::string, std::string> requirement_sources;  // field -> where it came from
   UMI_Error* (*execute)(UMI_Context*) = nullptr;
   UMI_Error* (*instance_initialize)(void**) = nullptr;  // optional
@@ -66,8 +74,12 @@ class PluginRegistry {
   PluginRegistry(const PluginRegistry&) = delete;
   PluginRegistry& operator=(const PluginRegistry&) = delete;
 
-  // Loads every library in `dir`; a missing directory is one refusal.
-  void LoadDirectory(const std::filesystem::path& dir);
+  // Loads every library in `dir` not loaded yet; a missing directory is
+  // one refusal. Returns the names of the plugins it loaded.
+  std::vector<std::string> LoadDirectory(const std::filesystem::path& dir);
+  // Switches to `config`: re-resolves every loaded plugin's requirement.
+  // Empty on success; else why, and nothing changed.
+  std::string Reconfigure(const HardwareConfig& config);
   // Loads one library; false (and a RefusedLibrary entry) when refused.
   bool LoadLibrary(const std::filesystem::path& path);
 
@@ -81,7 +93,7 @@ class PluginRegistry {
   struct Library;
   void Refuse(const std::filesystem::path& path, std::string reason, std::string plugin = {});
 
-  const HardwareConfig& config_;
+  HardwareConfig config_;
   PoolCapacity capacity_;
   std::vector<std::unique_ptr<Library>> libraries_;  // finalized in reverse load order
   std::map<std::string, std::unique_ptr<LoadedPlugin>> plugins_;

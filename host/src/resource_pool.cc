@@ -33,14 +33,43 @@ PoolCapacity PoolCapacity::FromConfig(const HardwareConfig& config,
   return capacity;
 }
 
-ResourcePool::ResourcePool(PoolCapacity capacity)
-    : capacity_(std::move(capacity)), gpus_(capacity_.gpus.size()) {
+ResourcePool::ResourcePool(PoolCapacity capacity) { IndexCapacity(std::move(capacity)); }
+
+void ResourcePool::IndexCapacity(PoolCapacity capacity) {
+  capacity_ = std::move(capacity);
+  gpus_.assign(capacity_.gpus.size(), GpuState{});
+  cpu_busy_.clear();
+  cpu_slot_.clear();
   for (size_t core = 0; core < capacity_.pinned_cores.size(); ++core) {
     cpu_busy_.emplace_back(capacity_.pinned_cores[core].size(), false);
     for (size_t sibling = 0; sibling < capacity_.pinned_cores[core].size(); ++sibling) {
       cpu_slot_[capacity_.pinned_cores[core][sibling]] = {core, sibling};
     }
   }
+}
+
+std::string ResourcePool::Reconfigure(PoolCapacity capacity) {
+  for (const auto& [key, allocation] : allocations_) {
+    for (int id : allocation.gpu_ids) {
+      if (static_cast<size_t>(id) >= capacity.gpus.size()) {
+        return "GPU " + std::to_string(id) + " is held by a running task and the new pool has " +
+               std::to_string(capacity.gpus.size()) + " GPU(s)";
+      }
+    }
+  }
+  IndexCapacity(std::move(capacity));
+  for (const auto& [key, a] : allocations_) {
+    for (int cpu : a.cpu_ids) {
+      if (const auto slot = cpu_slot_.find(cpu); slot != cpu_slot_.end()) {
+        cpu_busy_[slot->second.first][slot->second.second] = true;
+      }
+    }
+    for (int id : a.gpu_ids) {
+      gpus_[id].used += a.gpu_share;
+      gpus_[id].exclusive = gpus_[id].exclusive || a.gpu_share == Quantity::Whole(1);
+    }
+  }
+  return {};
 }
 
 Quantity ResourcePool::GpuShare(const ResourceRequirement& requirement) {
@@ -247,8 +276,10 @@ bool ResourcePool::Release(uint64_t task_key) {
   memory_used_ -= a.memory_mb;
   if (a.gpu_ids.empty()) --cpu_tasks_running_;
   for (int cpu : a.cpu_ids) {
-    const auto [core, sibling] = cpu_slot_.at(cpu);
-    cpu_busy_[core][sibling] = false;
+    // A reload may have taken this CPU out of the pinned set.
+    if (const auto slot = cpu_slot_.find(cpu); slot != cpu_slot_.end()) {
+      cpu_busy_[slot->second.first][slot->second.second] = false;
+    }
   }
   for (int id : a.gpu_ids) {
     gpus_[id].used -= a.gpu_share;

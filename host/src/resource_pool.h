@@ -105,6 +105,11 @@ class ResourcePool {
   std::optional<Allocation> TryAllocate(uint64_t task_key, const Demand& demand);
   // False when task_key holds nothing (never allocated or already released).
   bool Release(uint64_t task_key);
+  // Switches to a new capacity (a config reload). Running allocations stay
+  // and count against it, even where it is now smaller: new grants wait
+  // until enough of them end. Refused (empty string otherwise, nothing
+  // changed) when a running task holds a GPU the new pool lacks.
+  std::string Reconfigure(PoolCapacity capacity);
 
   PoolUsage Usage() const;
   const PoolCapacity& capacity() const { return capacity_; }
@@ -123,6 +128,7 @@ class ResourcePool {
   std::optional<std::vector<int>> PickGpusFrom(const std::vector<GpuState>& gpus,
                                                const ResourceRequirement& requirement,
                                                Quantity share) const;
+  void IndexCapacity(PoolCapacity capacity);
   int FreeSlots(const std::map<std::string, int>& caps, const std::unordered_map<std::string, int>& running,
                 const std::string& key) const;
   std::optional<std::vector<int>> PickCpus(int threads) const;

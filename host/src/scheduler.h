@@ -67,6 +67,9 @@ class Scheduler {
   // Empties the queue (for shutdown).
   std::vector<QueuedTask> TakeAll();
 
+  // A config reload may change it.
+  void set_reserve_after(Clock::duration reserve_after) { reserve_after_ = reserve_after; }
+
   size_t size() const { return index_.size(); }
   size_t shapes() const { return shapes_.size(); }
   // The task holding the reservation after the last pass, if any.

@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <fstream>
 #include <regex>
@@ -88,6 +89,12 @@ HostProcess::HostProcess(Options options)
     args.push_back(dir.string());
   }
   args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
+  // Parallel tests each get their own HTTP port.
+  if (std::find(args.begin(), args.end(), "--http") == args.end()) {
+    args.push_back("--http");
+    args.push_back("127.0.0.1:0");
+  }
+  config_path_ = config;
   for (const auto& [flag, endpoint] : {std::pair{"--tasks", options.tasks_endpoint},
                                         std::pair{"--results", options.results_endpoint},
                                         std::pair{"--rpc", std::string("tcp://127.0.0.1:*")},

@@ -60,6 +60,8 @@ class HostProcess {
 
   const std::string& endpoint(const std::string& name) const { return endpoints_.at(name); }
   pid_t pid() const { return pid_; }
+  // The config file the host was started with (a test may rewrite it and reload).
+  const std::filesystem::path& config_path() const { return config_path_; }
 
   // Sends on a PUSH socket connected to the tasks endpoint.
   void Send(const std::string& bytes);
@@ -76,6 +78,7 @@ class HostProcess {
   TempDir dir_;
   pid_t pid_ = -1;
   std::map<std::string, std::string> endpoints_;
+  std::filesystem::path config_path_;
   zmq::context_t context_;
   zmq::socket_t tasks_;
   zmq::socket_t results_;

@@ -1,0 +1,17 @@
+// NotifyService: tells systemd (Type=notify) what the host is doing, e.g.
+// "READY=1", "RELOADING=1", "STOPPING=1", through sd_notify(3).
+//
+// A no-op when NOTIFY_SOCKET is unset (not started by systemd) or when the
+// host was built without libsystemd. RELOADING=1 gets the MONOTONIC_USEC
+// field systemd 253+ expects.
+//
+// Thread safety: safe from any thread.
+#pragma once
+
+#include <string>
+
+namespace umi {
+
+void NotifyService(const std::string& state);
+
+}  // namespace umi

@@ -1,0 +1,372 @@
+// Operations end to end: the HTTP endpoint (/metrics, /healthz, /readyz,
+// the JSON API, the dashboard in headless Chromium), config reload (rpc and
+// SIGHUP, valid and invalid) and systemd notifications, all against the
+// real umi-host.
+#include <gtest/gtest.h>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <regex>
+#include <set>
+#include <sstream>
+
+#include "support/host_process.h"
+#include "support/wire.h"
+
+namespace umi::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Http {
+  explicit Http(const std::string& url) : client(url) { client.set_read_timeout(kGuardTime); }
+  httplib::Result Get(const std::string& path) { return client.Get(path); }
+  httplib::Client client;
+};
+
+// Prometheus text format: "# HELP"/"# TYPE" comments and samples
+// `name{label="value",...} number`. Parses every sample, failing the test
+// on any line that is neither.
+std::map<std::string, double> ParsePrometheus(const std::string& text) {
+  static const std::regex sample(R"(^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})? (\S+)$)");
+  static const std::regex comment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
+  std::map<std::string, double> samples;
+  std::istringstream lines(text);
+  for (std::string line; std::getline(lines, line);) {
+    std::smatch match;
+    if (std::regex_match(line, comment)) continue;
+    if (!std::regex_match(line, match, sample)) {
+      ADD_FAILURE() << "not Prometheus text: '" << line << "'";
+      continue;
+    }
+    const std::string value = match[3];
+    samples[match[1].str() + match[2].str()] = value == "+Inf" ? INFINITY : std::stod(value);
+  }
+  return samples;
+}
+
+// An rpc reply's fields; they point into `handle`, which keeps them alive.
+struct Reply {
+  msgpack::object_handle handle;
+  std::map<std::string, msgpack::object> fields;
+  const msgpack::object& at(const std::string& key) const { return fields.at(key); }
+};
+
+Reply Control(RpcClient& rpc, const std::string& op) {
+  rpc.Send(PackControl(op));
+  const std::string bytes = rpc.Receive();
+  Reply reply{msgpack::unpack(bytes.data(), bytes.size()), {}};
+  reply.fields = reply.handle.get().as<std::map<std::string, msgpack::object>>();
+  return reply;
+}
+
+TEST(HttpE2E, MetricsAreValidPrometheusTextWithTheTasksThatRan) {
+  HostProcess host;
+  ASSERT_EQ(host.endpoint("http").rfind("http://127.0.0.1:", 0), 0u);
+  for (int i = 0; i < 3; ++i) host.Send(PackTask({.id = "n" + std::to_string(i), .plugin = "noop"}));
+  host.Send(PackTask({.id = "u", .plugin = "no_such_plugin"}));
+  host.Send("\xc1 not msgpack");
+  host.Send(PackTask({.id = "g", .plugin = "gpu_sleep", .input = {{"ms", 1}}}));
+  const std::vector<Result> results = host.Results(6);  // the malformed one is answered too
+
+  Http http(host.endpoint("http"));
+  const auto response = http.Get("/metrics");
+  ASSERT_TRUE(response);
+  EXPECT_EQ(response->status, 200);
+  EXPECT_EQ(response->get_header_value("Content-Type").rfind("text/plain; version=0.0.4", 0), 0u);
+  const auto metrics = ParsePrometheus(response->body);
+  EXPECT_EQ(metrics.at(R"(umi_tasks_total{plugin="noop",status="ok"})"), 3);
+  EXPECT_EQ(metrics.at(R"(umi_tasks_total{plugin="no_such_plugin",status="rejected"})"), 1);
+  EXPECT_EQ(metrics.at(R"(umi_tasks_total{plugin="gpu_sleep",status="ok"})"), 1);
+  EXPECT_EQ(metrics.at("umi_malformed_messages_total"), 1);
+  EXPECT_EQ(metrics.at("umi_queue_depth"), 0);
+  EXPECT_EQ(metrics.at("umi_ready"), 1);
+  EXPECT_EQ(metrics.at(R"(umi_task_run_seconds_count{plugin="noop"})"), 3);
+  EXPECT_EQ(metrics.at(R"(umi_task_run_seconds_bucket{plugin="noop",le="+Inf"})"), 3);
+  EXPECT_EQ(metrics.at(R"(umi_task_queue_seconds_count{plugin="gpu_sleep"})"), 1);
+  // Buckets are cumulative: none holds more than the count.
+  for (const auto& [name, value] : metrics) {
+    if (name.rfind(R"(umi_task_run_seconds_bucket{plugin="noop")", 0) == 0) {
+      EXPECT_LE(value, 3) << name;
+    }
+  }
+  // The pool as the test config sizes it (24 cores, 48 threads, 128 GiB, 1 GPU).
+  EXPECT_EQ(metrics.at(R"(umi_pool_capacity{resource="cpu_threads"})"), 48);
+  EXPECT_EQ(metrics.at(R"(umi_pool_capacity{resource="memory_bytes"})"), 128.0 * 1024 * 1024 * 1024);
+  EXPECT_EQ(metrics.at(R"(umi_pool_used{resource="cpu_threads"})"), 0);
+  EXPECT_EQ(metrics.at(R"(umi_gpu_used{gpu="0"})"), 0);
+  EXPECT_EQ(metrics.at(R"(umi_plugin_load_failures_total)"), 0);
+}
+
+TEST(HttpE2E, HealthzAndReadyzFollowTheHostsState) {
+  HostProcess host;
+  Http http(host.endpoint("http"));
+  auto health = http.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  auto ready = http.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200);
+
+  // A running task keeps the draining host up while we look.
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  host.Send(PackTask({.id = "long", .plugin = "sleep", .input = {{"ms", 1500}}}));
+  const auto stats = Control(rpc, "stats");  // a fence: the task has started
+  ASSERT_EQ(stats.at("running").as<int>(), 1);
+  const auto drained = Control(rpc, "drain");
+  ASSERT_TRUE(drained.at("ok").as<bool>());
+  ready = http.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);
+  EXPECT_EQ(ready->body, "not ready: draining\n");
+  health = http.Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  EXPECT_EQ(host.NextResult().status, "ok");
+  EXPECT_EQ(host.Stop(), 0);
+}
+
+TEST(HttpE2E, ApiGivesStatsAndRecentTasksWithTheirGrants) {
+  HostProcess host;
+  host.Send(PackTask({.id = "c", .plugin = "sleep", .input = {{"ms", 1}}}));
+  host.Send(PackTask({.id = "g", .plugin = "gpu_sleep", .input = {{"ms", 1}}}));
+  host.Results(2);
+  Http http(host.endpoint("http"));
+
+  const auto stats_response = http.Get("/api/stats");
+  ASSERT_TRUE(stats_response);
+  const auto stats = nlohmann::json::parse(stats_response->body);
+  EXPECT_EQ(stats["host"], "test-host");
+  EXPECT_EQ(stats["status"], "serving");
+  EXPECT_EQ(stats["done"]["ok"], 2);
+  EXPECT_EQ(stats["plugins"]["sleep"]["run_ms"]["samples"], 1);
+  EXPECT_EQ(stats["pool"]["cpu_threads"]["total"], 48);
+  EXPECT_EQ(stats["pool"]["gpus"].size(), 1u);
+
+  const auto recent_response = http.Get("/api/tasks/recent?limit=10");
+  ASSERT_TRUE(recent_response);
+  const auto recent = nlohmann::json::parse(recent_response->body);
+  EXPECT_EQ(recent["cpu_threads"], 48);
+  EXPECT_EQ(recent["gpus"], 1);
+  std::map<std::string, nlohmann::json> tasks;
+  for (const auto& task : recent["tasks"]) tasks[task["id"]] = task;
+  ASSERT_EQ(tasks.size(), 2u);
+  EXPECT_EQ(tasks["c"]["status"], "ok");
+  EXPECT_EQ(tasks["c"]["cpu_threads"], 4);  // the cpu_task group
+  EXPECT_TRUE(tasks["c"]["gpu_ids"].empty());
+  EXPECT_EQ(tasks["g"]["gpu_ids"], nlohmann::json::array({0}));
+  EXPECT_EQ(tasks["g"]["gpu_share"], 1.0);
+  EXPECT_LE(tasks["g"]["started_at"].get<double>(), tasks["g"]["finished_at"].get<double>());
+
+  const auto bad_limit = http.Get("/api/tasks/recent?limit=lots");
+  ASSERT_TRUE(bad_limit);
+  EXPECT_EQ(bad_limit->status, 400);
+  const auto missing = http.Get("/nope");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+}
+
+TEST(HttpE2E, HttpCanBeTurnedOffAndABusyPortIsAClearError) {
+  HostProcess off({.extra_args = {"--http", "off"}});
+  EXPECT_EQ(off.Stop(), 0);
+
+  HostProcess first;
+  const std::string url = first.endpoint("http");
+  const std::string port = url.substr(url.rfind(':') + 1);
+  TempDir dir;
+  const auto config = dir.Write("config.yaml", TestConfigYaml());
+  const CommandOutput second = RunCommand({UMI_HOST_BINARY, "--config", config.string(), "--http", "127.0.0.1:" + port,
+                                           "--tasks", "tcp://127.0.0.1:*", "--results", "tcp://127.0.0.1:*",
+                                           "--rpc", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*"},
+                                          /*merge_stderr=*/true);
+  EXPECT_EQ(second.exit_code, 1);
+  EXPECT_NE(second.out.find("http: cannot listen on 127.0.0.1:" + port), std::string::npos) << second.out;
+}
+
+// The dashboard in a real browser: it must draw a bar for every task that
+// ran, CPU tasks in CPU lanes and GPU tasks on their GPU's row.
+TEST(HttpE2E, DashboardDrawsTheTasksThatRanInHeadlessChromium) {
+  const char* chromium = fs::exists("/usr/bin/chromium") ? "/usr/bin/chromium" : nullptr;
+  if (!chromium) GTEST_SKIP() << "chromium is not installed (scripts/bootstrap installs it)";
+  HostProcess host;
+  for (int i = 0; i < 3; ++i) {
+    host.Send(PackTask({.id = "gpu-" + std::to_string(i), .plugin = "gpu_sleep", .input = {{"ms", 300}}}));
+    host.Send(PackTask({.id = "cpu-" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 900}}}));
+  }
+  host.Results(6);
+
+  const fs::path artifacts = fs::path(UMI_TEST_ARTIFACT_DIR);
+  fs::create_directories(artifacts);
+  const fs::path screenshot = artifacts / "dashboard.png";
+  fs::remove(screenshot);
+  TempDir profile;
+  const std::vector<std::string> browser = {"/usr/bin/timeout", "120", chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                                            "--disable-dev-shm-usage", "--user-data-dir=" + profile.path().string(),
+                                            "--window-size=1200,900", "--virtual-time-budget=5000"};
+  std::vector<std::string> dump = browser;
+  dump.insert(dump.end(), {"--dump-dom", host.endpoint("http") + "/"});
+  const CommandOutput dom = RunCommand(dump);
+  ASSERT_EQ(dom.exit_code, 0) << dom.out;
+
+  // Every bar: <rect class="bar" data-task="..." data-plugin="..." data-row="...">
+  static const std::regex bar(R"re(<rect class="bar" data-task="([^"]+)" data-plugin="([^"]+)" data-row="([^"]+)")re");
+  std::map<std::string, std::string> rows;
+  for (auto it = std::sregex_iterator(dom.out.begin(), dom.out.end(), bar); it != std::sregex_iterator(); ++it) {
+    rows[(*it)[1]] = (*it)[3];
+  }
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(rows["gpu-" + std::to_string(i)], "gpu0") << dom.out.substr(0, 2000);
+    EXPECT_EQ(rows["cpu-" + std::to_string(i)], "cpu");
+  }
+  EXPECT_EQ(rows.size(), 6u);
+  EXPECT_NE(dom.out.find("serving"), std::string::npos);
+
+  std::vector<std::string> shot = browser;
+  shot.insert(shot.end(), {"--screenshot=" + screenshot.string(), host.endpoint("http") + "/"});
+  const CommandOutput picture = RunCommand(shot, /*merge_stderr=*/true);
+  ASSERT_EQ(picture.exit_code, 0) << picture.out;
+  ASSERT_TRUE(fs::exists(screenshot));
+  std::ifstream png(screenshot, std::ios::binary);
+  char magic[8] = {};
+  png.read(magic, sizeof(magic));
+  EXPECT_EQ(std::string(magic + 1, 3), "PNG");
+  EXPECT_GT(fs::file_size(screenshot), 10000u);
+}
+
+// ---- reload ------------------------------------------------------------------
+
+void Rewrite(const fs::path& path, const std::string& contents) {
+  std::ofstream out(path, std::ios::trunc);
+  out << contents;
+}
+
+// The test config with the sleep plugin's entry replaced.
+std::string ConfigWithSleep(const std::string& entry) {
+  std::string config = TestConfigYaml();
+  const std::string old_entry = "  sleep: {task_group: cpu_task}\n";
+  return config.replace(config.find(old_entry), old_entry.size(), "  sleep: " + entry + "\n");
+}
+
+TEST(ReloadE2E, AValidChangeAppliesToTasksNotYetStartedAndSparesRunningOnes) {
+  HostProcess host;
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  host.Send(PackTask({.id = "running", .plugin = "sleep", .input = {{"ms", 1000}}}));
+  ASSERT_EQ(Control(rpc, "stats").at("running").as<int>(), 1);
+
+  // sleep tasks now take 6 threads each and one at a time.
+  Rewrite(host.config_path(), ConfigWithSleep("{task_group: cpu_task, threads: 6, max_instances: 1}"));
+  const auto reply = Control(rpc, "reload");
+  ASSERT_TRUE(reply.at("ok").as<bool>());
+  EXPECT_TRUE(reply.at("restart_needed").as<std::vector<std::string>>().empty());
+
+  host.Send(PackTask({.id = "a", .plugin = "sleep", .input = {{"ms", 200}}}));
+  host.Send(PackTask({.id = "b", .plugin = "sleep", .input = {{"ms", 200}}}));
+  std::map<std::string, Result> results;
+  for (const Result& r : host.Results(3)) results[*r.id] = r;
+  EXPECT_EQ(results["running"].status, "ok");
+  EXPECT_EQ(results["running"].cpu_threads, 4);  // granted before the reload
+  EXPECT_EQ(results["a"].cpu_threads, 6);
+  EXPECT_EQ(results["b"].cpu_threads, 6);
+  EXPECT_FALSE(Overlap(results["a"], results["b"])) << "max_instances: 1 after the reload";
+  EXPECT_FALSE(Overlap(results["running"], results["a"]));
+}
+
+TEST(ReloadE2E, AnInvalidConfigIsRefusedWithTheReasonAndTheOldOneStays) {
+  HostProcess host;
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  Rewrite(host.config_path(), "hardware:\n  cpu: {cores: 4, coers: 8}\n  memory: {total_gb: 1}\n");
+  const auto reply = Control(rpc, "reload");
+  EXPECT_FALSE(reply.at("ok").as<bool>());
+  const auto error = reply.at("error").as<std::map<std::string, std::string>>();
+  EXPECT_EQ(error.at("code"), "invalid_config");
+  EXPECT_NE(error.at("message").find("hardware.cpu.coers: unknown key, did you mean 'cores'?"), std::string::npos)
+      << error.at("message");
+
+  // A pool too small for the config's own task groups is refused too.
+  std::string small = TestConfigYaml();
+  small.replace(small.find("cores: 24, threads: 48"), 22, "cores: 2, threads: 2");
+  Rewrite(host.config_path(), small);
+  const auto too_small = Control(rpc, "reload");
+  EXPECT_FALSE(too_small.at("ok").as<bool>());
+
+  host.Send(PackTask({.id = "still", .plugin = "sleep", .input = {{"ms", 1}}}));
+  const Result result = host.NextResult();
+  EXPECT_EQ(result.status, "ok");
+  EXPECT_EQ(result.cpu_threads, 4);  // the old cpu_task group
+  const auto stats = Control(rpc, "stats");
+  const auto pool = stats.at("pool").as<std::map<std::string, msgpack::object>>();
+  EXPECT_EQ((pool.at("cpu_threads").as<std::map<std::string, double>>().at("total")), 48);
+
+  Http http(host.endpoint("http"));
+  const auto metrics = ParsePrometheus(http.Get("/metrics")->body);
+  EXPECT_EQ(metrics.at(R"(umi_config_reloads_total{result="refused"})"), 2);
+}
+
+TEST(ReloadE2E, NewPluginLibrariesAreLoaded) {
+  TempDir plugins;
+  fs::copy_file(fs::path(UMI_TEST_PLUGIN_DIR) / "noop.so", plugins.path() / "noop.so");
+  HostProcess host({.plugin_dirs = {plugins.path()}});
+  host.Send(PackTask({.id = "before", .plugin = "sleep", .input = {{"ms", 1}}}));
+  EXPECT_EQ(host.NextResult().error_code, "unknown_plugin");
+
+  fs::copy_file(fs::path(UMI_TEST_PLUGIN_DIR) / "sleep.so", plugins.path() / "sleep.so");
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  const auto reply = Control(rpc, "reload");
+  ASSERT_TRUE(reply.at("ok").as<bool>());
+  EXPECT_EQ(reply.at("loaded").as<std::vector<std::string>>(), std::vector<std::string>{"sleep"});
+  host.Send(PackTask({.id = "after", .plugin = "sleep", .input = {{"ms", 1}}}));
+  EXPECT_EQ(host.NextResult().status, "ok");
+}
+
+// systemd's side of Type=notify: a datagram socket named by NOTIFY_SOCKET.
+class NotifySocket {
+ public:
+  explicit NotifySocket(const fs::path& path) : fd_(socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0)) {
+    sockaddr_un address{};
+    address.sun_family = AF_UNIX;
+    std::snprintf(address.sun_path, sizeof(address.sun_path), "%s", path.c_str());
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) throw std::runtime_error("bind");
+    timeval timeout{static_cast<time_t>(kGuardTime.count()), 0};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout));
+  }
+  ~NotifySocket() { close(fd_); }
+  std::string Next() {
+    char buffer[4096];
+    const ssize_t n = recv(fd_, buffer, sizeof(buffer), 0);
+    return n > 0 ? std::string(buffer, static_cast<size_t>(n)) : "(nothing)";
+  }
+
+ private:
+  int fd_;
+};
+
+TEST(ReloadE2E, SighupReloadsAndSystemdHearsReadyReloadingStopping) {
+  TempDir dir;
+  NotifySocket notify(dir.path() / "notify");
+  setenv("NOTIFY_SOCKET", (dir.path() / "notify").c_str(), 1);
+  HostProcess host;
+  unsetenv("NOTIFY_SOCKET");
+  EXPECT_EQ(notify.Next().rfind("READY=1", 0), 0u);
+
+  Rewrite(host.config_path(), ConfigWithSleep("{task_group: cpu_task, threads: 2}"));
+  ASSERT_EQ(kill(host.pid(), SIGHUP), 0);
+  EXPECT_EQ(notify.Next().rfind("RELOADING=1\nSTATUS=reloading\nMONOTONIC_USEC=", 0), 0u);
+  EXPECT_EQ(notify.Next().rfind("READY=1", 0), 0u);  // the reload is done
+  host.Send(PackTask({.id = "after", .plugin = "sleep", .input = {{"ms", 1}}}));
+  EXPECT_EQ(host.NextResult().cpu_threads, 2);
+
+  EXPECT_EQ(host.Stop(), 0);
+  EXPECT_EQ(notify.Next().rfind("STOPPING=1", 0), 0u);
+}
+
+}  // namespace
+}  // namespace umi::testing
