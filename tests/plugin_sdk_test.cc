@@ -157,6 +157,34 @@ plugins:
   }
 }
 
+TEST(SdkInstall, InstallLaysOutBinariesPluginsConfigAndTheSystemdUnit) {
+  const std::filesystem::path prefix = UMI_SDK_PREFIX;
+  for (const char* path : {"bin/umi-host", "bin/umi-submit", "lib/umi/plugins/noop.so", "lib/umi/plugins/probe.so",
+                           "include/umi/plugin_api.h", "lib/cmake/umi/umiConfig.cmake", "etc/umi/hardware.yaml",
+                           "lib/systemd/system/umi-host.service"}) {
+    EXPECT_TRUE(std::filesystem::exists(prefix / path)) << path;
+  }
+  std::ifstream unit(prefix / "lib/systemd/system/umi-host.service");
+  const std::string text((std::istreambuf_iterator<char>(unit)), std::istreambuf_iterator<char>());
+  EXPECT_NE(text.find("Type=notify\n"), std::string::npos);
+  EXPECT_NE(text.find("ExecStart=" + (prefix / "bin/umi-host").string() + " --config " +
+                      (prefix / "etc/umi/hardware.yaml").string()),
+            std::string::npos)
+      << text;
+  EXPECT_NE(text.find("ExecReload=/bin/kill -HUP $MAINPID"), std::string::npos);
+  // The installed config is valid for the installed host.
+  const CommandOutput check = RunCommand({(prefix / "bin/umi-host").string(), "check-config",
+                                          (prefix / "etc/umi/hardware.yaml").string()});
+  EXPECT_EQ(check.exit_code, 0) << check.out;
+  if (std::filesystem::exists("/usr/bin/systemd-analyze")) {
+    const CommandOutput verify = RunCommand({"/usr/bin/systemd-analyze", "verify",
+                                             (prefix / "lib/systemd/system/umi-host.service").string()},
+                                            /*merge_stderr=*/true);
+    EXPECT_EQ(verify.exit_code, 0) << verify.out;
+    EXPECT_EQ(verify.out, "");
+  }
+}
+
 TEST(SdkInstall, HelloAndFileStatsRunOnTheInstalledHost) {
   const std::string prefix = UMI_SDK_PREFIX;
   ASSERT_TRUE(std::filesystem::exists(prefix + "/include/umi/plugin.hpp"));

@@ -131,7 +131,9 @@ void Telemetry::TaskStarted(uint64_t key, TaskRecord record) {
 void Telemetry::TaskFinished(uint64_t key, const TaskResult& result) {
   const std::string status = ToString(result.status);
   std::lock_guard lock(mutex_);
-  for (PluginStats* stats : {&state_.plugins[""], &state_.plugins[result.plugin]}) {
+  std::vector<PluginStats*> targets = {&state_.plugins[""]};
+  if (!result.plugin.empty()) targets.push_back(&state_.plugins[result.plugin]);
+  for (PluginStats* stats : targets) {
     ++stats->done[status];
     if (!result.started_at) continue;
     stats->queue_seconds.Observe(result.queued_ms / 1000.0);

@@ -111,7 +111,7 @@ int main(int argc, char** argv) {
   app.add_option("--attempts", options.max_attempts, "Sends per task before giving up")->capture_default_str();
   app.add_option("--max-in-flight", max_in_flight, "Tasks sent and not yet answered")->capture_default_str();
   app.add_option("--wait-s", wait_s, "Give up when no result arrives for this long")->capture_default_str();
-  app.add_option("--op", op, "Send a control request instead (health, stats, drain, cancel) and print the reply");
+  app.add_option("--op", op, "Send a control request instead (health, stats, drain, cancel, reload) and print the reply");
   app.add_option("--id", op_id, "Task id for --op cancel");
   app.add_flag("--quiet", quiet, "No progress bar");
   CLI11_PARSE(app, argc, argv);

@@ -1,0 +1,79 @@
+// Telemetry: counts, histograms, the recent-task ring and the renderers.
+#include "telemetry.h"
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace umi {
+namespace {
+
+TaskResult Finished(const std::string& id, const std::string& plugin, TaskStatus status, double run_ms) {
+  TaskResult result;
+  result.id = id;
+  result.plugin = plugin;
+  result.status = status;
+  result.queued_ms = 1;
+  result.run_ms = run_ms;
+  result.started_at = 100;
+  result.finished_at = 100 + run_ms / 1000;
+  return result;
+}
+
+TEST(Telemetry, HistogramBucketsAreUpperBoundsInclusive) {
+  Telemetry::Histogram h;
+  h.Observe(0.001);  // exactly a bound: goes in le="0.001"
+  h.Observe(0.0011);
+  h.Observe(1e6);  // beyond every bound: +Inf
+  const auto& bounds = Telemetry::BucketBounds();
+  const size_t at = static_cast<size_t>(std::find(bounds.begin(), bounds.end(), 0.001) - bounds.begin());
+  EXPECT_EQ(h.counts[at], 1u);
+  EXPECT_EQ(h.counts[at + 1], 1u);
+  EXPECT_EQ(h.counts.back(), 1u);
+  EXPECT_EQ(h.count, 3u);
+}
+
+TEST(Telemetry, PrometheusEscapesLabelsAndCountsByPluginAndStatus) {
+  Telemetry telemetry("host \"one\"\n");
+  telemetry.TaskFinished(0, Finished("a", "noop", TaskStatus::kOk, 2));
+  telemetry.TaskFinished(0, Finished("b", "noop", TaskStatus::kError, 2));
+  telemetry.TaskFinished(0, TaskResult::Rejected(std::nullopt, "", "bad_request", "garbage"));
+  const std::string text = telemetry.PrometheusText();
+  EXPECT_NE(text.find(R"(umi_info{host="host \"one\"\n",)"), std::string::npos) << text;
+  EXPECT_NE(text.find("umi_tasks_total{plugin=\"noop\",status=\"ok\"} 1\n"), std::string::npos);
+  EXPECT_NE(text.find("umi_tasks_total{plugin=\"noop\",status=\"error\"} 1\n"), std::string::npos);
+  // A message with no plugin counts in the totals only, never as plugin "".
+  EXPECT_EQ(text.find("plugin=\"\""), std::string::npos);
+  EXPECT_NE(text.find("umi_task_run_seconds_count{plugin=\"noop\"} 2\n"), std::string::npos);
+  EXPECT_NE(text.find("umi_task_run_seconds_bucket{plugin=\"noop\",le=\"+Inf\"} 2\n"), std::string::npos);
+  const auto stats = nlohmann::json::parse(telemetry.StatsJson());
+  EXPECT_EQ(stats["done"]["rejected"], 1);
+  EXPECT_EQ(stats["done"]["ok"], 1);
+}
+
+TEST(Telemetry, RecentKeepsTheNewestFinishedThenTheRunning) {
+  Telemetry telemetry("h", /*recent_capacity=*/2);
+  for (int i = 1; i <= 3; ++i) {
+    TaskRecord record;
+    record.id = "t" + std::to_string(i);
+    record.plugin = "noop";
+    record.started_at = 100 + i;
+    telemetry.TaskStarted(static_cast<uint64_t>(i), record);
+    telemetry.TaskFinished(static_cast<uint64_t>(i), Finished(record.id, "noop", TaskStatus::kOk, 1));
+  }
+  TaskRecord running;
+  running.id = "r";
+  running.started_at = 200;
+  telemetry.TaskStarted(9, running);
+  const std::vector<TaskRecord> recent = telemetry.Recent(10);
+  ASSERT_EQ(recent.size(), 3u);
+  EXPECT_EQ(recent[0].id, "t2");
+  EXPECT_EQ(recent[1].id, "t3");
+  EXPECT_EQ(recent[1].status, "ok");
+  EXPECT_EQ(recent[2].id, "r");
+  EXPECT_EQ(recent[2].status, "running");
+  EXPECT_FALSE(recent[2].finished_at.has_value());
+  EXPECT_EQ(telemetry.Recent(1).size(), 2u);  // the limit applies to finished tasks
+}
+
+}  // namespace
+}  // namespace umi
