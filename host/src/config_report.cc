@@ -52,8 +52,9 @@ std::string ConfigReport(const LoadedConfig& loaded, const Machine& machine, con
     const ResourceRequirement& r = p->requirement;
     out << "  " << name << " " << p->version << " (" << (p->kind == UMI_PLUGIN_KIND_GPU ? "gpu" : "cpu")
         << ", group " << (p->task_group.empty() ? "-" : p->task_group) << ")\n";
-    auto field = [&](const char* key, const std::string& value) {
-      out << "    " << key << " = " << value << "  <- " << p->requirement_sources.at(key) << "\n";
+    const auto& sources = p->requirement_sources;
+    auto field = [&out, &sources](const char* key, const std::string& value) {
+      out << "    " << key << " = " << value << "  <- " << sources.at(key) << "\n";
     };
     field("cpu_cores", r.cpu_cores.ToString());
     field("cpu_threads", std::to_string(r.cpu_threads));

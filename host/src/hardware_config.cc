@@ -268,7 +268,7 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
       const std::string path = "plugins." + name;
       CheckKeys(entry.second, path,
                 {"task_group", "cpu_cores", "threads", "memory_mb", "gpu_count", "exclusive_gpu",
-                 "max_instances", "settings"});
+                 "max_instances", "settings", "isolation", "processes"});
       PluginConfig plugin;
       ReadResources(entry.second, path, plugin.resources, plugin.max_instances);
       CheckFits(config, path, plugin.resources, entry.second);
@@ -278,6 +278,13 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
           Fail(group, path + ".task_group", "no task group named '" + *plugin.task_group + "'");
         }
       }
+      if (const YAML::Node isolation = entry.second["isolation"]) {
+        const std::string mode = Read<std::string>(isolation, path + ".isolation", "thread or process");
+        if (mode != "thread" && mode != "process") Fail(isolation, path + ".isolation", "expected thread or process, got '" + mode + "'");
+        plugin.isolate_process = mode == "process";
+      }
+      IfPresent(entry.second, "processes",
+                [&](auto n) { plugin.processes = static_cast<int>(ReadInteger(n, path + ".processes", 0)); });
       const YAML::Node settings = entry.second["settings"];
       if (settings && !settings.IsMap()) Fail(settings, path + ".settings", "expected a map");
       plugin.settings_msgpack = YamlToMsgpack(settings ? settings : YAML::Node(YAML::NodeType::Map));
@@ -301,7 +308,8 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
               [&](auto n) { config.drain_timeout_s = ReadNumber(n, "shutdown.drain_timeout_s", 0); });
   }
   if (const YAML::Node transport = root["transport"]) {
-    CheckKeys(transport, "transport", {"tasks", "results", "rpc", "events", "max_pending_results", "tasks_hwm"});
+    CheckKeys(transport, "transport",
+              {"tasks", "results", "rpc", "events", "max_pending_results", "tasks_hwm", "max_message_bytes"});
     for (const char* socket : {"tasks", "results", "rpc", "events"}) {
       IfPresent(transport, socket, [&](auto n) {
         config.endpoints[socket] = Read<std::string>(n, std::string("transport.") + socket, "an endpoint");
@@ -312,6 +320,8 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
     });
     IfPresent(transport, "tasks_hwm",
               [&](auto n) { config.tasks_hwm = static_cast<int>(ReadInteger(n, "transport.tasks_hwm", 1)); });
+    IfPresent(transport, "max_message_bytes",
+              [&](auto n) { config.max_message_bytes = ReadInteger(n, "transport.max_message_bytes", 64); });
   }
   if (const YAML::Node dedup = root["dedup"]) {
     CheckKeys(dedup, "dedup", {"window_s", "max_entries"});

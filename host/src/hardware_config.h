@@ -11,12 +11,14 @@
 //     <group>: {cpu_cores, threads, memory_mb, gpu_count, exclusive_gpu, max_instances}
 //   plugins:
 //     <plugin>: {task_group, cpu_cores, threads, memory_mb, gpu_count,
-//                exclusive_gpu, max_instances, settings}
+//                exclusive_gpu, max_instances, settings,
+//                isolation: thread|process (default thread), processes (default 1)}
 //   allow_task_overrides: false   # honour a task's own `resources`
 //   scheduler: {max_queued (default 100000), reserve_after_ms (default 1000)}
 //   shutdown:  {drain_timeout_s (default 30)}
 //   transport: {tasks, results, rpc, events: endpoint ('>' connects, else binds),
-//               max_pending_results (default 100000), tasks_hwm (default 1000)}
+//               max_pending_results (default 100000), tasks_hwm (default 1000),
+//               max_message_bytes (default 67108864)}
 //   dedup:     {window_s (default 300), max_entries (default 100000)}
 //   http:      {enabled (default true), listen (default 127.0.0.1:9090)}
 //
@@ -58,6 +60,8 @@ struct PluginConfig {
   RequirementOverride resources;
   std::optional<int> max_instances;
   std::string settings_msgpack;  // a msgpack map; empty map when absent
+  bool isolate_process = false;  // isolation: process (see process_pool.h)
+  int processes = 1;             // worker processes started with the host
 };
 
 enum class Strategy { kPack, kSpread };
@@ -83,6 +87,9 @@ struct HardwareConfig {
   std::map<std::string, std::string> endpoints;  // transport.<socket>; flags win
   int64_t max_pending_results = 100000;  // unsent results before the host stops reading tasks
   int tasks_hwm = 1000;                  // ZMQ_RCVHWM of the tasks socket
+  // ZMQ_MAXMSGSIZE of the tasks and rpc sockets: ZeroMQ drops a peer that
+  // sends a bigger message, before the host reads any of it.
+  int64_t max_message_bytes = 64 << 20;
   double dedup_window_s = 300;           // a finished id's result is kept this long
   int64_t dedup_max_entries = 100000;
   bool http_enabled = true;

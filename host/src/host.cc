@@ -24,6 +24,7 @@
 
 #include "http_server.h"
 #include "machine.h"
+#include "process_pool.h"
 #include "protocol.h"
 #include "service_notify.h"
 #include "resource_pool.h"
@@ -46,6 +47,9 @@ cpu_set_t ProcessCpus() {
 
 // How long a drained host waits for a collector to take its last results.
 constexpr auto kFlushTimeout = std::chrono::seconds(10);
+// How long a process-isolated task may run on after it is cancelled (timeout,
+// cancel, drain) before its worker is SIGKILLed.
+constexpr auto kWorkerKillGrace = std::chrono::milliseconds(2000);
 // After the drain deadline, how long cancelled tasks get to return.
 constexpr auto kCancelGrace = std::chrono::seconds(5);
 
@@ -81,6 +85,8 @@ struct Finished {
   uint64_t key;
   UMI_Error* error;  // owned; null on success
   double started_at, finished_at, run_ms;
+  bool crashed = false;  // its worker process died
+  bool killed = false;   // its worker process was SIGKILLed after the grace
 };
 struct Progress {
   uint64_t key;
@@ -164,6 +170,7 @@ class Host::Loop {
       try {
         s.socket->set(zmq::sockopt::linger, 0);
         if (s.socket == &tasks_) tasks_.set(zmq::sockopt::rcvhwm, config_.tasks_hwm);
+        if (s.socket == &tasks_ || s.socket == &rpc_) s.socket->set(zmq::sockopt::maxmsgsize, config_.max_message_bytes);
         if (endpoint.bind) {
           s.socket->bind(endpoint.address);
           endpoints_[s.name] = s.socket->get(zmq::sockopt::last_endpoint);
@@ -181,6 +188,7 @@ class Host::Loop {
       endpoints_["http"] = http_.url();
     }
     telemetry_.SetPluginLoadFailures(plugins_.refused().size());
+    PrestartWorkers(plugins_.plugins());
     UpdateLoad();
     telemetry_.SetReady(true);
     return {};
@@ -345,13 +353,25 @@ class Host::Loop {
       telemetry_.TaskStarted(key, TimelineRecord(*running));
 
       auto finished = std::make_shared<Finished>(Finished{key, nullptr, 0, 0, 0});
+      const PluginConfig* isolated = IsolatedConfig(running->task.plugin->name);
       workers_.Submit(
           [finished, context = running->context, plugin = running->task.plugin,
-           cpus = running->allocation.cpu_ids, this] {
-            if (!cpus.empty()) PinThread(cpus);
-            if (!context->gpu_ids.empty()) BindThreadToGpu(context->gpu_ids.front());
+           cpus = running->allocation.cpu_ids, this,
+           settings = isolated ? std::optional<std::string>(isolated->settings_msgpack) : std::nullopt,
+           allocation = running->allocation] {
             finished->started_at = UnixNow();
             const auto start = Clock::now();
+            if (settings) {  // the worker process pins itself and limits its memory
+              const IsolatedOutcome outcome = processes_.Run(*plugin, *settings, *context, allocation);
+              finished->error = outcome.error;
+              finished->crashed = outcome.crashed;
+              finished->killed = outcome.killed;
+              finished->run_ms = Millis(Clock::now() - start);
+              finished->finished_at = UnixNow();
+              return;
+            }
+            if (!cpus.empty()) PinThread(cpus);
+            if (!context->gpu_ids.empty()) BindThreadToGpu(context->gpu_ids.front());
             try {
               finished->error = AcquireInstanceState(*plugin, &context->instance_state);
               if (!finished->error) finished->error = plugin->execute(context.get());
@@ -367,6 +387,23 @@ class Host::Loop {
           // Posted once the worker is idle again, so the next task can reuse it.
           [finished, this] { mailbox_.Post(*finished); });
       running_.emplace(key, std::move(running));
+    }
+  }
+
+  // The plugin's config when it runs in worker processes, else null.
+  const PluginConfig* IsolatedConfig(const std::string& plugin) const {
+    const auto found = config_.plugins.find(plugin);
+    return found != config_.plugins.end() && found->second.isolate_process ? &found->second : nullptr;
+  }
+
+  void PrestartWorkers(const std::map<std::string, std::unique_ptr<LoadedPlugin>>& plugins) {
+    for (const auto& [name, plugin] : plugins) {
+      const PluginConfig* isolated = IsolatedConfig(name);
+      if (!isolated || processes_.idle_workers(name) >= static_cast<size_t>(isolated->processes)) continue;
+      const int missing = isolated->processes - static_cast<int>(processes_.idle_workers(name));
+      if (const std::string why = processes_.Prestart(*plugin, isolated->settings_msgpack, missing); !why.empty()) {
+        spdlog::error("plugin {}: {}; its tasks will try to start a worker again", name, why);
+      }
     }
   }
 
@@ -429,11 +466,16 @@ class Host::Loop {
     } else if (running->timed_out) {
       result.status = TaskStatus::kTimeout;
       result.error_code = "timeout";
-      result.error_message = "ran past timeout_ms=" + std::to_string(running->task.message.timeout_ms);
+      result.error_message = "ran past timeout_ms=" + std::to_string(running->task.message.timeout_ms) +
+                             (finished.killed ? "; its worker process was killed after the grace period" : "");
     } else if (running->context->cancelled()) {
       result.status = TaskStatus::kCancelled;
       result.error_code = "cancelled";
       result.error_message = "cancelled: the host was shutting down past its drain timeout";
+    } else if (finished.crashed) {
+      result.status = TaskStatus::kCrashed;
+      result.error_code = "crashed";
+      result.error_message = error ? error->message : "the plugin's worker process died";
     } else if (error) {
       result.status = TaskStatus::kError;
       result.error_code = error->code;
@@ -802,6 +844,7 @@ class Host::Loop {
       telemetry_.SetPluginLoadFailures(telemetry_.Take().plugin_load_failures + plugins_.refused().size() - refused_before);
     }
     pool_.Reconfigure(MakeCapacity(options_, config_, plugins_));
+    PrestartWorkers(plugins_.plugins());
     scheduler_.set_reserve_after(std::chrono::milliseconds(config_.reserve_after_ms));
 
     // Tasks not yet started take the new requirements, in their old order.
@@ -916,6 +959,7 @@ class Host::Loop {
   bool cancelled_for_drain_ = false;
   Clock::time_point drain_deadline_;
   cpu_set_t process_cpus_ = ProcessCpus();  // restored on workers after a pinned task
+  ProcessPool processes_{options_.self_binary, kWorkerKillGrace};
   Telemetry telemetry_{options_.name};
   HttpServer http_{telemetry_};  // reads telemetry_: declared after it
   // Declared last: destroyed first, so worker threads finish before the

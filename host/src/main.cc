@@ -26,6 +26,7 @@
 #include "machine.h"
 #include "plugin_registry.h"
 #include "plugin_report.h"
+#include "process_pool.h"
 #include "version.h"
 
 namespace fs = std::filesystem;
@@ -61,6 +62,10 @@ int BlockSignalsIntoFd() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A worker process for a plugin with isolation: process (process_pool.h).
+  if (argc == 6 && std::string_view(argv[1]) == "__worker") {
+    return umi::RunPluginWorker(std::atoi(argv[3]), argv[5]);
+  }
   CLI::App app{"umi-host: runs media-processing plugins on a resource pool, fed over ZeroMQ"};
   app.set_version_flag("--version", std::string("umi-host ") + UMI_VERSION);
 
@@ -168,6 +173,8 @@ int main(int argc, char** argv) {
   options.http_listen = !http_listen.empty() ? (http_listen == "off" ? "" : http_listen)
                                              : (config.http_enabled ? config.http_listen : "");
   options.plugin_dirs = plugin_dirs;
+  options.self_binary = exe_dir / fs::path(argv[0]).filename();
+  if (std::error_code error; fs::exists("/proc/self/exe", error)) options.self_binary = fs::read_symlink("/proc/self/exe");
   if (config.origin == "file") {
     // A reload reads the same file; a broken one is refused, never replaced
     // by the environment or detected fallbacks.

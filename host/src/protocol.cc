@@ -51,7 +51,7 @@ RequirementOverride ReadResources(const msgpack::object& map) {
   if (map.type != msgpack::type::MAP) throw Invalid{"'resources' must be a map"};
   RequirementOverride out;
   for (const auto& kv : Entries(map)) {
-    if (kv.key.type != msgpack::type::STR) continue;
+    if (kv.key.type != msgpack::type::STR) throw Invalid{"'resources' keys must be strings"};
     const std::string_view key = AsString(kv.key);
     if (key == "cpu_cores") {
       out.cpu_cores = ReadNumber(kv.val, "resources.cpu_cores");
@@ -64,6 +64,10 @@ RequirementOverride ReadResources(const msgpack::object& map) {
     } else if (key == "exclusive_gpu") {
       if (kv.val.type != msgpack::type::BOOLEAN) throw Invalid{"'resources.exclusive_gpu' must be a bool"};
       out.exclusive_gpu = kv.val.via.boolean;
+    } else {
+      // A requirement the host cannot account for must not be dropped silently.
+      throw Invalid{"'resources." + std::string(key) +
+                    "' is not a requirement (known: cpu_cores, cpu_threads, gpu_count, memory_mb, exclusive_gpu)"};
     }
   }
   ResourceRequirement probe;

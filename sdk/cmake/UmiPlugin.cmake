@@ -14,7 +14,7 @@ function(umi_add_plugin target)
   # A plugin needs nothing from the host at link time (the host passes a
   # function table), so an unresolved symbol is a build error, not a
   # refusal at load. Sanitizer runtimes live in the executable: skip there.
-  if(NOT UMI_SANITIZE)
+  if(NOT UMI_SANITIZE AND NOT UMI_TSAN AND NOT UMI_FUZZ)
     target_link_options(${target} PRIVATE "LINKER:-z,defs")
   endif()
   set_target_properties(${target} PROPERTIES

@@ -1,0 +1,177 @@
+// Fault injection through the real host: plugins that crash, hang or leak
+// in worker processes (isolation: process), collectors and producers that
+// come and go. Each task gets exactly one terminal result and the host
+// keeps serving. (A host SIGKILLed under a retrying client is
+// ScaleOut.KillingAHostLosesNothingOnceTheClientRetries.)
+#include <gtest/gtest.h>
+
+#include <set>
+
+#include "support/host_process.h"
+#include "support/wire.h"
+
+namespace umi::testing {
+namespace {
+
+// faulty and inspect, in worker processes.
+std::string IsolatedConfig(const std::string& extra = "") {
+  return TestConfigYaml(
+             "  faulty: {isolation: process, processes: 1}\n"
+             "  inspect: {isolation: process, processes: 0}\n") +
+         extra;
+}
+
+HostProcess::Options Isolated(const std::string& extra = "") {
+  return {.config_yaml = IsolatedConfig(extra), .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}};
+}
+
+TaskSpec Faulty(const std::string& id, const std::string& mode, std::optional<int64_t> timeout_ms = {}) {
+  return {.id = id, .plugin = "faulty", .string_input = {{"mode", mode}}, .timeout_ms = timeout_ms};
+}
+
+int64_t Pid(const Result& result) { return result.Output("pid")->as<int64_t>(); }
+
+TEST(Faults, CrashingWorkersEndTheirTaskCrashedAndAreReplaced) {
+  HostProcess host(Isolated());
+  host.Send(PackTask(Faulty("first", "ok")));
+  const Result first = host.NextResult();
+  ASSERT_EQ(first.status, "ok") << first.error_message;
+  EXPECT_NE(Pid(first), 0);
+
+  const std::map<std::string, std::string> expected = {
+      {"segv", "signal 11 (Segmentation fault)"}, {"abort", "signal 6 (Aborted)"}, {"exit", "exited with code 3"}};
+  for (const auto& [mode, why] : expected) {
+    host.Send(PackTask(Faulty(mode, mode)));
+    const Result crashed = host.NextResult();
+    EXPECT_EQ(crashed.id, mode);
+    EXPECT_EQ(crashed.status, "crashed") << mode;
+    EXPECT_EQ(crashed.error_code, "crashed");
+    EXPECT_NE(crashed.error_message.find(why), std::string::npos) << crashed.error_message;
+    EXPECT_TRUE(crashed.started_at.has_value());
+  }
+  // A fresh worker serves the next task.
+  host.Send(PackTask(Faulty("after", "ok")));
+  const Result after = host.NextResult();
+  EXPECT_EQ(after.status, "ok");
+  EXPECT_NE(Pid(after), Pid(first));
+  // A plugin that throws in a worker is an error, and the worker lives on.
+  host.Send(PackTask(Faulty("throws", "throw")));
+  const Result thrown = host.NextResult();
+  EXPECT_EQ(thrown.status, "error");
+  EXPECT_NE(thrown.error_message.find("faulty threw as asked"), std::string::npos);
+  host.Send(PackTask(Faulty("same", "ok")));
+  EXPECT_EQ(Pid(host.NextResult()), Pid(after));
+  EXPECT_EQ(host.Stop(), 0);
+}
+
+TEST(Faults, AHangingWorkerIsKilledAfterItsTimeoutAndItsResourcesFreed) {
+  HostProcess host(Isolated());
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackTask(Faulty("hang", "hang", 200)));
+  const Result hung = ParseResult(rpc.Receive());
+  EXPECT_EQ(hung.status, "timeout");
+  EXPECT_NE(hung.error_message.find("killed after the grace period"), std::string::npos) << hung.error_message;
+  // Killed within the grace period (2 s) after the timeout.
+  EXPECT_LT(*hung.finished_at - *hung.started_at, 0.2 + 2.0 + 1.0);
+  rpc.Send(PackControl("stats"));
+  const std::string reply = rpc.Receive();
+  const msgpack::object_handle handle = msgpack::unpack(reply.data(), reply.size());
+  const auto stats = handle.get().as<std::map<std::string, msgpack::object>>();
+  EXPECT_EQ(stats.at("running").as<int>(), 0);
+  const auto pool = stats.at("pool").as<std::map<std::string, msgpack::object>>();
+  EXPECT_EQ((pool.at("cpu_threads").as<std::map<std::string, int>>().at("used")), 0);
+  host.Send(PackTask(Faulty("next", "ok")));
+  EXPECT_EQ(host.NextResult().status, "ok");
+}
+
+TEST(Faults, AWorkerThatLeaksPastItsMemoryGrantFailsAloneAndTheHostServes) {
+  HostProcess host(Isolated());
+  host.Send(PackTask({.id = "leak", .plugin = "faulty", .input = {{"mb", 4096}}, .string_input = {{"mode", "leak"}}}));
+  const Result leaked = host.NextResult();
+  // 64 MiB granted (faulty's declared memory_mb): malloc fails well before 4 GiB.
+  EXPECT_TRUE(leaked.status == "error" || leaked.status == "crashed") << leaked.status;
+  if (leaked.status == "error") {
+    EXPECT_EQ(leaked.error_code, "out_of_memory");
+    EXPECT_NE(leaked.error_message.find("malloc failed after"), std::string::npos) << leaked.error_message;
+  }
+  host.Send(PackTask({.id = "small", .plugin = "faulty", .input = {{"mb", 16}}, .string_input = {{"mode", "leak"}}}));
+  EXPECT_EQ(host.NextResult().status, "ok");
+  EXPECT_EQ(host.Stop(), 0);
+}
+
+TEST(Faults, AnIsolatedTaskRunsOnExactlyItsGrantedCpus) {
+  HostProcess host({.config_yaml = "hardware:\n  cpu: {cores: 1, threads: 2, pinning: true}\n  memory: {total_gb: 1}\n"
+                                   "plugins:\n  inspect: {isolation: process}\n",
+                    .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}});
+  host.Send(PackTask({.id = "pinned", .plugin = "inspect"}));
+  const Result r = host.NextResult();
+  ASSERT_EQ(r.status, "ok") << r.error_message;
+  const auto cpus = r.Output("cpus")->as<std::vector<int>>();
+  EXPECT_EQ(cpus.size(), 2u);  // inspect asks for 2 threads: both logical CPUs of the grant
+}
+
+TEST(Faults, ACollectorThatGoesAwayMissesNothing) {
+  HostProcess host({.connect_harness = false});
+  zmq::socket_t producer(host.context(), zmq::socket_type::push);
+  producer.connect(host.endpoint("tasks"));
+  std::set<std::string> received;
+  {
+    zmq::socket_t collector(host.context(), zmq::socket_type::pull);
+    collector.set(zmq::sockopt::linger, 0);
+    collector.connect(host.endpoint("results"));
+    for (int i = 0; i < 50; ++i) producer.send(zmq::buffer(PackTask({.id = "a" + std::to_string(i), .plugin = "noop"})));
+    for (int i = 0; i < 50; ++i) {
+      zmq::message_t message;
+      ASSERT_TRUE(collector.recv(message));
+      received.insert(*ParseResult(message.to_string()).id);
+    }
+  }  // the collector disconnects
+  // Work finished while nobody collects waits in the host (max_pending_results).
+  for (int i = 0; i < 50; ++i) producer.send(zmq::buffer(PackTask({.id = "b" + std::to_string(i), .plugin = "noop"})));
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackTask({.id = "fence", .plugin = "noop"}));  // answered on rpc once it ran
+  ASSERT_EQ(ParseResult(rpc.Receive()).status, "ok");
+  zmq::socket_t again(host.context(), zmq::socket_type::pull);
+  again.connect(host.endpoint("results"));
+  while (received.size() < 100) {
+    zmq::message_t message;
+    ASSERT_TRUE(again.recv(message));
+    EXPECT_TRUE(received.insert(*ParseResult(message.to_string()).id).second) << "a duplicate";
+  }
+  EXPECT_EQ(received.count("b49"), 1u);
+}
+
+TEST(Faults, AProducerThatVanishesMidStreamLeavesEveryAcceptedTaskAnswered) {
+  HostProcess host;
+  {
+    zmq::socket_t producer(host.context(), zmq::socket_type::push);
+    producer.set(zmq::sockopt::linger, 0);  // what is still queued on its side is lost with it
+    producer.connect(host.endpoint("tasks"));
+    for (int i = 0; i < 2000; ++i) {
+      producer.send(zmq::buffer(PackTask({.id = "p" + std::to_string(i), .plugin = "noop"})), zmq::send_flags::dontwait);
+    }
+  }
+  // Whatever the host accepted, it answers exactly once; count it by stats
+  // after a fence on the rpc socket.
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackControl("stats"));
+  rpc.Receive();
+  std::set<std::string> ids;
+  host.Send(PackTask({.id = "still-serving", .plugin = "noop"}));
+  while (!ids.count("still-serving")) {
+    const Result r = host.NextResult();
+    EXPECT_EQ(r.status, "ok");
+    EXPECT_TRUE(ids.insert(*r.id).second) << "duplicate " << *r.id;
+  }
+  rpc.Send(PackControl("stats"));
+  const std::string reply = rpc.Receive();
+  const msgpack::object_handle handle = msgpack::unpack(reply.data(), reply.size());
+  const auto stats = handle.get().as<std::map<std::string, msgpack::object>>();
+  // Results may still be arriving for tasks the host read after the fence.
+  const int done = stats.at("done").as<std::map<std::string, int>>().at("ok");
+  while (static_cast<int>(ids.size()) < done) EXPECT_TRUE(ids.insert(*host.NextResult().id).second);
+  EXPECT_EQ(static_cast<int>(ids.size()), done);
+}
+
+}  // namespace
+}  // namespace umi::testing

@@ -1,0 +1,48 @@
+// faulty: misbehaves on request, for the fault-injection tests.
+//   input.mode: "ok" (default), "throw", "segv", "abort", "exit",
+//               "hang" (ignores cancellation), "leak" (allocates and touches
+//               input.mb MiB, never frees), "pid" (reports its process id)
+#include <umi/plugin.hpp>
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdlib>
+#include <cstring>
+#include <stdexcept>
+#include <thread>
+#include <vector>
+
+class Faulty : public umi::Plugin {
+ public:
+  static umi::PluginInfo Info() {
+    umi::PluginInfo info;
+    info.name = "faulty";
+    info.version = "1.0.0";
+    info.description = "Throws, crashes, hangs or leaks on request";
+    info.requirement = {.cpu_cores = 0.5, .cpu_threads = 1, .memory_mb = 64};
+    return info;
+  }
+
+  void Process(umi::TaskContext& task) override {
+    const std::string mode = task.input().Get<std::string>("mode", "ok");
+    task.output().Set("pid", static_cast<int64_t>(getpid()));
+    if (mode == "throw") throw std::runtime_error("faulty threw as asked");
+    if (mode == "segv") std::raise(SIGSEGV);
+    if (mode == "abort") std::abort();
+    if (mode == "exit") std::_Exit(3);
+    if (mode == "hang") {
+      while (true) std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    if (mode == "leak") {
+      const int64_t mb = task.input().Get<int64_t>("mb", 1024);
+      for (int64_t i = 0; i < mb; ++i) {
+        char* block = static_cast<char*>(std::malloc(1 << 20));
+        if (!block) throw umi::Error("out_of_memory", "malloc failed after " + std::to_string(i) + " MiB");
+        std::memset(block, 1, 1 << 20);
+      }
+    }
+  }
+};
+
+UMI_DECLARE_PLUGIN(Faulty)
