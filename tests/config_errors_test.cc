@@ -17,6 +17,7 @@ const std::map<std::string, std::string> kExpected = {
     {"unknown_key_did_you_mean.yaml",
      "hardware.cpu.coers: unknown key, did you mean 'cores'? (expected one of: cores, "
      "max_concurrent_tasks, pinning, threads, threads_per_core) (line 4, column 5)"},
+    {"bad_isolation.yaml", "plugins.probe.isolation: expected thread or process, got 'container' (line 5, column 22)"},
     {"http_listen_without_port.yaml",
      "http.listen: expected host:port, e.g. 127.0.0.1:9090 (line 5, column 11)"},
     {"wrong_type.yaml", "hardware.cpu.cores: expected a number, got 'many' (line 3, column 12)"},
@@ -35,7 +36,7 @@ const std::map<std::string, std::string> kExpected = {
     {"gpu_count_mismatch.yaml", "hardware.gpu.count: is 2 but devices lists 1 (line 4, column 12)"},
     {"unknown_top_level.yaml",
      "schedular: unknown key, did you mean 'scheduler'? (expected one of: allocation, allow_task_overrides, "
-     "dedup, hardware, http, plugins, scheduler, shutdown, task_groups, transport) (line 4, column 1)"},
+     "dedup, hardware, http, plugins, scheduler, security, shutdown, task_groups, transport) (line 4, column 1)"},
     {"negative_threads.yaml", "hardware.cpu.threads: must be >= 1, got -2 (line 4, column 14)"},
 };
 

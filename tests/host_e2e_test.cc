@@ -184,10 +184,15 @@ TEST(HostE2E, DuplicateIdOfARunningTaskIsRejected) {
   HostProcess host;
   host.Send(PackTask({.id = "same", .plugin = "sleep", .input = {{"ms", 600000}}, .timeout_ms = 2000}));
   host.Send(PackTask({.id = "same", .plugin = "noop"}));
-  const Result first = host.NextResult();
-  EXPECT_EQ(first.id, "same");
-  EXPECT_EQ(first.status, "rejected");
-  EXPECT_EQ(first.error_code, "duplicate_id");
+  // A second retry is refused too: refusing the first must not have made
+  // the host forget the running task (it would then run twice).
+  host.Send(PackTask({.id = "same", .plugin = "noop"}));
+  for (int copy = 0; copy < 2; ++copy) {
+    const Result refused = host.NextResult();
+    EXPECT_EQ(refused.id, "same");
+    EXPECT_EQ(refused.status, "rejected");
+    EXPECT_EQ(refused.error_code, "duplicate_id");
+  }
   EXPECT_EQ(host.NextResult().status, "timeout");
 }
 

@@ -238,7 +238,7 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
   if (!root.IsMap()) throw ConfigError("the top level must be a map");
   CheckKeys(root, "",
             {"hardware", "allocation", "task_groups", "plugins", "allow_task_overrides", "scheduler",
-             "shutdown", "transport", "dedup", "http"});
+             "shutdown", "transport", "dedup", "http", "security"});
   if (!root["hardware"]) throw ConfigError("hardware: missing");
   ReadHardware(root["hardware"], config);
   if (const YAML::Node allocation = root["allocation"]) {
@@ -328,6 +328,19 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
     IfPresent(dedup, "window_s", [&](auto n) { config.dedup_window_s = ReadNumber(n, "dedup.window_s", 0); });
     IfPresent(dedup, "max_entries",
               [&](auto n) { config.dedup_max_entries = ReadInteger(n, "dedup.max_entries", 0); });
+  }
+  if (const YAML::Node security = root["security"]) {
+    CheckKeys(security, "security", {"curve"});
+    if (const YAML::Node curve = security["curve"]) {
+      CheckKeys(curve, "security.curve", {"secret_key_file", "authorized_keys_file"});
+      for (const auto& [key, target] : {std::pair{"secret_key_file", &config.curve_secret_key_file},
+                                        std::pair{"authorized_keys_file", &config.curve_authorized_keys_file}}) {
+        const YAML::Node node = curve[key];
+        if (!node) Fail(curve, std::string("security.curve.") + key, "missing");
+        const std::filesystem::path file = Read<std::string>(node, std::string("security.curve.") + key, "a path");
+        *target = file.is_absolute() ? file : source.parent_path() / file;
+      }
+    }
   }
   if (const YAML::Node http = root["http"]) {
     CheckKeys(http, "http", {"enabled", "listen"});

@@ -21,6 +21,8 @@
 //               max_message_bytes (default 67108864)}
 //   dedup:     {window_s (default 300), max_entries (default 100000)}
 //   http:      {enabled (default true), listen (default 127.0.0.1:9090)}
+//   security:  {curve: {secret_key_file, authorized_keys_file}}  (off by default;
+//               paths relative to the config file; see curve_auth.h)
 //
 // Parsing is strict: an unknown key (with a did-you-mean), a wrong type or
 // an impossible value is an error naming the file, the key and its line. A
@@ -92,6 +94,8 @@ struct HardwareConfig {
   int64_t max_message_bytes = 64 << 20;
   double dedup_window_s = 300;           // a finished id's result is kept this long
   int64_t dedup_max_entries = 100000;
+  std::filesystem::path curve_secret_key_file;       // empty: CURVE off
+  std::filesystem::path curve_authorized_keys_file;
   bool http_enabled = true;
   std::string http_listen = "127.0.0.1:9090";  // host:port; port 0 picks a free one
   std::filesystem::path source;  // the file it came from

@@ -22,6 +22,7 @@
 #include <unordered_map>
 #include <variant>
 
+#include "curve_auth.h"
 #include "http_server.h"
 #include "machine.h"
 #include "process_pool.h"
@@ -157,6 +158,17 @@ class Host::Loop {
         events_(context_, zmq::socket_type::xpub) {}
 
   std::string Open() {
+    std::optional<CurveKeyPair> curve;
+    if (!config_.curve_secret_key_file.empty()) {
+      auto keys = ReadCurveKeyPair(config_.curve_secret_key_file);
+      if (!keys.ok()) return "security.curve.secret_key_file: " + keys.error();
+      auto authorized = ReadCurvePublicKeys(config_.curve_authorized_keys_file);
+      if (!authorized.ok()) return "security.curve.authorized_keys_file: " + authorized.error();
+      if (!zmq_has("curve")) return "security.curve: this libzmq has no CURVE support";
+      spdlog::info("CURVE on: {} authorized client key(s)", authorized->size());
+      zap_ = std::make_unique<ZapHandler>(context_, std::move(authorized.value()));
+      curve = keys.value();
+    }
     struct Named {
       const char* name;
       zmq::socket_t* socket;
@@ -169,6 +181,11 @@ class Host::Loop {
       const Endpoint endpoint = ParseEndpoint(*s.endpoint);
       try {
         s.socket->set(zmq::sockopt::linger, 0);
+        if (curve) {
+          s.socket->set(zmq::sockopt::curve_server, 1);
+          s.socket->set(zmq::sockopt::curve_secretkey, curve->secret_z85);
+          s.socket->set(zmq::sockopt::zap_domain, "umi");
+        }
         if (s.socket == &tasks_) tasks_.set(zmq::sockopt::rcvhwm, config_.tasks_hwm);
         if (s.socket == &tasks_ || s.socket == &rpc_) s.socket->set(zmq::sockopt::maxmsgsize, config_.max_message_bytes);
         if (endpoint.bind) {
@@ -263,13 +280,13 @@ class Host::Loop {
     if (auto* bad = std::get_if<BadMessage>(&message)) {
       telemetry_.CountMalformed();
       spdlog::warn("rejected message{}: {}", bad->id ? " '" + *bad->id + "'" : "", bad->message);
-      return Reply(TaskResult::Rejected(bad->id, bad->plugin, bad->code, bad->message), route);
+      return Refuse(TaskResult::Rejected(bad->id, bad->plugin, bad->code, bad->message), route);
     }
     if (auto* control = std::get_if<ControlRequest>(&message)) {
       if (route.envelope.empty()) {
-        return Reply(TaskResult::Rejected(std::nullopt, "", "bad_request",
-                                          "control requests go to the rpc socket"),
-                     route);
+        return Refuse(TaskResult::Rejected(std::nullopt, "", "bad_request",
+                                           "control requests go to the rpc socket"),
+                      route);
       }
       return HandleControl(*control, route);
     }
@@ -279,7 +296,7 @@ class Host::Loop {
   void Accept(TaskMessage task, ReplyRoute route) {
     auto reject = [&](const char* code, std::string why) {
       spdlog::info("rejected task '{}' ({}): {}", task.id, code, why);
-      Reply(TaskResult::Rejected(task.id, task.plugin, code, std::move(why)), route);
+      Refuse(TaskResult::Rejected(task.id, task.plugin, code, std::move(why)), route);
     };
     if (draining_) return reject("shutting_down", "the host is draining and takes no new tasks");
     if (active_ids_.count(task.id)) {
@@ -524,9 +541,18 @@ class Host::Loop {
 
   // ---- answering -----------------------------------------------------------
 
-  // `key`: the task's key if it started (for the timeline), else 0.
+  // Ends an accepted task. `key`: its key if it started (for the
+  // timeline), else 0.
   void Reply(const TaskResult& result, const ReplyRoute& route, uint64_t key = 0) {
     if (result.id) active_ids_.erase(*result.id);
+    Answer(result, route, key);
+  }
+
+  // Answers a message that was never accepted: a task with the id of one
+  // still queued or running must leave that one's bookkeeping alone.
+  void Refuse(const TaskResult& result, const ReplyRoute& route) { Answer(result, route, 0); }
+
+  void Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key) {
     telemetry_.TaskFinished(key, result);
     if (result.status != TaskStatus::kOk && result.status != TaskStatus::kRejected) {
       spdlog::info("task '{}' ({}) ended {}: {}: {}", result.id.value_or(""), result.plugin,
@@ -946,6 +972,7 @@ class Host::Loop {
   Scheduler scheduler_;
   zmq::context_t context_;
   zmq::socket_t tasks_, results_, rpc_, events_;
+  std::unique_ptr<ZapHandler> zap_;  // with security.curve; before the sockets close, after the context
   std::map<std::string, std::string> endpoints_;
   Mailbox mailbox_;
   std::unordered_map<uint64_t, std::unique_ptr<RunningTask>> running_;

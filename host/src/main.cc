@@ -4,6 +4,7 @@
 //                                      SIGHUP reloads the config
 //   umi-host plugins [--json]          list plugins and refused libraries
 //   umi-host check-config [FILE]       validate a config, print the pool
+//   umi-host keygen --out PREFIX       make a CURVE key pair (PREFIX.key, PREFIX.pub)
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
@@ -21,6 +22,7 @@
 
 #include "config_loader.h"
 #include "config_report.h"
+#include "curve_auth.h"
 #include "host.h"
 #include "log_format.h"
 #include "machine.h"
@@ -111,7 +113,23 @@ int main(int argc, char** argv) {
                       "gives; exits 1 on any error or refused plugin");
   std::optional<fs::path> check_file;
   check_command->add_option("file", check_file, "Config to check (default: as the host would choose)");
+  CLI::App* keygen_command = app.add_subcommand(
+      "keygen", "Make a ZeroMQ CURVE key pair: PREFIX.key (secret, mode 0600) and PREFIX.pub (for "
+                "security.curve.authorized_keys_file or a client's server key)");
+  std::string keygen_prefix;
+  keygen_command->add_option("--out", keygen_prefix, "Path prefix of the two files")->required();
   CLI11_PARSE(app, argc, argv);
+
+  if (keygen_command->parsed()) {
+    umi::CurveKeyPair keys;
+    if (const std::string error = umi::WriteCurveKeyPair(keygen_prefix, &keys); !error.empty()) {
+      std::cerr << "umi-host keygen: " << error << "\n";
+      return 1;
+    }
+    std::cout << "public key " << keys.public_z85 << "\nwrote " << keygen_prefix << ".key (secret) and "
+              << keygen_prefix << ".pub\n";
+    return 0;
+  }
 
   const bool reporting = plugins_command->parsed() || check_command->parsed();
   // Reports go to stdout; keep their stderr to warnings unless asked.

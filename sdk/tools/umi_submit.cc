@@ -17,6 +17,7 @@
 #include <cstdio>
 #include <fstream>
 #include <set>
+#include <sstream>
 #include <iostream>
 
 using json = nlohmann::json;
@@ -93,6 +94,20 @@ class Progress {
 
 }  // namespace
 
+// The word after `label` in a key file ("public <z85>"), or the first word
+// when label is empty (a .pub file).
+std::string KeyFromFile(const std::string& path, const std::string& label) {
+  std::ifstream in(path);
+  for (std::string line; std::getline(in, line);) {
+    std::istringstream words(line);
+    std::string first, second;
+    words >> first >> second;
+    if (label.empty() && first.size() == 40) return first;
+    if (!label.empty() && first == label) return second;
+  }
+  return {};
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"Sends tasks (JSON lines) to umi hosts and writes their results as JSON lines"};
   std::string input_path = "-";
@@ -114,7 +129,26 @@ int main(int argc, char** argv) {
   app.add_option("--op", op, "Send a control request instead (health, stats, drain, cancel, reload) and print the reply");
   app.add_option("--id", op_id, "Task id for --op cancel");
   app.add_flag("--quiet", quiet, "No progress bar");
+  std::string curve_server, curve_key;
+  app.add_option("--curve-server", curve_server, "The host's CURVE public key file (its keygen .pub)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--curve-key", curve_key, "This client's CURVE key file (keygen .key); its .pub must be authorized")
+      ->check(CLI::ExistingFile);
   CLI11_PARSE(app, argc, argv);
+  if (curve_server.empty() != curve_key.empty()) {
+    std::cerr << "umi-submit: --curve-server and --curve-key go together\n";
+    return 2;
+  }
+  if (!curve_server.empty()) {
+    options.curve_server_key = KeyFromFile(curve_server, "");
+    options.curve_public_key = KeyFromFile(curve_key, "public");
+    options.curve_secret_key = KeyFromFile(curve_key, "secret");
+    if (options.curve_server_key.size() != 40 || options.curve_public_key.size() != 40 ||
+        options.curve_secret_key.size() != 40) {
+      std::cerr << "umi-submit: cannot read the CURVE keys (make them with umi-host keygen)\n";
+      return 2;
+    }
+  }
   options.retry_after = std::chrono::milliseconds(retry_after_ms);
   if (options.rpc.empty() && options.tasks.empty()) options.rpc = {"tcp://127.0.0.1:5557"};
   if (options.rpc.empty() != !options.results.empty()) {

@@ -70,6 +70,12 @@ struct ClientOptions {
   std::string results = {};           // PULL; same prefixes
   std::chrono::milliseconds retry_after{30000};
   int max_attempts = 3;
+  // ZeroMQ CURVE, for a host with security.curve: the host's public key and
+  // this client's key pair, all Z85 (40 characters; `umi-host keygen`).
+  // Empty: plain TCP.
+  std::string curve_server_key = {};
+  std::string curve_public_key = {};
+  std::string curve_secret_key = {};
 };
 
 class Client {
@@ -81,11 +87,14 @@ class Client {
     if (!options_.rpc.empty()) {
       send_.emplace(context, zmq::socket_type::dealer);
       Monitor(context);
+      Secure(*send_);
       for (const std::string& endpoint : options_.rpc) send_->connect(endpoint);
     } else {
       send_.emplace(context, zmq::socket_type::push);
       receive_.emplace(context, zmq::socket_type::pull);
       Monitor(context);
+      Secure(*send_);
+      Secure(*receive_);
       Attach(*send_, options_.tasks);
       Attach(*receive_, options_.results);
     }
@@ -199,6 +208,13 @@ class Client {
     const std::string address = "inproc://umi-client-monitor-" + std::to_string(reinterpret_cast<uintptr_t>(this));
     zmq_socket_monitor(send_->handle(), address.c_str(), ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_DISCONNECTED);
     monitor_.connect(address);
+  }
+
+  void Secure(zmq::socket_t& socket) const {
+    if (options_.curve_server_key.empty()) return;
+    socket.set(zmq::sockopt::curve_serverkey, options_.curve_server_key);
+    socket.set(zmq::sockopt::curve_publickey, options_.curve_public_key);
+    socket.set(zmq::sockopt::curve_secretkey, options_.curve_secret_key);
   }
 
   static void Attach(zmq::socket_t& socket, const std::string& endpoint) {
