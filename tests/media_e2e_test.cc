@@ -238,6 +238,39 @@ TEST_F(MediaTest, ThumbnailSeeksAndWritesJpeg) {
   EXPECT_EQ(Run("thumbnail", Path("av.mp4"), {{"format", "gif"}}).error_code, "bad_input");
 }
 
+TEST_F(MediaTest, MediaRootsAndOutputRootConfineFileAccess) {
+  TempDir inside, out;
+  std::filesystem::copy_file(Path("still.png"), inside.path() / "still.png");
+  std::filesystem::create_symlink(Path("still.png"), inside.path() / "escape.png");
+  std::filesystem::create_symlink(Path("planted.jpg"), out.path() / "link.jpg");
+  const std::string in_dir = inside.path().string(), out_dir = out.path().string();
+  HostProcess confined({.config_yaml = TestConfigYaml("  probe: {settings: {media_roots: [" + in_dir + "]}}\n"
+                                                      "  thumbnail: {settings: {media_roots: [" + in_dir +
+                                                      "], output_root: " + out_dir + "}}\n")});
+  auto run = [&](const std::string& plugin, const std::string& path, const std::string& output = "") {
+    TaskSpec task{.id = plugin + path + output, .plugin = plugin, .string_input = {{"path", path}}};
+    if (!output.empty()) task.string_input["output"] = output;
+    confined.Send(PackTask(task));
+    return confined.NextResult();
+  };
+  EXPECT_EQ(run("probe", in_dir + "/still.png").status, "ok");
+  for (const std::string& escape : {Path("still.png"), in_dir + "/../" + dir_->path().filename().string() + "/still.png",
+                                    in_dir + "/escape.png"}) {
+    const Result r = run("probe", escape);
+    EXPECT_EQ(r.error_code, "forbidden") << escape << ": " << r.error_message;
+  }
+  EXPECT_EQ(run("thumbnail", in_dir + "/still.png", out_dir + "/t.jpg").status, "ok");
+  EXPECT_TRUE(std::filesystem::exists(out.path() / "t.jpg"));
+  for (const std::string& escape : {Path("x.jpg"), out_dir + "/../x.jpg", out_dir + "/link.jpg"}) {
+    const Result r = run("thumbnail", in_dir + "/still.png", escape);
+    EXPECT_EQ(r.error_code, "forbidden") << escape << ": " << r.error_message;
+  }
+  EXPECT_FALSE(std::filesystem::exists(Path("planted.jpg")));
+  EXPECT_FALSE(std::filesystem::exists(Path("x.jpg")));
+  // Unconfined plugins (checksum here) keep reading anywhere the host may.
+  EXPECT_EQ(run("checksum", Path("still.png")).status, "ok");
+}
+
 TEST(IngestExample, WritesAReportAndAContactSheet) {
   TempDir dir;
   const auto media = dir.path() / "media";

@@ -7,6 +7,8 @@
 
 #include <umi/plugin.hpp>
 
+#include "media_paths.h"
+
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -40,8 +42,10 @@ class Checksum : public umi::Plugin {
     return info;
   }
 
+  explicit Checksum(const umi::Settings& settings) : paths_(settings) {}
+
   void Process(umi::TaskContext& task) override {
-    const std::string path = task.input().Require<std::string>("path");
+    const std::string path = paths_.Readable(task.input().Require<std::string>("path"));
     std::error_code error;
     const auto size = std::filesystem::file_size(path, error);
     if (error) throw umi::Error("not_found", path + ": " + error.message());
@@ -76,6 +80,9 @@ class Checksum : public umi::Plugin {
         .Set("sha256", Hex(digest, digest_size))
         .Set("xxh3", Hex(canonical.digest, sizeof(canonical.digest)));
   }
+
+ private:
+  umi::media::MediaPaths paths_;
 };
 
 UMI_DECLARE_PLUGIN(Checksum)

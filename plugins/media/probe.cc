@@ -12,6 +12,8 @@ extern "C" {
 
 #include <umi/plugin.hpp>
 
+#include "media_paths.h"
+
 #include <map>
 #include <string>
 #include <vector>
@@ -30,9 +32,11 @@ class Probe : public umi::Plugin {
     return info;
   }
 
+  explicit Probe(const umi::Settings& settings) : paths_(settings) {}
+
   void Process(umi::TaskContext& task) override {
     const std::string path = task.input().Require<std::string>("path");
-    umi::media::MediaFile file(path, task);
+    umi::media::MediaFile file(paths_.Readable(path), task);
     AVFormatContext* format = file.format();
 
     msgpack::zone& zone = task.output().zone();
@@ -75,6 +79,9 @@ class Probe : public umi::Plugin {
         .Set("bit_rate", static_cast<int64_t>(format->bit_rate))
         .Set("streams", streams);
   }
+
+ private:
+  umi::media::MediaPaths paths_;
 };
 
 UMI_DECLARE_PLUGIN(Probe)

@@ -15,20 +15,21 @@
 #include <vector>
 
 #include "media_file.h"
+#include "media_paths.h"
 
 namespace umi::media {
 
 // Sum over i of |previous[i] - current[i]|, for `size` bytes.
 using DifferenceSum = std::function<uint64_t(const uint8_t* previous, const uint8_t* current, size_t size)>;
 
-inline void DetectScenes(umi::TaskContext& task, const DifferenceSum& difference) {
+inline void DetectScenes(umi::TaskContext& task, const MediaPaths& paths, const DifferenceSum& difference) {
   const auto& in = task.input();
   const std::string path = in.Require<std::string>("path");
   const double threshold = in.Get<double>("threshold", 0.3);
   const int width = static_cast<int>(in.Get<int64_t>("width", 160));
   if (width < 8 || width > 4096) throw umi::Error("bad_input", "width must be 8..4096");
 
-  MediaFile file(path, task);
+  MediaFile file(paths.Readable(path), task);
   file.OpenVideo(task.threads());
   const double duration = file.Duration();
   const AVRational rate = file.video()->avg_frame_rate;

@@ -15,13 +15,18 @@ class Scenes : public umi::Plugin {
     return info;
   }
 
+  explicit Scenes(const umi::Settings& settings) : paths_(settings) {}
+
   void Process(umi::TaskContext& task) override {
-    umi::media::DetectScenes(task, [](const uint8_t* previous, const uint8_t* current, size_t size) {
+    umi::media::DetectScenes(task, paths_, [](const uint8_t* previous, const uint8_t* current, size_t size) {
       uint64_t sum = 0;
       for (size_t i = 0; i < size; ++i) sum += static_cast<uint64_t>(std::abs(previous[i] - current[i]));
       return sum;
     });
   }
+
+ private:
+  umi::media::MediaPaths paths_;
 };
 
 UMI_DECLARE_PLUGIN(Scenes)

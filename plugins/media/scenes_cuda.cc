@@ -38,6 +38,8 @@ class ScenesCuda : public umi::Plugin {
     return info;
   }
 
+  explicit ScenesCuda(const umi::Settings& settings) : paths_(settings) {}
+
   void Process(umi::TaskContext& task) override {
     int devices = 0;
     if (const cudaError_t error = cudaGetDeviceCount(&devices); error != cudaSuccess || devices == 0) {
@@ -50,7 +52,7 @@ class ScenesCuda : public umi::Plugin {
       throw umi::Error("no_device", "GPU " + std::to_string(gpus.front()) + ": " + cudaGetErrorString(error));
     }
     DeviceBuffers& buffers = task.instance<DeviceBuffers>();
-    umi::media::DetectScenes(task, [&](const uint8_t* previous, const uint8_t* current, size_t size) {
+    umi::media::DetectScenes(task, paths_, [&](const uint8_t* previous, const uint8_t* current, size_t size) {
       unsigned long long sum = 0;
       if (UmiScenesCudaDiff(previous, current, size, &buffers.a, &buffers.b, &buffers.sum, &buffers.capacity, &sum)) {
         throw umi::Error("gpu_error", std::string("CUDA: ") + cudaGetErrorString(cudaGetLastError()));
@@ -58,6 +60,9 @@ class ScenesCuda : public umi::Plugin {
       return static_cast<uint64_t>(sum);
     });
   }
+
+ private:
+  umi::media::MediaPaths paths_;
 };
 
 UMI_DECLARE_PLUGIN(ScenesCuda)

@@ -6,6 +6,8 @@
 //   errors: not_found, unreadable, unsupported, corrupt, bad_input
 #include <umi/plugin.hpp>
 
+#include "media_paths.h"
+
 #include <cmath>
 #include <filesystem>
 #include <fstream>
@@ -33,6 +35,8 @@ class Thumbnail : public umi::Plugin {
     return info;
   }
 
+  explicit Thumbnail(const umi::Settings& settings) : paths_(settings) {}
+
   void Process(umi::TaskContext& task) override {
     const auto& in = task.input();
     const std::string path = in.Require<std::string>("path");
@@ -43,7 +47,7 @@ class Thumbnail : public umi::Plugin {
     const std::string output = in.Get<std::string>(
         "output", std::filesystem::path(path).replace_extension(format == "png" ? ".thumb.png" : ".thumb.jpg").string());
 
-    umi::media::MediaFile file(path, task);
+    umi::media::MediaFile file(paths_.Readable(path), task);
     file.OpenVideo(task.threads());
     double at = in.Get<double>("at", 0.0);
     if (in.Has("at_fraction")) at = in.Get<double>("at_fraction", 0.0) * file.Duration();
@@ -107,7 +111,7 @@ class Thumbnail : public umi::Plugin {
         avcodec_receive_packet(encoder.get(), packet.get()) < 0) {
       throw umi::Error("plugin_error", "encoding the " + format + " failed");
     }
-    std::ofstream out(output, std::ios::binary);
+    std::ofstream out(paths_.Writable(output), std::ios::binary);
     out.write(reinterpret_cast<const char*>(packet->data), packet->size);
     if (!out) throw umi::Error("unwritable", output + ": cannot write");
     task.output()
@@ -116,6 +120,9 @@ class Thumbnail : public umi::Plugin {
         .Set("height", height)
         .Set("timestamp", file.Seconds(chosen->best_effort_timestamp - (file.video()->start_time == AV_NOPTS_VALUE ? 0 : file.video()->start_time)));
   }
+
+ private:
+  umi::media::MediaPaths paths_;
 };
 
 UMI_DECLARE_PLUGIN(Thumbnail)
