@@ -972,7 +972,7 @@ class Host::Loop {
   Scheduler scheduler_;
   zmq::context_t context_;
   zmq::socket_t tasks_, results_, rpc_, events_;
-  std::unique_ptr<ZapHandler> zap_;  // with security.curve; before the sockets close, after the context
+  std::unique_ptr<ZapHandler> zap_;  // with security.curve; destroyed before the sockets and the context
   std::map<std::string, std::string> endpoints_;
   Mailbox mailbox_;
   std::unordered_map<uint64_t, std::unique_ptr<RunningTask>> running_;
