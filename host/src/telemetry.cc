@@ -186,10 +186,14 @@ std::string Telemetry::PrometheusText() const {
 
   family("umi_info", "gauge", "Constant 1, labelled with the host name and version.");
   out << "umi_info{host=" << Label(s.host) << ",version=" << Label(UMI_VERSION) << "} 1\n";
-  family("umi_ready", "gauge", "1 when plugins are loaded, sockets are bound and the host is not draining.");
-  out << "umi_ready " << (s.ready && !s.draining ? 1 : 0) << '\n';
-  family("umi_draining", "gauge", "1 while the host drains before exit.");
-  out << "umi_draining " << (s.draining ? 1 : 0) << '\n';
+  // A family with one unlabelled sample.
+  auto single = [&](const char* name, const char* type, const char* help, uint64_t value) {
+    family(name, type, help);
+    out << name << ' ' << value << '\n';
+  };
+  single("umi_ready", "gauge", "1 when plugins are loaded, sockets are bound and the host is not draining.",
+         s.ready && !s.draining ? 1 : 0);
+  single("umi_draining", "gauge", "1 while the host drains before exit.", s.draining ? 1 : 0);
 
   family("umi_tasks_total", "counter", "Tasks that reached a terminal result, by plugin and status.");
   for (const auto& [plugin, stats] : s.plugins) {
@@ -198,18 +202,14 @@ std::string Telemetry::PrometheusText() const {
       out << "umi_tasks_total{plugin=" << Label(plugin) << ",status=" << Label(status) << "} " << count << '\n';
     }
   }
-  family("umi_queue_depth", "gauge", "Tasks accepted and waiting for resources.");
-  out << "umi_queue_depth " << s.queued << '\n';
-  family("umi_tasks_running", "gauge", "Tasks running now.");
-  out << "umi_tasks_running " << s.running << '\n';
-  family("umi_unsent_results", "gauge", "Results waiting for a collector to connect.");
-  out << "umi_unsent_results " << s.unsent_results << '\n';
-  family("umi_malformed_messages_total", "counter", "Messages that could not be decoded as protocol v1.");
-  out << "umi_malformed_messages_total " << s.malformed << '\n';
-  family("umi_deduplicated_tasks_total", "counter", "Retries answered with a stored result instead of running.");
-  out << "umi_deduplicated_tasks_total " << s.deduplicated << '\n';
-  family("umi_plugin_load_failures_total", "counter", "Plugin libraries refused at start or reload.");
-  out << "umi_plugin_load_failures_total " << s.plugin_load_failures << '\n';
+  single("umi_queue_depth", "gauge", "Tasks accepted and waiting for resources.", s.queued);
+  single("umi_tasks_running", "gauge", "Tasks running now.", s.running);
+  single("umi_unsent_results", "gauge", "Results waiting for a collector to connect.", s.unsent_results);
+  single("umi_malformed_messages_total", "counter", "Messages that could not be decoded as protocol v1.", s.malformed);
+  single("umi_deduplicated_tasks_total", "counter", "Retries answered with a stored result instead of running.",
+         s.deduplicated);
+  single("umi_plugin_load_failures_total", "counter", "Plugin libraries refused at start or reload.",
+         s.plugin_load_failures);
   family("umi_config_reloads_total", "counter", "Config reloads, by result.");
   out << "umi_config_reloads_total{result=\"ok\"} " << s.reloads << '\n';
   out << "umi_config_reloads_total{result=\"refused\"} " << s.failed_reloads << '\n';
