@@ -385,7 +385,12 @@ int RunPluginWorker(int fd, const std::filesystem::path& library_path) {
       for (int cpu : allocation.cpu_ids) CPU_SET(cpu, &granted);
       sched_setaffinity(0, sizeof(granted), &granted);
     }
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    // Sanitizer runtimes map shadow memory as they go: a limit kills them.
+    const bool limit_memory = false;
+#else
     const bool limit_memory = allocation.memory_mb > 0 && allocation.gpu_ids.empty();
+#endif
     if (limit_memory) {
       rlimit limit = unlimited;
       limit.rlim_cur = static_cast<rlim_t>(AddressSpaceBytes() + allocation.memory_mb * (int64_t{1} << 20));

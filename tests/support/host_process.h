@@ -117,4 +117,12 @@ class EventsClient {
 
 inline constexpr auto kGuardTime = std::chrono::seconds(60);
 
+// Built with ASan or TSan: memory figures mean little (quarantine, shadow),
+// and address-space limits cannot apply.
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+inline constexpr bool kSanitized = true;
+#else
+inline constexpr bool kSanitized = false;
+#endif
+
 }  // namespace umi::testing
