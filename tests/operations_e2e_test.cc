@@ -329,12 +329,23 @@ TEST(ReloadE2E, NewPluginLibrariesAreLoaded) {
   EXPECT_EQ(host.NextResult().error_code, "unknown_plugin");
 
   fs::copy_file(fs::path(UMI_TEST_PLUGIN_DIR) / "sleep.so", plugins.path() / "sleep.so");
+  fs::copy_file(fs::path(UMI_TEST_BAD_PLUGIN_DIR) / "wrong_major.so", plugins.path() / "wrong_major.so");
   RpcClient rpc(host.context(), host.endpoint("rpc"));
   const auto reply = Control(rpc, "reload");
   ASSERT_TRUE(reply.at("ok").as<bool>());
   EXPECT_EQ(reply.at("loaded").as<std::vector<std::string>>(), std::vector<std::string>{"sleep"});
+  const auto refused = reply.at("refused").as<std::vector<std::string>>();
+  ASSERT_EQ(refused.size(), 1u);
+  EXPECT_NE(refused[0].find("wrong_major.so: built for plugin API"), std::string::npos) << refused[0];
   host.Send(PackTask({.id = "after", .plugin = "sleep", .input = {{"ms", 1}}}));
   EXPECT_EQ(host.NextResult().status, "ok");
+
+  // The next reload tries the refused library again: refused and counted again.
+  const auto again = Control(rpc, "reload");
+  EXPECT_TRUE(again.at("loaded").as<std::vector<std::string>>().empty());
+  EXPECT_EQ(again.at("refused").as<std::vector<std::string>>().size(), 1u);
+  Http http(host.endpoint("http"));
+  EXPECT_EQ(ParsePrometheus(http.Get("/metrics")->body).at("umi_plugin_load_failures_total"), 2);
 }
 
 // systemd's side of Type=notify: a datagram socket named by NOTIFY_SOCKET.

@@ -204,7 +204,7 @@ class Host::Loop {
       if (std::string error = http_.Start(options_.http_listen); !error.empty()) return error;
       endpoints_["http"] = http_.url();
     }
-    telemetry_.SetPluginLoadFailures(plugins_.refused().size());
+    telemetry_.SetPluginLoadFailures(plugins_.refusals_total());
     PrestartWorkers(plugins_.plugins());
     UpdateLoad();
     telemetry_.SetReady(true);
@@ -859,16 +859,17 @@ class Host::Loop {
     }
     config_ = std::move(next);
 
-    const size_t refused_before = plugins_.refused().size();
+    const uint64_t refusals_before = plugins_.refusals_total();
     for (const auto& dir : options_.plugin_dirs) {
       for (std::string& name : plugins_.LoadDirectory(dir)) outcome.loaded.push_back(std::move(name));
     }
-    for (const RefusedLibrary& refused : plugins_.refused()) {
-      outcome.refused.push_back(refused.path.string() + ": " + refused.reason);
+    // This reload's refusals are the newest entries.
+    const auto& refused = plugins_.refused();
+    const size_t added = static_cast<size_t>(plugins_.refusals_total() - refusals_before);
+    for (auto it = refused.end() - static_cast<long>(std::min(added, refused.size())); it != refused.end(); ++it) {
+      outcome.refused.push_back(it->path.string() + ": " + it->reason);
     }
-    if (plugins_.refused().size() > refused_before) {
-      telemetry_.SetPluginLoadFailures(telemetry_.Take().plugin_load_failures + plugins_.refused().size() - refused_before);
-    }
+    telemetry_.SetPluginLoadFailures(plugins_.refusals_total());
     pool_.Reconfigure(MakeCapacity(options_, config_, plugins_));
     PrestartWorkers(plugins_.plugins());
     scheduler_.set_reserve_after(std::chrono::milliseconds(config_.reserve_after_ms));

@@ -41,6 +41,7 @@ PluginRegistry::~PluginRegistry() {
 void PluginRegistry::Refuse(const std::filesystem::path& path, std::string reason, std::string plugin) {
   spdlog::error("plugin library {} refused: {}", path.string(), reason);
   refused_.push_back({path, std::move(reason), std::move(plugin)});
+  ++refusals_total_;
 }
 
 std::string PluginRegistry::RefusalOf(const std::string& name) const {

@@ -87,7 +87,10 @@ class PluginRegistry {
   // Why a library declaring plugin `name` was refused; empty if none was.
   std::string RefusalOf(const std::string& name) const;
   const std::map<std::string, std::unique_ptr<LoadedPlugin>>& plugins() const { return plugins_; }
+  // Libraries refused now (the latest attempt at each path), oldest first.
   const std::vector<RefusedLibrary>& refused() const { return refused_; }
+  // Refusals ever made, retries at reload included.
+  uint64_t refusals_total() const { return refusals_total_; }
 
  private:
   struct Library;
@@ -98,6 +101,7 @@ class PluginRegistry {
   std::vector<std::unique_ptr<Library>> libraries_;  // finalized in reverse load order
   std::map<std::string, std::unique_ptr<LoadedPlugin>> plugins_;
   std::vector<RefusedLibrary> refused_;
+  uint64_t refusals_total_ = 0;
 };
 
 }  // namespace umi
