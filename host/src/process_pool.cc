@@ -21,6 +21,7 @@
 #include <map>
 #include <optional>
 #include <fstream>
+#include <stdexcept>
 #include <thread>
 
 extern char** environ;
@@ -266,20 +267,28 @@ IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const std::string& 
     FrameType type{};
     std::string payload;
     if (!ReadFrame(worker.fd, type, payload)) return died();
-    const msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
-    const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
-    if (type == kProgress) {
-      if (context.on_progress) {
-        context.on_progress(fields.at("fraction").as<double>(), fields.at("message").as<std::string>());
+    try {
+      const msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
+      const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
+      if (type == kProgress) {
+        if (context.on_progress) {
+          context.on_progress(fields.at("fraction").as<double>(), fields.at("message").as<std::string>());
+        }
+        continue;
       }
-      continue;
-    }
-    if (type != kDone) return died();
-    if (fields.at("ok").as<bool>()) {
-      const msgpack::object& output = fields.at("output");
-      context.output_msgpack.assign(output.via.bin.ptr, output.via.bin.size);
-    } else {
-      outcome.error = new UMI_Error{fields.at("code").as<std::string>(), fields.at("message").as<std::string>()};
+      if (type != kDone) throw std::runtime_error("unexpected frame type " + std::to_string(type));
+      if (fields.at("ok").as<bool>()) {
+        const msgpack::object& output = fields.at("output");
+        context.output_msgpack.assign(output.via.bin.ptr, output.via.bin.size);
+      } else {
+        outcome.error = new UMI_Error{fields.at("code").as<std::string>(), fields.at("message").as<std::string>()};
+      }
+    } catch (const std::exception& e) {
+      // A worker that breaks the frame protocol cannot be trusted with more tasks.
+      Reap(worker, /*kill_first=*/true);
+      outcome.crashed = true;
+      outcome.error = new UMI_Error{"crashed", std::string("the plugin's worker process sent a bad frame: ") + e.what()};
+      return outcome;
     }
     std::lock_guard lock(mutex_);
     idle_[plugin.name].push_back(worker);
