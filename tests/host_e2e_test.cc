@@ -301,7 +301,23 @@ TEST(HostE2E, CheckConfigPrintsTheSeedPool) {
                            "  gpus                  1\n", "    [0] NVIDIA GeForce RTX 4090, 24 GB\n",
                            "  cpu_task: cpu_cores=2 threads=4 memory_mb=4096 max_instances=8\n",
                            "    cpu_threads = 4  <- task_groups.cpu_task\n", "    memory_mb = 16  <- declared\n",
-                           "    gpu_count = 1  <- plugins.gpu_sleep\n"}) {
+                           "    gpu_count = 1  <- plugins.gpu_sleep\n", "  http                  127.0.0.1:9090\n",
+                           "  curve                 off (plain TCP)\n"}) {
+    EXPECT_NE(run.out.find(line), std::string::npos) << "missing: " << line << "in:\n" << run.out;
+  }
+}
+
+TEST(HostE2E, CheckConfigShowsIsolationAndCurve) {
+  TempDir dir;
+  const auto config = dir.Write("umi.yaml", TestConfigYaml("  noop: {isolation: process, processes: 3}\n") +
+                                                "security: {curve: {secret_key_file: k.key, authorized_keys_file: c.pub}}\n"
+                                                "http: {enabled: false}\n");
+  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "check-config", config.string(), "--plugins", UMI_TEST_PLUGIN_DIR});
+  EXPECT_EQ(run.exit_code, 0) << run.out;
+  for (const std::string& line : {std::string("  http                  off\n"),
+                                  "  curve                 on, key " + (dir.path() / "k.key").string() + ", clients " +
+                                      (dir.path() / "c.pub").string() + "\n",
+                                  std::string("    isolation = process (3 worker(s) started ahead)\n")}) {
     EXPECT_NE(run.out.find(line), std::string::npos) << "missing: " << line << "in:\n" << run.out;
   }
 }

@@ -41,6 +41,13 @@ std::string ConfigReport(const LoadedConfig& loaded, const Machine& machine, con
   out << "  pinning               " << (c.pinning ? "on" : "off") << " (allocation.cpu " << ToString(c.cpu_strategy)
       << ", allocation.gpu " << ToString(c.gpu_strategy) << ")\n";
   out << "  task overrides        " << (c.allow_task_overrides ? "allowed" : "refused") << "\n";
+  out << "operations:\n";
+  out << "  http                  " << (c.http_enabled ? c.http_listen : "off") << "\n";
+  out << "  curve                 "
+      << (c.curve_secret_key_file.empty() ? "off (plain TCP)"
+                                          : "on, key " + c.curve_secret_key_file.string() + ", clients " +
+                                                c.curve_authorized_keys_file.string())
+      << "\n";
 
   out << "task groups:" << (c.task_groups.empty() ? " none\n" : "\n");
   for (const auto& [name, group] : c.task_groups) {
@@ -61,6 +68,9 @@ std::string ConfigReport(const LoadedConfig& loaded, const Machine& machine, con
     field("memory_mb", std::to_string(r.memory_mb));
     field("gpu_count", r.gpu_count.ToString());
     field("exclusive_gpu", r.exclusive_gpu ? "true" : "false");
+    if (const auto config = c.plugins.find(name); config != c.plugins.end() && config->second.isolate_process) {
+      out << "    isolation = process (" << config->second.processes << " worker(s) started ahead)\n";
+    }
   }
   for (const RefusedLibrary& refused : registry.refused()) {
     out << "  REFUSED " << refused.path.string() << ": " << refused.reason << "\n";
