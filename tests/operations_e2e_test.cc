@@ -110,6 +110,7 @@ TEST(HttpE2E, MetricsAreValidPrometheusTextWithTheTasksThatRan) {
   EXPECT_EQ(metrics.at(R"(umi_pool_capacity{resource="memory_bytes"})"), 128.0 * 1024 * 1024 * 1024);
   EXPECT_EQ(metrics.at(R"(umi_pool_used{resource="cpu_threads"})"), 0);
   EXPECT_EQ(metrics.at(R"(umi_gpu_used{gpu="0"})"), 0);
+  EXPECT_EQ(metrics.at(R"(umi_gpu_capacity{gpu="0"})"), 1);
   EXPECT_EQ(metrics.at(R"(umi_plugin_load_failures_total)"), 0);
 }
 

@@ -251,6 +251,8 @@ std::string Telemetry::PrometheusText() const {
   for (size_t gpu = 0; gpu < p.gpu_used.size(); ++gpu) {
     out << "umi_gpu_used{gpu=\"" << gpu << "\"} " << Number(p.gpu_used[gpu].ToDouble()) << '\n';
   }
+  family("umi_gpu_capacity", "gauge", "Share of each GPU the pool grants (1 = the whole device).");
+  for (size_t gpu = 0; gpu < p.gpu_used.size(); ++gpu) out << "umi_gpu_capacity{gpu=\"" << gpu << "\"} 1\n";
   return out.str();
 }
 
