@@ -608,14 +608,6 @@ class Host::Loop {
     }
   }
 
-  static void PackPercentiles(msgpack::packer<msgpack::sbuffer>& packer, const std::vector<double>& samples) {
-    packer.pack_map(4);
-    packer.pack("samples").pack(samples.size());
-    for (const auto& [name, q] : {std::pair{"p50", 0.50}, std::pair{"p90", 0.90}, std::pair{"p99", 0.99}}) {
-      packer.pack(name).pack(Percentile(samples, q));
-    }
-  }
-
   void UpdateLoad() { telemetry_.SetLoad(scheduler_.size(), running_.size(), pending_results_.size(), pool_.Usage()); }
 
   void FlushResults() {
@@ -682,7 +674,7 @@ class Host::Loop {
       packer.pack("host").pack(options_.name);
       packer.pack("plugins").pack(plugins_.plugins().size());
     } else if (request.op == "stats") {
-      PackStats(packer);
+      PackStats(buffer);
     } else if (request.op == "cancel") {
       Cancel(request.id, packer);
     } else if (request.op == "drain") {
@@ -733,51 +725,12 @@ class Host::Loop {
     }
   }
 
-  void PackStats(msgpack::packer<msgpack::sbuffer>& packer) {
+  void PackStats(msgpack::sbuffer& buffer) {
     UpdateLoad();
-    const Telemetry::Snapshot s = telemetry_.Take();
-    const PoolUsage& usage = s.pool;
-    Telemetry::PluginStats all;
-    if (const auto found = s.plugins.find(""); found != s.plugins.end()) all = found->second;
-    packer.pack_map(11);
-    packer.pack("ok").pack(true);
-    packer.pack("queued").pack(s.queued);
-    packer.pack("running").pack(s.running);
-    packer.pack("malformed").pack(s.malformed);
-    packer.pack("deduplicated").pack(s.deduplicated);
-    packer.pack("unsent_results").pack(s.unsent_results);
-    packer.pack("done").pack_map(static_cast<uint32_t>(all.done.size()));
-    for (const auto& [status, count] : all.done) packer.pack(status).pack(count);
-    packer.pack("queued_ms");
-    PackPercentiles(packer, all.queued_ms);
-    packer.pack("run_ms");
-    PackPercentiles(packer, all.run_ms);
-    packer.pack("plugins").pack_map(static_cast<uint32_t>(s.plugins.size() - s.plugins.count("")));
-    for (const auto& [plugin, t] : s.plugins) {
-      if (plugin.empty()) continue;
-      packer.pack(plugin).pack_map(3);
-      packer.pack("done").pack_map(static_cast<uint32_t>(t.done.size()));
-      for (const auto& [status, count] : t.done) packer.pack(status).pack(count);
-      packer.pack("queued_ms");
-      PackPercentiles(packer, t.queued_ms);
-      packer.pack("run_ms");
-      PackPercentiles(packer, t.run_ms);
-    }
-    packer.pack("pool").pack_map(5);
-    packer.pack("cpu_cores").pack_map(2);
-    packer.pack("used").pack(usage.cpu_cores_used.ToDouble());
-    packer.pack("total").pack(usage.cpu_cores_total.ToDouble());
-    packer.pack("cpu_threads").pack_map(2);
-    packer.pack("used").pack(usage.cpu_threads_used);
-    packer.pack("total").pack(usage.cpu_threads_total);
-    packer.pack("memory_mb").pack_map(2);
-    packer.pack("used").pack(usage.memory_mb_used);
-    packer.pack("total").pack(usage.memory_mb_total);
-    packer.pack("cpu_tasks").pack_map(2);
-    packer.pack("used").pack(usage.cpu_tasks_running);
-    packer.pack("total").pack(usage.max_concurrent_tasks);
-    packer.pack("gpus").pack_array(static_cast<uint32_t>(usage.gpu_used.size()));
-    for (const Quantity& used : usage.gpu_used) packer.pack(used.ToDouble());
+    nlohmann::json stats = telemetry_.Stats();
+    stats["ok"] = true;
+    const std::vector<uint8_t> bytes = nlohmann::json::to_msgpack(stats);
+    buffer.write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
   }
 
   void HandleSignal(int signal_fd) {

@@ -256,7 +256,9 @@ std::string Telemetry::PrometheusText() const {
   return out.str();
 }
 
-std::string Telemetry::StatsJson() const {
+std::string Telemetry::StatsJson() const { return Stats().dump(); }
+
+nlohmann::json Telemetry::Stats() const {
   const Snapshot s = Take();
   nlohmann::json plugins = nlohmann::json::object();
   for (const auto& [name, stats] : s.plugins) {
@@ -270,7 +272,7 @@ std::string Telemetry::StatsJson() const {
   const PluginStats& totals = all == s.plugins.end() ? empty : all->second;
   std::vector<double> gpus;
   for (const Quantity& used : s.pool.gpu_used) gpus.push_back(used.ToDouble());
-  const nlohmann::json body = {
+  return {
       {"host", s.host},
       {"status", s.draining ? "draining" : s.ready ? "serving" : "starting"},
       {"queued", s.queued},
@@ -291,7 +293,6 @@ std::string Telemetry::StatsJson() const {
         {"cpu_tasks", {{"used", s.pool.cpu_tasks_running}, {"total", s.pool.max_concurrent_tasks}}},
         {"gpus", gpus}}},
   };
-  return body.dump();
 }
 
 std::string Telemetry::RecentJson(size_t limit) const {

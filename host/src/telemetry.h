@@ -16,6 +16,8 @@
 #include <deque>
 #include <map>
 #include <mutex>
+
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -90,6 +92,9 @@ class Telemetry {
   std::vector<TaskRecord> Recent(size_t limit) const;
 
   std::string PrometheusText() const;
+  // Counts, percentiles and pool use: /api/stats, and the rpc `stats` op
+  // (as msgpack).
+  nlohmann::json Stats() const;
   std::string StatsJson() const;
   std::string RecentJson(size_t limit) const;
 
