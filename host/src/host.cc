@@ -467,6 +467,8 @@ class Host::Loop {
     std::unique_ptr<RunningTask> running = std::move(found->second);
     running_.erase(found);
     pool_.Release(finished.key);
+    // Before the result leaves: whoever reads it, then scrapes, sees the release.
+    UpdateLoad();
 
     TaskResult result;
     result.id = running->task.message.id;
