@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <random>
 
@@ -30,6 +32,12 @@ class MediaTest : public ::testing::Test {
                           "testsrc2=size=320x240:rate=25:duration=1", "-filter_complex",
                           "[0][1][2]concat=n=3:v=1:a=0", "-c:v", "mpeg4", "-q:v", "3"});
     dir_->Write("notes.txt", "this is not media\n");
+    // Two PNG frames whose pixel format changes mid-stream (pal8, then gray).
+    Generate("f1.png", {"-f", "lavfi", "-i", "testsrc=size=64x64", "-frames:v", "1", "-pix_fmt", "pal8"});
+    Generate("f2.png", {"-f", "lavfi", "-i", "testsrc=size=64x64", "-frames:v", "1", "-pix_fmt", "gray"});
+    Generate("palgray.mkv", {"-framerate", "5", "-i", Path("f%d.png"), "-c", "copy"});
+    // A sliver: 16 wide, 2048 tall.
+    Generate("tall.png", {"-f", "lavfi", "-i", "color=c=red:s=16x2048", "-frames:v", "1"});
     // Damaged copies: the index intact but the data cut short, and garbage after the header.
     Generate("indexed.mp4", {"-f", "lavfi", "-i", "testsrc2=size=320x240:rate=25:duration=2", "-c:v", "mpeg4",
                              "-movflags", "+faststart"});
@@ -269,6 +277,74 @@ TEST_F(MediaTest, MediaRootsAndOutputRootConfineFileAccess) {
   EXPECT_FALSE(std::filesystem::exists(Path("x.jpg")));
   // Unconfined plugins (checksum here) keep reading anywhere the host may.
   EXPECT_EQ(run("checksum", Path("still.png")).status, "ok");
+}
+
+TEST_F(MediaTest, AFormatChangeMidStreamIsScaledNotACrash) {
+  const Result r = Run("scenes", Path("palgray.mkv"));
+  ASSERT_EQ(r.status, "ok") << r.error_code << ": " << r.error_message;
+  EXPECT_EQ(OutputJson(r)["frames"], 2);
+  EXPECT_EQ(Run("thumbnail", Path("palgray.mkv"), {{"output", Path("palgray.jpg")}}).status, "ok");
+  EXPECT_EQ(Run("noop", "").status, "ok") << "the host keeps serving";
+}
+
+TEST_F(MediaTest, OnlyRegularFilesAreOpened) {
+  const std::string fifo = Path("pipe.mp4");
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  for (const char* plugin : {"probe", "thumbnail", "scenes", "checksum"}) {
+    SCOPED_TRACE(plugin);
+    const Result r = Run(plugin, fifo);  // before: blocked in open() for ever
+    EXPECT_EQ(r.error_code, "unsupported") << r.error_message;
+    EXPECT_NE(r.error_message.find("a FIFO"), std::string::npos) << r.error_message;
+    const Result directory = Run(plugin, dir_->path().string());
+    EXPECT_EQ(directory.error_code, "unsupported") << directory.error_message;
+  }
+  EXPECT_EQ(Run("checksum", Path("absent.bin")).error_code, "not_found");
+}
+
+TEST_F(MediaTest, BuffersAreBoundedByTheTaskMemory) {
+  // 4096 wide analysis frames of a 16x2048 image would be 524288 rows (2 GiB each).
+  const Result scenes = Run("scenes", Path("tall.png"), {}, {{"width", 4096}});
+  EXPECT_EQ(scenes.error_code, "bad_input") << scenes.error_message;
+  const Result thumb = Run("thumbnail", Path("tall.png"), {{"output", Path("tall.jpg")}}, {{"width", 8192}});
+  EXPECT_EQ(thumb.error_code, "bad_input") << thumb.error_message;
+  // Within the grant the same image works.
+  EXPECT_EQ(Run("scenes", Path("tall.png"), {}, {{"width", 16}}).status, "ok");
+  // A 2000x2000 thumbnail (24 MB) does not fit a 16 MB grant.
+  TaskSpec small{.id = "small-grant", .plugin = "thumbnail", .input = {{"width", 2000}},
+                 .string_input = {{"path", Path("still.png")}, {"output", Path("big.jpg")}},
+                 .resources = {{"memory_mb", 16}}};
+  HostProcess overrides({.config_yaml = TestConfigYaml() + "allow_task_overrides: true\n"});
+  overrides.Send(PackTask(small));
+  const Result grant = overrides.NextResult();
+  EXPECT_EQ(grant.error_code, "bad_input") << grant.error_message;
+  EXPECT_NE(grant.error_message.find("memory_mb=16"), std::string::npos) << grant.error_message;
+}
+
+TEST_F(MediaTest, FilesThatNameOtherFilesCannotLeaveTheMediaRoots) {
+  TempDir inside, out;
+  Generate("outside.ts", {"-f", "lavfi", "-i", "testsrc=size=64x48:duration=1", "-c:v", "mpeg2video"});
+  // An HLS playlist named like a video, and an ffconcat list reaching out through a symlinked directory.
+  inside.Write("x.mp4", "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:1.0,\n" + Path("outside.ts") +
+                            "\n#EXT-X-ENDLIST\n");
+  std::filesystem::create_directory_symlink(dir_->path(), inside.path() / "link");
+  inside.Write("list.txt", "ffconcat version 1.0\nfile 'link/outside.ts'\n");
+  const std::string in_dir = inside.path().string(), out_dir = out.path().string();
+  HostProcess confined({.config_yaml = TestConfigYaml("  probe: {settings: {media_roots: [" + in_dir + "]}}\n"
+                                                      "  thumbnail: {settings: {media_roots: [" + in_dir +
+                                                      "], output_root: " + out_dir + "}}\n")});
+  int n = 0;
+  for (const char* name : {"x.mp4", "list.txt"}) {
+    for (const char* plugin : {"probe", "thumbnail"}) {
+      SCOPED_TRACE(std::string(plugin) + " " + name);
+      TaskSpec task{.id = std::to_string(++n), .plugin = plugin,
+                    .string_input = {{"path", in_dir + "/" + name}, {"output", out_dir + "/t" + std::to_string(n) + ".jpg"}}};
+      confined.Send(PackTask(task));
+      const Result r = confined.NextResult();
+      EXPECT_EQ(r.status, "error");
+      EXPECT_EQ(r.error_code, "unsupported") << r.error_message;
+    }
+  }
+  EXPECT_TRUE(std::filesystem::is_empty(out.path())) << "no thumbnail of an outside file";
 }
 
 TEST(IngestExample, WritesAReportAndAContactSheet) {

@@ -40,6 +40,7 @@ TEST(PluginSdk, PluginsCommandListsLoadedAndRefusedWithReasons) {
             "built for plugin API 1.99, this host speaks 1.0 (major must match, minor must not be newer)");
   EXPECT_EQ(reasons["missing_symbols.so"], "missing required entry point UMI_PluginApiVersion");
   EXPECT_EQ(reasons["throwing_init.so"], "initialize failed: plugin_error: cannot initialize");
+  EXPECT_EQ(reasons["throwing_info.so"], "UMI_PluginDescribe returned no descriptor: Info() threw: no info today");
   EXPECT_NE(reasons["duplicate_noop.so"].find("plugin name 'noop' is already taken by"), std::string::npos);
 
   std::map<std::string, nlohmann::json> plugins;
@@ -52,6 +53,13 @@ TEST(PluginSdk, PluginsCommandListsLoadedAndRefusedWithReasons) {
   EXPECT_EQ(plugins["sleep"]["declared"]["cpu_threads"], 1);
   EXPECT_EQ(plugins["sleep"]["requirement"]["cpu_threads"], 4);  // the group's
   EXPECT_EQ(plugins["gpu_sleep"]["kind"], "gpu");
+}
+
+TEST(PluginSdk, AHostServingBesideRefusedLibrariesKeepsRunning) {
+  HostProcess host({.plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_BAD_PLUGIN_DIR}});
+  host.Send(PackTask({.id = "after-refusals", .plugin = "noop"}));
+  EXPECT_EQ(host.NextResult().status, "ok");
+  EXPECT_EQ(host.Stop(), 0);
 }
 
 TEST(PluginSdk, PluginsCommandTableExitsZeroWhenAllLoad) {

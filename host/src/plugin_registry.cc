@@ -131,9 +131,23 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
     return false;
   }
 
-  const UMI_PluginDescriptor* d = lib.get<const UMI_PluginDescriptor*()>("UMI_PluginDescribe")();
-  if (!d || d->struct_size < sizeof(UMI_PluginDescriptor)) {
-    Refuse(path, "UMI_PluginDescribe returned no descriptor or one too small");
+  const UMI_PluginDescriptor* d = nullptr;
+  try {  // an SDK plugin never throws here; a hand-written one might
+    d = lib.get<const UMI_PluginDescriptor*()>("UMI_PluginDescribe")();
+  } catch (const std::exception& e) {
+    Refuse(path, std::string("UMI_PluginDescribe threw: ") + e.what());
+    return false;
+  } catch (...) {
+    Refuse(path, "UMI_PluginDescribe threw");
+    return false;
+  }
+  if (!d) {
+    const char* why = lib.has("UMI_PluginDescribeError") ? lib.get<const char*()>("UMI_PluginDescribeError")() : nullptr;
+    Refuse(path, std::string("UMI_PluginDescribe returned no descriptor") + (why && *why ? ": " + std::string(why) : ""));
+    return false;
+  }
+  if (d->struct_size < sizeof(UMI_PluginDescriptor)) {
+    Refuse(path, "UMI_PluginDescribe returned a descriptor too small");
     return false;
   }
   const std::string name = d->name ? d->name : "";

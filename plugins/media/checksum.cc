@@ -1,7 +1,7 @@
 // checksum: streaming SHA-256 (OpenSSL) and XXH3-64 (xxHash) of a file.
 //   input:  {"path": "..."}
 //   output: {"path", "bytes", "sha256", "xxh3"} (hex digests)
-//   errors: not_found, unreadable
+//   errors: not_found, unreadable, unsupported (a directory, FIFO or device)
 #include <openssl/evp.h>
 #include <xxhash.h>
 
@@ -10,9 +10,7 @@
 #include "media_paths.h"
 
 #include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <filesystem>
 #include <memory>
 #include <vector>
 
@@ -46,11 +44,10 @@ class Checksum : public umi::Plugin {
 
   void Process(umi::TaskContext& task) override {
     const std::string path = paths_.Readable(task.input().Require<std::string>("path"));
-    std::error_code error;
-    const auto size = std::filesystem::file_size(path, error);
-    if (error) throw umi::Error("not_found", path + ": " + error.message());
-    std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
-    if (!file) throw umi::Error("unreadable", path + ": " + std::strerror(errno));
+    const umi::media::FileDescriptor file = umi::media::OpenRegular(path);
+    struct stat info {};
+    if (fstat(file.get(), &info) != 0) throw umi::Error("unreadable", path + ": " + std::strerror(errno));
+    const auto size = static_cast<uint64_t>(info.st_size);
 
     std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> sha(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
     std::unique_ptr<XXH3_state_t, XXH_errorcode (*)(XXH3_state_t*)> xxh(XXH3_createState(), &XXH3_freeState);
@@ -60,14 +57,17 @@ class Checksum : public umi::Plugin {
     }
     std::vector<unsigned char> buffer(1 << 20);
     uint64_t done = 0;
-    while (size_t n = std::fread(buffer.data(), 1, buffer.size(), file.get())) {
-      EVP_DigestUpdate(sha.get(), buffer.data(), n);
-      XXH3_64bits_update(xxh.get(), buffer.data(), n);
-      done += n;
+    while (true) {
+      const ssize_t n = read(file.get(), buffer.data(), buffer.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw umi::Error("unreadable", path + ": " + std::strerror(errno));
+      if (n == 0) break;
+      EVP_DigestUpdate(sha.get(), buffer.data(), static_cast<size_t>(n));
+      XXH3_64bits_update(xxh.get(), buffer.data(), static_cast<size_t>(n));
+      done += static_cast<uint64_t>(n);
       if (task.cancelled()) return;  // the host reports timeout or cancelled
       if (size > 0) task.Progress(static_cast<double>(done) / static_cast<double>(size));
     }
-    if (std::ferror(file.get())) throw umi::Error("unreadable", path + ": read error");
 
     unsigned char digest[EVP_MAX_MD_SIZE];
     unsigned int digest_size = 0;

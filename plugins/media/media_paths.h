@@ -10,18 +10,71 @@
 // Unset: no confinement (the host's own permissions apply). A refusal ends
 // the task `error` with code `forbidden`.
 //
+// Only regular files are read: a FIFO, device or directory would block in
+// open() or read() beyond the reach of timeout_ms and cancel, so OpenRegular
+// opens without blocking and refuses anything else as `unsupported`.
+//
 // Thread safety: immutable after construction.
 #pragma once
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <umi/plugin.hpp>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace umi::media {
+
+// An open file descriptor, closed on destruction.
+class FileDescriptor {
+ public:
+  explicit FileDescriptor(int fd) : fd_(fd) {}
+  FileDescriptor(FileDescriptor&& other) noexcept : fd_(std::exchange(other.fd_, -1)) {}
+  FileDescriptor& operator=(FileDescriptor&&) = delete;
+  ~FileDescriptor() {
+    if (fd_ >= 0) close(fd_);
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+inline const char* FileKind(mode_t mode) {
+  if (S_ISDIR(mode)) return "a directory";
+  if (S_ISFIFO(mode)) return "a FIFO";
+  if (S_ISSOCK(mode)) return "a socket";
+  if (S_ISCHR(mode) || S_ISBLK(mode)) return "a device";
+  return "not a regular file";
+}
+
+// Opens `path` for reading if it is a regular file. O_NONBLOCK keeps open()
+// of a FIFO from waiting for a writer; the check is on the opened
+// descriptor, so a file swapped after the check is never the one read.
+inline FileDescriptor OpenRegular(const std::string& path) {
+  const int fd = open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0) {
+    const int error = errno;
+    throw umi::Error(error == ENOENT || error == ENOTDIR ? "not_found" : "unreadable", path + ": " + std::strerror(error));
+  }
+  FileDescriptor file(fd);
+  struct stat info {};
+  if (fstat(fd, &info) != 0) throw umi::Error("unreadable", path + ": " + std::strerror(errno));
+  if (!S_ISREG(info.st_mode)) {
+    throw umi::Error("unsupported", path + " is " + FileKind(info.st_mode) + "; only regular files are read");
+  }
+  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+  return file;
+}
 
 class MediaPaths {
  public:

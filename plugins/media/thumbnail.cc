@@ -3,7 +3,9 @@
 //            duration), "width" (default 320), "format": "jpeg"|"png"
 //            (default jpeg), "output" (default <path minus extension>.thumb.<ext>)}
 //   output: {"output", "width", "height", "timestamp" (seconds of the frame)}
-//   errors: not_found, unreadable, unsupported, corrupt, bad_input
+//   errors: not_found, unreadable, unsupported, corrupt, bad_input (also a
+//           thumbnail over 8192 pixels a side or over the task's memory_mb),
+//           out_of_memory
 #include <umi/plugin.hpp>
 
 #include "media_paths.h"
@@ -25,6 +27,9 @@ FramePtr NewFrame() {
 
 class Thumbnail : public umi::Plugin {
  public:
+  // The widest and tallest thumbnail written.
+  static constexpr int64_t kMaxSide = 8192;
+
   static umi::PluginInfo Info() {
     umi::PluginInfo info;
     info.name = "thumbnail";
@@ -42,13 +47,14 @@ class Thumbnail : public umi::Plugin {
     const std::string path = in.Require<std::string>("path");
     const std::string format = in.Get<std::string>("format", "jpeg");
     if (format != "jpeg" && format != "png") throw umi::Error("bad_input", "format must be jpeg or png");
-    const int width = static_cast<int>(in.Get<int64_t>("width", 320));
-    if (width < 2 || width > 8192) throw umi::Error("bad_input", "width must be 2..8192");
+    const int64_t wanted_width = in.Get<int64_t>("width", 320);
+    if (wanted_width < 2 || wanted_width > kMaxSide) throw umi::Error("bad_input", "width must be 2..8192");
+    const int width = static_cast<int>(wanted_width);
     const std::string output = in.Get<std::string>(
         "output", std::filesystem::path(path).replace_extension(format == "png" ? ".thumb.png" : ".thumb.jpg").string());
 
     umi::media::MediaFile file(paths_.Readable(path), task);
-    file.OpenVideo(task.threads());
+    file.OpenVideo(task, task.threads());
     double at = in.Get<double>("at", 0.0);
     if (in.Has("at_fraction")) at = in.Get<double>("at_fraction", 0.0) * file.Duration();
     if (at < 0) throw umi::Error("bad_input", "at must be >= 0");
@@ -78,14 +84,27 @@ class Thumbnail : public umi::Plugin {
     }
     task.Progress(0.5, "decoded");
 
-    const int height = std::max(2, static_cast<int>(std::lround(static_cast<double>(width) * chosen->height /
-                                                                chosen->width / 2.0)) * 2);
+    if (chosen->width <= 0 || chosen->height <= 0) throw umi::Error("corrupt", path + ": the frame has no size");
+    const double scaled_height = std::round(static_cast<double>(width) * chosen->height / chosen->width / 2.0) * 2;
+    if (scaled_height > kMaxSide) {
+      throw umi::Error("bad_input", path + ": a " + std::to_string(chosen->width) + "x" + std::to_string(chosen->height) +
+                                        " frame at width " + std::to_string(width) + " would be " +
+                                        std::to_string(static_cast<int64_t>(scaled_height)) + " pixels tall; the most is " +
+                                        std::to_string(kMaxSide));
+    }
+    const int height = std::max(2, static_cast<int>(scaled_height));
+    // The scaled frame and the encoder's copy of it, at 3 bytes a pixel.
+    umi::media::RequireFits(task, 2.0 * 3 * width * height,
+                            path + ": a " + std::to_string(width) + "x" + std::to_string(height) + " thumbnail");
     const AVPixelFormat pixels = format == "png" ? AV_PIX_FMT_RGB24 : AV_PIX_FMT_YUVJ420P;
     FramePtr scaled = NewFrame();
     scaled->format = pixels;
     scaled->width = width;
     scaled->height = height;
-    av_frame_get_buffer(scaled.get(), 0);
+    if (av_frame_get_buffer(scaled.get(), 0) < 0) {
+      throw umi::Error("out_of_memory", "cannot allocate a " + std::to_string(width) + "x" + std::to_string(height) +
+                                            " frame for the thumbnail");
+    }
     SwsContext* scaler = sws_getContext(chosen->width, chosen->height, static_cast<AVPixelFormat>(chosen->format),
                                         width, height, pixels, SWS_BICUBIC, nullptr, nullptr, nullptr);
     if (!scaler) throw umi::Error("unsupported", path + ": cannot scale this pixel format");

@@ -29,6 +29,8 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <new>
+#include <optional>
 #include <span>
 #include <stdexcept>
 #include <string>
@@ -227,6 +229,8 @@ inline UMI_Error* ToError(const std::exception_ptr& failure) {
     std::rethrow_exception(failure);
   } catch (const Error& e) {
     return Host()->ErrorNew(e.code().c_str(), e.what());
+  } catch (const std::bad_alloc&) {
+    return Host()->ErrorNew("out_of_memory", "the plugin could not allocate memory (std::bad_alloc)");
   } catch (const std::exception& e) {
     return Host()->ErrorNew("plugin_error", e.what());
   } catch (...) {
@@ -252,21 +256,38 @@ struct Registration {
     return plugin;
   }
 
+  // Info() runs once, here; what it throws is kept for UMI_PluginDescribeError
+  // and Describe returns null, which the host reports as a refusal.
   static const UMI_PluginDescriptor* Describe() {
-    static const PluginInfo info = P::Info();
+    static const std::optional<PluginInfo> info = [] () -> std::optional<PluginInfo> {
+      try {
+        return P::Info();
+      } catch (const std::exception& e) {
+        DescribeError() = std::string("Info() threw: ") + e.what();
+      } catch (...) {
+        DescribeError() = "Info() threw a non-standard exception";
+      }
+      return std::nullopt;
+    }();
+    if (!info) return nullptr;
     static const UMI_PluginDescriptor descriptor = {
         sizeof(UMI_PluginDescriptor),
-        info.name.c_str(),
-        info.version.c_str(),
-        info.description.c_str(),
-        info.license.c_str(),
-        static_cast<UMI_PluginKind>(info.kind),
-        {info.requirement.cpu_cores, info.requirement.cpu_threads, info.requirement.gpu_count,
-         info.requirement.memory_mb, info.requirement.exclusive_gpu ? 1 : 0},
-        info.task_group.c_str(),
-        info.allow_concurrent ? 1 : 0,
+        info->name.c_str(),
+        info->version.c_str(),
+        info->description.c_str(),
+        info->license.c_str(),
+        static_cast<UMI_PluginKind>(info->kind),
+        {info->requirement.cpu_cores, info->requirement.cpu_threads, info->requirement.gpu_count,
+         info->requirement.memory_mb, info->requirement.exclusive_gpu ? 1 : 0},
+        info->task_group.c_str(),
+        info->allow_concurrent ? 1 : 0,
     };
     return &descriptor;
+  }
+
+  static std::string& DescribeError() {
+    static std::string error;
+    return error;
   }
 
   static UMI_Error* Initialize(const UMI_HostApi* host, const uint8_t* settings, size_t size) {
@@ -327,6 +348,9 @@ struct Registration {
   }                                                                                         \
   extern "C" UMI_EXPORT const UMI_PluginDescriptor* UMI_PluginDescribe(void) {              \
     return ::umi::detail::Registration<PluginClass>::Describe();                            \
+  }                                                                                         \
+  extern "C" UMI_EXPORT const char* UMI_PluginDescribeError(void) {                        \
+    return ::umi::detail::Registration<PluginClass>::DescribeError().c_str();               \
   }                                                                                         \
   extern "C" UMI_EXPORT UMI_Error* UMI_PluginInitialize(const UMI_HostApi* host,            \
                                                         const uint8_t* settings,            \

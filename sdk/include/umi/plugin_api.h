@@ -112,7 +112,8 @@ typedef struct UMI_HostApi {
 /* Reports the UMI_API_VERSION_* the plugin was built against. */
 UMI_EXPORT void UMI_PluginApiVersion(uint32_t* major, uint32_t* minor);
 
-/* Returns a descriptor with static lifetime. */
+/* Returns a descriptor with static lifetime, or NULL when the plugin cannot
+ * describe itself (the host then refuses the library). */
 UMI_EXPORT const UMI_PluginDescriptor* UMI_PluginDescribe(void);
 
 /* Called once after loading. `settings` is the msgpack map from
@@ -129,6 +130,10 @@ UMI_EXPORT UMI_Error* UMI_PluginExecute(UMI_Context* ctx);
 
 /* Called once before the library is unloaded. */
 UMI_EXPORT void UMI_PluginFinalize(void);
+
+/* Why UMI_PluginDescribe returned NULL (static lifetime), for the host's
+ * refusal message. */
+UMI_EXPORT const char* UMI_PluginDescribeError(void);
 
 /* Per-worker state (a decoder, a CUDA stream, scratch buffers): the host
  * calls UMI_InstanceInitialize on a worker thread before that thread's first
