@@ -64,7 +64,9 @@ class LoadConfigTest : public ::testing::Test {
                                             "  memory: {total_gb: 4}\n";
   }
   ~LoadConfigTest() override { std::filesystem::remove_all(dir_); }
-  ConfigChoice Choice(const char* file, bool strict = false) { return {dir_ / file, {dir_}, strict}; }
+  ConfigChoice Choice(const char* file, bool strict = false, bool allow_fallback = true) {
+    return {dir_ / file, {dir_}, strict, allow_fallback};
+  }
   std::filesystem::path dir_;
 };
 
@@ -89,6 +91,26 @@ TEST_F(LoadConfigTest, ABadFileFallsBackToTheEnvironmentThenDetection) {
   EXPECT_EQ(detected->config.origin, "detected");
   EXPECT_NE(detected->errors[0].find("using the detected hardware instead (4 threads, 2 cores"), std::string::npos)
       << detected->errors[0];
+}
+
+TEST_F(LoadConfigTest, ANamedFileThatFailsIsFinalUnlessFallbackIsAllowed) {
+  const auto named = LoadConfig(Choice("bad.yaml", false, false), Env({}), TwoCoreMachine());
+  ASSERT_FALSE(named.ok());
+  EXPECT_NE(named.error().find("hardware.cpu.bogus"), std::string::npos);
+  EXPECT_NE(named.error().find("named by --config; --allow-fallback"), std::string::npos) << named.error();
+  const auto by_env = LoadConfig({std::nullopt, {dir_}, false, false}, Env({{"HARDWARE_CONFIG", "bad"}}),
+                                 TwoCoreMachine());
+  ASSERT_FALSE(by_env.ok());
+  EXPECT_NE(by_env.error().find("named by HARDWARE_CONFIG"), std::string::npos) << by_env.error();
+  const auto allowed = LoadConfig(Choice("bad.yaml"), Env({}), TwoCoreMachine());
+  ASSERT_TRUE(allowed.ok());
+  EXPECT_NE(allowed->fallback.find("hardware.cpu.bogus"), std::string::npos);
+  // The default path, named by nobody, still falls back on its own.
+  std::filesystem::rename(dir_ / "bad.yaml", dir_ / "default.yaml");
+  const auto unnamed = LoadConfig({std::nullopt, {dir_}, false, false}, Env({}), TwoCoreMachine());
+  ASSERT_TRUE(unnamed.ok());
+  EXPECT_EQ(unnamed->config.origin, "detected");
+  EXPECT_FALSE(unnamed->fallback.empty());
 }
 
 TEST_F(LoadConfigTest, StrictMakesAnyErrorFinal) {

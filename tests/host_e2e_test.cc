@@ -1,5 +1,6 @@
 // End to end: the real umi-host binary, real sockets, real plugin .so files.
 #include <gtest/gtest.h>
+#include <httplib.h>
 
 #include <algorithm>
 #include <map>
@@ -264,10 +265,27 @@ TEST(HostE2E, StrictConfigStopsTheHostOnAConfigError) {
                std::runtime_error);
 }
 
-TEST(HostE2E, ABadConfigFallsBackToDetectedHardwareAndServes) {
-  HostProcess host({.config_yaml = kMisspelledConfig});
+TEST(HostE2E, ANamedConfigWithAnErrorStopsTheHost) {
+  TempDir dir;
+  const auto config = dir.Write("typo.yaml", kMisspelledConfig);
+  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "--config", config.string(), "--http", "off"}, true);
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_NE(run.out.find("hardware.cpu.coers: unknown key"), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find("--allow-fallback"), std::string::npos) << run.out;
+}
+
+TEST(HostE2E, AllowFallbackServesOnDetectedHardwareAndSaysSo) {
+  HostProcess host({.config_yaml = kMisspelledConfig, .extra_args = {"--allow-fallback"}});
   host.Send(PackTask({.id = "n", .plugin = "noop"}));
   EXPECT_EQ(host.NextResult().status, "ok");
+  httplib::Client http(host.endpoint("http"));
+  const auto ready = http.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_NE(ready->body.find("on detected hardware: "), std::string::npos) << ready->body;
+  EXPECT_NE(ready->body.find("coers"), std::string::npos) << ready->body;
+  const auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("\numi_config_fallback 1\n"), std::string::npos);
   EXPECT_EQ(host.Stop(), 0);
 }
 

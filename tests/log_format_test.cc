@@ -41,5 +41,19 @@ TEST(LogFormat, JsonStringEscapesControlCharacters) {
   EXPECT_EQ(JsonString(std::string("a\x01" "b\tc", 5)), "\"a\\u0001b\\tc\"");
 }
 
+TEST(LogFormat, TextLinesCannotBeForged) {
+  std::ostringstream out;
+  auto sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(out);
+  sink->set_formatter(MakeTextFormatter("%l %v"));
+  spdlog::logger logger("text-test", sink);
+  logger.info("rejected task 'x\n2026-01-01 error FAKE: disk full\x1b[31m\xff'");
+  EXPECT_EQ(out.str(), "info rejected task 'x\\n2026-01-01 error FAKE: disk full\\x1b[31m\\xff'\n");
+}
+
+TEST(LogFormat, JsonStringReplacesIllFormedUtf8) {
+  const nlohmann::json parsed = nlohmann::json::parse(JsonString("id-\xff\xc3("));
+  EXPECT_EQ(parsed, "id-\xEF\xBF\xBD\xEF\xBF\xBD(");
+}
+
 }  // namespace
 }  // namespace umi

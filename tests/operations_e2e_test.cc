@@ -91,7 +91,12 @@ TEST(HttpE2E, MetricsAreValidPrometheusTextWithTheTasksThatRan) {
   EXPECT_EQ(response->get_header_value("Content-Type").rfind("text/plain; version=0.0.4", 0), 0u);
   const auto metrics = ParsePrometheus(response->body);
   EXPECT_EQ(metrics.at(R"(umi_tasks_total{plugin="noop",status="ok"})"), 3);
-  EXPECT_EQ(metrics.at(R"(umi_tasks_total{plugin="no_such_plugin",status="rejected"})"), 1);
+  // A name that is not loaded never becomes a label of its own.
+  EXPECT_EQ(metrics.at(R"(umi_tasks_total{plugin="_unknown",status="rejected"})"), 1);
+  EXPECT_EQ(metrics.count(R"(umi_tasks_total{plugin="no_such_plugin",status="rejected"})"), 0u);
+  EXPECT_EQ(metrics.at("umi_dropped_replies_total"), 0);
+  EXPECT_EQ(metrics.at("umi_config_fallback"), 0);
+  EXPECT_GT(metrics.at("umi_loop_last_tick_seconds"), 1.7e9);
   EXPECT_EQ(metrics.at(R"(umi_tasks_total{plugin="gpu_sleep",status="ok"})"), 1);
   EXPECT_EQ(metrics.at("umi_malformed_messages_total"), 1);
   EXPECT_EQ(metrics.at("umi_queue_depth"), 0);

@@ -50,6 +50,33 @@ TEST(Telemetry, PrometheusEscapesLabelsAndCountsByPluginAndStatus) {
   EXPECT_EQ(stats["done"]["ok"], 1);
 }
 
+TEST(Telemetry, NamesOfPluginsNotLoadedShareOneLabel) {
+  Telemetry telemetry("h");
+  telemetry.SetKnownPlugins({"noop"});
+  for (int i = 0; i < 1000; ++i) {
+    telemetry.TaskFinished(0, TaskResult::Rejected("t" + std::to_string(i), "made-up-" + std::to_string(i),
+                                                   "unknown_plugin", "no such plugin"));
+  }
+  telemetry.TaskFinished(0, Finished("a", "noop", TaskStatus::kOk, 2));
+  const std::string text = telemetry.PrometheusText();
+  EXPECT_EQ(text.find("made-up-"), std::string::npos);
+  EXPECT_NE(text.find("umi_tasks_total{plugin=\"_unknown\",status=\"rejected\"} 1000\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("umi_tasks_total{plugin=\"noop\",status=\"ok\"} 1\n"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(telemetry.StatsJson())["plugins"].size(), 2u);
+}
+
+TEST(Telemetry, RendersIllFormedUtf8AsReplacementCharacters) {
+  Telemetry telemetry("h");
+  telemetry.TaskFinished(0, TaskResult::Rejected("t", "\xc3(", "bad_request", "x"));
+  TaskRecord record;
+  record.id = "\xff\xfe";
+  record.plugin = "noop";
+  telemetry.TaskStarted(7, record);
+  EXPECT_NO_THROW(nlohmann::json::parse(telemetry.StatsJson()));
+  const auto recent = nlohmann::json::parse(telemetry.RecentJson(10));
+  EXPECT_EQ(recent["tasks"][0]["id"], "\xEF\xBF\xBD\xEF\xBF\xBD");
+}
+
 TEST(Telemetry, RecentKeepsTheNewestFinishedThenTheRunning) {
   Telemetry telemetry("h", /*recent_capacity=*/2);
   for (int i = 1; i <= 3; ++i) {

@@ -119,6 +119,13 @@ StatusOr<LoadedConfig> LoadConfig(const ConfigChoice& choice, const EnvLookup& e
 
   if (!failure.empty()) {
     if (choice.strict) return StatusOr<LoadedConfig>::Error(failure);
+    const char* named_by_env = env("HARDWARE_CONFIG");
+    if ((choice.explicit_path || (named_by_env && *named_by_env)) && !choice.allow_fallback) {
+      return StatusOr<LoadedConfig>::Error(
+          failure + " (the config was named by " + (choice.explicit_path ? "--config" : "HARDWARE_CONFIG") +
+          "; --allow-fallback would run on the UMI_* variables or the detected hardware instead)");
+    }
+    loaded.fallback = failure;
     auto from_env = ConfigFromEnvironment(env, machine);
     if (from_env.ok()) {
       loaded.config = std::move(from_env).value();

@@ -5,8 +5,12 @@
 // (UMI_CPU_CORES, UMI_CPU_THREADS, UMI_GPU_COUNT, UMI_MEMORY_MB,
 // UMI_MAX_CONCURRENT_TASKS; unset ones from the detected machine), then the
 // detected machine. Each step that fails is reported as an error naming what
-// failed and which source is now in force. With `strict`, the first failure
-// is final instead.
+// failed and which source is now in force.
+//
+// A file the operator named (--config, or HARDWARE_CONFIG) that cannot be
+// used is final unless `allow_fallback`: a typo must not leave a host
+// serving on the wrong hardware while it says ready. Only the default path
+// falls back on its own. With `strict`, the first failure is always final.
 //
 // Thread safety: stateless functions.
 #pragma once
@@ -29,10 +33,12 @@ struct ConfigChoice {
   std::optional<std::filesystem::path> explicit_path;
   std::vector<std::filesystem::path> search_dirs;
   bool strict = false;
+  bool allow_fallback = false;  // a named file may fall back too (--allow-fallback)
 };
 
 struct LoadedConfig {
   HardwareConfig config;
+  std::string fallback;  // why the chosen file is not in force; empty: it is
   std::vector<std::string> errors;    // what failed on the way (ERROR level)
   std::vector<std::string> warnings;  // config vs detected machine
 };

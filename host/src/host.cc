@@ -19,6 +19,7 @@
 #include <deque>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <unordered_map>
 #include <variant>
 
@@ -53,6 +54,10 @@ constexpr auto kFlushTimeout = std::chrono::seconds(10);
 constexpr auto kWorkerKillGrace = std::chrono::milliseconds(2000);
 // After the drain deadline, how long cancelled tasks get to return.
 constexpr auto kCancelGrace = std::chrono::seconds(5);
+// An idle loop still wakes this often, so its heartbeat shows it is alive.
+constexpr auto kHeartbeatInterval = std::chrono::milliseconds(1000);
+// While an rpc client's pipe is full, how often its replies are retried.
+constexpr auto kRpcRetryInterval = std::chrono::milliseconds(2);
 
 double UnixNow() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -132,6 +137,12 @@ class Mailbox {
   std::deque<Mail> mail_;
 };
 
+// A reply to an rpc client whose pipe was full, sent when it reads again.
+struct PendingReply {
+  std::vector<std::string> envelope;
+  std::string body;
+};
+
 struct RunningTask {
   QueuedTask task;
   Allocation allocation;
@@ -145,6 +156,16 @@ struct RunningTask {
 }  // namespace
 
 class Host::Loop {
+  struct ActiveTask {
+    uint64_t key;
+    uint64_t fingerprint;
+  };
+  struct FinishedEntry {
+    std::string body;
+    Clock::time_point at;
+    uint64_t fingerprint;
+  };
+
  public:
   Loop(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins)
       : options_(std::move(options)),
@@ -188,6 +209,9 @@ class Host::Loop {
         }
         if (s.socket == &tasks_) tasks_.set(zmq::sockopt::rcvhwm, config_.tasks_hwm);
         if (s.socket == &tasks_ || s.socket == &rpc_) s.socket->set(zmq::sockopt::maxmsgsize, config_.max_message_bytes);
+        // A full pipe to a client says EAGAIN (the reply waits) instead of
+        // dropping it; a client that is gone says EHOSTUNREACH.
+        if (s.socket == &rpc_) rpc_.set(zmq::sockopt::router_mandatory, 1);
         if (endpoint.bind) {
           s.socket->bind(endpoint.address);
           endpoints_[s.name] = s.socket->get(zmq::sockopt::last_endpoint);
@@ -205,6 +229,8 @@ class Host::Loop {
       endpoints_["http"] = http_.url();
     }
     telemetry_.SetPluginLoadFailures(plugins_.refusals_total());
+    telemetry_.SetKnownPlugins(LoadedNames());
+    telemetry_.SetConfigFallback(options_.config_fallback);
     PrestartWorkers(plugins_.plugins());
     UpdateLoad();
     telemetry_.SetReady(true);
@@ -218,10 +244,12 @@ class Host::Loop {
     while (true) {
       const bool accepting = !draining_ && scheduler_.size() < static_cast<size_t>(config_.max_queued) &&
                              pending_results_.size() < static_cast<size_t>(config_.max_pending_results);
+      // Replies waiting for slow rpc clients: read no more requests until they leave.
+      const bool rpc_reading = pending_rpc_count_ < static_cast<size_t>(config_.max_pending_results);
       zmq::pollitem_t items[] = {
           {nullptr, mailbox_.fd(), ZMQ_POLLIN, 0},
           {nullptr, signal_fd, ZMQ_POLLIN, 0},
-          {rpc_.handle(), 0, ZMQ_POLLIN, 0},
+          {rpc_.handle(), 0, static_cast<short>(rpc_reading ? ZMQ_POLLIN : 0), 0},
           {results_.handle(), 0, static_cast<short>(pending_results_.empty() ? 0 : ZMQ_POLLOUT), 0},
           {tasks_.handle(), 0, static_cast<short>(accepting ? ZMQ_POLLIN : 0), 0},
           {events_.handle(), 0, ZMQ_POLLIN, 0},
@@ -231,6 +259,7 @@ class Host::Loop {
       if (items[0].revents & ZMQ_POLLIN) HandleMail();
       if (items[1].revents & ZMQ_POLLIN) HandleSignal(signal_fd);
       if (items[3].revents & ZMQ_POLLOUT) FlushResults();
+      if (pending_rpc_count_ > 0) FlushRpc();
       if (items[2].revents & ZMQ_POLLIN) ReceiveBatch(rpc_, /*is_rpc=*/true);
       if (items[4].revents & ZMQ_POLLIN) ReceiveBatch(tasks_, /*is_rpc=*/false);
       if (items[5].revents & ZMQ_POLLIN) ReadSubscriptions();
@@ -239,7 +268,7 @@ class Host::Loop {
       UpdateLoad();
       if (draining_ && running_.empty()) return FinishDrain();
       if (draining_ && cancelled_for_drain_ && Clock::now() >= drain_deadline_ + kCancelGrace) {
-        AbandonStuckTasks();
+        AbandonRunningTasks("the plugin ignored cancellation at shutdown");
       }
     }
   }
@@ -302,10 +331,16 @@ class Host::Loop {
     if (active_ids_.count(task.id)) {
       return reject("duplicate_id", "a task with id '" + task.id + "' is already queued or running");
     }
-    if (const std::string* earlier = FinishedResult(task.id)) {
+    const uint64_t fingerprint = Fingerprint(task);
+    if (const FinishedEntry* earlier = FinishedResult(task.id)) {
+      if (earlier->fingerprint != fingerprint) {
+        return reject("id_conflict", "id '" + task.id +
+                                         "' belongs to an earlier task with another plugin, input or resources; "
+                                         "give each task its own id");
+      }
       // A retry of a task that already ran: answer with its result again.
       telemetry_.CountDeduplicated();
-      return Send(*earlier, route);
+      return Send(earlier->body, route);
     }
     const LoadedPlugin* plugin = plugins_.Find(task.plugin);
     if (!plugin) {
@@ -313,6 +348,13 @@ class Host::Loop {
       return reject("unknown_plugin", refused.empty()
                                           ? "no plugin named '" + task.plugin + "' is loaded"
                                           : "plugin '" + task.plugin + "' was refused at load: " + refused);
+    }
+
+    if (!route.envelope.empty() && scheduler_.size() >= static_cast<size_t>(config_.max_queued)) {
+      // The tasks socket is simply not read when the queue is full; an rpc
+      // client shares its socket with control requests, so it is told.
+      return reject("queue_full", "the queue holds scheduler.max_queued=" + std::to_string(config_.max_queued) +
+                                      " tasks; retry later");
     }
 
     Demand demand;
@@ -325,7 +367,7 @@ class Host::Loop {
     queued.reply = std::move(route);
     queued.enqueued_at = Clock::now();
     queued.message = std::move(task);
-    active_ids_.emplace(queued.message.id, queued.key);
+    active_ids_.emplace(queued.message.id, ActiveTask{queued.key, fingerprint});
     Publish("task.queued", queued.message.id, queued.message.plugin);
     scheduler_.Enqueue(std::move(queued));
   }
@@ -536,7 +578,8 @@ class Host::Loop {
       if (running->deadline && !running->timed_out) consider(*running->deadline);
     }
     if (draining_) consider(cancelled_for_drain_ ? drain_deadline_ + kCancelGrace : drain_deadline_);
-    if (!next) return std::chrono::milliseconds(-1);
+    if (pending_rpc_count_ > 0) consider(Clock::now() + kRpcRetryInterval);
+    consider(Clock::now() + kHeartbeatInterval);
     return std::max(std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now()),
                     std::chrono::milliseconds(0));
   }
@@ -546,15 +589,21 @@ class Host::Loop {
   // Ends an accepted task. `key`: its key if it started (for the
   // timeline), else 0.
   void Reply(const TaskResult& result, const ReplyRoute& route, uint64_t key = 0) {
-    if (result.id) active_ids_.erase(*result.id);
-    Answer(result, route, key);
+    uint64_t fingerprint = 0;
+    if (result.id) {
+      if (const auto active = active_ids_.find(*result.id); active != active_ids_.end()) {
+        fingerprint = active->second.fingerprint;
+        active_ids_.erase(active);
+      }
+    }
+    Answer(result, route, key, fingerprint);
   }
 
   // Answers a message that was never accepted: a task with the id of one
   // still queued or running must leave that one's bookkeeping alone.
-  void Refuse(const TaskResult& result, const ReplyRoute& route) { Answer(result, route, 0); }
+  void Refuse(const TaskResult& result, const ReplyRoute& route) { Answer(result, route, 0, 0); }
 
-  void Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key) {
+  void Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, uint64_t fingerprint) {
     telemetry_.TaskFinished(key, result);
     if (result.status != TaskStatus::kOk && result.status != TaskStatus::kRejected) {
       spdlog::info("task '{}' ({}) ended {}: {}: {}", result.id.value_or(""), result.plugin,
@@ -563,38 +612,69 @@ class Host::Loop {
     std::string body = EncodeResult(result, options_.name);
     if (result.id && result.status != TaskStatus::kRejected) {
       if (subscriptions_ > 0) Publish("task.finished", body);
-      Remember(*result.id, body);
+      Remember(*result.id, body, fingerprint);
     }
     Send(std::move(body), route);
   }
 
   void Send(std::string body, const ReplyRoute& route) {
-    if (!route.envelope.empty()) {
-      std::vector<zmq::const_buffer> frames;
-      for (const std::string& frame : route.envelope) frames.emplace_back(frame.data(), frame.size());
-      frames.emplace_back(body.data(), body.size());
-      // ROUTER drops replies to peers that are gone; the client's retry covers it.
-      zmq::send_multipart(rpc_, frames, zmq::send_flags::dontwait);
-      return;
-    }
+    if (!route.envelope.empty()) return SendRpc(route.envelope, std::move(body));
     pending_results_.push_back(std::move(body));
     FlushResults();
   }
 
+  // Replies to one rpc client leave in order; while its pipe is full they
+  // wait here (bounded: the loop stops reading rpc at max_pending_results).
+  void SendRpc(const std::vector<std::string>& envelope, std::string body) {
+    std::deque<PendingReply>* waiting = nullptr;
+    if (const auto found = pending_rpc_.find(envelope.front()); found != pending_rpc_.end()) waiting = &found->second;
+    if (!waiting && TrySendRpc(envelope, body)) return;
+    if (!waiting) waiting = &pending_rpc_[envelope.front()];
+    waiting->push_back({envelope, std::move(body)});
+    ++pending_rpc_count_;
+  }
+
+  // True when the reply left or can never leave (its client is gone: counted
+  // and logged); false when the client's pipe is full.
+  bool TrySendRpc(const std::vector<std::string>& envelope, const std::string& body) {
+    std::vector<zmq::const_buffer> frames;
+    for (const std::string& frame : envelope) frames.emplace_back(frame.data(), frame.size());
+    frames.emplace_back(body.data(), body.size());
+    try {
+      return zmq::send_multipart(rpc_, frames, zmq::send_flags::dontwait).has_value();
+    } catch (const zmq::error_t& e) {
+      if (e.num() != EHOSTUNREACH) throw;
+      telemetry_.CountDroppedReply();
+      spdlog::warn("rpc reply dropped: its client disconnected before it was sent");
+      return true;
+    }
+  }
+
+  void FlushRpc() {
+    for (auto peer = pending_rpc_.begin(); peer != pending_rpc_.end();) {
+      std::deque<PendingReply>& waiting = peer->second;
+      while (!waiting.empty() && TrySendRpc(waiting.front().envelope, waiting.front().body)) {
+        waiting.pop_front();
+        --pending_rpc_count_;
+      }
+      peer = waiting.empty() ? pending_rpc_.erase(peer) : std::next(peer);
+    }
+  }
+
   // ---- dedup window and timing samples -------------------------------------
 
-  void Remember(const std::string& id, const std::string& body) {
+  void Remember(const std::string& id, const std::string& body, uint64_t fingerprint) {
     if (config_.dedup_max_entries == 0 || config_.dedup_window_s <= 0) return;
     const auto now = Clock::now();
-    finished_[id] = {body, now};
+    finished_[id] = {body, now, fingerprint};
     finished_order_.emplace_back(now, id);
     ExpireFinished(now);
   }
 
-  const std::string* FinishedResult(const std::string& id) {
+  const FinishedEntry* FinishedResult(const std::string& id) {
     ExpireFinished(Clock::now());
     const auto found = finished_.find(id);
-    return found == finished_.end() ? nullptr : &found->second.first;
+    return found == finished_.end() ? nullptr : &found->second;
   }
 
   void ExpireFinished(Clock::time_point now) {
@@ -605,12 +685,21 @@ class Host::Loop {
             finished_order_.size() > static_cast<size_t>(config_.dedup_max_entries))) {
       const auto& [at, id] = finished_order_.front();
       const auto entry = finished_.find(id);
-      if (entry != finished_.end() && entry->second.second == at) finished_.erase(entry);
+      if (entry != finished_.end() && entry->second.at == at) finished_.erase(entry);
       finished_order_.pop_front();
     }
   }
 
-  void UpdateLoad() { telemetry_.SetLoad(scheduler_.size(), running_.size(), pending_results_.size(), pool_.Usage()); }
+  // Also the loop's heartbeat (/healthz).
+  void UpdateLoad() {
+    telemetry_.SetLoad(scheduler_.size(), running_.size(), pending_results_.size() + pending_rpc_count_, pool_.Usage());
+  }
+
+  std::set<std::string> LoadedNames() const {
+    std::set<std::string> names;
+    for (const auto& [name, plugin] : plugins_.plugins()) names.insert(name);
+    return names;
+  }
 
   void FlushResults() {
     while (!pending_results_.empty()) {
@@ -692,17 +781,14 @@ class Host::Loop {
       packer.pack("code").pack("unknown_op");
       packer.pack("message").pack("unknown op '" + request.op + "' (known: health, stats, cancel, drain, reload)");
     }
-    std::vector<zmq::const_buffer> frames;
-    for (const std::string& frame : route.envelope) frames.emplace_back(frame.data(), frame.size());
-    frames.emplace_back(buffer.data(), buffer.size());
-    zmq::send_multipart(rpc_, frames, zmq::send_flags::dontwait);
+    SendRpc(route.envelope, std::string(buffer.data(), buffer.size()));
   }
 
   // A queued task ends `cancelled` now; a running one is asked to stop and
   // ends `cancelled` when its plugin returns.
   void Cancel(const std::string& id, msgpack::packer<msgpack::sbuffer>& packer) {
     const auto active = active_ids_.find(id);
-    const uint64_t key = active == active_ids_.end() ? 0 : active->second;
+    const uint64_t key = active == active_ids_.end() ? 0 : active->second.key;
     if (const auto running = running_.find(key); running != running_.end()) {
       running->second->cancel_requested = true;
       running->second->context->Cancel();
@@ -741,6 +827,11 @@ class Host::Loop {
     if (info.ssi_signo == SIGHUP) {
       Reload("SIGHUP");
       return;
+    }
+    if (draining_) {  // a second stop request: the operator will not wait
+      for (auto& [key, running] : running_) running->context->Cancel();
+      AbandonRunningTasks(std::string("a second ") + strsignal(static_cast<int>(info.ssi_signo)) +
+                          " during the drain");
     }
     BeginDrain(strsignal(static_cast<int>(info.ssi_signo)));
   }
@@ -825,6 +916,7 @@ class Host::Loop {
       outcome.refused.push_back(it->path.string() + ": " + it->reason);
     }
     telemetry_.SetPluginLoadFailures(plugins_.refusals_total());
+    telemetry_.SetKnownPlugins(LoadedNames());
     pool_.Reconfigure(MakeCapacity(options_, config_, plugins_));
     PrestartWorkers(plugins_.plugins());
     scheduler_.set_reserve_after(std::chrono::milliseconds(config_.reserve_after_ms));
@@ -875,17 +967,17 @@ class Host::Loop {
     }
   }
 
-  // Plugins that ignore cancellation cannot be stopped in-process: answer
-  // their tasks, flush, and exit without joining their threads.
-  [[noreturn]] void AbandonStuckTasks() {
-    spdlog::error("{} task(s) ignored cancellation for {} s after the drain timeout; exiting without them",
-                  running_.size(), kCancelGrace.count());
+  // Running tasks cannot be stopped in-process (a plugin that ignores
+  // cancellation, or an operator who will not wait): answer them
+  // `cancelled` with `why`, flush, and exit without joining their threads.
+  [[noreturn]] void AbandonRunningTasks(const std::string& why) {
+    spdlog::error("exiting without waiting for {} running task(s): {}", running_.size(), why);
     std::vector<uint64_t> keys;
     for (const auto& [key, running] : running_) keys.push_back(key);
     for (uint64_t key : keys) {
       const RunningTask& running = *running_.at(key);
       TaskResult result = TaskResult::Rejected(running.task.message.id, running.task.message.plugin,
-                                               "cancelled", "the plugin ignored cancellation at shutdown");
+                                               "cancelled", why);
       result.status = TaskStatus::kCancelled;
       result.queued_ms = running.queued_ms;
       result.allocation = running.allocation;
@@ -903,14 +995,16 @@ class Host::Loop {
 
   int FinishDrain() {
     const auto flush_deadline = Clock::now() + kFlushTimeout;
-    while (!pending_results_.empty() && Clock::now() < flush_deadline) {
-      zmq::pollitem_t item{results_.handle(), 0, ZMQ_POLLOUT, 0};
-      zmq::poll(&item, 1, std::chrono::milliseconds(100));
+    while ((!pending_results_.empty() || pending_rpc_count_ > 0) && Clock::now() < flush_deadline) {
+      zmq::pollitem_t item{results_.handle(), 0, static_cast<short>(pending_results_.empty() ? 0 : ZMQ_POLLOUT), 0};
+      zmq::poll(&item, 1, pending_rpc_count_ > 0 ? kRpcRetryInterval : std::chrono::milliseconds(100));
       FlushResults();
+      FlushRpc();
     }
-    if (!pending_results_.empty()) {
-      spdlog::error("{} result(s) undelivered: no collector took them within {} s",
-                    pending_results_.size(), kFlushTimeout.count());
+    if (!pending_results_.empty() || pending_rpc_count_ > 0) {
+      telemetry_.CountDroppedReply(pending_results_.size() + pending_rpc_count_);
+      spdlog::error("{} result(s) and {} rpc repl(ies) undelivered: nobody took them within {} s",
+                    pending_results_.size(), pending_rpc_count_, kFlushTimeout.count());
     }
     // Give connected peers time to receive what ZeroMQ has queued.
     results_.set(zmq::sockopt::linger, 5000);
@@ -932,10 +1026,12 @@ class Host::Loop {
   std::map<std::string, std::string> endpoints_;
   Mailbox mailbox_;
   std::unordered_map<uint64_t, std::unique_ptr<RunningTask>> running_;
-  std::unordered_map<std::string, uint64_t> active_ids_;  // queued or running: id -> key
+  std::unordered_map<std::string, ActiveTask> active_ids_;  // queued or running, by id
   std::deque<std::string> pending_results_;
+  std::unordered_map<std::string, std::deque<PendingReply>> pending_rpc_;  // by client routing id
+  size_t pending_rpc_count_ = 0;
   int subscriptions_ = 0;  // on the events XPUB socket
-  std::unordered_map<std::string, std::pair<std::string, Clock::time_point>> finished_;  // id -> result
+  std::unordered_map<std::string, FinishedEntry> finished_;  // by id
   std::deque<std::pair<Clock::time_point, std::string>> finished_order_;
   uint64_t last_key_ = 0;
   bool draining_ = false;

@@ -54,6 +54,7 @@ struct HostOptions {
   std::vector<std::vector<int>> machine_cores;
   std::string http_listen;  // "host:port" (port 0 picks one); empty: no HTTP endpoint
   std::vector<std::filesystem::path> plugin_dirs;  // scanned again on reload
+  std::string config_fallback;  // why the config in force is a fallback; empty: it is the one chosen
   std::filesystem::path self_binary;  // umi-host itself, re-executed for isolation: process
   // Reads the config again for a reload; an error says why it is invalid.
   // Unset: reloads are refused.

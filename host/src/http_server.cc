@@ -52,12 +52,19 @@ std::string HttpServer::Start(const std::string& listen) {
   server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
     response.set_content(telemetry_.PrometheusText(), "text/plain; version=0.0.4; charset=utf-8");
   });
-  server_->Get("/healthz", [](const httplib::Request&, httplib::Response& response) {
+  server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& response) {
+    if (const std::string why = telemetry_.Unhealthy(std::chrono::steady_clock::now()); !why.empty()) {
+      response.status = 503;
+      response.set_content("unhealthy: " + why + "\n", "text/plain");
+      return;
+    }
     response.set_content("ok\n", "text/plain");
   });
   server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& response) {
     const Telemetry::Snapshot state = telemetry_.Take();
-    if (state.draining) {
+    if (!state.config_fallback.empty() && !state.draining && state.ready) {
+      response.set_content("ready, on detected hardware: " + state.config_fallback + "\n", "text/plain");
+    } else if (state.draining) {
       response.status = 503;
       response.set_content("not ready: draining\n", "text/plain");
     } else if (!state.ready) {

@@ -7,6 +7,8 @@
 #include <chrono>
 #include <cstdio>
 
+#include "text.h"
+
 namespace umi {
 namespace {
 
@@ -47,9 +49,31 @@ class JsonFormatter : public spdlog::formatter {
   std::string host_;
 };
 
+// Text lines: the message escaped (text.h), so a value carrying a newline
+// cannot forge a line of its own.
+class EscapingFormatter : public spdlog::formatter {
+ public:
+  explicit EscapingFormatter(const std::string& pattern)
+      : pattern_(pattern), inner_(std::make_unique<spdlog::pattern_formatter>(pattern)) {}
+
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const std::string escaped = EscapeForLog(std::string_view(msg.payload.data(), msg.payload.size()));
+    spdlog::details::log_msg copy = msg;
+    copy.payload = spdlog::string_view_t(escaped.data(), escaped.size());
+    inner_->format(copy, dest);
+  }
+
+  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<EscapingFormatter>(pattern_); }
+
+ private:
+  std::string pattern_;
+  std::unique_ptr<spdlog::pattern_formatter> inner_;
+};
+
 }  // namespace
 
-std::string JsonString(const std::string& text) {
+std::string JsonString(const std::string& raw) {
+  const std::string text = ToValidUtf8(raw);
   std::string out = "\"";
   for (const unsigned char c : text) {
     switch (c) {
@@ -71,6 +95,10 @@ std::string JsonString(const std::string& text) {
   return out + "\"";
 }
 
+std::unique_ptr<spdlog::formatter> MakeTextFormatter(const std::string& pattern) {
+  return std::make_unique<EscapingFormatter>(pattern);
+}
+
 std::unique_ptr<spdlog::formatter> MakeJsonFormatter(const std::string& host_name) {
   return std::make_unique<JsonFormatter>(host_name);
 }
@@ -86,7 +114,7 @@ void ConfigureLogging(LogFormat format, const std::string& level, const std::str
   if (format == LogFormat::kJson) {
     logger->set_formatter(MakeJsonFormatter(host_name));
   } else {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v");
+    logger->set_formatter(MakeTextFormatter("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v"));
   }
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));

@@ -17,6 +17,9 @@ namespace umi {
 
 enum class LogFormat { kText, kJson };
 
+// The text format's formatter: `pattern` with the message escaped (text.h).
+std::unique_ptr<spdlog::formatter> MakeTextFormatter(const std::string& pattern);
+
 void ConfigureLogging(LogFormat format, const std::string& level, const std::string& host_name);
 
 // While alive, lines logged by this thread carry `plugin` and `task`.

@@ -80,7 +80,12 @@ int main(int argc, char** argv) {
   app.add_option("--config", choice.explicit_path,
                  "Hardware config YAML (default: config/hardware/${HARDWARE_CONFIG:-default}.yaml)");
   app.add_flag("--strict-config", choice.strict,
-               "Exit on a config error instead of falling back to UMI_* variables, then detected hardware");
+               "Exit on any config error, even in the default config path, instead of falling back to UMI_* "
+               "variables, then detected hardware");
+  app.add_flag("--allow-fallback", choice.allow_fallback,
+               "Run on UMI_* variables or detected hardware when the config named by --config or "
+               "HARDWARE_CONFIG cannot be used (default: exit; /readyz and umi_config_fallback say when a "
+               "fallback is in force)");
   app.add_option("--plugins", plugin_dirs, "Plugin directory, repeatable (default: <prefix>/lib/umi/plugins)");
   app.add_option("--tasks", options.tasks_endpoint, "Tasks PULL endpoint; '>' prefix connects")
       ->capture_default_str();
@@ -188,6 +193,7 @@ int main(int argc, char** argv) {
     if (app.get_option(flag)->count() == 0 && configured != config.endpoints.end()) *endpoint = configured->second;
   }
   options.machine_cores = machine.cores;
+  options.config_fallback = loaded->fallback;
   options.http_listen = !http_listen.empty() ? (http_listen == "off" ? "" : http_listen)
                                              : (config.http_enabled ? config.http_listen : "");
   options.plugin_dirs = plugin_dirs;

@@ -2,7 +2,11 @@
 
 #include <msgpack.hpp>
 
+#include <cmath>
+#include <functional>
 #include <span>
+
+#include "text.h"
 
 namespace umi {
 namespace {
@@ -29,22 +33,45 @@ struct Invalid {
   std::string message;
 };
 
-int64_t ReadInteger(const msgpack::object& value, std::string_view key, int64_t min_value) {
+std::string RangeText(std::string_view key, int64_t min_value, int64_t max_value) {
+  if (max_value == INT64_MAX) return "'" + std::string(key) + "' must be >= " + std::to_string(min_value);
+  return "'" + std::string(key) + "' must be " + std::to_string(min_value) + ".." + std::to_string(max_value);
+}
+
+int64_t ReadInteger(const msgpack::object& value, std::string_view key, int64_t min_value,
+                    int64_t max_value = INT64_MAX) {
   if (!IsInteger(value)) throw Invalid{"'" + std::string(key) + "' must be an integer"};
-  if (value.type == msgpack::type::POSITIVE_INTEGER &&
-      value.via.u64 > static_cast<uint64_t>(INT64_MAX)) {
-    throw Invalid{"'" + std::string(key) + "' is out of range"};
+  if (value.type == msgpack::type::POSITIVE_INTEGER && value.via.u64 > static_cast<uint64_t>(max_value)) {
+    throw Invalid{RangeText(key, min_value, max_value) + ", got " + std::to_string(value.via.u64)};
   }
   const int64_t number = value.as<int64_t>();
-  if (number < min_value) {
-    throw Invalid{"'" + std::string(key) + "' must be >= " + std::to_string(min_value)};
+  if (number < min_value || number > max_value) {
+    throw Invalid{RangeText(key, min_value, max_value) + ", got " + std::to_string(number)};
   }
   return number;
 }
 
-double ReadNumber(const msgpack::object& value, std::string_view key) {
+// A finite number in [0, max_value]; a positive value too small for the
+// pool's 1/10000 units is an error, not a silent zero.
+double ReadAmount(const msgpack::object& value, std::string_view key, double max_value) {
   if (!IsNumber(value)) throw Invalid{"'" + std::string(key) + "' must be a number"};
-  return value.as<double>();
+  const double number = value.as<double>();
+  if (!std::isfinite(number)) throw Invalid{"'" + std::string(key) + "' must be a finite number"};
+  if (number < 0 || number > max_value) {
+    throw Invalid{"'" + std::string(key) + "' must be 0.." + Quantity::FromDouble(max_value).ToString() + ", got " +
+                  std::to_string(number)};
+  }
+  if (number > 0 && Quantity::FromDouble(number) == Quantity()) {
+    throw Invalid{"'" + std::string(key) + "' is below the smallest unit (0.0001), got " + std::to_string(number)};
+  }
+  return number;
+}
+
+std::string ReadText(const msgpack::object& value, std::string_view key) {
+  if (value.type != msgpack::type::STR) throw Invalid{"'" + std::string(key) + "' must be a string"};
+  const std::string_view text = AsString(value);
+  if (!IsValidUtf8(text)) throw Invalid{"'" + std::string(key) + "' is not valid UTF-8"};
+  return std::string(text);
 }
 
 RequirementOverride ReadResources(const msgpack::object& map) {
@@ -54,13 +81,13 @@ RequirementOverride ReadResources(const msgpack::object& map) {
     if (kv.key.type != msgpack::type::STR) throw Invalid{"'resources' keys must be strings"};
     const std::string_view key = AsString(kv.key);
     if (key == "cpu_cores") {
-      out.cpu_cores = ReadNumber(kv.val, "resources.cpu_cores");
+      out.cpu_cores = ReadAmount(kv.val, "resources.cpu_cores", kMaxCpuCores);
     } else if (key == "cpu_threads") {
-      out.cpu_threads = static_cast<int>(ReadInteger(kv.val, "resources.cpu_threads", 0));
+      out.cpu_threads = static_cast<int>(ReadInteger(kv.val, "resources.cpu_threads", 0, kMaxCpuThreads));
     } else if (key == "gpu_count") {
-      out.gpu_count = ReadNumber(kv.val, "resources.gpu_count");
+      out.gpu_count = ReadAmount(kv.val, "resources.gpu_count", kMaxGpuCount);
     } else if (key == "memory_mb") {
-      out.memory_mb = ReadInteger(kv.val, "resources.memory_mb", 0);
+      out.memory_mb = ReadInteger(kv.val, "resources.memory_mb", 0, kMaxMemoryMb);
     } else if (key == "exclusive_gpu") {
       if (kv.val.type != msgpack::type::BOOLEAN) throw Invalid{"'resources.exclusive_gpu' must be a bool"};
       out.exclusive_gpu = kv.val.via.boolean;
@@ -110,12 +137,21 @@ Message Decode(const msgpack::object& root) {
     } else if (id->via.str.size == 0 || id->via.str.size > kMaxIdBytes) {
       id_problem = "'id' must be 1.." + std::to_string(kMaxIdBytes) + " bytes, got " +
                    std::to_string(id->via.str.size);
+    } else if (!IsValidUtf8(AsString(*id))) {
+      id_problem = "'id' is not valid UTF-8";
     } else {
       bad.id = std::string(AsString(*id));
     }
   }
+  std::string plugin_problem;
   if (const msgpack::object* plugin = fields[kPlugin]; plugin && plugin->type == msgpack::type::STR) {
-    bad.plugin = std::string(AsString(*plugin));
+    if (plugin->via.str.size > kMaxPluginNameBytes) {
+      plugin_problem = "'plugin' must be at most " + std::to_string(kMaxPluginNameBytes) + " bytes";
+    } else if (!IsValidUtf8(AsString(*plugin))) {
+      plugin_problem = "'plugin' is not valid UTF-8";
+    } else {
+      bad.plugin = std::string(AsString(*plugin));
+    }
   }
 
   try {
@@ -128,8 +164,10 @@ Message Decode(const msgpack::object& root) {
       }
     }
     if (op) {
-      if (op->type != msgpack::type::STR) throw Invalid{"'op' must be a string"};
-      ControlRequest request{std::string(AsString(*op)), bad.id.value_or("")};
+      ControlRequest request{ReadText(*op, "op"), bad.id.value_or("")};
+      if (fields[kId] && fields[kId]->type == msgpack::type::STR && !IsValidUtf8(AsString(*fields[kId]))) {
+        throw Invalid{"'id' is not valid UTF-8"};
+      }
       return request;
     }
     if (!id_problem.empty()) throw Invalid{id_problem};
@@ -139,6 +177,7 @@ Message Decode(const msgpack::object& root) {
     if (plugin->type != msgpack::type::STR || plugin->via.str.size == 0) {
       throw Invalid{"'plugin' must be a non-empty string"};
     }
+    if (!plugin_problem.empty()) throw Invalid{plugin_problem};
 
     TaskMessage task;
     task.id = *bad.id;
@@ -150,7 +189,7 @@ Message Decode(const msgpack::object& root) {
       task.input_msgpack = std::string(kEmptyMap);
     }
     if (fields[kPriority]) task.priority = ReadInteger(*fields[kPriority], "priority", INT64_MIN);
-    if (fields[kTimeout]) task.timeout_ms = ReadInteger(*fields[kTimeout], "timeout_ms", 0);
+    if (fields[kTimeout]) task.timeout_ms = ReadInteger(*fields[kTimeout], "timeout_ms", 0, kMaxTimeoutMs);
     if (fields[kResources]) task.resources = ReadResources(*fields[kResources]);
     return task;
   } catch (const Invalid& invalid) {
@@ -183,6 +222,26 @@ Message DecodeMessage(std::string_view bytes) {
   } catch (const std::exception& e) {
     return BadMessage{std::nullopt, "", "bad_request", std::string("not msgpack: ") + e.what()};
   }
+}
+
+uint64_t Fingerprint(const TaskMessage& task) {
+  std::string key = task.plugin;
+  key += '\0';
+  key += task.input_msgpack;
+  if (const auto& r = task.resources) {
+    // Each field tagged and fixed-width, so no two overrides share a key.
+    auto add = [&key](char tag, const auto& value) {
+      if (!value) return;
+      key += tag;
+      key.append(reinterpret_cast<const char*>(&*value), sizeof(*value));
+    };
+    add('c', r->cpu_cores);
+    add('t', r->cpu_threads);
+    add('g', r->gpu_count);
+    add('m', r->memory_mb);
+    add('x', r->exclusive_gpu);
+  }
+  return std::hash<std::string>{}(key);
 }
 
 const char* ToString(TaskStatus status) {
@@ -229,7 +288,9 @@ std::string EncodeResult(const TaskResult& result, std::string_view host) {
   } else {
     packer.pack("error").pack_map(2);
     packer.pack("code").pack(result.error_code);
-    packer.pack("message").pack(result.error_message);
+    // Messages quote what was sent; the result must stay valid text.
+    packer.pack("message").pack(IsValidUtf8(result.error_message) ? result.error_message
+                                                                   : ToValidUtf8(result.error_message));
   }
   packer.pack("host").pack(host);
   packer.pack("queued_ms").pack(result.queued_ms);

@@ -22,6 +22,13 @@ namespace umi {
 
 inline constexpr int kProtocolVersion = 1;
 inline constexpr size_t kMaxIdBytes = 256;
+inline constexpr size_t kMaxPluginNameBytes = 64;
+// Bounds of the numbers a task may carry (docs/protocol.md).
+inline constexpr int64_t kMaxTimeoutMs = 100LL * 365 * 24 * 3600 * 1000;  // 100 years: a deadline fits in ns
+inline constexpr int64_t kMaxCpuThreads = 65536;
+inline constexpr double kMaxCpuCores = 65536;
+inline constexpr double kMaxGpuCount = 1024;
+inline constexpr int64_t kMaxMemoryMb = int64_t{1} << 40;  // 1 EiB
 
 struct TaskMessage {
   std::string id;
@@ -47,6 +54,10 @@ struct BadMessage {
 using Message = std::variant<TaskMessage, ControlRequest, BadMessage>;
 
 Message DecodeMessage(std::string_view bytes);
+
+// What makes two messages the same task: plugin, input and resources. A
+// retry carries the same fingerprint; another task reusing the id does not.
+uint64_t Fingerprint(const TaskMessage& task);
 
 enum class TaskStatus { kOk, kError, kRejected, kTimeout, kCancelled, kCrashed };
 const char* ToString(TaskStatus status);

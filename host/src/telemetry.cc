@@ -7,6 +7,7 @@
 #include <cmath>
 #include <sstream>
 
+#include "text.h"
 #include "version.h"
 
 namespace umi {
@@ -17,7 +18,8 @@ double UnixNow() {
 }
 
 // Prometheus label values escape backslash, double quote and newline.
-std::string Label(const std::string& value) {
+std::string Label(const std::string& raw) {
+  const std::string value = ToValidUtf8(raw);
   std::string out;
   out.reserve(value.size() + 2);
   out += '"';
@@ -115,8 +117,31 @@ void Telemetry::CountReload(bool ok) {
   ++(ok ? state_.reloads : state_.failed_reloads);
 }
 
-void Telemetry::SetLoad(size_t queued, size_t running, size_t unsent_results, const PoolUsage& pool) {
+void Telemetry::CountDroppedReply(uint64_t count) {
   std::lock_guard lock(mutex_);
+  state_.dropped_replies += count;
+}
+
+void Telemetry::SetConfigFallback(std::string why) {
+  std::lock_guard lock(mutex_);
+  state_.config_fallback = std::move(why);
+}
+
+std::string Telemetry::Unhealthy(std::chrono::steady_clock::time_point now) const {
+  std::lock_guard lock(mutex_);
+  if (state_.last_tick == std::chrono::steady_clock::time_point()) return {};  // not started yet: /readyz says so
+  const auto silent = now - state_.last_tick;
+  if (silent < kStuckAfter) return {};
+  return "the event loop has not turned for " +
+         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(silent).count()) + " s";
+}
+
+void Telemetry::SetLoad(size_t queued, size_t running, size_t unsent_results, const PoolUsage& pool) {
+  const auto now = std::chrono::steady_clock::now();
+  const double unix_now = UnixNow();
+  std::lock_guard lock(mutex_);
+  state_.last_tick = now;
+  state_.last_tick_unix = unix_now;
   state_.queued = queued;
   state_.running = running;
   state_.unsent_results = unsent_results;
@@ -128,11 +153,19 @@ void Telemetry::TaskStarted(uint64_t key, TaskRecord record) {
   running_[key] = std::move(record);
 }
 
+void Telemetry::SetKnownPlugins(std::set<std::string> names) {
+  std::lock_guard lock(mutex_);
+  known_plugins_ = std::move(names);
+}
+
 void Telemetry::TaskFinished(uint64_t key, const TaskResult& result) {
   const std::string status = ToString(result.status);
   std::lock_guard lock(mutex_);
   std::vector<PluginStats*> targets = {&state_.plugins[""]};
-  if (!result.plugin.empty()) targets.push_back(&state_.plugins[result.plugin]);
+  if (!result.plugin.empty()) {
+    const bool known = !known_plugins_ || known_plugins_->count(result.plugin);
+    targets.push_back(&state_.plugins[known ? result.plugin : kUnknownPlugin]);
+  }
   for (PluginStats* stats : targets) {
     ++stats->done[status];
     if (!result.started_at) continue;
@@ -210,6 +243,14 @@ std::string Telemetry::PrometheusText() const {
          s.deduplicated);
   single("umi_plugin_load_failures_total", "counter", "Plugin libraries refused at start or reload.",
          s.plugin_load_failures);
+  single("umi_dropped_replies_total", "counter",
+         "Results and rpc replies that could not be delivered (client gone, or unsent when a drain gave up).",
+         s.dropped_replies);
+  single("umi_config_fallback", "gauge",
+         "1 when the named config could not be used and the host runs on detected hardware (--allow-fallback).",
+         s.config_fallback.empty() ? 0 : 1);
+  family("umi_loop_last_tick_seconds", "gauge", "Unix time of the event loop's last turn (/healthz fails when stale).");
+  out << "umi_loop_last_tick_seconds " << std::to_string(s.last_tick_unix) << '\n';
   family("umi_config_reloads_total", "counter", "Config reloads, by result.");
   out << "umi_config_reloads_total{result=\"ok\"} " << s.reloads << '\n';
   out << "umi_config_reloads_total{result=\"refused\"} " << s.failed_reloads << '\n';
@@ -256,7 +297,7 @@ std::string Telemetry::PrometheusText() const {
   return out.str();
 }
 
-std::string Telemetry::StatsJson() const { return Stats().dump(); }
+std::string Telemetry::StatsJson() const { return Stats().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
 nlohmann::json Telemetry::Stats() const {
   const Snapshot s = Take();
@@ -280,6 +321,8 @@ nlohmann::json Telemetry::Stats() const {
       {"unsent_results", s.unsent_results},
       {"malformed", s.malformed},
       {"deduplicated", s.deduplicated},
+      {"dropped_replies", s.dropped_replies},
+      {"config_fallback", s.config_fallback},
       {"plugin_load_failures", s.plugin_load_failures},
       {"reloads", {{"ok", s.reloads}, {"refused", s.failed_reloads}}},
       {"done", totals.done},
@@ -304,7 +347,7 @@ std::string Telemetry::RecentJson(size_t limit) const {
                         {"cpu_threads", s.pool.cpu_threads_total},
                         {"gpus", s.pool.gpu_used.size()},
                         {"tasks", std::move(tasks)}}
-      .dump();
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace umi

@@ -12,6 +12,7 @@
 // loop holds it for a few hundred nanoseconds per task).
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <map>
@@ -19,6 +20,7 @@
 
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -68,11 +70,21 @@ class Telemetry {
     bool draining = false;
     size_t queued = 0, running = 0, unsent_results = 0;
     uint64_t malformed = 0, deduplicated = 0, plugin_load_failures = 0, reloads = 0, failed_reloads = 0;
+    uint64_t dropped_replies = 0;
+    std::string config_fallback;  // why the named config is not in force; empty: it is
+    std::chrono::steady_clock::time_point last_tick;  // the loop's last SetLoad
+    double last_tick_unix = 0;
     PoolUsage pool;
     std::map<std::string, PluginStats> plugins;  // "" = all plugins
   };
 
   explicit Telemetry(std::string host, size_t recent_capacity = 1000);
+
+  // The label under which tasks for a plugin that is not loaded are
+  // counted: names from the wire never become labels of their own.
+  static constexpr const char* kUnknownPlugin = "_unknown";
+  // The loaded plugins; until called, every name counts as loaded.
+  void SetKnownPlugins(std::set<std::string> names);
 
   void SetReady(bool ready);
   void SetDraining(bool draining);
@@ -80,7 +92,18 @@ class Telemetry {
   void CountMalformed();
   void CountDeduplicated();
   void CountReload(bool ok);
+  // Replies that could not be delivered: an rpc client gone before its
+  // reply, or results left unsent when a drain gave up.
+  void CountDroppedReply(uint64_t count = 1);
+  // Why the host runs on detected hardware instead of the config it was given.
+  void SetConfigFallback(std::string why);
+  // Called on every turn of the event loop: also its heartbeat.
   void SetLoad(size_t queued, size_t running, size_t unsent_results, const PoolUsage& pool);
+
+  // A loop that has not turned for this long is stuck (/healthz says 503).
+  static constexpr auto kStuckAfter = std::chrono::seconds(10);
+  // Empty when healthy at `now`, else why not.
+  std::string Unhealthy(std::chrono::steady_clock::time_point now) const;
 
   void TaskStarted(uint64_t key, TaskRecord record);
   // Every terminal result: `key` is the one given to TaskStarted, or 0 for
@@ -101,6 +124,7 @@ class Telemetry {
  private:
   mutable std::mutex mutex_;
   Snapshot state_;
+  std::optional<std::set<std::string>> known_plugins_;
   size_t recent_capacity_;
   std::deque<TaskRecord> recent_;
   std::unordered_map<uint64_t, TaskRecord> running_;

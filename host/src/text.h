@@ -1,0 +1,25 @@
+// Text hygiene for bytes that arrive from outside (task ids, plugin names,
+// plugin output) and leave in places that need valid text: JSON, the
+// Prometheus exposition, log lines.
+//
+// Thread safety: stateless functions.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace umi {
+
+// True when `text` is well-formed UTF-8 (no overlongs, no surrogates,
+// nothing above U+10FFFF).
+bool IsValidUtf8(std::string_view text);
+
+// `text` with every ill-formed UTF-8 sequence replaced by U+FFFD.
+std::string ToValidUtf8(std::string_view text);
+
+// `text` fit for one line of a text log: control characters and DEL as \n,
+// \r, \t or \xNN, a backslash as \\, ill-formed UTF-8 bytes as \xNN, so no
+// value can start a forged line or hide itself.
+std::string EscapeForLog(std::string_view text);
+
+}  // namespace umi
