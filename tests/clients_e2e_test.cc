@@ -40,8 +40,46 @@ TEST(UmiSubmit, SendsJsonLinesAndWritesOneResultEach) {
   ASSERT_EQ(by_id.size(), 3u) << run.out;
   EXPECT_EQ(by_id["a"]["status"], "ok");
   EXPECT_EQ(by_id["a"]["allocation"]["cpu_threads"], 4);
-  EXPECT_EQ(by_id["task-2"]["status"], "ok");  // the id made from its line number
+  std::string made;  // the id made from the run and the line number
+  for (const auto& [id, line] : by_id) {
+    if (id != "a" && id != "c") made = id;
+  }
+  EXPECT_TRUE(made.size() > 2 && made.substr(made.size() - 2) == "-2") << made;
+  EXPECT_EQ(by_id[made]["status"], "ok");
   EXPECT_EQ(by_id["c"]["error"]["code"], "unknown_plugin");
+}
+
+TEST(UmiSubmit, TwoRunsOfTheSameLinesAreTwoTasks) {
+  HostProcess host;
+  TempDir dir;
+  const auto first = dir.Write("first.jsonl", R"({"plugin": "sleep", "input": {"ms": 1}})" "\n");
+  const auto second = dir.Write("second.jsonl", R"({"plugin": "sleep", "input": {"ms": 3}})" "\n");
+  const CommandOutput one = RunCommand({UMI_SUBMIT_BINARY, first.string(), "--rpc", host.endpoint("rpc")});
+  const CommandOutput two = RunCommand({UMI_SUBMIT_BINARY, second.string(), "--rpc", host.endpoint("rpc")});
+  ASSERT_EQ(one.exit_code, 0) << one.out;
+  ASSERT_EQ(two.exit_code, 0) << two.out;  // before: the first run's result, counted as a retry
+  EXPECT_NE(JsonLines(one.out)[0]["id"], JsonLines(two.out)[0]["id"]);
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackControl("stats"));
+  const auto stats = nlohmann::json::from_msgpack(rpc.Receive());
+  EXPECT_EQ(stats["deduplicated"], 0);
+  EXPECT_EQ(stats["done"]["ok"], 2);
+}
+
+TEST(UmiSubmit, OutputWithInvalidUtf8IsWrittenNotFatal) {
+  HostProcess host({.plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_INSPECT_PLUGIN_DIR}});
+  TempDir dir;
+  const auto input = dir.Write("bytes.jsonl", R"({"id": "b", "plugin": "faulty", "input": {"mode": "bad_utf8"}})" "\n"
+                                              R"({"id": "n", "plugin": "noop"})" "\n");
+  const CommandOutput run = RunCommand({UMI_SUBMIT_BINARY, input.string(), "--rpc", host.endpoint("rpc")});
+  EXPECT_EQ(run.exit_code, 0) << run.out;
+  const auto lines = JsonLines(run.out);
+  ASSERT_EQ(lines.size(), 2u) << run.out;
+  for (const auto& line : lines) {
+    if (line["id"] == "b") {
+      EXPECT_EQ(line["output"]["text"], "ok \xEF\xBF\xBD\xEF\xBF\xBD");
+    }
+  }
 }
 
 TEST(UmiSubmit, ExitsZeroWhenAllSucceed) {

@@ -5,6 +5,11 @@
 // ScaleOut.KillingAHostLosesNothingOnceTheClientRetries.)
 #include <gtest/gtest.h>
 
+#include <signal.h>
+#include <fstream>
+#include <sstream>
+#include <thread>
+#include <filesystem>
 #include <iomanip>
 #include <set>
 
@@ -98,6 +103,76 @@ TEST(Faults, AWorkerThatLeaksPastItsMemoryGrantFailsAloneAndTheHostServes) {
   }
   host.Send(PackTask({.id = "small", .plugin = "faulty", .input = {{"mb", 16}}, .string_input = {{"mode", "leak"}}}));
   EXPECT_EQ(host.NextResult().status, "ok");
+  EXPECT_EQ(host.Stop(), 0);
+}
+
+// The host's child processes, and which of them are zombies.
+std::pair<std::set<pid_t>, std::set<pid_t>> Children(pid_t host) {
+  std::set<pid_t> all, zombies;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(stat, line)) continue;
+    // pid (comm) state ppid ...; comm may hold spaces: read after the last ')'.
+    std::istringstream rest(line.substr(line.rfind(')') + 2));
+    char state = 0;
+    pid_t parent = 0;
+    rest >> state >> parent;
+    if (parent != host) continue;
+    const pid_t pid = std::stoi(entry.path().filename().string());
+    all.insert(pid);
+    if (state == 'Z') zombies.insert(pid);
+  }
+  return {all, zombies};
+}
+
+TEST(Faults, IdleWorkersThatDieAreReapedReplacedAndNeverBlamedForATask) {
+  HostProcess host(Isolated());
+  host.Send(PackTask(Faulty("before", "ok")));
+  const Result before = host.NextResult();
+  ASSERT_EQ(before.status, "ok");
+  const pid_t idle = static_cast<pid_t>(Pid(before));
+  ASSERT_EQ(kill(idle, SIGKILL), 0);  // as the OOM killer would
+  // Awaited by polling /proc: the host reaps it (no zombie) and starts another.
+  const auto deadline = std::chrono::steady_clock::now() + kGuardTime;
+  while (true) {
+    const auto [children, zombies] = Children(host.pid());
+    if (!children.count(idle) && !children.empty() && zombies.empty()) break;
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "the dead worker stayed a zombie or was not replaced";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  // Killed again, this time with no time for the host to notice first.
+  const auto [children, zombies] = Children(host.pid());
+  for (pid_t worker : children) kill(worker, SIGKILL);
+  for (int i = 0; i < 2; ++i) {
+    host.Send(PackTask(Faulty("after-" + std::to_string(i), "ok")));
+    const Result after = host.NextResult();
+    EXPECT_EQ(after.status, "ok") << after.error_message;  // before: crashed, died of signal 9
+    EXPECT_FALSE(children.count(static_cast<pid_t>(Pid(after))));
+  }
+  EXPECT_EQ(host.Stop(), 0);
+}
+
+TEST(Faults, ACancelThatOvertakesItsTaskStillCancelsItInTheWorker) {
+  HostProcess host(Isolated());
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackTask(Faulty("first", "ok")));
+  const pid_t worker = static_cast<pid_t>(Pid(ParseResult(rpc.Receive())));
+  for (int i = 0; i < 30; ++i) {
+    const std::string id = "wait-" + std::to_string(i);
+    rpc.Send(PackTask(Faulty(id, "wait")));
+    rpc.Send(PackControl("cancel", id));
+    std::optional<Result> result;
+    while (!result) {  // the cancel's own reply and the task's result, in either order
+      const std::string reply = rpc.Receive();
+      const Result parsed = ParseResult(reply);
+      if (parsed.id == id) result = parsed;
+    }
+    EXPECT_EQ(result->status, "cancelled") << result->error_message;
+    // The worker stopped the plugin itself: it was not killed after the grace period.
+    rpc.Send(PackTask(Faulty("check-" + std::to_string(i), "ok")));
+    EXPECT_EQ(Pid(ParseResult(rpc.Receive())), worker) << "the worker was killed on round " << i;
+  }
   EXPECT_EQ(host.Stop(), 0);
 }
 

@@ -828,6 +828,13 @@ class Host::Loop {
       Reload("SIGHUP");
       return;
     }
+    if (info.ssi_signo == SIGCHLD) {
+      if (const size_t dead = processes_.ReapDeadIdle(); dead > 0) {
+        spdlog::warn("{} idle worker process(es) died; starting replacements", dead);
+        if (!draining_) PrestartWorkers(plugins_.plugins());
+      }
+      return;
+    }
     if (draining_) {  // a second stop request: the operator will not wait
       for (auto& [key, running] : running_) running->context->Cancel();
       AbandonRunningTasks(std::string("a second ") + strsignal(static_cast<int>(info.ssi_signo)) +

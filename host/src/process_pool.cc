@@ -20,6 +20,7 @@
 #include <deque>
 #include <map>
 #include <optional>
+#include <set>
 #include <fstream>
 #include <stdexcept>
 #include <thread>
@@ -198,6 +199,28 @@ std::string ProcessPool::Prestart(const LoadedPlugin& plugin, const std::string&
   return {};
 }
 
+bool ProcessPool::ReapIfDead(Worker& worker) {
+  int status = 0;
+  pid_t ended = 0;
+  while ((ended = waitpid(worker.pid, &status, WNOHANG)) < 0 && errno == EINTR) {
+  }
+  // An idle worker never writes: anything readable is EOF or garbage.
+  pollfd socket{worker.fd, POLLIN, 0};
+  if (ended == 0 && poll(&socket, 1, 0) == 0) return false;
+  if (ended == worker.pid) worker.pid = -1;  // reaped here
+  Reap(worker, /*kill_first=*/true);
+  return true;
+}
+
+size_t ProcessPool::ReapDeadIdle() {
+  std::lock_guard lock(mutex_);
+  size_t reaped = 0;
+  for (auto& [plugin, workers] : idle_) {
+    reaped += std::erase_if(workers, [](Worker& worker) { return ReapIfDead(worker); });
+  }
+  return reaped;
+}
+
 size_t ProcessPool::idle_workers(const std::string& plugin) const {
   std::lock_guard lock(mutex_);
   const auto found = idle_.find(plugin);
@@ -211,9 +234,10 @@ IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const std::string& 
   {
     std::lock_guard lock(mutex_);
     auto& idle = idle_[plugin.name];
-    if (!idle.empty()) {
+    while (!idle.empty() && worker.pid < 0) {
       worker = idle.back();
       idle.pop_back();
+      if (ReapIfDead(worker)) worker = Worker{};  // killed while idle (OOM killer): never given a task
     }
   }
   if (worker.pid < 0) {
@@ -252,7 +276,7 @@ IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const std::string& 
   while (true) {
     if (!kill_at && context.cancelled()) {
       kill_at = Clock::now() + kill_grace_;
-      WriteFrame(worker.fd, kCancel, {});
+      WriteFrame(worker.fd, kCancel, context.task_id);
     }
     if (kill_at && Clock::now() >= *kill_at) {
       Reap(worker, /*kill_first=*/true);
@@ -336,12 +360,14 @@ int RunPluginWorker(int fd, const std::filesystem::path& library_path) {
   getrlimit(RLIMIT_AS, &unlimited);
 
   // The reader thread hands tasks to this thread and turns a cancel frame
-  // into a cancelled context while the plugin runs.
+  // into a cancelled context while the plugin runs. A cancel can overtake
+  // its task (it names the task): it is kept until that task starts.
   std::mutex mutex;
   std::condition_variable wake;
   std::deque<std::string> tasks;
   bool closed = false;
   UMI_Context* running = nullptr;
+  std::set<std::string> early_cancels;
   std::mutex write_mutex;  // progress may come from the plugin's own threads
   std::thread reader([&] {
     FrameType frame{};
@@ -349,7 +375,13 @@ int RunPluginWorker(int fd, const std::filesystem::path& library_path) {
     while (ReadFrame(fd, frame, payload)) {
       std::lock_guard lock(mutex);
       if (frame == kTask) tasks.push_back(std::move(payload));
-      if (frame == kCancel && running) running->Cancel();
+      if (frame == kCancel) {
+        if (running && running->task_id == payload) {
+          running->Cancel();
+        } else {
+          early_cancels.insert(payload);
+        }
+      }
       wake.notify_one();
     }
     std::lock_guard lock(mutex);
@@ -408,6 +440,9 @@ int RunPluginWorker(int fd, const std::filesystem::path& library_path) {
     {
       std::lock_guard lock(mutex);
       running = &context;
+      // Only this task's cancel can still matter; older ones arrived late.
+      if (early_cancels.count(context.task_id)) context.Cancel();
+      early_cancels.clear();
     }
     UMI_Error* error = nullptr;
     try {

@@ -7,8 +7,9 @@
 // UMI_PluginInitialize with the plugin's settings, then runs one task at a
 // time. Frames on the socket are [type:u8][length:u32][msgpack payload].
 // `processes` workers per plugin start with the host; more start when
-// tasks of that plugin run side by side; a worker that died is replaced by a
-// fresh one when the next task needs it. Workers are in their own process
+// tasks of that plugin run side by side; a worker that died while busy ends
+// its task `crashed`; one that died while idle is reaped (ReapDeadIdle, on
+// SIGCHLD) and never handed a task. Either is replaced by a fresh one. Workers are in their own process
 // group (a terminal's Ctrl-C reaches only the host, which drains) and die
 // with the host (PR_SET_PDEATHSIG).
 //
@@ -62,6 +63,9 @@ class ProcessPool {
                       const Allocation& allocation);
 
   size_t idle_workers(const std::string& plugin) const;
+  // Reaps idle workers that died (the OOM killer, an operator's kill) and
+  // returns how many; the host calls it on SIGCHLD, then starts new ones.
+  size_t ReapDeadIdle();
 
  private:
   struct Worker {
@@ -70,6 +74,8 @@ class ProcessPool {
   };
   Worker Spawn(const LoadedPlugin& plugin, const std::string& settings, std::string* why);
   static void Reap(Worker& worker, bool kill_first);
+  // True (and the worker reaped and cleared) when an idle worker is gone.
+  static bool ReapIfDead(Worker& worker);
 
   const std::filesystem::path binary_;
   const std::chrono::milliseconds kill_grace_;

@@ -31,7 +31,13 @@ void UMI_Context::Cancel() {
 }
 
 bool UMI_Context::WaitCancelled(int64_t timeout_ms) {
+  // Beyond this a deadline in nanoseconds would overflow: wait for the cancel alone.
+  constexpr int64_t kWaitForeverMs = int64_t{100} * 365 * 24 * 3600 * 1000;
   std::unique_lock lock(mutex_);
+  if (timeout_ms >= kWaitForeverMs) {
+    cancel_signal_.wait(lock, [this] { return cancelled(); });
+    return true;
+  }
   return cancel_signal_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(timeout_ms, 0)),
                                  [this] { return cancelled(); });
 }

@@ -5,7 +5,10 @@
 //   umi-submit --op stats
 //
 // Each input line is a task object: {"id", "plugin", "input", "priority",
-// "timeout_ms", "resources"}; a missing id becomes "task-<line>". On a
+// "timeout_ms", "resources"}; a missing id becomes "<run>-<line>", <run>
+// random for each run (a host answers a re-sent id with the stored result, so
+// two runs must never share ids). Strings that are not valid UTF-8 in a
+// result are written with U+FFFD in their place. On a
 // terminal, stderr shows a progress bar (counts, rate, ETA). Exit status:
 // 0 when every task ended ok, 1 when any did not, 2 on bad input or usage.
 #include <unistd.h>
@@ -19,10 +22,25 @@
 #include <set>
 #include <sstream>
 #include <iostream>
+#include <random>
 
 using json = nlohmann::json;
 
 namespace {
+
+// JSON text that never throws: invalid UTF-8 (a plugin's output may carry
+// any bytes) becomes U+FFFD.
+std::string Dump(const json& value, int indent = -1) {
+  return value.dump(indent, ' ', false, json::error_handler_t::replace);
+}
+
+// Identifies this run in default task ids.
+std::string RunPrefix() {
+  std::random_device random;
+  char prefix[24];
+  std::snprintf(prefix, sizeof(prefix), "%08x%08x", random(), random());
+  return prefix;
+}
 
 std::string ToMsgpack(const json& value) {
   const std::vector<uint8_t> bytes = json::to_msgpack(value);
@@ -33,6 +51,7 @@ std::string ToMsgpack(const json& value) {
 bool ReadTasks(std::istream& in, const std::string& name, std::vector<umi::TaskRequest>& tasks) {
   std::string line;
   std::set<std::string> ids;
+  const std::string run = RunPrefix();
   for (int number = 1; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
     const std::string where = name + ":" + std::to_string(number) + ": ";
@@ -42,7 +61,7 @@ bool ReadTasks(std::istream& in, const std::string& name, std::vector<umi::TaskR
       return false;
     }
     umi::TaskRequest request;
-    request.id = task.value("id", "task-" + std::to_string(number));
+    request.id = task.value("id", run + "-" + std::to_string(number));
     if (!task.contains("plugin") || !task["plugin"].is_string()) {
       std::cerr << where << "\"plugin\" (a string) is required\n";
       return false;
@@ -170,8 +189,12 @@ int main(int argc, char** argv) {
       std::cerr << "umi-submit: no reply from " << options.rpc.front() << "\n";
       return 1;
     }
-    const json answer = json::from_msgpack(*reply);
-    std::cout << answer.dump(2) << "\n";
+    const json answer = json::from_msgpack(*reply, true, false);
+    if (answer.is_discarded()) {
+      std::cerr << "umi-submit: the reply is not msgpack\n";
+      return 1;
+    }
+    std::cout << Dump(answer, 2) << "\n";
     return answer.value("ok", false) ? 0 : 1;
   }
 
@@ -197,13 +220,13 @@ int main(int argc, char** argv) {
     }
     ++done;
     if (outcome->status != "ok") ++failed;
-    if (outcome->result.empty()) {
-      std::cout << json{{"id", outcome->id}, {"plugin", outcome->plugin}, {"status", outcome->status},
-                        {"error", {{"code", outcome->error_code}, {"message", outcome->error_message}}}}
-                       .dump()
-                << "\n";
+    const json result = outcome->result.empty() ? json() : json::from_msgpack(outcome->result, true, false);
+    if (result.is_object()) {
+      std::cout << Dump(result) << "\n";
     } else {
-      std::cout << json::from_msgpack(outcome->result).dump() << "\n";
+      std::cout << Dump(json{{"id", outcome->id}, {"plugin", outcome->plugin}, {"status", outcome->status},
+                             {"error", {{"code", outcome->error_code}, {"message", outcome->error_message}}}})
+                << "\n";
     }
     progress.Update(done, failed);
   }

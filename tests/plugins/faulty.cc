@@ -1,7 +1,9 @@
 // faulty: misbehaves on request, for the fault-injection tests.
 //   input.mode: "ok" (default), "throw", "segv", "abort", "exit",
 //               "hang" (ignores cancellation), "leak" (allocates and touches
-//               input.mb MiB, never frees), "pid" (reports its process id)
+//               input.mb MiB, never frees), "pid" (reports its process id),
+//               "wait" (returns when cancelled), "bad_utf8" (outputs
+//               {"text": "ok \xff\xfe"}, not valid UTF-8)
 #include <umi/plugin.hpp>
 
 #include <unistd.h>
@@ -33,6 +35,14 @@ class Faulty : public umi::Plugin {
     if (mode == "exit") std::_Exit(3);
     if (mode == "hang") {
       while (true) std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    if (mode == "bad_utf8") {
+      task.output().Set("text", std::string("ok \xff\xfe"));
+      return;
+    }
+    if (mode == "wait") {
+      task.output().Set("cancelled", task.WaitCancelled(60000));
+      return;
     }
     if (mode == "leak") {
       const int64_t mb = task.input().Get<int64_t>("mb", 1024);
