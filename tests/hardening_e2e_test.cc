@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <nlohmann/json.hpp>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <map>
 #include <set>
@@ -165,6 +169,41 @@ TEST(Hardening, UnknownPluginNamesDoNotGrowTheMetrics) {
   ASSERT_TRUE(metrics);
   EXPECT_EQ(metrics->body.find("made_up_"), std::string::npos);
   EXPECT_NE(metrics->body.find("umi_tasks_total{plugin=\"_unknown\",status=\"rejected\"} 2000\n"), std::string::npos);
+}
+
+// A TCP connection to the host's HTTP port that sends `bytes` and then nothing.
+int OpenIdle(const std::string& url, const std::string& bytes) {
+  const size_t colon = url.rfind(':');
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_port = htons(static_cast<uint16_t>(std::stoi(url.substr(colon + 1))));
+  inet_pton(AF_INET, "127.0.0.1", &address.sin_addr);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0) {
+    close(fd);
+    return -1;
+  }
+  if (!bytes.empty()) {
+    EXPECT_EQ(send(fd, bytes.data(), bytes.size(), 0), static_cast<ssize_t>(bytes.size()));
+  }
+  return fd;
+}
+
+TEST(Hardening, ProbesAreAnsweredBesideSlowAndIdleConnections) {
+  HostProcess host;
+  std::vector<int> held;
+  // Two slowloris requests that never finish their headers, 100 idle keep-alive-style connections.
+  for (int i = 0; i < 2; ++i) held.push_back(OpenIdle(host.endpoint("http"), "GET /metrics HTTP/1.1\r\nHost: x\r\n"));
+  for (int i = 0; i < 100; ++i) held.push_back(OpenIdle(host.endpoint("http"), ""));
+  for (int fd : held) ASSERT_GE(fd, 0);
+  httplib::Client http(host.endpoint("http"));
+  http.set_read_timeout(kGuardTime);
+  for (const char* probe : {"/healthz", "/readyz", "/metrics"}) {  // before: each waited behind the held connections
+    const auto response = http.Get(probe);
+    ASSERT_TRUE(response) << probe;
+    EXPECT_EQ(response->status, 200) << probe;
+  }
+  for (int fd : held) close(fd);
 }
 
 TEST(Hardening, ASecondSigtermDuringTheDrainExitsAtOnce) {

@@ -77,6 +77,17 @@ TEST(Telemetry, RendersIllFormedUtf8AsReplacementCharacters) {
   EXPECT_EQ(recent["tasks"][0]["id"], "\xEF\xBF\xBD\xEF\xBF\xBD");
 }
 
+TEST(Telemetry, AStaleHeartbeatIsUnhealthy) {
+  Telemetry telemetry("h");
+  const auto now = std::chrono::steady_clock::now();
+  EXPECT_EQ(telemetry.Unhealthy(now), "") << "not started: /readyz speaks for it";
+  telemetry.SetLoad(0, 0, 0, PoolUsage{});
+  EXPECT_EQ(telemetry.Unhealthy(std::chrono::steady_clock::now()), "");
+  const std::string stuck = telemetry.Unhealthy(std::chrono::steady_clock::now() + Telemetry::kStuckAfter +
+                                                std::chrono::seconds(1));
+  EXPECT_NE(stuck.find("the event loop has not turned for"), std::string::npos) << stuck;
+}
+
 TEST(Telemetry, RecentKeepsTheNewestFinishedThenTheRunning) {
   Telemetry telemetry("h", /*recent_capacity=*/2);
   for (int i = 1; i <= 3; ++i) {

@@ -1,9 +1,13 @@
 #include "http_server.h"
 
-#include <httplib.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <charconv>
 #include <chrono>
+#include <cstring>
 
 #include "dashboard_html.h"
 
@@ -13,12 +17,48 @@ namespace {
 constexpr size_t kDefaultRecent = 500;
 constexpr size_t kMaxRecent = 10000;
 
-// A two-thread pool: scrapes and the dashboard are light, and the host's
-// cores belong to tasks.
-class SmallTaskQueue : public httplib::ThreadPool {
- public:
-  SmallTaskQueue() : httplib::ThreadPool(2) {}
+struct Reply {
+  unsigned int status = 200;
+  std::string content_type = "text/plain";
+  std::string body;
 };
+
+// Listens on host:port itself, so a busy port is an error (no SO_REUSEPORT:
+// two hosts must never split the scrapes) and port 0 can be read back.
+int Listen(const std::string& host, int port, std::string* why) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+  addrinfo* found = nullptr;
+  const std::string service = std::to_string(port);
+  if (const int error = getaddrinfo(host.c_str(), service.c_str(), &hints, &found); error != 0) {
+    *why = gai_strerror(error);
+    return -1;
+  }
+  int fd = -1;
+  for (addrinfo* a = found; a && fd < 0; a = a->ai_next) {
+    fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC | SOCK_NONBLOCK, a->ai_protocol);
+    if (fd < 0) continue;
+    const int yes = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    if (bind(fd, a->ai_addr, a->ai_addrlen) != 0 || listen(fd, 128) != 0) {
+      *why = std::strerror(errno);
+      close(fd);
+      fd = -1;
+    }
+  }
+  freeaddrinfo(found);
+  return fd;
+}
+
+int BoundPort(int fd) {
+  sockaddr_storage address{};
+  socklen_t size = sizeof(address);
+  if (getsockname(fd, reinterpret_cast<sockaddr*>(&address), &size) != 0) return -1;
+  if (address.ss_family == AF_INET6) return ntohs(reinterpret_cast<sockaddr_in6*>(&address)->sin6_port);
+  return ntohs(reinterpret_cast<sockaddr_in*>(&address)->sin_port);
+}
 
 }  // namespace
 
@@ -37,81 +77,102 @@ std::string HttpServer::Start(const std::string& listen) {
   if (parsed.ec != std::errc() || parsed.ptr != port_text.data() + port_text.size() || port < 0 || port > 65535) {
     return "http.listen '" + listen + "': the port must be a number from 0 to 65535";
   }
+  std::string why;
+  const int fd = Listen(host, port, &why);
+  if (fd < 0) return "http: cannot listen on " + listen + ": " + why;
+  const int bound = BoundPort(fd);
 
-  server_ = std::make_unique<httplib::Server>();
-  server_->new_task_queue = [] { return new SmallTaskQueue(); };
-  // cpp-httplib's default is SO_REUSEPORT, which would let a second host
-  // share the port and split the scrapes: a busy port must be an error.
-  server_->set_socket_options([](int sock) {
-    int yes = 1;
-    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
-  });
-  server_->Get("/", [](const httplib::Request&, httplib::Response& response) {
-    response.set_content(kDashboardHtml, "text/html; charset=utf-8");
-  });
-  server_->Get("/metrics", [this](const httplib::Request&, httplib::Response& response) {
-    response.set_content(telemetry_.PrometheusText(), "text/plain; version=0.0.4; charset=utf-8");
-  });
-  server_->Get("/healthz", [this](const httplib::Request&, httplib::Response& response) {
-    if (const std::string why = telemetry_.Unhealthy(std::chrono::steady_clock::now()); !why.empty()) {
-      response.status = 503;
-      response.set_content("unhealthy: " + why + "\n", "text/plain");
-      return;
-    }
-    response.set_content("ok\n", "text/plain");
-  });
-  server_->Get("/readyz", [this](const httplib::Request&, httplib::Response& response) {
-    const Telemetry::Snapshot state = telemetry_.Take();
-    if (!state.config_fallback.empty() && !state.draining && state.ready) {
-      response.set_content("ready, on detected hardware: " + state.config_fallback + "\n", "text/plain");
-    } else if (state.draining) {
-      response.status = 503;
-      response.set_content("not ready: draining\n", "text/plain");
-    } else if (!state.ready) {
-      response.status = 503;
-      response.set_content("not ready: starting\n", "text/plain");
-    } else {
-      response.set_content("ready\n", "text/plain");
-    }
-  });
-  server_->Get("/api/stats", [this](const httplib::Request&, httplib::Response& response) {
-    response.set_content(telemetry_.StatsJson(), "application/json");
-  });
-  server_->Get("/api/tasks/recent", [this](const httplib::Request& request, httplib::Response& response) {
-    size_t limit = kDefaultRecent;
-    if (request.has_param("limit")) {
-      const std::string text = request.get_param_value("limit");
-      const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), limit);
-      if (error != std::errc() || end != text.data() + text.size()) {
-        response.status = 400;
-        response.set_content("{\"error\":\"limit must be a non-negative integer\"}", "application/json");
-        return;
-      }
-    }
-    response.set_content(telemetry_.RecentJson(std::min(limit, kMaxRecent)), "application/json");
-  });
-
-  const int bound = port == 0 ? server_->bind_to_any_port(host) : (server_->bind_to_port(host, port) ? port : -1);
-  if (bound < 0) {
-    server_.reset();
-    return "http: cannot listen on " + listen + " (address in use, or not an address of this machine)";
+  // One epoll thread serves every connection: a client that is slow or idle
+  // holds a socket, never a thread, so probes are answered whatever others do.
+  daemon_ = MHD_start_daemon(
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, nullptr, nullptr, &HttpServer::Dispatch, this,
+      MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned int>(kMaxConnections),
+      MHD_OPTION_PER_IP_CONNECTION_LIMIT, static_cast<unsigned int>(kMaxConnectionsPerAddress),
+      MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned int>(kIdleTimeout.count()),
+      MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(64 * 1024), MHD_OPTION_END);
+  if (!daemon_) {
+    close(fd);
+    return "http: cannot start the server on " + listen;
   }
   url_ = "http://" + (host.find(':') != std::string::npos ? "[" + host + "]" : host) + ":" + std::to_string(bound);
-  thread_ = std::thread([server = server_.get()] { server->listen_after_bind(); });
-  // stop() is a no-op until the accept loop runs, and cpp-httplib 0.11 has
-  // no ready callback: wait for it, so a quick Stop cannot hang in join.
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (!server_->is_running() && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
-  }
   return {};
 }
 
 void HttpServer::Stop() {
-  if (!server_) return;
-  server_->stop();
-  if (thread_.joinable()) thread_.join();
-  server_.reset();
+  if (!daemon_) return;
+  MHD_stop_daemon(daemon_);  // joins its thread and closes the listening socket
+  daemon_ = nullptr;
+}
+
+MHD_Result HttpServer::Dispatch(void* self, MHD_Connection* connection, const char* url, const char* method,
+                                const char*, const char*, size_t* upload_size, void**) {
+  Reply reply;
+  if (std::strcmp(method, "GET") != 0 && std::strcmp(method, "HEAD") != 0) {
+    reply = {405, "text/plain", "only GET\n"};
+  } else if (*upload_size != 0) {
+    *upload_size = 0;  // a GET with a body: ignore the body
+    return MHD_YES;
+  } else {
+    const char* limit = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "limit");
+    static_cast<HttpServer*>(self)->Route(url, limit, reply.status, reply.content_type, reply.body);
+  }
+  MHD_Response* response =
+      MHD_create_response_from_buffer(reply.body.size(), reply.body.data(), MHD_RESPMEM_MUST_COPY);
+  if (!response) return MHD_NO;
+  MHD_add_response_header(response, "Content-Type", reply.content_type.c_str());
+  const MHD_Result queued = MHD_queue_response(connection, reply.status, response);
+  MHD_destroy_response(response);
+  return queued;
+}
+
+void HttpServer::Route(const std::string& path, const char* limit_text, unsigned int& status,
+                       std::string& content_type, std::string& body) const {
+  if (path == "/") {
+    content_type = "text/html; charset=utf-8";
+    body = kDashboardHtml;
+  } else if (path == "/metrics") {
+    content_type = "text/plain; version=0.0.4; charset=utf-8";
+    body = telemetry_.PrometheusText();
+  } else if (path == "/healthz") {
+    if (const std::string why = telemetry_.Unhealthy(std::chrono::steady_clock::now()); !why.empty()) {
+      status = 503;
+      body = "unhealthy: " + why + "\n";
+    } else {
+      body = "ok\n";
+    }
+  } else if (path == "/readyz") {
+    const Telemetry::Snapshot state = telemetry_.Take();
+    if (state.draining) {
+      status = 503;
+      body = "not ready: draining\n";
+    } else if (!state.ready) {
+      status = 503;
+      body = "not ready: starting\n";
+    } else if (!state.config_fallback.empty()) {
+      body = "ready, on detected hardware: " + state.config_fallback + "\n";
+    } else {
+      body = "ready\n";
+    }
+  } else if (path == "/api/stats") {
+    content_type = "application/json";
+    body = telemetry_.StatsJson();
+  } else if (path == "/api/tasks/recent") {
+    content_type = "application/json";
+    size_t limit = kDefaultRecent;
+    if (limit_text) {
+      const std::string text = limit_text;
+      const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), limit);
+      if (error != std::errc() || end != text.data() + text.size()) {
+        status = 400;
+        body = "{\"error\":\"limit must be a non-negative integer\"}";
+        return;
+      }
+    }
+    body = telemetry_.RecentJson(std::min(limit, kMaxRecent));
+  } else {
+    status = 404;
+    body = "not found\n";
+  }
 }
 
 }  // namespace umi

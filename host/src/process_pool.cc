@@ -32,10 +32,13 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-enum FrameType : uint8_t { kInit = 1, kReady, kInitFailed, kTask, kCancel, kProgress, kDone };
+// kStarted: the worker took the task and is about to run the plugin.
+enum FrameType : uint8_t { kInit = 1, kReady, kInitFailed, kTask, kCancel, kProgress, kDone, kStarted };
 
 constexpr uint32_t kMaxFrameBytes = 1u << 30;
 constexpr auto kStartTimeout = std::chrono::seconds(30);
+// Workers tried for a task whose worker died before it started.
+constexpr int kStartAttempts = 3;
 
 bool WriteAll(int fd, const char* data, size_t size) {
   while (size > 0) {
@@ -229,6 +232,32 @@ size_t ProcessPool::idle_workers(const std::string& plugin) const {
 
 IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
                                  const Allocation& allocation) {
+  const std::string task = Pack([&](auto& p) {
+    p.pack_map(7);
+    p.pack("id").pack(context.task_id);
+    p.pack("input").pack_bin(static_cast<uint32_t>(context.input_msgpack.size()));
+    p.pack_bin_body(context.input_msgpack.data(), static_cast<uint32_t>(context.input_msgpack.size()));
+    p.pack("cpu_cores").pack(allocation.cpu_cores.ToDouble());
+    p.pack("cpu_threads").pack(allocation.cpu_threads);
+    p.pack("memory_mb").pack(allocation.memory_mb);
+    p.pack("cpu_ids").pack(allocation.cpu_ids);
+    p.pack("gpu_ids").pack(allocation.gpu_ids);
+  });
+  // A worker can be dying when it is handed the task (killed a moment
+  // before, still tearing down its threads): the task never started there,
+  // so it goes to a fresh worker instead of ending `crashed`.
+  for (int attempt = 1;; ++attempt) {
+    bool started = false;
+    IsolatedOutcome outcome = RunOnce(plugin, settings, context, task, started);
+    if (started || !outcome.crashed || attempt == kStartAttempts) return outcome;
+    spdlog::warn("task '{}': its worker process died before starting it ({}); trying a fresh worker",
+                 context.task_id, outcome.error ? outcome.error->message : "");
+    delete outcome.error;
+  }
+}
+
+IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
+                                     const std::string& task, bool& started) {
   IsolatedOutcome outcome;
   Worker worker;
   {
@@ -249,18 +278,6 @@ IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const std::string& 
     }
   }
 
-  const std::string task = Pack([&](auto& p) {
-    p.pack_map(7);
-    p.pack("id").pack(context.task_id);
-    p.pack("input").pack_bin(static_cast<uint32_t>(context.input_msgpack.size()));
-    p.pack_bin_body(context.input_msgpack.data(), static_cast<uint32_t>(context.input_msgpack.size()));
-    p.pack("cpu_cores").pack(allocation.cpu_cores.ToDouble());
-    p.pack("cpu_threads").pack(allocation.cpu_threads);
-    p.pack("memory_mb").pack(allocation.memory_mb);
-    p.pack("cpu_ids").pack(allocation.cpu_ids);
-    p.pack("gpu_ids").pack(allocation.gpu_ids);
-  });
-
   auto died = [&] {
     int status = 0;
     close(worker.fd);
@@ -280,6 +297,7 @@ IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const std::string& 
     }
     if (kill_at && Clock::now() >= *kill_at) {
       Reap(worker, /*kill_first=*/true);
+      started = true;  // whatever it did, it was told to stop: no second try
       outcome.killed = true;
       outcome.error = new UMI_Error{"killed", "the worker process ignored cancellation and was killed after " +
                                                   std::to_string(kill_grace_.count()) + " ms"};
@@ -291,6 +309,11 @@ IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const std::string& 
     FrameType type{};
     std::string payload;
     if (!ReadFrame(worker.fd, type, payload)) return died();
+    if (type == kStarted) {
+      started = true;
+      continue;
+    }
+    started = true;  // any other frame comes from a task that ran
     try {
       const msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
       const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
@@ -443,6 +466,10 @@ int RunPluginWorker(int fd, const std::filesystem::path& library_path) {
       // Only this task's cancel can still matter; older ones arrived late.
       if (early_cancels.count(context.task_id)) context.Cancel();
       early_cancels.clear();
+    }
+    {
+      std::lock_guard lock(write_mutex);
+      WriteFrame(fd, kStarted, {});  // a closed socket shows again at kDone
     }
     UMI_Error* error = nullptr;
     try {

@@ -73,6 +73,9 @@ class ProcessPool {
     int fd = -1;
   };
   Worker Spawn(const LoadedPlugin& plugin, const std::string& settings, std::string* why);
+  // One try on one worker; `started` says whether the worker began the task.
+  IsolatedOutcome RunOnce(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
+                          const std::string& task, bool& started);
   static void Reap(Worker& worker, bool kill_first);
   // True (and the worker reaped and cleared) when an idle worker is gone.
   static bool ReapIfDead(Worker& worker);
