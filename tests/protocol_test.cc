@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <msgpack.hpp>
 
+#include <cmath>
+#include <functional>
+
 namespace umi {
 namespace {
 
@@ -160,6 +163,69 @@ TEST(Protocol, RejectionsCarryCodeAndNoTimes) {
   const auto error = map.at("error").as<std::map<std::string, std::string>>();
   EXPECT_EQ(error.at("code"), "bad_request");
   EXPECT_EQ(error.at("message"), "why");
+}
+
+// A task whose resources hold one key set by `fill`.
+std::string WithResource(const std::function<void(msgpack::packer<msgpack::sbuffer>&)>& fill) {
+  return PackMap(
+      [&](auto& p) {
+        p.pack("id").pack("r");
+        p.pack("plugin").pack("sleep");
+        p.pack("resources").pack_map(1);
+        fill(p);
+      },
+      3);
+}
+
+TEST(Protocol, NumbersAreRangeCheckedBeforeTheyAreNarrowed) {
+  // 2^32 + 1 threads used to become 1, 2^32 used to become 0.
+  for (const uint64_t threads : {uint64_t{1} << 32, (uint64_t{1} << 32) + 1}) {
+    const BadMessage bad = Bad(WithResource([&](auto& p) { p.pack("cpu_threads").pack(threads); }));
+    EXPECT_EQ(bad.message, "'resources.cpu_threads' must be 0..65536, got " + std::to_string(threads));
+    EXPECT_EQ(bad.id, "r");
+  }
+  for (const double value : {std::nan(""), HUGE_VAL, -HUGE_VAL}) {
+    const BadMessage bad = Bad(WithResource([&](auto& p) { p.pack("cpu_cores").pack(value); }));
+    EXPECT_EQ(bad.message, "'resources.cpu_cores' must be a finite number");  // used to say "must not be negative"
+  }
+  EXPECT_NE(Bad(WithResource([](auto& p) { p.pack("gpu_count").pack(1e300); })).message.find("must be 0..1024"),
+            std::string::npos);
+  EXPECT_NE(Bad(WithResource([](auto& p) { p.pack("gpu_count").pack(0.00004); })).message.find("below the smallest unit"),
+            std::string::npos)
+      << "a positive value must not round to 0 and run as a CPU task";
+  const Message fine = DecodeMessage(WithResource([](auto& p) { p.pack("cpu_threads").pack(65536); }));
+  ASSERT_TRUE(std::holds_alternative<TaskMessage>(fine));
+  EXPECT_EQ(std::get<TaskMessage>(fine).resources->cpu_threads, 65536);
+}
+
+TEST(Protocol, IdsPluginNamesAndOpsMustBeUtf8) {
+  const BadMessage id = Bad(Pack(std::map<std::string, std::string>{{"id", "\xff"}, {"plugin", "noop"}}));
+  EXPECT_EQ(id.message, "'id' is not valid UTF-8");
+  EXPECT_FALSE(id.id.has_value()) << "an invalid id is never echoed";
+  const BadMessage plugin = Bad(Pack(std::map<std::string, std::string>{{"id", "a"}, {"plugin", "\xc3("}}));
+  EXPECT_EQ(plugin.message, "'plugin' is not valid UTF-8");
+  EXPECT_EQ(plugin.plugin, "");
+  EXPECT_EQ(Bad(Pack(std::map<std::string, std::string>{{"op", "\xff"}})).message, "'op' is not valid UTF-8");
+}
+
+TEST(Protocol, TheFingerprintTellsTasksApartAndRetriesTogether) {
+  TaskMessage a;
+  a.id = "x";
+  a.plugin = "sleep";
+  a.input_msgpack = Pack(std::map<std::string, int>{{"ms", 1}});
+  TaskMessage b = a;
+  EXPECT_EQ(Fingerprint(a), Fingerprint(b));
+  b.id = "y";
+  EXPECT_EQ(Fingerprint(a), Fingerprint(b)) << "the id is not part of it";
+  b.input_msgpack = Pack(std::map<std::string, int>{{"ms", 2}});
+  EXPECT_NE(Fingerprint(a), Fingerprint(b));
+  TaskMessage c = a;
+  c.resources.emplace();
+  c.resources->cpu_threads = 2;
+  EXPECT_NE(Fingerprint(a), Fingerprint(c));
+  TaskMessage d = a;
+  d.plugin = "noop";
+  EXPECT_NE(Fingerprint(a), Fingerprint(d));
 }
 
 }  // namespace
