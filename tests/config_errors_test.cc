@@ -22,9 +22,18 @@ const std::map<std::string, std::string> kExpected = {
      "http.listen: expected host:port, e.g. 127.0.0.1:9090 (line 5, column 11)"},
     {"wrong_type.yaml", "hardware.cpu.cores: expected a number, got 'many' (line 3, column 12)"},
     {"zero_cores.yaml", "hardware.cpu.cores: must be a number > 0, got 0 (line 3, column 12)"},
-    {"negative_memory.yaml", "hardware.memory.total_gb: must be a number > 0, got -1 (line 4, column 15)"},
-    {"overcommit_below_one.yaml", "hardware.memory.overcommit_ratio: must be a number >= 1, got 0.5 (line 5, column 23)"},
-    {"max_instances_zero.yaml", "task_groups.g.max_instances: must be >= 1, got 0 (line 6, column 20)"},
+    {"negative_memory.yaml",
+     "hardware.memory.total_gb: must be a number > 0 and at most 1073741824, got -1 (line 4, column 15)"},
+    {"overcommit_below_one.yaml", "hardware.memory.overcommit_ratio: must be a number 1..1000, got 0.5 (line 5, column 23)"},
+    {"max_instances_zero.yaml", "task_groups.g.max_instances: must be 1..1000000, got 0 (line 6, column 20)"},
+    // Each used to be narrowed or rounded silently (issue 14).
+    {"max_concurrent_tasks_too_big.yaml",
+     "hardware.cpu.max_concurrent_tasks: must be 1..1000000, got 4294967296 (line 4, column 27)"},
+    {"threads_beyond_int.yaml", "hardware.cpu.threads: must be 1..65536, got 4294967297 (line 4, column 14)"},
+    {"max_instances_beyond_int.yaml", "task_groups.g.max_instances: must be 1..1000000, got 4294967296 (line 6, column 20)"},
+    {"cores_below_unit.yaml", "hardware.cpu.cores: is below the smallest unit (0.0001), got 0.00001 (line 3, column 12)"},
+    {"gpu_count_below_unit.yaml", "task_groups.g.gpu_count: is below the smallest unit (0.0001), got 0.00004 (line 6, column 16)"},
+    {"gpu_count_too_big.yaml", "hardware.gpu.count: must be 0..1024, got 100000000000 (line 4, column 12)"},
     {"task_group_too_big.yaml", "task_groups.big.threads: needs 64 but the pool has 48 (line 6, column 5)"},
     {"plugin_too_big.yaml", "plugins.sleep.memory_mb: needs 1000000 but the pool has 65536 (line 6, column 5)"},
     {"unknown_task_group.yaml", "plugins.sleep.task_group: no task group named 'cpu_taks' (line 6, column 17)"},
@@ -37,7 +46,7 @@ const std::map<std::string, std::string> kExpected = {
     {"unknown_top_level.yaml",
      "schedular: unknown key, did you mean 'scheduler'? (expected one of: allocation, allow_task_overrides, "
      "dedup, hardware, http, plugins, scheduler, security, shutdown, task_groups, transport) (line 4, column 1)"},
-    {"negative_threads.yaml", "hardware.cpu.threads: must be >= 1, got -2 (line 4, column 14)"},
+    {"negative_threads.yaml", "hardware.cpu.threads: must be 1..65536, got -2 (line 4, column 14)"},
 };
 
 TEST(ConfigErrors, EachFileGivesItsExactMessage) {

@@ -221,6 +221,48 @@ TEST(ResourcePoolPinning, FromConfigTakesTheFirstThreadsLogicalCpus) {
   EXPECT_TRUE(PoolCapacity::FromConfig(config, {{0, 4}}).pinned_cores.empty());
 }
 
+TEST(ResourcePoolPinning, FromConfigPinsAsManyPhysicalCoresAsItCharges) {
+  HardwareConfig config;
+  config.cpu_cores = 4;
+  config.cpu_threads = 4;
+  config.pinning = true;
+  const std::vector<std::vector<int>> smt2 = {{0, 4}, {1, 5}, {2, 6}, {3, 7}};
+  // Before: {{0, 4}, {1, 5}}, four threads on two physical cores while four were charged.
+  EXPECT_EQ(PoolCapacity::FromConfig(config, smt2).pinned_cores,
+            (std::vector<std::vector<int>>{{0}, {1}, {2}, {3}}));
+  config.cpu_cores = 2.5;
+  config.cpu_threads = 5;
+  EXPECT_EQ(PoolCapacity::FromConfig(config, smt2).pinned_cores,
+            (std::vector<std::vector<int>>{{0, 4}, {1, 5}, {2}}));
+  config.cpu_cores = 1;
+  config.cpu_threads = 3;  // more threads than one core has: the next core's
+  EXPECT_EQ(PoolCapacity::FromConfig(config, smt2).pinned_cores, (std::vector<std::vector<int>>{{0, 4}, {1}}));
+}
+
+TEST(ResourcePool, GrantsTheConfiguredGpuIds) {
+  PoolCapacity c = Capacity(0);
+  c.gpus = {{2, "test", 24}, {3, "test", 24}};
+  ResourcePool pool(c);
+  const auto a = pool.TryAllocate(1, Gpu(1, true));
+  const auto b = pool.TryAllocate(2, Gpu(0.5, false));
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(a->gpu_ids, std::vector<int>{2});  // before: 0, the index
+  EXPECT_EQ(b->gpu_ids, std::vector<int>{3});
+  EXPECT_EQ(pool.Usage().gpu_ids, (std::vector<int>{2, 3}));
+  EXPECT_FALSE(pool.CanAllocate(Gpu(1, true)));
+  ASSERT_TRUE(pool.Release(1));
+  EXPECT_EQ(pool.Usage().gpu_used[0], Quantity());
+  // A reload that drops a held device is refused; one that keeps it (moved) is fine.
+  PoolCapacity without = c;
+  without.gpus = {{2, "test", 24}};
+  EXPECT_EQ(pool.Reconfigure(without), "GPU 3 is held by a running task and the new pool lacks it");
+  PoolCapacity moved = c;
+  moved.gpus = {{3, "test", 24}, {2, "test", 24}};
+  EXPECT_EQ(pool.Reconfigure(moved), "");
+  EXPECT_EQ(pool.Usage().gpu_used[0], Quantity::FromDouble(0.5));
+  ASSERT_TRUE(pool.Release(2));
+}
+
 TEST(ResourcePool, GpuSpreadPutsFractionsOnTheEmptiestDevice) {
   PoolCapacity c = Capacity(2);
   c.gpu_strategy = Strategy::kSpread;

@@ -22,13 +22,13 @@ class SchedulerTest : public ::testing::Test {
     return c;
   }
 
-  void Add(const std::string& id, int threads, int64_t priority = 0, double gpus = 0) {
+  void Add(const std::string& id, int threads, int64_t priority = 0, double gpus = 0, std::string plugin = "") {
     QueuedTask task;
     task.key = ++key_;
     task.message.id = id;
     task.message.priority = priority;
     task.enqueued_at = now_;
-    task.demand.plugin = gpus > 0 ? "gpu" : "cpu";
+    task.demand.plugin = !plugin.empty() ? plugin : gpus > 0 ? "gpu" : "cpu";
     task.demand.requirement.cpu_cores = Quantity::FromDouble(0);
     task.demand.requirement.cpu_threads = threads;
     task.demand.requirement.gpu_count = Quantity::FromDouble(gpus);
@@ -146,6 +146,51 @@ TEST_F(SchedulerTest, AReservationStillLetsThroughWhatItDoesNotNeed) {
   EXPECT_TRUE(Run().empty());
   Finish("cpu_hog");
   EXPECT_EQ(Run(), (std::vector<std::string>{"gpu_task", "one_thread"}));
+}
+
+TEST_F(SchedulerTest, TheLowestPriorityRunsLast) {
+  Add("lowest", 1, INT64_MIN);  // its rank used to negate it, which overflowed to the front
+  Add("zero", 1, 0);
+  Add("highest", 1, INT64_MAX);
+  EXPECT_EQ(Run(), (std::vector<std::string>{"highest", "zero", "lowest"}));
+}
+
+TEST(SchedulerCaps, AHeadBlockedOnlyByItsOwnCapHoldsNoReservation) {
+  PoolCapacity c;
+  c.cpu_cores = Quantity::Whole(16);
+  c.cpu_threads = 16;
+  c.memory_mb = 1 << 20;
+  c.max_concurrent_tasks = 16;
+  c.gpus = {{0, "test", 24}, {1, "test", 24}};
+  c.plugin_caps["gpu_sleep"] = 1;
+  ResourcePool pool(c);
+  Scheduler scheduler(pool, milliseconds(1000));
+  uint64_t key = 0;
+  auto add = [&](const std::string& id, const std::string& plugin, int64_t priority) {
+    QueuedTask task;
+    task.key = ++key;
+    task.message.id = id;
+    task.message.priority = priority;
+    task.demand.plugin = plugin;
+    task.demand.requirement.cpu_threads = 1;
+    task.demand.requirement.gpu_count = Quantity::Whole(1);
+    scheduler.Enqueue(std::move(task));
+  };
+  auto run = [&](Scheduler::Clock::time_point now) {
+    std::vector<std::string> ids;
+    for (auto& [task, allocation] : scheduler.TakeRunnable(now)) ids.push_back(task.message.id);
+    return ids;
+  };
+  const Scheduler::Clock::time_point start{};
+  add("a1", "gpu_sleep", 0);
+  EXPECT_EQ(run(start), std::vector<std::string>{"a1"});  // GPU 0
+  add("a2", "gpu_sleep", 0);  // waits for a1: gpu_sleep is capped at 1
+  add("b", "sleep", 10);      // GPU 1 is free: before, a2's reservation kept it idle
+  EXPECT_EQ(run(start), std::vector<std::string>{"b"});
+  EXPECT_FALSE(scheduler.reserved().has_value());
+  // The CPU-only form, past reserve_after: the capped head still reserves nothing.
+  EXPECT_TRUE(run(start + milliseconds(5000)).empty());
+  EXPECT_FALSE(scheduler.reserved().has_value());
 }
 
 TEST_F(SchedulerTest, RemoveTakesOneQueuedTask) {

@@ -82,17 +82,21 @@ T Read(const YAML::Node& node, const std::string& path, const char* type_name) {
   }
 }
 
-double ReadNumber(const YAML::Node& node, const std::string& path, double min_value) {
+double ReadNumber(const YAML::Node& node, const std::string& path, double min_value, double max_value) {
   const double value = Read<double>(node, path, "a number");
-  if (!std::isfinite(value) || value < min_value) {
-    Fail(node, path, "must be a number >= " + Quantity::FromDouble(min_value).ToString() + ", got " + node.Scalar());
+  if (!std::isfinite(value) || value < min_value || value > max_value) {
+    Fail(node, path, "must be a number " + Quantity::FromDouble(min_value).ToString() + ".." +
+                         Quantity::FromDouble(max_value).ToString() + ", got " + node.Scalar());
   }
   return value;
 }
 
-double ReadPositive(const YAML::Node& node, const std::string& path) {
+double ReadPositive(const YAML::Node& node, const std::string& path, double max_value) {
   const double value = Read<double>(node, path, "a number");
-  if (!std::isfinite(value) || value <= 0) Fail(node, path, "must be a number > 0, got " + node.Scalar());
+  if (!std::isfinite(value) || value <= 0 || value > max_value) {
+    Fail(node, path, "must be a number > 0 and at most " + Quantity::FromDouble(max_value).ToString() + ", got " +
+                         node.Scalar());
+  }
   return value;
 }
 
@@ -103,10 +107,44 @@ Strategy ReadStrategy(const YAML::Node& node, const std::string& path) {
   Fail(node, path, "expected pack or spread, got '" + text + "'");
 }
 
-int64_t ReadInteger(const YAML::Node& node, const std::string& path, int64_t min_value) {
-  const int64_t value = Read<int64_t>(node, path, "an integer");
-  if (value < min_value) {
-    Fail(node, path, "must be >= " + std::to_string(min_value) + ", got " + std::to_string(value));
+// An integer in [min_value, max_value]: checked before any narrowing, so
+// 4294967297 is an error, never 1.
+int64_t ReadInteger(const YAML::Node& node, const std::string& path, int64_t min_value, int64_t max_value) {
+  if (!node.IsScalar()) Fail(node, path, "expected an integer");
+  int64_t value = 0;
+  try {
+    value = node.as<int64_t>();
+  } catch (const YAML::BadConversion&) {
+    bool is_integer = false;
+    try {  // a whole number too large for int64 is out of range, not mistyped
+      const double number = node.as<double>();
+      is_integer = std::isfinite(number) && number == std::floor(number);
+    } catch (const YAML::BadConversion&) {
+    }
+    Fail(node, path, is_integer ? "must be " + std::to_string(min_value) + ".." + std::to_string(max_value) +
+                                      ", got " + node.Scalar()
+                                : "expected an integer, got '" + node.Scalar() + "'");
+  }
+  if (value < min_value || value > max_value) {
+    Fail(node, path, "must be " + std::to_string(min_value) + ".." + std::to_string(max_value) + ", got " +
+                         std::to_string(value));
+  }
+  return value;
+}
+
+int ReadInt(const YAML::Node& node, const std::string& path, int min_value, int max_value) {
+  return static_cast<int>(ReadInteger(node, path, min_value, max_value));
+}
+
+// A resource amount (cores, GPUs): finite, in [0, max_value], and not a
+// positive value below the pool's unit (it would round to nothing).
+double ReadAmount(const YAML::Node& node, const std::string& path, double max_value) {
+  const double value = Read<double>(node, path, "a number");
+  if (!std::isfinite(value) || value < 0 || value > max_value) {
+    Fail(node, path, "must be a number 0.." + Quantity::FromDouble(max_value).ToString() + ", got " + node.Scalar());
+  }
+  if (value > 0 && Quantity::FromDouble(value) == Quantity()) {
+    Fail(node, path, "is below the smallest unit (0.0001), got " + node.Scalar());
   }
   return value;
 }
@@ -119,16 +157,14 @@ void IfPresent(const YAML::Node& parent, const char* key, Sink sink) {
 // Fields shared by task_groups.<g> and plugins.<p>.
 void ReadResources(const YAML::Node& node, const std::string& path, RequirementOverride& out,
                    std::optional<int>& max_instances) {
-  IfPresent(node, "cpu_cores", [&](auto n) { out.cpu_cores = ReadNumber(n, path + ".cpu_cores", 0); });
-  IfPresent(node, "threads", [&](auto n) {
-    out.cpu_threads = static_cast<int>(ReadInteger(n, path + ".threads", 0));
-  });
-  IfPresent(node, "memory_mb", [&](auto n) { out.memory_mb = ReadInteger(n, path + ".memory_mb", 0); });
-  IfPresent(node, "gpu_count", [&](auto n) { out.gpu_count = ReadNumber(n, path + ".gpu_count", 0); });
+  IfPresent(node, "cpu_cores", [&](auto n) { out.cpu_cores = ReadAmount(n, path + ".cpu_cores", kMaxCpus); });
+  IfPresent(node, "threads", [&](auto n) { out.cpu_threads = ReadInt(n, path + ".threads", 0, kMaxCpus); });
+  IfPresent(node, "memory_mb", [&](auto n) { out.memory_mb = ReadInteger(n, path + ".memory_mb", 0, kMaxMemoryMb); });
+  IfPresent(node, "gpu_count", [&](auto n) { out.gpu_count = ReadAmount(n, path + ".gpu_count", kMaxGpus); });
   IfPresent(node, "exclusive_gpu",
             [&](auto n) { out.exclusive_gpu = Read<bool>(n, path + ".exclusive_gpu", "true or false"); });
   IfPresent(node, "max_instances", [&](auto n) {
-    max_instances = static_cast<int>(ReadInteger(n, path + ".max_instances", 1));
+    max_instances = ReadInt(n, path + ".max_instances", 1, kMaxInstances);
   });
   ResourceRequirement probe;
   out.ApplyTo(probe);
@@ -142,17 +178,16 @@ void ReadHardware(const YAML::Node& hardware, HardwareConfig& config) {
   if (!cpu) Fail(hardware, "hardware.cpu", "missing");
   CheckKeys(cpu, "hardware.cpu", {"cores", "threads", "max_concurrent_tasks", "threads_per_core", "pinning"});
   if (!cpu["cores"]) Fail(cpu, "hardware.cpu.cores", "missing");
-  config.cpu_cores = ReadPositive(cpu["cores"], "hardware.cpu.cores");
-  config.cpu_threads = cpu["threads"]
-                           ? static_cast<int>(ReadInteger(cpu["threads"], "hardware.cpu.threads", 1))
-                           : static_cast<int>(std::ceil(config.cpu_cores));
+  config.cpu_cores = ReadAmount(cpu["cores"], "hardware.cpu.cores", kMaxCpus);
+  if (config.cpu_cores == 0) Fail(cpu["cores"], "hardware.cpu.cores", "must be a number > 0, got " + cpu["cores"].Scalar());
+  config.cpu_threads = cpu["threads"] ? ReadInt(cpu["threads"], "hardware.cpu.threads", 1, kMaxCpus)
+                                      : static_cast<int>(std::ceil(config.cpu_cores));
   config.max_concurrent_tasks =
       cpu["max_concurrent_tasks"]
-          ? static_cast<int>(ReadInteger(cpu["max_concurrent_tasks"],
-                                         "hardware.cpu.max_concurrent_tasks", 1))
+          ? ReadInt(cpu["max_concurrent_tasks"], "hardware.cpu.max_concurrent_tasks", 1, kMaxInstances)
           : config.cpu_threads;
   if (const YAML::Node tpc = cpu["threads_per_core"]) {
-    config.threads_per_core = static_cast<int>(ReadInteger(tpc, "hardware.cpu.threads_per_core", 1));
+    config.threads_per_core = ReadInt(tpc, "hardware.cpu.threads_per_core", 1, 64);
     const int64_t most = static_cast<int64_t>(std::ceil(config.cpu_cores)) * *config.threads_per_core;
     if (config.cpu_threads > most) {
       Fail(cpu["threads"] ? cpu["threads"] : cpu, "hardware.cpu.threads",
@@ -169,27 +204,31 @@ void ReadHardware(const YAML::Node& hardware, HardwareConfig& config) {
     const std::string model =
         gpu["model"] ? Read<std::string>(gpu["model"], "hardware.gpu.model", "a string") : "";
     const double memory_gb =
-        gpu["memory_gb"] ? ReadNumber(gpu["memory_gb"], "hardware.gpu.memory_gb", 0) : 0;
+        gpu["memory_gb"] ? ReadNumber(gpu["memory_gb"], "hardware.gpu.memory_gb", 0, kMaxMemoryGb) : 0;
     if (const YAML::Node devices = gpu["devices"]) {
       if (!devices.IsSequence()) Fail(devices, "hardware.gpu.devices", "expected a list");
       for (size_t i = 0; i < devices.size(); ++i) {
         const std::string path = "hardware.gpu.devices[" + std::to_string(i) + "]";
         CheckKeys(devices[i], path, {"id", "model", "memory_gb"});
         GpuDevice device{static_cast<int>(i), model, memory_gb};
-        if (devices[i]["id"]) device.id = static_cast<int>(ReadInteger(devices[i]["id"], path + ".id", 0));
+        if (devices[i]["id"]) device.id = ReadInt(devices[i]["id"], path + ".id", 0, kMaxGpus - 1);
         if (devices[i]["model"]) device.model = Read<std::string>(devices[i]["model"], path + ".model", "a string");
-        if (devices[i]["memory_gb"]) device.memory_gb = ReadNumber(devices[i]["memory_gb"], path + ".memory_gb", 0);
+        if (devices[i]["memory_gb"]) device.memory_gb = ReadNumber(devices[i]["memory_gb"], path + ".memory_gb", 0, kMaxMemoryGb);
         for (const GpuDevice& other : config.gpus) {
           if (other.id == device.id) Fail(devices[i], path + ".id", "duplicate GPU id " + std::to_string(device.id));
         }
         config.gpus.push_back(device);
       }
-      if (gpu["count"] && ReadInteger(gpu["count"], "hardware.gpu.count", 0) != static_cast<int64_t>(devices.size())) {
+      if (devices.size() > static_cast<size_t>(kMaxGpus)) {
+        Fail(devices, "hardware.gpu.devices", "lists more than " + std::to_string(kMaxGpus) + " GPUs");
+      }
+      if (gpu["count"] && ReadInteger(gpu["count"], "hardware.gpu.count", 0, kMaxGpus) !=
+                              static_cast<int64_t>(devices.size())) {
         Fail(gpu["count"], "hardware.gpu.count", "is " + gpu["count"].Scalar() + " but devices lists " +
                                                      std::to_string(devices.size()));
       }
     } else {
-      const int64_t count = gpu["count"] ? ReadInteger(gpu["count"], "hardware.gpu.count", 0) : 0;
+      const int count = gpu["count"] ? ReadInt(gpu["count"], "hardware.gpu.count", 0, kMaxGpus) : 0;
       for (int id = 0; id < count; ++id) config.gpus.push_back({id, model, memory_gb});
     }
   }
@@ -198,10 +237,10 @@ void ReadHardware(const YAML::Node& hardware, HardwareConfig& config) {
   if (!memory) Fail(hardware, "hardware.memory", "missing");
   CheckKeys(memory, "hardware.memory", {"total_gb", "overcommit_ratio"});
   if (!memory["total_gb"]) Fail(memory, "hardware.memory.total_gb", "missing");
-  config.memory_total_gb = ReadPositive(memory["total_gb"], "hardware.memory.total_gb");
+  config.memory_total_gb = ReadPositive(memory["total_gb"], "hardware.memory.total_gb", kMaxMemoryGb);
   if (memory["overcommit_ratio"]) {
     config.memory_overcommit_ratio =
-        ReadNumber(memory["overcommit_ratio"], "hardware.memory.overcommit_ratio", 1.0);
+        ReadNumber(memory["overcommit_ratio"], "hardware.memory.overcommit_ratio", 1.0, 1000.0);
   }
 }
 
@@ -284,7 +323,7 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
         plugin.isolate_process = mode == "process";
       }
       IfPresent(entry.second, "processes",
-                [&](auto n) { plugin.processes = static_cast<int>(ReadInteger(n, path + ".processes", 0)); });
+                [&](auto n) { plugin.processes = ReadInt(n, path + ".processes", 0, 1024); });
       const YAML::Node settings = entry.second["settings"];
       if (settings && !settings.IsMap()) Fail(settings, path + ".settings", "expected a map");
       plugin.settings_msgpack = YamlToMsgpack(settings ? settings : YAML::Node(YAML::NodeType::Map));
@@ -298,14 +337,14 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
   if (const YAML::Node scheduler = root["scheduler"]) {
     CheckKeys(scheduler, "scheduler", {"max_queued", "reserve_after_ms"});
     IfPresent(scheduler, "max_queued",
-              [&](auto n) { config.max_queued = ReadInteger(n, "scheduler.max_queued", 1); });
+              [&](auto n) { config.max_queued = ReadInteger(n, "scheduler.max_queued", 1, kMaxQueue); });
     IfPresent(scheduler, "reserve_after_ms",
-              [&](auto n) { config.reserve_after_ms = ReadInteger(n, "scheduler.reserve_after_ms", 0); });
+              [&](auto n) { config.reserve_after_ms = ReadInteger(n, "scheduler.reserve_after_ms", 0, kMaxMs); });
   }
   if (const YAML::Node shutdown = root["shutdown"]) {
     CheckKeys(shutdown, "shutdown", {"drain_timeout_s"});
     IfPresent(shutdown, "drain_timeout_s",
-              [&](auto n) { config.drain_timeout_s = ReadNumber(n, "shutdown.drain_timeout_s", 0); });
+              [&](auto n) { config.drain_timeout_s = ReadNumber(n, "shutdown.drain_timeout_s", 0, kMaxMs / 1000.0); });
   }
   if (const YAML::Node transport = root["transport"]) {
     CheckKeys(transport, "transport",
@@ -316,18 +355,20 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
       });
     }
     IfPresent(transport, "max_pending_results", [&](auto n) {
-      config.max_pending_results = ReadInteger(n, "transport.max_pending_results", 1);
+      config.max_pending_results = ReadInteger(n, "transport.max_pending_results", 1, kMaxQueue);
     });
     IfPresent(transport, "tasks_hwm",
-              [&](auto n) { config.tasks_hwm = static_cast<int>(ReadInteger(n, "transport.tasks_hwm", 1)); });
+              [&](auto n) { config.tasks_hwm = ReadInt(n, "transport.tasks_hwm", 1, kMaxQueue); });
     IfPresent(transport, "max_message_bytes",
-              [&](auto n) { config.max_message_bytes = ReadInteger(n, "transport.max_message_bytes", 64); });
+              [&](auto n) {
+                config.max_message_bytes = ReadInteger(n, "transport.max_message_bytes", 64, int64_t{1} << 40);
+              });
   }
   if (const YAML::Node dedup = root["dedup"]) {
     CheckKeys(dedup, "dedup", {"window_s", "max_entries"});
-    IfPresent(dedup, "window_s", [&](auto n) { config.dedup_window_s = ReadNumber(n, "dedup.window_s", 0); });
+    IfPresent(dedup, "window_s", [&](auto n) { config.dedup_window_s = ReadNumber(n, "dedup.window_s", 0, kMaxMs / 1000.0); });
     IfPresent(dedup, "max_entries",
-              [&](auto n) { config.dedup_max_entries = ReadInteger(n, "dedup.max_entries", 0); });
+              [&](auto n) { config.dedup_max_entries = ReadInteger(n, "dedup.max_entries", 0, kMaxQueue); });
   }
   if (const YAML::Node security = root["security"]) {
     CheckKeys(security, "security", {"curve"});

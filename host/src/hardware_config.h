@@ -25,7 +25,10 @@
 //               paths relative to the config file; see curve_auth.h)
 //
 // Parsing is strict: an unknown key (with a did-you-mean), a wrong type or
-// an impossible value is an error naming the file, the key and its line. A
+// an impossible value is an error naming the file, the key and its line.
+// Every number has a range (the constants below; docs/configuration.md),
+// checked before it is narrowed, and a positive resource amount below the
+// pool's unit (0.0001) is an error, not a zero. A
 // task group or plugin entry that could never fit the pool is refused.
 //
 // Config file choice follows the seed: --config FILE wins; otherwise
@@ -45,6 +48,15 @@
 #include "status_or.h"
 
 namespace umi {
+
+// Bounds of the config's numbers.
+inline constexpr int kMaxCpus = 65536;              // cores, threads
+inline constexpr int kMaxGpus = 1024;               // devices; ids are 0..kMaxGpus-1
+inline constexpr int64_t kMaxMemoryMb = int64_t{1} << 40;
+inline constexpr double kMaxMemoryGb = 1 << 30;     // 1 EiB
+inline constexpr int kMaxInstances = 1000000;       // max_instances, max_concurrent_tasks
+inline constexpr int64_t kMaxQueue = 100000000;     // queue and buffer lengths
+inline constexpr int64_t kMaxMs = int64_t{100} * 365 * 24 * 3600 * 1000;  // 100 years
 
 struct GpuDevice {
   int id = 0;

@@ -81,11 +81,11 @@ RequirementOverride ReadResources(const msgpack::object& map) {
     if (kv.key.type != msgpack::type::STR) throw Invalid{"'resources' keys must be strings"};
     const std::string_view key = AsString(kv.key);
     if (key == "cpu_cores") {
-      out.cpu_cores = ReadAmount(kv.val, "resources.cpu_cores", kMaxCpuCores);
+      out.cpu_cores = ReadAmount(kv.val, "resources.cpu_cores", kMaxCpus);
     } else if (key == "cpu_threads") {
-      out.cpu_threads = static_cast<int>(ReadInteger(kv.val, "resources.cpu_threads", 0, kMaxCpuThreads));
+      out.cpu_threads = static_cast<int>(ReadInteger(kv.val, "resources.cpu_threads", 0, kMaxCpus));
     } else if (key == "gpu_count") {
-      out.gpu_count = ReadAmount(kv.val, "resources.gpu_count", kMaxGpuCount);
+      out.gpu_count = ReadAmount(kv.val, "resources.gpu_count", kMaxGpus);
     } else if (key == "memory_mb") {
       out.memory_mb = ReadInteger(kv.val, "resources.memory_mb", 0, kMaxMemoryMb);
     } else if (key == "exclusive_gpu") {
@@ -189,7 +189,7 @@ Message Decode(const msgpack::object& root) {
       task.input_msgpack = std::string(kEmptyMap);
     }
     if (fields[kPriority]) task.priority = ReadInteger(*fields[kPriority], "priority", INT64_MIN);
-    if (fields[kTimeout]) task.timeout_ms = ReadInteger(*fields[kTimeout], "timeout_ms", 0, kMaxTimeoutMs);
+    if (fields[kTimeout]) task.timeout_ms = ReadInteger(*fields[kTimeout], "timeout_ms", 0, kMaxMs);
     if (fields[kResources]) task.resources = ReadResources(*fields[kResources]);
     return task;
   } catch (const Invalid& invalid) {

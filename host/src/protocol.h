@@ -23,12 +23,8 @@ namespace umi {
 inline constexpr int kProtocolVersion = 1;
 inline constexpr size_t kMaxIdBytes = 256;
 inline constexpr size_t kMaxPluginNameBytes = 64;
-// Bounds of the numbers a task may carry (docs/protocol.md).
-inline constexpr int64_t kMaxTimeoutMs = 100LL * 365 * 24 * 3600 * 1000;  // 100 years: a deadline fits in ns
-inline constexpr int64_t kMaxCpuThreads = 65536;
-inline constexpr double kMaxCpuCores = 65536;
-inline constexpr double kMaxGpuCount = 1024;
-inline constexpr int64_t kMaxMemoryMb = int64_t{1} << 40;  // 1 EiB
+// The numbers a task may carry share the config's bounds (hardware_config.h);
+// timeout_ms is at most kMaxMs, so a deadline always fits in nanoseconds.
 
 struct TaskMessage {
   std::string id;

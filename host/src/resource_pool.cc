@@ -1,6 +1,7 @@
 #include "resource_pool.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 
 namespace umi {
@@ -11,12 +12,30 @@ PoolCapacity PoolCapacity::FromConfig(const HardwareConfig& config,
   capacity.cpu_strategy = config.cpu_strategy;
   capacity.gpu_strategy = config.gpu_strategy;
   if (config.pinning) {
+    // The threads spread over as many physical cores as the pool charges
+    // (ceil(cores)), one sibling of each before the next: cores: 4,
+    // threads: 4 pins one logical CPU on each of 4 cores, not both
+    // siblings of 2. Threads beyond those cores' siblings take more cores.
+    const size_t charged = std::min(machine_cores.size(),
+                                    static_cast<size_t>(std::max(1.0, std::ceil(config.cpu_cores))));
+    std::vector<std::vector<int>> chosen(machine_cores.size());
     int remaining = config.cpu_threads;
-    for (const auto& core : machine_cores) {
-      if (remaining == 0) break;
-      const size_t take = std::min<size_t>(core.size(), static_cast<size_t>(remaining));
-      capacity.pinned_cores.emplace_back(core.begin(), core.begin() + static_cast<long>(take));
-      remaining -= static_cast<int>(take);
+    for (size_t sibling = 0, progressed = 1; remaining > 0 && progressed; ++sibling) {
+      progressed = 0;
+      for (size_t core = 0; core < charged && remaining > 0; ++core) {
+        if (sibling >= machine_cores[core].size()) continue;
+        chosen[core].push_back(machine_cores[core][sibling]);
+        --remaining;
+        ++progressed;
+      }
+    }
+    for (size_t core = charged; core < machine_cores.size() && remaining > 0; ++core) {
+      for (size_t sibling = 0; sibling < machine_cores[core].size() && remaining > 0; ++sibling, --remaining) {
+        chosen[core].push_back(machine_cores[core][sibling]);
+      }
+    }
+    for (auto& core : chosen) {
+      if (!core.empty()) capacity.pinned_cores.push_back(std::move(core));
     }
   }
   capacity.cpu_cores = Quantity::FromDouble(config.cpu_cores);
@@ -38,6 +57,8 @@ ResourcePool::ResourcePool(PoolCapacity capacity) { IndexCapacity(std::move(capa
 void ResourcePool::IndexCapacity(PoolCapacity capacity) {
   capacity_ = std::move(capacity);
   gpus_.assign(capacity_.gpus.size(), GpuState{});
+  gpu_index_.clear();
+  for (size_t index = 0; index < capacity_.gpus.size(); ++index) gpu_index_[capacity_.gpus[index].id] = index;
   cpu_busy_.clear();
   cpu_slot_.clear();
   for (size_t core = 0; core < capacity_.pinned_cores.size(); ++core) {
@@ -51,10 +72,9 @@ void ResourcePool::IndexCapacity(PoolCapacity capacity) {
 std::string ResourcePool::Reconfigure(PoolCapacity capacity) {
   for (const auto& [key, allocation] : allocations_) {
     for (int id : allocation.gpu_ids) {
-      if (static_cast<size_t>(id) >= capacity.gpus.size()) {
-        return "GPU " + std::to_string(id) + " is held by a running task and the new pool has " +
-               std::to_string(capacity.gpus.size()) + " GPU(s)";
-      }
+      const bool kept = std::any_of(capacity.gpus.begin(), capacity.gpus.end(),
+                                    [id](const GpuDevice& gpu) { return gpu.id == id; });
+      if (!kept) return "GPU " + std::to_string(id) + " is held by a running task and the new pool lacks it";
     }
   }
   IndexCapacity(std::move(capacity));
@@ -65,8 +85,9 @@ std::string ResourcePool::Reconfigure(PoolCapacity capacity) {
       }
     }
     for (int id : a.gpu_ids) {
-      gpus_[id].used += a.gpu_share;
-      gpus_[id].exclusive = gpus_[id].exclusive || a.gpu_share == Quantity::Whole(1);
+      GpuState& gpu = gpus_[gpu_index_.at(id)];
+      gpu.used += a.gpu_share;
+      gpu.exclusive = gpu.exclusive || a.gpu_share == Quantity::Whole(1);
     }
   }
   return {};
@@ -218,6 +239,11 @@ bool ResourcePool::CanAllocateBeside(const Demand& demand, const Demand& reserve
   return true;
 }
 
+bool ResourcePool::AtItsCap(const Demand& demand) const {
+  return (!demand.task_group.empty() && !UnderCap(capacity_.group_caps, group_running_, demand.task_group)) ||
+         !UnderCap(capacity_.plugin_caps, plugin_running_, demand.plugin);
+}
+
 bool ResourcePool::CanAllocate(const Demand& demand) const {
   const ResourceRequirement& r = demand.requirement;
   if (cores_used_ + r.cpu_cores > capacity_.cpu_cores) return false;
@@ -246,10 +272,11 @@ std::optional<Allocation> ResourcePool::TryAllocate(uint64_t task_key, const Dem
   allocation.plugin = demand.plugin;
   if (r.uses_gpu()) {
     allocation.gpu_share = GpuShare(r);
-    allocation.gpu_ids = *PickGpus(r, allocation.gpu_share);
-    for (int id : allocation.gpu_ids) {
-      gpus_[id].used += allocation.gpu_share;
-      gpus_[id].exclusive = r.exclusive_gpu;
+    const std::vector<int> picked = *PickGpus(r, allocation.gpu_share);  // CanAllocate saw it succeed
+    for (int index : picked) {
+      gpus_[index].used += allocation.gpu_share;
+      gpus_[index].exclusive = r.exclusive_gpu;
+      allocation.gpu_ids.push_back(capacity_.gpus[index].id);  // the device id the config names
     }
   } else {
     ++cpu_tasks_running_;
@@ -282,8 +309,9 @@ bool ResourcePool::Release(uint64_t task_key) {
     }
   }
   for (int id : a.gpu_ids) {
-    gpus_[id].used -= a.gpu_share;
-    if (gpus_[id].used == Quantity()) gpus_[id].exclusive = false;
+    GpuState& gpu = gpus_[gpu_index_.at(id)];
+    gpu.used -= a.gpu_share;
+    if (gpu.used == Quantity()) gpu.exclusive = false;
   }
   if (!a.task_group.empty()) --group_running_[a.task_group];
   --plugin_running_[a.plugin];
@@ -302,6 +330,7 @@ PoolUsage ResourcePool::Usage() const {
   usage.cpu_tasks_running = cpu_tasks_running_;
   usage.max_concurrent_tasks = capacity_.max_concurrent_tasks;
   for (const GpuState& gpu : gpus_) usage.gpu_used.push_back(gpu.used);
+  for (const GpuDevice& gpu : capacity_.gpus) usage.gpu_ids.push_back(gpu.id);
   return usage;
 }
 

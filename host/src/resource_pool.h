@@ -50,7 +50,8 @@ struct PoolCapacity {
   std::vector<std::vector<int>> pinned_cores;
 
   // With config.pinning, `machine_cores` (logical CPUs per core) supplies
-  // the first cpu_threads logical CPUs, core by core.
+  // cpu_threads logical CPUs spread over the first ceil(cpu_cores) cores
+  // (one sibling of each core before the next), then further cores.
   static PoolCapacity FromConfig(const HardwareConfig& config,
                                  const std::vector<std::vector<int>>& machine_cores = {});
 };
@@ -70,7 +71,7 @@ struct Allocation {
   Quantity cpu_cores;
   int cpu_threads = 0;
   int64_t memory_mb = 0;
-  std::vector<int> gpu_ids;
+  std::vector<int> gpu_ids;  // device ids, as configured (hardware.gpu.devices[].id)
   Quantity gpu_share;        // charged on each of gpu_ids
   std::vector<int> cpu_ids;  // logical CPUs, when pinning
   std::string task_group;
@@ -83,6 +84,7 @@ struct PoolUsage {
   int64_t memory_mb_used = 0, memory_mb_total = 0;
   int cpu_tasks_running = 0, max_concurrent_tasks = 0;
   std::vector<Quantity> gpu_used;  // per device, 1 = whole device
+  std::vector<int> gpu_ids;        // the device id of each, as configured
 };
 
 class ResourcePool {
@@ -93,6 +95,9 @@ class ResourcePool {
   // did not fit, e.g. "cpu_threads: needs 64, pool has 48".
   std::string WhyInfeasible(const Demand& demand) const;
   bool CanAllocate(const Demand& demand) const;
+  // True when the demand's task group or plugin runs as many instances as
+  // its max_instances allows: only one of its own ending lets it start.
+  bool AtItsCap(const Demand& demand) const;
   // Whether `demand` can be allocated now without taking anything that
   // `reserved` (a task that does not fit yet) still needs: on every
   // dimension, `demand` may use only what is free beyond `reserved`'s need.
@@ -141,7 +146,8 @@ class ResourcePool {
   int threads_used_ = 0;
   int64_t memory_used_ = 0;
   int cpu_tasks_running_ = 0;
-  std::vector<GpuState> gpus_;
+  std::vector<GpuState> gpus_;                // parallel to capacity_.gpus
+  std::unordered_map<int, size_t> gpu_index_;  // device id -> index in gpus_
   std::vector<std::vector<bool>> cpu_busy_;  // parallel to capacity_.pinned_cores
   std::unordered_map<int, std::pair<size_t, size_t>> cpu_slot_;  // logical CPU -> (core, sibling)
   std::unordered_map<std::string, int> group_running_;

@@ -34,6 +34,9 @@ const QueuedTask* Scheduler::FindReservation(Clock::time_point now) const {
   const QueuedTask* best = nullptr;
   for (const auto& [key, queue] : shapes_) {
     const QueuedTask& head = queue.begin()->second;
+    // A head held back by its own max_instances starts only when one of its
+    // own ends: reserving for it would idle what others could use.
+    if (pool_.AtItsCap(head.demand)) continue;
     // A GPU task whose device is free but whose CPU share is taken reserves
     // at once: otherwise CPU work would keep the GPU idle.
     if (now - head.enqueued_at < reserve_after_ && !pool_.GpusAvailableFor(head.demand)) continue;

@@ -76,12 +76,13 @@ class Scheduler {
   std::optional<uint64_t> reserved() const { return reserved_; }
 
  private:
-  // (-priority, key): std::map order is then "higher priority, then older".
+  // (~priority, key): std::map order is then "higher priority, then older".
+  // ~p is -p - 1: the same order as -p without overflow at INT64_MIN.
   using Rank = std::pair<int64_t, uint64_t>;
   using ShapeQueue = std::map<Rank, QueuedTask>;
   using Shapes = std::map<std::string, ShapeQueue>;
   static std::string ShapeKey(const Demand& demand);
-  static Rank RankOf(const QueuedTask& task) { return {-task.message.priority, task.key}; }
+  static Rank RankOf(const QueuedTask& task) { return {~task.message.priority, task.key}; }
   const QueuedTask* FindReservation(Clock::time_point now) const;
   void Erase(Shapes::iterator shape, ShapeQueue::iterator entry);
 

@@ -289,11 +289,13 @@ std::string Telemetry::PrometheusText() const {
     out << "umi_pool_capacity{resource=\"" << resource << "\"} " << Number(values.second) << '\n';
   }
   family("umi_gpu_used", "gauge", "Share of each GPU granted to running tasks (1 = the whole device).");
+  // Labelled by the configured device id.
+  auto gpu_id = [&p](size_t index) { return index < p.gpu_ids.size() ? p.gpu_ids[index] : static_cast<int>(index); };
   for (size_t gpu = 0; gpu < p.gpu_used.size(); ++gpu) {
-    out << "umi_gpu_used{gpu=\"" << gpu << "\"} " << Number(p.gpu_used[gpu].ToDouble()) << '\n';
+    out << "umi_gpu_used{gpu=\"" << gpu_id(gpu) << "\"} " << Number(p.gpu_used[gpu].ToDouble()) << '\n';
   }
   family("umi_gpu_capacity", "gauge", "Share of each GPU the pool grants (1 = the whole device).");
-  for (size_t gpu = 0; gpu < p.gpu_used.size(); ++gpu) out << "umi_gpu_capacity{gpu=\"" << gpu << "\"} 1\n";
+  for (size_t gpu = 0; gpu < p.gpu_used.size(); ++gpu) out << "umi_gpu_capacity{gpu=\"" << gpu_id(gpu) << "\"} 1\n";
   return out.str();
 }
 
@@ -334,7 +336,8 @@ nlohmann::json Telemetry::Stats() const {
         {"cpu_threads", {{"used", s.pool.cpu_threads_used}, {"total", s.pool.cpu_threads_total}}},
         {"memory_mb", {{"used", s.pool.memory_mb_used}, {"total", s.pool.memory_mb_total}}},
         {"cpu_tasks", {{"used", s.pool.cpu_tasks_running}, {"total", s.pool.max_concurrent_tasks}}},
-        {"gpus", gpus}}},
+        {"gpus", gpus},
+        {"gpu_ids", s.pool.gpu_ids}}},
   };
 }
 
@@ -346,6 +349,7 @@ std::string Telemetry::RecentJson(size_t limit) const {
                         {"now", UnixNow()},
                         {"cpu_threads", s.pool.cpu_threads_total},
                         {"gpus", s.pool.gpu_used.size()},
+                        {"gpu_ids", s.pool.gpu_ids},
                         {"tasks", std::move(tasks)}}
       .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
