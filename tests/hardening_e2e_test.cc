@@ -206,6 +206,31 @@ TEST(Hardening, ProbesAreAnsweredBesideSlowAndIdleConnections) {
   for (int fd : held) close(fd);
 }
 
+TEST(Correctness, GpuGrantsCarryTheConfiguredDeviceIds) {
+  HostProcess host({.config_yaml = R"(hardware:
+  cpu: {cores: 8, threads: 16}
+  gpu: {devices: [{id: 2}, {id: 3}]}
+  memory: {total_gb: 16}
+plugins:
+  gpu_sleep: {gpu_count: 1, exclusive_gpu: true}
+)"});
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackTask({.id = "g1", .plugin = "gpu_sleep", .input = {{"ms", 300000}}}));
+  rpc.Send(PackTask({.id = "g2", .plugin = "gpu_sleep", .input = {{"ms", 1}}}));
+  const Result second = ParseResult(rpc.Receive());
+  EXPECT_EQ(second.id, "g2");
+  EXPECT_EQ(second.gpu_ids, std::vector<int>{3});  // g1 holds 2; before: 0 and 1
+  rpc.Send(PackControl("cancel", "g1"));
+  std::optional<Result> first;
+  while (!first) {
+    const Result r = ParseResult(rpc.Receive());
+    if (r.id == "g1") first = r;
+  }
+  EXPECT_EQ(first->gpu_ids, std::vector<int>{2});
+  httplib::Client http(host.endpoint("http"));
+  EXPECT_NE(http.Get("/metrics")->body.find("umi_gpu_capacity{gpu=\"3\"} 1"), std::string::npos);
+}
+
 TEST(Hardening, ASecondSigtermDuringTheDrainExitsAtOnce) {
   HostProcess host;
   RpcClient rpc(host.context(), host.endpoint("rpc"));
