@@ -327,6 +327,26 @@ TEST(ReloadE2E, AnInvalidConfigIsRefusedWithTheReasonAndTheOldOneStays) {
   EXPECT_EQ(metrics.at(R"(umi_config_reloads_total{result="refused"})"), 2);
 }
 
+// Issue 15's operator: transport limits and CURVE added to a running host's
+// YAML used to be reported applied while nothing changed.
+TEST(ReloadE2E, TransportAndCurveChangesAreRestartNeededAndMissingKeyFilesRefused) {
+  HostProcess host;
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  const std::string transport = "transport: {tasks_hwm: 10, max_message_bytes: 100000}\n";
+  Rewrite(host.config_path(), TestConfigYaml() + transport +
+                                  "security: {curve: {secret_key_file: missing.key, authorized_keys_file: missing.pub}}\n");
+  const auto refused = Control(rpc, "reload");
+  EXPECT_FALSE(refused.at("ok").as<bool>());
+  const auto error = refused.at("error").as<std::map<std::string, std::string>>();
+  EXPECT_NE(error.at("message").find("security.curve.secret_key_file"), std::string::npos) << error.at("message");
+
+  Rewrite(host.config_path(), TestConfigYaml() + transport);
+  const auto applied = Control(rpc, "reload");
+  ASSERT_TRUE(applied.at("ok").as<bool>());
+  EXPECT_EQ(applied.at("restart_needed").as<std::vector<std::string>>(),
+            (std::vector<std::string>{"transport.tasks_hwm", "transport.max_message_bytes"}));
+}
+
 TEST(ReloadE2E, NewPluginLibrariesAreLoaded) {
   TempDir plugins;
   fs::copy_file(fs::path(UMI_TEST_PLUGIN_DIR) / "noop.so", plugins.path() / "noop.so");

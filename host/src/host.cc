@@ -28,6 +28,7 @@
 #include "machine.h"
 #include "process_pool.h"
 #include "protocol.h"
+#include "reload_plan.h"
 #include "service_notify.h"
 #include "resource_pool.h"
 #include "scheduler.h"
@@ -886,8 +887,20 @@ class Host::Loop {
       return outcome;
     }
     HardwareConfig& next = loaded.value();
-    // Check everything before changing anything: the pool against running
-    // tasks, then every plugin's requirement against the new pool.
+    // Check everything before changing anything: key files, the pool against
+    // running tasks, then every plugin's requirement against the new pool.
+    if (!next.curve_secret_key_file.empty()) {
+      // Key files named by the new config must be usable before anything is
+      // said about them; they take effect at the next start.
+      if (auto keys = ReadCurveKeyPair(next.curve_secret_key_file); !keys.ok()) {
+        outcome.error = "security.curve.secret_key_file: " + keys.error();
+        return outcome;
+      }
+      if (auto authorized = ReadCurvePublicKeys(next.curve_authorized_keys_file); !authorized.ok()) {
+        outcome.error = "security.curve.authorized_keys_file: " + authorized.error();
+        return outcome;
+      }
+    }
     if (std::string why = ResourcePool(pool_).Reconfigure(MakeCapacity(options_, next, plugins_)); !why.empty()) {
       outcome.error = std::move(why);
       return outcome;
@@ -896,20 +909,9 @@ class Host::Loop {
       outcome.error = std::move(why);
       return outcome;
     }
-
-    for (const auto& [socket, endpoint] : next.endpoints) {
-      const auto old = config_.endpoints.find(socket);
-      if (old == config_.endpoints.end() || old->second != endpoint) outcome.restart_needed.push_back("transport." + socket);
-    }
-    if (next.http_listen != config_.http_listen || next.http_enabled != config_.http_enabled) {
-      outcome.restart_needed.push_back("http");
-    }
-    for (const auto& [name, plugin] : plugins_.plugins()) {
-      const auto before = config_.plugins.find(name), after = next.plugins.find(name);
-      const std::string old_settings = before == config_.plugins.end() ? "" : before->second.settings_msgpack;
-      const std::string new_settings = after == next.plugins.end() ? "" : after->second.settings_msgpack;
-      if (old_settings != new_settings) outcome.restart_needed.push_back("plugins." + name + ".settings");
-    }
+    std::vector<std::string> instances;
+    for (const auto& [name, plugin] : plugins_.plugins()) instances.push_back(name);
+    outcome.restart_needed = PlanReload(config_, next, instances).restart_needed;
     config_ = std::move(next);
 
     const uint64_t refusals_before = plugins_.refusals_total();
