@@ -29,6 +29,7 @@
 #include "process_pool.h"
 #include "protocol.h"
 #include "reload_plan.h"
+#include "result_cache.h"
 #include "service_notify.h"
 #include "resource_pool.h"
 #include "scheduler.h"
@@ -62,6 +63,10 @@ constexpr auto kRpcRetryInterval = std::chrono::milliseconds(2);
 
 double UnixNow() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+Clock::duration DedupWindow(const HardwareConfig& config) {
+  return std::chrono::duration_cast<Clock::duration>(std::chrono::duration<double>(config.dedup_window_s));
 }
 
 double Millis(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
@@ -159,11 +164,6 @@ struct RunningTask {
 class Host::Loop {
   struct ActiveTask {
     uint64_t key;
-    uint64_t fingerprint;
-  };
-  struct FinishedEntry {
-    std::string body;
-    Clock::time_point at;
     uint64_t fingerprint;
   };
 
@@ -333,7 +333,7 @@ class Host::Loop {
       return reject("duplicate_id", "a task with id '" + task.id + "' is already queued or running");
     }
     const uint64_t fingerprint = Fingerprint(task);
-    if (const FinishedEntry* earlier = FinishedResult(task.id)) {
+    if (const ResultCache::Entry* earlier = finished_.Find(task.id, Clock::now())) {
       if (earlier->fingerprint != fingerprint) {
         return reject("id_conflict", "id '" + task.id +
                                          "' belongs to an earlier task with another plugin, input or resources; "
@@ -613,7 +613,7 @@ class Host::Loop {
     std::string body = EncodeResult(result, options_.name);
     if (result.id && result.status != TaskStatus::kRejected) {
       if (subscriptions_ > 0) Publish("task.finished", body);
-      Remember(*result.id, body, fingerprint);
+      finished_.Remember(*result.id, body, fingerprint, Clock::now());
     }
     Send(std::move(body), route);
   }
@@ -663,33 +663,6 @@ class Host::Loop {
   }
 
   // ---- dedup window and timing samples -------------------------------------
-
-  void Remember(const std::string& id, const std::string& body, uint64_t fingerprint) {
-    if (config_.dedup_max_entries == 0 || config_.dedup_window_s <= 0) return;
-    const auto now = Clock::now();
-    finished_[id] = {body, now, fingerprint};
-    finished_order_.emplace_back(now, id);
-    ExpireFinished(now);
-  }
-
-  const FinishedEntry* FinishedResult(const std::string& id) {
-    ExpireFinished(Clock::now());
-    const auto found = finished_.find(id);
-    return found == finished_.end() ? nullptr : &found->second;
-  }
-
-  void ExpireFinished(Clock::time_point now) {
-    const auto window = std::chrono::duration_cast<Clock::duration>(
-        std::chrono::duration<double>(config_.dedup_window_s));
-    while (!finished_order_.empty() &&
-           (now - finished_order_.front().first > window ||
-            finished_order_.size() > static_cast<size_t>(config_.dedup_max_entries))) {
-      const auto& [at, id] = finished_order_.front();
-      const auto entry = finished_.find(id);
-      if (entry != finished_.end() && entry->second.at == at) finished_.erase(entry);
-      finished_order_.pop_front();
-    }
-  }
 
   // Also the loop's heartbeat (/healthz).
   void UpdateLoad() {
@@ -929,6 +902,7 @@ class Host::Loop {
     pool_.Reconfigure(MakeCapacity(options_, config_, plugins_));
     PrestartWorkers(plugins_.plugins());
     scheduler_.set_reserve_after(std::chrono::milliseconds(config_.reserve_after_ms));
+    finished_.SetLimits(DedupWindow(config_), static_cast<size_t>(config_.dedup_max_entries));
 
     // Tasks not yet started take the new requirements, in their old order.
     for (QueuedTask& task : scheduler_.TakeAll()) {
@@ -1040,8 +1014,7 @@ class Host::Loop {
   std::unordered_map<std::string, std::deque<PendingReply>> pending_rpc_;  // by client routing id
   size_t pending_rpc_count_ = 0;
   int subscriptions_ = 0;  // on the events XPUB socket
-  std::unordered_map<std::string, FinishedEntry> finished_;  // by id
-  std::deque<std::pair<Clock::time_point, std::string>> finished_order_;
+  ResultCache finished_{DedupWindow(config_), static_cast<size_t>(config_.dedup_max_entries)};
   uint64_t last_key_ = 0;
   bool draining_ = false;
   bool cancelled_for_drain_ = false;
