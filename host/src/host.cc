@@ -23,6 +23,7 @@
 #include <unordered_map>
 #include <variant>
 
+#include "completion.h"
 #include "curve_auth.h"
 #include "http_server.h"
 #include "machine.h"
@@ -70,16 +71,6 @@ Clock::duration DedupWindow(const HardwareConfig& config) {
 }
 
 double Millis(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
-
-bool IsMsgpackMap(const std::string& bytes) {
-  try {
-    size_t offset = 0;
-    const msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size(), offset);
-    return offset == bytes.size() && handle.get().type == msgpack::type::MAP;
-  } catch (const std::exception&) {
-    return false;
-  }
-}
 
 struct Endpoint {
   std::string address;
@@ -513,42 +504,19 @@ class Host::Loop {
     // Before the result leaves: whoever reads it, then scrapes, sees the release.
     UpdateLoad();
 
-    TaskResult result;
-    result.id = running->task.message.id;
-    result.plugin = running->task.message.plugin;
-    result.queued_ms = running->queued_ms;
-    result.run_ms = finished.run_ms;
-    result.started_at = finished.started_at;
-    result.finished_at = finished.finished_at;
-    result.allocation = running->allocation;
-    if (running->cancel_requested) {
-      result.status = TaskStatus::kCancelled;
-      result.error_code = "cancelled";
-      result.error_message = "cancelled by request while running";
-    } else if (running->timed_out) {
-      result.status = TaskStatus::kTimeout;
-      result.error_code = "timeout";
-      result.error_message = "ran past timeout_ms=" + std::to_string(running->task.message.timeout_ms) +
-                             (finished.killed ? "; its worker process was killed after the grace period" : "");
-    } else if (running->context->cancelled()) {
-      result.status = TaskStatus::kCancelled;
-      result.error_code = "cancelled";
-      result.error_message = "cancelled: the host was shutting down past its drain timeout";
-    } else if (finished.crashed) {
-      result.status = TaskStatus::kCrashed;
-      result.error_code = "crashed";
-      result.error_message = error ? error->message : "the plugin's worker process died";
-    } else if (error) {
-      result.status = TaskStatus::kError;
-      result.error_code = error->code;
-      result.error_message = error->message;
-    } else if (!running->context->output_msgpack.empty() && !IsMsgpackMap(running->context->output_msgpack)) {
-      result.status = TaskStatus::kError;
-      result.error_code = "plugin_error";
-      result.error_message = "the plugin's output is not a msgpack map";
-    } else {
-      result.output_msgpack = std::move(running->context->output_msgpack);
-    }
+    RunOutcome outcome;
+    outcome.cancel_requested = running->cancel_requested;
+    outcome.timed_out = running->timed_out;
+    outcome.drain_cancelled = running->context->cancelled();
+    outcome.crashed = finished.crashed;
+    outcome.killed = finished.killed;
+    if (error) outcome.error.emplace(error->code, error->message);
+    outcome.output_msgpack = std::move(running->context->output_msgpack);
+    outcome.queued_ms = running->queued_ms;
+    outcome.run_ms = finished.run_ms;
+    outcome.started_at = finished.started_at;
+    outcome.finished_at = finished.finished_at;
+    const TaskResult result = CompleteRun(running->task.message, running->allocation, std::move(outcome));
     Reply(result, running->task.reply, finished.key);
   }
 
