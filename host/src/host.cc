@@ -25,6 +25,7 @@
 
 #include "completion.h"
 #include "curve_auth.h"
+#include "outbox.h"
 #include "http_server.h"
 #include "machine.h"
 #include "process_pool.h"
@@ -134,12 +135,6 @@ class Mailbox {
   std::deque<Mail> mail_;
 };
 
-// A reply to an rpc client whose pipe was full, sent when it reads again.
-struct PendingReply {
-  std::vector<std::string> envelope;
-  std::string body;
-};
-
 struct RunningTask {
   QueuedTask task;
   Allocation allocation;
@@ -235,14 +230,14 @@ class Host::Loop {
     NotifyService("READY=1\nSTATUS=serving");
     while (true) {
       const bool accepting = !draining_ && scheduler_.size() < static_cast<size_t>(config_.max_queued) &&
-                             pending_results_.size() < static_cast<size_t>(config_.max_pending_results);
+                             outbox_.results_waiting() < static_cast<size_t>(config_.max_pending_results);
       // Replies waiting for slow rpc clients: read no more requests until they leave.
-      const bool rpc_reading = pending_rpc_count_ < static_cast<size_t>(config_.max_pending_results);
+      const bool rpc_reading = outbox_.replies_waiting() < static_cast<size_t>(config_.max_pending_results);
       zmq::pollitem_t items[] = {
           {nullptr, mailbox_.fd(), ZMQ_POLLIN, 0},
           {nullptr, signal_fd, ZMQ_POLLIN, 0},
           {rpc_.handle(), 0, static_cast<short>(rpc_reading ? ZMQ_POLLIN : 0), 0},
-          {results_.handle(), 0, static_cast<short>(pending_results_.empty() ? 0 : ZMQ_POLLOUT), 0},
+          {results_.handle(), 0, static_cast<short>(outbox_.results_waiting() == 0 ? 0 : ZMQ_POLLOUT), 0},
           {tasks_.handle(), 0, static_cast<short>(accepting ? ZMQ_POLLIN : 0), 0},
           {events_.handle(), 0, ZMQ_POLLIN, 0},
       };
@@ -250,8 +245,8 @@ class Host::Loop {
 
       if (items[0].revents & ZMQ_POLLIN) HandleMail();
       if (items[1].revents & ZMQ_POLLIN) HandleSignal(signal_fd);
-      if (items[3].revents & ZMQ_POLLOUT) FlushResults();
-      if (pending_rpc_count_ > 0) FlushRpc();
+      if (items[3].revents & ZMQ_POLLOUT) outbox_.FlushResults();
+      if (outbox_.replies_waiting() > 0) outbox_.FlushReplies();
       if (items[2].revents & ZMQ_POLLIN) ReceiveBatch(rpc_, /*is_rpc=*/true);
       if (items[4].revents & ZMQ_POLLIN) ReceiveBatch(tasks_, /*is_rpc=*/false);
       if (items[5].revents & ZMQ_POLLIN) ReadSubscriptions();
@@ -547,7 +542,7 @@ class Host::Loop {
       if (running->deadline && !running->timed_out) consider(*running->deadline);
     }
     if (draining_) consider(cancelled_for_drain_ ? drain_deadline_ + kCancelGrace : drain_deadline_);
-    if (pending_rpc_count_ > 0) consider(Clock::now() + kRpcRetryInterval);
+    if (outbox_.replies_waiting() > 0) consider(Clock::now() + kRpcRetryInterval);
     consider(Clock::now() + kHeartbeatInterval);
     return std::max(std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now()),
                     std::chrono::milliseconds(0));
@@ -586,69 +581,19 @@ class Host::Loop {
     Send(std::move(body), route);
   }
 
-  void Send(std::string body, const ReplyRoute& route) {
-    if (!route.envelope.empty()) return SendRpc(route.envelope, std::move(body));
-    pending_results_.push_back(std::move(body));
-    FlushResults();
-  }
-
-  // Replies to one rpc client leave in order; while its pipe is full they
-  // wait here (bounded: the loop stops reading rpc at max_pending_results).
-  void SendRpc(const std::vector<std::string>& envelope, std::string body) {
-    std::deque<PendingReply>* waiting = nullptr;
-    if (const auto found = pending_rpc_.find(envelope.front()); found != pending_rpc_.end()) waiting = &found->second;
-    if (!waiting && TrySendRpc(envelope, body)) return;
-    if (!waiting) waiting = &pending_rpc_[envelope.front()];
-    waiting->push_back({envelope, std::move(body)});
-    ++pending_rpc_count_;
-  }
-
-  // True when the reply left or can never leave (its client is gone: counted
-  // and logged); false when the client's pipe is full.
-  bool TrySendRpc(const std::vector<std::string>& envelope, const std::string& body) {
-    std::vector<zmq::const_buffer> frames;
-    for (const std::string& frame : envelope) frames.emplace_back(frame.data(), frame.size());
-    frames.emplace_back(body.data(), body.size());
-    try {
-      return zmq::send_multipart(rpc_, frames, zmq::send_flags::dontwait).has_value();
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EHOSTUNREACH) throw;
-      telemetry_.CountDroppedReply();
-      spdlog::warn("rpc reply dropped: its client disconnected before it was sent");
-      return true;
-    }
-  }
-
-  void FlushRpc() {
-    for (auto peer = pending_rpc_.begin(); peer != pending_rpc_.end();) {
-      std::deque<PendingReply>& waiting = peer->second;
-      while (!waiting.empty() && TrySendRpc(waiting.front().envelope, waiting.front().body)) {
-        waiting.pop_front();
-        --pending_rpc_count_;
-      }
-      peer = waiting.empty() ? pending_rpc_.erase(peer) : std::next(peer);
-    }
-  }
+  void Send(std::string body, const ReplyRoute& route) { outbox_.Send(std::move(body), route.envelope); }
 
   // ---- dedup window and timing samples -------------------------------------
 
   // Also the loop's heartbeat (/healthz).
   void UpdateLoad() {
-    telemetry_.SetLoad(scheduler_.size(), running_.size(), pending_results_.size() + pending_rpc_count_, pool_.Usage());
+    telemetry_.SetLoad(scheduler_.size(), running_.size(), outbox_.waiting(), pool_.Usage());
   }
 
   std::set<std::string> LoadedNames() const {
     std::set<std::string> names;
     for (const auto& [name, plugin] : plugins_.plugins()) names.insert(name);
     return names;
-  }
-
-  void FlushResults() {
-    while (!pending_results_.empty()) {
-      const std::string& body = pending_results_.front();
-      if (!results_.send(zmq::buffer(body), zmq::send_flags::dontwait)) return;  // no collector yet
-      pending_results_.pop_front();
-    }
   }
 
   void Publish(const char* topic, const std::string& id, const std::string& plugin) {
@@ -723,7 +668,7 @@ class Host::Loop {
       packer.pack("code").pack("unknown_op");
       packer.pack("message").pack("unknown op '" + request.op + "' (known: health, stats, cancel, drain, reload)");
     }
-    SendRpc(route.envelope, std::string(buffer.data(), buffer.size()));
+    outbox_.Send(std::string(buffer.data(), buffer.size()), route.envelope);
   }
 
   // A queued task ends `cancelled` now; a running one is asked to stop and
@@ -946,16 +891,16 @@ class Host::Loop {
 
   int FinishDrain() {
     const auto flush_deadline = Clock::now() + kFlushTimeout;
-    while ((!pending_results_.empty() || pending_rpc_count_ > 0) && Clock::now() < flush_deadline) {
-      zmq::pollitem_t item{results_.handle(), 0, static_cast<short>(pending_results_.empty() ? 0 : ZMQ_POLLOUT), 0};
-      zmq::poll(&item, 1, pending_rpc_count_ > 0 ? kRpcRetryInterval : std::chrono::milliseconds(100));
-      FlushResults();
-      FlushRpc();
+    while (outbox_.waiting() > 0 && Clock::now() < flush_deadline) {
+      zmq::pollitem_t item{results_.handle(), 0, static_cast<short>(outbox_.results_waiting() == 0 ? 0 : ZMQ_POLLOUT), 0};
+      zmq::poll(&item, 1, outbox_.replies_waiting() > 0 ? kRpcRetryInterval : std::chrono::milliseconds(100));
+      outbox_.FlushResults();
+      outbox_.FlushReplies();
     }
-    if (!pending_results_.empty() || pending_rpc_count_ > 0) {
-      telemetry_.CountDroppedReply(pending_results_.size() + pending_rpc_count_);
+    if (outbox_.waiting() > 0) {
+      telemetry_.CountDroppedReply(outbox_.waiting());
       spdlog::error("{} result(s) and {} rpc repl(ies) undelivered: nobody took them within {} s",
-                    pending_results_.size(), pending_rpc_count_, kFlushTimeout.count());
+                    outbox_.results_waiting(), outbox_.replies_waiting(), kFlushTimeout.count());
     }
     // Give connected peers time to receive what ZeroMQ has queued.
     results_.set(zmq::sockopt::linger, 5000);
@@ -978,9 +923,6 @@ class Host::Loop {
   Mailbox mailbox_;
   std::unordered_map<uint64_t, std::unique_ptr<RunningTask>> running_;
   std::unordered_map<std::string, ActiveTask> active_ids_;  // queued or running, by id
-  std::deque<std::string> pending_results_;
-  std::unordered_map<std::string, std::deque<PendingReply>> pending_rpc_;  // by client routing id
-  size_t pending_rpc_count_ = 0;
   int subscriptions_ = 0;  // on the events XPUB socket
   ResultCache finished_{DedupWindow(config_), static_cast<size_t>(config_.dedup_max_entries)};
   uint64_t last_key_ = 0;
@@ -990,6 +932,7 @@ class Host::Loop {
   cpu_set_t process_cpus_ = ProcessCpus();  // restored on workers after a pinned task
   ProcessPool processes_{options_.self_binary, kWorkerKillGrace};
   Telemetry telemetry_{options_.name};
+  Outbox outbox_{results_, rpc_, [this] { telemetry_.CountDroppedReply(); }};
   HttpServer http_{telemetry_};  // reads telemetry_: declared after it
   // Declared last: destroyed first, so worker threads finish before the
   // mailbox and contexts they use go away.
