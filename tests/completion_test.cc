@@ -27,9 +27,8 @@ TEST(Completion, APlainRunIsOkWithItsOutputAndTimes) {
 }
 
 TEST(Completion, WhatTheHostDidComesBeforeWhatThePluginSaid) {
-  const std::pair<std::string, std::string> failure{"corrupt", "bad file"};
-  EXPECT_EQ(Complete({.cancel_requested = true, .timed_out = true, .error = failure}).error_code, "cancelled");
-  const TaskResult timeout = Complete({.timed_out = true, .killed = true, .error = failure});
+  EXPECT_EQ(Complete({.cancel_requested = true, .timed_out = true, .error_code = "corrupt"}).error_code, "cancelled");
+  const TaskResult timeout = Complete({.timed_out = true, .killed = true, .error_code = "corrupt"});
   EXPECT_EQ(timeout.status, TaskStatus::kTimeout);
   EXPECT_EQ(timeout.error_message, "ran past timeout_ms=250; its worker process was killed after the grace period");
   const TaskResult drained = Complete({.drain_cancelled = true, .crashed = true});
@@ -38,11 +37,11 @@ TEST(Completion, WhatTheHostDidComesBeforeWhatThePluginSaid) {
 }
 
 TEST(Completion, CrashesErrorsAndBadOutput) {
-  const TaskResult crashed = Complete({.crashed = true, .error = std::pair<std::string, std::string>{"crashed", "died of signal 9"}});
+  const TaskResult crashed = Complete({.crashed = true, .error_code = "crashed", .error_message = "died of signal 9"});
   EXPECT_EQ(crashed.status, TaskStatus::kCrashed);
   EXPECT_EQ(crashed.error_message, "died of signal 9");
   EXPECT_EQ(Complete({.crashed = true}).error_message, "the plugin's worker process died");
-  const TaskResult error = Complete({.error = std::pair<std::string, std::string>{"corrupt", "bad file"}});
+  const TaskResult error = Complete({.error_code = "corrupt", .error_message = "bad file"});
   EXPECT_EQ(error.status, TaskStatus::kError);
   EXPECT_EQ(error.error_code, "corrupt");
   const TaskResult not_a_map = Complete({.output_msgpack = std::string("\x93\x01\x02\x03", 4)});

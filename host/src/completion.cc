@@ -42,9 +42,9 @@ TaskResult CompleteRun(const TaskMessage& task, const Allocation& allocation, Ru
     Fail(result, TaskStatus::kCancelled, "cancelled", "cancelled: the host was shutting down past its drain timeout");
   } else if (outcome.crashed) {
     Fail(result, TaskStatus::kCrashed, "crashed",
-         outcome.error ? outcome.error->second : "the plugin's worker process died");
-  } else if (outcome.error) {
-    Fail(result, TaskStatus::kError, outcome.error->first, outcome.error->second);
+         outcome.error_code.empty() ? "the plugin's worker process died" : outcome.error_message);
+  } else if (!outcome.error_code.empty()) {
+    Fail(result, TaskStatus::kError, outcome.error_code, outcome.error_message);
   } else if (!outcome.output_msgpack.empty() && !IsMsgpackMap(outcome.output_msgpack)) {
     Fail(result, TaskStatus::kError, "plugin_error", "the plugin's output is not a msgpack map");
   } else {

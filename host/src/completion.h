@@ -7,7 +7,6 @@
 // Thread safety: stateless.
 #pragma once
 
-#include <optional>
 #include <string>
 
 #include "protocol.h"
@@ -22,7 +21,8 @@ struct RunOutcome {
   // What came back.
   bool crashed = false;  // its worker process died
   bool killed = false;   // its worker process was SIGKILLed after the grace period
-  std::optional<std::pair<std::string, std::string>> error = {};  // the plugin's {code, message}
+  std::string error_code = {};  // the plugin's error; empty: none
+  std::string error_message = {};
   std::string output_msgpack = {};
   // Timing.
   double queued_ms = 0, run_ms = 0, started_at = 0, finished_at = 0;

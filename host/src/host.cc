@@ -505,7 +505,10 @@ class Host::Loop {
     outcome.drain_cancelled = running->context->cancelled();
     outcome.crashed = finished.crashed;
     outcome.killed = finished.killed;
-    if (error) outcome.error.emplace(error->code, error->message);
+    if (error) {
+      outcome.error_code = error->code.empty() ? "plugin_error" : error->code;
+      outcome.error_message = error->message;
+    }
     outcome.output_msgpack = std::move(running->context->output_msgpack);
     outcome.queued_ms = running->queued_ms;
     outcome.run_ms = finished.run_ms;
