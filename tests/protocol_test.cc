@@ -208,6 +208,32 @@ TEST(Protocol, IdsPluginNamesAndOpsMustBeUtf8) {
   EXPECT_EQ(Bad(Pack(std::map<std::string, std::string>{{"op", "\xff"}})).message, "'op' is not valid UTF-8");
 }
 
+std::map<std::string, msgpack::object> Unpacked(const std::string& bytes, msgpack::object_handle& handle) {
+  handle = msgpack::unpack(bytes.data(), bytes.size());
+  return handle.get().as<std::map<std::string, msgpack::object>>();
+}
+
+TEST(Protocol, EventsAndControlRepliesAreEncodedHere) {
+  msgpack::object_handle h;
+  const auto progress = Unpacked(EncodeProgressEvent("t", "scenes", 1.7, ""), h);
+  EXPECT_EQ(progress.at("progress").as<double>(), 1.0);
+  EXPECT_EQ(progress.count("message"), 0u);
+  EXPECT_EQ(progress.at("v").as<int>(), kProtocolVersion);
+  const auto event = Unpacked(EncodeTaskEvent("t", "scenes"), h);
+  EXPECT_EQ(event.at("id").as<std::string>(), "t");
+  const auto error = Unpacked(EncodeControlError("not_found", "no task 'x\xff'"), h);
+  EXPECT_FALSE(error.at("ok").as<bool>());
+  const auto detail = error.at("error").as<std::map<std::string, std::string>>();
+  EXPECT_EQ(detail.at("code"), "not_found");
+  EXPECT_EQ(detail.at("message"), "no task 'x\xEF\xBF\xBD'") << "replies stay valid UTF-8";
+  const auto health = Unpacked(EncodeHealthReply(true, "h1", 3), h);
+  EXPECT_EQ(health.at("status").as<std::string>(), "draining");
+  EXPECT_EQ(health.at("plugins").as<int>(), 3);
+  const auto reload = Unpacked(EncodeReloadReply({"a"}, {}, {"http"}), h);
+  EXPECT_EQ(reload.at("restart_needed").as<std::vector<std::string>>(), std::vector<std::string>{"http"});
+  EXPECT_EQ(Unpacked(EncodeCancelReply("queued"), h).at("state").as<std::string>(), "queued");
+}
+
 TEST(Protocol, TheFingerprintTellsTasksApartAndRetriesTogether) {
   TaskMessage a;
   a.id = "x";

@@ -8,7 +8,6 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include <msgpack.hpp>
 #include <spdlog/spdlog.h>
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
@@ -600,14 +599,7 @@ class Host::Loop {
   }
 
   void Publish(const char* topic, const std::string& id, const std::string& plugin) {
-    if (subscriptions_ == 0) return;
-    msgpack::sbuffer buffer;
-    msgpack::packer<msgpack::sbuffer> packer(buffer);
-    packer.pack_map(3);
-    packer.pack("v").pack(kProtocolVersion);
-    packer.pack("id").pack(id);
-    packer.pack("plugin").pack(plugin);
-    Publish(topic, std::string(buffer.data(), buffer.size()));
+    if (subscriptions_ > 0) Publish(topic, EncodeTaskEvent(id, plugin));
   }
 
   // XPUB tells us about (un)subscriptions; with nobody listening, events
@@ -629,15 +621,8 @@ class Host::Loop {
 
   void PublishProgress(const RunningTask& running, const Progress& progress) {
     if (subscriptions_ == 0) return;
-    msgpack::sbuffer buffer;
-    msgpack::packer<msgpack::sbuffer> packer(buffer);
-    packer.pack_map(progress.message.empty() ? 4 : 5);
-    packer.pack("v").pack(kProtocolVersion);
-    packer.pack("id").pack(running.task.message.id);
-    packer.pack("plugin").pack(running.task.message.plugin);
-    packer.pack("progress").pack(std::clamp(progress.fraction, 0.0, 1.0));
-    if (!progress.message.empty()) packer.pack("message").pack(progress.message);
-    Publish("task.progress", std::string(buffer.data(), buffer.size()));
+    Publish("task.progress", EncodeProgressEvent(running.task.message.id, running.task.message.plugin,
+                                                 progress.fraction, progress.message));
   }
 
   // ---- control and shutdown ------------------------------------------------
@@ -646,69 +631,54 @@ class Host::Loop {
     // Start what fits first, so a control request sees every task that
     // arrived before it either running or queued for want of resources.
     Dispatch();
-    msgpack::sbuffer buffer;
-    msgpack::packer<msgpack::sbuffer> packer(buffer);
+    std::string reply;
     if (request.op == "health") {
-      packer.pack_map(4);
-      packer.pack("ok").pack(true);
-      packer.pack("status").pack(draining_ ? "draining" : "serving");
-      packer.pack("host").pack(options_.name);
-      packer.pack("plugins").pack(plugins_.plugins().size());
+      reply = EncodeHealthReply(draining_, options_.name, plugins_.plugins().size());
     } else if (request.op == "stats") {
-      PackStats(buffer);
+      reply = StatsReply();
     } else if (request.op == "cancel") {
-      Cancel(request.id, packer);
+      reply = Cancel(request.id);
     } else if (request.op == "drain") {
       BeginDrain("drain request");
-      packer.pack_map(1);
-      packer.pack("ok").pack(true);
+      reply = EncodeControlOk();
     } else if (request.op == "reload") {
-      PackReload(packer, Reload("reload request"));
+      const ReloadOutcome outcome = Reload("reload request");
+      reply = outcome.error.empty() ? EncodeReloadReply(outcome.loaded, outcome.refused, outcome.restart_needed)
+                                    : EncodeControlError("invalid_config", outcome.error);
     } else {
-      packer.pack_map(2);
-      packer.pack("ok").pack(false);
-      packer.pack("error").pack_map(2);
-      packer.pack("code").pack("unknown_op");
-      packer.pack("message").pack("unknown op '" + request.op + "' (known: health, stats, cancel, drain, reload)");
+      reply = EncodeControlError("unknown_op",
+                                 "unknown op '" + request.op + "' (known: health, stats, cancel, drain, reload)");
     }
-    outbox_.Send(std::string(buffer.data(), buffer.size()), route.envelope);
+    outbox_.Send(std::move(reply), route.envelope);
   }
 
   // A queued task ends `cancelled` now; a running one is asked to stop and
   // ends `cancelled` when its plugin returns.
-  void Cancel(const std::string& id, msgpack::packer<msgpack::sbuffer>& packer) {
+  std::string Cancel(const std::string& id) {
     const auto active = active_ids_.find(id);
     const uint64_t key = active == active_ids_.end() ? 0 : active->second.key;
     if (const auto running = running_.find(key); running != running_.end()) {
       running->second->cancel_requested = true;
       running->second->context->Cancel();
-      packer.pack_map(2);
-      packer.pack("ok").pack(true);
-      packer.pack("state").pack("running");
-    } else if (std::optional<QueuedTask> queued = scheduler_.Remove(key)) {
+      return EncodeCancelReply("running");
+    }
+    if (std::optional<QueuedTask> queued = scheduler_.Remove(key)) {
       TaskResult result = TaskResult::Rejected(queued->message.id, queued->message.plugin, "cancelled",
                                                "cancelled by request before it started");
       result.status = TaskStatus::kCancelled;
       result.queued_ms = Millis(Clock::now() - queued->enqueued_at);
       Reply(result, queued->reply);
-      packer.pack_map(2);
-      packer.pack("ok").pack(true);
-      packer.pack("state").pack("queued");
-    } else {
-      packer.pack_map(2);
-      packer.pack("ok").pack(false);
-      packer.pack("error").pack_map(2);
-      packer.pack("code").pack("not_found");
-      packer.pack("message").pack("no queued or running task has id '" + id + "'");
+      return EncodeCancelReply("queued");
     }
+    return EncodeControlError("not_found", "no queued or running task has id '" + id + "'");
   }
 
-  void PackStats(msgpack::sbuffer& buffer) {
+  std::string StatsReply() {
     UpdateLoad();
     nlohmann::json stats = telemetry_.Stats();
     stats["ok"] = true;
     const std::vector<uint8_t> bytes = nlohmann::json::to_msgpack(stats);
-    buffer.write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    return std::string(bytes.begin(), bytes.end());
   }
 
   void HandleSignal(int signal_fd) {
@@ -831,22 +801,6 @@ class Host::Loop {
       scheduler_.Enqueue(std::move(task));
     }
     return outcome;
-  }
-
-  static void PackReload(msgpack::packer<msgpack::sbuffer>& packer, const ReloadOutcome& outcome) {
-    if (!outcome.error.empty()) {
-      packer.pack_map(2);
-      packer.pack("ok").pack(false);
-      packer.pack("error").pack_map(2);
-      packer.pack("code").pack("invalid_config");
-      packer.pack("message").pack(outcome.error);
-      return;
-    }
-    packer.pack_map(4);
-    packer.pack("ok").pack(true);
-    packer.pack("loaded").pack(outcome.loaded);
-    packer.pack("refused").pack(outcome.refused);
-    packer.pack("restart_needed").pack(outcome.restart_needed);
   }
 
   void BeginDrain(const std::string& reason) {

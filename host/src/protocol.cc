@@ -2,6 +2,7 @@
 
 #include <msgpack.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <span>
@@ -307,6 +308,88 @@ std::string EncodeResult(const TaskResult& result, std::string_view host) {
     if (!a.cpu_ids.empty()) packer.pack("cpu_ids").pack(a.cpu_ids);
   }
   return std::string(buffer.data(), buffer.size());
+}
+
+}  // namespace umi
+
+namespace umi {
+namespace {
+
+template <typename Fill>
+std::string Packed(Fill fill) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  fill(packer);
+  return std::string(buffer.data(), buffer.size());
+}
+
+}  // namespace
+
+std::string EncodeTaskEvent(std::string_view id, std::string_view plugin) {
+  return Packed([&](auto& p) {
+    p.pack_map(3);
+    p.pack("v").pack(kProtocolVersion);
+    p.pack("id").pack(id);
+    p.pack("plugin").pack(plugin);
+  });
+}
+
+std::string EncodeProgressEvent(std::string_view id, std::string_view plugin, double fraction,
+                                std::string_view message) {
+  return Packed([&](auto& p) {
+    p.pack_map(message.empty() ? 4 : 5);
+    p.pack("v").pack(kProtocolVersion);
+    p.pack("id").pack(id);
+    p.pack("plugin").pack(plugin);
+    p.pack("progress").pack(std::isnan(fraction) ? 0.0 : std::clamp(fraction, 0.0, 1.0));
+    if (!message.empty()) p.pack("message").pack(IsValidUtf8(message) ? std::string(message) : ToValidUtf8(message));
+  });
+}
+
+std::string EncodeControlOk() {
+  return Packed([](auto& p) {
+    p.pack_map(1);
+    p.pack("ok").pack(true);
+  });
+}
+
+std::string EncodeControlError(std::string_view code, std::string_view message) {
+  return Packed([&](auto& p) {
+    p.pack_map(2);
+    p.pack("ok").pack(false);
+    p.pack("error").pack_map(2);
+    p.pack("code").pack(code);
+    p.pack("message").pack(IsValidUtf8(message) ? std::string(message) : ToValidUtf8(message));
+  });
+}
+
+std::string EncodeHealthReply(bool draining, std::string_view host, size_t plugins) {
+  return Packed([&](auto& p) {
+    p.pack_map(4);
+    p.pack("ok").pack(true);
+    p.pack("status").pack(draining ? "draining" : "serving");
+    p.pack("host").pack(host);
+    p.pack("plugins").pack(plugins);
+  });
+}
+
+std::string EncodeCancelReply(std::string_view state) {
+  return Packed([&](auto& p) {
+    p.pack_map(2);
+    p.pack("ok").pack(true);
+    p.pack("state").pack(state);
+  });
+}
+
+std::string EncodeReloadReply(const std::vector<std::string>& loaded, const std::vector<std::string>& refused,
+                              const std::vector<std::string>& restart_needed) {
+  return Packed([&](auto& p) {
+    p.pack_map(4);
+    p.pack("ok").pack(true);
+    p.pack("loaded").pack(loaded);
+    p.pack("refused").pack(refused);
+    p.pack("restart_needed").pack(restart_needed);
+  });
 }
 
 }  // namespace umi

@@ -14,6 +14,7 @@
 #include <string>
 #include <string_view>
 #include <variant>
+#include <vector>
 
 #include "requirement.h"
 #include "resource_pool.h"
@@ -76,5 +77,19 @@ struct TaskResult {
 };
 
 std::string EncodeResult(const TaskResult& result, std::string_view host);
+
+// Events (the events socket): the body of task.queued and task.started, and
+// of task.progress (fraction clamped to 0..1; an empty message is left out).
+std::string EncodeTaskEvent(std::string_view id, std::string_view plugin);
+std::string EncodeProgressEvent(std::string_view id, std::string_view plugin, double fraction,
+                                std::string_view message);
+
+// Control replies (docs/protocol.md, "Control requests").
+std::string EncodeControlOk();                                              // {ok: true}
+std::string EncodeControlError(std::string_view code, std::string_view message);  // {ok: false, error}
+std::string EncodeHealthReply(bool draining, std::string_view host, size_t plugins);
+std::string EncodeCancelReply(std::string_view state);  // "queued" or "running"
+std::string EncodeReloadReply(const std::vector<std::string>& loaded, const std::vector<std::string>& refused,
+                              const std::vector<std::string>& restart_needed);
 
 }  // namespace umi
