@@ -26,6 +26,7 @@
 #include "curve_auth.h"
 #include "outbox.h"
 #include "http_server.h"
+#include "lifecycle.h"
 #include "machine.h"
 #include "process_pool.h"
 #include "protocol.h"
@@ -228,7 +229,7 @@ class Host::Loop {
   int Run(int signal_fd) {
     NotifyService("READY=1\nSTATUS=serving");
     while (true) {
-      const bool accepting = !draining_ && scheduler_.size() < static_cast<size_t>(config_.max_queued) &&
+      const bool accepting = lifecycle_.serving() && scheduler_.size() < static_cast<size_t>(config_.max_queued) &&
                              outbox_.results_waiting() < static_cast<size_t>(config_.max_pending_results);
       // Replies waiting for slow rpc clients: read no more requests until they leave.
       const bool rpc_reading = outbox_.replies_waiting() < static_cast<size_t>(config_.max_pending_results);
@@ -252,10 +253,7 @@ class Host::Loop {
       CheckDeadlines();
       Dispatch();
       UpdateLoad();
-      if (draining_ && running_.empty()) return FinishDrain();
-      if (draining_ && cancelled_for_drain_ && Clock::now() >= drain_deadline_ + kCancelGrace) {
-        AbandonRunningTasks("the plugin ignored cancellation at shutdown");
-      }
+      if (!lifecycle_.serving() && running_.empty()) return FinishDrain();
     }
   }
 
@@ -277,7 +275,7 @@ class Host::Loop {
   // Reads what is waiting, bounded so one busy socket cannot starve the rest.
   void ReceiveBatch(zmq::socket_t& socket, bool is_rpc) {
     for (int i = 0; i < 256; ++i) {
-      if (!is_rpc && (draining_ || scheduler_.size() >= static_cast<size_t>(config_.max_queued))) return;
+      if (!is_rpc && (!lifecycle_.serving() || scheduler_.size() >= static_cast<size_t>(config_.max_queued))) return;
       std::vector<zmq::message_t> frames;
       const auto received = zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait);
       if (!received) return;
@@ -313,7 +311,7 @@ class Host::Loop {
       spdlog::info("rejected task '{}' ({}): {}", task.id, code, why);
       Refuse(TaskResult::Rejected(task.id, task.plugin, code, std::move(why)), route);
     };
-    if (draining_) return reject("shutting_down", "the host is draining and takes no new tasks");
+    if (!lifecycle_.serving()) return reject("shutting_down", "the host is draining and takes no new tasks");
     if (active_ids_.count(task.id)) {
       return reject("duplicate_id", "a task with id '" + task.id + "' is already queued or running");
     }
@@ -379,7 +377,7 @@ class Host::Loop {
   // ---- running -------------------------------------------------------------
 
   void Dispatch() {
-    if (draining_) return;
+    if (!lifecycle_.serving()) return;
     for (auto& [task, allocation] : scheduler_.TakeRunnable(Clock::now())) {
       auto running = std::make_unique<RunningTask>();
       running->queued_ms = Millis(Clock::now() - task.enqueued_at);
@@ -525,12 +523,18 @@ class Host::Loop {
         running->context->Cancel();
       }
     }
-    if (draining_ && now >= drain_deadline_ && !cancelled_for_drain_) {
-      cancelled_for_drain_ = true;
-      if (!running_.empty()) {
-        spdlog::warn("drain timeout: cancelling {} running task(s)", running_.size());
-        for (auto& [key, running] : running_) running->context->Cancel();
-      }
+    switch (lifecycle_.Tick(now)) {
+      case Lifecycle::Due::kNothing:
+        break;
+      case Lifecycle::Due::kCancelRunning:
+        if (!running_.empty()) {
+          spdlog::warn("drain timeout: cancelling {} running task(s)", running_.size());
+          for (auto& [key, running] : running_) running->context->Cancel();
+        }
+        break;
+      case Lifecycle::Due::kAbandon:
+        if (!running_.empty()) AbandonRunningTasks("the plugin ignored cancellation at shutdown");
+        break;
     }
   }
 
@@ -543,7 +547,7 @@ class Host::Loop {
     for (const auto& [key, running] : running_) {
       if (running->deadline && !running->timed_out) consider(*running->deadline);
     }
-    if (draining_) consider(cancelled_for_drain_ ? drain_deadline_ + kCancelGrace : drain_deadline_);
+    if (const auto deadline = lifecycle_.NextDeadline()) consider(*deadline);
     if (outbox_.replies_waiting() > 0) consider(Clock::now() + kRpcRetryInterval);
     consider(Clock::now() + kHeartbeatInterval);
     return std::max(std::chrono::ceil<std::chrono::milliseconds>(*next - Clock::now()),
@@ -633,7 +637,7 @@ class Host::Loop {
     Dispatch();
     std::string reply;
     if (request.op == "health") {
-      reply = EncodeHealthReply(draining_, options_.name, plugins_.plugins().size());
+      reply = EncodeHealthReply(!lifecycle_.serving(), options_.name, plugins_.plugins().size());
     } else if (request.op == "stats") {
       reply = StatsReply();
     } else if (request.op == "cancel") {
@@ -691,11 +695,11 @@ class Host::Loop {
     if (info.ssi_signo == SIGCHLD) {
       if (const size_t dead = processes_.ReapDeadIdle(); dead > 0) {
         spdlog::warn("{} idle worker process(es) died; starting replacements", dead);
-        if (!draining_) PrestartWorkers(plugins_.plugins());
+        if (lifecycle_.serving()) PrestartWorkers(plugins_.plugins());
       }
       return;
     }
-    if (draining_) {  // a second stop request: the operator will not wait
+    if (!lifecycle_.serving()) {  // a second stop request: the operator will not wait
       for (auto& [key, running] : running_) running->context->Cancel();
       AbandonRunningTasks(std::string("a second ") + strsignal(static_cast<int>(info.ssi_signo)) +
                           " during the drain");
@@ -720,7 +724,7 @@ class Host::Loop {
     } else {
       spdlog::error("reload ({}) refused, the running config stays: {}", reason, outcome.error);
     }
-    NotifyService(draining_ ? "STOPPING=1" : "READY=1\nSTATUS=serving");
+    NotifyService(lifecycle_.serving() ? "READY=1\nSTATUS=serving" : "STOPPING=1");
     return outcome;
   }
 
@@ -732,7 +736,7 @@ class Host::Loop {
 
   ReloadOutcome ApplyReload() {
     ReloadOutcome outcome;
-    if (draining_) {
+    if (!lifecycle_.serving()) {
       outcome.error = "the host is draining";
       return outcome;
     }
@@ -804,12 +808,12 @@ class Host::Loop {
   }
 
   void BeginDrain(const std::string& reason) {
-    if (draining_) return;
-    draining_ = true;
+    if (!lifecycle_.BeginDrain(Clock::now(), std::chrono::duration_cast<Clock::duration>(
+                                                  std::chrono::duration<double>(config_.drain_timeout_s)))) {
+      return;
+    }
     telemetry_.SetDraining(true);
     NotifyService("STOPPING=1\nSTATUS=draining");
-    drain_deadline_ = Clock::now() + std::chrono::duration_cast<Clock::duration>(
-                                         std::chrono::duration<double>(config_.drain_timeout_s));
     const std::vector<QueuedTask> queued = scheduler_.TakeAll();
     spdlog::info("draining ({}): {} running task(s) to finish, {} queued task(s) answered shutting_down",
                  reason, running_.size(), queued.size());
@@ -883,9 +887,7 @@ class Host::Loop {
   int subscriptions_ = 0;  // on the events XPUB socket
   ResultCache finished_{DedupWindow(config_), static_cast<size_t>(config_.dedup_max_entries)};
   uint64_t last_key_ = 0;
-  bool draining_ = false;
-  bool cancelled_for_drain_ = false;
-  Clock::time_point drain_deadline_;
+  Lifecycle lifecycle_{kCancelGrace};
   cpu_set_t process_cpus_ = ProcessCpus();  // restored on workers after a pinned task
   ProcessPool processes_{options_.self_binary, kWorkerKillGrace};
   Telemetry telemetry_{options_.name};
