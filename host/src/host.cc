@@ -22,7 +22,9 @@
 #include <unordered_map>
 #include <variant>
 
+#include "admission.h"
 #include "completion.h"
+#include "control_handler.h"
 #include "curve_auth.h"
 #include "outbox.h"
 #include "http_server.h"
@@ -307,71 +309,36 @@ class Host::Loop {
   }
 
   void Accept(TaskMessage task, ReplyRoute route) {
-    auto reject = [&](const char* code, std::string why) {
-      spdlog::info("rejected task '{}' ({}): {}", task.id, code, why);
-      Refuse(TaskResult::Rejected(task.id, task.plugin, code, std::move(why)), route);
-    };
-    if (!lifecycle_.serving()) return reject("shutting_down", "the host is draining and takes no new tasks");
-    if (active_ids_.count(task.id)) {
-      return reject("duplicate_id", "a task with id '" + task.id + "' is already queued or running");
+    AdmissionFacts facts;
+    facts.serving = lifecycle_.serving();
+    facts.from_rpc = !route.envelope.empty();
+    facts.id_active = active_ids_.count(task.id) > 0;
+    facts.finished = finished_.Find(task.id, Clock::now());
+    facts.plugin = plugins_.Find(task.plugin);
+    if (!facts.plugin) facts.plugin_refusal = plugins_.RefusalOf(task.plugin);
+    facts.queued = scheduler_.size();
+    facts.max_queued = config_.max_queued;
+    facts.allow_task_overrides = config_.allow_task_overrides;
+    Admission admission = Admit(task, facts, pool_);
+    if (const auto* refused = std::get_if<Refused>(&admission)) {
+      spdlog::info("rejected task '{}' ({}): {}", task.id, refused->code, refused->message);
+      return Refuse(TaskResult::Rejected(task.id, task.plugin, refused->code, refused->message), route);
     }
-    const uint64_t fingerprint = Fingerprint(task);
-    if (const ResultCache::Entry* earlier = finished_.Find(task.id, Clock::now())) {
-      if (earlier->fingerprint != fingerprint) {
-        return reject("id_conflict", "id '" + task.id +
-                                         "' belongs to an earlier task with another plugin, input or resources; "
-                                         "give each task its own id");
-      }
-      // A retry of a task that already ran: answer with its result again.
+    if (const auto* retry = std::get_if<Retry>(&admission)) {
       telemetry_.CountDeduplicated();
-      return Send(earlier->body, route);
+      return Send(*retry->result, route);
     }
-    const LoadedPlugin* plugin = plugins_.Find(task.plugin);
-    if (!plugin) {
-      const std::string refused = plugins_.RefusalOf(task.plugin);
-      return reject("unknown_plugin", refused.empty()
-                                          ? "no plugin named '" + task.plugin + "' is loaded"
-                                          : "plugin '" + task.plugin + "' was refused at load: " + refused);
-    }
-
-    if (!route.envelope.empty() && scheduler_.size() >= static_cast<size_t>(config_.max_queued)) {
-      // The tasks socket is simply not read when the queue is full; an rpc
-      // client shares its socket with control requests, so it is told.
-      return reject("queue_full", "the queue holds scheduler.max_queued=" + std::to_string(config_.max_queued) +
-                                      " tasks; retry later");
-    }
-
-    Demand demand;
-    if (auto [code, why] = MakeDemand(*plugin, task, demand); code) return reject(code, std::move(why));
-
+    Admitted& admitted = std::get<Admitted>(admission);
     QueuedTask queued;
     queued.key = ++last_key_;
-    queued.demand = std::move(demand);
-    queued.plugin = plugin;
+    queued.demand = std::move(admitted.demand);
+    queued.plugin = facts.plugin;
     queued.reply = std::move(route);
     queued.enqueued_at = Clock::now();
     queued.message = std::move(task);
-    active_ids_.emplace(queued.message.id, ActiveTask{queued.key, fingerprint});
+    active_ids_.emplace(queued.message.id, ActiveTask{queued.key, admitted.fingerprint});
     Publish("task.queued", queued.message.id, queued.message.plugin);
     scheduler_.Enqueue(std::move(queued));
-  }
-
-  // The plugin's effective requirement with the task's own `resources` on
-  // top; a rejection code and why when the task cannot be taken.
-  std::pair<const char*, std::string> MakeDemand(const LoadedPlugin& plugin, const TaskMessage& task,
-                                                 Demand& demand) const {
-    demand = Demand{plugin.requirement, plugin.task_group, plugin.name};
-    if (task.resources) {
-      if (!config_.allow_task_overrides) {
-        return {"bad_request", "'resources' given but the config does not set allow_task_overrides: true"};
-      }
-      task.resources->ApplyTo(demand.requirement);
-      if (const std::string why = demand.requirement.Validate(); !why.empty()) {
-        return {"bad_request", "resources: " + why};
-      }
-    }
-    if (std::string why = pool_.WhyInfeasible(demand); !why.empty()) return {"infeasible", std::move(why)};
-    return {nullptr, {}};
   }
 
   // ---- running -------------------------------------------------------------
@@ -635,25 +602,26 @@ class Host::Loop {
     // Start what fits first, so a control request sees every task that
     // arrived before it either running or queued for want of resources.
     Dispatch();
-    std::string reply;
-    if (request.op == "health") {
-      reply = EncodeHealthReply(!lifecycle_.serving(), options_.name, plugins_.plugins().size());
-    } else if (request.op == "stats") {
-      reply = StatsReply();
-    } else if (request.op == "cancel") {
-      reply = Cancel(request.id);
-    } else if (request.op == "drain") {
+    outbox_.Send(controls_.Handle(request), route.envelope);
+  }
+
+  ControlHandler MakeControls() {
+    ControlHandler controls;
+    controls.Add("health", [this](const ControlRequest&) {
+      return EncodeHealthReply(!lifecycle_.serving(), options_.name, plugins_.plugins().size());
+    });
+    controls.Add("stats", [this](const ControlRequest&) { return StatsReply(); });
+    controls.Add("cancel", [this](const ControlRequest& request) { return Cancel(request.id); });
+    controls.Add("drain", [this](const ControlRequest&) {
       BeginDrain("drain request");
-      reply = EncodeControlOk();
-    } else if (request.op == "reload") {
+      return EncodeControlOk();
+    });
+    controls.Add("reload", [this](const ControlRequest&) {
       const ReloadOutcome outcome = Reload("reload request");
-      reply = outcome.error.empty() ? EncodeReloadReply(outcome.loaded, outcome.refused, outcome.restart_needed)
-                                    : EncodeControlError("invalid_config", outcome.error);
-    } else {
-      reply = EncodeControlError("unknown_op",
-                                 "unknown op '" + request.op + "' (known: health, stats, cancel, drain, reload)");
-    }
-    outbox_.Send(std::move(reply), route.envelope);
+      return outcome.error.empty() ? EncodeReloadReply(outcome.loaded, outcome.refused, outcome.restart_needed)
+                                   : EncodeControlError("invalid_config", outcome.error);
+    });
+    return controls;
   }
 
   // A queued task ends `cancelled` now; a running one is asked to stop and
@@ -796,12 +764,15 @@ class Host::Loop {
 
     // Tasks not yet started take the new requirements, in their old order.
     for (QueuedTask& task : scheduler_.TakeAll()) {
-      if (auto [code, why] = MakeDemand(*task.plugin, task.message, task.demand); code) {
-        spdlog::info("rejected task '{}' ({}) after reload: {}", task.message.id, code, why);
-        Reply(TaskResult::Rejected(task.message.id, task.message.plugin, code, "after a config reload: " + why),
+      auto demand = MakeDemand(*task.plugin, task.message, config_.allow_task_overrides, pool_);
+      if (const auto* no = std::get_if<Refused>(&demand)) {
+        spdlog::info("rejected task '{}' ({}) after reload: {}", task.message.id, no->code, no->message);
+        Reply(TaskResult::Rejected(task.message.id, task.message.plugin, no->code,
+                                   "after a config reload: " + no->message),
               task.reply);
         continue;
       }
+      task.demand = std::get<Demand>(std::move(demand));
       scheduler_.Enqueue(std::move(task));
     }
     return outcome;
@@ -888,6 +859,7 @@ class Host::Loop {
   ResultCache finished_{DedupWindow(config_), static_cast<size_t>(config_.dedup_max_entries)};
   uint64_t last_key_ = 0;
   Lifecycle lifecycle_{kCancelGrace};
+  ControlHandler controls_ = MakeControls();  // its handlers use the fields above
   cpu_set_t process_cpus_ = ProcessCpus();  // restored on workers after a pinned task
   ProcessPool processes_{options_.self_binary, kWorkerKillGrace};
   Telemetry telemetry_{options_.name};
