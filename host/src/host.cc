@@ -1,10 +1,7 @@
 #include "host.h"
 
 #include <poll.h>
-#include <pthread.h>
-#include <sched.h>
 #include <signal.h>
-#include <sys/eventfd.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -16,7 +13,6 @@
 #include <chrono>
 #include <cstring>
 #include <deque>
-#include <mutex>
 #include <optional>
 #include <set>
 #include <unordered_map>
@@ -26,11 +22,11 @@
 #include "completion.h"
 #include "control_handler.h"
 #include "curve_auth.h"
+#include "executor.h"
 #include "outbox.h"
 #include "http_server.h"
 #include "lifecycle.h"
 #include "machine.h"
-#include "process_pool.h"
 #include "protocol.h"
 #include "reload_plan.h"
 #include "result_cache.h"
@@ -39,19 +35,12 @@
 #include "scheduler.h"
 #include "task_context.h"
 #include "telemetry.h"
-#include "worker_pool.h"
 
 namespace umi {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-cpu_set_t ProcessCpus() {
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  sched_getaffinity(0, sizeof(set), &set);
-  return set;
-}
 
 // How long a drained host waits for a collector to take its last results.
 constexpr auto kFlushTimeout = std::chrono::seconds(10);
@@ -85,57 +74,6 @@ Endpoint ParseEndpoint(const std::string& text) {
   if (!text.empty() && text[0] == '@') return {text.substr(1), true};
   return {text, true};
 }
-
-// Messages from worker threads to the loop.
-struct Finished {
-  uint64_t key;
-  UMI_Error* error;  // owned; null on success
-  double started_at, finished_at, run_ms;
-  bool crashed = false;  // its worker process died
-  bool killed = false;   // its worker process was SIGKILLed after the grace
-};
-struct Progress {
-  uint64_t key;
-  double fraction;
-  std::string message;
-};
-using Mail = std::variant<Finished, Progress>;
-
-class Mailbox {
- public:
-  Mailbox() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
-    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-  }
-  ~Mailbox() { close(fd_); }
-  int fd() const { return fd_; }
-
-  void Post(Mail mail) {
-    bool wake;
-    {
-      std::lock_guard lock(mutex_);
-      wake = mail_.empty();  // otherwise a wake-up is already pending
-      mail_.push_back(std::move(mail));
-    }
-    if (wake) {
-      const uint64_t one = 1;
-      [[maybe_unused]] ssize_t n = write(fd_, &one, sizeof(one));
-    }
-  }
-
-  // Reads the eventfd before taking the mail: a Post that lands in between
-  // finds the queue empty and writes again, so no wake-up is lost.
-  std::deque<Mail> TakeAll() {
-    uint64_t count;
-    [[maybe_unused]] ssize_t n = read(fd_, &count, sizeof(count));
-    std::lock_guard lock(mutex_);
-    return std::exchange(mail_, {});
-  }
-
- private:
-  int fd_;
-  std::mutex mutex_;
-  std::deque<Mail> mail_;
-};
 
 struct RunningTask {
   QueuedTask task;
@@ -236,7 +174,7 @@ class Host::Loop {
       // Replies waiting for slow rpc clients: read no more requests until they leave.
       const bool rpc_reading = outbox_.replies_waiting() < static_cast<size_t>(config_.max_pending_results);
       zmq::pollitem_t items[] = {
-          {nullptr, mailbox_.fd(), ZMQ_POLLIN, 0},
+          {nullptr, executor_.fd(), ZMQ_POLLIN, 0},
           {nullptr, signal_fd, ZMQ_POLLIN, 0},
           {rpc_.handle(), 0, static_cast<short>(rpc_reading ? ZMQ_POLLIN : 0), 0},
           {results_.handle(), 0, static_cast<short>(outbox_.results_waiting() == 0 ? 0 : ZMQ_POLLOUT), 0},
@@ -354,48 +292,15 @@ class Host::Loop {
       running->context = std::make_shared<UMI_Context>(task.message.id, task.message.plugin,
                                                        task.message.input_msgpack, allocation);
       const uint64_t key = task.key;
-      running->context->on_progress = [this, key](double fraction, std::string_view message) {
-        mailbox_.Post(Progress{key, fraction, std::string(message)});
-      };
+      running->context->on_progress = executor_.ProgressReporter(key);
       running->task = std::move(task);
       running->allocation = std::move(allocation);
       Publish("task.started", running->task.message.id, running->task.message.plugin);
       telemetry_.TaskStarted(key, TimelineRecord(*running));
 
-      auto finished = std::make_shared<Finished>(Finished{key, nullptr, 0, 0, 0});
       const PluginConfig* isolated = IsolatedConfig(running->task.plugin->name);
-      workers_.Submit(
-          [finished, context = running->context, plugin = running->task.plugin,
-           cpus = running->allocation.cpu_ids, this,
-           settings = isolated ? std::optional<std::string>(isolated->settings_msgpack) : std::nullopt,
-           allocation = running->allocation] {
-            finished->started_at = UnixNow();
-            const auto start = Clock::now();
-            if (settings) {  // the worker process pins itself and limits its memory
-              const IsolatedOutcome outcome = processes_.Run(*plugin, *settings, *context, allocation);
-              finished->error = outcome.error;
-              finished->crashed = outcome.crashed;
-              finished->killed = outcome.killed;
-              finished->run_ms = Millis(Clock::now() - start);
-              finished->finished_at = UnixNow();
-              return;
-            }
-            if (!cpus.empty()) PinThread(cpus);
-            if (!context->gpu_ids.empty()) BindThreadToGpu(context->gpu_ids.front());
-            try {
-              finished->error = AcquireInstanceState(*plugin, &context->instance_state);
-              if (!finished->error) finished->error = plugin->execute(context.get());
-            } catch (const std::exception& e) {
-              finished->error = new UMI_Error{"plugin_error", std::string("exception escaped the plugin ABI: ") + e.what()};
-            } catch (...) {
-              finished->error = new UMI_Error{"plugin_error", "exception escaped the plugin ABI"};
-            }
-            finished->run_ms = Millis(Clock::now() - start);
-            finished->finished_at = UnixNow();
-            if (!cpus.empty()) pthread_setaffinity_np(pthread_self(), sizeof(process_cpus_), &process_cpus_);
-          },
-          // Posted once the worker is idle again, so the next task can reuse it.
-          [finished, this] { mailbox_.Post(*finished); });
+      executor_.Run(key, running->context, *running->task.plugin, running->allocation,
+                    isolated ? std::optional<std::string>(isolated->settings_msgpack) : std::nullopt);
       running_.emplace(key, std::move(running));
     }
   }
@@ -409,9 +314,9 @@ class Host::Loop {
   void PrestartWorkers(const std::map<std::string, std::unique_ptr<LoadedPlugin>>& plugins) {
     for (const auto& [name, plugin] : plugins) {
       const PluginConfig* isolated = IsolatedConfig(name);
-      if (!isolated || processes_.idle_workers(name) >= static_cast<size_t>(isolated->processes)) continue;
-      const int missing = isolated->processes - static_cast<int>(processes_.idle_workers(name));
-      if (const std::string why = processes_.Prestart(*plugin, isolated->settings_msgpack, missing); !why.empty()) {
+      if (!isolated || executor_.processes().idle_workers(name) >= static_cast<size_t>(isolated->processes)) continue;
+      const int missing = isolated->processes - static_cast<int>(executor_.processes().idle_workers(name));
+      if (const std::string why = executor_.processes().Prestart(*plugin, isolated->settings_msgpack, missing); !why.empty()) {
         spdlog::error("plugin {}: {}; its tasks will try to start a worker again", name, why);
       }
     }
@@ -433,17 +338,8 @@ class Host::Loop {
     return record;
   }
 
-  static void PinThread(const std::vector<int>& cpus) {
-    cpu_set_t set;
-    CPU_ZERO(&set);
-    for (int cpu : cpus) CPU_SET(cpu, &set);
-    if (const int error = pthread_setaffinity_np(pthread_self(), sizeof(set), &set); error != 0) {
-      spdlog::warn("cannot pin worker to its granted CPUs: {}", std::strerror(error));
-    }
-  }
-
   void HandleMail() {
-    for (Mail& mail : mailbox_.TakeAll()) {
+    for (Mail& mail : executor_.TakeAll()) {
       if (auto* progress = std::get_if<Progress>(&mail)) {
         const auto found = running_.find(progress->key);
         if (found != running_.end()) PublishProgress(*found->second, *progress);
@@ -661,7 +557,7 @@ class Host::Loop {
       return;
     }
     if (info.ssi_signo == SIGCHLD) {
-      if (const size_t dead = processes_.ReapDeadIdle(); dead > 0) {
+      if (const size_t dead = executor_.processes().ReapDeadIdle(); dead > 0) {
         spdlog::warn("{} idle worker process(es) died; starting replacements", dead);
         if (lifecycle_.serving()) PrestartWorkers(plugins_.plugins());
       }
@@ -852,7 +748,6 @@ class Host::Loop {
   zmq::socket_t tasks_, results_, rpc_, events_;
   std::unique_ptr<ZapHandler> zap_;  // with security.curve; destroyed before the sockets and the context
   std::map<std::string, std::string> endpoints_;
-  Mailbox mailbox_;
   std::unordered_map<uint64_t, std::unique_ptr<RunningTask>> running_;
   std::unordered_map<std::string, ActiveTask> active_ids_;  // queued or running, by id
   int subscriptions_ = 0;  // on the events XPUB socket
@@ -860,14 +755,12 @@ class Host::Loop {
   uint64_t last_key_ = 0;
   Lifecycle lifecycle_{kCancelGrace};
   ControlHandler controls_ = MakeControls();  // its handlers use the fields above
-  cpu_set_t process_cpus_ = ProcessCpus();  // restored on workers after a pinned task
-  ProcessPool processes_{options_.self_binary, kWorkerKillGrace};
   Telemetry telemetry_{options_.name};
   Outbox outbox_{results_, rpc_, [this] { telemetry_.CountDroppedReply(); }};
   HttpServer http_{telemetry_};  // reads telemetry_: declared after it
-  // Declared last: destroyed first, so worker threads finish before the
-  // mailbox and contexts they use go away.
-  WorkerPool workers_;
+  // Declared last: destroyed first, so its threads finish before anything
+  // they might reach goes away.
+  Executor executor_{options_.self_binary, kWorkerKillGrace};
 };
 
 Host::Host(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins)
