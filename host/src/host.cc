@@ -21,6 +21,7 @@
 #include "admission.h"
 #include "completion.h"
 #include "control_handler.h"
+#include "deadlines.h"
 #include "curve_auth.h"
 #include "executor.h"
 #include "outbox.h"
@@ -80,7 +81,6 @@ struct RunningTask {
   Allocation allocation;
   std::shared_ptr<UMI_Context> context;
   double queued_ms = 0;
-  std::optional<Clock::time_point> deadline;
   bool timed_out = false;
   bool cancel_requested = false;
 };
@@ -287,7 +287,7 @@ class Host::Loop {
       auto running = std::make_unique<RunningTask>();
       running->queued_ms = Millis(Clock::now() - task.enqueued_at);
       if (task.message.timeout_ms > 0) {
-        running->deadline = Clock::now() + std::chrono::milliseconds(task.message.timeout_ms);
+        deadlines_.Add(task.key, Clock::now() + std::chrono::milliseconds(task.message.timeout_ms));
       }
       running->context = std::make_shared<UMI_Context>(task.message.id, task.message.plugin,
                                                        task.message.input_msgpack, allocation);
@@ -355,6 +355,7 @@ class Host::Loop {
     if (found == running_.end()) return;  // already answered after an abandoned drain
     std::unique_ptr<RunningTask> running = std::move(found->second);
     running_.erase(found);
+    deadlines_.Remove(finished.key);
     pool_.Release(finished.key);
     // Before the result leaves: whoever reads it, then scrapes, sees the release.
     UpdateLoad();
@@ -380,10 +381,10 @@ class Host::Loop {
 
   void CheckDeadlines() {
     const auto now = Clock::now();
-    for (auto& [key, running] : running_) {
-      if (running->deadline && !running->timed_out && now >= *running->deadline) {
-        running->timed_out = true;
-        running->context->Cancel();
+    for (const uint64_t key : deadlines_.Expired(now)) {
+      if (const auto found = running_.find(key); found != running_.end()) {
+        found->second->timed_out = true;
+        found->second->context->Cancel();
       }
     }
     switch (lifecycle_.Tick(now)) {
@@ -407,9 +408,7 @@ class Host::Loop {
     auto consider = [&next](Clock::time_point t) {
       if (!next || t < *next) next = t;
     };
-    for (const auto& [key, running] : running_) {
-      if (running->deadline && !running->timed_out) consider(*running->deadline);
-    }
+    if (const auto deadline = deadlines_.Next()) consider(*deadline);
     if (const auto deadline = lifecycle_.NextDeadline()) consider(*deadline);
     if (outbox_.replies_waiting() > 0) consider(Clock::now() + kRpcRetryInterval);
     consider(Clock::now() + kHeartbeatInterval);
@@ -754,6 +753,7 @@ class Host::Loop {
   ResultCache finished_{DedupWindow(config_), static_cast<size_t>(config_.dedup_max_entries)};
   uint64_t last_key_ = 0;
   Lifecycle lifecycle_{kCancelGrace};
+  Deadlines deadlines_;  // of running tasks with a timeout_ms
   ControlHandler controls_ = MakeControls();  // its handlers use the fields above
   Telemetry telemetry_{options_.name};
   Outbox outbox_{results_, rpc_, [this] { telemetry_.CountDroppedReply(); }};
