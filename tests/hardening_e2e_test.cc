@@ -57,9 +57,12 @@ TEST(Hardening, RpcRepliesWaitForASlowClientInsteadOfBeingDropped) {
   client.set(zmq::sockopt::rcvhwm, 100);
   client.set(zmq::sockopt::rcvbuf, 4096);
   client.connect(host.endpoint("rpc"));
-  constexpr int kTasks = 100000;  // 17 MB of replies
+  // 5 MB of replies: far past the high-water marks and this client's buffers.
+  constexpr int kTasks = 30000;
+  client.set(zmq::sockopt::sndtimeo, static_cast<int>(std::chrono::milliseconds(kGuardTime).count()));
   for (int i = 0; i < kTasks; ++i) {
-    client.send(zmq::buffer(PackTask({.id = "t" + std::to_string(i), .plugin = "noop"})));
+    ASSERT_TRUE(client.send(zmq::buffer(PackTask({.id = "t" + std::to_string(i), .plugin = "noop"}))))
+        << "the host stopped reading after " << i << " tasks";
   }
   client.set(zmq::sockopt::rcvtimeo, static_cast<int>(std::chrono::milliseconds(kGuardTime).count()));
   std::set<std::string> answered;
