@@ -226,23 +226,28 @@ Message DecodeMessage(std::string_view bytes) {
 }
 
 uint64_t Fingerprint(const TaskMessage& task) {
-  std::string key = task.plugin;
-  key += '\0';
-  key += task.input_msgpack;
+  // Hashed piece by piece: the input is not copied on the hot path.
+  auto mix = [](uint64_t seed, uint64_t value) {
+    return seed ^ (value + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2));
+  };
+  const std::hash<std::string_view> hash;
+  uint64_t fingerprint = mix(hash(task.plugin), hash(task.input_msgpack));
   if (const auto& r = task.resources) {
     // Each field tagged and fixed-width, so no two overrides share a key.
-    auto add = [&key](char tag, const auto& value) {
+    std::string fields;
+    auto add = [&fields](char tag, const auto& value) {
       if (!value) return;
-      key += tag;
-      key.append(reinterpret_cast<const char*>(&*value), sizeof(*value));
+      fields += tag;
+      fields.append(reinterpret_cast<const char*>(&*value), sizeof(*value));
     };
     add('c', r->cpu_cores);
     add('t', r->cpu_threads);
     add('g', r->gpu_count);
     add('m', r->memory_mb);
     add('x', r->exclusive_gpu);
+    fingerprint = mix(fingerprint, hash(fields));
   }
-  return std::hash<std::string>{}(key);
+  return fingerprint;
 }
 
 const char* ToString(TaskStatus status) {

@@ -137,11 +137,9 @@ std::string Telemetry::Unhealthy(std::chrono::steady_clock::time_point now) cons
 }
 
 void Telemetry::SetLoad(size_t queued, size_t running, size_t unsent_results, const PoolUsage& pool) {
-  const auto now = std::chrono::steady_clock::now();
-  const double unix_now = UnixNow();
+  const auto now = std::chrono::steady_clock::now();  // the only clock read per turn of the loop
   std::lock_guard lock(mutex_);
   state_.last_tick = now;
-  state_.last_tick_unix = unix_now;
   state_.queued = queued;
   state_.running = running;
   state_.unsent_results = unsent_results;
@@ -250,7 +248,10 @@ std::string Telemetry::PrometheusText() const {
          "1 when the named config could not be used and the host runs on detected hardware (--allow-fallback).",
          s.config_fallback.empty() ? 0 : 1);
   family("umi_loop_last_tick_seconds", "gauge", "Unix time of the event loop's last turn (/healthz fails when stale).");
-  out << "umi_loop_last_tick_seconds " << std::to_string(s.last_tick_unix) << '\n';
+  // Unix time of the tick, from how long ago it was on the steady clock.
+  const double tick_age = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.last_tick).count();
+  out << "umi_loop_last_tick_seconds "
+      << std::to_string(s.last_tick == std::chrono::steady_clock::time_point() ? 0.0 : UnixNow() - tick_age) << '\n';
   family("umi_config_reloads_total", "counter", "Config reloads, by result.");
   out << "umi_config_reloads_total{result=\"ok\"} " << s.reloads << '\n';
   out << "umi_config_reloads_total{result=\"refused\"} " << s.failed_reloads << '\n';

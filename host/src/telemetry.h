@@ -73,7 +73,6 @@ class Telemetry {
     uint64_t dropped_replies = 0;
     std::string config_fallback;  // why the named config is not in force; empty: it is
     std::chrono::steady_clock::time_point last_tick;  // the loop's last SetLoad
-    double last_tick_unix = 0;
     PoolUsage pool;
     std::map<std::string, PluginStats> plugins;  // "" = all plugins
   };
