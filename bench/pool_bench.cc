@@ -1,7 +1,7 @@
 // ResourcePool: cost of one TryAllocate + Release pair.
 #include <benchmark/benchmark.h>
 
-#include "resource_pool.h"
+#include "scheduling/resource_pool.h"
 
 namespace umi {
 namespace {

@@ -2,7 +2,7 @@
 // 0, 1,000 and 100,000 GPU tasks blocked in the queue behind a busy GPU.
 #include <benchmark/benchmark.h>
 
-#include "scheduler.h"
+#include "scheduling/scheduler.h"
 
 namespace umi {
 namespace {

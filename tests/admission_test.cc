@@ -1,4 +1,4 @@
-#include "admission.h"
+#include "host/admission.h"
 
 #include <gtest/gtest.h>
 
@@ -27,8 +27,8 @@ class AdmissionTest : public ::testing::Test {
   }
   std::string RefusedCode() {
     const Admission admission = Admit(task_, facts_, pool_);
-    const auto* refused = std::get_if<Refused>(&admission);
-    return refused ? refused->code : "(not refused)";
+    const auto* refused = std::get_if<Status>(&admission);
+    return refused ? std::string(WireCode(refused->code())) : "(not refused)";
   }
 
   ResourcePool pool_;
@@ -57,7 +57,7 @@ TEST_F(AdmissionTest, RefusesInOrderWithTheWireCodes) {
   EXPECT_EQ(RefusedCode(), "unknown_plugin");
   facts_.plugin_refusal = "initialize failed";
   const Admission refused = Admit(task_, facts_, pool_);
-  EXPECT_EQ(std::get<Refused>(refused).message, "plugin 'sleep' was refused at load: initialize failed");
+  EXPECT_EQ(std::get<Status>(refused).message(), "plugin 'sleep' was refused at load: initialize failed");
   facts_.plugin = &plugin_;
   facts_.from_rpc = true;
   facts_.queued = 10;

@@ -1,4 +1,4 @@
-#include "completion.h"
+#include "host/completion.h"
 
 #include <gtest/gtest.h>
 

@@ -5,7 +5,7 @@
 #include <fstream>
 #include <map>
 
-#include "hardware_config.h"
+#include "config/hardware_config.h"
 
 namespace umi {
 namespace {

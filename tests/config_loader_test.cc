@@ -1,4 +1,4 @@
-#include "config_loader.h"
+#include "config/config_loader.h"
 
 #include <gtest/gtest.h>
 
@@ -27,9 +27,9 @@ EnvLookup Env(std::map<std::string, std::string> vars) {
 
 TEST(ConfigLoader, DetectedHardwareMakesAConfig) {
   const HardwareConfig c = ConfigFromMachine(TwoCoreMachine());
-  EXPECT_EQ(c.cpu_cores, 2);
-  EXPECT_EQ(c.cpu_threads, 4);
-  EXPECT_EQ(c.max_concurrent_tasks, 4);
+  EXPECT_EQ(c.hardware.cpu.cores, 2);
+  EXPECT_EQ(c.hardware.cpu.threads, 4);
+  EXPECT_EQ(c.hardware.cpu.max_concurrent_tasks, 4);
   EXPECT_EQ(c.memory_capacity_mb(), 8192);
   EXPECT_EQ(c.origin, "detected");
 }
@@ -38,9 +38,9 @@ TEST(ConfigLoader, EnvironmentOverridesDetection) {
   const auto c = ConfigFromEnvironment(
       Env({{"UMI_CPU_CORES", "1.5"}, {"UMI_GPU_COUNT", "2"}, {"UMI_MEMORY_MB", "1024"}}), TwoCoreMachine());
   ASSERT_TRUE(c.ok()) << c.error();
-  EXPECT_EQ(c->cpu_cores, 1.5);
-  EXPECT_EQ(c->cpu_threads, 4);  // detected
-  EXPECT_EQ(c->gpus.size(), 2u);
+  EXPECT_EQ(c->hardware.cpu.cores, 1.5);
+  EXPECT_EQ(c->hardware.cpu.threads, 4);  // detected
+  EXPECT_EQ(c->hardware.gpus.size(), 2u);
   EXPECT_EQ(c->memory_capacity_mb(), 1024);
   EXPECT_EQ(c->origin, "environment");
 }
@@ -81,7 +81,7 @@ TEST_F(LoadConfigTest, ABadFileFallsBackToTheEnvironmentThenDetection) {
   const auto from_env = LoadConfig(Choice("bad.yaml"), Env({{"UMI_CPU_THREADS", "3"}}), TwoCoreMachine());
   ASSERT_TRUE(from_env.ok());
   EXPECT_EQ(from_env->config.origin, "environment");
-  EXPECT_EQ(from_env->config.cpu_threads, 3);
+  EXPECT_EQ(from_env->config.hardware.cpu.threads, 3);
   ASSERT_EQ(from_env->errors.size(), 1u);
   EXPECT_NE(from_env->errors[0].find("bad.yaml: hardware.cpu.bogus: unknown key"), std::string::npos);
   EXPECT_NE(from_env->errors[0].find("using the UMI_* environment variables instead"), std::string::npos);
@@ -135,10 +135,10 @@ TEST_F(LoadConfigTest, HardwareConfigEnvironmentPicksTheFile) {
 
 TEST(ConfigLoader, WarnsWhereTheConfigExceedsTheMachine) {
   HardwareConfig c;
-  c.cpu_cores = 24;
-  c.cpu_threads = 48;
-  c.memory_total_gb = 128;
-  c.gpus = {{0, "x", 1}};
+  c.hardware.cpu.cores = 24;
+  c.hardware.cpu.threads = 48;
+  c.hardware.memory.total_gb = 128;
+  c.hardware.gpus = {{0, "x", 1}};
   const auto warnings = CompareWithMachine(c, TwoCoreMachine());
   ASSERT_EQ(warnings.size(), 4u);
   EXPECT_EQ(warnings[0], "config cpu cores 24 exceeds this machine's 2 physical cores");

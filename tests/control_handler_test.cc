@@ -1,4 +1,4 @@
-#include "control_handler.h"
+#include "host/control_handler.h"
 
 #include <gtest/gtest.h>
 #include <msgpack.hpp>

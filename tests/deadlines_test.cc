@@ -1,4 +1,4 @@
-#include "deadlines.h"
+#include "host/deadlines.h"
 
 #include <gtest/gtest.h>
 

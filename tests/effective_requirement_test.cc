@@ -1,4 +1,4 @@
-#include "effective_requirement.h"
+#include "config/effective_requirement.h"
 
 #include <gtest/gtest.h>
 
@@ -7,9 +7,9 @@ namespace {
 
 HardwareConfig Config() {
   HardwareConfig c;
-  c.cpu_cores = 16;
-  c.cpu_threads = 32;
-  c.memory_total_gb = 64;
+  c.hardware.cpu.cores = 16;
+  c.hardware.cpu.threads = 32;
+  c.hardware.memory.total_gb = 64;
   TaskGroupConfig group;
   group.resources.cpu_threads = 4;
   group.resources.memory_mb = 4096;

@@ -1,5 +1,5 @@
 // The Executor on real worker threads with an in-process plugin.
-#include "executor.h"
+#include "runtime/executor.h"
 
 #include <gtest/gtest.h>
 #include <poll.h>

@@ -1,4 +1,4 @@
-#include "hardware_config.h"
+#include "config/hardware_config.h"
 
 #include <gtest/gtest.h>
 
@@ -17,11 +17,11 @@ constexpr const char* kMinimal = "hardware:\n  cpu: {cores: 4}\n  memory: {total
 TEST(HardwareConfig, TheShippedDefaultLoads) {
   const auto config = LoadHardwareConfig(UMI_SOURCE_DIR "/config/hardware/default.yaml");
   ASSERT_TRUE(config.ok()) << config.error();
-  EXPECT_EQ(config->cpu_cores, 24);
-  EXPECT_EQ(config->cpu_threads, 48);
-  EXPECT_EQ(config->max_concurrent_tasks, 8);
-  ASSERT_EQ(config->gpus.size(), 1u);
-  EXPECT_EQ(config->gpus[0].model, "NVIDIA GeForce RTX 4090");
+  EXPECT_EQ(config->hardware.cpu.cores, 24);
+  EXPECT_EQ(config->hardware.cpu.threads, 48);
+  EXPECT_EQ(config->hardware.cpu.max_concurrent_tasks, 8);
+  ASSERT_EQ(config->hardware.gpus.size(), 1u);
+  EXPECT_EQ(config->hardware.gpus[0].model, "NVIDIA GeForce RTX 4090");
   EXPECT_EQ(config->memory_capacity_mb(), static_cast<int64_t>(125.26 * 1024));
   const TaskGroupConfig& cpu_task = config->task_groups.at("cpu_task");
   EXPECT_EQ(cpu_task.resources.cpu_threads, 4);
@@ -34,10 +34,10 @@ TEST(HardwareConfig, TheShippedDefaultLoads) {
 TEST(HardwareConfig, DefaultsFillWhatIsOptional) {
   const auto config = Parse(kMinimal);
   ASSERT_TRUE(config.ok()) << config.error();
-  EXPECT_EQ(config->cpu_threads, 4);
-  EXPECT_EQ(config->max_concurrent_tasks, 4);
-  EXPECT_TRUE(config->gpus.empty());
-  EXPECT_EQ(config->memory_overcommit_ratio, 1.0);
+  EXPECT_EQ(config->hardware.cpu.threads, 4);
+  EXPECT_EQ(config->hardware.cpu.max_concurrent_tasks, 4);
+  EXPECT_TRUE(config->hardware.gpus.empty());
+  EXPECT_EQ(config->hardware.memory.overcommit_ratio, 1.0);
   EXPECT_FALSE(config->allow_task_overrides);
 }
 

@@ -1,4 +1,4 @@
-#include "lifecycle.h"
+#include "host/lifecycle.h"
 
 #include <gtest/gtest.h>
 

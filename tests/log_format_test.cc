@@ -1,4 +1,4 @@
-#include "log_format.h"
+#include "common/log_format.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>

@@ -1,5 +1,5 @@
 // The Outbox over real ZeroMQ sockets (inproc).
-#include "outbox.h"
+#include "transport/outbox.h"
 
 #include <gtest/gtest.h>
 

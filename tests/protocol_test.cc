@@ -1,4 +1,4 @@
-#include "protocol.h"
+#include "transport/protocol.h"
 
 #include <gtest/gtest.h>
 #include <msgpack.hpp>
@@ -59,10 +59,20 @@ TEST(Protocol, AbsentInputIsAnEmptyMap) {
   EXPECT_EQ(std::get<TaskMessage>(message).input_msgpack, std::string("\x80", 1));
 }
 
-BadMessage Bad(const std::string& bytes) {
+// A BadMessage as the wire shows it: the code's word and the message.
+struct Refusal {
+  std::optional<std::string> id;
+  std::string plugin;
+  std::string code;
+  std::string message;
+};
+
+Refusal Bad(const std::string& bytes) {
   const Message message = DecodeMessage(bytes);
   EXPECT_TRUE(std::holds_alternative<BadMessage>(message));
-  return std::holds_alternative<BadMessage>(message) ? std::get<BadMessage>(message) : BadMessage{};
+  if (!std::holds_alternative<BadMessage>(message)) return {};
+  const BadMessage& bad = std::get<BadMessage>(message);
+  return {bad.id, bad.plugin, std::string(WireCode(bad.status.code())), bad.status.message()};
 }
 
 TEST(Protocol, MalformedInputIsDescribed) {
@@ -81,7 +91,7 @@ TEST(Protocol, MalformedInputIsDescribed) {
 }
 
 TEST(Protocol, BadFieldsKeepTheIdSoTheHostCanAnswer) {
-  const BadMessage bad = Bad(PackMap(
+  const Refusal bad = Bad(PackMap(
       [](auto& p) {
         p.pack("id").pack("t9");
         p.pack("plugin").pack("sleep");
@@ -93,14 +103,14 @@ TEST(Protocol, BadFieldsKeepTheIdSoTheHostCanAnswer) {
   EXPECT_EQ(bad.code, "bad_request");
   EXPECT_EQ(bad.message, "'timeout_ms' must be 0..3153600000000, got -1");
 
-  const BadMessage no_plugin = Bad(Pack(std::map<std::string, std::string>{{"id", "t"}}));
+  const Refusal no_plugin = Bad(Pack(std::map<std::string, std::string>{{"id", "t"}}));
   EXPECT_EQ(no_plugin.message, "missing 'plugin'");
-  const BadMessage input = Bad(Pack(std::map<std::string, std::string>{{"id", "t"}, {"plugin", "p"}, {"input", "x"}}));
+  const Refusal input = Bad(Pack(std::map<std::string, std::string>{{"id", "t"}, {"plugin", "p"}, {"input", "x"}}));
   EXPECT_EQ(input.message, "'input' must be a map");
 }
 
 TEST(Protocol, UnknownVersionIsRefused) {
-  const BadMessage bad = Bad(PackMap(
+  const Refusal bad = Bad(PackMap(
       [](auto& p) {
         p.pack("v").pack(2);
         p.pack("id").pack("t");
@@ -154,7 +164,7 @@ TEST(Protocol, ResultsEncodeEveryField) {
 }
 
 TEST(Protocol, RejectionsCarryCodeAndNoTimes) {
-  const std::string bytes = EncodeResult(TaskResult::Rejected(std::nullopt, "", "bad_request", "why"), "h");
+  const std::string bytes = EncodeResult(RejectedResult(std::nullopt, "", Status(ErrorCode::kBadRequest, "why")), "h");
   const auto handle = msgpack::unpack(bytes.data(), bytes.size());
   const auto map = handle.get().as<std::map<std::string, msgpack::object>>();
   EXPECT_EQ(map.count("id"), 0u);
@@ -180,12 +190,12 @@ std::string WithResource(const std::function<void(msgpack::packer<msgpack::sbuff
 TEST(Protocol, NumbersAreRangeCheckedBeforeTheyAreNarrowed) {
   // 2^32 + 1 threads used to become 1, 2^32 used to become 0.
   for (const uint64_t threads : {uint64_t{1} << 32, (uint64_t{1} << 32) + 1}) {
-    const BadMessage bad = Bad(WithResource([&](auto& p) { p.pack("cpu_threads").pack(threads); }));
+    const Refusal bad = Bad(WithResource([&](auto& p) { p.pack("cpu_threads").pack(threads); }));
     EXPECT_EQ(bad.message, "'resources.cpu_threads' must be 0..65536, got " + std::to_string(threads));
     EXPECT_EQ(bad.id, "r");
   }
   for (const double value : {std::nan(""), HUGE_VAL, -HUGE_VAL}) {
-    const BadMessage bad = Bad(WithResource([&](auto& p) { p.pack("cpu_cores").pack(value); }));
+    const Refusal bad = Bad(WithResource([&](auto& p) { p.pack("cpu_cores").pack(value); }));
     EXPECT_EQ(bad.message, "'resources.cpu_cores' must be a finite number");  // used to say "must not be negative"
   }
   EXPECT_NE(Bad(WithResource([](auto& p) { p.pack("gpu_count").pack(1e300); })).message.find("must be 0..1024"),
@@ -199,10 +209,10 @@ TEST(Protocol, NumbersAreRangeCheckedBeforeTheyAreNarrowed) {
 }
 
 TEST(Protocol, IdsPluginNamesAndOpsMustBeUtf8) {
-  const BadMessage id = Bad(Pack(std::map<std::string, std::string>{{"id", "\xff"}, {"plugin", "noop"}}));
+  const Refusal id = Bad(Pack(std::map<std::string, std::string>{{"id", "\xff"}, {"plugin", "noop"}}));
   EXPECT_EQ(id.message, "'id' is not valid UTF-8");
   EXPECT_FALSE(id.id.has_value()) << "an invalid id is never echoed";
-  const BadMessage plugin = Bad(Pack(std::map<std::string, std::string>{{"id", "a"}, {"plugin", "\xc3("}}));
+  const Refusal plugin = Bad(Pack(std::map<std::string, std::string>{{"id", "a"}, {"plugin", "\xc3("}}));
   EXPECT_EQ(plugin.message, "'plugin' is not valid UTF-8");
   EXPECT_EQ(plugin.plugin, "");
   EXPECT_EQ(Bad(Pack(std::map<std::string, std::string>{{"op", "\xff"}})).message, "'op' is not valid UTF-8");
@@ -221,7 +231,7 @@ TEST(Protocol, EventsAndControlRepliesAreEncodedHere) {
   EXPECT_EQ(progress.at("v").as<int>(), kProtocolVersion);
   const auto event = Unpacked(EncodeTaskEvent("t", "scenes"), h);
   EXPECT_EQ(event.at("id").as<std::string>(), "t");
-  const auto error = Unpacked(EncodeControlError("not_found", "no task 'x\xff'"), h);
+  const auto error = Unpacked(EncodeControlError(Status(ErrorCode::kNotFound, "no task 'x\xff'")), h);
   EXPECT_FALSE(error.at("ok").as<bool>());
   const auto detail = error.at("error").as<std::map<std::string, std::string>>();
   EXPECT_EQ(detail.at("code"), "not_found");
@@ -229,8 +239,9 @@ TEST(Protocol, EventsAndControlRepliesAreEncodedHere) {
   const auto health = Unpacked(EncodeHealthReply(true, "h1", 3), h);
   EXPECT_EQ(health.at("status").as<std::string>(), "draining");
   EXPECT_EQ(health.at("plugins").as<int>(), 3);
-  const auto reload = Unpacked(EncodeReloadReply({"a"}, {}, {"http"}), h);
+  const auto reload = Unpacked(EncodeReloadReply({"a"}, {}, {"http"}, {"scheduler"}), h);
   EXPECT_EQ(reload.at("restart_needed").as<std::vector<std::string>>(), std::vector<std::string>{"http"});
+  EXPECT_EQ(reload.at("applied").as<std::vector<std::string>>(), std::vector<std::string>{"scheduler"});
   EXPECT_EQ(Unpacked(EncodeCancelReply("queued"), h).at("state").as<std::string>(), "queued");
 }
 

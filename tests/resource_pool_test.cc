@@ -1,4 +1,4 @@
-#include "resource_pool.h"
+#include "scheduling/resource_pool.h"
 
 #include <gtest/gtest.h>
 
@@ -135,12 +135,14 @@ TEST(ResourcePool, InfeasibleNamesEveryDimensionThatCannotFit) {
   ResourcePool pool(Capacity(1));
   Demand d = Cpu(9, 64, 20000);
   d.requirement.gpu_count = Quantity::Whole(2);
-  const std::string why = pool.WhyInfeasible(d);
+  const Status feasible = pool.CheckFeasible(d);
+  EXPECT_EQ(feasible.code(), ErrorCode::kInfeasible);
+  const std::string& why = feasible.message();
   EXPECT_NE(why.find("cpu_cores: needs 9, pool has 8"), std::string::npos) << why;
   EXPECT_NE(why.find("cpu_threads: needs 64, pool has 16"), std::string::npos) << why;
   EXPECT_NE(why.find("memory_mb: needs 20000, pool has 16384"), std::string::npos) << why;
   EXPECT_NE(why.find("gpu_count: needs 2, pool has 1"), std::string::npos) << why;
-  EXPECT_EQ(pool.WhyInfeasible(Cpu(8, 16, 16384)), "");
+  EXPECT_TRUE(pool.CheckFeasible(Cpu(8, 16, 16384)).ok());
 }
 
 TEST(ResourcePool, GroupAndPluginCapsLimitInstances) {
@@ -212,30 +214,30 @@ TEST(ResourcePoolPinning, LogicalCpusAreNeverSharedAndComeBack) {
 
 TEST(ResourcePoolPinning, FromConfigTakesTheFirstThreadsLogicalCpus) {
   HardwareConfig config;
-  config.cpu_cores = 2;
-  config.cpu_threads = 3;
-  config.pinning = true;
+  config.hardware.cpu.cores = 2;
+  config.hardware.cpu.threads = 3;
+  config.hardware.cpu.pinning = true;
   const PoolCapacity c = PoolCapacity::FromConfig(config, {{0, 4}, {1, 5}, {2, 6}});
   EXPECT_EQ(c.pinned_cores, (std::vector<std::vector<int>>{{0, 4}, {1}}));
-  config.pinning = false;
+  config.hardware.cpu.pinning = false;
   EXPECT_TRUE(PoolCapacity::FromConfig(config, {{0, 4}}).pinned_cores.empty());
 }
 
 TEST(ResourcePoolPinning, FromConfigPinsAsManyPhysicalCoresAsItCharges) {
   HardwareConfig config;
-  config.cpu_cores = 4;
-  config.cpu_threads = 4;
-  config.pinning = true;
+  config.hardware.cpu.cores = 4;
+  config.hardware.cpu.threads = 4;
+  config.hardware.cpu.pinning = true;
   const std::vector<std::vector<int>> smt2 = {{0, 4}, {1, 5}, {2, 6}, {3, 7}};
   // Before: {{0, 4}, {1, 5}}, four threads on two physical cores while four were charged.
   EXPECT_EQ(PoolCapacity::FromConfig(config, smt2).pinned_cores,
             (std::vector<std::vector<int>>{{0}, {1}, {2}, {3}}));
-  config.cpu_cores = 2.5;
-  config.cpu_threads = 5;
+  config.hardware.cpu.cores = 2.5;
+  config.hardware.cpu.threads = 5;
   EXPECT_EQ(PoolCapacity::FromConfig(config, smt2).pinned_cores,
             (std::vector<std::vector<int>>{{0, 4}, {1, 5}, {2}}));
-  config.cpu_cores = 1;
-  config.cpu_threads = 3;  // more threads than one core has: the next core's
+  config.hardware.cpu.cores = 1;
+  config.hardware.cpu.threads = 3;  // more threads than one core has: the next core's
   EXPECT_EQ(PoolCapacity::FromConfig(config, smt2).pinned_cores, (std::vector<std::vector<int>>{{0, 4}, {1}}));
 }
 
@@ -255,10 +257,10 @@ TEST(ResourcePool, GrantsTheConfiguredGpuIds) {
   // A reload that drops a held device is refused; one that keeps it (moved) is fine.
   PoolCapacity without = c;
   without.gpus = {{2, "test", 24}};
-  EXPECT_EQ(pool.Reconfigure(without), "GPU 3 is held by a running task and the new pool lacks it");
+  EXPECT_EQ(pool.Reconfigure(without).message(), "GPU 3 is held by a running task and the new pool lacks it");
   PoolCapacity moved = c;
   moved.gpus = {{3, "test", 24}, {2, "test", 24}};
-  EXPECT_EQ(pool.Reconfigure(moved), "");
+  EXPECT_TRUE(pool.Reconfigure(moved).ok());
   EXPECT_EQ(pool.Usage().gpu_used[0], Quantity::FromDouble(0.5));
   ASSERT_TRUE(pool.Release(2));
 }

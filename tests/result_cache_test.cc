@@ -1,4 +1,4 @@
-#include "result_cache.h"
+#include "host/result_cache.h"
 
 #include <gtest/gtest.h>
 

@@ -15,7 +15,7 @@
 #include <random>
 #include <set>
 
-#include "scheduler.h"
+#include "scheduling/scheduler.h"
 
 namespace umi {
 namespace {
@@ -108,7 +108,7 @@ class Invariants {
       r.gpu_count = Quantity::FromUnits(shares[random_() % 5]);
       r.exclusive_gpu = random_() % 2 == 0;
     }
-    if (!pool_.WhyInfeasible(task.demand).empty()) return;  // the host rejects it at the door
+    if (!pool_.CheckFeasible(task.demand).ok()) return;  // the host rejects it at the door
     scheduler_.Enqueue(std::move(task));
   }
 
@@ -134,10 +134,10 @@ class Invariants {
   }
 
   void Reload() {
-    if (!pool_.Reconfigure(RandomCapacity()).empty()) return;  // refused: a held GPU is gone
+    if (!pool_.Reconfigure(RandomCapacity()).ok()) return;  // refused: a held GPU is gone
     // As the host does: queued tasks that no longer fit at all are answered.
     for (QueuedTask& task : scheduler_.TakeAll()) {
-      if (pool_.WhyInfeasible(task.demand).empty()) scheduler_.Enqueue(std::move(task));
+      if (pool_.CheckFeasible(task.demand).ok()) scheduler_.Enqueue(std::move(task));
     }
     MarkReload();
   }

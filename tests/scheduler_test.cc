@@ -1,5 +1,5 @@
 // The scheduling policy on a virtual clock: no sleeping, fully deterministic.
-#include "scheduler.h"
+#include "scheduling/scheduler.h"
 
 #include <gtest/gtest.h>
 

@@ -1,5 +1,6 @@
 // Telemetry: counts, histograms, the recent-task ring and the renderers.
-#include "telemetry.h"
+#include "telemetry/telemetry.h"
+#include "transport/protocol.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -36,7 +37,7 @@ TEST(Telemetry, PrometheusEscapesLabelsAndCountsByPluginAndStatus) {
   Telemetry telemetry("host \"one\"\n");
   telemetry.TaskFinished(0, Finished("a", "noop", TaskStatus::kOk, 2));
   telemetry.TaskFinished(0, Finished("b", "noop", TaskStatus::kError, 2));
-  telemetry.TaskFinished(0, TaskResult::Rejected(std::nullopt, "", "bad_request", "garbage"));
+  telemetry.TaskFinished(0, RejectedResult(std::nullopt, "", Status(ErrorCode::kBadRequest, "garbage")));
   const std::string text = telemetry.PrometheusText();
   EXPECT_NE(text.find(R"(umi_info{host="host \"one\"\n",)"), std::string::npos) << text;
   EXPECT_NE(text.find("umi_tasks_total{plugin=\"noop\",status=\"ok\"} 1\n"), std::string::npos);
@@ -54,8 +55,8 @@ TEST(Telemetry, NamesOfPluginsNotLoadedShareOneLabel) {
   Telemetry telemetry("h");
   telemetry.SetKnownPlugins({"noop"});
   for (int i = 0; i < 1000; ++i) {
-    telemetry.TaskFinished(0, TaskResult::Rejected("t" + std::to_string(i), "made-up-" + std::to_string(i),
-                                                   "unknown_plugin", "no such plugin"));
+    telemetry.TaskFinished(0, RejectedResult("t" + std::to_string(i), "made-up-" + std::to_string(i),
+                                             Status(ErrorCode::kUnknownPlugin, "no such plugin")));
   }
   telemetry.TaskFinished(0, Finished("a", "noop", TaskStatus::kOk, 2));
   const std::string text = telemetry.PrometheusText();
@@ -67,7 +68,7 @@ TEST(Telemetry, NamesOfPluginsNotLoadedShareOneLabel) {
 
 TEST(Telemetry, RendersIllFormedUtf8AsReplacementCharacters) {
   Telemetry telemetry("h");
-  telemetry.TaskFinished(0, TaskResult::Rejected("t", "\xc3(", "bad_request", "x"));
+  telemetry.TaskFinished(0, RejectedResult("t", "\xc3(", Status(ErrorCode::kBadRequest, "x")));
   TaskRecord record;
   record.id = "\xff\xfe";
   record.plugin = "noop";

@@ -4,8 +4,8 @@
 #include <cstdint>
 #include <string>
 
-#include "hardware_config.h"
-#include "resource_pool.h"
+#include "config/hardware_config.h"
+#include "scheduling/resource_pool.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size > 64 * 1024) return 0;  // yaml-cpp recursion on megabytes of '[' is not ours to fuzz

@@ -8,7 +8,7 @@
 #include <string>
 #include <string_view>
 
-#include "protocol.h"
+#include "transport/protocol.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const char* bytes = reinterpret_cast<const char*>(data);

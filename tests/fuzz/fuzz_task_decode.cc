@@ -5,7 +5,7 @@
 #include <cstdint>
 #include <string_view>
 
-#include "protocol.h"
+#include "transport/protocol.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace umi;
@@ -16,7 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     result.plugin = task->plugin;
     result.output_msgpack = task->input_msgpack;  // a msgpack map by contract
   } else if (const auto* bad = std::get_if<BadMessage>(&message)) {
-    result = TaskResult::Rejected(bad->id, bad->plugin, bad->code, bad->message);
+    result = RejectedResult(bad->id, bad->plugin, bad->status);
   }
   (void)EncodeResult(result, "fuzz");
   return 0;

@@ -1,0 +1,62 @@
+#include "cli/plugin_report.h"
+
+#include <algorithm>
+#include <sstream>
+
+namespace umi {
+
+nlohmann::json RequirementJson(const ResourceRequirement& r) {
+  return {{"cpu_cores", r.cpu_cores.ToDouble()}, {"cpu_threads", r.cpu_threads},
+          {"gpu_count", r.gpu_count.ToDouble()}, {"memory_mb", r.memory_mb},
+          {"exclusive_gpu", r.exclusive_gpu}};
+}
+
+nlohmann::json PluginsJson(const PluginRegistry& registry) {
+  nlohmann::json plugins = nlohmann::json::array();
+  for (const auto& [name, p] : registry.plugins()) {
+    plugins.push_back({{"name", p->name},
+                       {"version", p->version},
+                       {"description", p->description},
+                       {"license", p->license},
+                       {"kind", p->kind == UMI_PLUGIN_KIND_GPU ? "gpu" : "cpu"},
+                       {"task_group", p->task_group},
+                       {"allow_concurrent", p->allow_concurrent},
+                       {"declared", RequirementJson(p->declared)},
+                       {"requirement", RequirementJson(p->requirement)},
+                       {"path", p->path.string()}});
+  }
+  nlohmann::json refused = nlohmann::json::array();
+  for (const RefusedLibrary& r : registry.refused()) {
+    refused.push_back({{"path", r.path.string()}, {"reason", r.reason}});
+  }
+  return {{"plugins", plugins}, {"refused", refused}};
+}
+
+std::string PluginsTable(const PluginRegistry& registry) {
+  std::vector<std::vector<std::string>> rows = {
+      {"NAME", "VERSION", "KIND", "GROUP", "REQUIREMENT", "PATH"}};
+  for (const auto& [name, p] : registry.plugins()) {
+    rows.push_back({p->name, p->version, p->kind == UMI_PLUGIN_KIND_GPU ? "gpu" : "cpu",
+                    p->task_group.empty() ? "-" : p->task_group, p->requirement.ToString(),
+                    p->path.string()});
+  }
+  std::vector<size_t> widths(rows[0].size(), 0);
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) widths[i] = std::max(widths[i], row[i].size());
+  }
+  std::ostringstream out;
+  for (const auto& row : rows) {
+    for (size_t i = 0; i < row.size(); ++i) {
+      out << row[i];
+      if (i + 1 < row.size()) out << std::string(widths[i] - row[i].size() + 2, ' ');
+    }
+    out << '\n';
+  }
+  if (!registry.refused().empty()) {
+    out << "\nrefused:\n";
+    for (const RefusedLibrary& r : registry.refused()) out << "  " << r.path.string() << ": " << r.reason << '\n';
+  }
+  return out.str();
+}
+
+}  // namespace umi

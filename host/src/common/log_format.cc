@@ -1,0 +1,123 @@
+#include "common/log_format.h"
+
+#include <spdlog/pattern_formatter.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+#include <cstdio>
+
+#include "common/text.h"
+
+namespace umi {
+namespace {
+
+struct TaskFields {
+  const std::string* plugin = nullptr;
+  const std::string* task = nullptr;
+};
+thread_local TaskFields current_task;
+
+class JsonFormatter : public spdlog::formatter {
+ public:
+  explicit JsonFormatter(std::string host) : host_(JsonString(host)) {}
+
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const auto since_epoch = msg.time.time_since_epoch();
+    const double seconds = std::chrono::duration<double>(since_epoch).count();
+    char time[32];
+    std::snprintf(time, sizeof(time), "%.6f", seconds);
+    std::string line = "{\"time\":";
+    line += time;
+    line += ",\"level\":\"";
+    line += spdlog::level::to_string_view(msg.level).data();
+    line += "\",\"host\":" + host_;
+    if (current_task.plugin) {
+      line += ",\"plugin\":" + JsonString(*current_task.plugin) + ",\"task\":" + JsonString(*current_task.task);
+    }
+    line += ",\"message\":" + JsonString(std::string(msg.payload.data(), msg.payload.size())) + "}\n";
+    dest.append(line.data(), line.data() + line.size());
+  }
+
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    auto copy = std::make_unique<JsonFormatter>("");
+    copy->host_ = host_;
+    return copy;
+  }
+
+ private:
+  std::string host_;
+};
+
+// Text lines: the message escaped (text.h), so a value carrying a newline
+// cannot forge a line of its own.
+class EscapingFormatter : public spdlog::formatter {
+ public:
+  explicit EscapingFormatter(const std::string& pattern)
+      : pattern_(pattern), inner_(std::make_unique<spdlog::pattern_formatter>(pattern)) {}
+
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    const std::string escaped = EscapeForLog(std::string_view(msg.payload.data(), msg.payload.size()));
+    spdlog::details::log_msg copy = msg;
+    copy.payload = spdlog::string_view_t(escaped.data(), escaped.size());
+    inner_->format(copy, dest);
+  }
+
+  std::unique_ptr<spdlog::formatter> clone() const override { return std::make_unique<EscapingFormatter>(pattern_); }
+
+ private:
+  std::string pattern_;
+  std::unique_ptr<spdlog::pattern_formatter> inner_;
+};
+
+}  // namespace
+
+std::string JsonString(const std::string& raw) {
+  const std::string text = ToValidUtf8(raw);
+  std::string out = "\"";
+  for (const unsigned char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (c < 0x20) {
+          char escaped[8];
+          std::snprintf(escaped, sizeof(escaped), "\\u%04x", c);
+          out += escaped;
+        } else {
+          out += static_cast<char>(c);
+        }
+    }
+  }
+  return out + "\"";
+}
+
+std::unique_ptr<spdlog::formatter> MakeTextFormatter(const std::string& pattern) {
+  return std::make_unique<EscapingFormatter>(pattern);
+}
+
+std::unique_ptr<spdlog::formatter> MakeJsonFormatter(const std::string& host_name) {
+  return std::make_unique<JsonFormatter>(host_name);
+}
+
+LogTaskScope::LogTaskScope(const std::string& plugin, const std::string& task) {
+  current_task = {&plugin, &task};
+}
+
+LogTaskScope::~LogTaskScope() { current_task = {}; }
+
+void ConfigureLogging(LogFormat format, const std::string& level, const std::string& host_name) {
+  auto logger = spdlog::stderr_color_mt("umi");
+  if (format == LogFormat::kJson) {
+    logger->set_formatter(MakeJsonFormatter(host_name));
+  } else {
+    logger->set_formatter(MakeTextFormatter("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v"));
+  }
+  spdlog::set_default_logger(logger);
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+}  // namespace umi

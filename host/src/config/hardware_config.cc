@@ -1,0 +1,445 @@
+#include "config/hardware_config.h"
+
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <cmath>
+#include <fstream>
+#include <regex>
+#include <set>
+#include <sstream>
+#include <stdexcept>
+
+#include "config/yaml_msgpack.h"
+
+namespace umi {
+namespace {
+
+// Internal to the parser: carries the first error out of nested helpers.
+struct ConfigError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+std::string Where(const YAML::Node& node) {
+  const YAML::Mark mark = node.Mark();
+  return mark.line >= 0
+             ? " (line " + std::to_string(mark.line + 1) + ", column " + std::to_string(mark.column + 1) + ")"
+             : "";
+}
+
+[[noreturn]] void Fail(const YAML::Node& node, const std::string& path, const std::string& what) {
+  throw ConfigError(path + ": " + what + Where(node));
+}
+
+void RequireMap(const YAML::Node& node, const std::string& path) {
+  if (!node.IsMap()) Fail(node, path, "expected a map");
+}
+
+size_t EditDistance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      const size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+void CheckKeys(const YAML::Node& node, const std::string& path,
+               const std::set<std::string>& allowed) {
+  RequireMap(node, path);
+  for (const auto& entry : node) {
+    const std::string key = entry.first.as<std::string>();
+    if (allowed.count(key)) continue;
+    std::string closest;
+    size_t best = 3;  // suggest only near misses
+    std::string known;
+    for (const auto& name : allowed) {
+      known += (known.empty() ? "" : ", ") + name;
+      if (const size_t distance = EditDistance(key, name); distance < best) {
+        best = distance;
+        closest = name;
+      }
+    }
+    Fail(entry.first, path.empty() ? key : path + "." + key,
+         "unknown key" + (closest.empty() ? "" : ", did you mean '" + closest + "'?") +
+             " (expected one of: " + known + ")");
+  }
+}
+
+template <typename T>
+T Read(const YAML::Node& node, const std::string& path, const char* type_name) {
+  if (!node.IsScalar()) Fail(node, path, std::string("expected ") + type_name);
+  try {
+    return node.as<T>();
+  } catch (const YAML::BadConversion&) {
+    Fail(node, path, std::string("expected ") + type_name + ", got '" + node.Scalar() + "'");
+  }
+}
+
+double ReadNumber(const YAML::Node& node, const std::string& path, double min_value, double max_value) {
+  const double value = Read<double>(node, path, "a number");
+  if (!std::isfinite(value) || value < min_value || value > max_value) {
+    Fail(node, path, "must be a number " + Quantity::FromDouble(min_value).ToString() + ".." +
+                         Quantity::FromDouble(max_value).ToString() + ", got " + node.Scalar());
+  }
+  return value;
+}
+
+double ReadPositive(const YAML::Node& node, const std::string& path, double max_value) {
+  const double value = Read<double>(node, path, "a number");
+  if (!std::isfinite(value) || value <= 0 || value > max_value) {
+    Fail(node, path, "must be a number > 0 and at most " + Quantity::FromDouble(max_value).ToString() + ", got " +
+                         node.Scalar());
+  }
+  return value;
+}
+
+Strategy ReadStrategy(const YAML::Node& node, const std::string& path) {
+  const std::string text = Read<std::string>(node, path, "pack or spread");
+  if (text == "pack") return Strategy::kPack;
+  if (text == "spread") return Strategy::kSpread;
+  Fail(node, path, "expected pack or spread, got '" + text + "'");
+}
+
+// An integer in [min_value, max_value]: checked before any narrowing, so
+// 4294967297 is an error, never 1.
+int64_t ReadInteger(const YAML::Node& node, const std::string& path, int64_t min_value, int64_t max_value) {
+  if (!node.IsScalar()) Fail(node, path, "expected an integer");
+  int64_t value = 0;
+  try {
+    value = node.as<int64_t>();
+  } catch (const YAML::BadConversion&) {
+    bool is_integer = false;
+    try {  // a whole number too large for int64 is out of range, not mistyped
+      const double number = node.as<double>();
+      is_integer = std::isfinite(number) && number == std::floor(number);
+    } catch (const YAML::BadConversion&) {
+    }
+    Fail(node, path, is_integer ? "must be " + std::to_string(min_value) + ".." + std::to_string(max_value) +
+                                      ", got " + node.Scalar()
+                                : "expected an integer, got '" + node.Scalar() + "'");
+  }
+  if (value < min_value || value > max_value) {
+    Fail(node, path, "must be " + std::to_string(min_value) + ".." + std::to_string(max_value) + ", got " +
+                         std::to_string(value));
+  }
+  return value;
+}
+
+int ReadInt(const YAML::Node& node, const std::string& path, int min_value, int max_value) {
+  return static_cast<int>(ReadInteger(node, path, min_value, max_value));
+}
+
+// A resource amount (cores, GPUs): finite, in [0, max_value], and not a
+// positive value below the pool's unit (it would round to nothing).
+double ReadAmount(const YAML::Node& node, const std::string& path, double max_value) {
+  const double value = Read<double>(node, path, "a number");
+  if (!std::isfinite(value) || value < 0 || value > max_value) {
+    Fail(node, path, "must be a number 0.." + Quantity::FromDouble(max_value).ToString() + ", got " + node.Scalar());
+  }
+  if (value > 0 && Quantity::FromDouble(value) == Quantity()) {
+    Fail(node, path, "is below the smallest unit (0.0001), got " + node.Scalar());
+  }
+  return value;
+}
+
+template <typename Sink>
+void IfPresent(const YAML::Node& parent, const char* key, Sink sink) {
+  if (const YAML::Node node = parent[key]) sink(node);
+}
+
+// Fields shared by task_groups.<g> and plugins.<p>.
+void ReadResources(const YAML::Node& node, const std::string& path, RequirementOverride& out,
+                   std::optional<int>& max_instances) {
+  IfPresent(node, "cpu_cores", [&](auto n) { out.cpu_cores = ReadAmount(n, path + ".cpu_cores", kMaxCpus); });
+  IfPresent(node, "threads", [&](auto n) { out.cpu_threads = ReadInt(n, path + ".threads", 0, kMaxCpus); });
+  IfPresent(node, "memory_mb", [&](auto n) { out.memory_mb = ReadInteger(n, path + ".memory_mb", 0, kMaxMemoryMb); });
+  IfPresent(node, "gpu_count", [&](auto n) { out.gpu_count = ReadAmount(n, path + ".gpu_count", kMaxGpus); });
+  IfPresent(node, "exclusive_gpu",
+            [&](auto n) { out.exclusive_gpu = Read<bool>(n, path + ".exclusive_gpu", "true or false"); });
+  IfPresent(node, "max_instances", [&](auto n) {
+    max_instances = ReadInt(n, path + ".max_instances", 1, kMaxInstances);
+  });
+  ResourceRequirement probe;
+  out.ApplyTo(probe);
+  if (const Status valid = probe.Validate(); !valid.ok()) Fail(node, path, valid.message());
+}
+
+void ReadHardware(const YAML::Node& hardware, HardwareConfig& config) {
+  CheckKeys(hardware, "hardware", {"cpu", "gpu", "memory"});
+
+  const YAML::Node cpu = hardware["cpu"];
+  if (!cpu) Fail(hardware, "hardware.cpu", "missing");
+  CheckKeys(cpu, "hardware.cpu", {"cores", "threads", "max_concurrent_tasks", "threads_per_core", "pinning"});
+  if (!cpu["cores"]) Fail(cpu, "hardware.cpu.cores", "missing");
+  config.hardware.cpu.cores = ReadAmount(cpu["cores"], "hardware.cpu.cores", kMaxCpus);
+  if (config.hardware.cpu.cores == 0) Fail(cpu["cores"], "hardware.cpu.cores", "must be a number > 0, got " + cpu["cores"].Scalar());
+  config.hardware.cpu.threads = cpu["threads"] ? ReadInt(cpu["threads"], "hardware.cpu.threads", 1, kMaxCpus)
+                                      : static_cast<int>(std::ceil(config.hardware.cpu.cores));
+  config.hardware.cpu.max_concurrent_tasks =
+      cpu["max_concurrent_tasks"]
+          ? ReadInt(cpu["max_concurrent_tasks"], "hardware.cpu.max_concurrent_tasks", 1, kMaxInstances)
+          : config.hardware.cpu.threads;
+  if (const YAML::Node tpc = cpu["threads_per_core"]) {
+    config.hardware.cpu.threads_per_core = ReadInt(tpc, "hardware.cpu.threads_per_core", 1, 64);
+    const int64_t most = static_cast<int64_t>(std::ceil(config.hardware.cpu.cores)) * *config.hardware.cpu.threads_per_core;
+    if (config.hardware.cpu.threads > most) {
+      Fail(cpu["threads"] ? cpu["threads"] : cpu, "hardware.cpu.threads",
+           std::to_string(config.hardware.cpu.threads) + " threads exceed cores x threads_per_core = " +
+               std::to_string(most));
+    }
+  }
+  if (const YAML::Node pinning = cpu["pinning"]) {
+    config.hardware.cpu.pinning = Read<bool>(pinning, "hardware.cpu.pinning", "true or false");
+  }
+
+  if (const YAML::Node gpu = hardware["gpu"]) {
+    CheckKeys(gpu, "hardware.gpu", {"count", "model", "memory_gb", "devices"});
+    const std::string model =
+        gpu["model"] ? Read<std::string>(gpu["model"], "hardware.gpu.model", "a string") : "";
+    const double memory_gb =
+        gpu["memory_gb"] ? ReadNumber(gpu["memory_gb"], "hardware.gpu.memory_gb", 0, kMaxMemoryGb) : 0;
+    if (const YAML::Node devices = gpu["devices"]) {
+      if (!devices.IsSequence()) Fail(devices, "hardware.gpu.devices", "expected a list");
+      for (size_t i = 0; i < devices.size(); ++i) {
+        const std::string path = "hardware.gpu.devices[" + std::to_string(i) + "]";
+        CheckKeys(devices[i], path, {"id", "model", "memory_gb"});
+        GpuDevice device{static_cast<int>(i), model, memory_gb};
+        if (devices[i]["id"]) device.id = ReadInt(devices[i]["id"], path + ".id", 0, kMaxGpus - 1);
+        if (devices[i]["model"]) device.model = Read<std::string>(devices[i]["model"], path + ".model", "a string");
+        if (devices[i]["memory_gb"]) device.memory_gb = ReadNumber(devices[i]["memory_gb"], path + ".memory_gb", 0, kMaxMemoryGb);
+        for (const GpuDevice& other : config.hardware.gpus) {
+          if (other.id == device.id) Fail(devices[i], path + ".id", "duplicate GPU id " + std::to_string(device.id));
+        }
+        config.hardware.gpus.push_back(device);
+      }
+      if (devices.size() > static_cast<size_t>(kMaxGpus)) {
+        Fail(devices, "hardware.gpu.devices", "lists more than " + std::to_string(kMaxGpus) + " GPUs");
+      }
+      if (gpu["count"] && ReadInteger(gpu["count"], "hardware.gpu.count", 0, kMaxGpus) !=
+                              static_cast<int64_t>(devices.size())) {
+        Fail(gpu["count"], "hardware.gpu.count", "is " + gpu["count"].Scalar() + " but devices lists " +
+                                                     std::to_string(devices.size()));
+      }
+    } else {
+      const int count = gpu["count"] ? ReadInt(gpu["count"], "hardware.gpu.count", 0, kMaxGpus) : 0;
+      for (int id = 0; id < count; ++id) config.hardware.gpus.push_back({id, model, memory_gb});
+    }
+  }
+
+  const YAML::Node memory = hardware["memory"];
+  if (!memory) Fail(hardware, "hardware.memory", "missing");
+  CheckKeys(memory, "hardware.memory", {"total_gb", "overcommit_ratio"});
+  if (!memory["total_gb"]) Fail(memory, "hardware.memory.total_gb", "missing");
+  config.hardware.memory.total_gb = ReadPositive(memory["total_gb"], "hardware.memory.total_gb", kMaxMemoryGb);
+  if (memory["overcommit_ratio"]) {
+    config.hardware.memory.overcommit_ratio =
+        ReadNumber(memory["overcommit_ratio"], "hardware.memory.overcommit_ratio", 1.0, 1000.0);
+  }
+}
+
+// A task group or plugin entry whose demands exceed the whole pool could
+// never run: "task_groups.big.threads: needs 64 but the pool has 48".
+void CheckFits(const HardwareConfig& config, const std::string& path, const RequirementOverride& r,
+               const YAML::Node& node) {
+  if (r.cpu_cores && Quantity::FromDouble(*r.cpu_cores) > Quantity::FromDouble(config.hardware.cpu.cores)) {
+    Fail(node, path + ".cpu_cores",
+         "needs " + Quantity::FromDouble(*r.cpu_cores).ToString() + " but the pool has " +
+             Quantity::FromDouble(config.hardware.cpu.cores).ToString());
+  }
+  if (r.cpu_threads && *r.cpu_threads > config.hardware.cpu.threads) {
+    Fail(node, path + ".threads",
+         "needs " + std::to_string(*r.cpu_threads) + " but the pool has " +
+             std::to_string(config.hardware.cpu.threads));
+  }
+  if (r.memory_mb && *r.memory_mb > config.memory_capacity_mb()) {
+    Fail(node, path + ".memory_mb",
+         "needs " + std::to_string(*r.memory_mb) + " but the pool has " +
+             std::to_string(config.memory_capacity_mb()));
+  }
+  if (r.gpu_count && Quantity::FromDouble(*r.gpu_count).CeilWholes() >
+                         static_cast<int64_t>(config.hardware.gpus.size())) {
+    Fail(node, path + ".gpu_count",
+         "needs " + Quantity::FromDouble(*r.gpu_count).ToString() + " but the pool has " +
+             std::to_string(config.hardware.gpus.size()) + " GPU(s)");
+  }
+}
+
+HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source) {
+  HardwareConfig config;
+  config.source = source;
+  if (!root.IsMap()) throw ConfigError("the top level must be a map");
+  CheckKeys(root, "",
+            {"hardware", "allocation", "task_groups", "plugins", "allow_task_overrides", "scheduler",
+             "shutdown", "transport", "dedup", "http", "security"});
+  if (!root["hardware"]) throw ConfigError("hardware: missing");
+  ReadHardware(root["hardware"], config);
+  if (const YAML::Node allocation = root["allocation"]) {
+    CheckKeys(allocation, "allocation", {"cpu", "gpu"});
+    IfPresent(allocation, "cpu", [&](auto n) { config.allocation.cpu = ReadStrategy(n, "allocation.cpu"); });
+    IfPresent(allocation, "gpu", [&](auto n) { config.allocation.gpu = ReadStrategy(n, "allocation.gpu"); });
+  }
+
+  if (const YAML::Node groups = root["task_groups"]) {
+    RequireMap(groups, "task_groups");
+    for (const auto& entry : groups) {
+      const std::string name = entry.first.as<std::string>();
+      const std::string path = "task_groups." + name;
+      CheckKeys(entry.second, path,
+                {"cpu_cores", "threads", "memory_mb", "gpu_count", "exclusive_gpu", "max_instances"});
+      TaskGroupConfig group;
+      ReadResources(entry.second, path, group.resources, group.max_instances);
+      CheckFits(config, path, group.resources, entry.second);
+      config.task_groups[name] = group;
+    }
+  }
+
+  if (const YAML::Node plugins = root["plugins"]) {
+    RequireMap(plugins, "plugins");
+    for (const auto& entry : plugins) {
+      const std::string name = entry.first.as<std::string>();
+      const std::string path = "plugins." + name;
+      CheckKeys(entry.second, path,
+                {"task_group", "cpu_cores", "threads", "memory_mb", "gpu_count", "exclusive_gpu",
+                 "max_instances", "settings", "isolation", "processes"});
+      PluginConfig plugin;
+      ReadResources(entry.second, path, plugin.resources, plugin.max_instances);
+      CheckFits(config, path, plugin.resources, entry.second);
+      if (const YAML::Node group = entry.second["task_group"]) {
+        plugin.task_group = Read<std::string>(group, path + ".task_group", "a string");
+        if (!config.task_groups.count(*plugin.task_group)) {
+          Fail(group, path + ".task_group", "no task group named '" + *plugin.task_group + "'");
+        }
+      }
+      if (const YAML::Node isolation = entry.second["isolation"]) {
+        const std::string mode = Read<std::string>(isolation, path + ".isolation", "thread or process");
+        if (mode != "thread" && mode != "process") Fail(isolation, path + ".isolation", "expected thread or process, got '" + mode + "'");
+        plugin.isolate_process = mode == "process";
+      }
+      IfPresent(entry.second, "processes",
+                [&](auto n) { plugin.processes = ReadInt(n, path + ".processes", 0, 1024); });
+      const YAML::Node settings = entry.second["settings"];
+      if (settings && !settings.IsMap()) Fail(settings, path + ".settings", "expected a map");
+      plugin.settings_msgpack = YamlToMsgpack(settings ? settings : YAML::Node(YAML::NodeType::Map));
+      config.plugins[name] = std::move(plugin);
+    }
+  }
+
+  if (const YAML::Node node = root["allow_task_overrides"]) {
+    config.allow_task_overrides = Read<bool>(node, "allow_task_overrides", "true or false");
+  }
+  if (const YAML::Node scheduler = root["scheduler"]) {
+    CheckKeys(scheduler, "scheduler", {"max_queued", "reserve_after_ms"});
+    IfPresent(scheduler, "max_queued",
+              [&](auto n) { config.scheduler.max_queued = ReadInteger(n, "scheduler.max_queued", 1, kMaxQueue); });
+    IfPresent(scheduler, "reserve_after_ms",
+              [&](auto n) { config.scheduler.reserve_after_ms = ReadInteger(n, "scheduler.reserve_after_ms", 0, kMaxMs); });
+  }
+  if (const YAML::Node shutdown = root["shutdown"]) {
+    CheckKeys(shutdown, "shutdown", {"drain_timeout_s"});
+    IfPresent(shutdown, "drain_timeout_s",
+              [&](auto n) { config.shutdown.drain_timeout_s = ReadNumber(n, "shutdown.drain_timeout_s", 0, kMaxMs / 1000.0); });
+  }
+  if (const YAML::Node transport = root["transport"]) {
+    CheckKeys(transport, "transport",
+              {"tasks", "results", "rpc", "events", "max_pending_results", "tasks_hwm", "max_message_bytes"});
+    for (const char* socket : {"tasks", "results", "rpc", "events"}) {
+      IfPresent(transport, socket, [&](auto n) {
+        config.transport.endpoints[socket] = Read<std::string>(n, std::string("transport.") + socket, "an endpoint");
+      });
+    }
+    IfPresent(transport, "max_pending_results", [&](auto n) {
+      config.transport.max_pending_results = ReadInteger(n, "transport.max_pending_results", 1, kMaxQueue);
+    });
+    IfPresent(transport, "tasks_hwm",
+              [&](auto n) { config.transport.tasks_hwm = ReadInt(n, "transport.tasks_hwm", 1, kMaxQueue); });
+    IfPresent(transport, "max_message_bytes",
+              [&](auto n) {
+                config.transport.max_message_bytes = ReadInteger(n, "transport.max_message_bytes", 64, int64_t{1} << 40);
+              });
+  }
+  if (const YAML::Node dedup = root["dedup"]) {
+    CheckKeys(dedup, "dedup", {"window_s", "max_entries"});
+    IfPresent(dedup, "window_s", [&](auto n) { config.dedup.window_s = ReadNumber(n, "dedup.window_s", 0, kMaxMs / 1000.0); });
+    IfPresent(dedup, "max_entries",
+              [&](auto n) { config.dedup.max_entries = ReadInteger(n, "dedup.max_entries", 0, kMaxQueue); });
+  }
+  if (const YAML::Node security = root["security"]) {
+    CheckKeys(security, "security", {"curve"});
+    if (const YAML::Node curve = security["curve"]) {
+      CheckKeys(curve, "security.curve", {"secret_key_file", "authorized_keys_file"});
+      for (const auto& [key, target] : {std::pair{"secret_key_file", &config.security.curve.secret_key_file},
+                                        std::pair{"authorized_keys_file", &config.security.curve.authorized_keys_file}}) {
+        const YAML::Node node = curve[key];
+        if (!node) Fail(curve, std::string("security.curve.") + key, "missing");
+        const std::filesystem::path file = Read<std::string>(node, std::string("security.curve.") + key, "a path");
+        *target = file.is_absolute() ? file : source.parent_path() / file;
+      }
+    }
+  }
+  if (const YAML::Node http = root["http"]) {
+    CheckKeys(http, "http", {"enabled", "listen"});
+    IfPresent(http, "enabled", [&](auto n) { config.http.enabled = Read<bool>(n, "http.enabled", "true or false"); });
+    IfPresent(http, "listen", [&](auto n) {
+      config.http.listen = Read<std::string>(n, "http.listen", "host:port");
+      if (config.http.listen.rfind(':') == std::string::npos) Fail(n, "http.listen", "expected host:port, e.g. 127.0.0.1:9090");
+    });
+  }
+  return config;
+}
+
+}  // namespace
+
+const char* ToString(Strategy strategy) { return strategy == Strategy::kPack ? "pack" : "spread"; }
+
+int64_t HardwareConfig::memory_capacity_mb() const {
+  return static_cast<int64_t>(std::floor(hardware.memory.total_gb * 1024.0 * hardware.memory.overcommit_ratio));
+}
+
+StatusOr<HardwareConfig> ParseHardwareConfig(const std::string& yaml_text,
+                                             const std::filesystem::path& source) {
+  const std::string prefix = source.string() + ": ";
+  try {
+    return Parse(YAML::Load(yaml_text), source);
+  } catch (const ConfigError& e) {
+    return Status(ErrorCode::kInvalidConfig, prefix + e.what());
+  } catch (const YAML::Exception& e) {
+    return Status(ErrorCode::kInvalidConfig, prefix + "invalid YAML: " + e.what());
+  }
+}
+
+StatusOr<HardwareConfig> LoadHardwareConfig(const std::filesystem::path& path) {
+  std::ifstream file(path);
+  if (!file) return Status(ErrorCode::kInvalidConfig, path.string() + ": cannot open");
+  std::stringstream text;
+  text << file.rdbuf();
+  return ParseHardwareConfig(text.str(), path);
+}
+
+StatusOr<std::filesystem::path> ResolveConfigPath(
+    const std::optional<std::filesystem::path>& explicit_path, const char* hardware_config_env,
+    const std::vector<std::filesystem::path>& search_dirs) {
+  if (explicit_path) return *explicit_path;
+  const std::string name =
+      hardware_config_env && *hardware_config_env ? hardware_config_env : "default";
+  if (!std::regex_match(name, std::regex("[A-Za-z0-9_.-]+")) || name.find("..") != std::string::npos) {
+    return Status(ErrorCode::kInvalidConfig, 
+        "HARDWARE_CONFIG='" + name + "' is not a config name (letters, digits, '_', '-', '.')");
+  }
+  std::string tried;
+  for (const auto& dir : search_dirs) {
+    const std::filesystem::path candidate = dir / (name + ".yaml");
+    if (std::filesystem::is_regular_file(candidate)) return candidate;
+    tried += "\n  " + candidate.string();
+  }
+  return Status(ErrorCode::kInvalidConfig, "no hardware config '" + name + "'; looked for:" +
+                                                tried);
+}
+
+}  // namespace umi

@@ -1,0 +1,46 @@
+#include "host/admission.h"
+
+namespace umi {
+
+StatusOr<Demand> MakeDemand(const LoadedPlugin& plugin, const TaskMessage& task,
+                                         bool allow_task_overrides, const ResourcePool& pool) {
+  Demand demand{plugin.requirement, plugin.task_group, plugin.name};
+  if (task.resources) {
+    if (!allow_task_overrides) {
+      return Status(ErrorCode::kBadRequest, "'resources' given but the config does not set allow_task_overrides: true");
+    }
+    task.resources->ApplyTo(demand.requirement);
+    if (const Status valid = demand.requirement.Validate(); !valid.ok()) return valid.Prefixed("resources");
+  }
+  if (Status feasible = pool.CheckFeasible(demand); !feasible.ok()) return feasible;
+  return demand;
+}
+
+Admission Admit(const TaskMessage& task, const AdmissionFacts& facts, const ResourcePool& pool) {
+  if (!facts.serving) return Status(ErrorCode::kShuttingDown, "the host is draining and takes no new tasks");
+  if (facts.id_active) return Status(ErrorCode::kDuplicateId, "a task with id '" + task.id + "' is already queued or running");
+  const uint64_t fingerprint = Fingerprint(task);
+  if (facts.finished) {
+    if (facts.finished->fingerprint != fingerprint) {
+      return Status(ErrorCode::kIdConflict, "id '" + task.id +
+                                                  "' belongs to an earlier task with another plugin, input or "
+                                                  "resources; give each task its own id");
+    }
+    return Retry{&facts.finished->body};
+  }
+  if (!facts.plugin) {
+    return Status(ErrorCode::kUnknownPlugin,
+                  facts.plugin_refusal.empty()
+                      ? "no plugin named '" + task.plugin + "' is loaded"
+                      : "plugin '" + task.plugin + "' was refused at load: " + facts.plugin_refusal);
+  }
+  if (facts.from_rpc && facts.queued >= static_cast<size_t>(facts.max_queued)) {
+    return Status(ErrorCode::kQueueFull,
+                  "the queue holds scheduler.max_queued=" + std::to_string(facts.max_queued) + " tasks; retry later");
+  }
+  auto demand = MakeDemand(*facts.plugin, task, facts.allow_task_overrides, pool);
+  if (!demand.ok()) return demand.status();
+  return Admitted{std::move(demand).value(), fingerprint};
+}
+
+}  // namespace umi

@@ -1,0 +1,112 @@
+#include "runtime/executor.h"
+
+#include <pthread.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <spdlog/spdlog.h>
+
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include "config/machine.h"
+
+namespace umi {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double UnixNow() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+double Millis(Clock::duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+void PinThread(const std::vector<int>& cpus) {
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  for (int cpu : cpus) CPU_SET(cpu, &set);
+  if (const int error = pthread_setaffinity_np(pthread_self(), sizeof(set), &set); error != 0) {
+    spdlog::warn("cannot pin worker to its granted CPUs: {}", std::strerror(error));
+  }
+}
+
+}  // namespace
+
+Mailbox::Mailbox() : fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+}
+
+Mailbox::~Mailbox() { close(fd_); }
+
+void Mailbox::Post(Mail mail) {
+  bool wake;
+  {
+    std::lock_guard lock(mutex_);
+    wake = mail_.empty();  // otherwise a wake-up is already pending
+    mail_.push_back(std::move(mail));
+  }
+  if (wake) {
+    const uint64_t one = 1;
+    [[maybe_unused]] ssize_t n = write(fd_, &one, sizeof(one));
+  }
+}
+
+std::deque<Mail> Mailbox::TakeAll() {
+  uint64_t count;
+  [[maybe_unused]] ssize_t n = read(fd_, &count, sizeof(count));
+  std::lock_guard lock(mutex_);
+  return std::exchange(mail_, {});
+}
+
+Executor::Executor(std::filesystem::path self_binary, std::chrono::milliseconds kill_grace)
+    : processes_(std::move(self_binary), kill_grace) {
+  CPU_ZERO(&process_cpus_);
+  sched_getaffinity(0, sizeof(process_cpus_), &process_cpus_);
+}
+
+std::function<void(double, std::string_view)> Executor::ProgressReporter(uint64_t key) {
+  return [this, key](double fraction, std::string_view message) {
+    mailbox_.Post(Progress{key, fraction, std::string(message)});
+  };
+}
+
+void Executor::Run(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
+                   const Allocation& allocation, std::optional<std::string> isolated_settings) {
+  auto finished = std::make_shared<Finished>();
+  finished->key = key;
+  workers_.Submit(
+      [this, finished, context = std::move(context), plugin = &plugin, allocation,
+       settings = std::move(isolated_settings)] {
+        finished->started_at = UnixNow();
+        const auto start = Clock::now();
+        if (settings) {  // the worker process pins itself and limits its memory
+          const IsolatedOutcome outcome = processes_.Run(*plugin, *settings, *context, allocation);
+          finished->error = outcome.error;
+          finished->crashed = outcome.crashed;
+          finished->killed = outcome.killed;
+          finished->run_ms = Millis(Clock::now() - start);
+          finished->finished_at = UnixNow();
+          return;
+        }
+        const std::vector<int>& cpus = allocation.cpu_ids;
+        if (!cpus.empty()) PinThread(cpus);
+        if (!context->gpu_ids.empty()) BindThreadToGpu(context->gpu_ids.front());
+        try {
+          finished->error = AcquireInstanceState(*plugin, &context->instance_state);
+          if (!finished->error) finished->error = plugin->execute(context.get());
+        } catch (const std::exception& e) {
+          finished->error = new UMI_Error{"plugin_error", std::string("exception escaped the plugin ABI: ") + e.what()};
+        } catch (...) {
+          finished->error = new UMI_Error{"plugin_error", "exception escaped the plugin ABI"};
+        }
+        finished->run_ms = Millis(Clock::now() - start);
+        finished->finished_at = UnixNow();
+        if (!cpus.empty()) pthread_setaffinity_np(pthread_self(), sizeof(process_cpus_), &process_cpus_);
+      },
+      // Posted once the worker is idle again, so the next task can reuse it.
+      [this, finished] { mailbox_.Post(*finished); });
+}
+
+}  // namespace umi

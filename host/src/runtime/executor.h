@@ -1,0 +1,97 @@
+// Executor: runs a granted task and tells the loop how it ended.
+//
+// A task runs on a worker thread (WorkerPool), pinned to its granted CPUs
+// and bound to its first granted GPU, or, for plugins with `isolation:
+// process`, in a worker process (ProcessPool) that pins and limits itself.
+// Either way one Finished message per task, and any Progress, arrive in the
+// mailbox: a queue plus an eventfd (fd()) the loop polls beside its sockets.
+// Finished is posted once the worker thread is idle again, so the next task
+// can reuse it (and its per-thread plugin instance state).
+//
+// Thread safety: Run, TakeAll and processes() from the loop's thread; the
+// mailbox is posted to from worker threads and the plugin's own threads.
+#pragma once
+
+#include <sched.h>
+
+#include <chrono>
+#include <deque>
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+
+#include "runtime/plugin_registry.h"
+#include "runtime/process_pool.h"
+#include "scheduling/resource_pool.h"
+#include "runtime/task_context.h"
+#include "runtime/worker_pool.h"
+
+namespace umi {
+
+// A run that ended. `error` is owned by whoever takes the message.
+struct Finished {
+  uint64_t key = 0;
+  UMI_Error* error = nullptr;  // null on success
+  double started_at = 0, finished_at = 0, run_ms = 0;
+  bool crashed = false;  // its worker process died
+  bool killed = false;   // its worker process was SIGKILLed after the grace
+};
+struct Progress {
+  uint64_t key = 0;
+  double fraction = 0;
+  std::string message;
+};
+using Mail = std::variant<Finished, Progress>;
+
+class Mailbox {
+ public:
+  Mailbox();
+  ~Mailbox();
+  Mailbox(const Mailbox&) = delete;
+  Mailbox& operator=(const Mailbox&) = delete;
+  int fd() const { return fd_; }
+  void Post(Mail mail);
+  // Reads the eventfd before taking the mail: a Post that lands in between
+  // finds the queue empty and writes again, so no wake-up is lost.
+  std::deque<Mail> TakeAll();
+
+ private:
+  int fd_;
+  std::mutex mutex_;
+  std::deque<Mail> mail_;
+};
+
+class Executor {
+ public:
+  // `self_binary`: umi-host, re-executed for worker processes; `kill_grace`:
+  // how long a cancelled worker process may run on before SIGKILL.
+  Executor(std::filesystem::path self_binary, std::chrono::milliseconds kill_grace);
+
+  // Readable when mail is waiting.
+  int fd() const { return mailbox_.fd(); }
+  std::deque<Mail> TakeAll() { return mailbox_.TakeAll(); }
+
+  // Starts the task. `isolated_settings`: the plugin's settings when it runs
+  // in worker processes; empty: on a thread.
+  void Run(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
+           const Allocation& allocation, std::optional<std::string> isolated_settings);
+  // A context's progress callback for the task `key`.
+  std::function<void(double, std::string_view)> ProgressReporter(uint64_t key);
+
+  ProcessPool& processes() { return processes_; }
+
+ private:
+  Mailbox mailbox_;
+  cpu_set_t process_cpus_;  // restored on worker threads after a pinned task
+  ProcessPool processes_;
+  // Declared last: destroyed first, so its threads finish before the
+  // mailbox and the process pool they use go away.
+  WorkerPool workers_;
+};
+
+}  // namespace umi

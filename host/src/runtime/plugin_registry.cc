@@ -1,0 +1,266 @@
+#include "runtime/plugin_registry.h"
+
+#include <boost/dll/shared_library.hpp>
+#include <spdlog/spdlog.h>
+
+#include <dlfcn.h>
+
+#include <algorithm>
+#include <regex>
+
+#include "config/effective_requirement.h"
+#include "runtime/task_context.h"
+
+namespace umi {
+
+struct PluginRegistry::Library {
+  boost::dll::shared_library library;
+  void (*finalize)() = nullptr;
+};
+
+namespace {
+
+std::string ErrorText(UMI_Error* error) {
+  std::string text = error->code + ": " + error->message;
+  delete error;
+  return text;
+}
+
+}  // namespace
+
+PluginRegistry::PluginRegistry(const HardwareConfig& config)
+    : config_(config), capacity_(PoolCapacity::FromConfig(config)) {}
+
+PluginRegistry::~PluginRegistry() {
+  plugins_.clear();
+  for (auto it = libraries_.rbegin(); it != libraries_.rend(); ++it) {
+    if ((*it)->finalize) (*it)->finalize();
+  }
+}
+
+void PluginRegistry::Refuse(const std::filesystem::path& path, std::string reason, std::string plugin) {
+  spdlog::error("plugin library {} refused: {}", path.string(), reason);
+  refused_.push_back({path, std::move(reason), std::move(plugin)});
+  ++refusals_total_;
+}
+
+std::string PluginRegistry::RefusalOf(const std::string& name) const {
+  for (const RefusedLibrary& refused : refused_) {
+    if (refused.plugin == name) return refused.reason;
+  }
+  return {};
+}
+
+std::vector<std::string> PluginRegistry::LoadDirectory(const std::filesystem::path& dir) {
+  std::error_code error;
+  std::vector<std::filesystem::path> files;
+  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+    if (entry.is_regular_file() && entry.path().extension() == ".so") files.push_back(entry.path());
+  }
+  std::erase_if(refused_, [&dir](const RefusedLibrary& refused) { return refused.path == dir; });
+  if (error) {
+    Refuse(dir, "cannot read plugin directory: " + error.message());
+    return {};
+  }
+  std::sort(files.begin(), files.end());
+  std::vector<std::string> loaded;
+  for (const auto& file : files) {
+    const bool already = std::any_of(plugins_.begin(), plugins_.end(),
+                                     [&file](const auto& entry) { return entry.second->path == file; });
+    if (already) continue;
+    std::erase_if(refused_, [&file](const RefusedLibrary& refused) { return refused.path == file; });
+    const size_t before = plugins_.size();
+    if (LoadLibrary(file) && plugins_.size() > before) {
+      for (const auto& [name, plugin] : plugins_) {
+        if (plugin->path == file) loaded.push_back(name);
+      }
+    }
+  }
+  return loaded;
+}
+
+Status PluginRegistry::Reconfigure(const HardwareConfig& config) {
+  const PoolCapacity capacity = PoolCapacity::FromConfig(config);
+  std::map<std::string, EffectiveRequirement> resolved;
+  for (const auto& [name, plugin] : plugins_) {
+    EffectiveRequirement effective = ResolveRequirement(config, name, plugin->declared, plugin->declared_task_group);
+    if (const Status valid = effective.requirement.Validate(); !valid.ok()) {
+      return Status(ErrorCode::kInvalidConfig, "plugin " + name + ": effective requirement is invalid: " + valid.message());
+    }
+    if (const Status feasible = CheckFeasible(capacity, effective.requirement); !feasible.ok()) {
+      return Status(ErrorCode::kInvalidConfig, "plugin " + name + " could never run on the new pool: " + feasible.message());
+    }
+    resolved.emplace(name, std::move(effective));
+  }
+  for (auto& [name, effective] : resolved) {
+    LoadedPlugin& plugin = *plugins_.at(name);
+    if (!effective.warning.empty()) spdlog::warn("{}", effective.warning);
+    plugin.requirement = effective.requirement;
+    plugin.task_group = effective.task_group;
+    plugin.requirement_sources = std::move(effective.sources);
+  }
+  config_ = config;
+  capacity_ = capacity;
+  return {};
+}
+
+bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
+  auto library = std::make_unique<Library>();
+  try {
+    library->library.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    Refuse(path, std::string("cannot load: ") + e.what());
+    return false;
+  }
+  boost::dll::shared_library& lib = library->library;
+  for (const char* symbol : {"UMI_PluginApiVersion", "UMI_PluginDescribe", "UMI_PluginInitialize",
+                             "UMI_PluginExecute"}) {
+    if (!lib.has(symbol)) {
+      Refuse(path, std::string("missing required entry point ") + symbol);
+      return false;
+    }
+  }
+
+  uint32_t major = 0, minor = 0;
+  lib.get<void(uint32_t*, uint32_t*)>("UMI_PluginApiVersion")(&major, &minor);
+  if (major != UMI_API_VERSION_MAJOR || minor > UMI_API_VERSION_MINOR) {
+    Refuse(path, "built for plugin API " + std::to_string(major) + "." + std::to_string(minor) +
+                     ", this host speaks " + std::to_string(UMI_API_VERSION_MAJOR) + "." +
+                     std::to_string(UMI_API_VERSION_MINOR) +
+                     " (major must match, minor must not be newer)");
+    return false;
+  }
+
+  const UMI_PluginDescriptor* d = nullptr;
+  try {  // an SDK plugin never throws here; a hand-written one might
+    d = lib.get<const UMI_PluginDescriptor*()>("UMI_PluginDescribe")();
+  } catch (const std::exception& e) {
+    Refuse(path, std::string("UMI_PluginDescribe threw: ") + e.what());
+    return false;
+  } catch (...) {
+    Refuse(path, "UMI_PluginDescribe threw");
+    return false;
+  }
+  if (!d) {
+    const char* why = lib.has("UMI_PluginDescribeError") ? lib.get<const char*()>("UMI_PluginDescribeError")() : nullptr;
+    Refuse(path, std::string("UMI_PluginDescribe returned no descriptor") + (why && *why ? ": " + std::string(why) : ""));
+    return false;
+  }
+  if (d->struct_size < sizeof(UMI_PluginDescriptor)) {
+    Refuse(path, "UMI_PluginDescribe returned a descriptor too small");
+    return false;
+  }
+  const std::string name = d->name ? d->name : "";
+  if (!std::regex_match(name, std::regex("[a-z0-9_]{1,64}"))) {
+    Refuse(path, "plugin name '" + name + "' is not 1-64 characters of [a-z0-9_]");
+    return false;
+  }
+  if (const LoadedPlugin* existing = Find(name)) {
+    Refuse(path, "plugin name '" + name + "' is already taken by " + existing->path.string(), name);
+    return false;
+  }
+
+  auto plugin = std::make_unique<LoadedPlugin>();
+  plugin->name = name;
+  plugin->version = d->version ? d->version : "";
+  plugin->description = d->description ? d->description : "";
+  plugin->license = d->license ? d->license : "";
+  plugin->kind = d->kind == UMI_PLUGIN_KIND_GPU ? UMI_PLUGIN_KIND_GPU : UMI_PLUGIN_KIND_CPU;
+  plugin->allow_concurrent = d->allow_concurrent != 0;
+  plugin->path = path;
+  plugin->declared.cpu_cores = Quantity::FromDouble(d->requirement.cpu_cores);
+  plugin->declared.cpu_threads = d->requirement.cpu_threads;
+  plugin->declared.gpu_count = Quantity::FromDouble(d->requirement.gpu_count);
+  plugin->declared.memory_mb = d->requirement.memory_mb;
+  plugin->declared.exclusive_gpu = d->requirement.exclusive_gpu != 0;
+  if (const Status valid = plugin->declared.Validate(); !valid.ok()) {
+    Refuse(path, "declared requirement is invalid: " + valid.message(), name);
+    return false;
+  }
+  plugin->declared_task_group = d->task_group ? d->task_group : "";
+  EffectiveRequirement effective = ResolveRequirement(config_, name, plugin->declared, plugin->declared_task_group);
+  if (!effective.warning.empty()) spdlog::warn("{}", effective.warning);
+  plugin->requirement = effective.requirement;
+  plugin->task_group = effective.task_group;
+  plugin->requirement_sources = std::move(effective.sources);
+  if (const Status valid = plugin->requirement.Validate(); !valid.ok()) {
+    Refuse(path, "effective requirement is invalid: " + valid.message(), name);
+    return false;
+  }
+  if (const Status feasible = CheckFeasible(capacity_, plugin->requirement); !feasible.ok()) {
+    Refuse(path, "plugin " + name + " can never run on this pool: " + feasible.message(), name);
+    return false;
+  }
+  plugin->execute = lib.get<UMI_Error*(UMI_Context*)>("UMI_PluginExecute");
+  if (lib.has("UMI_InstanceInitialize") != lib.has("UMI_InstanceFinalize")) {
+    Refuse(path, "exports only one of UMI_InstanceInitialize and UMI_InstanceFinalize", name);
+    return false;
+  }
+  if (lib.has("UMI_InstanceInitialize")) {
+    plugin->instance_initialize = lib.get<UMI_Error*(void**)>("UMI_InstanceInitialize");
+    plugin->instance_finalize = lib.get<void(void*)>("UMI_InstanceFinalize");
+  }
+
+  const auto config = config_.plugins.find(name);
+  static const std::string kEmptyMap("\x80", 1);
+  const std::string& settings =
+      config != config_.plugins.end() ? config->second.settings_msgpack : kEmptyMap;
+  auto initialize = lib.get<UMI_Error*(const UMI_HostApi*, const uint8_t*, size_t)>(
+      "UMI_PluginInitialize");
+  if (UMI_Error* error = initialize(HostApi(), reinterpret_cast<const uint8_t*>(settings.data()),
+                                    settings.size())) {
+    Refuse(path, "initialize failed: " + ErrorText(error), name);
+    return false;
+  }
+  if (lib.has("UMI_PluginFinalize")) library->finalize = lib.get<void()>("UMI_PluginFinalize");
+
+  // Accepted libraries stay mapped until exit (RTLD_NODELETE): what their
+  // dependencies (FFmpeg, OpenSSL, CUDA) keep in globals stays valid for
+  // atexit handlers and thread-local destructors.
+  dlopen(path.c_str(), RTLD_NOW | RTLD_NOLOAD | RTLD_NODELETE);
+  spdlog::info("loaded plugin {} {} from {} ({})", plugin->name, plugin->version, path.string(),
+               plugin->requirement.ToString());
+  libraries_.push_back(std::move(library));
+  plugins_.emplace(name, std::move(plugin));
+  return true;
+}
+
+namespace {
+
+// One per worker thread: the instance states it created, finalized at exit.
+class ThreadInstances {
+ public:
+  ~ThreadInstances() {
+    for (const auto& [plugin, state] : states_) plugin->instance_finalize(state);
+  }
+  void** Find(const LoadedPlugin* plugin) {
+    const auto found = states_.find(plugin);
+    return found == states_.end() ? nullptr : &found->second;
+  }
+  void Add(const LoadedPlugin* plugin, void* state) { states_.emplace(plugin, state); }
+
+ private:
+  std::map<const LoadedPlugin*, void*> states_;
+};
+
+}  // namespace
+
+UMI_Error* AcquireInstanceState(const LoadedPlugin& plugin, void** state) {
+  *state = nullptr;
+  if (!plugin.instance_initialize) return nullptr;
+  thread_local ThreadInstances instances;
+  if (void** existing = instances.Find(&plugin)) {
+    *state = *existing;
+    return nullptr;
+  }
+  if (UMI_Error* error = plugin.instance_initialize(state)) return error;
+  instances.Add(&plugin, *state);
+  return nullptr;
+}
+
+const LoadedPlugin* PluginRegistry::Find(const std::string& name) const {
+  const auto found = plugins_.find(name);
+  return found == plugins_.end() ? nullptr : found->second.get();
+}
+
+}  // namespace umi

@@ -1,0 +1,108 @@
+// PluginRegistry: finds, loads and describes plugin libraries.
+//
+// Every regular file ending in ".so" in the plugin directories is loaded
+// with Boost.DLL (RTLD_NOW | RTLD_LOCAL). A library is refused, with the
+// reason kept for `umi-host plugins` and logged, when: it cannot be loaded,
+// a required entry point is missing, its API major differs from the host's
+// or its minor is newer, its descriptor is invalid, its name is taken by an
+// earlier library, or its UMI_PluginInitialize fails. The rest still load.
+//
+// Each plugin's effective requirement is resolved once, at load time (see
+// effective_requirement.h); a plugin whose effective requirement cannot fit
+// the whole pool is refused, with the numbers.
+//
+// Reload: Reconfigure re-resolves every loaded plugin's requirement against
+// a new config (all or nothing), and LoadDirectory again loads only
+// libraries not loaded yet (retrying refused ones). A plugin's settings are
+// read once, by UMI_PluginInitialize: changing them needs a restart.
+//
+// Thread safety: loading and Reconfigure run on one thread (the host's
+// loop), which alone reads the requirement fields. Worker threads use only
+// a LoadedPlugin's entry points and name, which never change; LoadedPlugin
+// objects never move or go away while the registry lives.
+// UMI_PluginFinalize runs when the registry is destroyed; accepted
+// libraries stay mapped until the process exits.
+#pragma once
+
+#include <umi/plugin_api.h>
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "config/hardware_config.h"
+#include "scheduling/resource_pool.h"
+#include "common/requirement.h"
+#include "common/status.h"
+
+namespace umi {
+
+struct LoadedPlugin {
+  std::string name;
+  std::string version;
+  std::string description;
+  std::string license;
+  UMI_PluginKind kind = UMI_PLUGIN_KIND_CPU;
+  bool allow_concurrent = true;
+  std::filesystem::path path;
+  ResourceRequirement declared;  // as the plugin declares it
+  ResourceRequirement requirement;  // after task group and YAML overrides
+  std::string task_group;           // effective; empty: none
+  std::string declared_task_group;  // as the plugin declares it
+  std::map<std::string, std::string> requirement_sources;  // field -> where it came from
+  UMI_Error* (*execute)(UMI_Context*) = nullptr;
+  UMI_Error* (*instance_initialize)(void**) = nullptr;  // optional
+  void (*instance_finalize)(void*) = nullptr;           // optional
+};
+
+// The calling worker thread's instance state for `plugin`, created on first
+// use (UMI_InstanceInitialize) and finalized when the thread exits. Returns
+// the plugin's error, owned by the caller, if initialization failed.
+UMI_Error* AcquireInstanceState(const LoadedPlugin& plugin, void** state);
+
+struct RefusedLibrary {
+  std::filesystem::path path;
+  std::string reason;
+  std::string plugin;  // the name it declared, when it got that far
+};
+
+class PluginRegistry {
+ public:
+  explicit PluginRegistry(const HardwareConfig& config);
+  ~PluginRegistry();
+  PluginRegistry(const PluginRegistry&) = delete;
+  PluginRegistry& operator=(const PluginRegistry&) = delete;
+
+  // Loads every library in `dir` not loaded yet; a missing directory is
+  // one refusal. Returns the names of the plugins it loaded.
+  std::vector<std::string> LoadDirectory(const std::filesystem::path& dir);
+  // Switches to `config`: re-resolves every loaded plugin's requirement.
+  // kInvalidConfig with why (and nothing changed) when a plugin could not run under it.
+  Status Reconfigure(const HardwareConfig& config);
+  // Loads one library; false (and a RefusedLibrary entry) when refused.
+  bool LoadLibrary(const std::filesystem::path& path);
+
+  const LoadedPlugin* Find(const std::string& name) const;
+  // Why a library declaring plugin `name` was refused; empty if none was.
+  std::string RefusalOf(const std::string& name) const;
+  const std::map<std::string, std::unique_ptr<LoadedPlugin>>& plugins() const { return plugins_; }
+  // Libraries refused now (the latest attempt at each path), oldest first.
+  const std::vector<RefusedLibrary>& refused() const { return refused_; }
+  // Refusals ever made, retries at reload included.
+  uint64_t refusals_total() const { return refusals_total_; }
+
+ private:
+  struct Library;
+  void Refuse(const std::filesystem::path& path, std::string reason, std::string plugin = {});
+
+  HardwareConfig config_;
+  PoolCapacity capacity_;
+  std::vector<std::unique_ptr<Library>> libraries_;  // finalized in reverse load order
+  std::map<std::string, std::unique_ptr<LoadedPlugin>> plugins_;
+  std::vector<RefusedLibrary> refused_;
+  uint64_t refusals_total_ = 0;
+};
+
+}  // namespace umi

@@ -1,0 +1,514 @@
+#include "runtime/process_pool.h"
+
+#include <malloc.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <boost/dll/shared_library.hpp>
+#include <msgpack.hpp>
+#include <spdlog/spdlog.h>
+
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <map>
+#include <optional>
+#include <set>
+#include <fstream>
+#include <stdexcept>
+#include <thread>
+
+extern char** environ;
+
+namespace umi {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// kStarted: the worker took the task and is about to run the plugin.
+enum FrameType : uint8_t { kInit = 1, kReady, kInitFailed, kTask, kCancel, kProgress, kDone, kStarted };
+
+constexpr uint32_t kMaxFrameBytes = 1u << 30;
+constexpr auto kStartTimeout = std::chrono::seconds(30);
+// Workers tried for a task whose worker died before it started.
+constexpr int kStartAttempts = 3;
+
+bool WriteAll(int fd, const char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool ReadAll(int fd, char* data, size_t size) {
+  while (size > 0) {
+    const ssize_t n = read(fd, data, size);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    data += n;
+    size -= static_cast<size_t>(n);
+  }
+  return true;
+}
+
+bool WriteFrame(int fd, FrameType type, const std::string& payload) {
+  char header[5];
+  header[0] = static_cast<char>(type);
+  const uint32_t length = static_cast<uint32_t>(payload.size());
+  std::memcpy(header + 1, &length, sizeof(length));
+  return WriteAll(fd, header, sizeof(header)) && WriteAll(fd, payload.data(), payload.size());
+}
+
+// False on EOF, error or an oversized frame.
+bool ReadFrame(int fd, FrameType& type, std::string& payload) {
+  char header[5];
+  if (!ReadAll(fd, header, sizeof(header))) return false;
+  type = static_cast<FrameType>(header[0]);
+  uint32_t length = 0;
+  std::memcpy(&length, header + 1, sizeof(length));
+  if (length > kMaxFrameBytes) return false;
+  payload.resize(length);
+  return ReadAll(fd, payload.data(), length);
+}
+
+template <typename Fill>
+std::string Pack(Fill fill) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  fill(packer);
+  return std::string(buffer.data(), buffer.size());
+}
+
+std::string ErrorPayload(const std::string& code, const std::string& message) {
+  return Pack([&](auto& p) {
+    p.pack_map(3);
+    p.pack("ok").pack(false);
+    p.pack("code").pack(code);
+    p.pack("message").pack(message);
+  });
+}
+
+std::string DescribeExit(int status) {
+  if (WIFSIGNALED(status)) {
+    const int signal = WTERMSIG(status);
+    return "the plugin's worker process died of signal " + std::to_string(signal) + " (" + strsignal(signal) + ")";
+  }
+  if (WIFEXITED(status)) {
+    return "the plugin's worker process exited with code " + std::to_string(WEXITSTATUS(status));
+  }
+  return "the plugin's worker process ended";
+}
+
+int64_t AddressSpaceBytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmSize:", 0) == 0) return std::stoll(line.substr(7)) * 1024;
+  }
+  return 0;
+}
+
+}  // namespace
+
+ProcessPool::ProcessPool(std::filesystem::path binary, std::chrono::milliseconds kill_grace)
+    : binary_(std::move(binary)), kill_grace_(kill_grace) {}
+
+ProcessPool::~ProcessPool() {
+  std::lock_guard lock(mutex_);
+  for (auto& [plugin, workers] : idle_) {
+    for (Worker& worker : workers) Reap(worker, /*kill_first=*/true);
+  }
+}
+
+void ProcessPool::Reap(Worker& worker, bool kill_first) {
+  if (worker.pid > 0) {
+    if (kill_first) kill(worker.pid, SIGKILL);
+    int status = 0;
+    while (waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+  }
+  if (worker.fd >= 0) close(worker.fd);
+  worker = Worker{};
+}
+
+ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const std::string& settings, std::string* why) {
+  int fds[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    *why = std::string("socketpair: ") + std::strerror(errno);
+    return {};
+  }
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], 3);  // dup2 clears CLOEXEC on 3
+  posix_spawnattr_t attributes;
+  posix_spawnattr_init(&attributes);
+  sigset_t none, all;
+  sigemptyset(&none);
+  sigfillset(&all);
+  posix_spawnattr_setsigmask(&attributes, &none);  // the host blocks signals it reads from a signalfd
+  posix_spawnattr_setsigdefault(&attributes, &all);
+  posix_spawnattr_setpgroup(&attributes, 0);
+  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
+  const std::string binary = binary_.string(), library = plugin.path.string();
+  std::vector<std::string> args = {binary, "__worker", "--fd", "3", "--library", library};
+  std::vector<char*> argv;
+  for (std::string& arg : args) argv.push_back(arg.data());
+  argv.push_back(nullptr);
+  Worker worker;
+  const int spawned = posix_spawn(&worker.pid, binary.c_str(), &actions, &attributes, argv.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  posix_spawnattr_destroy(&attributes);
+  close(fds[1]);
+  worker.fd = fds[0];
+  if (spawned != 0) {
+    worker.pid = -1;
+    Reap(worker, false);
+    *why = "cannot start a worker process: " + std::string(std::strerror(spawned));
+    return {};
+  }
+
+  FrameType type{};
+  std::string payload;
+  pollfd ready{worker.fd, POLLIN, 0};
+  const int timeout_ms = static_cast<int>(std::chrono::milliseconds(kStartTimeout).count());
+  if (!WriteFrame(worker.fd, kInit, settings) || poll(&ready, 1, timeout_ms) <= 0 ||
+      !ReadFrame(worker.fd, type, payload) || type != kReady) {
+    *why = type == kInitFailed ? "worker for " + plugin.name + ": " + payload
+                               : "worker for " + plugin.name + " did not start";
+    Reap(worker, /*kill_first=*/true);
+    return {};
+  }
+  return worker;
+}
+
+Status ProcessPool::Prestart(const LoadedPlugin& plugin, const std::string& settings, int count) {
+  for (int i = 0; i < count; ++i) {
+    std::string why;
+    Worker worker = Spawn(plugin, settings, &why);
+    if (worker.pid < 0) return Status(ErrorCode::kUnavailable, why);
+    std::lock_guard lock(mutex_);
+    idle_[plugin.name].push_back(worker);
+  }
+  return {};
+}
+
+bool ProcessPool::ReapIfDead(Worker& worker) {
+  int status = 0;
+  pid_t ended = 0;
+  while ((ended = waitpid(worker.pid, &status, WNOHANG)) < 0 && errno == EINTR) {
+  }
+  // An idle worker never writes: anything readable is EOF or garbage.
+  pollfd socket{worker.fd, POLLIN, 0};
+  if (ended == 0 && poll(&socket, 1, 0) == 0) return false;
+  if (ended == worker.pid) worker.pid = -1;  // reaped here
+  Reap(worker, /*kill_first=*/true);
+  return true;
+}
+
+size_t ProcessPool::ReapDeadIdle() {
+  std::lock_guard lock(mutex_);
+  size_t reaped = 0;
+  for (auto& [plugin, workers] : idle_) {
+    reaped += std::erase_if(workers, [](Worker& worker) { return ReapIfDead(worker); });
+  }
+  return reaped;
+}
+
+size_t ProcessPool::idle_workers(const std::string& plugin) const {
+  std::lock_guard lock(mutex_);
+  const auto found = idle_.find(plugin);
+  return found == idle_.end() ? 0 : found->second.size();
+}
+
+IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
+                                 const Allocation& allocation) {
+  const std::string task = Pack([&](auto& p) {
+    p.pack_map(7);
+    p.pack("id").pack(context.task_id);
+    p.pack("input").pack_bin(static_cast<uint32_t>(context.input_msgpack.size()));
+    p.pack_bin_body(context.input_msgpack.data(), static_cast<uint32_t>(context.input_msgpack.size()));
+    p.pack("cpu_cores").pack(allocation.cpu_cores.ToDouble());
+    p.pack("cpu_threads").pack(allocation.cpu_threads);
+    p.pack("memory_mb").pack(allocation.memory_mb);
+    p.pack("cpu_ids").pack(allocation.cpu_ids);
+    p.pack("gpu_ids").pack(allocation.gpu_ids);
+  });
+  // A worker can be dying when it is handed the task (killed a moment
+  // before, still tearing down its threads): the task never started there,
+  // so it goes to a fresh worker instead of ending `crashed`.
+  for (int attempt = 1;; ++attempt) {
+    bool started = false;
+    IsolatedOutcome outcome = RunOnce(plugin, settings, context, task, started);
+    if (started || !outcome.crashed || attempt == kStartAttempts) return outcome;
+    spdlog::warn("task '{}': its worker process died before starting it ({}); trying a fresh worker",
+                 context.task_id, outcome.error ? outcome.error->message : "");
+    delete outcome.error;
+  }
+}
+
+IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
+                                     const std::string& task, bool& started) {
+  IsolatedOutcome outcome;
+  Worker worker;
+  {
+    std::lock_guard lock(mutex_);
+    auto& idle = idle_[plugin.name];
+    while (!idle.empty() && worker.pid < 0) {
+      worker = idle.back();
+      idle.pop_back();
+      if (ReapIfDead(worker)) worker = Worker{};  // killed while idle (OOM killer): never given a task
+    }
+  }
+  if (worker.pid < 0) {
+    std::string why;
+    worker = Spawn(plugin, settings, &why);
+    if (worker.pid < 0) {
+      outcome.error = new UMI_Error{"plugin_error", why};
+      return outcome;
+    }
+  }
+
+  auto died = [&] {
+    int status = 0;
+    close(worker.fd);
+    while (waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    outcome.crashed = true;
+    outcome.error = new UMI_Error{"crashed", DescribeExit(status)};
+    return outcome;
+  };
+  if (!WriteFrame(worker.fd, kTask, task)) return died();
+
+  std::optional<Clock::time_point> kill_at;
+  while (true) {
+    if (!kill_at && context.cancelled()) {
+      kill_at = Clock::now() + kill_grace_;
+      WriteFrame(worker.fd, kCancel, context.task_id);
+    }
+    if (kill_at && Clock::now() >= *kill_at) {
+      Reap(worker, /*kill_first=*/true);
+      started = true;  // whatever it did, it was told to stop: no second try
+      outcome.killed = true;
+      outcome.error = new UMI_Error{"killed", "the worker process ignored cancellation and was killed after " +
+                                                  std::to_string(kill_grace_.count()) + " ms"};
+      return outcome;
+    }
+    // The tick bounds how late a cancellation reaches the worker.
+    pollfd readable{worker.fd, POLLIN, 0};
+    if (poll(&readable, 1, 10) <= 0) continue;
+    FrameType type{};
+    std::string payload;
+    if (!ReadFrame(worker.fd, type, payload)) return died();
+    if (type == kStarted) {
+      started = true;
+      continue;
+    }
+    started = true;  // any other frame comes from a task that ran
+    try {
+      const msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
+      const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
+      if (type == kProgress) {
+        if (context.on_progress) {
+          context.on_progress(fields.at("fraction").as<double>(), fields.at("message").as<std::string>());
+        }
+        continue;
+      }
+      if (type != kDone) throw std::runtime_error("unexpected frame type " + std::to_string(type));
+      if (fields.at("ok").as<bool>()) {
+        const msgpack::object& output = fields.at("output");
+        context.output_msgpack.assign(output.via.bin.ptr, output.via.bin.size);
+      } else {
+        outcome.error = new UMI_Error{fields.at("code").as<std::string>(), fields.at("message").as<std::string>()};
+      }
+    } catch (const std::exception& e) {
+      // A worker that breaks the frame protocol cannot be trusted with more tasks.
+      Reap(worker, /*kill_first=*/true);
+      outcome.crashed = true;
+      outcome.error = new UMI_Error{"crashed", std::string("the plugin's worker process sent a bad frame: ") + e.what()};
+      return outcome;
+    }
+    std::lock_guard lock(mutex_);
+    idle_[plugin.name].push_back(worker);
+    return outcome;
+  }
+}
+
+// ---- the worker process ------------------------------------------------------
+
+int RunPluginWorker(int fd, const std::filesystem::path& library_path) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (getppid() == 1) return 1;  // the host died before PDEATHSIG was armed
+  // One malloc arena: RLIMIT_AS then bounds what the plugin allocates, not
+  // the 64 MiB of address space glibc reserves per thread arena.
+  mallopt(M_ARENA_MAX, 1);
+
+  FrameType type{};
+  std::string settings;
+  if (!ReadFrame(fd, type, settings) || type != kInit) return 1;
+  boost::dll::shared_library library;
+  LoadedPlugin plugin;
+  try {
+    library.load(library_path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+    plugin.name = library.get<const UMI_PluginDescriptor*()>("UMI_PluginDescribe")()->name;
+    plugin.execute = library.get<UMI_Error*(UMI_Context*)>("UMI_PluginExecute");
+    if (library.has("UMI_InstanceInitialize")) {
+      plugin.instance_initialize = library.get<UMI_Error*(void**)>("UMI_InstanceInitialize");
+      plugin.instance_finalize = library.get<void(void*)>("UMI_InstanceFinalize");
+    }
+    auto initialize = library.get<UMI_Error*(const UMI_HostApi*, const uint8_t*, size_t)>("UMI_PluginInitialize");
+    if (UMI_Error* error = initialize(HostApi(), reinterpret_cast<const uint8_t*>(settings.data()), settings.size())) {
+      WriteFrame(fd, kInitFailed, "initialize failed: " + error->code + ": " + error->message);
+      delete error;
+      return 1;
+    }
+  } catch (const std::exception& e) {
+    WriteFrame(fd, kInitFailed, std::string("cannot load: ") + e.what());
+    return 1;
+  }
+  if (!WriteFrame(fd, kReady, {})) return 1;
+
+  cpu_set_t all_cpus;
+  sched_getaffinity(0, sizeof(all_cpus), &all_cpus);
+  rlimit unlimited{};
+  getrlimit(RLIMIT_AS, &unlimited);
+
+  // The reader thread hands tasks to this thread and turns a cancel frame
+  // into a cancelled context while the plugin runs. A cancel can overtake
+  // its task (it names the task): it is kept until that task starts.
+  std::mutex mutex;
+  std::condition_variable wake;
+  std::deque<std::string> tasks;
+  bool closed = false;
+  UMI_Context* running = nullptr;
+  std::set<std::string> early_cancels;
+  std::mutex write_mutex;  // progress may come from the plugin's own threads
+  std::thread reader([&] {
+    FrameType frame{};
+    std::string payload;
+    while (ReadFrame(fd, frame, payload)) {
+      std::lock_guard lock(mutex);
+      if (frame == kTask) tasks.push_back(std::move(payload));
+      if (frame == kCancel) {
+        if (running && running->task_id == payload) {
+          running->Cancel();
+        } else {
+          early_cancels.insert(payload);
+        }
+      }
+      wake.notify_one();
+    }
+    std::lock_guard lock(mutex);
+    closed = true;
+    if (running) running->Cancel();
+    wake.notify_one();
+  });
+
+  while (true) {
+    std::string payload;
+    {
+      std::unique_lock lock(mutex);
+      wake.wait(lock, [&] { return closed || !tasks.empty(); });
+      if (closed) break;
+      payload = std::move(tasks.front());
+      tasks.pop_front();
+    }
+    const msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
+    const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
+    Allocation allocation;
+    allocation.cpu_cores = Quantity::FromDouble(fields.at("cpu_cores").as<double>());
+    allocation.cpu_threads = fields.at("cpu_threads").as<int>();
+    allocation.memory_mb = fields.at("memory_mb").as<int64_t>();
+    allocation.cpu_ids = fields.at("cpu_ids").as<std::vector<int>>();
+    allocation.gpu_ids = fields.at("gpu_ids").as<std::vector<int>>();
+    const msgpack::object& input = fields.at("input");
+    UMI_Context context(fields.at("id").as<std::string>(), plugin.name, std::string(input.via.bin.ptr, input.via.bin.size),
+                        allocation);
+    context.on_progress = [&](double fraction, std::string_view message) {
+      const std::string frame = Pack([&](auto& p) {
+        p.pack_map(2);
+        p.pack("fraction").pack(fraction);
+        p.pack("message").pack(message);
+      });
+      std::lock_guard lock(write_mutex);
+      WriteFrame(fd, kProgress, frame);
+    };
+
+    if (!allocation.cpu_ids.empty()) {
+      cpu_set_t granted;
+      CPU_ZERO(&granted);
+      for (int cpu : allocation.cpu_ids) CPU_SET(cpu, &granted);
+      sched_setaffinity(0, sizeof(granted), &granted);
+    }
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+    // Sanitizer runtimes map shadow memory as they go: a limit kills them.
+    const bool limit_memory = false;
+#else
+    const bool limit_memory = allocation.memory_mb > 0 && allocation.gpu_ids.empty();
+#endif
+    if (limit_memory) {
+      rlimit limit = unlimited;
+      limit.rlim_cur = static_cast<rlim_t>(AddressSpaceBytes() + allocation.memory_mb * (int64_t{1} << 20));
+      setrlimit(RLIMIT_AS, &limit);
+    }
+    {
+      std::lock_guard lock(mutex);
+      running = &context;
+      // Only this task's cancel can still matter; older ones arrived late.
+      if (early_cancels.count(context.task_id)) context.Cancel();
+      early_cancels.clear();
+    }
+    {
+      std::lock_guard lock(write_mutex);
+      WriteFrame(fd, kStarted, {});  // a closed socket shows again at kDone
+    }
+    UMI_Error* error = nullptr;
+    try {
+      error = AcquireInstanceState(plugin, &context.instance_state);
+      if (!error) error = plugin.execute(&context);
+    } catch (const std::bad_alloc&) {
+      error = new UMI_Error{"out_of_memory", "the plugin ran out of its memory_mb=" +
+                                                 std::to_string(allocation.memory_mb) + " limit"};
+    } catch (const std::exception& e) {
+      error = new UMI_Error{"plugin_error", std::string("exception escaped the plugin ABI: ") + e.what()};
+    } catch (...) {
+      error = new UMI_Error{"plugin_error", "exception escaped the plugin ABI"};
+    }
+    {
+      std::lock_guard lock(mutex);
+      running = nullptr;
+    }
+    if (limit_memory) setrlimit(RLIMIT_AS, &unlimited);
+    if (!allocation.cpu_ids.empty()) sched_setaffinity(0, sizeof(all_cpus), &all_cpus);
+
+    std::string done;
+    if (error) {
+      done = ErrorPayload(error->code, error->message);
+      delete error;
+    } else {
+      done = Pack([&](auto& p) {
+        p.pack_map(2);
+        p.pack("ok").pack(true);
+        p.pack("output").pack_bin(static_cast<uint32_t>(context.output_msgpack.size()));
+        p.pack_bin_body(context.output_msgpack.data(), static_cast<uint32_t>(context.output_msgpack.size()));
+      });
+    }
+    std::lock_guard lock(write_mutex);
+    if (!WriteFrame(fd, kDone, done)) break;
+  }
+  // The host closed the socket (it is stopping, or gave up on this worker).
+  shutdown(fd, SHUT_RDWR);
+  reader.join();
+  std::_Exit(0);  // plugin threads and globals are not ours to tear down
+}
+
+}  // namespace umi

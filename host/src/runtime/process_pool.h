@@ -1,0 +1,95 @@
+// ProcessPool: runs the tasks of plugins configured with
+// `plugins.<name>.isolation: process` in worker processes, so a plugin that
+// segfaults, aborts or is killed costs one task (`crashed`), never the host.
+//
+// A worker is umi-host itself re-executed as `umi-host __worker`, holding
+// one end of a socketpair: it loads the plugin's library, runs
+// UMI_PluginInitialize with the plugin's settings, then runs one task at a
+// time. Frames on the socket are [type:u8][length:u32][msgpack payload].
+// `processes` workers per plugin start with the host; more start when
+// tasks of that plugin run side by side; a worker that died while busy ends
+// its task `crashed`; one that died while idle is reaped (ReapDeadIdle, on
+// SIGCHLD) and never handed a task. Either is replaced by a fresh one. Workers are in their own process
+// group (a terminal's Ctrl-C reaches only the host, which drains) and die
+// with the host (PR_SET_PDEATHSIG).
+//
+// The grant is enforced by the OS inside the worker, for each task:
+//   - CPU affinity: the granted logical CPUs (with hardware.cpu.pinning);
+//   - memory: RLIMIT_AS = the worker's address space before the task plus
+//     the granted memory_mb. Past it, allocations fail (malloc returns NULL,
+//     new throws std::bad_alloc): the plugin returns an error or dies, and
+//     the task ends `error` or `crashed`. Not applied to tasks granted a GPU
+//     (the CUDA runtime reserves far more address space than it uses);
+//   - time: once the host cancels a task (timeout_ms, cancel, drain) the
+//     worker is asked to stop; `kill_grace` later it is SIGKILLed, the task
+//     ends, and its resources are freed.
+//
+// Thread safety: Run and Prestart may be called from any thread; a worker
+// serves one Run at a time.
+#pragma once
+
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "common/status.h"
+#include "runtime/plugin_registry.h"
+#include "runtime/task_context.h"
+
+namespace umi {
+
+struct IsolatedOutcome {
+  UMI_Error* error = nullptr;  // owned by the caller; null on success
+  bool crashed = false;        // the worker died (error says how)
+  bool killed = false;         // SIGKILLed after the grace period
+};
+
+class ProcessPool {
+ public:
+  // `binary`: the umi-host executable to re-execute as a worker.
+  ProcessPool(std::filesystem::path binary, std::chrono::milliseconds kill_grace);
+  ~ProcessPool();  // SIGKILLs and reaps every worker
+  ProcessPool(const ProcessPool&) = delete;
+  ProcessPool& operator=(const ProcessPool&) = delete;
+
+  // Starts `count` idle workers for `plugin`; kUnavailable with why when one
+  // cannot be started.
+  Status Prestart(const LoadedPlugin& plugin, const std::string& settings, int count);
+  // Runs the task in one of the plugin's workers and blocks until it ends.
+  IsolatedOutcome Run(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
+                      const Allocation& allocation);
+
+  size_t idle_workers(const std::string& plugin) const;
+  // Reaps idle workers that died (the OOM killer, an operator's kill) and
+  // returns how many; the host calls it on SIGCHLD, then starts new ones.
+  size_t ReapDeadIdle();
+
+ private:
+  struct Worker {
+    pid_t pid = -1;
+    int fd = -1;
+  };
+  Worker Spawn(const LoadedPlugin& plugin, const std::string& settings, std::string* why);
+  // One try on one worker; `started` says whether the worker began the task.
+  IsolatedOutcome RunOnce(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
+                          const std::string& task, bool& started);
+  static void Reap(Worker& worker, bool kill_first);
+  // True (and the worker reaped and cleared) when an idle worker is gone.
+  static bool ReapIfDead(Worker& worker);
+
+  const std::filesystem::path binary_;
+  const std::chrono::milliseconds kill_grace_;
+  mutable std::mutex mutex_;
+  std::map<std::string, std::vector<Worker>> idle_;  // plugin -> idle workers
+};
+
+// The worker's side (`umi-host __worker --fd N --library PATH`): serves
+// tasks on `fd` until the host closes it. Returns the exit code.
+int RunPluginWorker(int fd, const std::filesystem::path& library);
+
+}  // namespace umi

@@ -1,0 +1,61 @@
+// HttpServer: the operator's HTTP endpoint, served by GNU libmicrohttpd on
+// one epoll thread of its own, reading only from Telemetry.
+//
+//   GET /                  the dashboard (host/web/dashboard.html, built in)
+//   GET /metrics           Prometheus text format 0.0.4
+//   GET /healthz           200 while the event loop turns (its heartbeat is
+//                          at most Telemetry::kStuckAfter old), else 503
+//   GET /readyz            200 when ready (plugins loaded, sockets bound, not
+//                          draining), else 503 with the reason; the body
+//                          names a config fallback in force
+//   GET /api/stats         JSON: counts, percentiles, pool use
+//   GET /api/tasks/recent  JSON: recent and running tasks with their grants;
+//                          ?limit=N (default 500, at most 10000)
+//
+// It is read-only and unauthenticated: keep `http.listen` on loopback or
+// behind a proxy that authenticates (docs/operations.md). Connections are
+// bounded (kMaxConnections, kMaxConnectionsPerAddress) and one idle for
+// kIdleTimeout is closed; a slow or idle client holds a socket, not a thread.
+//
+// Thread safety: Start and Stop from one thread; handlers run on the
+// server's threads.
+#pragma once
+
+#include <microhttpd.h>
+
+#include <chrono>
+#include <string>
+
+#include "common/status.h"
+#include "telemetry/telemetry.h"
+
+namespace umi {
+
+class HttpServer {
+ public:
+  explicit HttpServer(const Telemetry& telemetry);
+  ~HttpServer();  // stops
+
+  // Binds `listen` ("host:port", "[v6]:port"; port 0 picks a free one) and
+  // starts serving; kIoError with why not.
+  Status Start(const std::string& listen);
+  // "http://host:port" once started.
+  const std::string& url() const { return url_; }
+  void Stop();
+
+  static constexpr size_t kMaxConnections = 512;
+  static constexpr size_t kMaxConnectionsPerAddress = 128;
+  static constexpr std::chrono::seconds kIdleTimeout{10};
+
+ private:
+  static MHD_Result Dispatch(void* self, MHD_Connection* connection, const char* url, const char* method,
+                             const char* version, const char* upload, size_t* upload_size, void** state);
+  void Route(const std::string& path, const char* limit, unsigned int& status, std::string& content_type,
+             std::string& body) const;
+
+  const Telemetry& telemetry_;
+  MHD_Daemon* daemon_ = nullptr;
+  std::string url_;
+};
+
+}  // namespace umi

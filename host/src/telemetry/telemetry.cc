@@ -1,0 +1,358 @@
+#include "telemetry/telemetry.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <sstream>
+
+#include "common/text.h"
+#include "common/version.h"
+
+namespace umi {
+namespace {
+
+double UnixNow() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+// Prometheus label values escape backslash, double quote and newline.
+std::string Label(const std::string& raw) {
+  const std::string value = ToValidUtf8(raw);
+  std::string out;
+  out.reserve(value.size() + 2);
+  out += '"';
+  for (char c : value) {
+    if (c == '\\' || c == '"') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+std::string Number(double value) {
+  if (std::isinf(value)) return value > 0 ? "+Inf" : "-Inf";
+  std::ostringstream out;
+  out.precision(12);
+  out << value;
+  return out.str();
+}
+
+nlohmann::json PercentilesJson(const std::vector<double>& samples) {
+  return {{"samples", samples.size()},
+          {"p50", Percentile(samples, 0.50)},
+          {"p90", Percentile(samples, 0.90)},
+          {"p99", Percentile(samples, 0.99)}};
+}
+
+nlohmann::json RecordJson(const TaskRecord& r) {
+  return {{"id", r.id},
+          {"plugin", r.plugin},
+          {"status", r.status},
+          {"started_at", r.started_at},
+          {"finished_at", r.finished_at ? nlohmann::json(*r.finished_at) : nlohmann::json(nullptr)},
+          {"queued_ms", r.queued_ms},
+          {"cpu_cores", r.cpu_cores},
+          {"cpu_threads", r.cpu_threads},
+          {"memory_mb", r.memory_mb},
+          {"cpu_ids", r.cpu_ids},
+          {"gpu_ids", r.gpu_ids},
+          {"gpu_share", r.gpu_share}};
+}
+
+}  // namespace
+
+const std::vector<double>& Telemetry::BucketBounds() {
+  static const std::vector<double> bounds = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1,  0.25,
+                                             0.5,    1,      2.5,   5,     10,   30,   60,   300};
+  return bounds;
+}
+
+void Telemetry::Histogram::Observe(double seconds) {
+  const auto& bounds = BucketBounds();
+  const size_t bucket = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin());
+  ++counts[bucket];
+  sum += seconds;
+  ++count;
+}
+
+double Percentile(std::vector<double> samples, double q) {
+  if (samples.empty()) return 0;
+  const auto nth = samples.begin() + static_cast<long>(q * static_cast<double>(samples.size() - 1));
+  std::nth_element(samples.begin(), nth, samples.end());
+  return *nth;
+}
+
+Telemetry::Telemetry(std::string host, size_t recent_capacity) : recent_capacity_(recent_capacity) {
+  state_.host = std::move(host);
+}
+
+void Telemetry::SetReady(bool ready) {
+  std::lock_guard lock(mutex_);
+  state_.ready = ready;
+}
+void Telemetry::SetDraining(bool draining) {
+  std::lock_guard lock(mutex_);
+  state_.draining = draining;
+}
+void Telemetry::SetPluginLoadFailures(uint64_t count) {
+  std::lock_guard lock(mutex_);
+  state_.plugin_load_failures = count;
+}
+void Telemetry::CountMalformed() {
+  std::lock_guard lock(mutex_);
+  ++state_.malformed;
+}
+void Telemetry::CountDeduplicated() {
+  std::lock_guard lock(mutex_);
+  ++state_.deduplicated;
+}
+void Telemetry::CountReload(bool ok) {
+  std::lock_guard lock(mutex_);
+  ++(ok ? state_.reloads : state_.failed_reloads);
+}
+
+void Telemetry::CountDroppedReply(uint64_t count) {
+  std::lock_guard lock(mutex_);
+  state_.dropped_replies += count;
+}
+
+void Telemetry::SetConfigFallback(std::string why) {
+  std::lock_guard lock(mutex_);
+  state_.config_fallback = std::move(why);
+}
+
+std::string Telemetry::Unhealthy(std::chrono::steady_clock::time_point now) const {
+  std::lock_guard lock(mutex_);
+  if (state_.last_tick == std::chrono::steady_clock::time_point()) return {};  // not started yet: /readyz says so
+  const auto silent = now - state_.last_tick;
+  if (silent < kStuckAfter) return {};
+  return "the event loop has not turned for " +
+         std::to_string(std::chrono::duration_cast<std::chrono::seconds>(silent).count()) + " s";
+}
+
+void Telemetry::SetLoad(size_t queued, size_t running, size_t unsent_results, const PoolUsage& pool) {
+  const auto now = std::chrono::steady_clock::now();  // the only clock read per turn of the loop
+  std::lock_guard lock(mutex_);
+  state_.last_tick = now;
+  state_.queued = queued;
+  state_.running = running;
+  state_.unsent_results = unsent_results;
+  state_.pool = pool;
+}
+
+void Telemetry::TaskStarted(uint64_t key, TaskRecord record) {
+  std::lock_guard lock(mutex_);
+  running_[key] = std::move(record);
+}
+
+void Telemetry::SetKnownPlugins(std::set<std::string> names) {
+  std::lock_guard lock(mutex_);
+  known_plugins_ = std::move(names);
+}
+
+void Telemetry::TaskFinished(uint64_t key, const TaskResult& result) {
+  const std::string status = ToString(result.status);
+  std::lock_guard lock(mutex_);
+  std::vector<PluginStats*> targets = {&state_.plugins[""]};
+  if (!result.plugin.empty()) {
+    const bool known = !known_plugins_ || known_plugins_->count(result.plugin);
+    targets.push_back(&state_.plugins[known ? result.plugin : kUnknownPlugin]);
+  }
+  for (PluginStats* stats : targets) {
+    ++stats->done[status];
+    if (!result.started_at) continue;
+    stats->queue_seconds.Observe(result.queued_ms / 1000.0);
+    stats->run_seconds.Observe(result.run_ms / 1000.0);
+    if (stats->queued_ms.size() < kTimingSamples) {
+      stats->queued_ms.push_back(result.queued_ms);
+      stats->run_ms.push_back(result.run_ms);
+    } else {
+      stats->queued_ms[stats->next_sample] = result.queued_ms;
+      stats->run_ms[stats->next_sample] = result.run_ms;
+      stats->next_sample = (stats->next_sample + 1) % kTimingSamples;
+    }
+  }
+  const auto found = running_.find(key);
+  if (found == running_.end()) return;
+  TaskRecord record = std::move(found->second);
+  running_.erase(found);
+  record.status = status;
+  record.finished_at = result.finished_at.value_or(UnixNow());
+  if (result.started_at) record.started_at = *result.started_at;
+  if (recent_capacity_ == 0) return;
+  if (recent_.size() == recent_capacity_) recent_.pop_front();
+  recent_.push_back(std::move(record));
+}
+
+Telemetry::Snapshot Telemetry::Take() const {
+  std::lock_guard lock(mutex_);
+  return state_;
+}
+
+std::vector<TaskRecord> Telemetry::Recent(size_t limit) const {
+  std::lock_guard lock(mutex_);
+  std::vector<TaskRecord> out;
+  const size_t skip = recent_.size() > limit ? recent_.size() - limit : 0;
+  out.insert(out.end(), recent_.begin() + static_cast<long>(skip), recent_.end());
+  std::vector<TaskRecord> running;
+  for (const auto& [key, record] : running_) running.push_back(record);
+  std::sort(running.begin(), running.end(),
+            [](const TaskRecord& a, const TaskRecord& b) { return a.started_at < b.started_at; });
+  out.insert(out.end(), running.begin(), running.end());
+  return out;
+}
+
+std::string Telemetry::PrometheusText() const {
+  const Snapshot s = Take();
+  std::ostringstream out;
+  auto family = [&out](const char* name, const char* type, const char* help) {
+    out << "# HELP " << name << ' ' << help << "\n# TYPE " << name << ' ' << type << '\n';
+  };
+
+  family("umi_info", "gauge", "Constant 1, labelled with the host name and version.");
+  out << "umi_info{host=" << Label(s.host) << ",version=" << Label(UMI_VERSION) << "} 1\n";
+  // A family with one unlabelled sample.
+  auto single = [&](const char* name, const char* type, const char* help, uint64_t value) {
+    family(name, type, help);
+    out << name << ' ' << value << '\n';
+  };
+  single("umi_ready", "gauge", "1 when plugins are loaded, sockets are bound and the host is not draining.",
+         s.ready && !s.draining ? 1 : 0);
+  single("umi_draining", "gauge", "1 while the host drains before exit.", s.draining ? 1 : 0);
+
+  family("umi_tasks_total", "counter", "Tasks that reached a terminal result, by plugin and status.");
+  for (const auto& [plugin, stats] : s.plugins) {
+    if (plugin.empty()) continue;
+    for (const auto& [status, count] : stats.done) {
+      out << "umi_tasks_total{plugin=" << Label(plugin) << ",status=" << Label(status) << "} " << count << '\n';
+    }
+  }
+  single("umi_queue_depth", "gauge", "Tasks accepted and waiting for resources.", s.queued);
+  single("umi_tasks_running", "gauge", "Tasks running now.", s.running);
+  single("umi_unsent_results", "gauge", "Results waiting for a collector to connect.", s.unsent_results);
+  single("umi_malformed_messages_total", "counter", "Messages that could not be decoded as protocol v1.", s.malformed);
+  single("umi_deduplicated_tasks_total", "counter", "Retries answered with a stored result instead of running.",
+         s.deduplicated);
+  single("umi_plugin_load_failures_total", "counter", "Plugin libraries refused at start or reload.",
+         s.plugin_load_failures);
+  single("umi_dropped_replies_total", "counter",
+         "Results and rpc replies that could not be delivered (client gone, or unsent when a drain gave up).",
+         s.dropped_replies);
+  single("umi_config_fallback", "gauge",
+         "1 when the named config could not be used and the host runs on detected hardware (--allow-fallback).",
+         s.config_fallback.empty() ? 0 : 1);
+  family("umi_loop_last_tick_seconds", "gauge", "Unix time of the event loop's last turn (/healthz fails when stale).");
+  // Unix time of the tick, from how long ago it was on the steady clock.
+  const double tick_age = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.last_tick).count();
+  out << "umi_loop_last_tick_seconds "
+      << std::to_string(s.last_tick == std::chrono::steady_clock::time_point() ? 0.0 : UnixNow() - tick_age) << '\n';
+  family("umi_config_reloads_total", "counter", "Config reloads, by result.");
+  out << "umi_config_reloads_total{result=\"ok\"} " << s.reloads << '\n';
+  out << "umi_config_reloads_total{result=\"refused\"} " << s.failed_reloads << '\n';
+
+  const auto& bounds = BucketBounds();
+  auto histogram = [&](const char* name, const char* help, auto member) {
+    family(name, "histogram", help);
+    for (const auto& [plugin, stats] : s.plugins) {
+      if (plugin.empty()) continue;
+      const Histogram& h = stats.*member;
+      const std::string labels = "plugin=" + Label(plugin);
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i <= bounds.size(); ++i) {
+        cumulative += h.counts[i];
+        out << name << "_bucket{" << labels << ",le=\""
+            << (i < bounds.size() ? Number(bounds[i]) : "+Inf") << "\"} " << cumulative << '\n';
+      }
+      out << name << "_sum{" << labels << "} " << Number(h.sum) << '\n';
+      out << name << "_count{" << labels << "} " << h.count << '\n';
+    }
+  };
+  histogram("umi_task_queue_seconds", "Time from acceptance to start, per plugin.", &PluginStats::queue_seconds);
+  histogram("umi_task_run_seconds", "Time the plugin ran, per plugin.", &PluginStats::run_seconds);
+
+  family("umi_pool_used", "gauge", "Resource in use by running tasks (memory in bytes).");
+  family("umi_pool_capacity", "gauge", "Resource the pool grants in all (memory in bytes, after overcommit).");
+  const PoolUsage& p = s.pool;
+  const std::pair<const char*, std::pair<double, double>> resources[] = {
+      {"cpu_cores", {p.cpu_cores_used.ToDouble(), p.cpu_cores_total.ToDouble()}},
+      {"cpu_threads", {double(p.cpu_threads_used), double(p.cpu_threads_total)}},
+      {"memory_bytes", {double(p.memory_mb_used) * 1048576.0, double(p.memory_mb_total) * 1048576.0}},
+      {"cpu_task_slots", {double(p.cpu_tasks_running), double(p.max_concurrent_tasks)}},
+  };
+  for (const auto& [resource, values] : resources) {
+    out << "umi_pool_used{resource=\"" << resource << "\"} " << Number(values.first) << '\n';
+    out << "umi_pool_capacity{resource=\"" << resource << "\"} " << Number(values.second) << '\n';
+  }
+  family("umi_gpu_used", "gauge", "Share of each GPU granted to running tasks (1 = the whole device).");
+  // Labelled by the configured device id.
+  auto gpu_id = [&p](size_t index) { return index < p.gpu_ids.size() ? p.gpu_ids[index] : static_cast<int>(index); };
+  for (size_t gpu = 0; gpu < p.gpu_used.size(); ++gpu) {
+    out << "umi_gpu_used{gpu=\"" << gpu_id(gpu) << "\"} " << Number(p.gpu_used[gpu].ToDouble()) << '\n';
+  }
+  family("umi_gpu_capacity", "gauge", "Share of each GPU the pool grants (1 = the whole device).");
+  for (size_t gpu = 0; gpu < p.gpu_used.size(); ++gpu) out << "umi_gpu_capacity{gpu=\"" << gpu_id(gpu) << "\"} 1\n";
+  return out.str();
+}
+
+std::string Telemetry::StatsJson() const { return Stats().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
+
+nlohmann::json Telemetry::Stats() const {
+  const Snapshot s = Take();
+  nlohmann::json plugins = nlohmann::json::object();
+  for (const auto& [name, stats] : s.plugins) {
+    if (name.empty()) continue;
+    plugins[name] = {{"done", stats.done},
+                     {"queued_ms", PercentilesJson(stats.queued_ms)},
+                     {"run_ms", PercentilesJson(stats.run_ms)}};
+  }
+  const auto all = s.plugins.find("");
+  const PluginStats empty;
+  const PluginStats& totals = all == s.plugins.end() ? empty : all->second;
+  std::vector<double> gpus;
+  for (const Quantity& used : s.pool.gpu_used) gpus.push_back(used.ToDouble());
+  return {
+      {"host", s.host},
+      {"status", s.draining ? "draining" : s.ready ? "serving" : "starting"},
+      {"queued", s.queued},
+      {"running", s.running},
+      {"unsent_results", s.unsent_results},
+      {"malformed", s.malformed},
+      {"deduplicated", s.deduplicated},
+      {"dropped_replies", s.dropped_replies},
+      {"config_fallback", s.config_fallback},
+      {"plugin_load_failures", s.plugin_load_failures},
+      {"reloads", {{"ok", s.reloads}, {"refused", s.failed_reloads}}},
+      {"done", totals.done},
+      {"queued_ms", PercentilesJson(totals.queued_ms)},
+      {"run_ms", PercentilesJson(totals.run_ms)},
+      {"plugins", plugins},
+      {"pool",
+       {{"cpu_cores", {{"used", s.pool.cpu_cores_used.ToDouble()}, {"total", s.pool.cpu_cores_total.ToDouble()}}},
+        {"cpu_threads", {{"used", s.pool.cpu_threads_used}, {"total", s.pool.cpu_threads_total}}},
+        {"memory_mb", {{"used", s.pool.memory_mb_used}, {"total", s.pool.memory_mb_total}}},
+        {"cpu_tasks", {{"used", s.pool.cpu_tasks_running}, {"total", s.pool.max_concurrent_tasks}}},
+        {"gpus", gpus},
+        {"gpu_ids", s.pool.gpu_ids}}},
+  };
+}
+
+std::string Telemetry::RecentJson(size_t limit) const {
+  nlohmann::json tasks = nlohmann::json::array();
+  for (const TaskRecord& record : Recent(limit)) tasks.push_back(RecordJson(record));
+  const Snapshot s = Take();
+  return nlohmann::json{{"host", s.host},
+                        {"now", UnixNow()},
+                        {"cpu_threads", s.pool.cpu_threads_total},
+                        {"gpus", s.pool.gpu_used.size()},
+                        {"gpu_ids", s.pool.gpu_ids},
+                        {"tasks", std::move(tasks)}}
+      .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
+}  // namespace umi

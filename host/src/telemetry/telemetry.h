@@ -1,0 +1,135 @@
+// Telemetry: what the host has done and is doing, for the rpc `stats` op,
+// the HTTP API (/api/stats, /api/tasks/recent) and Prometheus (/metrics).
+//
+// The event loop writes (counts, task starts and ends, queue and pool
+// levels); HTTP threads read through Snapshot() or the renderers. Per
+// plugin it keeps counts by status, queue-time and run-time histograms
+// (fixed buckets, for Prometheus) and the last kTimingSamples times (for
+// exact percentiles). The last `recent_capacity` finished tasks and all
+// running ones are kept with their grants, for the dashboard's timeline.
+//
+// Thread safety: every method is safe from any thread (one mutex; the
+// loop holds it for a few hundred nanoseconds per task).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <mutex>
+
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "scheduling/resource_pool.h"
+#include "scheduling/task.h"
+
+namespace umi {
+
+// One task on the timeline; finished_at is empty while it runs.
+struct TaskRecord {
+  std::string id;
+  std::string plugin;
+  std::string status = "running";
+  double started_at = 0;  // Unix seconds
+  std::optional<double> finished_at;
+  double queued_ms = 0;
+  double cpu_cores = 0;
+  int cpu_threads = 0;
+  int64_t memory_mb = 0;
+  std::vector<int> cpu_ids;  // with pinning
+  std::vector<int> gpu_ids;
+  double gpu_share = 0;
+};
+
+class Telemetry {
+ public:
+  static constexpr size_t kTimingSamples = 1024;
+  // Histogram bucket upper bounds, seconds (Prometheus `le`).
+  static const std::vector<double>& BucketBounds();
+
+  struct Histogram {
+    std::vector<uint64_t> counts = std::vector<uint64_t>(BucketBounds().size() + 1);  // last: +Inf
+    double sum = 0;
+    uint64_t count = 0;
+    void Observe(double seconds);
+  };
+  struct PluginStats {
+    std::map<std::string, uint64_t> done;  // status -> count
+    Histogram queue_seconds, run_seconds;
+    std::vector<double> queued_ms, run_ms;  // rings of kTimingSamples
+    size_t next_sample = 0;
+  };
+  struct Snapshot {
+    std::string host;
+    bool ready = false;
+    bool draining = false;
+    size_t queued = 0, running = 0, unsent_results = 0;
+    uint64_t malformed = 0, deduplicated = 0, plugin_load_failures = 0, reloads = 0, failed_reloads = 0;
+    uint64_t dropped_replies = 0;
+    std::string config_fallback;  // why the named config is not in force; empty: it is
+    std::chrono::steady_clock::time_point last_tick;  // the loop's last SetLoad
+    PoolUsage pool;
+    std::map<std::string, PluginStats> plugins;  // "" = all plugins
+  };
+
+  explicit Telemetry(std::string host, size_t recent_capacity = 1000);
+
+  // The label under which tasks for a plugin that is not loaded are
+  // counted: names from the wire never become labels of their own.
+  static constexpr const char* kUnknownPlugin = "_unknown";
+  // The loaded plugins; until called, every name counts as loaded.
+  void SetKnownPlugins(std::set<std::string> names);
+
+  void SetReady(bool ready);
+  void SetDraining(bool draining);
+  void SetPluginLoadFailures(uint64_t count);
+  void CountMalformed();
+  void CountDeduplicated();
+  void CountReload(bool ok);
+  // Replies that could not be delivered: an rpc client gone before its
+  // reply, or results left unsent when a drain gave up.
+  void CountDroppedReply(uint64_t count = 1);
+  // Why the host runs on detected hardware instead of the config it was given.
+  void SetConfigFallback(std::string why);
+  // Called on every turn of the event loop: also its heartbeat.
+  void SetLoad(size_t queued, size_t running, size_t unsent_results, const PoolUsage& pool);
+
+  // A loop that has not turned for this long is stuck (/healthz says 503).
+  static constexpr auto kStuckAfter = std::chrono::seconds(10);
+  // Empty when healthy at `now`, else why not.
+  std::string Unhealthy(std::chrono::steady_clock::time_point now) const;
+
+  void TaskStarted(uint64_t key, TaskRecord record);
+  // Every terminal result: `key` is the one given to TaskStarted, or 0 for
+  // a task that never started (rejected, cancelled while queued).
+  void TaskFinished(uint64_t key, const TaskResult& result);
+
+  Snapshot Take() const;
+  // Finished (newest last, at most `limit`) then running tasks.
+  std::vector<TaskRecord> Recent(size_t limit) const;
+
+  std::string PrometheusText() const;
+  // Counts, percentiles and pool use: /api/stats, and the rpc `stats` op
+  // (as msgpack).
+  nlohmann::json Stats() const;
+  std::string StatsJson() const;
+  std::string RecentJson(size_t limit) const;
+
+ private:
+  mutable std::mutex mutex_;
+  Snapshot state_;
+  std::optional<std::set<std::string>> known_plugins_;
+  size_t recent_capacity_;
+  std::deque<TaskRecord> recent_;
+  std::unordered_map<uint64_t, TaskRecord> running_;
+};
+
+// Nearest-rank percentile of `samples` (copied); 0 when empty.
+double Percentile(std::vector<double> samples, double q);
+
+}  // namespace umi

@@ -1,0 +1,80 @@
+// Protocol v1 codec: msgpack task and control messages in, results out.
+//
+// docs/protocol.md is the wire reference. DecodeMessage never throws: any
+// byte string yields a TaskMessage, a ControlRequest or a BadMessage that
+// carries the task id when one could be read, so the host can answer it.
+// Decoding limits nesting depth and container sizes so hostile input costs
+// bounded memory.
+//
+// Thread safety: stateless functions.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "common/requirement.h"
+#include "common/status.h"
+#include "scheduling/task.h"
+
+namespace umi {
+
+inline constexpr int kProtocolVersion = 1;
+inline constexpr size_t kMaxIdBytes = 256;
+inline constexpr size_t kMaxPluginNameBytes = 64;
+// The numbers a task may carry share the config's bounds (hardware_config.h);
+// timeout_ms is at most kMaxMs, so a deadline always fits in nanoseconds.
+
+struct ControlRequest {
+  std::string op;
+  std::string id;  // for ops that name a task
+};
+
+struct BadMessage {
+  std::optional<std::string> id;
+  std::string plugin;
+  Status status;  // kBadRequest or kUnsupportedVersion, and why
+};
+
+using Message = std::variant<TaskMessage, ControlRequest, BadMessage>;
+
+Message DecodeMessage(std::string_view bytes);
+
+// What makes two messages the same task: plugin, input and resources. A
+// retry carries the same fingerprint; another task reusing the id does not.
+uint64_t Fingerprint(const TaskMessage& task);
+
+// The wire word of a code: "bad_request", "infeasible", ... (docs/protocol.md,
+// "Error codes"). The one table between ErrorCode and the protocol.
+std::string_view WireCode(ErrorCode code);
+
+// A task refused before it was queued (rejected/<code>), or ended by the
+// host with `status` (cancelled, timeout, crashed, error) and `why`.
+TaskResult RejectedResult(std::optional<std::string> id, std::string plugin, const Status& why);
+TaskResult EndedResult(std::optional<std::string> id, std::string plugin, TaskStatus status, const Status& why);
+
+std::string EncodeResult(const TaskResult& result, std::string_view host);
+
+// Events (the events socket): the body of task.queued and task.started, and
+// of task.progress (fraction clamped to 0..1; an empty message is left out).
+std::string EncodeTaskEvent(std::string_view id, std::string_view plugin);
+std::string EncodeProgressEvent(std::string_view id, std::string_view plugin, double fraction,
+                                std::string_view message);
+
+// Control replies (docs/protocol.md, "Control requests").
+std::string EncodeControlOk();                                              // {ok: true}
+std::string EncodeControlError(const Status& why);  // {ok: false, error: {code, message}}
+std::string EncodeHealthReply(bool draining, std::string_view host, size_t plugins);
+std::string EncodeCancelReply(std::string_view state);  // "queued" or "running"
+// `applied`: the changed keys now in force (config/reload_plan.h).
+std::string EncodeReloadReply(const std::vector<std::string>& loaded, const std::vector<std::string>& refused,
+                              const std::vector<std::string>& restart_needed, const std::vector<std::string>& applied);
+// The `stats` map (telemetry.h, Telemetry::Stats) with ok: true.
+std::string EncodeStatsReply(nlohmann::json stats);
+
+}  // namespace umi

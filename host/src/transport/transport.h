@@ -1,0 +1,74 @@
+// The transport seam: how tasks reach the host and how answers leave it.
+//
+// A Transport delivers each message it reads to the Inbox together with a
+// ReplyRoute naming itself as the route's sink; whatever answers the
+// message later (at once, or when the task ends) hands the encoded answer
+// to that sink. So the loop, admission, scheduling and execution never
+// know which wire a task came over. ZeroMQ (zmq_transport.h) is the first
+// implementation; a second one adds a file pair, not code in the loop.
+//
+// Backpressure: the transport asks Inbox::accepting_tasks() before it reads
+// each task and leaves tasks where they are (in the peer's queue, in the
+// stream) while it is false; it also stops reading while its own answers
+// wait beyond its bound.
+//
+// Thread safety: everything on the loop's thread.
+#pragma once
+
+#include <chrono>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "common/status.h"
+#include "scheduling/task.h"
+
+namespace umi {
+
+class Poller;
+
+// Where a transport hands what it reads.
+class Inbox {
+ public:
+  virtual ~Inbox() = default;
+  // False while the host takes no tasks (queue full, draining).
+  virtual bool accepting_tasks() const = 0;
+  // One message, undecoded; `route.sink` is the transport that read it.
+  virtual void Deliver(std::string_view bytes, ReplyRoute route) = 0;
+};
+
+// Where an answer goes: a result, a rejection or a control reply, encoded.
+class ResultSink {
+ public:
+  virtual ~ResultSink() = default;
+  virtual void Send(std::string body, const ReplyRoute& route) = 0;
+};
+
+// task.* events for whoever listens.
+class EventSink {
+ public:
+  virtual ~EventSink() = default;
+  // False when nobody listens: callers skip even encoding the event.
+  virtual bool listening() const = 0;
+  virtual void Publish(std::string_view topic, std::string_view body) = 0;
+};
+
+class Transport : public ResultSink {
+ public:
+  // Binds or connects, and registers with `poller`; messages go to `inbox`.
+  virtual Status Open(Poller& poller, Inbox& inbox) = 0;
+  // Endpoints as bound (ports resolved), by name.
+  virtual std::map<std::string, std::string> endpoints() const = 0;
+  // Answers not yet taken by their reader.
+  virtual size_t waiting() const = 0;
+  // Called once per loop turn, after the handlers: retries what waits.
+  virtual void AfterPoll() {}
+  // When the loop must come back even if nothing happens (a retry); none: never.
+  virtual std::optional<std::chrono::milliseconds> RetryIn() const { return std::nullopt; }
+  // The end of a drain: tries to deliver what waits until `deadline`; then
+  // counts the rest as dropped and returns how many.
+  virtual size_t Flush(std::chrono::steady_clock::time_point deadline) = 0;
+};
+
+}  // namespace umi
