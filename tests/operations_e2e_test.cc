@@ -340,11 +340,13 @@ TEST(ReloadE2E, TransportAndCurveChangesAreRestartNeededAndMissingKeyFilesRefuse
   const auto error = refused.at("error").as<std::map<std::string, std::string>>();
   EXPECT_NE(error.at("message").find("security.curve.secret_key_file"), std::string::npos) << error.at("message");
 
-  Rewrite(host.config_path(), TestConfigYaml() + transport);
+  Rewrite(host.config_path(), TestConfigYaml() + transport + "scheduler: {max_queued: 77}\n");
   const auto applied = Control(rpc, "reload");
   ASSERT_TRUE(applied.at("ok").as<bool>());
   EXPECT_EQ(applied.at("restart_needed").as<std::vector<std::string>>(),
             (std::vector<std::string>{"transport.tasks_hwm", "transport.max_message_bytes"}));
+  EXPECT_EQ(applied.at("applied").as<std::vector<std::string>>(), std::vector<std::string>{"scheduler"})
+      << "the reply says what is in force, and only that";
 }
 
 TEST(ReloadE2E, NewPluginLibrariesAreLoaded) {

@@ -18,8 +18,8 @@
 #include "host/completion.h"
 #include "host/control_handler.h"
 #include "host/lifecycle.h"
-#include "host/result_cache.h"
 #include "host/running_tasks.h"
+#include "host/task_ledger.h"
 #include "runtime/executor.h"
 #include "scheduling/resource_pool.h"
 #include "scheduling/scheduler.h"
@@ -79,30 +79,9 @@ PoolCapacity MakeCapacity(const HostOptions& options, const HardwareConfig& conf
   return capacity;
 }
 
-TaskRecord TimelineRecord(const RunningTask& running, double started_at) {
-  TaskRecord record;
-  record.id = running.task.message.id;
-  record.plugin = running.task.message.plugin;
-  record.started_at = started_at;
-  record.queued_ms = running.queued_ms;
-  const Allocation& a = running.allocation;
-  record.cpu_cores = a.cpu_cores.ToDouble();
-  record.cpu_threads = a.cpu_threads;
-  record.memory_mb = a.memory_mb;
-  record.cpu_ids = a.cpu_ids;
-  record.gpu_ids = a.gpu_ids;
-  record.gpu_share = a.gpu_share.ToDouble();
-  return record;
-}
-
 }  // namespace
 
 class Host::Loop final : public Inbox {
-  struct ActiveTask {
-    uint64_t key;
-    uint64_t fingerprint;
-  };
-
  public:
   Loop(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins)
       : options_(std::move(options)),
@@ -159,18 +138,18 @@ class Host::Loop final : public Inbox {
     if (auto* bad = std::get_if<BadMessage>(&message)) {
       telemetry_.CountMalformed();
       spdlog::warn("rejected message{}: {}", bad->id ? " '" + *bad->id + "'" : "", bad->status.message());
-      return Refuse(RejectedResult(bad->id, bad->plugin, bad->status), route);
+      return ledger_.Refuse(RejectedResult(bad->id, bad->plugin, bad->status), route);
     }
     if (auto* control = std::get_if<ControlRequest>(&message)) {
       if (!route.rpc) {
-        return Refuse(RejectedResult(std::nullopt, "",
-                                     Status(ErrorCode::kBadRequest, "control requests go to the rpc socket")),
-                      route);
+        return ledger_.Refuse(RejectedResult(std::nullopt, "",
+                                             Status(ErrorCode::kBadRequest, "control requests go to the rpc socket")),
+                              route);
       }
       // Start what fits first, so a control request sees every task that
       // arrived before it either running or queued for want of resources.
       Dispatch();
-      return Send(controls_.Handle(*control), route);
+      return SendOn(route, controls_.Handle(*control));
     }
     Accept(std::get<TaskMessage>(std::move(message)), std::move(route));
   }
@@ -180,8 +159,8 @@ class Host::Loop final : public Inbox {
     AdmissionFacts facts;
     facts.serving = lifecycle_.serving();
     facts.from_rpc = route.rpc;
-    facts.id_active = active_ids_.count(task.id) > 0;
-    facts.finished = finished_.Find(task.id, clock_.Now());
+    facts.id_active = ledger_.active(task.id);
+    facts.finished = ledger_.finished(task.id);
     facts.plugin = plugins_.Find(task.plugin);
     if (!facts.plugin) facts.plugin_refusal = plugins_.RefusalOf(task.plugin);
     facts.queued = scheduler_.size();
@@ -190,11 +169,11 @@ class Host::Loop final : public Inbox {
     Admission admission = Admit(task, facts, pool_);
     if (const auto* refused = std::get_if<Status>(&admission)) {
       spdlog::info("rejected task '{}' ({}): {}", task.id, WireCode(refused->code()), refused->message());
-      return Refuse(RejectedResult(task.id, task.plugin, *refused), route);
+      return ledger_.Refuse(RejectedResult(task.id, task.plugin, *refused), route);
     }
     if (const auto* retry = std::get_if<Retry>(&admission)) {
       telemetry_.CountDeduplicated();
-      return Send(*retry->result, route);
+      return SendOn(route, *retry->result);
     }
     Admitted& admitted = std::get<Admitted>(admission);
     QueuedTask queued;
@@ -204,7 +183,7 @@ class Host::Loop final : public Inbox {
     queued.reply = std::move(route);
     queued.enqueued_at = clock_.Now();
     queued.message = std::move(task);
-    active_ids_.emplace(queued.message.id, ActiveTask{queued.key, admitted.fingerprint});
+    ledger_.Accepted(queued.message.id, queued.key, admitted.fingerprint);
     Publish("task.queued", queued.message);
     scheduler_.Enqueue(std::move(queued));
   }
@@ -227,7 +206,7 @@ class Host::Loop final : public Inbox {
       running->allocation = std::move(allocation);
       RunningTask& started = running_.Add(key, std::move(running), deadline);
       Publish("task.started", started.task.message);
-      telemetry_.TaskStarted(key, TimelineRecord(started, clock_.UnixSeconds()));
+      telemetry_.TaskStarted(key, started.Record(clock_.UnixSeconds()));
       const PluginConfig* isolated = IsolatedConfig(started.task.plugin->name);
       executor_.Run(key, started.context, *started.task.plugin, started.allocation,
                     isolated ? std::optional<std::string>(isolated->settings_msgpack) : std::nullopt);
@@ -290,8 +269,8 @@ class Host::Loop final : public Inbox {
     outcome.run_ms = finished.run_ms;
     outcome.started_at = finished.started_at;
     outcome.finished_at = finished.finished_at;
-    Reply(CompleteRun(running->task.message, running->allocation, std::move(outcome)), running->task.reply,
-          finished.key);
+    ledger_.End(CompleteRun(running->task.message, running->allocation, std::move(outcome)), running->task.reply,
+                finished.key);
   }
 
   void CheckDeadlines() {
@@ -320,41 +299,7 @@ class Host::Loop final : public Inbox {
     return std::max(std::chrono::ceil<std::chrono::milliseconds>(next - now), std::chrono::milliseconds(0));
   }
 
-  // ---- answering -----------------------------------------------------------
-
-  // Ends an accepted task. `key`: its key if it started (for the timeline), else 0.
-  void Reply(const TaskResult& result, const ReplyRoute& route, uint64_t key = 0) {
-    uint64_t fingerprint = 0;
-    if (result.id) {
-      if (const auto active = active_ids_.find(*result.id); active != active_ids_.end()) {
-        fingerprint = active->second.fingerprint;
-        active_ids_.erase(active);
-      }
-    }
-    Answer(result, route, key, fingerprint);
-  }
-
-  // Answers a message that was never accepted: a task with the id of one
-  // still queued or running must leave that one's bookkeeping alone.
-  void Refuse(const TaskResult& result, const ReplyRoute& route) { Answer(result, route, 0, 0); }
-
-  void Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, uint64_t fingerprint) {
-    telemetry_.TaskFinished(key, result);
-    if (result.status != TaskStatus::kOk && result.status != TaskStatus::kRejected) {
-      spdlog::info("task '{}' ({}) ended {}: {}: {}", result.id.value_or(""), result.plugin,
-                   ToString(result.status), result.error_code, result.error_message);
-    }
-    std::string body = EncodeResult(result, options_.name);
-    if (result.id && result.status != TaskStatus::kRejected) {
-      if (transport_.listening()) transport_.Publish("task.finished", body);
-      finished_.Remember(*result.id, body, fingerprint, clock_.Now());
-    }
-    Send(std::move(body), route);
-  }
-
-  void Send(std::string body, const ReplyRoute& route) {
-    if (route.sink) route.sink->Send(std::move(body), route);
-  }
+  // ---- answering and events -------------------------------------------------
 
   void Publish(std::string_view topic, const TaskMessage& task) {
     if (transport_.listening()) transport_.Publish(topic, EncodeTaskEvent(task.id, task.plugin));
@@ -397,8 +342,7 @@ class Host::Loop final : public Inbox {
   // A queued task ends `cancelled` now; a running one is asked to stop and
   // ends `cancelled` when its plugin returns.
   std::string Cancel(const std::string& id) {
-    const auto active = active_ids_.find(id);
-    const uint64_t key = active == active_ids_.end() ? 0 : active->second.key;
+    const uint64_t key = ledger_.KeyOf(id);
     if (RunningTask* running = running_.Find(key)) {
       running->cancel_requested = true;
       running->context->Cancel();
@@ -408,7 +352,7 @@ class Host::Loop final : public Inbox {
       TaskResult result = EndedResult(queued->message.id, queued->message.plugin, TaskStatus::kCancelled,
                                       Status(ErrorCode::kCancelled, "cancelled by request before it started"));
       result.queued_ms = Millis(clock_.Now() - queued->enqueued_at);
-      Reply(result, queued->reply);
+      ledger_.End(result, queued->reply);
       return EncodeCancelReply("queued");
     }
     return EncodeControlError(Status(ErrorCode::kNotFound, "no queued or running task has id '" + id + "'"));
@@ -487,22 +431,15 @@ class Host::Loop final : public Inbox {
     if (Status resolved = plugins_.Reconfigure(next); !resolved.ok()) return resolved;
 
     config_ = std::move(next);
-    const uint64_t refusals_before = plugins_.refusals_total();
-    for (const auto& dir : options_.plugin_dirs) {
-      for (std::string& name : plugins_.LoadDirectory(dir)) outcome.loaded.push_back(std::move(name));
-    }
-    // This reload's refusals are the newest entries.
-    const auto& refused = plugins_.refused();
-    const size_t added = static_cast<size_t>(plugins_.refusals_total() - refusals_before);
-    for (auto it = refused.end() - static_cast<long>(std::min(added, refused.size())); it != refused.end(); ++it) {
-      outcome.refused.push_back(it->path.string() + ": " + it->reason);
-    }
+    PluginRegistry::LoadReport libraries = plugins_.LoadDirectories(options_.plugin_dirs);
+    outcome.loaded = std::move(libraries.loaded);
+    outcome.refused = std::move(libraries.refused);
     telemetry_.SetPluginLoadFailures(plugins_.refusals_total());
     telemetry_.SetKnownPlugins(LoadedNames());
     (void)pool_.Reconfigure(MakeCapacity(options_, config_, plugins_));  // checked above on a copy
     PrestartWorkers();
     scheduler_.set_reserve_after(std::chrono::milliseconds(config_.scheduler.reserve_after_ms));
-    finished_.SetLimits(Seconds(config_.dedup.window_s), static_cast<size_t>(config_.dedup.max_entries));
+    ledger_.SetDedupLimits(Seconds(config_.dedup.window_s), static_cast<size_t>(config_.dedup.max_entries));
     transport_.set_max_pending_results(config_.transport.max_pending_results);
 
     // Tasks not yet started take the new requirements, in their old order.
@@ -510,9 +447,9 @@ class Host::Loop final : public Inbox {
       StatusOr<Demand> demand = MakeDemand(*task.plugin, task.message, config_.allow_task_overrides, pool_);
       if (!demand.ok()) {
         spdlog::info("rejected task '{}' after reload: {}", task.message.id, demand.error());
-        Reply(RejectedResult(task.message.id, task.message.plugin,
-                             demand.status().Prefixed("after a config reload")),
-              task.reply);
+        ledger_.End(RejectedResult(task.message.id, task.message.plugin,
+                                   demand.status().Prefixed("after a config reload")),
+                    task.reply);
         continue;
       }
       task.demand = std::move(demand).value();
@@ -531,9 +468,9 @@ class Host::Loop final : public Inbox {
     spdlog::info("draining ({}): {} running task(s) to finish, {} queued task(s) answered shutting_down", reason,
                  running_.size(), queued.size());
     for (const QueuedTask& task : queued) {
-      Reply(RejectedResult(task.message.id, task.message.plugin,
-                           Status(ErrorCode::kShuttingDown, "the host shut down before the task started")),
-            task.reply);
+      ledger_.End(RejectedResult(task.message.id, task.message.plugin,
+                                 Status(ErrorCode::kShuttingDown, "the host shut down before the task started")),
+                  task.reply);
     }
   }
 
@@ -548,7 +485,7 @@ class Host::Loop final : public Inbox {
                                       Status(ErrorCode::kCancelled, why));
       result.queued_ms = running.queued_ms;
       result.allocation = running.allocation;
-      Reply(result, running.task.reply, key);
+      ledger_.End(result, running.task.reply, key);
     }
     FinishDrain();
     transport_.Close();
@@ -572,12 +509,12 @@ class Host::Loop final : public Inbox {
   Poller poller_;
   ZmqTransport transport_;
   RunningTasks running_;
-  std::unordered_map<std::string, ActiveTask> active_ids_;  // queued or running, by id
-  ResultCache finished_{Seconds(config_.dedup.window_s), static_cast<size_t>(config_.dedup.max_entries)};
   uint64_t last_key_ = 0;
   Lifecycle lifecycle_{kCancelGrace};
   ControlHandler controls_ = MakeControls();  // its handlers use the fields above
   Telemetry telemetry_{options_.name};
+  TaskLedger ledger_{options_.name, clock_, telemetry_, transport_, Seconds(config_.dedup.window_s),
+                     static_cast<size_t>(config_.dedup.max_entries)};
   HttpServer http_{telemetry_};  // reads telemetry_: declared after it
   // Declared last: destroyed first, so its threads finish before anything
   // they might reach goes away.

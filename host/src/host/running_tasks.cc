@@ -2,6 +2,21 @@
 
 namespace umi {
 
+TaskRecord RunningTask::Record(double unix_seconds) const {
+  TaskRecord record;
+  record.id = task.message.id;
+  record.plugin = task.message.plugin;
+  record.started_at = unix_seconds;
+  record.queued_ms = queued_ms;
+  record.cpu_cores = allocation.cpu_cores.ToDouble();
+  record.cpu_threads = allocation.cpu_threads;
+  record.memory_mb = allocation.memory_mb;
+  record.cpu_ids = allocation.cpu_ids;
+  record.gpu_ids = allocation.gpu_ids;
+  record.gpu_share = allocation.gpu_share.ToDouble();
+  return record;
+}
+
 RunningTask& RunningTasks::Add(uint64_t key, std::unique_ptr<RunningTask> task, std::optional<TimePoint> deadline) {
   if (deadline) deadlines_.Add(key, *deadline);
   return *tasks_.insert_or_assign(key, std::move(task)).first->second;

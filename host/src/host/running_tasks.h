@@ -20,6 +20,7 @@
 #include "host/deadlines.h"
 #include "runtime/task_context.h"
 #include "scheduling/scheduler.h"
+#include "telemetry/telemetry.h"
 
 namespace umi {
 
@@ -30,6 +31,9 @@ struct RunningTask {
   double queued_ms = 0;
   bool timed_out = false;
   bool cancel_requested = false;
+
+  // Its line in the telemetry timeline, started at `unix_seconds`.
+  TaskRecord Record(double unix_seconds) const;
 };
 
 class RunningTasks {

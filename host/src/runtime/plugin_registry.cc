@@ -79,6 +79,20 @@ std::vector<std::string> PluginRegistry::LoadDirectory(const std::filesystem::pa
   return loaded;
 }
 
+PluginRegistry::LoadReport PluginRegistry::LoadDirectories(const std::vector<std::filesystem::path>& dirs) {
+  LoadReport report;
+  const uint64_t refusals_before = refusals_total();
+  for (const auto& dir : dirs) {
+    for (std::string& name : LoadDirectory(dir)) report.loaded.push_back(std::move(name));
+  }
+  // This call's refusals are the newest entries.
+  const size_t added = std::min(static_cast<size_t>(refusals_total() - refusals_before), refused_.size());
+  for (auto it = refused_.end() - static_cast<long>(added); it != refused_.end(); ++it) {
+    report.refused.push_back(it->path.string() + ": " + it->reason);
+  }
+  return report;
+}
+
 Status PluginRegistry::Reconfigure(const HardwareConfig& config) {
   const PoolCapacity capacity = PoolCapacity::FromConfig(config);
   std::map<std::string, EffectiveRequirement> resolved;

@@ -78,6 +78,12 @@ class PluginRegistry {
   // Loads every library in `dir` not loaded yet; a missing directory is
   // one refusal. Returns the names of the plugins it loaded.
   std::vector<std::string> LoadDirectory(const std::filesystem::path& dir);
+  // The same for each of `dirs` (a reload): what this call loaded and refused.
+  struct LoadReport {
+    std::vector<std::string> loaded;   // plugin names
+    std::vector<std::string> refused;  // "path: why"
+  };
+  LoadReport LoadDirectories(const std::vector<std::filesystem::path>& dirs);
   // Switches to `config`: re-resolves every loaded plugin's requirement.
   // kInvalidConfig with why (and nothing changed) when a plugin could not run under it.
   Status Reconfigure(const HardwareConfig& config);

@@ -1,0 +1,53 @@
+#include "host/task_ledger.h"
+
+#include <spdlog/spdlog.h>
+
+#include "transport/protocol.h"
+
+namespace umi {
+
+TaskLedger::TaskLedger(std::string host, const Clock& clock, Telemetry& telemetry, EventSink& events,
+                       Clock::Duration dedup_window, size_t dedup_max_entries)
+    : host_(std::move(host)),
+      clock_(clock),
+      telemetry_(telemetry),
+      events_(events),
+      finished_(dedup_window, dedup_max_entries) {}
+
+uint64_t TaskLedger::KeyOf(const std::string& id) const {
+  const auto found = active_.find(id);
+  return found == active_.end() ? 0 : found->second.key;
+}
+
+void TaskLedger::Accepted(const std::string& id, uint64_t key, uint64_t fingerprint) {
+  active_.emplace(id, Active{key, fingerprint});
+}
+
+void TaskLedger::End(const TaskResult& result, const ReplyRoute& route, uint64_t key) {
+  uint64_t fingerprint = 0;
+  if (result.id) {
+    if (const auto active = active_.find(*result.id); active != active_.end()) {
+      fingerprint = active->second.fingerprint;
+      active_.erase(active);
+    }
+  }
+  Answer(result, route, key, fingerprint);
+}
+
+void TaskLedger::Refuse(const TaskResult& result, const ReplyRoute& route) { Answer(result, route, 0, 0); }
+
+void TaskLedger::Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, uint64_t fingerprint) {
+  telemetry_.TaskFinished(key, result);
+  if (result.status != TaskStatus::kOk && result.status != TaskStatus::kRejected) {
+    spdlog::info("task '{}' ({}) ended {}: {}: {}", result.id.value_or(""), result.plugin, ToString(result.status),
+                 result.error_code, result.error_message);
+  }
+  std::string body = EncodeResult(result, host_);
+  if (result.id && result.status != TaskStatus::kRejected) {
+    if (events_.listening()) events_.Publish("task.finished", body);
+    finished_.Remember(*result.id, body, fingerprint, clock_.Now());
+  }
+  SendOn(route, std::move(body));
+}
+
+}  // namespace umi

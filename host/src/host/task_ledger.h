@@ -1,0 +1,70 @@
+// TaskLedger: which task ids are active (queued or running) and how each
+// accepted task ends: exactly one answer, sent on the task's own route,
+// counted in telemetry, published as task.finished to whoever listens, and
+// remembered in the dedup window with the task's fingerprint so a retry gets
+// the same bytes back.
+//
+// A message that was never accepted (a refusal) is answered without touching
+// the ledger: a duplicate of a task still queued or running must leave that
+// task's entry alone.
+//
+// Time is passed in through the Clock: tests use a ManualClock.
+//
+// Thread safety: none; the event loop owns it.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <unordered_map>
+
+#include "common/clock.h"
+#include "host/result_cache.h"
+#include "scheduling/task.h"
+#include "telemetry/telemetry.h"
+#include "transport/transport.h"
+
+namespace umi {
+
+class TaskLedger {
+ public:
+  // `host`: the `host` field of every result; `events`: where task.finished goes.
+  TaskLedger(std::string host, const Clock& clock, Telemetry& telemetry, EventSink& events,
+             Clock::Duration dedup_window, size_t dedup_max_entries);
+
+  // What admission needs to know about an id.
+  bool active(const std::string& id) const { return active_.count(id) > 0; }
+  const ResultCache::Entry* finished(const std::string& id) { return finished_.Find(id, clock_.Now()); }
+  // The key of the active task with this id; 0 if none.
+  uint64_t KeyOf(const std::string& id) const;
+
+  void Accepted(const std::string& id, uint64_t key, uint64_t fingerprint);
+  // Ends an accepted task. `key`: its key if it started (for the timeline), else 0.
+  void End(const TaskResult& result, const ReplyRoute& route, uint64_t key = 0);
+  // Answers a message that was never accepted.
+  void Refuse(const TaskResult& result, const ReplyRoute& route);
+
+  // A reload may change the dedup window.
+  void SetDedupLimits(Clock::Duration window, size_t max_entries) { finished_.SetLimits(window, max_entries); }
+  size_t active_count() const { return active_.size(); }
+
+ private:
+  struct Active {
+    uint64_t key;
+    uint64_t fingerprint;
+  };
+  void Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, uint64_t fingerprint);
+
+  const std::string host_;
+  const Clock& clock_;
+  Telemetry& telemetry_;
+  EventSink& events_;
+  std::unordered_map<std::string, Active> active_;
+  ResultCache finished_;
+};
+
+// Sends `body` on `route` (nowhere when the route has no sink).
+inline void SendOn(const ReplyRoute& route, std::string body) {
+  if (route.sink) route.sink->Send(std::move(body), route);
+}
+
+}  // namespace umi
