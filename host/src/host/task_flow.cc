@@ -1,0 +1,229 @@
+#include "host/task_flow.h"
+
+#include <spdlog/spdlog.h>
+
+#include "host/admission.h"
+#include "host/completion.h"
+#include "transport/protocol.h"
+
+namespace umi {
+namespace {
+
+double Millis(Clock::Duration d) { return std::chrono::duration<double, std::milli>(d).count(); }
+
+Clock::Duration Seconds(double seconds) {
+  return std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(seconds));
+}
+
+}  // namespace
+
+TaskFlow::TaskFlow(TaskFlowOptions options, const Clock& clock, const HardwareConfig& config,
+                   PluginRegistry& plugins, Telemetry& telemetry, EventSink& events,
+                   std::function<void()> on_release)
+    : options_(std::move(options)),
+      clock_(clock),
+      config_(config),
+      plugins_(plugins),
+      telemetry_(telemetry),
+      events_(events),
+      on_release_(std::move(on_release)),
+      pool_(Capacity(config)),
+      scheduler_(pool_, std::chrono::milliseconds(config.scheduler.reserve_after_ms)),
+      ledger_(options_.host, clock, telemetry, events, Seconds(config.dedup.window_s),
+              static_cast<size_t>(config.dedup.max_entries)),
+      executor_(options_.self_binary, options_.worker_kill_grace) {}
+
+PoolCapacity TaskFlow::Capacity(const HardwareConfig& config) const {
+  PoolCapacity capacity = PoolCapacity::FromConfig(config, options_.machine_cores);
+  for (const auto& [name, plugin] : plugins_.plugins()) {
+    if (!plugin->allow_concurrent) capacity.plugin_caps[name] = 1;
+  }
+  return capacity;
+}
+
+void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
+  AdmissionFacts facts;
+  facts.serving = serving;
+  facts.from_rpc = route.rpc;
+  facts.id_active = ledger_.active(task.id);
+  facts.finished = ledger_.finished(task.id);
+  facts.plugin = plugins_.Find(task.plugin);
+  if (!facts.plugin) facts.plugin_refusal = plugins_.RefusalOf(task.plugin);
+  facts.queued = scheduler_.size();
+  facts.max_queued = config_.scheduler.max_queued;
+  facts.allow_task_overrides = config_.allow_task_overrides;
+  Admission admission = Admit(task, facts, pool_);
+  if (const auto* refused = std::get_if<Status>(&admission)) {
+    spdlog::info("rejected task '{}' ({}): {}", task.id, WireCode(refused->code()), refused->message());
+    return ledger_.Refuse(RejectedResult(task.id, task.plugin, *refused), route);
+  }
+  if (const auto* retry = std::get_if<Retry>(&admission)) {
+    telemetry_.CountDeduplicated();
+    return SendOn(route, *retry->result);
+  }
+  Admitted& admitted = std::get<Admitted>(admission);
+  QueuedTask queued;
+  queued.key = ++last_key_;
+  queued.demand = std::move(admitted.demand);
+  queued.plugin = facts.plugin;
+  queued.reply = std::move(route);
+  queued.enqueued_at = clock_.Now();
+  queued.message = std::move(task);
+  ledger_.Accepted(queued.message.id, queued.key, admitted.fingerprint);
+  Publish("task.queued", queued.message);
+  scheduler_.Enqueue(std::move(queued));
+}
+
+void TaskFlow::StartRunnable() {
+  const Clock::TimePoint now = clock_.Now();
+  for (auto& [task, allocation] : scheduler_.TakeRunnable(now)) {
+    auto running = std::make_unique<RunningTask>();
+    running->queued_ms = Millis(now - task.enqueued_at);
+    running->context = std::make_shared<UMI_Context>(task.message.id, task.message.plugin,
+                                                     task.message.input_msgpack, allocation);
+    const uint64_t key = task.key;
+    running->context->on_progress = executor_.ProgressReporter(key);
+    std::optional<Clock::TimePoint> deadline;
+    if (task.message.timeout_ms > 0) deadline = now + std::chrono::milliseconds(task.message.timeout_ms);
+    running->task = std::move(task);
+    running->allocation = std::move(allocation);
+    RunningTask& started = running_.Add(key, std::move(running), deadline);
+    Publish("task.started", started.task.message);
+    telemetry_.TaskStarted(key, started.Record(clock_.UnixSeconds()));
+    const PluginConfig* isolated = IsolatedConfig(started.task.plugin->name);
+    executor_.Run(key, started.context, *started.task.plugin, started.allocation,
+                  isolated ? std::optional<std::string>(isolated->settings_msgpack) : std::nullopt);
+  }
+}
+
+const PluginConfig* TaskFlow::IsolatedConfig(const std::string& plugin) const {
+  const auto found = config_.plugins.find(plugin);
+  return found != config_.plugins.end() && found->second.isolate_process ? &found->second : nullptr;
+}
+
+void TaskFlow::PrestartWorkers() {
+  for (const auto& [name, plugin] : plugins_.plugins()) {
+    const PluginConfig* isolated = IsolatedConfig(name);
+    const int idle = isolated ? static_cast<int>(executor_.processes().idle_workers(name)) : 0;
+    if (!isolated || idle >= isolated->processes) continue;
+    if (Status started = executor_.processes().Prestart(*plugin, isolated->settings_msgpack, isolated->processes - idle);
+        !started.ok()) {
+      spdlog::error("plugin {}: {}; its tasks will try to start a worker again", name, started.message());
+    }
+  }
+}
+
+size_t TaskFlow::ReplaceDeadWorkers(bool restart) {
+  const size_t dead = executor_.processes().ReapDeadIdle();
+  if (dead > 0) {
+    spdlog::warn("{} idle worker process(es) died{}", dead, restart ? "; starting replacements" : "");
+    if (restart) PrestartWorkers();
+  }
+  return dead;
+}
+
+void TaskFlow::HandleMail() {
+  for (Mail& mail : executor_.TakeAll()) {
+    if (auto* progress = std::get_if<Progress>(&mail)) {
+      const RunningTask* running = running_.Find(progress->key);
+      if (running && events_.listening()) {
+        events_.Publish("task.progress", EncodeProgressEvent(running->task.message.id, running->task.message.plugin,
+                                                             progress->fraction, progress->message));
+      }
+    } else {
+      Complete(std::get<Finished>(mail));
+    }
+  }
+}
+
+void TaskFlow::Complete(const Finished& finished) {
+  std::unique_ptr<UMI_Error> error(finished.error);
+  std::unique_ptr<RunningTask> running = running_.Take(finished.key);
+  if (!running) return;  // already answered after an abandoned drain
+  pool_.Release(finished.key);
+  on_release_();
+
+  RunOutcome outcome;
+  outcome.cancel_requested = running->cancel_requested;
+  outcome.timed_out = running->timed_out;
+  outcome.drain_cancelled = running->context->cancelled();
+  outcome.crashed = finished.crashed;
+  outcome.killed = finished.killed;
+  if (error) {
+    outcome.error_code = error->code.empty() ? std::string(WireCode(ErrorCode::kPluginError)) : error->code;
+    outcome.error_message = error->message;
+  }
+  outcome.output_msgpack = std::move(running->context->output_msgpack);
+  outcome.queued_ms = running->queued_ms;
+  outcome.run_ms = finished.run_ms;
+  outcome.started_at = finished.started_at;
+  outcome.finished_at = finished.finished_at;
+  ledger_.End(CompleteRun(running->task.message, running->allocation, std::move(outcome)), running->task.reply,
+              finished.key);
+}
+
+TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {
+  const uint64_t key = ledger_.KeyOf(id);
+  if (RunningTask* running = running_.Find(key)) {
+    running->cancel_requested = true;
+    running->context->Cancel();
+    return CancelState::kRunning;
+  }
+  if (std::optional<QueuedTask> queued = scheduler_.Remove(key)) {
+    TaskResult result = EndedResult(queued->message.id, queued->message.plugin, TaskStatus::kCancelled,
+                                    Status(ErrorCode::kCancelled, "cancelled by request before it started"));
+    result.queued_ms = Millis(clock_.Now() - queued->enqueued_at);
+    ledger_.End(result, queued->reply);
+    return CancelState::kQueued;
+  }
+  return CancelState::kNotFound;
+}
+
+size_t TaskFlow::RejectQueued(const Status& why) {
+  const std::vector<QueuedTask> queued = scheduler_.TakeAll();
+  for (const QueuedTask& task : queued) {
+    ledger_.End(RejectedResult(task.message.id, task.message.plugin, why), task.reply);
+  }
+  return queued.size();
+}
+
+void TaskFlow::AbandonRunning(const std::string& why) {
+  for (const uint64_t key : running_.keys()) {
+    std::unique_ptr<RunningTask> running = running_.Take(key);
+    TaskResult result = EndedResult(running->task.message.id, running->task.message.plugin, TaskStatus::kCancelled,
+                                    Status(ErrorCode::kCancelled, why));
+    result.queued_ms = running->queued_ms;
+    result.allocation = running->allocation;
+    ledger_.End(result, running->task.reply, key);
+  }
+}
+
+Status TaskFlow::PrepareReconfigure(const HardwareConfig& next) {
+  if (Status fits = ResourcePool(pool_).Reconfigure(Capacity(next)); !fits.ok()) return fits;
+  return plugins_.Reconfigure(next);
+}
+
+void TaskFlow::Reconfigure(const HardwareConfig& config) {
+  config_ = config;
+  (void)pool_.Reconfigure(Capacity(config_));  // PrepareReconfigure tried it on a copy
+  scheduler_.set_reserve_after(std::chrono::milliseconds(config_.scheduler.reserve_after_ms));
+  ledger_.SetDedupLimits(Seconds(config_.dedup.window_s), static_cast<size_t>(config_.dedup.max_entries));
+  PrestartWorkers();
+  for (QueuedTask& task : scheduler_.TakeAll()) {
+    StatusOr<Demand> demand = MakeDemand(*task.plugin, task.message, config_.allow_task_overrides, pool_);
+    if (!demand.ok()) {
+      spdlog::info("rejected task '{}' after reload: {}", task.message.id, demand.error());
+      ledger_.End(RejectedResult(task.message.id, task.message.plugin, demand.status().Prefixed("after a config reload")),
+                  task.reply);
+      continue;
+    }
+    task.demand = std::move(demand).value();
+    scheduler_.Enqueue(std::move(task));
+  }
+}
+
+void TaskFlow::Publish(std::string_view topic, const TaskMessage& task) {
+  if (events_.listening()) events_.Publish(topic, EncodeTaskEvent(task.id, task.plugin));
+}
+
+}  // namespace umi

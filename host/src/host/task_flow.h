@@ -1,0 +1,113 @@
+// TaskFlow: an accepted task's way on this host, from the queue to its one
+// answer (what Ray calls the local task manager): admission against the
+// pool, the queue (Scheduler), starting what fits on the Executor, timeouts,
+// cancel, completion (CompleteRun) and the answer (TaskLedger). It knows no
+// wire: tasks arrive decoded with their ReplyRoute, answers leave through
+// the route's sink, events go to an EventSink. The loop (host.cc) decides
+// when: it delivers messages, drains the Executor's mailbox when its fd is
+// readable, and drives drains and reloads.
+//
+// Thread safety: none; the event loop owns it. Plugin threads reach it only
+// through the Executor's mailbox, which the loop drains (HandleMail).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+
+#include "common/clock.h"
+#include "common/status.h"
+#include "config/hardware_config.h"
+#include "host/running_tasks.h"
+#include "host/task_ledger.h"
+#include "runtime/executor.h"
+#include "runtime/plugin_registry.h"
+#include "scheduling/resource_pool.h"
+#include "scheduling/scheduler.h"
+#include "telemetry/telemetry.h"
+#include "transport/transport.h"
+
+namespace umi {
+
+struct TaskFlowOptions {
+  std::string host;                     // the `host` field of results
+  std::filesystem::path self_binary;    // umi-host, re-executed for worker processes
+  std::chrono::milliseconds worker_kill_grace{2000};  // a cancelled worker process's time before SIGKILL
+  std::vector<std::vector<int>> machine_cores;  // logical CPUs per core, for pinning
+};
+
+class TaskFlow {
+ public:
+  enum class CancelState { kQueued, kRunning, kNotFound };
+
+  // `on_release`: called when a grant is released, before the task's answer
+  // leaves (whoever reads the answer, then scrapes, sees the release).
+  TaskFlow(TaskFlowOptions options, const Clock& clock, const HardwareConfig& config, PluginRegistry& plugins,
+           Telemetry& telemetry, EventSink& events, std::function<void()> on_release);
+
+  // Readable when the Executor has mail; then call HandleMail.
+  int mail_fd() const { return executor_.fd(); }
+
+  // A decoded task: refused, answered from the dedup window, or queued.
+  void Accept(TaskMessage task, ReplyRoute route, bool serving);
+  // Answers a message that was never accepted.
+  void Refuse(const TaskResult& result, const ReplyRoute& route) { ledger_.Refuse(result, route); }
+  // Starts every queued task the pool grants now.
+  void StartRunnable();
+  // The Executor's Finished and Progress messages.
+  void HandleMail();
+  // Cancels the running tasks past their timeout_ms.
+  void ExpireDeadlines() { running_.ExpireDeadlines(clock_.Now()); }
+
+  // A queued task ends `cancelled` now; a running one is asked to stop.
+  CancelState Cancel(const std::string& id);
+  // Answers every queued task rejected with `why` (a drain); returns how many.
+  size_t RejectQueued(const Status& why);
+  // Asks every running task to stop (a drain past its timeout).
+  void CancelRunning() { running_.CancelAll(); }
+  // Answers every running task `cancelled` with `why` without waiting for it.
+  void AbandonRunning(const std::string& why);
+
+  // A reload, phase one: whether the pool for `next` can hold what runs
+  // (a held GPU must stay) and every plugin can run on it. Changes nothing
+  // but the plugins' resolved requirements, which it switches only when all pass.
+  Status PrepareReconfigure(const HardwareConfig& next);
+  // Phase two: `config` is in force; queued tasks take the new requirements
+  // in their old order (one that no longer fits ends rejected).
+  void Reconfigure(const HardwareConfig& config);
+  // Tops up every isolated plugin's idle worker processes to `processes`.
+  void PrestartWorkers();
+  // Replaces idle worker processes that died (SIGCHLD); returns how many died.
+  size_t ReplaceDeadWorkers(bool restart);
+
+  size_t queued() const { return scheduler_.size(); }
+  size_t running() const { return running_.size(); }
+  PoolUsage usage() const { return pool_.Usage(); }
+  std::optional<Clock::TimePoint> NextDeadline() const { return running_.NextDeadline(); }
+
+ private:
+  PoolCapacity Capacity(const HardwareConfig& config) const;
+  const PluginConfig* IsolatedConfig(const std::string& plugin) const;
+  void Complete(const Finished& finished);
+  void Publish(std::string_view topic, const TaskMessage& task);
+
+  TaskFlowOptions options_;
+  const Clock& clock_;
+  HardwareConfig config_;
+  PluginRegistry& plugins_;
+  Telemetry& telemetry_;
+  EventSink& events_;
+  std::function<void()> on_release_;
+  ResourcePool pool_;
+  Scheduler scheduler_;
+  RunningTasks running_;
+  TaskLedger ledger_;
+  uint64_t last_key_ = 0;
+  // Declared last: destroyed first, so its threads finish before anything
+  // they might reach goes away.
+  Executor executor_;
+};
+
+}  // namespace umi
