@@ -79,6 +79,23 @@ std::vector<std::string> PluginRegistry::LoadDirectory(const std::filesystem::pa
   return loaded;
 }
 
+Status PluginRegistry::Register(std::unique_ptr<LoadedPlugin> plugin) {
+  const std::string name = plugin->name;
+  if (plugins_.count(name) > 0) return Status(ErrorCode::kInvalidConfig, "a plugin named " + name + " is loaded already");
+  EffectiveRequirement effective = ResolveRequirement(config_, name, plugin->declared, plugin->declared_task_group);
+  plugin->requirement = effective.requirement;
+  plugin->task_group = effective.task_group;
+  plugin->requirement_sources = std::move(effective.sources);
+  if (const Status valid = plugin->requirement.Validate(); !valid.ok()) {
+    return Status(ErrorCode::kInvalidConfig, "plugin " + name + ": effective requirement is invalid: " + valid.message());
+  }
+  if (const Status feasible = CheckFeasible(capacity_, plugin->requirement); !feasible.ok()) {
+    return Status(ErrorCode::kInvalidConfig, "plugin " + name + " can never run on this pool: " + feasible.message());
+  }
+  plugins_.emplace(name, std::move(plugin));
+  return {};
+}
+
 PluginRegistry::LoadReport PluginRegistry::LoadDirectories(const std::vector<std::filesystem::path>& dirs) {
   LoadReport report;
   const uint64_t refusals_before = refusals_total();

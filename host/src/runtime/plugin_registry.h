@@ -87,6 +87,10 @@ class PluginRegistry {
   // Switches to `config`: re-resolves every loaded plugin's requirement.
   // kInvalidConfig with why (and nothing changed) when a plugin could not run under it.
   Status Reconfigure(const HardwareConfig& config);
+  // Adds a plugin that does not come from a shared library (a built-in, a
+  // test's): `declared` and `declared_task_group` set, the rest resolved
+  // against the config as for a library. kInvalidConfig when it could not run.
+  Status Register(std::unique_ptr<LoadedPlugin> plugin);
   // Loads one library; false (and a RefusedLibrary entry) when refused.
   bool LoadLibrary(const std::filesystem::path& path);
 
