@@ -43,7 +43,7 @@ TEST(Status, EveryCodeHasOneWireWord) {
   }
   for (const char* documented : {"bad_request", "unsupported_version", "unknown_plugin", "infeasible", "queue_full",
                                  "shutting_down", "duplicate_id", "id_conflict", "cancelled", "timeout", "crashed",
-                                 "plugin_error", "not_found", "unknown_op", "invalid_config"}) {
+                                 "plugin_error", "not_found", "unknown_op", "invalid_config", "max_deliveries"}) {
     EXPECT_EQ(words.count(documented), 1u) << documented;
   }
   EXPECT_EQ(WireCode(ErrorCode::kQueueFull), "queue_full");

@@ -16,11 +16,7 @@ extern char** environ;
 
 namespace umi::testing {
 
-namespace {
-
-// Starts `args` with stdout (and, if asked, stderr) on a pipe whose read
-// end goes to *stdout_fd.
-pid_t Spawn(std::vector<std::string> args, int* stdout_fd, bool merge_stderr = false) {
+pid_t Spawn(std::vector<std::string> args, int* stdout_fd, bool merge_stderr) {
   std::vector<char*> argv;
   for (auto& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
@@ -42,8 +38,6 @@ pid_t Spawn(std::vector<std::string> args, int* stdout_fd, bool merge_stderr = f
   *stdout_fd = out[0];
   return pid;
 }
-
-}  // namespace
 
 TempDir::TempDir() {
   std::string pattern = (std::filesystem::temp_directory_path() / "umi-test-XXXXXX").string();

@@ -21,6 +21,10 @@
 
 namespace umi::testing {
 
+// Starts `args` with stdout (and, if asked, stderr) on a pipe whose read
+// end goes to *stdout_fd.
+pid_t Spawn(std::vector<std::string> args, int* stdout_fd, bool merge_stderr = false);
+
 // A fresh temporary directory, removed on destruction.
 class TempDir {
  public:

@@ -97,7 +97,12 @@ int main(int argc, char** argv) {
   app.add_option("--http", http_listen,
                  "HTTP endpoint (dashboard, /metrics) as host:port, or 'off' (default: http.listen in the "
                  "config, 127.0.0.1:9090)");
-  app.add_option("--name", options.name, "Host name reported in results")->capture_default_str();
+  app.add_option("--name", options.name,
+                 "Host name reported in results; with --redis, this host's consumer name (unique in the farm)")
+      ->capture_default_str();
+  app.add_option("--redis", options.redis_url,
+                 "Take tasks from Redis Streams (redis://[:password@]host:port/db or unix:///path); "
+                 "wins over transport.redis");
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error or off")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))
       ->capture_default_str();

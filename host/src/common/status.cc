@@ -16,6 +16,7 @@ const char* ErrorCodeName(ErrorCode code) {
     case ErrorCode::kCancelled: return "Cancelled";
     case ErrorCode::kTimeout: return "Timeout";
     case ErrorCode::kCrashed: return "Crashed";
+    case ErrorCode::kMaxDeliveries: return "MaxDeliveries";
     case ErrorCode::kPluginError: return "PluginError";
     case ErrorCode::kBadOutput: return "BadOutput";
     case ErrorCode::kNotFound: return "NotFound";

@@ -31,6 +31,7 @@ enum class ErrorCode {
   kCancelled,
   kTimeout,
   kCrashed,
+  kMaxDeliveries,  // every host that took the task died (Redis Streams)
   kPluginError,  // a plugin failed without naming a code
   kBadOutput,    // a plugin's output is not a msgpack map
   // Control requests.

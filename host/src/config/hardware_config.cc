@@ -348,7 +348,13 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
   }
   if (const YAML::Node transport = root["transport"]) {
     CheckKeys(transport, "transport",
-              {"tasks", "results", "rpc", "events", "max_pending_results", "tasks_hwm", "max_message_bytes"});
+              {"tasks", "results", "rpc", "events", "max_pending_results", "tasks_hwm", "max_message_bytes", "redis",
+               "max_deliveries"});
+    IfPresent(transport, "redis",
+              [&](auto n) { config.transport.redis = Read<std::string>(n, "transport.redis", "a Redis URL"); });
+    IfPresent(transport, "max_deliveries", [&](auto n) {
+      config.transport.max_deliveries = ReadInt(n, "transport.max_deliveries", 1, 1000);
+    });
     for (const char* socket : {"tasks", "results", "rpc", "events"}) {
       IfPresent(transport, socket, [&](auto n) {
         config.transport.endpoints[socket] = Read<std::string>(n, std::string("transport.") + socket, "an endpoint");

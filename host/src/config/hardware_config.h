@@ -18,7 +18,8 @@
 //   shutdown:  {drain_timeout_s (default 30)}
 //   transport: {tasks, results, rpc, events: endpoint ('>' connects, else binds),
 //               max_pending_results (default 100000), tasks_hwm (default 1000),
-//               max_message_bytes (default 67108864)}
+//               max_message_bytes (default 67108864), redis (a URL; default off),
+//               max_deliveries (default 3)}
 //   dedup:     {window_s (default 300), max_entries (default 100000)}
 //   http:      {enabled (default true), listen (default 127.0.0.1:9090)}
 //   security:  {curve: {secret_key_file, authorized_keys_file}}  (off by default;
@@ -131,6 +132,10 @@ struct TransportSection {
   // ZMQ_MAXMSGSIZE of the tasks and rpc sockets: ZeroMQ drops a peer that
   // sends a bigger message, before the host reads any of it.
   int64_t max_message_bytes = 64 << 20;
+  // Redis Streams (a farm of hosts): redis://host:port/db or unix:///path;
+  // empty: off. --redis wins. Never logged with its password.
+  std::string redis;
+  int max_deliveries = 3;  // deliveries of one task before it is poison (its hosts died)
   friend bool operator==(const TransportSection&, const TransportSection&) = default;
 };
 

@@ -16,7 +16,8 @@ const std::vector<std::string>& LiveKeys() {
 const std::vector<std::string>& RestartKeys() {
   static const std::vector<std::string> keys = {
       "transport.tasks",       "transport.results",           "transport.rpc", "transport.events",
-      "transport.tasks_hwm",   "transport.max_message_bytes", "security.curve", "http",
+      "transport.tasks_hwm",   "transport.max_message_bytes", "transport.redis", "transport.max_deliveries",
+      "security.curve",        "http",
       "plugins.<name>.settings",
   };
   return keys;
@@ -72,6 +73,8 @@ ReloadPlan PlanReload(const HardwareConfig& current, const HardwareConfig& next,
   }
   restart(current.transport.tasks_hwm != next.transport.tasks_hwm, "transport.tasks_hwm");
   restart(current.transport.max_message_bytes != next.transport.max_message_bytes, "transport.max_message_bytes");
+  restart(current.transport.redis != next.transport.redis, "transport.redis");
+  restart(current.transport.max_deliveries != next.transport.max_deliveries, "transport.max_deliveries");
   live(current.transport.max_pending_results != next.transport.max_pending_results, "transport.max_pending_results");
   // A transport key this function does not know yet is not in force either.
   TransportSection known = next.transport;
@@ -79,6 +82,8 @@ ReloadPlan PlanReload(const HardwareConfig& current, const HardwareConfig& next,
   known.tasks_hwm = current.transport.tasks_hwm;
   known.max_message_bytes = current.transport.max_message_bytes;
   known.max_pending_results = current.transport.max_pending_results;
+  known.redis = current.transport.redis;
+  known.max_deliveries = current.transport.max_deliveries;
   restart(known != current.transport, "transport");
 
   restart(current.security != next.security, "security.curve");

@@ -22,6 +22,7 @@
 #include "transport/curve_auth.h"
 #include "transport/poller.h"
 #include "transport/protocol.h"
+#include "transport/redis_transport.h"
 #include "transport/zmq_transport.h"
 
 namespace umi {
@@ -91,6 +92,7 @@ class Host::Loop final : public Inbox {
   Status Open() {
     poller_.Add(flow_.mail_fd(), [] { return static_cast<short>(ZMQ_POLLIN); }, [this](short) { flow_.HandleMail(); });
     if (Status opened = transport_.Open(poller_, *this); !opened.ok()) return opened;
+    if (Status opened = OpenRedis(); !opened.ok()) return opened;
     if (!options_.http_listen.empty()) {
       if (Status started = http_.Start(options_.http_listen); !started.ok()) return started;
     }
@@ -105,6 +107,7 @@ class Host::Loop final : public Inbox {
 
   std::map<std::string, std::string> endpoints() const {
     std::map<std::string, std::string> endpoints = transport_.endpoints();
+    if (redis_) endpoints.merge(redis_->endpoints());
     if (!http_.url().empty()) endpoints["http"] = http_.url();
     return endpoints;
   }
@@ -116,11 +119,16 @@ class Host::Loop final : public Inbox {
     while (true) {
       poller_.PollOnce(NextWakeup());
       transport_.AfterPoll();
+      if (redis_) redis_->AfterPoll();
       CheckDeadlines();
       if (lifecycle_.serving()) flow_.StartRunnable();
       UpdateLoad();
       if (!lifecycle_.serving() && flow_.running() == 0) return FinishDrain();
     }
+  }
+
+  size_t Room(const std::string& plugin) const override {
+    return lifecycle_.serving() ? flow_.Room(plugin) : 0;
   }
 
   bool accepting_tasks() const override {
@@ -149,6 +157,29 @@ class Host::Loop final : public Inbox {
   }
 
  private:
+  // With a Redis URL (--redis, else transport.redis), tasks also come from
+  // Redis Streams; ZeroMQ stays for rpc, events and local producers.
+  Status OpenRedis() {
+    const std::string url = !options_.redis_url.empty() ? options_.redis_url : config_.transport.redis;
+    if (url.empty()) return {};
+    StatusOr<RedisUrl> parsed = RedisUrl::Parse(url);
+    if (!parsed.ok()) return parsed.status();
+    RedisTransportOptions redis;
+    redis.url = std::move(parsed).value();
+    redis.host = options_.name;
+    redis.max_deliveries = config_.transport.max_deliveries;
+    redis_ = std::make_unique<RedisTransport>(
+        std::move(redis),
+        [this] {
+          return std::vector<std::string>{"running", std::to_string(flow_.running()), "queued",
+                                          std::to_string(flow_.queued()), "draining",
+                                          lifecycle_.serving() ? "0" : "1"};
+        },
+        [this](bool connected) { telemetry_.SetReady(connected); });
+    redis_->SetPlugins(LoadedNames());
+    return redis_->Open(poller_, *this);
+  }
+
   void CheckDeadlines() {
     flow_.ExpireDeadlines();
     switch (lifecycle_.Tick(clock_.Now())) {
@@ -171,11 +202,15 @@ class Host::Loop final : public Inbox {
     if (const auto deadline = flow_.NextDeadline()) next = std::min(next, *deadline);
     if (const auto deadline = lifecycle_.NextDeadline()) next = std::min(next, *deadline);
     if (const auto retry = transport_.RetryIn()) next = std::min(next, now + *retry);
+    if (const auto retry = redis_ ? redis_->RetryIn() : std::nullopt) next = std::min(next, now + *retry);
     return std::max(std::chrono::ceil<std::chrono::milliseconds>(next - now), std::chrono::milliseconds(0));
   }
 
   // Also the loop's heartbeat (/healthz).
-  void UpdateLoad() { telemetry_.SetLoad(flow_.queued(), flow_.running(), transport_.waiting(), flow_.usage()); }
+  void UpdateLoad() {
+    const size_t unsent = transport_.waiting() + (redis_ ? redis_->waiting() : 0);
+    telemetry_.SetLoad(flow_.queued(), flow_.running(), unsent, flow_.usage());
+  }
 
   std::set<std::string> LoadedNames() const {
     std::set<std::string> names;
@@ -277,6 +312,7 @@ class Host::Loop final : public Inbox {
     telemetry_.SetPluginLoadFailures(plugins_.refusals_total());
     telemetry_.SetKnownPlugins(LoadedNames());
     transport_.set_max_pending_results(config_.transport.max_pending_results);
+    if (redis_) redis_->SetPlugins(LoadedNames());
     flow_.Reconfigure(config_);  // after the new libraries: their caps join the pool
     return outcome;
   }
@@ -307,7 +343,9 @@ class Host::Loop final : public Inbox {
   }
 
   int FinishDrain() {
-    transport_.Flush(std::chrono::steady_clock::now() + kFlushTimeout);
+    const auto deadline = std::chrono::steady_clock::now() + kFlushTimeout;
+    if (redis_) redis_->Flush(deadline);
+    transport_.Flush(deadline);
     http_.Stop();
     spdlog::info("stopped");
     return 0;
@@ -319,6 +357,7 @@ class Host::Loop final : public Inbox {
   PluginRegistry& plugins_;
   Poller poller_;
   ZmqTransport transport_;
+  std::unique_ptr<RedisTransport> redis_;  // with a Redis URL
   Lifecycle lifecycle_{kCancelGrace};
   ControlHandler controls_ = MakeControls();  // its handlers use the fields above
   Telemetry telemetry_{options_.name};

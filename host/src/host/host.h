@@ -49,6 +49,7 @@ struct HostOptions {
   std::string events_endpoint = "tcp://127.0.0.1:5558";
   // Logical CPUs per physical core (from Machine), for hardware.cpu.pinning.
   std::vector<std::vector<int>> machine_cores;
+  std::string redis_url;  // Redis Streams transport; empty: transport.redis, else off
   std::string http_listen;  // "host:port" (port 0 picks one); empty: no HTTP endpoint
   std::vector<std::filesystem::path> plugin_dirs;  // scanned again on reload
   std::string config_fallback;  // why the config in force is a fallback; empty: it is the one chosen

@@ -180,11 +180,29 @@ TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {
 }
 
 size_t TaskFlow::RejectQueued(const Status& why) {
-  const std::vector<QueuedTask> queued = scheduler_.TakeAll();
-  for (const QueuedTask& task : queued) {
+  size_t answered = 0;
+  for (const QueuedTask& task : scheduler_.TakeAll()) {
+    if (task.reply.sink && task.reply.sink->GiveBack(task.reply)) {
+      ledger_.Forget(task.message.id);
+      continue;
+    }
     ledger_.End(RejectedResult(task.message.id, task.message.plugin, why), task.reply);
+    ++answered;
   }
-  return queued.size();
+  return answered;
+}
+
+size_t TaskFlow::Room(const std::string& name) const {
+  // At most this many at once: enough to fill a large pool in one read.
+  constexpr size_t kMaxRoom = 256;
+  const LoadedPlugin* plugin = plugins_.Find(name);
+  if (!plugin) return 0;
+  ResourcePool trial(pool_);
+  const Demand demand{plugin->requirement, plugin->task_group, plugin->name};
+  size_t fits = 0;
+  while (fits < kMaxRoom && trial.TryAllocate(UINT64_MAX - fits, demand)) ++fits;
+  const size_t waiting = scheduler_.size();
+  return fits > waiting ? fits - waiting : 0;
 }
 
 void TaskFlow::AbandonRunning(const std::string& why) {

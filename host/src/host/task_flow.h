@@ -63,7 +63,10 @@ class TaskFlow {
 
   // A queued task ends `cancelled` now; a running one is asked to stop.
   CancelState Cancel(const std::string& id);
-  // Answers every queued task rejected with `why` (a drain); returns how many.
+  // How many tasks of `plugin` could start now beside what is queued.
+  size_t Room(const std::string& plugin) const;
+  // Answers every queued task rejected with `why` (a drain), or gives it
+  // back to its transport when that can; returns how many were answered.
   size_t RejectQueued(const Status& why);
   // Asks every running task to stop (a drain past its timeout).
   void CancelRunning() { running_.CancelAll(); }

@@ -38,6 +38,8 @@ class TaskLedger {
   uint64_t KeyOf(const std::string& id) const;
 
   void Accepted(const std::string& id, uint64_t key, uint64_t fingerprint);
+  // The task went back to its transport unanswered (another host runs it).
+  void Forget(const std::string& id) { active_.erase(id); }
   // Ends an accepted task. `key`: its key if it started (for the timeline), else 0.
   void End(const TaskResult& result, const ReplyRoute& route, uint64_t key = 0);
   // Answers a message that was never accepted.

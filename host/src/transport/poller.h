@@ -25,6 +25,8 @@ class Poller {
 
   void Add(zmq::socket_t& socket, Interest interest, Handler handler);
   void Add(int fd, Interest interest, Handler handler);
+  // A descriptor that may change (a connection that reconnects); -1: none now.
+  void Add(std::function<int()> fd, Interest interest, Handler handler);
 
   // Waits until something registered is ready or `timeout` passes (-1: no
   // limit), then runs the handlers of what is ready.
@@ -35,6 +37,7 @@ class Poller {
     zmq::pollitem_t item;
     Interest interest;
     Handler handler;
+    std::function<int()> fd;  // set for a descriptor that may change
   };
   std::vector<Watch> watches_;
   std::vector<zmq::pollitem_t> items_;  // reused every turn

@@ -265,6 +265,7 @@ std::string_view WireCode(ErrorCode code) {
     case ErrorCode::kCancelled: return "cancelled";
     case ErrorCode::kTimeout: return "timeout";
     case ErrorCode::kCrashed: return "crashed";
+    case ErrorCode::kMaxDeliveries: return "max_deliveries";
     case ErrorCode::kPluginError: return "plugin_error";
     case ErrorCode::kBadOutput: return "plugin_error";  // the plugin's fault: the same word as before
     case ErrorCode::kNotFound: return "not_found";

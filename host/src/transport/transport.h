@@ -34,6 +34,9 @@ class Inbox {
   virtual ~Inbox() = default;
   // False while the host takes no tasks (queue full, draining).
   virtual bool accepting_tasks() const = 0;
+  // How many tasks of `plugin` could start now (a pulling transport takes
+  // no more than that).
+  virtual size_t Room(const std::string& plugin) const = 0;
   // One message, undecoded; `route.sink` is the transport that read it.
   virtual void Deliver(std::string_view bytes, ReplyRoute route) = 0;
 };
@@ -43,6 +46,10 @@ class ResultSink {
  public:
   virtual ~ResultSink() = default;
   virtual void Send(std::string body, const ReplyRoute& route) = 0;
+  // A task taken but not started when the host drains: true when the
+  // transport put it back for another host (it needs no answer); false:
+  // answer it (rejected/shutting_down).
+  virtual bool GiveBack(const ReplyRoute&) { return false; }
 };
 
 // task.* events for whoever listens.

@@ -1,0 +1,76 @@
+// RedisConnection: one hiredis connection, with the URL forms umi accepts
+// and Status errors. Commands are sent as argument vectors (binary-safe, no
+// format strings). The reader side (Send + ReadReady) lets the event loop
+// wait for a blocking command's reply on fd() beside its other sockets.
+//
+// URLs: redis://[[user]:password@]host[:port][/db] and
+// unix:///path/to/redis.sock[?db=N]. The password never appears in a log
+// line or an error: Redacted() prints the URL without it.
+//
+// Thread safety: none; one thread uses a connection.
+#pragma once
+
+#include <hiredis/hiredis.h>
+
+#include <chrono>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/status_or.h"
+
+namespace umi {
+
+struct RedisUrl {
+  std::string host;  // empty with unix_path
+  int port = 6379;
+  std::string unix_path;
+  int db = 0;
+  std::string password;  // empty: no AUTH
+
+  static StatusOr<RedisUrl> Parse(const std::string& text);
+  std::string Redacted() const;
+};
+
+struct ReplyDeleter {
+  void operator()(redisReply* reply) const { freeReplyObject(reply); }
+};
+using RedisReply = std::unique_ptr<redisReply, ReplyDeleter>;
+
+// The text of a string, status or error reply; empty for anything else.
+std::string ReplyText(const redisReply* reply);
+
+class RedisConnection {
+ public:
+  RedisConnection() = default;
+  ~RedisConnection();
+  RedisConnection(const RedisConnection&) = delete;
+  RedisConnection& operator=(const RedisConnection&) = delete;
+
+  // Connects (AUTH and SELECT when the URL says so); `timeout` bounds the
+  // connect and every command.
+  Status Connect(const RedisUrl& url, std::chrono::milliseconds timeout);
+  void Close();
+  bool connected() const { return context_ != nullptr; }
+  int fd() const { return context_ ? context_->fd : -1; }
+
+  // One command; an error reply is a Status (kUnavailable when the
+  // connection broke, which also closes it; kInternal for a Redis error).
+  StatusOr<RedisReply> Command(const std::vector<std::string>& args);
+  // Several commands in one round trip; the replies in order.
+  StatusOr<std::vector<RedisReply>> Pipeline(const std::vector<std::vector<std::string>>& commands);
+
+  // Sends a command without waiting for its reply.
+  Status Send(const std::vector<std::string>& args);
+  // After fd() polled readable: the reply once it is complete, else null.
+  StatusOr<RedisReply> ReadReady();
+
+ private:
+  Status Broken(const std::string& what);
+  Status Append(const std::vector<std::string>& args);
+
+  redisContext* context_ = nullptr;
+};
+
+}  // namespace umi

@@ -1,0 +1,337 @@
+#include "transport/redis_transport.h"
+
+#include <spdlog/spdlog.h>
+
+#include <msgpack.hpp>
+
+#include <algorithm>
+#include <thread>
+
+#include "transport/poller.h"
+#include "transport/protocol.h"
+
+namespace umi {
+namespace {
+
+constexpr const char* kGroup = "umi";
+constexpr const char* kDefaultResults = "umi:results";
+constexpr auto kConnectTimeout = std::chrono::milliseconds(2000);
+constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
+constexpr int kClaimBatch = 64;
+
+std::string TaskStream(const std::string& plugin) { return "umi:tasks:" + plugin; }
+std::string PluginOf(const std::string& stream) { return stream.substr(std::string("umi:tasks:").size()); }
+std::string HostKey(const std::string& host) { return "umi:hosts:" + host; }
+
+std::string Text(const redisReply* reply) { return ReplyText(reply); }
+
+// The top-level string fields of a msgpack map that the transport itself
+// needs (reply_to, plugin), without decoding the task.
+std::map<std::string, std::string> PeekStrings(const std::string& bytes) {
+  std::map<std::string, std::string> fields;
+  try {
+    const msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
+    const msgpack::object& root = handle.get();
+    if (root.type != msgpack::type::MAP) return fields;
+    for (uint32_t i = 0; i < root.via.map.size; ++i) {
+      const auto& kv = root.via.map.ptr[i];
+      if (kv.key.type != msgpack::type::STR || kv.val.type != msgpack::type::STR) continue;
+      const std::string key(kv.key.via.str.ptr, kv.key.via.str.size);
+      if (key == "reply_to" || key == "plugin" || key == "id") {
+        fields[key] = std::string(kv.val.via.str.ptr, kv.val.via.str.size);
+      }
+    }
+  } catch (const std::exception&) {
+  }
+  return fields;
+}
+
+}  // namespace
+
+RedisTransport::RedisTransport(RedisTransportOptions options, std::function<std::vector<std::string>()> heartbeat_fields,
+                               std::function<void(bool)> on_connected)
+    : options_(std::move(options)),
+      heartbeat_fields_(std::move(heartbeat_fields)),
+      on_connected_(std::move(on_connected)) {}
+
+RedisTransport::~RedisTransport() = default;
+
+void RedisTransport::SetPlugins(std::set<std::string> plugins) { plugins_ = std::move(plugins); }
+
+Status RedisTransport::Open(Poller& poller, Inbox& inbox) {
+  inbox_ = &inbox;
+  if (Status connected = reader_.Connect(options_.url, kConnectTimeout); !connected.ok()) return connected;
+  if (Status connected = writer_.Connect(options_.url, kConnectTimeout); !connected.ok()) return connected;
+  spdlog::info("redis {}: taking tasks of {} plugin(s) as consumer '{}'", options_.url.Redacted(), plugins_.size(),
+               options_.host);
+  poller.Add([this] { return reader_.fd(); }, [this] { return static_cast<short>(reading_ ? ZMQ_POLLIN : 0); },
+             [this](short) { OnReadable(); });
+  on_connected_(true);
+  return {};
+}
+
+bool RedisTransport::EnsureConnected() {
+  if (writer_.connected() && reader_.connected()) return true;
+  if (Clock::now() < reconnect_at_) return false;
+  Status status = reader_.Connect(options_.url, kConnectTimeout);
+  if (status.ok()) status = writer_.Connect(options_.url, kConnectTimeout);
+  if (!status.ok()) {
+    reader_.Close();
+    writer_.Close();
+    reconnect_at_ = Clock::now() + backoff_;
+    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+    spdlog::warn("{}; retrying in {} ms", status.message(), backoff_.count());
+    return false;
+  }
+  spdlog::info("redis {}: connected again; {} held result(s) to send", options_.url.Redacted(), held_.size());
+  backoff_ = std::chrono::milliseconds(100);
+  grouped_.clear();  // a restarted server may have lost them
+  reading_ = false;
+  on_connected_(true);
+  return true;
+}
+
+void RedisTransport::Disconnected(const Status& why) {
+  const bool was_connected = writer_.connected() || reader_.connected();
+  reader_.Close();
+  writer_.Close();
+  reading_ = false;
+  reconnect_at_ = Clock::now() + backoff_;
+  if (was_connected) {
+    spdlog::error("{}; running tasks go on, their results wait for Redis", why.message());
+    on_connected_(false);
+  }
+}
+
+void RedisTransport::AfterPoll() {
+  if (!EnsureConnected()) return;
+  while (!held_.empty() && Write(held_.front().address, held_.front().body)) held_.pop_front();
+  const Clock::time_point now = Clock::now();
+  if (now >= next_heartbeat_) {
+    Heartbeat();
+    next_heartbeat_ = now + options_.heartbeat;
+  }
+  if (now >= next_claim_) {
+    ClaimFromDeadHosts();
+    next_claim_ = now + options_.heartbeat;
+  }
+  if (!reading_) StartRead();
+}
+
+std::optional<std::chrono::milliseconds> RedisTransport::RetryIn() const {
+  Clock::time_point due = std::min(next_heartbeat_, next_claim_);
+  if (!writer_.connected()) due = reconnect_at_;
+  return std::max(std::chrono::ceil<std::chrono::milliseconds>(due - Clock::now()), std::chrono::milliseconds(0));
+}
+
+void RedisTransport::StartRead() {
+  if (!writer_.connected()) return;
+  std::vector<std::string> streams;
+  size_t count = 0;
+  for (const std::string& plugin : plugins_) {
+    const size_t room = inbox_->Room(plugin);
+    if (room == 0) continue;
+    const std::string stream = TaskStream(plugin);
+    if (!grouped_.count(stream)) {
+      auto created = writer_.Command({"XGROUP", "CREATE", stream, kGroup, "0", "MKSTREAM"});
+      if (!created.ok() && created.status().code() == ErrorCode::kUnavailable) return Disconnected(created.status());
+      grouped_.insert(stream);  // created, or BUSYGROUP: it exists
+    }
+    streams.push_back(stream);
+    count = std::max(count, room);
+  }
+  if (streams.empty()) return;
+  std::vector<std::string> args = {"XREADGROUP", "GROUP", kGroup, options_.host, "COUNT",
+                                   std::to_string(count + options_.prefetch), "BLOCK",
+                                   std::to_string(options_.block.count()), "STREAMS"};
+  args.insert(args.end(), streams.begin(), streams.end());
+  args.insert(args.end(), streams.size(), ">");
+  if (Status sent = reader_.Send(args); !sent.ok()) return Disconnected(sent);
+  reading_ = true;
+}
+
+void RedisTransport::OnReadable() {
+  StatusOr<RedisReply> reply = reader_.ReadReady();
+  if (!reply.ok()) return Disconnected(reply.status());
+  if (!reply.value()) return;  // not complete yet
+  reading_ = false;
+  const redisReply* streams = reply.value().get();
+  if (streams->type == REDIS_REPLY_ERROR) {
+    // NOGROUP after a server restart: create the groups again next time.
+    spdlog::warn("redis XREADGROUP: {}", Text(streams));
+    grouped_.clear();
+    return;
+  }
+  HandleEntries(streams);
+}
+
+void RedisTransport::HandleEntries(const redisReply* streams) {
+  if (streams->type != REDIS_REPLY_ARRAY) return;  // nil: the block timed out
+  for (size_t s = 0; s < streams->elements; ++s) {
+    const redisReply* pair = streams->element[s];
+    if (pair->type != REDIS_REPLY_ARRAY || pair->elements != 2) continue;
+    const std::string stream = Text(pair->element[0]);
+    const redisReply* entries = pair->element[1];
+    for (size_t e = 0; e < entries->elements; ++e) HandleEntry(stream, entries->element[e], 1);
+  }
+}
+
+void RedisTransport::HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries) {
+  if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) return;
+  const std::string id = Text(entry->element[0]);
+  const redisReply* fields = entry->element[1];
+  std::string body;
+  bool has_body = false;
+  for (size_t f = 0; fields && fields->type == REDIS_REPLY_ARRAY && f + 1 < fields->elements; f += 2) {
+    if (Text(fields->element[f]) == "m") {
+      body = Text(fields->element[f + 1]);
+      has_body = true;
+    }
+  }
+  const std::string plugin = PluginOf(stream);
+  if (!has_body) {
+    spdlog::warn("redis {} entry {}: no field 'm'; answered bad_request", stream, id);
+    return Answer(stream, id, kDefaultResults,
+                  EncodeResult(RejectedResult(std::nullopt, plugin,
+                                              Status(ErrorCode::kBadRequest, "stream entry " + id + " has no field 'm'")),
+                               options_.host));
+  }
+  const std::map<std::string, std::string> peeked = PeekStrings(body);
+  const auto reply_to = peeked.find("reply_to");
+  const std::string results = reply_to == peeked.end() || reply_to->second.empty() ? kDefaultResults : reply_to->second;
+  const auto id_field = peeked.find("id");
+  const std::optional<std::string> task_id =
+      id_field == peeked.end() ? std::nullopt : std::optional<std::string>(id_field->second);
+  if (const auto named = peeked.find("plugin"); named != peeked.end() && named->second != plugin) {
+    return Answer(stream, id, results,
+                  EncodeResult(RejectedResult(task_id, named->second,
+                                              Status(ErrorCode::kBadRequest, "a task for plugin '" + named->second +
+                                                                                 "' in stream " + stream)),
+                               options_.host));
+  }
+  if (deliveries > options_.max_deliveries) {
+    spdlog::error("redis {} entry {}: {} host(s) died running it (transport.max_deliveries: {}); ends crashed",
+                  stream, id, deliveries - 1, options_.max_deliveries);
+    if (auto copied = writer_.Command({"XADD", "umi:dead:" + plugin, "*", "m", body}); !copied.ok()) {
+      return Disconnected(copied.status());
+    }
+    TaskResult result = EndedResult(task_id, plugin, TaskStatus::kCrashed,
+                                    Status(ErrorCode::kMaxDeliveries,
+                                           std::to_string(deliveries - 1) +
+                                               " host(s) died running it (transport.max_deliveries)"));
+    return Answer(stream, id, results, EncodeResult(result, options_.host));
+  }
+  ReplyRoute route;
+  route.sink = this;
+  route.address = {stream, id, results, body};
+  inbox_->Deliver(body, std::move(route));
+}
+
+void RedisTransport::Answer(const std::string& stream, const std::string& id, const std::string& reply_to,
+                            const std::string& body) {
+  ReplyRoute route;
+  route.sink = this;
+  route.address = {stream, id, reply_to};
+  Send(body, route);
+}
+
+bool RedisTransport::Write(const std::vector<std::string>& address, const std::string& body) {
+  if (!writer_.connected() || address.size() < 3) return false;
+  auto replies = writer_.Pipeline({{"MULTI"},
+                                   {"XADD", address[2], "*", "m", body},
+                                   {"XACK", address[0], kGroup, address[1]},
+                                   {"EXEC"}});
+  if (!replies.ok()) {
+    Disconnected(replies.status());
+    return false;
+  }
+  const redisReply* exec = replies.value().back().get();
+  if (exec->type != REDIS_REPLY_ARRAY) {
+    spdlog::error("redis result for entry {} of {}: {}", address[1], address[0], Text(exec));
+  }
+  return true;
+}
+
+void RedisTransport::Send(std::string body, const ReplyRoute& route) {
+  if (held_.empty() && Write(route.address, body)) return;
+  held_.push_back({route.address, std::move(body)});
+}
+
+bool RedisTransport::GiveBack(const ReplyRoute& route) {
+  // Back at the end of its stream for any host; if Redis is away, the entry
+  // stays pending under this host and is claimed once its heartbeat expires.
+  if (writer_.connected() && route.address.size() >= 4) {
+    auto replies = writer_.Pipeline({{"MULTI"},
+                                     {"XADD", route.address[0], "*", "m", route.address[3]},
+                                     {"XACK", route.address[0], kGroup, route.address[1]},
+                                     {"EXEC"}});
+    if (!replies.ok()) Disconnected(replies.status());
+  }
+  return true;
+}
+
+void RedisTransport::Heartbeat() {
+  std::string plugins;
+  for (const std::string& plugin : plugins_) plugins += (plugins.empty() ? "" : ",") + plugin;
+  std::vector<std::string> hset = {"HSET", HostKey(options_.host), "plugins", plugins};
+  for (std::string& field : heartbeat_fields_()) hset.push_back(std::move(field));
+  auto replies = writer_.Pipeline(
+      {hset, {"PEXPIRE", HostKey(options_.host), std::to_string(3 * options_.heartbeat.count())}});
+  if (!replies.ok()) Disconnected(replies.status());
+}
+
+void RedisTransport::ClaimFromDeadHosts() {
+  const std::string dead_after = std::to_string(3 * options_.heartbeat.count());
+  std::map<std::string, bool> alive;
+  for (const std::string& plugin : plugins_) {
+    const std::string stream = TaskStream(plugin);
+    if (!grouped_.count(stream) || inbox_->Room(plugin) == 0) continue;
+    auto pending = writer_.Command({"XPENDING", stream, kGroup, "IDLE", dead_after, "-", "+",
+                                    std::to_string(kClaimBatch)});
+    if (!pending.ok()) {
+      if (pending.status().code() == ErrorCode::kUnavailable) return Disconnected(pending.status());
+      continue;
+    }
+    const redisReply* list = pending.value().get();
+    for (size_t i = 0; list->type == REDIS_REPLY_ARRAY && i < list->elements; ++i) {
+      const redisReply* item = list->element[i];
+      if (item->type != REDIS_REPLY_ARRAY || item->elements < 4) continue;
+      const std::string id = Text(item->element[0]), consumer = Text(item->element[1]);
+      const long long deliveries = item->element[3]->integer;
+      if (consumer == options_.host) continue;  // ours: still running here
+      if (!alive.count(consumer)) {
+        auto exists = writer_.Command({"EXISTS", HostKey(consumer)});
+        if (!exists.ok()) return Disconnected(exists.status());
+        alive[consumer] = exists.value()->integer == 1;
+      }
+      if (alive[consumer]) continue;
+      // min-idle makes the claim exclusive: a second host's XCLAIM finds it fresh.
+      auto claimed = writer_.Command({"XCLAIM", stream, kGroup, options_.host, dead_after, id});
+      if (!claimed.ok()) return Disconnected(claimed.status());
+      const redisReply* entries = claimed.value().get();
+      for (size_t e = 0; entries->type == REDIS_REPLY_ARRAY && e < entries->elements; ++e) {
+        spdlog::warn("redis {} entry {}: its host {} is gone; running it here (delivery {})", stream, id, consumer,
+                     deliveries + 1);
+        HandleEntry(stream, entries->element[e], deliveries + 1);
+      }
+    }
+  }
+}
+
+size_t RedisTransport::Flush(std::chrono::steady_clock::time_point deadline) {
+  while (!held_.empty() && Clock::now() < deadline) {
+    if (!EnsureConnected()) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+      continue;
+    }
+    while (!held_.empty() && Write(held_.front().address, held_.front().body)) held_.pop_front();
+  }
+  if (writer_.connected()) (void)writer_.Command({"DEL", HostKey(options_.host)});  // gone: claim what is left now
+  if (!held_.empty()) {
+    spdlog::error("{} result(s) not written to Redis before the deadline; their tasks stay pending and will run again",
+                  held_.size());
+  }
+  return held_.size();
+}
+
+}  // namespace umi

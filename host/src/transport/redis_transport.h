@@ -1,0 +1,106 @@
+// RedisTransport: protocol v1 over Redis Streams, for a farm of hosts that
+// pull from one durable queue (../shared/protocol-v1.md, "Redis Streams
+// transport"; docs/scale-out.md).
+//
+//   tasks      XADD umi:tasks:<plugin> * m <task map>; group `umi`, created
+//              by hosts with MKSTREAM when missing
+//   taking     XREADGROUP GROUP umi <host> COUNT n BLOCK ... STREAMS: only the
+//              streams of plugins this host has, only when Inbox::Room says a
+//              task of that plugin could start now (n = that room + prefetch)
+//   a result   MULTI; XADD <reply_to, default umi:results> * m <result>;
+//              XACK umi:tasks:<plugin> umi <entry>; EXEC
+//   heartbeat  umi:hosts:<host>: a hash (plugins, running, queued, ...) with
+//              a TTL of three heartbeats; its expiry marks the host dead
+//   redelivery entries pending on a dead host are XCLAIMed by a live one; past
+//              max_deliveries the task is answered crashed/max_deliveries and
+//              copied to umi:dead:<plugin>
+//
+// Connection states:
+//
+//   | state        | when                         | the host does                                    |
+//   |--------------|------------------------------|--------------------------------------------------|
+//   | connected    | both connections up          | reads when there is room, writes results at once |
+//   | reconnecting | a command failed             | keeps running tasks, holds their results, retries |
+//   |              |                              | with backoff (0.1 s doubling to 5 s); not ready   |
+//
+// A blocking read runs on its own connection whose fd the Poller watches,
+// so the loop never waits on Redis; everything else (results, acks,
+// heartbeats, claims) is short commands on a second connection.
+//
+// Thread safety: none; the event loop owns it.
+#pragma once
+
+#include <chrono>
+#include <deque>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "transport/redis_connection.h"
+#include "transport/transport.h"
+
+namespace umi {
+
+struct RedisTransportOptions {
+  RedisUrl url;
+  std::string host;  // consumer name, heartbeat key and the results' `host`
+  std::chrono::milliseconds heartbeat{1000};  // the hash expires after three
+  int max_deliveries = 3;  // a task delivered this often (each host died) is poison
+  size_t prefetch = 0;     // tasks taken beyond what can start now
+  std::chrono::milliseconds block{500};  // how long one read waits for work
+};
+
+class RedisTransport final : public Transport {
+ public:
+  // `heartbeat_fields`: what the heartbeat hash says besides `plugins`.
+  // `on_connected(bool)`: the connection came up or went down (readiness).
+  RedisTransport(RedisTransportOptions options, std::function<std::vector<std::string>()> heartbeat_fields,
+                 std::function<void(bool)> on_connected);
+  ~RedisTransport() override;
+
+  // The plugins whose streams this host reads; a reload may change them.
+  void SetPlugins(std::set<std::string> plugins);
+
+  Status Open(Poller& poller, Inbox& inbox) override;
+  std::map<std::string, std::string> endpoints() const override { return {{"redis", options_.url.Redacted()}}; }
+  void Send(std::string body, const ReplyRoute& route) override;
+  bool GiveBack(const ReplyRoute& route) override;
+  size_t waiting() const override { return held_.size(); }
+  void AfterPoll() override;
+  std::optional<std::chrono::milliseconds> RetryIn() const override;
+  size_t Flush(std::chrono::steady_clock::time_point deadline) override;
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Held {  // a result waiting for Redis
+    std::vector<std::string> address;
+    std::string body;
+  };
+
+  bool EnsureConnected();
+  void Disconnected(const Status& why);
+  void StartRead();
+  void OnReadable();
+  void HandleEntries(const redisReply* streams);
+  void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries);
+  void ClaimFromDeadHosts();
+  void Heartbeat();
+  bool Write(const std::vector<std::string>& address, const std::string& body);
+  void Answer(const std::string& stream, const std::string& id, const std::string& reply_to, const std::string& body);
+
+  RedisTransportOptions options_;
+  std::function<std::vector<std::string>()> heartbeat_fields_;
+  std::function<void(bool)> on_connected_;
+  Inbox* inbox_ = nullptr;
+  std::set<std::string> plugins_;
+  std::set<std::string> grouped_;  // streams whose group exists
+  RedisConnection reader_, writer_;
+  bool reading_ = false;  // a read is outstanding on reader_
+  Clock::time_point reconnect_at_{}, next_heartbeat_{}, next_claim_{};
+  std::chrono::milliseconds backoff_{100};
+  std::deque<Held> held_;
+};
+
+}  // namespace umi

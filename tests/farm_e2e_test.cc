@@ -1,0 +1,196 @@
+// A farm of real umi-host processes on a real redis-server (Redis Streams
+// transport): hosts pull only what they can run, a killed host's tasks run
+// elsewhere, bad entries are answered and acknowledged, a poison task ends.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <map>
+#include <set>
+
+#include "support/host_process.h"
+#include "support/redis_server.h"
+
+namespace umi::testing {
+namespace {
+
+// A CPU-only pool: gpu_sleep cannot run here, so this host never reads its stream.
+std::string CpuOnlyYaml() {
+  return R"(hardware:
+  cpu: {cores: 24, threads: 48, max_concurrent_tasks: 8}
+  memory: {total_gb: 128}
+plugins:
+  sleep: {threads: 1}
+)";
+}
+
+// PUB drops what is published before a subscription lands: send warm-up
+// tasks over ZeroMQ until one shows up as an event.
+void AwaitSubscription(HostProcess& host, EventsClient& events) {
+  for (int i = 0; !events.TryNext(std::chrono::milliseconds(200)); ++i) {
+    ASSERT_LT(i, 100) << "no events at all";
+    host.Send(PackTask({.id = "warmup-" + std::to_string(i), .plugin = "noop"}));
+    host.NextResult();
+  }
+}
+
+// Waits until `count` tasks whose id starts with "t" have started.
+void AwaitStarted(EventsClient& events, int count) {
+  for (int started = 0; started < count;) {
+    const auto [topic, event] = events.Next();
+    if (topic == "task.started" && event.id && event.id->rfind("t", 0) == 0) ++started;
+  }
+}
+
+HostProcess::Options FarmHost(const RedisServer& redis, const std::string& name, std::string yaml = TestConfigYaml()) {
+  HostProcess::Options options;
+  options.config_yaml = std::move(yaml);
+  options.name = name;
+  options.extra_args = {"--redis", redis.url()};
+  return options;
+}
+
+TEST(Farm, HostsTakeOnlyWhatTheyCanRunAndEveryTaskEndsOkOnce) {
+  RedisServer redis;
+  HostProcess gpu_host(FarmHost(redis, "gpu-host"));
+  HostProcess cpu_host(FarmHost(redis, "cpu-host", CpuOnlyYaml()));
+  RedisClient producer(redis.url());
+  std::set<std::string> ids;
+  for (int i = 0; i < 6; ++i) {
+    const std::string id = "gpu-" + std::to_string(i);
+    producer.Submit("gpu_sleep", PackTask({.id = id, .plugin = "gpu_sleep", .input = {{"ms", 20}}}));
+    ids.insert(id);
+  }
+  for (int i = 0; i < 24; ++i) {
+    const std::string id = "cpu-" + std::to_string(i);
+    producer.Submit("sleep", PackTask({.id = id, .plugin = "sleep", .input = {{"ms", 20}}}));
+    ids.insert(id);
+  }
+  std::map<std::string, std::string> host_of;
+  for (const Result& r : producer.Results(ids.size())) {
+    ASSERT_TRUE(r.id.has_value());
+    EXPECT_EQ(r.status, "ok") << *r.id << ": " << r.error_code << " " << r.error_message;
+    EXPECT_TRUE(host_of.emplace(*r.id, r.host).second) << "two results for " << *r.id;
+  }
+  EXPECT_EQ(host_of.size(), ids.size());
+  for (const auto& [id, host] : host_of) {
+    if (id.rfind("gpu-", 0) == 0) {
+      EXPECT_EQ(host, "gpu-host") << id << " ran on a host without a GPU";
+    }
+  }
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
+  EXPECT_EQ(producer.Pending("umi:tasks:gpu_sleep"), 0);
+}
+
+TEST(Farm, AKilledHostsTasksAreClaimedByALiveHostAndRunOnce) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  auto doomed = std::make_unique<HostProcess>(FarmHost(redis, "doomed"));
+  EventsClient events(doomed->context(), doomed->endpoint("events"));
+  AwaitSubscription(*doomed, events);
+  for (int i = 0; i < 4; ++i) {
+    producer.Submit("sleep", PackTask({.id = "t" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 300}}}));
+  }
+  AwaitStarted(events, 4);
+  kill(doomed->pid(), SIGKILL);
+  waitpid(doomed->pid(), nullptr, 0);
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 4) << "the dead host's entries wait in Redis";
+
+  HostProcess survivor(FarmHost(redis, "survivor"));
+  std::set<std::string> seen;
+  for (const Result& r : producer.Results(4)) {
+    EXPECT_EQ(r.status, "ok") << r.error_message;
+    EXPECT_EQ(r.host, "survivor");
+    EXPECT_TRUE(seen.insert(r.id.value_or("")).second) << "one result per id";
+  }
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
+}
+
+TEST(Farm, BadEntriesAreAnsweredAcknowledgedAndTheHostServesOn) {
+  RedisServer redis;
+  HostProcess host(FarmHost(redis, "h"));
+  RedisClient producer(redis.url());
+  producer.Submit("sleep", "not msgpack at all");
+  producer.Submit("sleep", PackTask({.id = "wrong", .plugin = "noop"}));
+  producer.Submit("sleep", PackTask({.id = "no-m", .plugin = "sleep"}), /*field=*/"x");
+  const std::vector<Result> bad = producer.Results(3);
+  for (const Result& r : bad) {
+    EXPECT_EQ(r.status, "rejected");
+    EXPECT_EQ(r.error_code, "bad_request") << r.error_message;
+  }
+  EXPECT_EQ(bad[1].id, "wrong");
+  EXPECT_NE(bad[1].error_message.find("a task for plugin 'noop' in stream umi:tasks:sleep"), std::string::npos)
+      << bad[1].error_message;
+  EXPECT_NE(bad[2].error_message.find("no field 'm'"), std::string::npos) << bad[2].error_message;
+  producer.Submit("sleep", PackTask({.id = "good", .plugin = "sleep", .input = {{"ms", 1}}}));
+  EXPECT_EQ(producer.Results(1).front().status, "ok");
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0) << "every entry acknowledged";
+}
+
+TEST(Farm, APoisonTaskEndsAfterMaxDeliveries) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  const std::string yaml = TestConfigYaml() + "transport: {max_deliveries: 1}\n";
+  auto options = FarmHost(redis, "first", yaml);
+  options.plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_INSPECT_PLUGIN_DIR};
+  auto first = std::make_unique<HostProcess>(options);
+  producer.Submit("faulty", PackTask({.id = "poison", .plugin = "faulty", .string_input = {{"mode", "exit"}}}));
+  int status = 0;
+  waitpid(first->pid(), &status, 0);  // the plugin takes its host down
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3);
+
+  options.name = "second";
+  HostProcess second(options);
+  const Result r = producer.Results(1).front();
+  EXPECT_EQ(r.id, "poison");
+  EXPECT_EQ(r.status, "crashed");
+  EXPECT_EQ(r.error_code, "max_deliveries") << r.error_message;
+  EXPECT_EQ(ReplyText(producer.Command({"XLEN", "umi:dead:faulty"}).get()), "");
+  EXPECT_EQ(producer.Command({"XLEN", "umi:dead:faulty"})->integer, 1) << "kept for a person to look at";
+  EXPECT_EQ(producer.Pending("umi:tasks:faulty"), 0);
+}
+
+TEST(Farm, ADrainedHostLeavesNothingPendingAndSaysItIsGone) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  HostProcess host(FarmHost(redis, "leaving"));
+  EventsClient events(host.context(), host.endpoint("events"));
+  AwaitSubscription(host, events);
+  for (int i = 0; i < 3; ++i) {
+    producer.Submit("sleep", PackTask({.id = "t" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 200}}}));
+  }
+  AwaitStarted(events, 3);
+  EXPECT_EQ(host.Stop(), 0);
+  for (const Result& r : producer.Results(3)) EXPECT_EQ(r.status, "ok") << r.error_message;
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
+  EXPECT_EQ(producer.Command({"EXISTS", "umi:hosts:leaving"})->integer, 0);
+}
+
+// Redis restarts (with AOF) while tasks run: the host keeps them, holds
+// their results, reconnects and sends them; nothing is lost or run twice.
+TEST(Farm, ARedisRestartMidRunLosesNothing) {
+  RedisServer redis(/*append_only=*/true);
+  HostProcess host(FarmHost(redis, "steady"));
+  EventsClient events(host.context(), host.endpoint("events"));
+  AwaitSubscription(host, events);
+  {
+    RedisClient producer(redis.url());
+    for (int i = 0; i < 3; ++i) {
+      producer.Submit("sleep", PackTask({.id = "t" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 400}}}));
+    }
+  }
+  AwaitStarted(events, 3);
+  redis.Restart();
+  RedisClient producer(redis.url());
+  producer.Submit("sleep", PackTask({.id = "after", .plugin = "sleep", .input = {{"ms", 1}}}));
+  std::set<std::string> ids;
+  for (const Result& r : producer.Results(4)) {
+    EXPECT_EQ(r.status, "ok") << r.error_message;
+    EXPECT_TRUE(ids.insert(r.id.value_or("")).second) << "one result per id";
+  }
+  EXPECT_EQ(ids, (std::set<std::string>{"t0", "t1", "t2", "after"}));
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
+}
+
+}  // namespace
+}  // namespace umi::testing

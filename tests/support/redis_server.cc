@@ -1,0 +1,91 @@
+#include "support/redis_server.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <stdexcept>
+
+namespace umi::testing {
+
+RedisServer::RedisServer(bool append_only) : socket_((dir_.path() / "redis.sock").string()), append_only_(append_only) {
+  Start();
+}
+
+RedisServer::~RedisServer() {
+  if (pid_ > 0) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+  }
+  if (log_fd_ >= 0) close(log_fd_);
+}
+
+void RedisServer::Start() {
+  int out = -1;
+  pid_ = Spawn({"/usr/bin/redis-server", "--port", "0", "--unixsocket", socket_, "--unixsocketperm", "700", "--dir",
+                dir_.path().string(), "--save", "", "--appendonly", append_only_ ? "yes" : "no", "--appendfsync",
+                "always", "--loglevel", "notice"},
+               &out);
+  std::string seen;
+  char buffer[4096];
+  while (seen.find("to accept connections") == std::string::npos) {
+    const ssize_t n = read(out, buffer, sizeof(buffer));
+    if (n <= 0) throw std::runtime_error("redis-server did not start: " + seen);
+    seen.append(buffer, static_cast<size_t>(n));
+  }
+  // Kept open: a test's worth of notices fits the pipe, and closing it
+  // would make the server's next log line fail.
+  log_fd_ = out;
+}
+
+void RedisServer::Restart() {
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  close(log_fd_);
+  unlink(socket_.c_str());
+  Start();
+}
+
+RedisClient::RedisClient(const std::string& url) {
+  auto parsed = RedisUrl::Parse(url);
+  if (!parsed.ok()) throw std::runtime_error(parsed.error());
+  if (Status connected = connection_.Connect(parsed.value(), std::chrono::seconds(70)); !connected.ok()) {
+    throw std::runtime_error(connected.message());
+  }
+}
+
+RedisReply RedisClient::Command(const std::vector<std::string>& args) {
+  auto reply = connection_.Command(args);
+  if (!reply.ok()) throw std::runtime_error(reply.error());
+  return std::move(reply).value();
+}
+
+std::string RedisClient::Submit(const std::string& plugin, const std::string& bytes, const std::string& field) {
+  return ReplyText(Command({"XADD", "umi:tasks:" + plugin, "*", field, bytes}).get());
+}
+
+std::vector<Result> RedisClient::Results(size_t count, const std::string& stream) {
+  std::vector<Result> results;
+  while (results.size() < count) {
+    RedisReply reply = Command({"XREAD", "COUNT", "100", "BLOCK",
+                                std::to_string(std::chrono::milliseconds(kGuardTime).count()), "STREAMS", stream,
+                                last_id_});
+    if (reply->type != REDIS_REPLY_ARRAY) throw std::runtime_error("no result within the guard time");
+    const redisReply* entries = reply->element[0]->element[1];
+    for (size_t e = 0; e < entries->elements; ++e) {
+      last_id_ = ReplyText(entries->element[e]->element[0]);
+      const redisReply* fields = entries->element[e]->element[1];
+      for (size_t f = 0; f + 1 < fields->elements; f += 2) {
+        if (ReplyText(fields->element[f]) == "m") results.push_back(ParseResult(ReplyText(fields->element[f + 1])));
+      }
+    }
+  }
+  return results;
+}
+
+long long RedisClient::Pending(const std::string& stream) {
+  RedisReply reply = Command({"XPENDING", stream, "umi"});
+  return reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 ? reply->element[0]->integer : -1;
+}
+
+}  // namespace umi::testing

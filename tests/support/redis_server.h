@@ -1,0 +1,53 @@
+// RedisServer: a real redis-server for a test, in a temp dir, reached over a
+// unix socket; started before the test's hosts and killed at the end (no
+// server is left running). Start waits for its "ready to accept
+// connections" line, an event rather than a sleep. RedisClient is the
+// producer's side: XADD tasks, read results with a blocking XREAD.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "support/host_process.h"
+#include "transport/redis_connection.h"
+#include "wire.h"
+
+namespace umi::testing {
+
+class RedisServer {
+ public:
+  explicit RedisServer(bool append_only = false);
+  ~RedisServer();
+  std::string url() const { return "unix://" + socket_; }
+  // SIGKILL and start again on the same socket and data (with AOF, what
+  // was acknowledged survives).
+  void Restart();
+
+ private:
+  void Start();
+  TempDir dir_;
+  std::string socket_;
+  bool append_only_;
+  pid_t pid_ = -1;
+  int log_fd_ = -1;
+};
+
+class RedisClient {
+ public:
+  explicit RedisClient(const std::string& url);
+  // XADD umi:tasks:<plugin> * <field> <bytes>; returns the entry id.
+  std::string Submit(const std::string& plugin, const std::string& bytes, const std::string& field = "m");
+  // The next `count` results from `stream` (blocking XREAD, throws after the guard time).
+  std::vector<Result> Results(size_t count, const std::string& stream = "umi:results");
+  // Entries of group umi pending on `stream`.
+  long long Pending(const std::string& stream);
+  RedisReply Command(const std::vector<std::string>& args);
+
+ private:
+  RedisConnection connection_;
+  std::string last_id_ = "0";
+};
+
+}  // namespace umi::testing
