@@ -7,6 +7,7 @@
 
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "support/host_process.h"
 #include "support/redis_server.h"
@@ -164,6 +165,45 @@ TEST(Farm, ADrainedHostLeavesNothingPendingAndSaysItIsGone) {
   for (const Result& r : producer.Results(3)) EXPECT_EQ(r.status, "ok") << r.error_message;
   EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
   EXPECT_EQ(producer.Command({"EXISTS", "umi:hosts:leaving"})->integer, 0);
+}
+
+TEST(Farm, UmiSubmitSendsToTheFarmAndPrintsOneResultPerTask) {
+  RedisServer redis;
+  HostProcess gpu_host(FarmHost(redis, "gpu-host"));
+  HostProcess cpu_host(FarmHost(redis, "cpu-host", CpuOnlyYaml()));
+  TempDir dir;
+  std::string lines;
+  for (int i = 0; i < 10; ++i) lines += R"({"id":"s)" + std::to_string(i) + R"(","plugin":"sleep","input":{"ms":5}})" "\n";
+  lines += R"({"id":"g","plugin":"gpu_sleep","input":{"ms":5}})" "\n";
+  const auto file = dir.Write("tasks.jsonl", lines);
+  const CommandOutput out = RunCommand({UMI_SUBMIT_BINARY, "--redis", redis.url(), "--quiet", file.string()});
+  EXPECT_EQ(out.exit_code, 0) << out.out;
+  std::set<std::string> ids;
+  std::istringstream results(out.out);
+  for (std::string line; std::getline(results, line);) {
+    EXPECT_NE(line.find(R"("status":"ok")"), std::string::npos) << line;
+    const size_t at = line.find(R"("id":")");
+    ASSERT_NE(at, std::string::npos) << line;
+    ids.insert(line.substr(at + 6, line.find('"', at + 6) - at - 6));
+  }
+  EXPECT_EQ(ids.size(), 11u) << out.out;
+  RedisClient client(redis.url());
+  EXPECT_EQ(client.Command({"KEYS", "umi:results:*"})->elements, 0u) << "the run's result stream is deleted";
+}
+
+TEST(Farm, ThePythonProducerRunsAgainstTheFarm) {
+  RedisServer redis;
+  HostProcess host(FarmHost(redis, "py-host"));
+  const CommandOutput run = RunCommand({"/usr/bin/python3", UMI_SOURCE_DIR "/examples/python/redis_producer.py",
+                                        "--redis", redis.url(), "--count", "5", "--ms", "10"});
+  EXPECT_EQ(run.exit_code, 0) << run.out;
+  std::set<std::string> seen;
+  std::istringstream lines(run.out);
+  for (std::string line; std::getline(lines, line);) {
+    EXPECT_NE(line.find(" sleep ok host=py-host"), std::string::npos) << line;
+    seen.insert(line.substr(0, line.find(' ')));
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"0", "1", "2", "3", "4"}));
 }
 
 // Redis restarts (with AOF) while tasks run: the host keeps them, holds

@@ -3,6 +3,7 @@
 //   umi-submit tasks.jsonl > results.jsonl
 //   echo '{"plugin":"sleep","input":{"ms":100}}' | umi-submit --rpc tcp://10.0.0.5:5557
 //   umi-submit --op stats
+//   umi-submit --redis redis://cache:6379/0 tasks.jsonl    (a farm on Redis Streams)
 //
 // Each input line is a task object: {"id", "plugin", "input", "priority",
 // "timeout_ms", "resources"}; a missing id becomes "<run>-<line>", <run>
@@ -17,8 +18,11 @@
 #include <nlohmann/json.hpp>
 #include <umi/client.hpp>
 
+#include "transport/redis_connection.h"
+
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <set>
 #include <sstream>
 #include <iostream>
@@ -111,6 +115,76 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_{};
 };
 
+// Redis Streams (docs/scale-out.md): each task goes to umi:tasks:<plugin>
+// with reply_to a stream of this run's own; results are read from it with a
+// blocking XREAD, the first per id kept (a task whose host died runs again),
+// and the stream is deleted at the end. Tasks wait in Redis for a host, so
+// nothing is re-sent.
+int RunOnRedis(const std::string& url_text, const std::vector<umi::TaskRequest>& tasks, size_t max_in_flight,
+               std::chrono::milliseconds wait, Progress& progress) {
+  auto url = umi::RedisUrl::Parse(url_text);
+  if (!url.ok()) {
+    std::cerr << "umi-submit: " << url.error() << "\n";
+    return 2;
+  }
+  umi::RedisConnection redis;
+  if (const umi::Status connected = redis.Connect(url.value(), wait + std::chrono::seconds(5)); !connected.ok()) {
+    std::cerr << "umi-submit: " << connected.message() << "\n";
+    return 1;
+  }
+  const std::string reply_to = "umi:results:" + RunPrefix();
+  std::map<std::string, size_t> unanswered;  // id -> index
+  std::string last_id = "0";
+  size_t sent = 0, done = 0, failed = 0;
+  auto fail = [&](const umi::Status& status) {
+    std::cerr << "\numi-submit: " << status.message() << "\n";
+    return 1;
+  };
+  while (done < tasks.size()) {
+    std::vector<std::vector<std::string>> batch;
+    for (; sent < tasks.size() && unanswered.size() + batch.size() < max_in_flight; ++sent) {
+      const umi::TaskRequest& task = tasks[sent];
+      json message = {{"v", 1}, {"id", task.id}, {"plugin", task.plugin}, {"reply_to", reply_to},
+                      {"priority", task.priority}, {"timeout_ms", task.timeout_ms}};
+      if (!task.input.empty()) message["input"] = json::from_msgpack(task.input);
+      if (!task.resources.empty()) message["resources"] = json::from_msgpack(task.resources);
+      batch.push_back({"XADD", "umi:tasks:" + task.plugin, "*", "m", ToMsgpack(message)});
+      unanswered.emplace(task.id, sent);
+    }
+    if (!batch.empty()) {
+      if (auto added = redis.Pipeline(batch); !added.ok()) return fail(added.status());
+    }
+    auto reply = redis.Command({"XREAD", "COUNT", "1000", "BLOCK", std::to_string(wait.count()), "STREAMS", reply_to,
+                                last_id});
+    if (!reply.ok()) return fail(reply.status());
+    if (reply.value()->type != REDIS_REPLY_ARRAY) {
+      std::cerr << "\numi-submit: no result for " << wait.count() / 1000.0 << " s; " << unanswered.size()
+                << " task(s) unanswered (they stay queued in Redis)\n";
+      return 1;
+    }
+    const redisReply* entries = reply.value()->element[0]->element[1];
+    for (size_t e = 0; e < entries->elements; ++e) {
+      last_id = umi::ReplyText(entries->element[e]->element[0]);
+      const redisReply* fields = entries->element[e]->element[1];
+      for (size_t f = 0; f + 1 < fields->elements; f += 2) {
+        if (umi::ReplyText(fields->element[f]) != "m") continue;
+        const std::string bytes = umi::ReplyText(fields->element[f + 1]);
+        const json result = json::from_msgpack(bytes, true, false);
+        if (!result.is_object() || !result.contains("id") || !result["id"].is_string()) continue;
+        if (unanswered.erase(result["id"].get<std::string>()) == 0) continue;  // a second result for an id: keep the first
+        ++done;
+        if (result.value("status", "") != "ok") ++failed;
+        std::cout << Dump(result) << "\n";
+        progress.Update(done, failed);
+      }
+    }
+  }
+  (void)redis.Command({"DEL", reply_to});
+  progress.Update(done, failed, true);
+  std::cout.flush();
+  return failed == 0 ? 0 : 1;
+}
+
 }  // namespace
 
 // The word after `label` in a key file ("public <z85>"), or the first word
@@ -138,6 +212,9 @@ int main(int argc, char** argv) {
   bool quiet = false;
   app.add_option("file", input_path, "JSON lines of tasks; - for stdin")->capture_default_str();
   app.add_option("--rpc", options.rpc, "Host rpc endpoint(s) (default tcp://127.0.0.1:5557)");
+  std::string redis_url;
+  app.add_option("--redis", redis_url,
+                 "Instead of ZeroMQ: a farm on Redis Streams (redis://[:password@]host:port/db or unix:///path)");
   app.add_option("--tasks", options.tasks, "Instead of rpc: PUSH endpoint ('@' binds, for hosts that connect)");
   app.add_option("--results", options.results, "Instead of rpc: PULL endpoint ('@' binds)");
   app.add_option("--retry-after-ms", retry_after_ms, "Re-send a task with no result after this long (plus its timeout_ms)")
@@ -169,6 +246,23 @@ int main(int argc, char** argv) {
     }
   }
   options.retry_after = std::chrono::milliseconds(retry_after_ms);
+  const auto wait_for = std::chrono::milliseconds(static_cast<int64_t>(wait_s * 1000));
+  if (!redis_url.empty()) {
+    if (!op.empty() || !options.rpc.empty() || !options.tasks.empty()) {
+      std::cerr << "umi-submit: --redis sends tasks only; give no --op, --rpc or --tasks with it\n";
+      return 2;
+    }
+    std::vector<umi::TaskRequest> tasks;
+    std::ifstream file;
+    if (input_path != "-") file.open(input_path);
+    if (input_path != "-" && !file) {
+      std::cerr << "umi-submit: cannot open " << input_path << "\n";
+      return 2;
+    }
+    if (!ReadTasks(input_path == "-" ? std::cin : file, input_path == "-" ? "stdin" : input_path, tasks)) return 2;
+    Progress progress(tasks.size(), !quiet && isatty(STDERR_FILENO));
+    return RunOnRedis(redis_url, tasks, max_in_flight, wait_for, progress);
+  }
   if (options.rpc.empty() && options.tasks.empty()) options.rpc = {"tcp://127.0.0.1:5557"};
   if (options.rpc.empty() != !options.results.empty()) {
     std::cerr << "umi-submit: give --rpc, or both --tasks and --results\n";
