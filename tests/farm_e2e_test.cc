@@ -2,6 +2,7 @@
 // transport): hosts pull only what they can run, a killed host's tasks run
 // elsewhere, bad entries are answered and acknowledged, a poison task ends.
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -189,6 +190,20 @@ TEST(Farm, UmiSubmitSendsToTheFarmAndPrintsOneResultPerTask) {
   EXPECT_EQ(ids.size(), 11u) << out.out;
   RedisClient client(redis.url());
   EXPECT_EQ(client.Command({"KEYS", "umi:results:*"})->elements, 0u) << "the run's result stream is deleted";
+
+  // The cluster view: both hosts with their plugins, and the streams' backlog.
+  client.Submit("gpu_sleep", PackTask({.id = "queued-behind", .plugin = "gpu_sleep", .input = {{"ms", 1}}}));
+  const CommandOutput view = RunCommand({UMI_SUBMIT_BINARY, "--redis", redis.url(), "--op", "cluster"});
+  ASSERT_EQ(view.exit_code, 0) << view.out;
+  const auto cluster = nlohmann::json::parse(view.out);
+  ASSERT_EQ(cluster["hosts"].size(), 2u) << view.out;
+  EXPECT_EQ(cluster["hosts"][0]["name"], "cpu-host");
+  EXPECT_EQ(cluster["hosts"][0]["plugins"].get<std::string>().find("gpu_sleep"), std::string::npos)
+      << "a CPU-only host does not offer gpu_sleep";
+  EXPECT_NE(cluster["hosts"][1]["plugins"].get<std::string>().find("gpu_sleep"), std::string::npos);
+  EXPECT_NE(cluster["hosts"][1]["cpu_threads"].get<std::string>().find("/48"), std::string::npos) << view.out;
+  EXPECT_EQ(cluster["plugins"]["sleep"]["length"], 10);
+  EXPECT_TRUE(cluster["plugins"].contains("gpu_sleep"));
 }
 
 TEST(Farm, ThePythonProducerRunsAgainstTheFarm) {

@@ -21,6 +21,7 @@
 #include "transport/redis_connection.h"
 
 #include <cstdio>
+#include <algorithm>
 #include <fstream>
 #include <map>
 #include <set>
@@ -185,6 +186,64 @@ int RunOnRedis(const std::string& url_text, const std::vector<umi::TaskRequest>&
   return failed == 0 ? 0 : 1;
 }
 
+// Keys matching `pattern`, by SCAN (never KEYS: it blocks a busy server).
+std::vector<std::string> ScanKeys(umi::RedisConnection& redis, const std::string& pattern) {
+  std::vector<std::string> keys;
+  std::string cursor = "0";
+  do {
+    auto reply = redis.Command({"SCAN", cursor, "MATCH", pattern, "COUNT", "1000"});
+    if (!reply.ok() || reply.value()->type != REDIS_REPLY_ARRAY) break;
+    cursor = umi::ReplyText(reply.value()->element[0]);
+    const redisReply* found = reply.value()->element[1];
+    for (size_t i = 0; i < found->elements; ++i) keys.push_back(umi::ReplyText(found->element[i]));
+  } while (cursor != "0");
+  std::sort(keys.begin(), keys.end());
+  return keys;
+}
+
+// Seconds since the entry `id` ("<unix ms>-<seq>") was added.
+double AgeOf(const std::string& id) {
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch()).count();
+  return static_cast<double>(now_ms - std::stoll(id.substr(0, id.find('-')))) / 1000.0;
+}
+
+// --op cluster: the live hosts (their heartbeats) and each plugin's backlog.
+int PrintCluster(umi::RedisConnection& redis) {
+  json hosts = json::array();
+  for (const std::string& key : ScanKeys(redis, "umi:hosts:*")) {
+    auto fields = redis.Command({"HGETALL", key});
+    if (!fields.ok() || fields.value()->type != REDIS_REPLY_ARRAY) continue;
+    json host = {{"name", key.substr(std::string("umi:hosts:").size())}};
+    for (size_t f = 0; f + 1 < fields.value()->elements; f += 2) {
+      host[umi::ReplyText(fields.value()->element[f])] = umi::ReplyText(fields.value()->element[f + 1]);
+    }
+    hosts.push_back(std::move(host));
+  }
+  json plugins = json::object();
+  for (const std::string& stream : ScanKeys(redis, "umi:tasks:*")) {
+    json backlog = {{"length", 0}, {"pending", 0}, {"waiting", 0}};
+    if (auto length = redis.Command({"XLEN", stream}); length.ok()) backlog["length"] = length.value()->integer;
+    auto groups = redis.Command({"XINFO", "GROUPS", stream});
+    for (size_t g = 0; groups.ok() && g < groups.value()->elements; ++g) {
+      const redisReply* group = groups.value()->element[g];
+      std::map<std::string, const redisReply*> info;
+      for (size_t f = 0; f + 1 < group->elements; f += 2) info[umi::ReplyText(group->element[f])] = group->element[f + 1];
+      if (umi::ReplyText(info["name"]) != "umi") continue;
+      backlog["pending"] = info["pending"]->integer;
+      if (info.count("lag") && info["lag"]->type == REDIS_REPLY_INTEGER) backlog["waiting"] = info["lag"]->integer;
+      // The oldest entry no host has taken yet.
+      auto next = redis.Command({"XRANGE", stream, "(" + umi::ReplyText(info["last-delivered-id"]), "+", "COUNT", "1"});
+      if (next.ok() && next.value()->elements > 0) {
+        backlog["oldest_waiting_s"] = AgeOf(umi::ReplyText(next.value()->element[0]->element[0]));
+      }
+    }
+    plugins[stream.substr(std::string("umi:tasks:").size())] = std::move(backlog);
+  }
+  std::cout << Dump(json{{"ok", true}, {"hosts", hosts}, {"plugins", plugins}}, 2) << "\n";
+  return 0;
+}
+
 }  // namespace
 
 // The word after `label` in a key file ("public <z85>"), or the first word
@@ -222,7 +281,9 @@ int main(int argc, char** argv) {
   app.add_option("--attempts", options.max_attempts, "Sends per task before giving up")->capture_default_str();
   app.add_option("--max-in-flight", max_in_flight, "Tasks sent and not yet answered")->capture_default_str();
   app.add_option("--wait-s", wait_s, "Give up when no result arrives for this long")->capture_default_str();
-  app.add_option("--op", op, "Send a control request instead (health, stats, drain, cancel, reload) and print the reply");
+  app.add_option("--op", op,
+                 "Send a control request instead (health, stats, drain, cancel, reload) and print the reply; "
+                 "with --redis: cluster (live hosts and each plugin's backlog)");
   app.add_option("--id", op_id, "Task id for --op cancel");
   app.add_flag("--quiet", quiet, "No progress bar");
   std::string curve_server, curve_key;
@@ -248,9 +309,19 @@ int main(int argc, char** argv) {
   options.retry_after = std::chrono::milliseconds(retry_after_ms);
   const auto wait_for = std::chrono::milliseconds(static_cast<int64_t>(wait_s * 1000));
   if (!redis_url.empty()) {
-    if (!op.empty() || !options.rpc.empty() || !options.tasks.empty()) {
-      std::cerr << "umi-submit: --redis sends tasks only; give no --op, --rpc or --tasks with it\n";
+    if ((!op.empty() && op != "cluster") || !options.rpc.empty() || !options.tasks.empty()) {
+      std::cerr << "umi-submit: with --redis, the only --op is cluster; give no --rpc or --tasks\n";
       return 2;
+    }
+    if (op == "cluster") {
+      auto url = umi::RedisUrl::Parse(redis_url);
+      umi::RedisConnection redis;
+      const umi::Status connected = url.ok() ? redis.Connect(url.value(), wait_for) : url.status();
+      if (!connected.ok()) {
+        std::cerr << "umi-submit: " << connected.message() << "\n";
+        return 1;
+      }
+      return PrintCluster(redis);
     }
     std::vector<umi::TaskRequest> tasks;
     std::ifstream file;

@@ -170,14 +170,23 @@ class Host::Loop final : public Inbox {
     redis.max_deliveries = config_.transport.max_deliveries;
     redis_ = std::make_unique<RedisTransport>(
         std::move(redis),
-        [this] {
-          return std::vector<std::string>{"running", std::to_string(flow_.running()), "queued",
-                                          std::to_string(flow_.queued()), "draining",
-                                          lifecycle_.serving() ? "0" : "1"};
-        },
+        [this] { return HeartbeatFields(); },
         [this](bool connected) { telemetry_.SetReady(connected); });
     redis_->SetPlugins(LoadedNames());
     return redis_->Open(poller_, *this);
+  }
+
+  // What `umi-submit --op cluster` shows of this host (umi:hosts:<name>).
+  std::vector<std::string> HeartbeatFields() const {
+    const PoolUsage pool = flow_.usage();
+    int gpus_busy = 0;
+    for (const Quantity& used : pool.gpu_used) gpus_busy += used > Quantity() ? 1 : 0;
+    return {"running", std::to_string(flow_.running()),
+            "queued", std::to_string(flow_.queued()),
+            "draining", lifecycle_.serving() ? "0" : "1",
+            "cpu_threads", std::to_string(pool.cpu_threads_used) + "/" + std::to_string(pool.cpu_threads_total),
+            "memory_mb", std::to_string(pool.memory_mb_used) + "/" + std::to_string(pool.memory_mb_total),
+            "gpus", std::to_string(gpus_busy) + "/" + std::to_string(pool.gpu_used.size())};
   }
 
   void CheckDeadlines() {
