@@ -62,6 +62,7 @@ Status RedisTransport::Open(Poller& poller, Inbox& inbox) {
   inbox_ = &inbox;
   if (Status connected = reader_.Connect(options_.url, kConnectTimeout); !connected.ok()) return connected;
   if (Status connected = writer_.Connect(options_.url, kConnectTimeout); !connected.ok()) return connected;
+  if (auto id = reader_.Command({"CLIENT", "ID"}); id.ok()) reader_id_ = id.value()->integer;
   spdlog::info("redis {}: taking tasks of {} plugin(s) as consumer '{}'", options_.url.Redacted(), plugins_.size(),
                options_.host);
   poller.Add([this] { return reader_.fd(); }, [this] { return static_cast<short>(reading_ ? ZMQ_POLLIN : 0); },
@@ -75,6 +76,10 @@ bool RedisTransport::EnsureConnected() {
   if (Clock::now() < reconnect_at_) return false;
   Status status = reader_.Connect(options_.url, kConnectTimeout);
   if (status.ok()) status = writer_.Connect(options_.url, kConnectTimeout);
+  if (status.ok()) {
+    auto id = reader_.Command({"CLIENT", "ID"});
+    if (id.ok()) reader_id_ = id.value()->integer;
+  }
   if (!status.ok()) {
     reader_.Close();
     writer_.Close();
@@ -115,7 +120,22 @@ void RedisTransport::AfterPoll() {
     ClaimFromDeadHosts();
     next_claim_ = now + options_.heartbeat;
   }
-  if (!reading_) StartRead();
+  if (reading_) {
+    RereadIfRoomMoved();
+  } else {
+    StartRead();
+  }
+}
+
+void RedisTransport::RereadIfRoomMoved() {
+  for (const std::string& plugin : plugins_) {
+    if (read_streams_.count(TaskStream(plugin)) || inbox_->Room(plugin) == 0) continue;
+    // The read returns nil at once; the next turn reads every stream with room.
+    auto unblocked = writer_.Command({"CLIENT", "UNBLOCK", std::to_string(reader_id_)});
+    if (!unblocked.ok() && unblocked.status().code() == ErrorCode::kUnavailable) Disconnected(unblocked.status());
+    read_streams_.insert(TaskStream(plugin));  // once per read
+    return;
+  }
 }
 
 std::optional<std::chrono::milliseconds> RedisTransport::RetryIn() const {
@@ -148,6 +168,7 @@ void RedisTransport::StartRead() {
   args.insert(args.end(), streams.size(), ">");
   if (Status sent = reader_.Send(args); !sent.ok()) return Disconnected(sent);
   reading_ = true;
+  read_streams_ = std::set<std::string>(streams.begin(), streams.end());
 }
 
 void RedisTransport::OnReadable() {
@@ -281,7 +302,10 @@ void RedisTransport::Heartbeat() {
 }
 
 void RedisTransport::ClaimFromDeadHosts() {
-  const std::string dead_after = std::to_string(3 * options_.heartbeat.count());
+  // A host is dead when its heartbeat key expired; min-idle (two heartbeats)
+  // only makes the claim exclusive: the first XCLAIM resets the entry's idle
+  // time, so a second host's claim finds it fresh and takes nothing.
+  const std::string dead_after = std::to_string(2 * options_.heartbeat.count());
   std::map<std::string, bool> alive;
   for (const std::string& plugin : plugins_) {
     const std::string stream = TaskStream(plugin);

@@ -10,7 +10,7 @@
 //   a result   MULTI; XADD <reply_to, default umi:results> * m <result>;
 //              XACK umi:tasks:<plugin> umi <entry>; EXEC
 //   heartbeat  umi:hosts:<host>: a hash (plugins, running, queued, ...) with
-//              a TTL of three heartbeats; its expiry marks the host dead
+//              a TTL of three heartbeats (0.5 s each); its expiry marks the host dead
 //   redelivery entries pending on a dead host are XCLAIMed by a live one; past
 //              max_deliveries the task is answered crashed/max_deliveries and
 //              copied to umi:dead:<plugin>
@@ -46,7 +46,7 @@ namespace umi {
 struct RedisTransportOptions {
   RedisUrl url;
   std::string host;  // consumer name, heartbeat key and the results' `host`
-  std::chrono::milliseconds heartbeat{1000};  // the hash expires after three
+  std::chrono::milliseconds heartbeat{500};  // the hash expires after three: a dead host is found in 1.5-2 s
   int max_deliveries = 3;  // a task delivered this often (each host died) is poison
   size_t prefetch = 0;     // tasks taken beyond what can start now
   std::chrono::milliseconds block{500};  // how long one read waits for work
@@ -82,6 +82,9 @@ class RedisTransport final : public Transport {
   bool EnsureConnected();
   void Disconnected(const Status& why);
   void StartRead();
+  // Ends the outstanding read early when a stream it does not read gained room
+  // (a GPU freed while the read waits on CPU streams).
+  void RereadIfRoomMoved();
   void OnReadable();
   void HandleEntries(const redisReply* streams);
   void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries);
@@ -98,6 +101,8 @@ class RedisTransport final : public Transport {
   std::set<std::string> grouped_;  // streams whose group exists
   RedisConnection reader_, writer_;
   bool reading_ = false;  // a read is outstanding on reader_
+  std::set<std::string> read_streams_;  // the streams it reads
+  long long reader_id_ = 0;  // CLIENT ID of reader_, to unblock its read
   Clock::time_point reconnect_at_{}, next_heartbeat_{}, next_claim_{};
   std::chrono::milliseconds backoff_{100};
   std::deque<Held> held_;

@@ -1,0 +1,254 @@
+// Farm benchmarks: several real umi-host processes on loopback, ZeroMQ PUSH
+// fan-out next to Redis Streams pull (a real redis-server), in one run.
+//
+//   F1  mismatched hosts: one 8-slot host and two 2-slot hosts, 120 tasks of
+//       50-600 ms; makespan against a perfect pull (a greedy list schedule
+//       over all 12 slots in submission order)
+//   F2  heterogeneous hosts: one GPU host and two CPU-only hosts, 9 GPU tasks
+//       and 36 CPU tasks mixed; tasks that end ok, makespan against the GPU
+//       lower bound (the GPU tasks one after another on the one GPU)
+//   F3  a host SIGKILLed 0.5 s into 90 tasks of 200 ms on three hosts: tasks
+//       lost, and the time from the kill until every result is back
+//
+//   umi_farm_bench [--only F1 --only F2 --only F3]
+#include <CLI/CLI.hpp>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <zmq_addon.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <map>
+#include <memory>
+#include <queue>
+#include <set>
+#include <thread>
+#include <string>
+#include <vector>
+
+#include "support/host_process.h"
+#include "support/redis_server.h"
+#include "support/wire.h"
+
+using namespace umi::testing;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
+
+std::string PoolYaml(int slots, bool gpu) {
+  return "hardware:\n  cpu: {cores: " + std::to_string(slots) + ", threads: " + std::to_string(slots) +
+         ", max_concurrent_tasks: " + std::to_string(slots) + "}\n" +
+         (gpu ? "  gpu: {count: 1, model: bench, memory_gb: 24}\n" : "") +
+         "  memory: {total_gb: 64}\nplugins:\n  sleep: {cpu_cores: 1, threads: 1, memory_mb: 1}\n" +
+         (gpu ? "  gpu_sleep: {cpu_cores: 1, threads: 1, memory_mb: 1, gpu_count: 1, exclusive_gpu: true}\n" : "");
+}
+
+struct HostSpec {
+  int slots;
+  bool gpu;
+};
+
+// Waits until `count` peers completed their handshake with a bound socket.
+class PeerCounter : public zmq::monitor_t {
+ public:
+  void on_event_handshake_succeeded(const zmq_event_t&, const char*) override { ++peers; }
+  int peers = 0;
+};
+
+// The farm on ZeroMQ: the bench binds PUSH and PULL, every host connects.
+class ZmqFarm {
+ public:
+  explicit ZmqFarm(const std::vector<HostSpec>& specs)
+      : tasks_(context_, zmq::socket_type::push), results_(context_, zmq::socket_type::pull) {
+    tasks_.bind("tcp://127.0.0.1:*");
+    results_.bind("tcp://127.0.0.1:*");
+    PeerCounter counter;
+    counter.init(tasks_, "inproc://farm-monitor", ZMQ_EVENT_HANDSHAKE_SUCCEEDED);
+    for (size_t i = 0; i < specs.size(); ++i) {
+      HostProcess::Options options{.config_yaml = PoolYaml(specs[i].slots, specs[i].gpu), .log_level = "error"};
+      options.tasks_endpoint = ">" + tasks_.get(zmq::sockopt::last_endpoint);
+      options.results_endpoint = ">" + results_.get(zmq::sockopt::last_endpoint);
+      options.name = "zmq-" + std::to_string(i);
+      options.connect_harness = false;
+      hosts_.push_back(std::make_unique<HostProcess>(options));
+    }
+    // PUSH deals only to connected peers: wait for all of them.
+    while (counter.peers < static_cast<int>(specs.size())) counter.check_event(1000);
+  }
+  void Send(const std::string& bytes) { tasks_.send(zmq::buffer(bytes)); }
+  Result Next() {
+    zmq::message_t message;
+    if (!results_.recv(message)) throw std::runtime_error("no result");
+    return ParseResult(message.to_string());
+  }
+
+ private:
+  zmq::context_t context_;
+  zmq::socket_t tasks_, results_;
+  std::vector<std::unique_ptr<HostProcess>> hosts_;
+};
+
+// The farm on Redis Streams.
+class RedisFarm {
+ public:
+  explicit RedisFarm(const std::vector<HostSpec>& specs) : producer_(redis_.url()) {
+    for (size_t i = 0; i < specs.size(); ++i) {
+      HostProcess::Options options{.config_yaml = PoolYaml(specs[i].slots, specs[i].gpu), .log_level = "error"};
+      options.name = "redis-" + std::to_string(i);
+      options.extra_args = {"--redis", redis_.url()};
+      hosts_.push_back(std::make_unique<HostProcess>(options));
+    }
+  }
+  void Send(const std::string& plugin, const std::string& bytes) { producer_.Submit(plugin, bytes); }
+  std::vector<Result> Results(size_t count) { return producer_.Results(count); }
+  HostProcess& host(size_t i) { return *hosts_[i]; }
+  void Replace(size_t i, std::unique_ptr<HostProcess> host) { hosts_[i] = std::move(host); }
+
+ private:
+  RedisServer redis_;
+  RedisClient producer_;
+  std::vector<std::unique_ptr<HostProcess>> hosts_;
+};
+
+struct Job {
+  std::string id;
+  std::string plugin;
+  int ms;
+};
+
+// A greedy list schedule: each task, in order, to the slot that frees first.
+double PerfectPull(const std::vector<Job>& jobs, int slots) {
+  std::priority_queue<double, std::vector<double>, std::greater<>> free_at;
+  for (int i = 0; i < slots; ++i) free_at.push(0);
+  double makespan = 0;
+  for (const Job& job : jobs) {
+    const double start = free_at.top();
+    free_at.pop();
+    free_at.push(start + job.ms / 1000.0);
+    makespan = std::max(makespan, start + job.ms / 1000.0);
+  }
+  return makespan;
+}
+
+struct Outcome {
+  double makespan = 0;
+  size_t ok = 0;
+  std::map<std::string, size_t> by_code;  // what did not end ok
+};
+
+template <typename Farm>
+Outcome Run(Farm& farm, const std::vector<Job>& jobs) {
+  Outcome outcome;
+  const auto start = Clock::now();
+  for (const Job& job : jobs) {
+    const std::string bytes = PackTask({.id = job.id, .plugin = job.plugin, .input = {{"ms", job.ms}}});
+    if constexpr (std::is_same_v<Farm, RedisFarm>) {
+      farm.Send(job.plugin, bytes);
+    } else {
+      farm.Send(bytes);
+    }
+  }
+  std::vector<Result> results;
+  if constexpr (std::is_same_v<Farm, RedisFarm>) {
+    results = farm.Results(jobs.size());
+  } else {
+    for (size_t i = 0; i < jobs.size(); ++i) results.push_back(farm.Next());
+  }
+  outcome.makespan = Seconds(Clock::now() - start);
+  for (const Result& r : results) {
+    if (r.status == "ok") {
+      ++outcome.ok;
+    } else {
+      ++outcome.by_code[r.status + "/" + r.error_code];
+    }
+  }
+  return outcome;
+}
+
+std::string Codes(const Outcome& outcome) {
+  std::string text;
+  for (const auto& [code, count] : outcome.by_code) text += (text.empty() ? "" : ", ") + std::to_string(count) + " " + code;
+  return text.empty() ? "-" : text;
+}
+
+void Mismatched() {
+  const std::vector<HostSpec> hosts = {{8, false}, {2, false}, {2, false}};
+  std::vector<Job> jobs;
+  uint32_t seed = 12345;
+  for (int i = 0; i < 120; ++i) {
+    seed = seed * 1103515245 + 12345;
+    jobs.push_back({"f1-" + std::to_string(i), "sleep", 50 + static_cast<int>((seed >> 16) % 551)});
+  }
+  const double bound = PerfectPull(jobs, 12);
+  ZmqFarm zmq_farm(hosts);
+  const Outcome zmq = Run(zmq_farm, jobs);
+  RedisFarm redis_farm(hosts);
+  const Outcome redis = Run(redis_farm, jobs);
+  std::printf("F1: mismatched hosts (8 + 2 + 2 slots), 120 tasks of 50-600 ms; perfect pull %.2f s\n", bound);
+  std::printf("   transport   ok   makespan_s  vs_perfect\n");
+  std::printf("   zeromq     %3zu      %6.2f      %.3f\n", zmq.ok, zmq.makespan, bound / zmq.makespan);
+  std::printf("   redis      %3zu      %6.2f      %.3f\n\n", redis.ok, redis.makespan, bound / redis.makespan);
+}
+
+void Heterogeneous() {
+  const std::vector<HostSpec> hosts = {{4, true}, {4, false}, {4, false}};
+  std::vector<Job> jobs;
+  double gpu_bound = 0;
+  for (int i = 0; i < 45; ++i) {
+    const bool gpu = i % 5 == 0;
+    jobs.push_back({"f2-" + std::to_string(i), gpu ? "gpu_sleep" : "sleep", gpu ? 300 : 200});
+    if (gpu) gpu_bound += 0.3;
+  }
+  ZmqFarm zmq_farm(hosts);
+  const Outcome zmq = Run(zmq_farm, jobs);
+  RedisFarm redis_farm(hosts);
+  const Outcome redis = Run(redis_farm, jobs);
+  std::printf("F2: one GPU host and two CPU-only hosts, 9 GPU + 36 CPU tasks; GPU bound %.2f s\n", gpu_bound);
+  std::printf("   transport   ok   makespan_s  vs_gpu_bound  not ok\n");
+  std::printf("   zeromq     %3zu      %6.2f       %.3f     %s\n", zmq.ok, zmq.makespan, gpu_bound / zmq.makespan,
+              Codes(zmq).c_str());
+  std::printf("   redis      %3zu      %6.2f       %.3f     %s\n\n", redis.ok, redis.makespan,
+              gpu_bound / redis.makespan, Codes(redis).c_str());
+}
+
+void KilledHost() {
+  const std::vector<HostSpec> hosts = {{4, false}, {4, false}, {4, false}};
+  RedisFarm farm(hosts);
+  std::vector<Job> jobs;
+  for (int i = 0; i < 90; ++i) jobs.push_back({"f3-" + std::to_string(i), "sleep", 200});
+  const auto start = Clock::now();
+  for (const Job& job : jobs) farm.Send(job.plugin, PackTask({.id = job.id, .plugin = job.plugin, .input = {{"ms", job.ms}}}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));  // the scenario: a kill 0.5 s in
+  const pid_t victim = farm.host(0).pid();
+  kill(victim, SIGKILL);
+  const auto killed_at = Clock::now();
+  waitpid(victim, nullptr, 0);
+  std::set<std::string> answered;
+  size_t ok = 0;
+  for (const Result& r : farm.Results(jobs.size())) {
+    if (answered.insert(r.id.value_or("")).second && r.status == "ok") ++ok;
+  }
+  const double back = Seconds(Clock::now() - killed_at);
+  std::printf("F3: 3 hosts x 4 slots, 90 tasks of 200 ms, one host SIGKILLed 0.5 s in (redis)\n");
+  std::printf("   ok %zu/%zu, lost %zu, all back %.2f s after the kill (makespan %.2f s; heartbeat 0.5 s, dead after 1.5 s)\n\n",
+              ok, jobs.size(), jobs.size() - answered.size(), back, Seconds(Clock::now() - start));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Farm benchmarks: ZeroMQ fan-out next to Redis Streams pull, real hosts on loopback"};
+  std::set<std::string> only;
+  app.add_option("--only", only, "Run only these (F1, F2, F3)");
+  CLI11_PARSE(app, argc, argv);
+  auto wanted = [&only](const char* name) { return only.empty() || only.count(name) > 0; };
+  if (wanted("F1")) Mismatched();
+  if (wanted("F2")) Heterogeneous();
+  if (wanted("F3")) KilledHost();
+  return 0;
+}
