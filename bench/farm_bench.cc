@@ -7,10 +7,12 @@
 //   F2  heterogeneous hosts: one GPU host and two CPU-only hosts, 9 GPU tasks
 //       and 36 CPU tasks mixed; tasks that end ok, makespan against the GPU
 //       lower bound (the GPU tasks one after another on the one GPU)
+//   F4  no-op throughput through Redis with 1 and 3 hosts, next to
+//       redis-benchmark's XADD rate on the same server
 //   F3  a host SIGKILLed 0.5 s into 90 tasks of 200 ms on three hosts: tasks
 //       lost, and the time from the kill until every result is back
 //
-//   umi_farm_bench [--only F1 --only F2 --only F3]
+//   umi_farm_bench [--only F1 ... --only F4] [--f4-tasks 20000]
 #include <CLI/CLI.hpp>
 #include <signal.h>
 #include <sys/wait.h>
@@ -106,6 +108,8 @@ class RedisFarm {
   }
   void Send(const std::string& plugin, const std::string& bytes) { producer_.Submit(plugin, bytes); }
   std::vector<Result> Results(size_t count) { return producer_.Results(count); }
+  std::string url() const { return redis_.url(); }
+  std::string socket() const { return redis_.url().substr(std::string("unix://").size()); }
   HostProcess& host(size_t i) { return *hosts_[i]; }
   void Replace(size_t i, std::unique_ptr<HostProcess> host) { hosts_[i] = std::move(host); }
 
@@ -239,16 +243,52 @@ void KilledHost() {
               ok, jobs.size(), jobs.size() - answered.size(), back, Seconds(Clock::now() - start));
 }
 
+// No-op tasks through Redis with 1 and 3 hosts, next to redis-benchmark's
+// XADD rate on the same server (20 clients, no pipelining).
+void Throughput(int count) {
+  std::printf("F4: %d noop tasks through Redis (producer pipelines 500 XADDs at a time)\n", count);
+  std::printf("   hosts  tasks_per_s  vs_xadd\n");
+  double xadd_rate = 0;
+  for (const size_t hosts : {size_t{1}, size_t{3}}) {
+    RedisFarm farm(std::vector<HostSpec>(hosts, HostSpec{8, false}));
+    if (xadd_rate == 0) {
+      const CommandOutput bench = RunCommand({"/usr/bin/redis-benchmark", "-s", farm.socket(), "-c", "20", "-n",
+                                              "100000", "-q", "XADD", "bench:stream", "*", "f", "v"});
+      const size_t colon = bench.out.rfind(": ");
+      if (colon != std::string::npos) xadd_rate = std::atof(bench.out.c_str() + colon + 2);
+    }
+    umi::RedisConnection producer;
+    (void)producer.Connect(umi::RedisUrl::Parse(farm.url()).value(), std::chrono::seconds(60));
+    const auto start = Clock::now();
+    for (int sent = 0; sent < count;) {
+      std::vector<std::vector<std::string>> batch;
+      for (; sent < count && batch.size() < 500; ++sent) {
+        batch.push_back({"XADD", "umi:tasks:noop", "*", "m",
+                         PackTask({.id = "f4-" + std::to_string(hosts) + "-" + std::to_string(sent), .plugin = "noop"})});
+      }
+      (void)producer.Pipeline(batch);
+    }
+    size_t ok = 0;
+    for (const Result& r : farm.Results(static_cast<size_t>(count))) ok += r.status == "ok";
+    const double rate = count / Seconds(Clock::now() - start);
+    std::printf("   %5zu  %11.0f  %7.3f   (%zu ok)\n", hosts, rate, xadd_rate > 0 ? rate / xadd_rate : 0.0, ok);
+  }
+  std::printf("   redis-benchmark XADD, 20 clients, no pipelining: %.0f/s\n\n", xadd_rate);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"Farm benchmarks: ZeroMQ fan-out next to Redis Streams pull, real hosts on loopback"};
   std::set<std::string> only;
-  app.add_option("--only", only, "Run only these (F1, F2, F3)");
+  app.add_option("--only", only, "Run only these (F1, F2, F3, F4)");
+  int throughput_tasks = 20000;
+  app.add_option("--f4-tasks", throughput_tasks, "No-op tasks per F4 run")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   auto wanted = [&only](const char* name) { return only.empty() || only.count(name) > 0; };
   if (wanted("F1")) Mismatched();
   if (wanted("F2")) Heterogeneous();
   if (wanted("F3")) KilledHost();
+  if (wanted("F4")) Throughput(throughput_tasks);
   return 0;
 }

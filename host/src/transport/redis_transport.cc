@@ -110,7 +110,7 @@ void RedisTransport::Disconnected(const Status& why) {
 
 void RedisTransport::AfterPoll() {
   if (!EnsureConnected()) return;
-  while (!held_.empty() && Write(held_.front().address, held_.front().body)) held_.pop_front();
+  WriteHeld();
   const Clock::time_point now = Clock::now();
   if (now >= next_heartbeat_) {
     Heartbeat();
@@ -139,6 +139,7 @@ void RedisTransport::RereadIfRoomMoved() {
 }
 
 std::optional<std::chrono::milliseconds> RedisTransport::RetryIn() const {
+  if (!held_.empty() && writer_.connected()) return std::chrono::milliseconds(0);
   Clock::time_point due = std::min(next_heartbeat_, next_claim_);
   if (!writer_.connected()) due = reconnect_at_;
   return std::max(std::chrono::ceil<std::chrono::milliseconds>(due - Clock::now()), std::chrono::milliseconds(0));
@@ -256,26 +257,36 @@ void RedisTransport::Answer(const std::string& stream, const std::string& id, co
   Send(body, route);
 }
 
-bool RedisTransport::Write(const std::vector<std::string>& address, const std::string& body) {
-  if (!writer_.connected() || address.size() < 3) return false;
-  auto replies = writer_.Pipeline({{"MULTI"},
-                                   {"XADD", address[2], "*", "m", body},
-                                   {"XACK", address[0], kGroup, address[1]},
-                                   {"EXEC"}});
-  if (!replies.ok()) {
-    Disconnected(replies.status());
-    return false;
+void RedisTransport::WriteHeld() {
+  // Every result of this turn in one round trip; each result and its
+  // acknowledgement stay one transaction.
+  constexpr size_t kBatch = 512;
+  while (!held_.empty() && writer_.connected()) {
+    const size_t count = std::min(held_.size(), kBatch);
+    std::vector<std::vector<std::string>> commands;
+    commands.reserve(4 * count);
+    for (size_t i = 0; i < count; ++i) {
+      const Held& held = held_[i];
+      commands.push_back({"MULTI"});
+      commands.push_back({"XADD", held.address[2], "*", "m", held.body});
+      commands.push_back({"XACK", held.address[0], kGroup, held.address[1]});
+      commands.push_back({"EXEC"});
+    }
+    auto replies = writer_.Pipeline(commands);
+    if (!replies.ok()) return Disconnected(replies.status());  // all stay held: a transaction is all or nothing
+    for (size_t i = 0; i < count; ++i) {
+      const redisReply* exec = replies.value()[4 * i + 3].get();
+      if (exec->type != REDIS_REPLY_ARRAY) {
+        spdlog::error("redis result for entry {} of {}: {}", held_[i].address[1], held_[i].address[0], Text(exec));
+      }
+    }
+    held_.erase(held_.begin(), held_.begin() + static_cast<long>(count));
   }
-  const redisReply* exec = replies.value().back().get();
-  if (exec->type != REDIS_REPLY_ARRAY) {
-    spdlog::error("redis result for entry {} of {}: {}", address[1], address[0], Text(exec));
-  }
-  return true;
 }
 
 void RedisTransport::Send(std::string body, const ReplyRoute& route) {
-  if (held_.empty() && Write(route.address, body)) return;
-  held_.push_back({route.address, std::move(body)});
+  // Written after this turn's handlers (AfterPoll), with the turn's other results.
+  if (route.address.size() >= 3) held_.push_back({route.address, std::move(body)});
 }
 
 bool RedisTransport::GiveBack(const ReplyRoute& route) {
@@ -348,7 +359,7 @@ size_t RedisTransport::Flush(std::chrono::steady_clock::time_point deadline) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       continue;
     }
-    while (!held_.empty() && Write(held_.front().address, held_.front().body)) held_.pop_front();
+    WriteHeld();
   }
   if (writer_.connected()) (void)writer_.Command({"DEL", HostKey(options_.host)});  // gone: claim what is left now
   if (!held_.empty()) {

@@ -90,7 +90,7 @@ class RedisTransport final : public Transport {
   void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries);
   void ClaimFromDeadHosts();
   void Heartbeat();
-  bool Write(const std::vector<std::string>& address, const std::string& body);
+  void WriteHeld();
   void Answer(const std::string& stream, const std::string& id, const std::string& reply_to, const std::string& body);
 
   RedisTransportOptions options_;
@@ -105,7 +105,7 @@ class RedisTransport final : public Transport {
   long long reader_id_ = 0;  // CLIENT ID of reader_, to unblock its read
   Clock::time_point reconnect_at_{}, next_heartbeat_{}, next_claim_{};
   std::chrono::milliseconds backoff_{100};
-  std::deque<Held> held_;
+  std::deque<Held> held_;  // results of this turn, or waiting for Redis
 };
 
 }  // namespace umi
