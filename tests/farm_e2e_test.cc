@@ -2,6 +2,7 @@
 // transport): hosts pull only what they can run, a killed host's tasks run
 // elsewhere, bad entries are answered and acknowledged, a poison task ends.
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
@@ -204,6 +205,14 @@ TEST(Farm, UmiSubmitSendsToTheFarmAndPrintsOneResultPerTask) {
   EXPECT_NE(cluster["hosts"][1]["cpu_threads"].get<std::string>().find("/48"), std::string::npos) << view.out;
   EXPECT_EQ(cluster["plugins"]["sleep"]["length"], 10);
   EXPECT_TRUE(cluster["plugins"].contains("gpu_sleep"));
+
+  // /metrics carries the streams' backlog (for KEDA and alerts): read at the
+  // turn after the host first read the stream, so before any result.
+  httplib::Client http(cpu_host.endpoint("http"));
+  const auto metrics = http.Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("umi_stream_backlog{plugin=\"sleep\",state=\"waiting\"} "), std::string::npos)
+      << metrics->body;
 }
 
 TEST(Farm, ThePythonProducerRunsAgainstTheFarm) {

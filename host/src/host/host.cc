@@ -171,7 +171,10 @@ class Host::Loop final : public Inbox {
     redis_ = std::make_unique<RedisTransport>(
         std::move(redis),
         [this] { return HeartbeatFields(); },
-        [this](bool connected) { telemetry_.SetReady(connected); });
+        [this](bool connected) { telemetry_.SetReady(connected); },
+        [this](std::map<std::string, std::pair<int64_t, int64_t>> backlog) {
+          telemetry_.SetStreamBacklog(std::move(backlog));
+        });
     redis_->SetPlugins(LoadedNames());
     return redis_->Open(poller_, *this);
   }

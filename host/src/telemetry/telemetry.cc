@@ -122,6 +122,11 @@ void Telemetry::CountDroppedReply(uint64_t count) {
   state_.dropped_replies += count;
 }
 
+void Telemetry::SetStreamBacklog(std::map<std::string, std::pair<int64_t, int64_t>> backlog) {
+  std::lock_guard lock(mutex_);
+  state_.stream_backlog = std::move(backlog);
+}
+
 void Telemetry::SetConfigFallback(std::string why) {
   std::lock_guard lock(mutex_);
   state_.config_fallback = std::move(why);
@@ -247,6 +252,15 @@ std::string Telemetry::PrometheusText() const {
   single("umi_config_fallback", "gauge",
          "1 when the named config could not be used and the host runs on detected hardware (--allow-fallback).",
          s.config_fallback.empty() ? 0 : 1);
+  if (!s.stream_backlog.empty()) {
+    family("umi_stream_backlog", "gauge",
+           "Redis Streams: tasks in a plugin's stream no host has taken (waiting) or taken and not answered "
+           "(pending), for every host of the farm (KEDA, alerts).");
+    for (const auto& [plugin, counts] : s.stream_backlog) {
+      out << "umi_stream_backlog{plugin=" << Label(plugin) << ",state=\"waiting\"} " << counts.first << '\n';
+      out << "umi_stream_backlog{plugin=" << Label(plugin) << ",state=\"pending\"} " << counts.second << '\n';
+    }
+  }
   family("umi_loop_last_tick_seconds", "gauge", "Unix time of the event loop's last turn (/healthz fails when stale).");
   // Unix time of the tick, from how long ago it was on the steady clock.
   const double tick_age = std::chrono::duration<double>(std::chrono::steady_clock::now() - s.last_tick).count();

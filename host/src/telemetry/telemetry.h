@@ -75,6 +75,9 @@ class Telemetry {
     std::chrono::steady_clock::time_point last_tick;  // the loop's last SetLoad
     PoolUsage pool;
     std::map<std::string, PluginStats> plugins;  // "" = all plugins
+    // Redis Streams: per plugin stream, entries no host took yet and entries
+    // taken but not answered (group umi), as of the last heartbeat.
+    std::map<std::string, std::pair<int64_t, int64_t>> stream_backlog;
   };
 
   explicit Telemetry(std::string host, size_t recent_capacity = 1000);
@@ -96,6 +99,8 @@ class Telemetry {
   void CountDroppedReply(uint64_t count = 1);
   // Why the host runs on detected hardware instead of the config it was given.
   void SetConfigFallback(std::string why);
+  // Redis Streams: plugin -> {waiting, pending} (see Snapshot::stream_backlog).
+  void SetStreamBacklog(std::map<std::string, std::pair<int64_t, int64_t>> backlog);
   // Called on every turn of the event loop: also its heartbeat.
   void SetLoad(size_t queued, size_t running, size_t unsent_results, const PoolUsage& pool);
 

@@ -49,10 +49,12 @@ std::map<std::string, std::string> PeekStrings(const std::string& bytes) {
 }  // namespace
 
 RedisTransport::RedisTransport(RedisTransportOptions options, std::function<std::vector<std::string>()> heartbeat_fields,
-                               std::function<void(bool)> on_connected)
+                               std::function<void(bool)> on_connected,
+                               std::function<void(std::map<std::string, std::pair<int64_t, int64_t>>)> on_backlog)
     : options_(std::move(options)),
       heartbeat_fields_(std::move(heartbeat_fields)),
-      on_connected_(std::move(on_connected)) {}
+      on_connected_(std::move(on_connected)),
+      on_backlog_(std::move(on_backlog)) {}
 
 RedisTransport::~RedisTransport() = default;
 
@@ -114,6 +116,7 @@ void RedisTransport::AfterPoll() {
   const Clock::time_point now = Clock::now();
   if (now >= next_heartbeat_) {
     Heartbeat();
+    ReadBacklog();
     next_heartbeat_ = now + options_.heartbeat;
   }
   if (now >= next_claim_) {
@@ -157,6 +160,7 @@ void RedisTransport::StartRead() {
       auto created = writer_.Command({"XGROUP", "CREATE", stream, kGroup, "0", "MKSTREAM"});
       if (!created.ok() && created.status().code() == ErrorCode::kUnavailable) return Disconnected(created.status());
       grouped_.insert(stream);  // created, or BUSYGROUP: it exists
+      next_heartbeat_ = Clock::now();  // the next turn reports its backlog
     }
     streams.push_back(stream);
     count = std::max(count, room);
@@ -310,6 +314,29 @@ void RedisTransport::Heartbeat() {
   auto replies = writer_.Pipeline(
       {hset, {"PEXPIRE", HostKey(options_.host), std::to_string(3 * options_.heartbeat.count())}});
   if (!replies.ok()) Disconnected(replies.status());
+}
+
+void RedisTransport::ReadBacklog() {
+  std::map<std::string, std::pair<int64_t, int64_t>> backlog;
+  for (const std::string& plugin : plugins_) {
+    if (!grouped_.count(TaskStream(plugin)) || !writer_.connected()) continue;
+    auto groups = writer_.Command({"XINFO", "GROUPS", TaskStream(plugin)});
+    if (!groups.ok()) continue;
+    for (size_t g = 0; g < groups.value()->elements; ++g) {
+      const redisReply* group = groups.value()->element[g];
+      int64_t waiting = 0, pending = 0;
+      bool ours = false;
+      for (size_t f = 0; f + 1 < group->elements; f += 2) {
+        const std::string field = Text(group->element[f]);
+        const redisReply* value = group->element[f + 1];
+        if (field == "name") ours = Text(value) == kGroup;
+        if (field == "pending") pending = value->integer;
+        if (field == "lag" && value->type == REDIS_REPLY_INTEGER) waiting = value->integer;
+      }
+      if (ours) backlog[plugin] = {waiting, pending};
+    }
+  }
+  on_backlog_(std::move(backlog));
 }
 
 void RedisTransport::ClaimFromDeadHosts() {

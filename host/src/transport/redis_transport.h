@@ -56,8 +56,11 @@ class RedisTransport final : public Transport {
  public:
   // `heartbeat_fields`: what the heartbeat hash says besides `plugins`.
   // `on_connected(bool)`: the connection came up or went down (readiness).
+  // `on_backlog`: per plugin stream, {waiting, pending} entries of group
+  // umi, read at every heartbeat.
   RedisTransport(RedisTransportOptions options, std::function<std::vector<std::string>()> heartbeat_fields,
-                 std::function<void(bool)> on_connected);
+                 std::function<void(bool)> on_connected,
+                 std::function<void(std::map<std::string, std::pair<int64_t, int64_t>>)> on_backlog);
   ~RedisTransport() override;
 
   // The plugins whose streams this host reads; a reload may change them.
@@ -90,12 +93,14 @@ class RedisTransport final : public Transport {
   void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries);
   void ClaimFromDeadHosts();
   void Heartbeat();
+  void ReadBacklog();
   void WriteHeld();
   void Answer(const std::string& stream, const std::string& id, const std::string& reply_to, const std::string& body);
 
   RedisTransportOptions options_;
   std::function<std::vector<std::string>()> heartbeat_fields_;
   std::function<void(bool)> on_connected_;
+  std::function<void(std::map<std::string, std::pair<int64_t, int64_t>>)> on_backlog_;
   Inbox* inbox_ = nullptr;
   std::set<std::string> plugins_;
   std::set<std::string> grouped_;  // streams whose group exists
