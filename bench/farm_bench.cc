@@ -42,17 +42,19 @@ namespace {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-std::string PoolYaml(int slots, bool gpu) {
+std::string PoolYaml(int slots, bool gpu, int prefetch = 0) {
   return "hardware:\n  cpu: {cores: " + std::to_string(slots) + ", threads: " + std::to_string(slots) +
          ", max_concurrent_tasks: " + std::to_string(slots) + "}\n" +
          (gpu ? "  gpu: {count: 1, model: bench, memory_gb: 24}\n" : "") +
          "  memory: {total_gb: 64}\nplugins:\n  sleep: {cpu_cores: 1, threads: 1, memory_mb: 1}\n" +
-         (gpu ? "  gpu_sleep: {cpu_cores: 1, threads: 1, memory_mb: 1, gpu_count: 1, exclusive_gpu: true}\n" : "");
+         (gpu ? "  gpu_sleep: {cpu_cores: 1, threads: 1, memory_mb: 1, gpu_count: 1, exclusive_gpu: true}\n" : "") +
+         (prefetch ? "transport: {prefetch: " + std::to_string(prefetch) + "}\n" : "");
 }
 
 struct HostSpec {
   int slots;
   bool gpu;
+  int prefetch = 0;
 };
 
 // Waits until `count` peers completed their handshake with a bound socket.
@@ -100,7 +102,8 @@ class RedisFarm {
  public:
   explicit RedisFarm(const std::vector<HostSpec>& specs) : producer_(redis_.url()) {
     for (size_t i = 0; i < specs.size(); ++i) {
-      HostProcess::Options options{.config_yaml = PoolYaml(specs[i].slots, specs[i].gpu), .log_level = "error"};
+      HostProcess::Options options{.config_yaml = PoolYaml(specs[i].slots, specs[i].gpu, specs[i].prefetch),
+                                   .log_level = "error"};
       options.name = "redis-" + std::to_string(i);
       options.extra_args = {"--redis", redis_.url()};
       hosts_.push_back(std::make_unique<HostProcess>(options));
@@ -247,10 +250,10 @@ void KilledHost() {
 // XADD rate on the same server (20 clients, no pipelining).
 void Throughput(int count) {
   std::printf("F4: %d noop tasks through Redis (producer pipelines 500 XADDs at a time)\n", count);
-  std::printf("   hosts  tasks_per_s  vs_xadd\n");
+  std::printf("   hosts  prefetch  tasks_per_s  vs_xadd\n");
   double xadd_rate = 0;
-  for (const size_t hosts : {size_t{1}, size_t{3}}) {
-    RedisFarm farm(std::vector<HostSpec>(hosts, HostSpec{8, false}));
+  for (const auto& [hosts, prefetch] : {std::pair{size_t{1}, 0}, std::pair{size_t{3}, 0}, std::pair{size_t{3}, 64}}) {
+    RedisFarm farm(std::vector<HostSpec>(hosts, HostSpec{8, false, prefetch}));
     if (xadd_rate == 0) {
       const CommandOutput bench = RunCommand({"/usr/bin/redis-benchmark", "-s", farm.socket(), "-c", "20", "-n",
                                               "100000", "-q", "XADD", "bench:stream", "*", "f", "v"});
@@ -264,14 +267,17 @@ void Throughput(int count) {
       std::vector<std::vector<std::string>> batch;
       for (; sent < count && batch.size() < 500; ++sent) {
         batch.push_back({"XADD", "umi:tasks:noop", "*", "m",
-                         PackTask({.id = "f4-" + std::to_string(hosts) + "-" + std::to_string(sent), .plugin = "noop"})});
+                         PackTask({.id = "f4-" + std::to_string(hosts) + "-" + std::to_string(prefetch) + "-" +
+                                          std::to_string(sent),
+                                   .plugin = "noop"})});
       }
       (void)producer.Pipeline(batch);
     }
     size_t ok = 0;
     for (const Result& r : farm.Results(static_cast<size_t>(count))) ok += r.status == "ok";
     const double rate = count / Seconds(Clock::now() - start);
-    std::printf("   %5zu  %11.0f  %7.3f   (%zu ok)\n", hosts, rate, xadd_rate > 0 ? rate / xadd_rate : 0.0, ok);
+    std::printf("   %5zu  %8d  %11.0f  %7.3f   (%zu ok)\n", hosts, prefetch, rate, xadd_rate > 0 ? rate / xadd_rate : 0.0,
+                ok);
   }
   std::printf("   redis-benchmark XADD, 20 clients, no pipelining: %.0f/s\n\n", xadd_rate);
 }

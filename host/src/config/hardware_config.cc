@@ -349,7 +349,9 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
   if (const YAML::Node transport = root["transport"]) {
     CheckKeys(transport, "transport",
               {"tasks", "results", "rpc", "events", "max_pending_results", "tasks_hwm", "max_message_bytes", "redis",
-               "max_deliveries"});
+               "max_deliveries", "prefetch"});
+    IfPresent(transport, "prefetch",
+              [&](auto n) { config.transport.prefetch = ReadInt(n, "transport.prefetch", 0, 10000); });
     IfPresent(transport, "redis",
               [&](auto n) { config.transport.redis = Read<std::string>(n, "transport.redis", "a Redis URL"); });
     IfPresent(transport, "max_deliveries", [&](auto n) {

@@ -17,7 +17,7 @@ const std::vector<std::string>& RestartKeys() {
   static const std::vector<std::string> keys = {
       "transport.tasks",       "transport.results",           "transport.rpc", "transport.events",
       "transport.tasks_hwm",   "transport.max_message_bytes", "transport.redis", "transport.max_deliveries",
-      "security.curve",        "http",
+      "transport.prefetch",    "security.curve",        "http",
       "plugins.<name>.settings",
   };
   return keys;
@@ -75,6 +75,7 @@ ReloadPlan PlanReload(const HardwareConfig& current, const HardwareConfig& next,
   restart(current.transport.max_message_bytes != next.transport.max_message_bytes, "transport.max_message_bytes");
   restart(current.transport.redis != next.transport.redis, "transport.redis");
   restart(current.transport.max_deliveries != next.transport.max_deliveries, "transport.max_deliveries");
+  restart(current.transport.prefetch != next.transport.prefetch, "transport.prefetch");
   live(current.transport.max_pending_results != next.transport.max_pending_results, "transport.max_pending_results");
   // A transport key this function does not know yet is not in force either.
   TransportSection known = next.transport;
@@ -84,6 +85,7 @@ ReloadPlan PlanReload(const HardwareConfig& current, const HardwareConfig& next,
   known.max_pending_results = current.transport.max_pending_results;
   known.redis = current.transport.redis;
   known.max_deliveries = current.transport.max_deliveries;
+  known.prefetch = current.transport.prefetch;
   restart(known != current.transport, "transport");
 
   restart(current.security != next.security, "security.curve");

@@ -168,6 +168,7 @@ class Host::Loop final : public Inbox {
     redis.url = std::move(parsed).value();
     redis.host = options_.name;
     redis.max_deliveries = config_.transport.max_deliveries;
+    redis.prefetch = static_cast<size_t>(config_.transport.prefetch);
     redis_ = std::make_unique<RedisTransport>(
         std::move(redis),
         [this] { return HeartbeatFields(); },
