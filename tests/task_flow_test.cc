@@ -134,5 +134,17 @@ TEST_F(TaskFlowTest, ADrainAnswersQueuedTasksAndCancelFindsEachState) {
   EXPECT_EQ(StatusOf(3), "cancelled");
 }
 
+// What a pulling transport may take: what can start now, less what waits.
+TEST_F(TaskFlowTest, RoomIsWhatCanStartNowBesideTheQueue) {
+  EXPECT_EQ(flow_.Room("noop"), 1u) << "max_concurrent_tasks: 1";
+  EXPECT_EQ(flow_.Room("missing"), 0u);
+  flow_.Accept(Task("q", "noop"), route_, true);
+  EXPECT_EQ(flow_.Room("noop"), 0u) << "the queued task takes the one slot";
+  flow_.StartRunnable();
+  EXPECT_EQ(flow_.Room("noop"), 0u) << "running now";
+  AwaitAnswers(1);
+  EXPECT_EQ(flow_.Room("wait"), 1u) << "free again once it ended";
+}
+
 }  // namespace
 }  // namespace umi

@@ -197,8 +197,11 @@ size_t TaskFlow::Room(const std::string& name) const {
   constexpr size_t kMaxRoom = 256;
   const LoadedPlugin* plugin = plugins_.Find(name);
   if (!plugin) return 0;
-  ResourcePool trial(pool_);
   const Demand demand{plugin->requirement, plugin->task_group, plugin->name};
+  // The Redis transport asks on every turn while a read waits: answer "no
+  // room" without copying the pool, which is the common case when full.
+  if (!pool_.CanAllocate(demand)) return 0;
+  ResourcePool trial(pool_);
   size_t fits = 0;
   while (fits < kMaxRoom && trial.TryAllocate(UINT64_MAX - fits, demand)) ++fits;
   const size_t waiting = scheduler_.size();
