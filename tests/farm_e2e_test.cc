@@ -11,6 +11,8 @@
 #include <set>
 #include <sstream>
 
+#include <umi/redis_client.hpp>
+
 #include "support/host_process.h"
 #include "support/redis_server.h"
 
@@ -254,6 +256,98 @@ TEST(Farm, ARedisRestartMidRunLosesNothing) {
   }
   EXPECT_EQ(ids, (std::set<std::string>{"t0", "t1", "t2", "after"}));
   EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
+}
+
+// The SDK's producer (umi/redis_client.hpp): a producer that exits right
+// after submitting loses nothing; a later one with the same reply_to
+// collects every result once, and what it read is trimmed from the stream.
+TEST(Farm, TheSdkRedisClientCollectsWhatAnExitedProducerSubmitted) {
+  RedisServer redis;
+  HostProcess big(FarmHost(redis, "big"));
+  HostProcess small(FarmHost(redis, "small", CpuOnlyYaml()));
+  const std::string reply_to = "umi:results:batch-7";
+  std::set<std::string> ids;
+  {
+    umi::RedisClient producer({.url = redis.url(), .reply_to = reply_to});
+    for (int i = 0; i < 20; ++i) {
+      const std::string id = "batch-" + std::to_string(i);
+      producer.Submit({.id = id, .plugin = "sleep", .input = umi::PackMap({{"ms", 10}})});
+      ids.insert(id);
+    }
+  }
+  umi::RedisClient collector({.url = redis.url(), .reply_to = reply_to});
+  for (const std::string& id : ids) collector.Expect(id);
+  std::set<std::string> seen;
+  while (collector.pending() > 0) {
+    const std::optional<umi::TaskOutcome> outcome = collector.Next(std::chrono::seconds(60));
+    ASSERT_TRUE(outcome.has_value()) << collector.pending() << " result(s) never came";
+    EXPECT_EQ(outcome->status, "ok") << outcome->id << ": " << outcome->error_message;
+    EXPECT_TRUE(seen.insert(outcome->id).second) << "two outcomes for " << outcome->id;
+  }
+  EXPECT_EQ(seen, ids);
+  EXPECT_FALSE(collector.Next(std::chrono::milliseconds(1)).has_value()) << "nothing more to hand out";
+  RedisClient inspect(redis.url());
+  EXPECT_LE(inspect.Command({"XLEN", reply_to})->integer, 1) << "read results are trimmed";
+  EXPECT_EQ(inspect.Pending("umi:tasks:sleep"), 0);
+}
+
+// A client's own reply stream (no reply_to given) is gone with the client;
+// Await picks one id out of several.
+TEST(Farm, TheSdkRedisClientAwaitsOneIdAndRemovesItsOwnStream) {
+  RedisServer redis;
+  HostProcess host(FarmHost(redis, "solo"));
+  std::string stream;
+  {
+    umi::RedisClient client({.url = redis.url()});
+    stream = client.reply_to();
+    EXPECT_EQ(stream.rfind("umi:results:", 0), 0u) << stream;
+    client.Submit({.id = "slow", .plugin = "sleep", .input = umi::PackMap({{"ms", 200}})});
+    client.Submit({.id = "quick", .plugin = "noop"});
+    client.Submit({.id = "fails", .plugin = "sleep", .input = umi::PackMap({{"ms", -1}})});
+    const std::optional<umi::TaskOutcome> slow = client.Await("slow", std::chrono::seconds(60));
+    ASSERT_TRUE(slow.has_value());
+    EXPECT_EQ(slow->status, "ok");
+    EXPECT_EQ(slow->host, "solo");
+    const std::optional<umi::TaskOutcome> fails = client.Await("fails", std::chrono::seconds(60));
+    ASSERT_TRUE(fails.has_value());
+    EXPECT_EQ(fails->status, "error");
+    EXPECT_EQ(fails->error_code, "bad_input");
+    const std::optional<umi::TaskOutcome> quick = client.Next(std::chrono::seconds(60));
+    ASSERT_TRUE(quick.has_value());
+    EXPECT_EQ(quick->id, "quick");
+    EXPECT_EQ(client.pending(), 0u);
+  }
+  RedisClient inspect(redis.url());
+  EXPECT_EQ(inspect.Command({"EXISTS", stream})->integer, 0) << "the client deleted its own stream";
+}
+
+// A server that requires a password: the host and the SDK client read it
+// from a file (a mounted secret); a wrong one stops the host at start with
+// an error that names the cause and never the password.
+TEST(Farm, APasswordFileReachesAServerThatRequiresOne) {
+  RedisServer redis(/*append_only=*/false, "s3cret-pass");
+  TempDir secrets;
+  const std::string good = secrets.Write("redis.pass", "s3cret-pass\n").string();
+  const std::string bad = secrets.Write("wrong.pass", "guess-what\n").string();
+  HostProcess host(FarmHost(redis, "locked", TestConfigYaml() + "transport: {redis_password_file: " + good + "}\n"));
+  umi::RedisClient client({.url = redis.url(), .password_file = good});
+  client.Submit({.id = "behind-auth", .plugin = "noop"});
+  const std::optional<umi::TaskOutcome> outcome = client.Await("behind-auth", std::chrono::seconds(60));
+  ASSERT_TRUE(outcome.has_value());
+  EXPECT_EQ(outcome->status, "ok");
+
+  const std::filesystem::path config =
+      secrets.Write("bad.yaml", TestConfigYaml() + "transport: {redis_password_file: " + bad + "}\n");
+  const CommandOutput refused = RunCommand(
+      {UMI_HOST_BINARY, "--config", config.string(), "--plugins", UMI_TEST_PLUGIN_DIR, "--redis", redis.url(), "--http", "off", "--tasks",
+       "tcp://127.0.0.1:*", "--results", "tcp://127.0.0.1:*", "--rpc", "tcp://127.0.0.1:*", "--events",
+       "tcp://127.0.0.1:*"},
+      true);
+  EXPECT_NE(refused.exit_code, 0);
+  EXPECT_NE(refused.out.find("AUTH failed"), std::string::npos) << refused.out;
+  EXPECT_EQ(refused.out.find("guess-what"), std::string::npos) << "the password is never printed";
+  EXPECT_THROW(umi::RedisClient({.url = redis.url(), .password_file = bad}), umi::RedisError);
+  EXPECT_THROW(umi::RedisClient({.url = redis.url(), .password_file = secrets.path() / "missing"}), umi::RedisError);
 }
 
 }  // namespace

@@ -17,6 +17,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 #include <umi/client.hpp>
+#include <umi/redis_client.hpp>
 
 #include "transport/redis_connection.h"
 
@@ -116,71 +117,43 @@ class Progress {
   std::chrono::steady_clock::time_point start_, last_{};
 };
 
-// Redis Streams (docs/scale-out.md): each task goes to umi:tasks:<plugin>
-// with reply_to a stream of this run's own; results are read from it with a
-// blocking XREAD, the first per id kept (a task whose host died runs again),
-// and the stream is deleted at the end. Tasks wait in Redis for a host, so
+// Redis Streams (docs/scale-out.md), through umi/redis_client.hpp: each
+// task goes to umi:tasks:<plugin> with reply_to a stream of this run's own,
+// the first result per id is kept (a task whose host died runs again), and
+// the stream is deleted at the end. Tasks wait in Redis for a host, so
 // nothing is re-sent.
-int RunOnRedis(const std::string& url_text, const std::vector<umi::TaskRequest>& tasks, size_t max_in_flight,
+int RunOnRedis(const std::string& url, const std::vector<umi::TaskRequest>& tasks, size_t max_in_flight,
                std::chrono::milliseconds wait, Progress& progress) {
-  auto url = umi::RedisUrl::Parse(url_text);
-  if (!url.ok()) {
-    std::cerr << "umi-submit: " << url.error() << "\n";
+  if (std::string error; !umi::ParseRedisUrl(url, &error)) {
+    std::cerr << "umi-submit: " << error << "\n";
     return 2;
   }
-  umi::RedisConnection redis;
-  if (const umi::Status connected = redis.Connect(url.value(), wait + std::chrono::seconds(5)); !connected.ok()) {
-    std::cerr << "umi-submit: " << connected.message() << "\n";
+  std::optional<umi::RedisClient> client;
+  try {
+    client.emplace(umi::RedisClientOptions{.url = url, .timeout = wait + std::chrono::seconds(5)});
+  } catch (const umi::RedisError& error) {
+    std::cerr << "umi-submit: " << error.what() << "\n";
     return 1;
   }
-  const std::string reply_to = "umi:results:" + RunPrefix();
-  std::map<std::string, size_t> unanswered;  // id -> index
-  std::string last_id = "0";
   size_t sent = 0, done = 0, failed = 0;
-  auto fail = [&](const umi::Status& status) {
-    std::cerr << "\numi-submit: " << status.message() << "\n";
-    return 1;
-  };
-  while (done < tasks.size()) {
-    std::vector<std::vector<std::string>> batch;
-    for (; sent < tasks.size() && unanswered.size() + batch.size() < max_in_flight; ++sent) {
-      const umi::TaskRequest& task = tasks[sent];
-      json message = {{"v", 1}, {"id", task.id}, {"plugin", task.plugin}, {"reply_to", reply_to},
-                      {"priority", task.priority}, {"timeout_ms", task.timeout_ms}};
-      if (!task.input.empty()) message["input"] = json::from_msgpack(task.input);
-      if (!task.resources.empty()) message["resources"] = json::from_msgpack(task.resources);
-      batch.push_back({"XADD", "umi:tasks:" + task.plugin, "*", "m", ToMsgpack(message)});
-      unanswered.emplace(task.id, sent);
-    }
-    if (!batch.empty()) {
-      if (auto added = redis.Pipeline(batch); !added.ok()) return fail(added.status());
-    }
-    auto reply = redis.Command({"XREAD", "COUNT", "1000", "BLOCK", std::to_string(wait.count()), "STREAMS", reply_to,
-                                last_id});
-    if (!reply.ok()) return fail(reply.status());
-    if (reply.value()->type != REDIS_REPLY_ARRAY) {
-      std::cerr << "\numi-submit: no result for " << wait.count() / 1000.0 << " s; " << unanswered.size()
-                << " task(s) unanswered (they stay queued in Redis)\n";
-      return 1;
-    }
-    const redisReply* entries = reply.value()->element[0]->element[1];
-    for (size_t e = 0; e < entries->elements; ++e) {
-      last_id = umi::ReplyText(entries->element[e]->element[0]);
-      const redisReply* fields = entries->element[e]->element[1];
-      for (size_t f = 0; f + 1 < fields->elements; f += 2) {
-        if (umi::ReplyText(fields->element[f]) != "m") continue;
-        const std::string bytes = umi::ReplyText(fields->element[f + 1]);
-        const json result = json::from_msgpack(bytes, true, false);
-        if (!result.is_object() || !result.contains("id") || !result["id"].is_string()) continue;
-        if (unanswered.erase(result["id"].get<std::string>()) == 0) continue;  // a second result for an id: keep the first
-        ++done;
-        if (result.value("status", "") != "ok") ++failed;
-        std::cout << Dump(result) << "\n";
-        progress.Update(done, failed);
+  try {
+    while (done < tasks.size()) {
+      for (; sent < tasks.size() && client->pending() < max_in_flight; ++sent) client->Submit(tasks[sent]);
+      const std::optional<umi::TaskOutcome> outcome = client->Next(wait);
+      if (!outcome) {
+        std::cerr << "\numi-submit: no result for " << wait.count() / 1000.0 << " s; " << client->pending()
+                  << " task(s) unanswered (they stay queued in Redis)\n";
+        return 1;
       }
+      ++done;
+      if (outcome->status != "ok") ++failed;
+      std::cout << Dump(json::from_msgpack(outcome->result, true, false)) << "\n";
+      progress.Update(done, failed);
     }
+  } catch (const umi::RedisError& error) {
+    std::cerr << "\numi-submit: " << error.what() << "\n";
+    return 1;
   }
-  (void)redis.Command({"DEL", reply_to});
   progress.Update(done, failed, true);
   std::cout.flush();
   return failed == 0 ? 0 : 1;

@@ -8,7 +8,8 @@
 
 namespace umi::testing {
 
-RedisServer::RedisServer(bool append_only) : socket_((dir_.path() / "redis.sock").string()), append_only_(append_only) {
+RedisServer::RedisServer(bool append_only, std::string password)
+    : socket_((dir_.path() / "redis.sock").string()), append_only_(append_only), password_(std::move(password)) {
   Start();
 }
 
@@ -22,10 +23,12 @@ RedisServer::~RedisServer() {
 
 void RedisServer::Start() {
   int out = -1;
-  pid_ = Spawn({"/usr/bin/redis-server", "--port", "0", "--unixsocket", socket_, "--unixsocketperm", "700", "--dir",
-                dir_.path().string(), "--save", "", "--appendonly", append_only_ ? "yes" : "no", "--appendfsync",
-                "always", "--loglevel", "notice"},
-               &out);
+  std::vector<std::string> args = {"/usr/bin/redis-server", "--port", "0", "--unixsocket", socket_,
+                                   "--unixsocketperm", "700", "--dir", dir_.path().string(), "--save", "",
+                                   "--appendonly", append_only_ ? "yes" : "no", "--appendfsync", "always",
+                                   "--loglevel", "notice"};
+  if (!password_.empty()) args.insert(args.end(), {"--requirepass", password_});
+  pid_ = Spawn(args, &out);
   std::string seen;
   char buffer[4096];
   while (seen.find("to accept connections") == std::string::npos) {

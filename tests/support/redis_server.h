@@ -18,7 +18,8 @@ namespace umi::testing {
 
 class RedisServer {
  public:
-  explicit RedisServer(bool append_only = false);
+  // `password`: the server requires AUTH with it (requirepass).
+  explicit RedisServer(bool append_only = false, std::string password = {});
   ~RedisServer();
   std::string url() const { return "unix://" + socket_; }
   // SIGKILL and start again on the same socket and data (with AOF, what
@@ -30,6 +31,7 @@ class RedisServer {
   TempDir dir_;
   std::string socket_;
   bool append_only_;
+  std::string password_;
   pid_t pid_ = -1;
   int log_fd_ = -1;
 };

@@ -349,11 +349,14 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
   if (const YAML::Node transport = root["transport"]) {
     CheckKeys(transport, "transport",
               {"tasks", "results", "rpc", "events", "max_pending_results", "tasks_hwm", "max_message_bytes", "redis",
-               "max_deliveries", "prefetch"});
+               "redis_password_file", "max_deliveries", "prefetch"});
     IfPresent(transport, "prefetch",
               [&](auto n) { config.transport.prefetch = ReadInt(n, "transport.prefetch", 0, 10000); });
     IfPresent(transport, "redis",
               [&](auto n) { config.transport.redis = Read<std::string>(n, "transport.redis", "a Redis URL"); });
+    IfPresent(transport, "redis_password_file", [&](auto n) {
+      config.transport.redis_password_file = Read<std::string>(n, "transport.redis_password_file", "a file path");
+    });
     IfPresent(transport, "max_deliveries", [&](auto n) {
       config.transport.max_deliveries = ReadInt(n, "transport.max_deliveries", 1, 1000);
     });

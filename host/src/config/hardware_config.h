@@ -19,7 +19,8 @@
 //   transport: {tasks, results, rpc, events: endpoint ('>' connects, else binds),
 //               max_pending_results (default 100000), tasks_hwm (default 1000),
 //               max_message_bytes (default 67108864), redis (a URL; default off),
-//               max_deliveries (default 3), prefetch (default 0)}
+//               redis_password_file (default none), max_deliveries (default 3),
+//               prefetch (default 0)}
 //   dedup:     {window_s (default 300), max_entries (default 100000)}
 //   http:      {enabled (default true), listen (default 127.0.0.1:9090)}
 //   security:  {curve: {secret_key_file, authorized_keys_file}}  (off by default;
@@ -135,6 +136,7 @@ struct TransportSection {
   // Redis Streams (a farm of hosts): redis://host:port/db or unix:///path;
   // empty: off. --redis wins. Never logged with its password.
   std::string redis;
+  std::string redis_password_file;  // the password, when the URL names none (a mounted secret)
   int max_deliveries = 3;  // deliveries of one task before it is poison (its hosts died)
   int prefetch = 0;  // Redis: tasks taken per read beyond what can start now (throughput against fairness)
   friend bool operator==(const TransportSection&, const TransportSection&) = default;

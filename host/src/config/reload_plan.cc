@@ -16,8 +16,8 @@ const std::vector<std::string>& LiveKeys() {
 const std::vector<std::string>& RestartKeys() {
   static const std::vector<std::string> keys = {
       "transport.tasks",       "transport.results",           "transport.rpc", "transport.events",
-      "transport.tasks_hwm",   "transport.max_message_bytes", "transport.redis", "transport.max_deliveries",
-      "transport.prefetch",    "security.curve",        "http",
+      "transport.tasks_hwm",   "transport.max_message_bytes", "transport.redis", "transport.redis_password_file",
+      "transport.max_deliveries", "transport.prefetch",    "security.curve",        "http",
       "plugins.<name>.settings",
   };
   return keys;
@@ -74,6 +74,8 @@ ReloadPlan PlanReload(const HardwareConfig& current, const HardwareConfig& next,
   restart(current.transport.tasks_hwm != next.transport.tasks_hwm, "transport.tasks_hwm");
   restart(current.transport.max_message_bytes != next.transport.max_message_bytes, "transport.max_message_bytes");
   restart(current.transport.redis != next.transport.redis, "transport.redis");
+  restart(current.transport.redis_password_file != next.transport.redis_password_file,
+          "transport.redis_password_file");
   restart(current.transport.max_deliveries != next.transport.max_deliveries, "transport.max_deliveries");
   restart(current.transport.prefetch != next.transport.prefetch, "transport.prefetch");
   live(current.transport.max_pending_results != next.transport.max_pending_results, "transport.max_pending_results");
@@ -84,6 +86,7 @@ ReloadPlan PlanReload(const HardwareConfig& current, const HardwareConfig& next,
   known.max_message_bytes = current.transport.max_message_bytes;
   known.max_pending_results = current.transport.max_pending_results;
   known.redis = current.transport.redis;
+  known.redis_password_file = current.transport.redis_password_file;
   known.max_deliveries = current.transport.max_deliveries;
   known.prefetch = current.transport.prefetch;
   restart(known != current.transport, "transport");

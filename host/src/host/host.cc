@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <fstream>
 #include <set>
 #include <variant>
 
@@ -166,6 +167,12 @@ class Host::Loop final : public Inbox {
     if (!parsed.ok()) return parsed.status();
     RedisTransportOptions redis;
     redis.url = std::move(parsed).value();
+    if (const std::string& file = config_.transport.redis_password_file; redis.url.password.empty() && !file.empty()) {
+      std::ifstream secret(file);
+      if (!secret || !std::getline(secret, redis.url.password) || redis.url.password.empty()) {
+        return Status(ErrorCode::kInvalidConfig, "transport.redis_password_file: cannot read a password from " + file);
+      }
+    }
     redis.host = options_.name;
     redis.max_deliveries = config_.transport.max_deliveries;
     redis.prefetch = static_cast<size_t>(config_.transport.prefetch);

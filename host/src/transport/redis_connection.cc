@@ -1,62 +1,14 @@
 #include "transport/redis_connection.h"
 
-#include <charconv>
-
 namespace umi {
-namespace {
-
-bool ParseInt(std::string_view text, int& out) {
-  const auto parsed = std::from_chars(text.data(), text.data() + text.size(), out);
-  return parsed.ec == std::errc() && parsed.ptr == text.data() + text.size();
-}
-
-Status BadUrl(const std::string& why) {
-  return Status(ErrorCode::kInvalidConfig,
-                "redis URL: " + why + " (expected redis://[:password@]host[:port][/db] or unix:///path[?db=N])");
-}
-
-}  // namespace
 
 StatusOr<RedisUrl> RedisUrl::Parse(const std::string& text) {
+  std::string error;
+  std::optional<RedisEndpoint> parsed = ParseRedisUrl(text, &error);
+  if (!parsed) return Status(ErrorCode::kInvalidConfig, error);
   RedisUrl url;
-  if (text.rfind("unix://", 0) == 0) {
-    std::string rest = text.substr(7);
-    if (const size_t query = rest.find("?db="); query != std::string::npos) {
-      if (!ParseInt(std::string_view(rest).substr(query + 4), url.db) || url.db < 0) return BadUrl("bad db number");
-      rest.resize(query);
-    }
-    if (rest.empty() || rest[0] != '/') return BadUrl("a unix socket path must be absolute");
-    url.unix_path = rest;
-    return url;
-  }
-  if (text.rfind("redis://", 0) != 0) return BadUrl("unknown scheme");
-  std::string rest = text.substr(8);
-  if (const size_t at = rest.rfind('@'); at != std::string::npos) {
-    const std::string credentials = rest.substr(0, at);
-    const size_t colon = credentials.find(':');
-    url.password = colon == std::string::npos ? credentials : credentials.substr(colon + 1);
-    rest = rest.substr(at + 1);
-  }
-  if (const size_t slash = rest.find('/'); slash != std::string::npos) {
-    const std::string db = rest.substr(slash + 1);
-    if (!db.empty() && (!ParseInt(db, url.db) || url.db < 0)) return BadUrl("bad db number '" + db + "'");
-    rest.resize(slash);
-  }
-  if (const size_t colon = rest.rfind(':'); colon != std::string::npos && rest.find(']') == std::string::npos) {
-    if (!ParseInt(std::string_view(rest).substr(colon + 1), url.port) || url.port <= 0 || url.port > 65535) {
-      return BadUrl("bad port");
-    }
-    rest.resize(colon);
-  }
-  if (rest.empty()) return BadUrl("no host");
-  url.host = rest;
+  static_cast<RedisEndpoint&>(url) = std::move(*parsed);
   return url;
-}
-
-std::string RedisUrl::Redacted() const {
-  const std::string auth = password.empty() ? "" : ":***@";
-  if (!unix_path.empty()) return "unix://" + unix_path + (db ? "?db=" + std::to_string(db) : "");
-  return "redis://" + auth + host + ":" + std::to_string(port) + (db ? "/" + std::to_string(db) : "");
 }
 
 std::string ReplyText(const redisReply* reply) {

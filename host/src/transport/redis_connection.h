@@ -3,9 +3,8 @@
 // format strings). The reader side (Send + ReadReady) lets the event loop
 // wait for a blocking command's reply on fd() beside its other sockets.
 //
-// URLs: redis://[[user]:password@]host[:port][/db] and
-// unix:///path/to/redis.sock[?db=N]. The password never appears in a log
-// line or an error: Redacted() prints the URL without it.
+// URLs: umi/redis_url.hpp. The password never appears in a log line or an
+// error: Redacted() prints the URL without it.
 //
 // Thread safety: none; one thread uses a connection.
 #pragma once
@@ -18,19 +17,15 @@
 #include <string>
 #include <vector>
 
+#include <umi/redis_url.hpp>
+
 #include "common/status_or.h"
 
 namespace umi {
 
-struct RedisUrl {
-  std::string host;  // empty with unix_path
-  int port = 6379;
-  std::string unix_path;
-  int db = 0;
-  std::string password;  // empty: no AUTH
-
+// The URL forms of umi/redis_url.hpp, with a Status for a bad one.
+struct RedisUrl : RedisEndpoint {
   static StatusOr<RedisUrl> Parse(const std::string& text);
-  std::string Redacted() const;
 };
 
 struct ReplyDeleter {

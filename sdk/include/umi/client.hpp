@@ -21,7 +21,6 @@
 // Thread safety: a Client is used from one thread.
 #pragma once
 
-#include <msgpack.hpp>
 #include <zmq.hpp>
 
 #include <chrono>
@@ -33,36 +32,9 @@
 #include <string>
 #include <vector>
 
+#include "task.hpp"
+
 namespace umi {
-
-// A msgpack map of integer or string values, for simple inputs.
-inline std::string PackMap(const std::map<std::string, int64_t>& values) {
-  msgpack::sbuffer buffer;
-  msgpack::pack(buffer, values);
-  return std::string(buffer.data(), buffer.size());
-}
-
-struct TaskRequest {
-  std::string id;
-  std::string plugin;
-  std::string input = std::string("\x80", 1);  // a msgpack map
-  int64_t priority = 0;
-  int64_t timeout_ms = 0;
-  std::string resources = {};  // a msgpack map of requirement overrides, or empty
-};
-
-struct TaskOutcome {
-  std::string id;
-  std::string plugin;
-  std::string status;  // ok, error, rejected, timeout, cancelled, crashed
-  std::string error_code;
-  std::string error_message;
-  std::string host;
-  double queued_ms = 0;
-  double run_ms = 0;
-  int attempts = 0;
-  std::string result;  // the whole result map, msgpack (empty for no_result)
-};
 
 struct ClientOptions {
   std::vector<std::string> rpc = {};  // DEALER connects to each
@@ -230,24 +202,10 @@ class Client {
 
   void Send(Pending& pending) {
     const TaskRequest& r = pending.request;
-    msgpack::sbuffer buffer;
-    msgpack::packer<msgpack::sbuffer> packer(buffer);
-    packer.pack_map(6 + (r.timeout_ms > 0 ? 1 : 0) + (r.resources.empty() ? 0 : 1));
-    packer.pack("v").pack(1);
-    packer.pack("id").pack(r.id);
-    packer.pack("plugin").pack(r.plugin);
-    packer.pack("input");
-    buffer.write(r.input.data(), r.input.size());
-    packer.pack("priority").pack(r.priority);
-    packer.pack("attempt").pack(pending.attempts + 1);  // informational; hosts ignore it
-    if (r.timeout_ms > 0) packer.pack("timeout_ms").pack(r.timeout_ms);
-    if (!r.resources.empty()) {
-      packer.pack("resources");
-      buffer.write(r.resources.data(), r.resources.size());
-    }
+    const std::string bytes = EncodeTask(r, {.attempt = pending.attempts + 1});
     // Never block: with no host connected, or its queue full, this attempt
     // is spent and the task is sent again soon.
-    const bool queued = send_->send(zmq::buffer(buffer.data(), buffer.size()), zmq::send_flags::dontwait).has_value();
+    const bool queued = send_->send(zmq::buffer(bytes), zmq::send_flags::dontwait).has_value();
     ++pending.attempts;
     pending.deadline = Clock::now() + (queued ? options_.retry_after + std::chrono::milliseconds(r.timeout_ms)
                                               : std::min(options_.retry_after, std::chrono::milliseconds(100)));
@@ -282,33 +240,7 @@ class Client {
       std::string bytes = message.to_string();
       TaskOutcome outcome;
       bool has_ok = false;
-      try {
-        const msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
-        const msgpack::object& root = handle.get();
-        if (root.type != msgpack::type::MAP) continue;
-        for (uint32_t i = 0; i < root.via.map.size; ++i) {
-          const msgpack::object_kv& kv = root.via.map.ptr[i];
-          if (kv.key.type != msgpack::type::STR) continue;
-          const std::string key = kv.key.as<std::string>();
-          const bool text = kv.val.type == msgpack::type::STR;
-          const bool number = kv.val.type == msgpack::type::FLOAT64 || kv.val.type == msgpack::type::FLOAT32 ||
-                              kv.val.type == msgpack::type::POSITIVE_INTEGER;
-          if (key == "ok") has_ok = true;
-          if (key == "id" && text) outcome.id = kv.val.as<std::string>();
-          if (key == "plugin" && text) outcome.plugin = kv.val.as<std::string>();
-          if (key == "status" && text) outcome.status = kv.val.as<std::string>();
-          if (key == "host" && text) outcome.host = kv.val.as<std::string>();
-          if (key == "queued_ms" && number) outcome.queued_ms = kv.val.as<double>();
-          if (key == "run_ms" && number) outcome.run_ms = kv.val.as<double>();
-          if (key == "error" && kv.val.type == msgpack::type::MAP) {
-            const auto error = kv.val.as<std::map<std::string, std::string>>();
-            if (error.count("code")) outcome.error_code = error.at("code");
-            if (error.count("message")) outcome.error_message = error.at("message");
-          }
-        }
-      } catch (const std::exception&) {
-        continue;  // not a protocol message
-      }
+      if (!DecodeResult(bytes, outcome, has_ok)) continue;  // not a protocol message
       if (has_ok && outcome.id.empty()) {  // a control reply, not a task result
         control_replies_.push_back(std::move(bytes));
         continue;
