@@ -111,6 +111,30 @@ TEST(Farm, AKilledHostsTasksAreClaimedByALiveHostAndRunOnce) {
   EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
 }
 
+// A host killed and started again under the same name before its heartbeat
+// expired (systemd's Restart=, a StatefulSet pod): no other host would claim
+// its entries, so the new run takes back what the earlier one left pending.
+TEST(Farm, AHostRestartedUnderItsNameRunsWhatItsEarlierRunTook) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  auto first = std::make_unique<HostProcess>(FarmHost(redis, "phoenix"));
+  EventsClient events(first->context(), first->endpoint("events"));
+  AwaitSubscription(*first, events);
+  for (int i = 0; i < 3; ++i) {
+    producer.Submit("sleep", PackTask({.id = "t" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 300}}}));
+  }
+  AwaitStarted(events, 3);
+  kill(first->pid(), SIGKILL);
+  waitpid(first->pid(), nullptr, 0);
+  HostProcess again(FarmHost(redis, "phoenix"));
+  std::set<std::string> seen;
+  for (const Result& r : producer.Results(3)) {
+    EXPECT_EQ(r.status, "ok") << r.error_message;
+    EXPECT_TRUE(seen.insert(r.id.value_or("")).second) << "one result per id";
+  }
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
+}
+
 TEST(Farm, BadEntriesAreAnsweredAcknowledgedAndTheHostServesOn) {
   RedisServer redis;
   HostProcess host(FarmHost(redis, "h"));

@@ -161,6 +161,8 @@ void RedisTransport::StartRead() {
       if (!created.ok() && created.status().code() == ErrorCode::kUnavailable) return Disconnected(created.status());
       grouped_.insert(stream);  // created, or BUSYGROUP: it exists
       next_heartbeat_ = Clock::now();  // the next turn reports its backlog
+      if (recovered_.insert(stream).second) RecoverEarlierRun(stream);
+      if (!writer_.connected()) return;
     }
     streams.push_back(stream);
     count = std::max(count, room);
@@ -339,45 +341,96 @@ void RedisTransport::ReadBacklog() {
   on_backlog_(std::move(backlog));
 }
 
+void RedisTransport::RecoverEarlierRun(const std::string& stream) {
+  // Before this process reads a stream for the first time, whatever is
+  // pending under its name there was taken by an earlier run with the same
+  // name (a restart quicker than the heartbeat's expiry): nobody else would
+  // claim it while this run's heartbeat lives, so it runs here.
+  std::string after = "-";
+  for (std::optional<size_t> seen; (seen = ClaimFrom(stream, options_.host, "0", after)) && *seen == kClaimBatch;) {
+  }
+}
+
 void RedisTransport::ClaimFromDeadHosts() {
-  // A host is dead when its heartbeat key expired; min-idle (two heartbeats)
-  // only makes the claim exclusive: the first XCLAIM resets the entry's idle
-  // time, so a second host's claim finds it fresh and takes nothing.
+  // A host is dead when its heartbeat key expired. Each consumer of the
+  // group is looked at on its own, so a live host's long tasks never hide a
+  // dead host's entries. min-idle (two heartbeats) only makes the claim
+  // exclusive: the first XCLAIM resets the entry's idle time, so a second
+  // host's claim finds it fresh and takes nothing. A dead consumer with
+  // nothing pending is removed from the group (pods come and go by name).
   const std::string dead_after = std::to_string(2 * options_.heartbeat.count());
   std::map<std::string, bool> alive;
   for (const std::string& plugin : plugins_) {
     const std::string stream = TaskStream(plugin);
     if (!grouped_.count(stream) || inbox_->Room(plugin) == 0) continue;
-    auto pending = writer_.Command({"XPENDING", stream, kGroup, "IDLE", dead_after, "-", "+",
-                                    std::to_string(kClaimBatch)});
-    if (!pending.ok()) {
-      if (pending.status().code() == ErrorCode::kUnavailable) return Disconnected(pending.status());
+    auto consumers = writer_.Command({"XINFO", "CONSUMERS", stream, kGroup});
+    if (!consumers.ok()) {
+      if (consumers.status().code() == ErrorCode::kUnavailable) return Disconnected(consumers.status());
       continue;
     }
-    const redisReply* list = pending.value().get();
-    for (size_t i = 0; list->type == REDIS_REPLY_ARRAY && i < list->elements; ++i) {
-      const redisReply* item = list->element[i];
-      if (item->type != REDIS_REPLY_ARRAY || item->elements < 4) continue;
-      const std::string id = Text(item->element[0]), consumer = Text(item->element[1]);
-      const long long deliveries = item->element[3]->integer;
-      if (consumer == options_.host) continue;  // ours: still running here
+    const redisReply* list = consumers.value().get();
+    for (size_t c = 0; list->type == REDIS_REPLY_ARRAY && c < list->elements; ++c) {
+      const redisReply* fields = list->element[c];
+      std::string consumer;
+      long long pending = 0;
+      for (size_t f = 0; fields->type == REDIS_REPLY_ARRAY && f + 1 < fields->elements; f += 2) {
+        const std::string field = Text(fields->element[f]);
+        if (field == "name") consumer = Text(fields->element[f + 1]);
+        if (field == "pending") pending = fields->element[f + 1]->integer;
+      }
+      if (consumer.empty() || consumer == options_.host) continue;  // ours: running here
       if (!alive.count(consumer)) {
         auto exists = writer_.Command({"EXISTS", HostKey(consumer)});
         if (!exists.ok()) return Disconnected(exists.status());
         alive[consumer] = exists.value()->integer == 1;
       }
       if (alive[consumer]) continue;
-      // min-idle makes the claim exclusive: a second host's XCLAIM finds it fresh.
-      auto claimed = writer_.Command({"XCLAIM", stream, kGroup, options_.host, dead_after, id});
-      if (!claimed.ok()) return Disconnected(claimed.status());
-      const redisReply* entries = claimed.value().get();
-      for (size_t e = 0; entries->type == REDIS_REPLY_ARRAY && e < entries->elements; ++e) {
-        spdlog::warn("redis {} entry {}: its host {} is gone; running it here (delivery {})", stream, id, consumer,
-                     deliveries + 1);
-        HandleEntry(stream, entries->element[e], deliveries + 1);
+      if (pending == 0) {
+        auto removed = writer_.Command({"XGROUP", "DELCONSUMER", stream, kGroup, consumer});
+        if (!removed.ok() && removed.status().code() == ErrorCode::kUnavailable) return Disconnected(removed.status());
+        continue;
       }
+      std::string after = "-";
+      if (!ClaimFrom(stream, consumer, dead_after, after)) return;  // a batch per turn
     }
   }
+}
+
+std::optional<size_t> RedisTransport::ClaimFrom(const std::string& stream, const std::string& consumer,
+                                                const std::string& min_idle, std::string& after) {
+  auto pending = writer_.Command(
+      {"XPENDING", stream, kGroup, "IDLE", min_idle, after, "+", std::to_string(kClaimBatch), consumer});
+  if (!pending.ok()) {
+    if (pending.status().code() != ErrorCode::kUnavailable) return 0;
+    Disconnected(pending.status());
+    return std::nullopt;
+  }
+  const redisReply* list = pending.value().get();
+  const size_t seen = list->type == REDIS_REPLY_ARRAY ? list->elements : 0;
+  for (size_t i = 0; i < seen; ++i) {
+    const redisReply* item = list->element[i];
+    if (item->type != REDIS_REPLY_ARRAY || item->elements < 4) continue;
+    const std::string id = Text(item->element[0]);
+    const long long deliveries = item->element[3]->integer;
+    after = "(" + id;
+    auto claimed = writer_.Command({"XCLAIM", stream, kGroup, options_.host, min_idle, id});
+    if (!claimed.ok()) {
+      Disconnected(claimed.status());
+      return std::nullopt;
+    }
+    const redisReply* entries = claimed.value().get();
+    for (size_t e = 0; entries->type == REDIS_REPLY_ARRAY && e < entries->elements; ++e) {
+      if (consumer == options_.host) {
+        spdlog::warn("redis {} entry {}: taken by an earlier run of this host; running it again (delivery {})",
+                     stream, id, deliveries + 1);
+      } else {
+        spdlog::warn("redis {} entry {}: its host {} is gone; running it here (delivery {})", stream, id, consumer,
+                     deliveries + 1);
+      }
+      HandleEntry(stream, entries->element[e], deliveries + 1);
+    }
+  }
+  return seen;
 }
 
 size_t RedisTransport::Flush(std::chrono::steady_clock::time_point deadline) {

@@ -11,6 +11,8 @@
 //              XACK umi:tasks:<plugin> umi <entry>; EXEC
 //   heartbeat  umi:hosts:<host>: a hash (plugins, running, queued, ...) with
 //              a TTL of three heartbeats (0.5 s each); its expiry marks the host dead
+//   restart    before its first read of a stream, a host runs again what an
+//              earlier run under its name left pending there
 //   redelivery entries pending on a dead host are XCLAIMed by a live one; past
 //              max_deliveries the task is answered crashed/max_deliveries and
 //              copied to umi:dead:<plugin>
@@ -91,6 +93,12 @@ class RedisTransport final : public Transport {
   void OnReadable();
   void HandleEntries(const redisReply* streams);
   void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries);
+  void RecoverEarlierRun(const std::string& stream);
+  // Claims up to a batch of `consumer`'s entries idle for min_idle ms, from
+  // `after` on (which it moves past them), and runs them; how many it saw,
+  // nothing when the connection broke.
+  std::optional<size_t> ClaimFrom(const std::string& stream, const std::string& consumer, const std::string& min_idle,
+                                  std::string& after);
   void ClaimFromDeadHosts();
   void Heartbeat();
   void ReadBacklog();
@@ -104,6 +112,7 @@ class RedisTransport final : public Transport {
   Inbox* inbox_ = nullptr;
   std::set<std::string> plugins_;
   std::set<std::string> grouped_;  // streams whose group exists
+  std::set<std::string> recovered_;  // streams whose entries of an earlier run were taken back
   RedisConnection reader_, writer_;
   bool reading_ = false;  // a read is outstanding on reader_
   std::set<std::string> read_streams_;  // the streams it reads
