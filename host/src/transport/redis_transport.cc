@@ -5,6 +5,7 @@
 #include <msgpack.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <thread>
 
 #include "transport/poller.h"
@@ -24,6 +25,22 @@ std::string PluginOf(const std::string& stream) { return stream.substr(std::stri
 std::string HostKey(const std::string& host) { return "umi:hosts:" + host; }
 
 std::string Text(const redisReply* reply) { return ReplyText(reply); }
+
+// A stream entry id, <ms>-<seq>, ordered as Redis orders them.
+struct StreamId {
+  uint64_t ms = 0, seq = 0;
+  static std::optional<StreamId> Parse(const std::string& text) {
+    StreamId id;
+    const size_t dash = text.find('-');
+    if (dash == std::string::npos) return std::nullopt;
+    const auto ms = std::from_chars(text.data(), text.data() + dash, id.ms);
+    const auto seq = std::from_chars(text.data() + dash + 1, text.data() + text.size(), id.seq);
+    if (ms.ec != std::errc() || seq.ec != std::errc() || seq.ptr != text.data() + text.size()) return std::nullopt;
+    return id;
+  }
+  std::string Text() const { return std::to_string(ms) + "-" + std::to_string(seq); }
+  auto operator<=>(const StreamId&) const = default;
+};
 
 // The top-level string fields of a msgpack map that the transport itself
 // needs (reply_to, plugin), without decoding the task.
@@ -321,21 +338,41 @@ void RedisTransport::Heartbeat() {
 void RedisTransport::ReadBacklog() {
   std::map<std::string, std::pair<int64_t, int64_t>> backlog;
   for (const std::string& plugin : plugins_) {
-    if (!grouped_.count(TaskStream(plugin)) || !writer_.connected()) continue;
-    auto groups = writer_.Command({"XINFO", "GROUPS", TaskStream(plugin)});
-    if (!groups.ok()) continue;
+    const std::string stream = TaskStream(plugin);
+    if (!grouped_.count(stream) || !writer_.connected()) continue;
+    auto groups = writer_.Command({"XINFO", "GROUPS", stream});
+    if (!groups.ok() || groups.value()->type != REDIS_REPLY_ARRAY) continue;
+    // Entries every group has delivered and nobody has pending are done:
+    // trimming them keeps a stream's memory bounded however many tasks pass.
+    std::optional<StreamId> keep_from;
     for (size_t g = 0; g < groups.value()->elements; ++g) {
       const redisReply* group = groups.value()->element[g];
       int64_t waiting = 0, pending = 0;
-      bool ours = false;
+      std::string name, last_delivered;
       for (size_t f = 0; f + 1 < group->elements; f += 2) {
         const std::string field = Text(group->element[f]);
         const redisReply* value = group->element[f + 1];
-        if (field == "name") ours = Text(value) == kGroup;
+        if (field == "name") name = Text(value);
         if (field == "pending") pending = value->integer;
         if (field == "lag" && value->type == REDIS_REPLY_INTEGER) waiting = value->integer;
+        if (field == "last-delivered-id") last_delivered = Text(value);
       }
-      if (ours) backlog[plugin] = {waiting, pending};
+      if (name == kGroup) backlog[plugin] = {waiting, pending};
+      std::optional<StreamId> oldest_needed = StreamId::Parse(last_delivered);
+      if (pending > 0) {
+        auto summary = writer_.Command({"XPENDING", stream, name});
+        oldest_needed = summary.ok() && summary.value()->elements >= 2 ? StreamId::Parse(Text(summary.value()->element[1]))
+                                                                       : std::nullopt;
+      }
+      if (!oldest_needed) {
+        keep_from = StreamId{};  // unknown: trim nothing
+        break;
+      }
+      if (!keep_from || *oldest_needed < *keep_from) keep_from = oldest_needed;
+    }
+    if (keep_from && *keep_from != StreamId{}) {
+      // `~`: whole macro nodes only, cheap for Redis; at most a node's worth stays.
+      (void)writer_.Command({"XTRIM", stream, "MINID", "~", keep_from->Text()});
     }
   }
   on_backlog_(std::move(backlog));
