@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <set>
 #include <variant>
 
@@ -23,6 +24,7 @@
 #include "transport/curve_auth.h"
 #include "transport/poller.h"
 #include "transport/protocol.h"
+#include "transport/redis_cluster.h"
 #include "transport/redis_transport.h"
 #include "transport/zmq_transport.h"
 
@@ -75,6 +77,28 @@ Status CheckCurveKeyFiles(const HardwareConfig& config) {
   }
   return {};
 }
+
+// The dashboard's farm view (/api/cluster): a connection of its own, used on
+// the HTTP server's thread, opened when first asked for and again after it broke.
+class ClusterView {
+ public:
+  explicit ClusterView(RedisUrl url) : url_(std::move(url)) {}
+
+  StatusOr<std::string> Read() {
+    std::lock_guard lock(mutex_);
+    if (!connection_.connected()) {
+      if (Status connected = connection_.Connect(url_, std::chrono::seconds(1)); !connected.ok()) return connected;
+    }
+    const nlohmann::json view = ReadCluster(connection_);
+    if (!connection_.connected()) return Status(ErrorCode::kUnavailable, "redis " + url_.Redacted() + ": connection lost");
+    return view.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  }
+
+ private:
+  RedisUrl url_;
+  std::mutex mutex_;
+  RedisConnection connection_;
+};
 
 }  // namespace
 
@@ -173,6 +197,7 @@ class Host::Loop final : public Inbox {
         return Status(ErrorCode::kInvalidConfig, "transport.redis_password_file: cannot read a password from " + file);
       }
     }
+    const RedisUrl redis_url = redis.url;
     redis.host = options_.name;
     redis.max_deliveries = config_.transport.max_deliveries;
     redis.prefetch = static_cast<size_t>(config_.transport.prefetch);
@@ -184,6 +209,7 @@ class Host::Loop final : public Inbox {
           telemetry_.SetStreamBacklog(std::move(backlog));
         });
     redis_->SetPlugins(LoadedNames());
+    http_.SetClusterSource([view = std::make_shared<ClusterView>(redis_url)] { return view->Read(); });
     return redis_->Open(poller_, *this);
   }
 

@@ -5,6 +5,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <nlohmann/json.hpp>
+
 #include <charconv>
 #include <chrono>
 #include <cstring>
@@ -153,6 +155,20 @@ void HttpServer::Route(const std::string& path, const char* limit_text, unsigned
     } else {
       body = "ready\n";
     }
+  } else if (path == "/api/cluster") {
+    content_type = "application/json";
+    if (!cluster_) {
+      status = 404;
+      body = "{\"error\":\"this host takes no tasks from Redis\"}";
+      return;
+    }
+    StatusOr<std::string> view = cluster_();
+    if (!view.ok()) {
+      status = 503;
+      body = nlohmann::json{{"error", view.error()}}.dump();
+      return;
+    }
+    body = std::move(view).value();
   } else if (path == "/api/stats") {
     content_type = "application/json";
     body = telemetry_.StatsJson();

@@ -11,6 +11,9 @@
 //   GET /api/stats         JSON: counts, percentiles, pool use
 //   GET /api/tasks/recent  JSON: recent and running tasks with their grants;
 //                          ?limit=N (default 500, at most 10000)
+//   GET /api/cluster       JSON: the farm as Redis sees it (transport/redis_cluster.h),
+//                          when this host takes tasks from Redis; else 404,
+//                          503 while Redis cannot be reached
 //
 // It is read-only and unauthenticated: keep `http.listen` on loopback or
 // behind a proxy that authenticates (docs/operations.md). Connections are
@@ -24,9 +27,11 @@
 #include <microhttpd.h>
 
 #include <chrono>
+#include <functional>
 #include <string>
 
 #include "common/status.h"
+#include "common/status_or.h"
 #include "telemetry/telemetry.h"
 
 namespace umi {
@@ -39,6 +44,9 @@ class HttpServer {
   // Binds `listen` ("host:port", "[v6]:port"; port 0 picks a free one) and
   // starts serving; kIoError with why not.
   Status Start(const std::string& listen);
+  // Serves /api/cluster from `read` (JSON text), called on the server's
+  // thread; set before Start.
+  void SetClusterSource(std::function<StatusOr<std::string>()> read) { cluster_ = std::move(read); }
   // "http://host:port" once started.
   const std::string& url() const { return url_; }
   void Stop();
@@ -54,6 +62,7 @@ class HttpServer {
              std::string& body) const;
 
   const Telemetry& telemetry_;
+  std::function<StatusOr<std::string>()> cluster_;
   MHD_Daemon* daemon_ = nullptr;
   std::string url_;
 };

@@ -371,8 +371,7 @@ void RedisTransport::ReadBacklog() {
       if (!keep_from || *oldest_needed < *keep_from) keep_from = oldest_needed;
     }
     if (keep_from && *keep_from != StreamId{}) {
-      // `~`: whole macro nodes only, cheap for Redis; at most a node's worth stays.
-      (void)writer_.Command({"XTRIM", stream, "MINID", "~", keep_from->Text()});
+      (void)writer_.Command({"XTRIM", stream, "MINID", keep_from->Text()});
     }
   }
   on_backlog_(std::move(backlog));
