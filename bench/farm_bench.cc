@@ -12,7 +12,7 @@
 //   F3  a host SIGKILLed 0.5 s into 90 tasks of 200 ms on three hosts: tasks
 //       lost, and the time from the kill until every result is back
 //
-//   umi_farm_bench [--only F1 ... --only F4] [--f4-tasks 20000]
+//   umi_farm_bench [--only F1 ... --only F4] [--f4-tasks 100000]
 #include <CLI/CLI.hpp>
 #include <signal.h>
 #include <sys/wait.h>
@@ -42,19 +42,21 @@ namespace {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-std::string PoolYaml(int slots, bool gpu, int prefetch = 0) {
+constexpr int kAuto = -1;  // transport.prefetch left at its default (auto)
+
+std::string PoolYaml(int slots, bool gpu, int prefetch = kAuto) {
   return "hardware:\n  cpu: {cores: " + std::to_string(slots) + ", threads: " + std::to_string(slots) +
          ", max_concurrent_tasks: " + std::to_string(slots) + "}\n" +
          (gpu ? "  gpu: {count: 1, model: bench, memory_gb: 24}\n" : "") +
          "  memory: {total_gb: 64}\nplugins:\n  sleep: {cpu_cores: 1, threads: 1, memory_mb: 1}\n" +
          (gpu ? "  gpu_sleep: {cpu_cores: 1, threads: 1, memory_mb: 1, gpu_count: 1, exclusive_gpu: true}\n" : "") +
-         (prefetch ? "transport: {prefetch: " + std::to_string(prefetch) + "}\n" : "");
+         (prefetch != kAuto ? "transport: {prefetch: " + std::to_string(prefetch) + "}\n" : "");
 }
 
 struct HostSpec {
   int slots;
   bool gpu;
-  int prefetch = 0;
+  int prefetch = kAuto;
 };
 
 // Waits until `count` peers completed their handshake with a bound socket.
@@ -100,18 +102,21 @@ class ZmqFarm {
 // The farm on Redis Streams.
 class RedisFarm {
  public:
-  explicit RedisFarm(const std::vector<HostSpec>& specs) : producer_(redis_.url()) {
+  // `tcp`: hosts and producer reach Redis over loopback TCP, as across machines.
+  explicit RedisFarm(const std::vector<HostSpec>& specs, bool tcp = false)
+      : redis_(false, {}, tcp), producer_(tcp ? redis_.tcp_url() : redis_.url()) {
     for (size_t i = 0; i < specs.size(); ++i) {
       HostProcess::Options options{.config_yaml = PoolYaml(specs[i].slots, specs[i].gpu, specs[i].prefetch),
                                    .log_level = "error"};
       options.name = "redis-" + std::to_string(i);
-      options.extra_args = {"--redis", redis_.url()};
+      options.extra_args = {"--redis", tcp ? redis_.tcp_url() : redis_.url()};
       hosts_.push_back(std::make_unique<HostProcess>(options));
     }
   }
   void Send(const std::string& plugin, const std::string& bytes) { producer_.Submit(plugin, bytes); }
   std::vector<Result> Results(size_t count) { return producer_.Results(count); }
   std::string url() const { return redis_.url(); }
+  int port() const { return redis_.port(); }
   std::string socket() const { return redis_.url().substr(std::string("unix://").size()); }
   HostProcess& host(size_t i) { return *hosts_[i]; }
   void Replace(size_t i, std::unique_ptr<HostProcess> host) { hosts_[i] = std::move(host); }
@@ -246,40 +251,58 @@ void KilledHost() {
               ok, jobs.size(), jobs.size() - answered.size(), back, Seconds(Clock::now() - start));
 }
 
+// redis-benchmark's XADD rate (20 clients, no pipelining) on `farm`'s server.
+double XaddRate(RedisFarm& farm, bool tcp) {
+  std::vector<std::string> args = {"/usr/bin/redis-benchmark"};
+  if (tcp) {
+    args.insert(args.end(), {"-h", "127.0.0.1", "-p", std::to_string(farm.port())});
+  } else {
+    args.insert(args.end(), {"-s", farm.socket()});
+  }
+  args.insert(args.end(), {"-c", "20", "-n", "100000", "-q", "XADD", "bench:stream", "*", "f", "v"});
+  const CommandOutput bench = RunCommand(args);
+  const size_t colon = bench.out.rfind(": ");
+  return colon == std::string::npos ? 0 : std::atof(bench.out.c_str() + colon + 2);
+}
+
 // No-op tasks through Redis with 1 and 3 hosts, next to redis-benchmark's
-// XADD rate on the same server (20 clients, no pipelining).
+// XADD rate on the same server and the same kind of connection: loopback
+// TCP, as hosts on other machines reach Redis, and a unix socket.
 void Throughput(int count) {
+  struct Row {
+    size_t hosts;
+    int prefetch;
+    bool tcp;
+  };
   std::printf("F4: %d noop tasks through Redis (producer pipelines 500 XADDs at a time)\n", count);
-  std::printf("   hosts  prefetch  tasks_per_s  vs_xadd\n");
-  double xadd_rate = 0;
-  for (const auto& [hosts, prefetch] : {std::pair{size_t{1}, 0}, std::pair{size_t{3}, 0}, std::pair{size_t{3}, 64}}) {
-    RedisFarm farm(std::vector<HostSpec>(hosts, HostSpec{8, false, prefetch}));
-    if (xadd_rate == 0) {
-      const CommandOutput bench = RunCommand({"/usr/bin/redis-benchmark", "-s", farm.socket(), "-c", "20", "-n",
-                                              "100000", "-q", "XADD", "bench:stream", "*", "f", "v"});
-      const size_t colon = bench.out.rfind(": ");
-      if (colon != std::string::npos) xadd_rate = std::atof(bench.out.c_str() + colon + 2);
-    }
+  std::printf("   link   hosts  prefetch  tasks_per_s  vs_xadd\n");
+  std::map<bool, double> xadd;  // by tcp
+  for (const Row& row : {Row{1, kAuto, true}, Row{3, kAuto, true}, Row{3, 0, true}, Row{3, kAuto, false}}) {
+    RedisFarm farm(std::vector<HostSpec>(row.hosts, HostSpec{8, false, row.prefetch}), row.tcp);
+    if (!xadd.count(row.tcp)) xadd[row.tcp] = XaddRate(farm, row.tcp);
     umi::RedisConnection producer;
-    (void)producer.Connect(umi::RedisUrl::Parse(farm.url()).value(), std::chrono::seconds(60));
+    (void)producer.Connect(umi::RedisUrl::Parse(row.tcp ? "redis://127.0.0.1:" + std::to_string(farm.port()) : farm.url())
+                               .value(),
+                           std::chrono::seconds(60));
+    const std::string prefix = "f4-" + std::to_string(row.hosts) + "-" + std::to_string(row.prefetch) + "-" +
+                               (row.tcp ? "tcp" : "unix") + "-";
     const auto start = Clock::now();
     for (int sent = 0; sent < count;) {
       std::vector<std::vector<std::string>> batch;
       for (; sent < count && batch.size() < 500; ++sent) {
-        batch.push_back({"XADD", "umi:tasks:noop", "*", "m",
-                         PackTask({.id = "f4-" + std::to_string(hosts) + "-" + std::to_string(prefetch) + "-" +
-                                          std::to_string(sent),
-                                   .plugin = "noop"})});
+        batch.push_back({"XADD", "umi:tasks:noop", "*", "m", PackTask({.id = prefix + std::to_string(sent), .plugin = "noop"})});
       }
       (void)producer.Pipeline(batch);
     }
     size_t ok = 0;
     for (const Result& r : farm.Results(static_cast<size_t>(count))) ok += r.status == "ok";
     const double rate = count / Seconds(Clock::now() - start);
-    std::printf("   %5zu  %8d  %11.0f  %7.3f   (%zu ok)\n", hosts, prefetch, rate, xadd_rate > 0 ? rate / xadd_rate : 0.0,
-                ok);
+    std::printf("   %-5s  %5zu  %8s  %11.0f  %7.3f   (%zu ok)\n", row.tcp ? "tcp" : "unix", row.hosts,
+                row.prefetch == kAuto ? "auto" : std::to_string(row.prefetch).c_str(), rate,
+                xadd[row.tcp] > 0 ? rate / xadd[row.tcp] : 0.0, ok);
   }
-  std::printf("   redis-benchmark XADD, 20 clients, no pipelining: %.0f/s\n\n", xadd_rate);
+  std::printf("   redis-benchmark XADD, 20 clients, no pipelining: tcp %.0f/s, unix socket %.0f/s\n\n", xadd[true],
+              xadd[false]);
 }
 
 }  // namespace
@@ -288,7 +311,7 @@ int main(int argc, char** argv) {
   CLI::App app{"Farm benchmarks: ZeroMQ fan-out next to Redis Streams pull, real hosts on loopback"};
   std::set<std::string> only;
   app.add_option("--only", only, "Run only these (F1, F2, F3, F4)");
-  int throughput_tasks = 20000;
+  int throughput_tasks = 100000;
   app.add_option("--f4-tasks", throughput_tasks, "No-op tasks per F4 run")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   auto wanted = [&only](const char* name) { return only.empty() || only.count(name) > 0; };

@@ -146,5 +146,19 @@ TEST_F(TaskFlowTest, RoomIsWhatCanStartNowBesideTheQueue) {
   EXPECT_EQ(flow_.Room("wait"), 1u) << "free again once it ended";
 }
 
+// Read-ahead: nothing for a plugin that never ran here (its tasks may be
+// long: the pull stays fair); for a no-op plugin, what its slots finish in
+// the window, capped.
+TEST_F(TaskFlowTest, ReadAheadFollowsThePluginsRecentRunTime) {
+  EXPECT_EQ(flow_.ReadAhead("noop", 8), 0u) << "not timed yet";
+  flow_.Accept(Task("timed", "noop"), route_, true);
+  flow_.StartRunnable();
+  AwaitAnswers(1);
+  EXPECT_GE(flow_.ReadAhead("noop", 8), 8u) << "a no-op task takes far less than the 2 ms window";
+  EXPECT_LE(flow_.ReadAhead("noop", 8), TaskFlow::kMaxReadAhead);
+  EXPECT_EQ(flow_.ReadAhead("noop", 0), 0u) << "no room, no read";
+  EXPECT_EQ(flow_.ReadAhead("wait", 8), 0u) << "another plugin's time says nothing of this one";
+}
+
 }  // namespace
 }  // namespace umi

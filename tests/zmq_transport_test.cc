@@ -24,6 +24,7 @@ class RecordingInbox final : public Inbox {
   std::vector<Recorded> delivered;
   bool accepting_tasks() const override { return accepting; }
   size_t Room(const std::string&) const override { return accepting ? 1 : 0; }
+  size_t ReadAhead(const std::string&, size_t) const override { return 0; }
   void Deliver(std::string_view bytes, ReplyRoute route) override {
     delivered.push_back({std::string(bytes), std::move(route)});
   }

@@ -1,6 +1,9 @@
 #include "support/redis_server.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -8,8 +11,31 @@
 
 namespace umi::testing {
 
-RedisServer::RedisServer(bool append_only, std::string password)
-    : socket_((dir_.path() / "redis.sock").string()), append_only_(append_only), password_(std::move(password)) {
+namespace {
+
+// A loopback port free right now (the kernel's pick for a bound socket).
+int FreePort() {
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in address{};
+  address.sin_family = AF_INET;
+  address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(address);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) != 0 ||
+      getsockname(fd, reinterpret_cast<sockaddr*>(&address), &length) != 0) {
+    close(fd);
+    throw std::runtime_error("no free loopback port");
+  }
+  close(fd);
+  return ntohs(address.sin_port);
+}
+
+}  // namespace
+
+RedisServer::RedisServer(bool append_only, std::string password, bool tcp)
+    : socket_((dir_.path() / "redis.sock").string()),
+      append_only_(append_only),
+      password_(std::move(password)),
+      port_(tcp ? FreePort() : 0) {
   Start();
 }
 
@@ -23,7 +49,8 @@ RedisServer::~RedisServer() {
 
 void RedisServer::Start() {
   int out = -1;
-  std::vector<std::string> args = {"/usr/bin/redis-server", "--port", "0", "--unixsocket", socket_,
+  std::vector<std::string> args = {"/usr/bin/redis-server", "--port", std::to_string(port_), "--bind", "127.0.0.1",
+                                   "--unixsocket", socket_,
                                    "--unixsocketperm", "700", "--dir", dir_.path().string(), "--save", "",
                                    "--appendonly", append_only_ ? "yes" : "no", "--appendfsync", "always",
                                    "--loglevel", "notice"};

@@ -19,9 +19,13 @@ namespace umi::testing {
 class RedisServer {
  public:
   // `password`: the server requires AUTH with it (requirepass).
-  explicit RedisServer(bool append_only = false, std::string password = {});
+  // `tcp`: also listen on a free loopback port (tcp_url), as a farm's
+  // hosts on other machines would reach it.
+  explicit RedisServer(bool append_only = false, std::string password = {}, bool tcp = false);
   ~RedisServer();
   std::string url() const { return "unix://" + socket_; }
+  std::string tcp_url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
+  int port() const { return port_; }
   // SIGKILL and start again on the same socket and data (with AOF, what
   // was acknowledged survives).
   void Restart();
@@ -32,6 +36,7 @@ class RedisServer {
   std::string socket_;
   bool append_only_;
   std::string password_;
+  int port_ = 0;
   pid_t pid_ = -1;
   int log_fd_ = -1;
 };

@@ -350,8 +350,16 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
     CheckKeys(transport, "transport",
               {"tasks", "results", "rpc", "events", "max_pending_results", "tasks_hwm", "max_message_bytes", "redis",
                "redis_password_file", "max_deliveries", "prefetch"});
-    IfPresent(transport, "prefetch",
-              [&](auto n) { config.transport.prefetch = ReadInt(n, "transport.prefetch", 0, 10000); });
+    IfPresent(transport, "prefetch", [&](auto n) {
+      if (n.IsScalar() && n.Scalar() == "auto") {
+        config.transport.prefetch = TransportSection::kAutoPrefetch;
+      } else {
+        if (n.IsScalar() && !std::isfinite(Read<double>(n, "transport.prefetch", "auto or a number of tasks"))) {
+          Fail(n, "transport.prefetch", "expected auto or a number of tasks, got '" + n.Scalar() + "'");
+        }
+        config.transport.prefetch = ReadInt(n, "transport.prefetch", 0, 10000);
+      }
+    });
     IfPresent(transport, "redis",
               [&](auto n) { config.transport.redis = Read<std::string>(n, "transport.redis", "a Redis URL"); });
     IfPresent(transport, "redis_password_file", [&](auto n) {

@@ -20,7 +20,7 @@
 //               max_pending_results (default 100000), tasks_hwm (default 1000),
 //               max_message_bytes (default 67108864), redis (a URL; default off),
 //               redis_password_file (default none), max_deliveries (default 3),
-//               prefetch (default 0)}
+//               prefetch (default auto)}
 //   dedup:     {window_s (default 300), max_entries (default 100000)}
 //   http:      {enabled (default true), listen (default 127.0.0.1:9090)}
 //   security:  {curve: {secret_key_file, authorized_keys_file}}  (off by default;
@@ -138,7 +138,11 @@ struct TransportSection {
   std::string redis;
   std::string redis_password_file;  // the password, when the URL names none (a mounted secret)
   int max_deliveries = 3;  // deliveries of one task before it is poison (its hosts died)
-  int prefetch = 0;  // Redis: tasks taken per read beyond what can start now (throughput against fairness)
+  // Redis: tasks taken per read beyond what can start now. kAutoPrefetch:
+  // short tasks only, what the free slots finish in 2 ms at the plugin's
+  // recent run time (so long tasks keep a fair pull, no-op tasks batch).
+  static constexpr int kAutoPrefetch = -1;
+  int prefetch = kAutoPrefetch;
   friend bool operator==(const TransportSection&, const TransportSection&) = default;
 };
 

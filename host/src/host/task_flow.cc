@@ -156,6 +156,8 @@ void TaskFlow::Complete(const Finished& finished) {
   outcome.output_msgpack = std::move(running->context->output_msgpack);
   outcome.queued_ms = running->queued_ms;
   outcome.run_ms = finished.run_ms;
+  auto [mean, first] = mean_run_ms_.try_emplace(running->task.message.plugin, finished.run_ms);
+  if (!first) mean->second += (finished.run_ms - mean->second) / 16;
   outcome.started_at = finished.started_at;
   outcome.finished_at = finished.finished_at;
   ledger_.End(CompleteRun(running->task.message, running->allocation, std::move(outcome)), running->task.reply,
@@ -206,6 +208,13 @@ size_t TaskFlow::Room(const std::string& name) const {
   while (fits < kMaxRoom && trial.TryAllocate(UINT64_MAX - fits, demand)) ++fits;
   const size_t waiting = scheduler_.size();
   return fits > waiting ? fits - waiting : 0;
+}
+
+size_t TaskFlow::ReadAhead(const std::string& plugin, size_t room) const {
+  const auto mean = mean_run_ms_.find(plugin);
+  if (mean == mean_run_ms_.end() || room == 0) return 0;
+  const double finished_in_window = static_cast<double>(room) * kReadAheadWindowMs / std::max(mean->second, 1e-3);
+  return static_cast<size_t>(std::min(finished_in_window, static_cast<double>(kMaxReadAhead)));
 }
 
 void TaskFlow::AbandonRunning(const std::string& why) {

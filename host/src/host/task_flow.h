@@ -16,6 +16,7 @@
 #include <functional>
 #include <optional>
 #include <string>
+#include <unordered_map>
 
 #include "common/clock.h"
 #include "common/status.h"
@@ -65,6 +66,11 @@ class TaskFlow {
   CancelState Cancel(const std::string& id);
   // How many tasks of `plugin` could start now beside what is queued.
   size_t Room(const std::string& plugin) const;
+  // The tasks of `plugin` that `room` slots finish within kReadAheadWindow
+  // at its recent mean run time, at most kMaxReadAhead; 0 until one ran.
+  size_t ReadAhead(const std::string& plugin, size_t room) const;
+  static constexpr double kReadAheadWindowMs = 2.0;
+  static constexpr size_t kMaxReadAhead = 256;
   // Answers every queued task rejected with `why` (a drain), or gives it
   // back to its transport when that can; returns how many were answered.
   size_t RejectQueued(const Status& why);
@@ -107,6 +113,7 @@ class TaskFlow {
   Scheduler scheduler_;
   RunningTasks running_;
   TaskLedger ledger_;
+  std::unordered_map<std::string, double> mean_run_ms_;  // per plugin, a moving average
   uint64_t last_key_ = 0;
   // Declared last: destroyed first, so its threads finish before anything
   // they might reach goes away.

@@ -38,6 +38,9 @@ Status RedisConnection::Connect(const RedisUrl& url, std::chrono::milliseconds t
     return failed;
   }
   redisSetTimeout(context, tv);
+  // Keep the read buffer between replies: hiredis frees one above 16 KiB
+  // when empty, and a read of many tasks would allocate it again each time.
+  context->reader->maxbuf = 0;
   context_ = context;
   if (!url.password.empty()) {
     if (auto auth = Command({"AUTH", url.password}); !auth.ok()) {

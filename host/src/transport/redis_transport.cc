@@ -172,6 +172,7 @@ void RedisTransport::StartRead() {
   for (const std::string& plugin : plugins_) {
     const size_t room = inbox_->Room(plugin);
     if (room == 0) continue;
+    const size_t ahead = options_.prefetch ? *options_.prefetch : inbox_->ReadAhead(plugin, room);
     const std::string stream = TaskStream(plugin);
     if (!grouped_.count(stream)) {
       auto created = writer_.Command({"XGROUP", "CREATE", stream, kGroup, "0", "MKSTREAM"});
@@ -182,11 +183,11 @@ void RedisTransport::StartRead() {
       if (!writer_.connected()) return;
     }
     streams.push_back(stream);
-    count = std::max(count, room);
+    count = std::max(count, room + ahead);
   }
   if (streams.empty()) return;
   std::vector<std::string> args = {"XREADGROUP", "GROUP", kGroup, options_.host, "COUNT",
-                                   std::to_string(count + options_.prefetch), "BLOCK",
+                                   std::to_string(count), "BLOCK",
                                    std::to_string(options_.block.count()), "STREAMS"};
   args.insert(args.end(), streams.begin(), streams.end());
   args.insert(args.end(), streams.size(), ">");
@@ -281,26 +282,33 @@ void RedisTransport::Answer(const std::string& stream, const std::string& id, co
 }
 
 void RedisTransport::WriteHeld() {
-  // Every result of this turn in one round trip; each result and its
-  // acknowledgement stay one transaction.
+  // The results of this turn in one transaction, one round trip: each
+  // result and its acknowledgement are written together or not at all, and
+  // a stream's acknowledgements go in one XACK.
   constexpr size_t kBatch = 512;
   while (!held_.empty() && writer_.connected()) {
     const size_t count = std::min(held_.size(), kBatch);
     std::vector<std::vector<std::string>> commands;
-    commands.reserve(4 * count);
+    commands.reserve(count + 3);
+    commands.push_back({"MULTI"});
+    std::map<std::string, std::vector<std::string>> acks;  // stream -> XACK arguments
     for (size_t i = 0; i < count; ++i) {
       const Held& held = held_[i];
-      commands.push_back({"MULTI"});
-      commands.push_back({"XADD", held.address[2], "*", "m", held.body});
-      commands.push_back({"XACK", held.address[0], kGroup, held.address[1]});
-      commands.push_back({"EXEC"});
+      commands.push_back({"XADD", held.reply_to, "*", "m", held.body});
+      std::vector<std::string>& ack = acks[held.stream];
+      if (ack.empty()) ack = {"XACK", held.stream, kGroup};
+      ack.push_back(held.entry);
     }
+    for (auto& [stream, ack] : acks) commands.push_back(std::move(ack));
+    commands.push_back({"EXEC"});
     auto replies = writer_.Pipeline(commands);
     if (!replies.ok()) return Disconnected(replies.status());  // all stay held: a transaction is all or nothing
+    const redisReply* exec = replies.value().back().get();
     for (size_t i = 0; i < count; ++i) {
-      const redisReply* exec = replies.value()[4 * i + 3].get();
-      if (exec->type != REDIS_REPLY_ARRAY) {
-        spdlog::error("redis result for entry {} of {}: {}", held_[i].address[1], held_[i].address[0], Text(exec));
+      const redisReply* added = exec->type == REDIS_REPLY_ARRAY && i < exec->elements ? exec->element[i] : exec;
+      if (added->type == REDIS_REPLY_ERROR || exec->type != REDIS_REPLY_ARRAY) {
+        spdlog::error("redis result for entry {} of {} to {}: {}", held_[i].entry, held_[i].stream, held_[i].reply_to,
+                      Text(added));
       }
     }
     held_.erase(held_.begin(), held_.begin() + static_cast<long>(count));
@@ -309,7 +317,7 @@ void RedisTransport::WriteHeld() {
 
 void RedisTransport::Send(std::string body, const ReplyRoute& route) {
   // Written after this turn's handlers (AfterPoll), with the turn's other results.
-  if (route.address.size() >= 3) held_.push_back({route.address, std::move(body)});
+  if (route.address.size() >= 3) held_.push_back({route.address[0], route.address[1], route.address[2], std::move(body)});
 }
 
 bool RedisTransport::GiveBack(const ReplyRoute& route) {

@@ -6,9 +6,11 @@
 //              by hosts with MKSTREAM when missing
 //   taking     XREADGROUP GROUP umi <host> COUNT n BLOCK ... STREAMS: only the
 //              streams of plugins this host has, only when Inbox::Room says a
-//              task of that plugin could start now (n = that room + prefetch)
+//              task of that plugin could start now (n = that room, plus the
+//              read-ahead: Inbox::ReadAhead, or a fixed prefetch)
 //   a result   MULTI; XADD <reply_to, default umi:results> * m <result>;
-//              XACK umi:tasks:<plugin> umi <entry>; EXEC
+//              XACK umi:tasks:<plugin> umi <entry>; EXEC (the results of
+//              one loop turn share one transaction: one XACK per stream)
 //   heartbeat  umi:hosts:<host>: a hash (plugins, running, queued, ...) with
 //              a TTL of three heartbeats (0.5 s each); its expiry marks the host dead
 //   restart    before its first read of a stream, a host runs again what an
@@ -50,7 +52,8 @@ struct RedisTransportOptions {
   std::string host;  // consumer name, heartbeat key and the results' `host`
   std::chrono::milliseconds heartbeat{500};  // the hash expires after three: a dead host is found in 1.5-2 s
   int max_deliveries = 3;  // a task delivered this often (each host died) is poison
-  size_t prefetch = 0;     // tasks taken beyond what can start now
+  // Tasks taken beyond what can start now; nothing: Inbox::ReadAhead decides.
+  std::optional<size_t> prefetch;
   std::chrono::milliseconds block{500};  // how long one read waits for work
 };
 
@@ -80,8 +83,7 @@ class RedisTransport final : public Transport {
  private:
   using Clock = std::chrono::steady_clock;
   struct Held {  // a result waiting for Redis
-    std::vector<std::string> address;
-    std::string body;
+    std::string stream, entry, reply_to, body;
   };
 
   bool EnsureConnected();

@@ -37,6 +37,10 @@ class Inbox {
   // How many tasks of `plugin` could start now (a pulling transport takes
   // no more than that).
   virtual size_t Room(const std::string& plugin) const = 0;
+  // How many more than `room` a pulling transport may take at once: what
+  // the host would finish within a short window at the plugin's recent run
+  // time (0 for tasks it has not timed yet, and for any but short ones).
+  virtual size_t ReadAhead(const std::string& plugin, size_t room) const = 0;
   // One message, undecoded; `route.sink` is the transport that read it.
   virtual void Deliver(std::string_view bytes, ReplyRoute route) = 0;
 };
