@@ -12,15 +12,18 @@ WorkerPool::~WorkerPool() {
 }
 
 void WorkerPool::Submit(std::function<void()> job, std::function<void()> then) {
-  std::lock_guard lock(mutex_);
-  jobs_.push_back({std::move(job), std::move(then)});
-  ++busy_;
-  // Every queued job needs its own idle thread, or it would wait.
-  if (jobs_.size() > idle_) {
-    threads_.emplace_back([this] { Loop(); });
-  } else {
-    work_available_.notify_one();
+  {
+    std::lock_guard lock(mutex_);
+    jobs_.push_back({std::move(job), std::move(then)});
+    ++busy_;
+    // Every queued job needs its own idle thread, or it would wait.
+    if (jobs_.size() > idle_) {
+      threads_.emplace_back([this] { Loop(); });
+      return;
+    }
   }
+  // Outside the lock: the woken thread would otherwise wake into a held mutex.
+  work_available_.notify_one();
 }
 
 size_t WorkerPool::threads() const {
