@@ -25,6 +25,21 @@ std::vector<nlohmann::json> JsonLines(const std::string& text) {
   return lines;
 }
 
+// --rpc takes one value, so the file may follow it; a bad endpoint is a
+// usage error with the reason, never an abort.
+TEST(UmiSubmit, TheFileMayFollowRpcAndABadEndpointIsAClearError) {
+  HostProcess host;
+  TempDir dir;
+  const auto input = dir.Write("tasks.jsonl", R"({"id": "after-flag", "plugin": "noop"})" "\n");
+  const CommandOutput run = RunCommand({UMI_SUBMIT_BINARY, "--rpc", host.endpoint("rpc"), input.string()});
+  EXPECT_EQ(run.exit_code, 0) << run.out;
+  EXPECT_NE(run.out.find(R"("id":"after-flag")"), std::string::npos) << run.out;
+
+  const CommandOutput bad = RunCommand({UMI_SUBMIT_BINARY, "--rpc", "bogus://x", input.string()}, true);
+  EXPECT_EQ(bad.exit_code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("umi-submit: cannot use the endpoints given (--rpc bogus://x"), std::string::npos) << bad.out;
+}
+
 TEST(UmiSubmit, SendsJsonLinesAndWritesOneResultEach) {
   HostProcess host;
   TempDir dir;

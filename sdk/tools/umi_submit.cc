@@ -29,6 +29,7 @@
 #include <set>
 #include <sstream>
 #include <iostream>
+#include <optional>
 #include <random>
 
 using json = nlohmann::json;
@@ -52,6 +53,12 @@ std::string RunPrefix() {
 std::string ToMsgpack(const json& value) {
   const std::vector<uint8_t> bytes = json::to_msgpack(value);
   return std::string(bytes.begin(), bytes.end());
+}
+
+std::string Joined(const std::vector<std::string>& values) {
+  std::string text;
+  for (const std::string& value : values) text += (text.empty() ? "" : " ") + value;
+  return text.empty() ? "-" : text;
 }
 
 // Reads every task first, so a bad line stops the run before anything is sent.
@@ -184,7 +191,7 @@ std::string KeyFromFile(const std::string& path, const std::string& label) {
   return {};
 }
 
-int main(int argc, char** argv) {
+int Run(int argc, char** argv) {
   CLI::App app{"Sends tasks (JSON lines) to umi hosts and writes their results as JSON lines"};
   std::string input_path = "-";
   umi::ClientOptions options;
@@ -194,7 +201,10 @@ int main(int argc, char** argv) {
   double wait_s = 3600;
   bool quiet = false;
   app.add_option("file", input_path, "JSON lines of tasks; - for stdin")->capture_default_str();
-  app.add_option("--rpc", options.rpc, "Host rpc endpoint(s) (default tcp://127.0.0.1:5557)");
+  // One value per flag (repeat the flag for several hosts), so a file name
+  // after it stays the positional argument.
+  app.add_option("--rpc", options.rpc, "Host rpc endpoint; repeat for several hosts (default tcp://127.0.0.1:5557)")
+      ->allow_extra_args(false);
   std::string redis_url;
   app.add_option("--redis", redis_url,
                  "Instead of ZeroMQ: a farm on Redis Streams (redis://[:password@]host:port/db or unix:///path)");
@@ -266,7 +276,15 @@ int main(int argc, char** argv) {
   const auto wait = std::chrono::milliseconds(static_cast<int64_t>(wait_s * 1000));
 
   zmq::context_t context;
-  umi::Client client(context, options);
+  std::optional<umi::Client> connected;
+  try {
+    connected.emplace(context, options);
+  } catch (const zmq::error_t& error) {
+    std::cerr << "umi-submit: cannot use the endpoints given (--rpc " << Joined(options.rpc) << ", --tasks "
+              << options.tasks << ", --results " << options.results << "): " << error.what() << "\n";
+    return 2;
+  }
+  umi::Client& client = *connected;
 
   if (!op.empty()) {
     if (options.rpc.empty()) {
@@ -322,4 +340,13 @@ int main(int argc, char** argv) {
   progress.Update(done, failed, true);
   std::cout.flush();
   return failed == 0 ? 0 : 1;
+}
+
+int main(int argc, char** argv) {
+  try {
+    return Run(argc, argv);
+  } catch (const std::exception& error) {  // never an abort with a core dump
+    std::cerr << "\numi-submit: " << error.what() << "\n";
+    return 1;
+  }
 }
