@@ -302,7 +302,7 @@ TEST(HostE2E, JsonLogsAreOneObjectPerLine) {
   for (std::string line; std::getline(lines, line); ++parsed) {
     const auto entry = nlohmann::json::parse(line);  // throws, failing the test, if not JSON
     EXPECT_EQ(entry["host"], "h1");
-    EXPECT_TRUE(entry["time"].is_number());
+    EXPECT_TRUE(entry["time"].is_string() && entry["time"].get<std::string>().back() == 'Z') << line;
     if (entry["level"] == "critical") {
       EXPECT_NE(entry["message"].get<std::string>().find("hardware.cpu.coers: unknown key"), std::string::npos);
     }

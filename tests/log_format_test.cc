@@ -33,7 +33,11 @@ TEST(LogFormat, JsonLinesCarryTheTaskWhileInScope) {
   EXPECT_FALSE(entries[0].contains("task"));
   EXPECT_EQ(entries[1]["plugin"], "probe");
   EXPECT_EQ(entries[1]["task"], "t-7");
-  EXPECT_EQ(entries[1]["level"], "warning");
+  EXPECT_EQ(entries[1]["level"], "warn") << "as --log-level spells it";
+  const std::string time = entries[0]["time"];
+  EXPECT_EQ(time.size(), 27u) << time;  // 2026-12-02T19:40:01.123456Z
+  EXPECT_EQ(time.back(), 'Z') << "UTC";
+  EXPECT_EQ(time[10], 'T');
   EXPECT_FALSE(entries[2].contains("plugin"));
 }
 

@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <ctime>
 
 #include "common/text.h"
 
@@ -18,19 +19,38 @@ struct TaskFields {
 };
 thread_local TaskFields current_task;
 
+// ISO-8601 in UTC with microseconds: 2026-12-02T19:40:01.123456Z.
+std::string IsoUtc(std::chrono::system_clock::time_point time) {
+  const auto micros = std::chrono::duration_cast<std::chrono::microseconds>(time.time_since_epoch()).count();
+  const std::time_t seconds = static_cast<std::time_t>(micros / 1000000);
+  std::tm utc{};
+  gmtime_r(&seconds, &utc);
+  char text[40];
+  const size_t length = std::strftime(text, sizeof(text), "%Y-%m-%dT%H:%M:%S", &utc);
+  std::snprintf(text + length, sizeof(text) - length, ".%06lldZ", static_cast<long long>(micros % 1000000));
+  return text;
+}
+
+// Level names as --log-level spells them (spdlog says "warning").
+const char* LevelName(spdlog::level::level_enum level) {
+  switch (level) {
+    case spdlog::level::trace: return "trace";
+    case spdlog::level::debug: return "debug";
+    case spdlog::level::info: return "info";
+    case spdlog::level::warn: return "warn";
+    case spdlog::level::err: return "error";
+    case spdlog::level::critical: return "critical";
+    default: return "off";
+  }
+}
+
 class JsonFormatter : public spdlog::formatter {
  public:
   explicit JsonFormatter(std::string host) : host_(JsonString(host)) {}
 
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const auto since_epoch = msg.time.time_since_epoch();
-    const double seconds = std::chrono::duration<double>(since_epoch).count();
-    char time[32];
-    std::snprintf(time, sizeof(time), "%.6f", seconds);
-    std::string line = "{\"time\":";
-    line += time;
-    line += ",\"level\":\"";
-    line += spdlog::level::to_string_view(msg.level).data();
+    std::string line = "{\"time\":\"" + IsoUtc(msg.time) + "\",\"level\":\"";
+    line += LevelName(msg.level);
     line += "\",\"host\":" + host_;
     if (current_task.plugin) {
       line += ",\"plugin\":" + JsonString(*current_task.plugin) + ",\"task\":" + JsonString(*current_task.task);
@@ -53,8 +73,10 @@ class JsonFormatter : public spdlog::formatter {
 // cannot forge a line of its own.
 class EscapingFormatter : public spdlog::formatter {
  public:
+  // Times in UTC, so a pattern's %H:%M means the same on every host.
   explicit EscapingFormatter(const std::string& pattern)
-      : pattern_(pattern), inner_(std::make_unique<spdlog::pattern_formatter>(pattern)) {}
+      : pattern_(pattern),
+        inner_(std::make_unique<spdlog::pattern_formatter>(pattern, spdlog::pattern_time_type::utc)) {}
 
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
     const std::string escaped = EscapeForLog(std::string_view(msg.payload.data(), msg.payload.size()));
@@ -114,7 +136,7 @@ void ConfigureLogging(LogFormat format, const std::string& level, const std::str
   if (format == LogFormat::kJson) {
     logger->set_formatter(MakeJsonFormatter(host_name));
   } else {
-    logger->set_formatter(MakeTextFormatter("%Y-%m-%dT%H:%M:%S.%e %^%-5l%$ %v"));
+    logger->set_formatter(MakeTextFormatter("%Y-%m-%dT%H:%M:%S.%eZ %^%-5l%$ %v"));
   }
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
