@@ -340,6 +340,23 @@ TEST(HostE2E, CheckConfigShowsIsolationAndCurve) {
   }
 }
 
+// A plugins.<name> section that matches no plugin is ignored: say so, with
+// the near name, rather than run with defaults the operator did not mean.
+TEST(HostE2E, CheckConfigWarnsOfAPluginSectionThatMatchesNoPlugin) {
+  TempDir dir;
+  const auto config = dir.Write("umi.yaml", TestConfigYaml("  sleeep: {cpu_cores: 2}\n  nothing_like_it: {}\n"));
+  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "check-config", config.string(), "--plugins", UMI_TEST_PLUGIN_DIR});
+  EXPECT_NE(run.out.find("warning: plugins.sleeep: no loaded plugin is named 'sleeep' (did you mean 'sleep'?); "
+                         "the section is ignored\n"),
+            std::string::npos)
+      << run.out;
+  EXPECT_NE(run.out.find("warning: plugins.nothing_like_it: no loaded plugin is named 'nothing_like_it'; the section "
+                         "is ignored\n"),
+            std::string::npos)
+      << run.out;
+  EXPECT_EQ(run.out.find("plugins.sleep:"), std::string::npos) << "a section of a loaded plugin is fine";
+}
+
 TEST(HostE2E, CheckConfigFailsOnABadFileWithTheReason) {
   TempDir dir;
   const auto bad = dir.Write("bad.yaml", kMisspelledConfig);

@@ -181,6 +181,9 @@ int main(int argc, char** argv) {
   for (const fs::path& dir : plugin_dirs) registry.LoadDirectory(dir);
   spdlog::info("{} plugin(s) loaded, {} library(ies) refused", registry.plugins().size(),
                registry.refused().size());
+  if (!check_command->parsed()) {  // check-config prints them in its report
+    for (const std::string& unmatched : registry.UnmatchedConfigSections()) spdlog::warn("{}", unmatched);
+  }
 
   if (plugins_command->parsed()) {
     std::cout << (json ? umi::PluginsJson(registry).dump(2) + "\n" : umi::PluginsTable(registry));

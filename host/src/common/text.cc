@@ -1,5 +1,6 @@
 #include "common/text.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstdio>
 
@@ -93,6 +94,32 @@ std::string EscapeForLog(std::string_view text) {
     i += length;
   }
   return out;
+}
+
+std::string ClosestMatch(const std::string& word, const std::vector<std::string>& candidates) {
+  auto distance = [](const std::string& a, const std::string& b) {
+    std::vector<size_t> row(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+    for (size_t i = 1; i <= a.size(); ++i) {
+      size_t diagonal = row[0];
+      row[0] = i;
+      for (size_t j = 1; j <= b.size(); ++j) {
+        const size_t above = row[j];
+        row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+        diagonal = above;
+      }
+    }
+    return row[b.size()];
+  };
+  std::string closest;
+  size_t best = 3;  // only near misses
+  for (const std::string& candidate : candidates) {
+    if (const size_t d = distance(word, candidate); d < best) {
+      best = d;
+      closest = candidate;
+    }
+  }
+  return closest;
 }
 
 }  // namespace umi

@@ -7,6 +7,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace umi {
 
@@ -21,5 +22,9 @@ std::string ToValidUtf8(std::string_view text);
 // \r, \t or \xNN, a backslash as \\, ill-formed UTF-8 bytes as \xNN, so no
 // value can start a forged line or hide itself.
 std::string EscapeForLog(std::string_view text);
+
+// The candidate nearest to `word` by edit distance when that is below 3
+// (a near miss worth a "did you mean"), else empty.
+std::string ClosestMatch(const std::string& word, const std::vector<std::string>& candidates);
 
 }  // namespace umi

@@ -10,6 +10,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "common/text.h"
 #include "config/yaml_msgpack.h"
 
 namespace umi {
@@ -35,37 +36,15 @@ void RequireMap(const YAML::Node& node, const std::string& path) {
   if (!node.IsMap()) Fail(node, path, "expected a map");
 }
 
-size_t EditDistance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      const size_t above = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = above;
-    }
-  }
-  return row[b.size()];
-}
-
 void CheckKeys(const YAML::Node& node, const std::string& path,
                const std::set<std::string>& allowed) {
   RequireMap(node, path);
   for (const auto& entry : node) {
     const std::string key = entry.first.as<std::string>();
     if (allowed.count(key)) continue;
-    std::string closest;
-    size_t best = 3;  // suggest only near misses
     std::string known;
-    for (const auto& name : allowed) {
-      known += (known.empty() ? "" : ", ") + name;
-      if (const size_t distance = EditDistance(key, name); distance < best) {
-        best = distance;
-        closest = name;
-      }
-    }
+    for (const auto& name : allowed) known += (known.empty() ? "" : ", ") + name;
+    const std::string closest = ClosestMatch(key, std::vector<std::string>(allowed.begin(), allowed.end()));
     Fail(entry.first, path.empty() ? key : path + "." + key,
          "unknown key" + (closest.empty() ? "" : ", did you mean '" + closest + "'?") +
              " (expected one of: " + known + ")");

@@ -356,6 +356,7 @@ class Host::Loop final : public Inbox {
     PluginRegistry::LoadReport libraries = plugins_.LoadDirectories(options_.plugin_dirs);
     outcome.loaded = std::move(libraries.loaded);
     outcome.refused = std::move(libraries.refused);
+    for (const std::string& unmatched : plugins_.UnmatchedConfigSections()) spdlog::warn("{}", unmatched);
     telemetry_.SetPluginLoadFailures(plugins_.refusals_total());
     telemetry_.SetKnownPlugins(LoadedNames());
     transport_.set_max_pending_results(config_.transport.max_pending_results);

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <regex>
 
+#include "common/text.h"
 #include "config/effective_requirement.h"
 #include "runtime/task_context.h"
 
@@ -292,6 +293,22 @@ UMI_Error* AcquireInstanceState(const LoadedPlugin& plugin, void** state) {
 const LoadedPlugin* PluginRegistry::Find(const std::string& name) const {
   const auto found = plugins_.find(name);
   return found == plugins_.end() ? nullptr : found->second.get();
+}
+
+std::vector<std::string> PluginRegistry::UnmatchedConfigSections() const {
+  std::vector<std::string> loaded;
+  for (const auto& [name, plugin] : plugins_) loaded.push_back(name);
+  std::vector<std::string> lines;
+  for (const auto& [name, section] : config_.plugins) {
+    if (plugins_.count(name)) continue;
+    const bool refused = std::any_of(refused_.begin(), refused_.end(),
+                                     [&name](const RefusedLibrary& library) { return library.plugin == name; });
+    if (refused) continue;  // its refusal already says why
+    const std::string closest = ClosestMatch(name, loaded);
+    lines.push_back("plugins." + name + ": no loaded plugin is named '" + name + "'" +
+                    (closest.empty() ? "" : " (did you mean '" + closest + "'?)") + "; the section is ignored");
+  }
+  return lines;
 }
 
 }  // namespace umi

@@ -100,6 +100,10 @@ class PluginRegistry {
   const std::map<std::string, std::unique_ptr<LoadedPlugin>>& plugins() const { return plugins_; }
   // Libraries refused now (the latest attempt at each path), oldest first.
   const std::vector<RefusedLibrary>& refused() const { return refused_; }
+  // One line per `plugins.<name>` section of the config that names neither
+  // a loaded plugin nor a refused library's plugin: it is ignored, most
+  // likely a typo ("did you mean" when a loaded name is near).
+  std::vector<std::string> UnmatchedConfigSections() const;
   // Refusals ever made, retries at reload included.
   uint64_t refusals_total() const { return refusals_total_; }
 
