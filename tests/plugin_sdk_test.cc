@@ -33,11 +33,11 @@ TEST(PluginSdk, PluginsCommandListsLoadedAndRefusedWithReasons) {
     reasons[std::filesystem::path(refused["path"].get<std::string>()).filename()] = refused["reason"];
   }
   EXPECT_EQ(reasons["wrong_major.so"],
-            "built for plugin API 2.0, this host speaks 1.0 (major must match, minor must not be newer)");
+            "built for plugin API 2.1, this host speaks 1.1 (major must match, minor must not be newer)");
   EXPECT_EQ(reasons["old_major.so"],
-            "built for plugin API 0.0, this host speaks 1.0 (major must match, minor must not be newer)");
+            "built for plugin API 0.1, this host speaks 1.1 (major must match, minor must not be newer)");
   EXPECT_EQ(reasons["newer_minor.so"],
-            "built for plugin API 1.99, this host speaks 1.0 (major must match, minor must not be newer)");
+            "built for plugin API 1.99, this host speaks 1.1 (major must match, minor must not be newer)");
   EXPECT_EQ(reasons["missing_symbols.so"], "missing required entry point UMI_PluginApiVersion");
   EXPECT_EQ(reasons["throwing_init.so"], "initialize failed: plugin_error: cannot initialize");
   EXPECT_EQ(reasons["throwing_info.so"], "UMI_PluginDescribe returned no descriptor: Info() threw: no info today");
@@ -53,6 +53,8 @@ TEST(PluginSdk, PluginsCommandListsLoadedAndRefusedWithReasons) {
   EXPECT_EQ(plugins["sleep"]["declared"]["cpu_threads"], 1);
   EXPECT_EQ(plugins["sleep"]["requirement"]["cpu_threads"], 4);  // the group's
   EXPECT_EQ(plugins["gpu_sleep"]["kind"], "gpu");
+  EXPECT_EQ(plugins["noop"]["run_inline"], true);
+  EXPECT_EQ(plugins["sleep"]["run_inline"], false);
 }
 
 TEST(PluginSdk, AHostServingBesideRefusedLibrariesKeepsRunning) {
@@ -218,6 +220,36 @@ TEST(SdkInstall, HelloAndFileStatsRunOnTheInstalledHost) {
   EXPECT_EQ(missing.status, "error");
   EXPECT_EQ(missing.error_code, "not_found");
   EXPECT_EQ(host.Stop(), 0);
+}
+
+// run_inline (plugin API 1.1): the task runs on the host's event loop, its
+// main thread, with an instance of its own that lives as long as the host;
+// a worker process still runs it under `isolation: process`; a plugin built
+// against API 1.0 (a shorter descriptor) loads and runs on a worker thread.
+TEST(PluginSdk, RunInlinePluginsRunOnTheEventLoopAndApi10PluginsStillLoad) {
+  HostProcess host({.config_yaml = TestConfigYaml(),
+                    .plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_INSPECT_PLUGIN_DIR}});
+  for (int i = 0; i < 3; ++i) host.Send(PackTask({.id = "inline-" + std::to_string(i), .plugin = "thread_probe"}));
+  host.Send(PackTask({.id = "old-abi", .plugin = "api_1_0"}));
+  for (const Result& r : host.Results(4)) {
+    ASSERT_EQ(r.status, "ok") << r.plugin << ": " << r.error_message;
+    const int64_t tid = r.Output("tid")->as<int64_t>(), pid = r.Output("pid")->as<int64_t>();
+    EXPECT_EQ(pid, host.pid());
+    if (r.plugin == "thread_probe") {
+      EXPECT_EQ(tid, pid) << "ran on the event loop, the host's main thread";
+      EXPECT_EQ(r.Output("instance")->as<int>(), 1) << "one instance for the loop's thread";
+    } else {
+      EXPECT_NE(tid, pid) << "a 1.0 plugin cannot say run_inline: a worker thread runs it";
+    }
+  }
+  EXPECT_EQ(host.Stop(), 0) << "the loop's instance is finalized while the plugin is still loaded";
+
+  HostProcess isolated({.config_yaml = TestConfigYaml("  thread_probe: {isolation: process}\n"),
+                        .plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_INSPECT_PLUGIN_DIR}});
+  isolated.Send(PackTask({.id = "in-a-process", .plugin = "thread_probe"}));
+  const Result r = isolated.NextResult();
+  ASSERT_EQ(r.status, "ok") << r.error_message;
+  EXPECT_NE(r.Output("pid")->as<int64_t>(), isolated.pid()) << "isolation: process wins over run_inline";
 }
 
 }  // namespace

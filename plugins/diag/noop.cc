@@ -10,6 +10,7 @@ class Noop : public umi::Plugin {
     info.description = "Does nothing and succeeds";
     info.license = "MIT";
     info.requirement = {.cpu_cores = 0.1, .cpu_threads = 1, .memory_mb = 16};
+    info.run_inline = true;  // returns at once: no worker thread needed
     return info;
   }
   void Process(umi::TaskContext&) override {}

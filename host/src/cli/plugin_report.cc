@@ -21,6 +21,7 @@ nlohmann::json PluginsJson(const PluginRegistry& registry) {
                        {"kind", p->kind == UMI_PLUGIN_KIND_GPU ? "gpu" : "cpu"},
                        {"task_group", p->task_group},
                        {"allow_concurrent", p->allow_concurrent},
+                       {"run_inline", p->run_inline},
                        {"declared", RequirementJson(p->declared)},
                        {"requirement", RequirementJson(p->requirement)},
                        {"path", p->path.string()}});

@@ -76,37 +76,55 @@ void Executor::Run(uint64_t key, std::shared_ptr<UMI_Context> context, const Loa
                    const Allocation& allocation, std::optional<std::string> isolated_settings) {
   auto finished = std::make_shared<Finished>();
   finished->key = key;
-  workers_.Submit(
-      [this, finished, context = std::move(context), plugin = &plugin, allocation,
-       settings = std::move(isolated_settings)] {
-        finished->started_at = UnixNow();
-        const auto start = Clock::now();
-        if (settings) {  // the worker process pins itself and limits its memory
-          const IsolatedOutcome outcome = processes_.Run(*plugin, *settings, *context, allocation);
-          finished->error = outcome.error;
-          finished->crashed = outcome.crashed;
-          finished->killed = outcome.killed;
-          finished->run_ms = Millis(Clock::now() - start);
-          finished->finished_at = UnixNow();
-          return;
-        }
-        const std::vector<int>& cpus = allocation.cpu_ids;
-        if (!cpus.empty()) PinThread(cpus);
-        if (!context->gpu_ids.empty()) BindThreadToGpu(context->gpu_ids.front());
-        try {
-          finished->error = AcquireInstanceState(*plugin, &context->instance_state);
-          if (!finished->error) finished->error = plugin->execute(context.get());
-        } catch (const std::exception& e) {
-          finished->error = new UMI_Error{"plugin_error", std::string("exception escaped the plugin ABI: ") + e.what()};
-        } catch (...) {
-          finished->error = new UMI_Error{"plugin_error", "exception escaped the plugin ABI"};
-        }
-        finished->run_ms = Millis(Clock::now() - start);
-        finished->finished_at = UnixNow();
-        if (!cpus.empty()) pthread_setaffinity_np(pthread_self(), sizeof(process_cpus_), &process_cpus_);
-      },
-      // Posted once the worker is idle again, so the next task can reuse it.
-      [this, finished] { mailbox_.Post(*finished); });
+  // A short, non-blocking plugin runs here, on the caller's (the loop's)
+  // thread: no hand-off, no wake-up. Not when the task needs a process, a
+  // pinned CPU set or a GPU bound to its thread.
+  const bool run_here = plugin.run_inline && !isolated_settings && allocation.cpu_ids.empty() &&
+                        context->gpu_ids.empty();
+  auto run = [this, run_here, finished, context = std::move(context), plugin = &plugin, allocation,
+              settings = std::move(isolated_settings)] {
+    finished->started_at = UnixNow();
+    const auto start = Clock::now();
+    if (settings) {  // the worker process pins itself and limits its memory
+      const IsolatedOutcome outcome = processes_.Run(*plugin, *settings, *context, allocation);
+      finished->error = outcome.error;
+      finished->crashed = outcome.crashed;
+      finished->killed = outcome.killed;
+      finished->run_ms = Millis(Clock::now() - start);
+      finished->finished_at = UnixNow();
+      return;
+    }
+    const std::vector<int>& cpus = allocation.cpu_ids;
+    if (!cpus.empty()) PinThread(cpus);
+    if (!context->gpu_ids.empty()) BindThreadToGpu(context->gpu_ids.front());
+    try {
+      // Inline tasks keep their instances here, finalized with the Executor
+      // while the plugins are still loaded (a thread_local of the main
+      // thread would outlive them).
+      finished->error = run_here ? inline_instances_.Acquire(*plugin, &context->instance_state)
+                                 : AcquireInstanceState(*plugin, &context->instance_state);
+      if (!finished->error) finished->error = plugin->execute(context.get());
+    } catch (const std::exception& e) {
+      finished->error = new UMI_Error{"plugin_error", std::string("exception escaped the plugin ABI: ") + e.what()};
+    } catch (...) {
+      finished->error = new UMI_Error{"plugin_error", "exception escaped the plugin ABI"};
+    }
+    finished->run_ms = Millis(Clock::now() - start);
+    finished->finished_at = UnixNow();
+    if (!cpus.empty()) pthread_setaffinity_np(pthread_self(), sizeof(process_cpus_), &process_cpus_);
+  };
+  if (run_here) {
+    run();
+    if (finished->run_ms > kInlineOverrunMs && !warned_overrun_.count(plugin.name)) {
+      warned_overrun_.insert(plugin.name);
+      spdlog::warn("plugin {} declares run_inline but a task took {:.1f} ms on the event loop (keep it under {} ms, "
+                   "or drop run_inline); said once", plugin.name, finished->run_ms, kInlineOverrunMs);
+    }
+    mailbox_.Post(*finished);
+    return;
+  }
+  // Posted once the worker is idle again, so the next task can reuse it.
+  workers_.Submit(std::move(run), [this, finished] { mailbox_.Post(*finished); });
 }
 
 }  // namespace umi

@@ -6,7 +6,9 @@
 // Either way one Finished message per task, and any Progress, arrive in the
 // mailbox: a queue plus an eventfd (fd()) the loop polls beside its sockets.
 // Finished is posted once the worker thread is idle again, so the next task
-// can reuse it (and its per-thread plugin instance state).
+// can reuse it (and its per-thread plugin instance state). A plugin that
+// declares run_inline (short, never blocking) runs on the loop's thread
+// instead: two thread switches less per task.
 //
 // Thread safety: Run, TakeAll and processes() from the loop's thread; the
 // mailbox is posted to from worker threads and the plugin's own threads.
@@ -21,6 +23,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -77,7 +80,9 @@ class Executor {
   std::deque<Mail> TakeAll() { return mailbox_.TakeAll(); }
 
   // Starts the task. `isolated_settings`: the plugin's settings when it runs
-  // in worker processes; empty: on a thread.
+  // in worker processes; empty: on a thread. A `run_inline` plugin's task
+  // (no process, no pinned CPUs, no GPU) runs to its end in this call, on
+  // the caller's thread; its Finished mail is posted all the same.
   void Run(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
            const Allocation& allocation, std::optional<std::string> isolated_settings);
   // A context's progress callback for the task `key`.
@@ -85,10 +90,15 @@ class Executor {
 
   ProcessPool& processes() { return processes_; }
 
+  // An inline task that takes longer is logged, once per plugin.
+  static constexpr double kInlineOverrunMs = 1.0;
+
  private:
   Mailbox mailbox_;
   cpu_set_t process_cpus_;  // restored on worker threads after a pinned task
   ProcessPool processes_;
+  std::set<std::string> warned_overrun_;  // plugins whose inline overrun was logged
+  InstanceStates inline_instances_;       // the loop thread's, for inline tasks
   // Declared last: destroyed first, so its threads finish before the
   // mailbox and the process pool they use go away.
   WorkerPool workers_;

@@ -6,6 +6,7 @@
 #include <dlfcn.h>
 
 #include <algorithm>
+#include <cstddef>
 #include <regex>
 
 #include "common/text.h"
@@ -178,7 +179,8 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
     Refuse(path, std::string("UMI_PluginDescribe returned no descriptor") + (why && *why ? ": " + std::string(why) : ""));
     return false;
   }
-  if (d->struct_size < sizeof(UMI_PluginDescriptor)) {
+  // A 1.0 descriptor ends before run_inline; every later field is optional.
+  if (d->struct_size < offsetof(UMI_PluginDescriptor, run_inline)) {
     Refuse(path, "UMI_PluginDescribe returned a descriptor too small");
     return false;
   }
@@ -199,6 +201,8 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
   plugin->license = d->license ? d->license : "";
   plugin->kind = d->kind == UMI_PLUGIN_KIND_GPU ? UMI_PLUGIN_KIND_GPU : UMI_PLUGIN_KIND_CPU;
   plugin->allow_concurrent = d->allow_concurrent != 0;
+  plugin->run_inline = d->struct_size >= offsetof(UMI_PluginDescriptor, run_inline) + sizeof(d->run_inline) &&
+                       d->run_inline != 0;
   plugin->path = path;
   plugin->declared.cpu_cores = Quantity::FromDouble(d->requirement.cpu_cores);
   plugin->declared.cpu_threads = d->requirement.cpu_threads;
@@ -257,37 +261,25 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
   return true;
 }
 
-namespace {
+InstanceStates::~InstanceStates() {
+  for (const auto& [plugin, state] : states_) plugin->instance_finalize(state);
+}
 
-// One per worker thread: the instance states it created, finalized at exit.
-class ThreadInstances {
- public:
-  ~ThreadInstances() {
-    for (const auto& [plugin, state] : states_) plugin->instance_finalize(state);
-  }
-  void** Find(const LoadedPlugin* plugin) {
-    const auto found = states_.find(plugin);
-    return found == states_.end() ? nullptr : &found->second;
-  }
-  void Add(const LoadedPlugin* plugin, void* state) { states_.emplace(plugin, state); }
-
- private:
-  std::map<const LoadedPlugin*, void*> states_;
-};
-
-}  // namespace
-
-UMI_Error* AcquireInstanceState(const LoadedPlugin& plugin, void** state) {
+UMI_Error* InstanceStates::Acquire(const LoadedPlugin& plugin, void** state) {
   *state = nullptr;
   if (!plugin.instance_initialize) return nullptr;
-  thread_local ThreadInstances instances;
-  if (void** existing = instances.Find(&plugin)) {
-    *state = *existing;
+  if (const auto existing = states_.find(&plugin); existing != states_.end()) {
+    *state = existing->second;
     return nullptr;
   }
   if (UMI_Error* error = plugin.instance_initialize(state)) return error;
-  instances.Add(&plugin, *state);
+  states_.emplace(&plugin, *state);
   return nullptr;
+}
+
+UMI_Error* AcquireInstanceState(const LoadedPlugin& plugin, void** state) {
+  thread_local InstanceStates instances;
+  return instances.Acquire(plugin, state);
 }
 
 const LoadedPlugin* PluginRegistry::Find(const std::string& name) const {

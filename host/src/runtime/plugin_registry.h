@@ -46,6 +46,7 @@ struct LoadedPlugin {
   std::string license;
   UMI_PluginKind kind = UMI_PLUGIN_KIND_CPU;
   bool allow_concurrent = true;
+  bool run_inline = false;  // short and non-blocking: runs on the event loop (plugin API 1.1)
   std::filesystem::path path;
   ResourceRequirement declared;  // as the plugin declares it
   ResourceRequirement requirement;  // after task group and YAML overrides
@@ -57,9 +58,25 @@ struct LoadedPlugin {
   void (*instance_finalize)(void*) = nullptr;           // optional
 };
 
+// Instance states (UMI_InstanceInitialize) made for one thread, one per
+// plugin, finalized when this object goes.
+class InstanceStates {
+ public:
+  InstanceStates() = default;
+  ~InstanceStates();
+  InstanceStates(const InstanceStates&) = delete;
+  InstanceStates& operator=(const InstanceStates&) = delete;
+  // `plugin`'s state, made on first use; the plugin's error (owned by the
+  // caller) if that failed.
+  UMI_Error* Acquire(const LoadedPlugin& plugin, void** state);
+
+ private:
+  std::map<const LoadedPlugin*, void*> states_;
+};
+
 // The calling worker thread's instance state for `plugin`, created on first
-// use (UMI_InstanceInitialize) and finalized when the thread exits. Returns
-// the plugin's error, owned by the caller, if initialization failed.
+// use and finalized when the thread exits. Returns the plugin's error, owned
+// by the caller, if initialization failed.
 UMI_Error* AcquireInstanceState(const LoadedPlugin& plugin, void** state);
 
 struct RefusedLibrary {

@@ -62,6 +62,10 @@ struct PluginInfo {
   Requirement requirement = {};
   std::string task_group = {};
   bool allow_concurrent = true;
+  // The task returns within microseconds and never blocks (no I/O, locks or
+  // sleeps): the host may run it on its event loop, without a thread
+  // hand-off (docs/writing-plugins.md). A task that overruns stalls the host.
+  bool run_inline = false;
 };
 
 // A failure with a stable machine-readable code (e.g. "bad_input").
@@ -281,6 +285,7 @@ struct Registration {
          info->requirement.memory_mb, info->requirement.exclusive_gpu ? 1 : 0},
         info->task_group.c_str(),
         info->allow_concurrent ? 1 : 0,
+        info->run_inline ? 1 : 0,
     };
     return &descriptor;
   }

@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define UMI_API_VERSION_MAJOR 1
-#define UMI_API_VERSION_MINOR 0
+#define UMI_API_VERSION_MINOR 1
 
 #if defined(__GNUC__)
 #define UMI_EXPORT __attribute__((visibility("default")))
@@ -73,6 +73,12 @@ typedef struct UMI_PluginDescriptor {
   UMI_Requirement requirement; /* the plugin's declared default */
   const char* task_group;      /* may be NULL or "" */
   int32_t allow_concurrent;    /* 0: at most one task at a time */
+  /* Since 1.1 (a 1.0 descriptor ends before it: read as 0). Non-zero: a
+   * task returns within microseconds and never blocks (no I/O, no locks,
+   * no sleeps), so the host may run it on its event loop instead of
+   * handing it to a worker thread. Not for GPU tasks, pinned CPUs or
+   * `isolation: process`, where a worker runs it anyway. */
+  int32_t run_inline;
 } UMI_PluginDescriptor;
 
 /* What the pool granted the running task. gpu_ids points into host memory
