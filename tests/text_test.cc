@@ -28,5 +28,12 @@ TEST(Text, EscapeForLogKeepsOneLine) {
   EXPECT_EQ(EscapeForLog("caf\xC3\xA9\xff"), "caf\xC3\xA9\\xff");
 }
 
+TEST(Text, ClosestMatchSuggestsOnlyNearMisses) {
+  EXPECT_EQ(ClosestMatch("sleeep", {"spin", "sleep", "noop"}), "sleep");
+  EXPECT_EQ(ClosestMatch("coers", {"cores", "threads"}), "cores");
+  EXPECT_EQ(ClosestMatch("checksum_v2", {"checksum"}), "") << "three edits away: not a typo";
+  EXPECT_EQ(ClosestMatch("anything", {}), "");
+}
+
 }  // namespace
 }  // namespace umi
