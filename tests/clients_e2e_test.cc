@@ -139,6 +139,23 @@ TEST(PythonProducer, RunsAgainstTheRealHost) {
   EXPECT_EQ(ids, (std::set<std::string>{"py-0", "py-1", "py-2", "py-3", "py-4"}));
 }
 
+// Any plugin with any input, and the endpoint from the host's ready line.
+TEST(PythonProducer, TakesAnInputMapAndTheEndpointFromTheReadyLine) {
+  HostProcess host;
+  TempDir dir;
+  const auto ready = dir.Write("ready.json", R"({"ready":true,"rpc":")" + host.endpoint("rpc") + "\"}\n");
+  const CommandOutput run = RunCommand({"/usr/bin/python3", UMI_SOURCE_DIR "/examples/python/producer.py", "--ready",
+                                        ready.string(), "--plugin", "sleep", "--input", R"({"ms": -1})", "--count", "1"});
+  EXPECT_EQ(run.exit_code, 1) << "the task failed, as its input asked";
+  EXPECT_NE(run.out.find("py-0 sleep error host=test-host 'ms' must be >= 0"), std::string::npos) << run.out;
+
+  const CommandOutput bad = RunCommand({"/usr/bin/python3", UMI_SOURCE_DIR "/examples/python/producer.py", "--input",
+                                        "[1, 2]"},
+                                       true);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.out.find("--input must be a JSON object"), std::string::npos) << bad.out;
+}
+
 TEST(DemoProducer, RunsBothWorkloadsAndDrawsTheTimeline) {
   HostProcess host({.connect_harness = false});
   TempDir dir;
