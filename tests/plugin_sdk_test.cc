@@ -38,7 +38,9 @@ TEST(PluginSdk, PluginsCommandListsLoadedAndRefusedWithReasons) {
             "built for plugin API 0.1, this host speaks 1.1 (major must match, minor must not be newer)");
   EXPECT_EQ(reasons["newer_minor.so"],
             "built for plugin API 1.99, this host speaks 1.1 (major must match, minor must not be newer)");
-  EXPECT_EQ(reasons["missing_symbols.so"], "missing required entry point UMI_PluginApiVersion");
+  EXPECT_EQ(reasons["missing_symbols.so"],
+            "missing required entry point UMI_PluginApiVersion (it exports no UMI_* entry point: did you forget "
+            "UMI_DECLARE_PLUGIN, or extern \"C\"?)");
   EXPECT_EQ(reasons["throwing_init.so"], "initialize failed: plugin_error: cannot initialize");
   EXPECT_EQ(reasons["throwing_info.so"], "UMI_PluginDescribe returned no descriptor: Info() threw: no info today");
   EXPECT_NE(reasons["duplicate_noop.so"].find("plugin name 'noop' is already taken by"), std::string::npos);

@@ -149,7 +149,11 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
   for (const char* symbol : {"UMI_PluginApiVersion", "UMI_PluginDescribe", "UMI_PluginInitialize",
                              "UMI_PluginExecute"}) {
     if (!lib.has(symbol)) {
-      Refuse(path, std::string("missing required entry point ") + symbol);
+      const bool none = !lib.has("UMI_PluginApiVersion") && !lib.has("UMI_PluginDescribe") &&
+                        !lib.has("UMI_PluginInitialize") && !lib.has("UMI_PluginExecute");
+      Refuse(path, std::string("missing required entry point ") + symbol +
+                       (none ? " (it exports no UMI_* entry point: did you forget UMI_DECLARE_PLUGIN, or extern \"C\"?)"
+                             : ""));
       return false;
     }
   }

@@ -253,6 +253,10 @@ struct InstanceOf<P, std::void_t<typename P::Instance>> {
 
 template <typename P>
 struct Registration {
+  // Said at compile time, by name, rather than as a template error page.
+  static_assert(std::is_base_of_v<::umi::Plugin, P>, "UMI_DECLARE_PLUGIN: the class must derive from umi::Plugin");
+  static_assert(std::is_same_v<decltype(P::Info()), ::umi::PluginInfo>,
+                "UMI_DECLARE_PLUGIN: the class needs `static umi::PluginInfo Info()`");
   using Instance = typename InstanceOf<P>::type;
 
   static std::unique_ptr<P>& Plugin() {
