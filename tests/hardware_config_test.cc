@@ -114,5 +114,20 @@ TEST(HardwareConfig, ResolvePathFollowsTheSeedsRule) {
   std::filesystem::remove_all(dir);
 }
 
+// cpu_threads, as the SDK and the protocol spell it; threads, the alias.
+TEST(HardwareConfig, CpuThreadsAndItsAliasThreadsMeanTheSame) {
+  const std::string pool = "hardware:\n  cpu: {cores: 4, threads: 8}\n  memory: {total_gb: 8}\n";
+  const auto canonical = Parse(pool + "plugins:\n  probe: {cpu_threads: 3}\n");
+  const auto alias = Parse(pool + "plugins:\n  probe: {threads: 3}\n");
+  ASSERT_TRUE(canonical.ok()) << canonical.error();
+  ASSERT_TRUE(alias.ok()) << alias.error();
+  EXPECT_EQ(canonical->plugins.at("probe").resources.cpu_threads, 3);
+  EXPECT_EQ(alias->plugins.at("probe").resources.cpu_threads, 3);
+  const auto too_many = Parse(pool + "task_groups:\n  g: {cpu_threads: 9}\n");
+  ASSERT_FALSE(too_many.ok());
+  EXPECT_NE(too_many.error().find("task_groups.g.cpu_threads: needs 9 but the pool has 8"), std::string::npos)
+      << too_many.error();
+}
+
 }  // namespace
 }  // namespace umi

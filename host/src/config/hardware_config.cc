@@ -137,7 +137,14 @@ void IfPresent(const YAML::Node& parent, const char* key, Sink sink) {
 void ReadResources(const YAML::Node& node, const std::string& path, RequirementOverride& out,
                    std::optional<int>& max_instances) {
   IfPresent(node, "cpu_cores", [&](auto n) { out.cpu_cores = ReadAmount(n, path + ".cpu_cores", kMaxCpus); });
-  IfPresent(node, "threads", [&](auto n) { out.cpu_threads = ReadInt(n, path + ".threads", 0, kMaxCpus); });
+  // cpu_threads, as the SDK, the protocol and the reports spell it; threads,
+  // the seed's spelling, stays as an alias. Both at once is an error.
+  if (node["cpu_threads"] && node["threads"]) {
+    Fail(node["threads"], path + ".threads", "give cpu_threads or its alias threads, not both");
+  }
+  for (const char* key : {"cpu_threads", "threads"}) {
+    IfPresent(node, key, [&](auto n) { out.cpu_threads = ReadInt(n, path + "." + key, 0, kMaxCpus); });
+  }
   IfPresent(node, "memory_mb", [&](auto n) { out.memory_mb = ReadInteger(n, path + ".memory_mb", 0, kMaxMemoryMb); });
   IfPresent(node, "gpu_count", [&](auto n) { out.gpu_count = ReadAmount(n, path + ".gpu_count", kMaxGpus); });
   IfPresent(node, "exclusive_gpu",
@@ -233,7 +240,7 @@ void CheckFits(const HardwareConfig& config, const std::string& path, const Requ
              Quantity::FromDouble(config.hardware.cpu.cores).ToString());
   }
   if (r.cpu_threads && *r.cpu_threads > config.hardware.cpu.threads) {
-    Fail(node, path + ".threads",
+    Fail(node, path + (node["cpu_threads"] ? ".cpu_threads" : ".threads"),
          "needs " + std::to_string(*r.cpu_threads) + " but the pool has " +
              std::to_string(config.hardware.cpu.threads));
   }
@@ -271,7 +278,7 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
       const std::string name = entry.first.as<std::string>();
       const std::string path = "task_groups." + name;
       CheckKeys(entry.second, path,
-                {"cpu_cores", "threads", "memory_mb", "gpu_count", "exclusive_gpu", "max_instances"});
+                {"cpu_cores", "cpu_threads", "threads", "memory_mb", "gpu_count", "exclusive_gpu", "max_instances"});
       TaskGroupConfig group;
       ReadResources(entry.second, path, group.resources, group.max_instances);
       CheckFits(config, path, group.resources, entry.second);
@@ -285,7 +292,7 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
       const std::string name = entry.first.as<std::string>();
       const std::string path = "plugins." + name;
       CheckKeys(entry.second, path,
-                {"task_group", "cpu_cores", "threads", "memory_mb", "gpu_count", "exclusive_gpu",
+                {"task_group", "cpu_cores", "cpu_threads", "threads", "memory_mb", "gpu_count", "exclusive_gpu",
                  "max_instances", "settings", "isolation", "processes"});
       PluginConfig plugin;
       ReadResources(entry.second, path, plugin.resources, plugin.max_instances);
