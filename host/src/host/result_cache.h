@@ -8,6 +8,7 @@
 // Thread safety: none; the event loop owns it.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -31,6 +32,9 @@ class ResultCache {
   void SetLimits(Clock::duration window, size_t max_entries) {
     window_ = window;
     max_entries_ = max_entries;
+    // Buckets for a full window up front: at 100k tasks/s the table is full
+    // within a second, and growing it rehashes every entry each time.
+    entries_.reserve(std::min<size_t>(max_entries, size_t{1} << 20));
   }
 
   void Remember(const std::string& id, std::string body, uint64_t fingerprint, Clock::time_point now);
