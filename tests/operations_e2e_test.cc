@@ -373,7 +373,10 @@ TEST(ReloadE2E, NewPluginLibrariesAreLoaded) {
   EXPECT_TRUE(again.at("loaded").as<std::vector<std::string>>().empty());
   EXPECT_EQ(again.at("refused").as<std::vector<std::string>>().size(), 1u);
   Http http(host.endpoint("http"));
-  EXPECT_EQ(ParsePrometheus(http.Get("/metrics")->body).at("umi_plugin_load_failures_total"), 2);
+  const auto metrics = ParsePrometheus(http.Get("/metrics")->body);
+  EXPECT_EQ(metrics.at("umi_plugin_load_failures_total"), 2) << "every refusal counts";
+  EXPECT_EQ(metrics.at("umi_plugins_refused"), 1) << "but one library is refused now";
+  EXPECT_EQ(metrics.at("umi_plugins_loaded"), 2) << "noop, then sleep";
 }
 
 // systemd's side of Type=notify: a datagram socket named by NOTIFY_SOCKET.

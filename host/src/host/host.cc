@@ -121,7 +121,8 @@ class Host::Loop final : public Inbox {
     if (!options_.http_listen.empty()) {
       if (Status started = http_.Start(options_.http_listen); !started.ok()) return started;
     }
-    telemetry_.SetPluginLoadFailures(plugins_.refusals_total());
+    telemetry_.SetPlugins(plugins_.refusals_total(), static_cast<int64_t>(plugins_.plugins().size()),
+                          static_cast<int64_t>(plugins_.refused().size()));
     telemetry_.SetKnownPlugins(LoadedNames());
     telemetry_.SetConfigFallback(options_.config_fallback);
     flow_.PrestartWorkers();
@@ -357,7 +358,8 @@ class Host::Loop final : public Inbox {
     outcome.loaded = std::move(libraries.loaded);
     outcome.refused = std::move(libraries.refused);
     for (const std::string& unmatched : plugins_.UnmatchedConfigSections()) spdlog::warn("{}", unmatched);
-    telemetry_.SetPluginLoadFailures(plugins_.refusals_total());
+    telemetry_.SetPlugins(plugins_.refusals_total(), static_cast<int64_t>(plugins_.plugins().size()),
+                          static_cast<int64_t>(plugins_.refused().size()));
     telemetry_.SetKnownPlugins(LoadedNames());
     transport_.set_max_pending_results(config_.transport.max_pending_results);
     if (redis_) redis_->SetPlugins(LoadedNames());

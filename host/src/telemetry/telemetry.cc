@@ -100,9 +100,11 @@ void Telemetry::SetDraining(bool draining) {
   std::lock_guard lock(mutex_);
   state_.draining = draining;
 }
-void Telemetry::SetPluginLoadFailures(uint64_t count) {
+void Telemetry::SetPlugins(uint64_t refusals_total, int64_t loaded, int64_t refused) {
   std::lock_guard lock(mutex_);
-  state_.plugin_load_failures = count;
+  state_.plugin_load_failures = refusals_total;
+  state_.plugins_loaded = loaded;
+  state_.plugins_refused = refused;
 }
 void Telemetry::CountMalformed() {
   std::lock_guard lock(mutex_);
@@ -246,6 +248,9 @@ std::string Telemetry::PrometheusText() const {
          s.deduplicated);
   single("umi_plugin_load_failures_total", "counter", "Plugin libraries refused at start or reload.",
          s.plugin_load_failures);
+  single("umi_plugins_loaded", "gauge", "Plugins loaded now.", s.plugins_loaded);
+  single("umi_plugins_refused", "gauge", "Plugin libraries refused at the latest load (start or reload).",
+         s.plugins_refused);
   single("umi_dropped_replies_total", "counter",
          "Results and rpc replies that could not be delivered (client gone, or unsent when a drain gave up).",
          s.dropped_replies);

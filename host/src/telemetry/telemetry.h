@@ -70,6 +70,7 @@ class Telemetry {
     bool draining = false;
     size_t queued = 0, running = 0, unsent_results = 0;
     uint64_t malformed = 0, deduplicated = 0, plugin_load_failures = 0, reloads = 0, failed_reloads = 0;
+    int64_t plugins_loaded = 0, plugins_refused = 0;
     uint64_t dropped_replies = 0;
     std::string config_fallback;  // why the named config is not in force; empty: it is
     std::chrono::steady_clock::time_point last_tick;  // the loop's last SetLoad
@@ -90,7 +91,10 @@ class Telemetry {
 
   void SetReady(bool ready);
   void SetDraining(bool draining);
-  void SetPluginLoadFailures(uint64_t count);
+  // Refusals ever made (a counter), and the plugins loaded and libraries
+  // refused now (gauges: a reload that refuses the same library again
+  // leaves them as they were).
+  void SetPlugins(uint64_t refusals_total, int64_t loaded, int64_t refused);
   void CountMalformed();
   void CountDeduplicated();
   void CountReload(bool ok);
