@@ -383,16 +383,24 @@ TEST(Farm, APasswordFileReachesAServerThatRequiresOne) {
   ASSERT_TRUE(outcome.has_value());
   EXPECT_EQ(outcome->status, "ok");
 
-  const std::filesystem::path config =
-      secrets.Write("bad.yaml", TestConfigYaml() + "transport: {redis_password_file: " + bad + "}\n");
-  const CommandOutput refused = RunCommand(
-      {UMI_HOST_BINARY, "--config", config.string(), "--plugins", UMI_TEST_PLUGIN_DIR, "--redis", redis.url(), "--http", "off", "--tasks",
-       "tcp://127.0.0.1:*", "--results", "tcp://127.0.0.1:*", "--rpc", "tcp://127.0.0.1:*", "--events",
-       "tcp://127.0.0.1:*"},
-      true);
+  auto start_with = [&](const std::string& password_file) {
+    const std::filesystem::path config =
+        secrets.Write("bad.yaml", TestConfigYaml() + "transport: {redis_password_file: " + password_file + "}\n");
+    return RunCommand({UMI_HOST_BINARY, "--config", config.string(), "--plugins", UMI_TEST_PLUGIN_DIR, "--redis",
+                       redis.url(), "--http", "off", "--tasks", "tcp://127.0.0.1:*", "--results", "tcp://127.0.0.1:*",
+                       "--rpc", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*"},
+                      true);
+  };
+  const CommandOutput refused = start_with(bad);
   EXPECT_NE(refused.exit_code, 0);
   EXPECT_NE(refused.out.find("AUTH failed"), std::string::npos) << refused.out;
   EXPECT_EQ(refused.out.find("guess-what"), std::string::npos) << "the password is never printed";
+  const std::string missing = (secrets.path() / "absent.pass").string();
+  const CommandOutput unreadable = start_with(missing);
+  EXPECT_NE(unreadable.exit_code, 0);
+  EXPECT_NE(unreadable.out.find("transport.redis_password_file: cannot read a password from " + missing),
+            std::string::npos)
+      << unreadable.out;
   EXPECT_THROW(umi::RedisClient({.url = redis.url(), .password_file = bad}), umi::RedisError);
   EXPECT_THROW(umi::RedisClient({.url = redis.url(), .password_file = secrets.path() / "missing"}), umi::RedisError);
 }
