@@ -90,20 +90,27 @@ void TaskFlow::StartRunnable() {
     RunningTask& started = running_.Add(key, std::move(running), deadline);
     Publish("task.started", started.task.message);
     telemetry_.TaskStarted(key, started.Record(clock_.UnixSeconds()));
-    const PluginConfig* isolated = IsolatedConfig(started.task.plugin->name);
+    const PluginConfig* isolated = IsolatedConfig(*started.task.plugin);
     executor_.Run(key, started.context, *started.task.plugin, started.allocation,
                   isolated ? std::optional<std::string>(isolated->settings_msgpack) : std::nullopt);
   }
 }
 
-const PluginConfig* TaskFlow::IsolatedConfig(const std::string& plugin) const {
-  const auto found = config_.plugins.find(plugin);
-  return found != config_.plugins.end() && found->second.isolate_process ? &found->second : nullptr;
+const PluginConfig* TaskFlow::IsolatedConfig(const LoadedPlugin& plugin) const {
+  static const PluginConfig kPythonDefaults = [] {
+    PluginConfig defaults;
+    defaults.settings_msgpack = std::string("\x80", 1);  // an empty map
+    defaults.isolate_process = true;
+    return defaults;
+  }();
+  const auto found = config_.plugins.find(plugin.name);
+  if (found != config_.plugins.end() && (found->second.isolate_process || plugin.python)) return &found->second;
+  return plugin.python ? &kPythonDefaults : nullptr;
 }
 
 void TaskFlow::PrestartWorkers() {
   for (const auto& [name, plugin] : plugins_.plugins()) {
-    const PluginConfig* isolated = IsolatedConfig(name);
+    const PluginConfig* isolated = IsolatedConfig(*plugin);
     const int idle = isolated ? static_cast<int>(executor_.processes().idle_workers(name)) : 0;
     if (!isolated || idle >= isolated->processes) continue;
     if (Status started = executor_.processes().Prestart(*plugin, isolated->settings_msgpack, isolated->processes - idle);

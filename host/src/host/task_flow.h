@@ -98,7 +98,9 @@ class TaskFlow {
 
  private:
   PoolCapacity Capacity(const HardwareConfig& config) const;
-  const PluginConfig* IsolatedConfig(const std::string& plugin) const;
+  // The plugin's config when it runs in worker processes (isolation:
+  // process, or a Python plugin, with defaults when it has no section); null otherwise.
+  const PluginConfig* IsolatedConfig(const LoadedPlugin& plugin) const;
   void Complete(const Finished& finished);
   void Publish(std::string_view topic, const TaskMessage& task);
 

@@ -11,6 +11,7 @@
 
 #include "common/text.h"
 #include "config/effective_requirement.h"
+#include "runtime/python_plugin.h"
 #include "runtime/task_context.h"
 
 namespace umi {
@@ -57,7 +58,9 @@ std::vector<std::string> PluginRegistry::LoadDirectory(const std::filesystem::pa
   std::error_code error;
   std::vector<std::filesystem::path> files;
   for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
-    if (entry.is_regular_file() && entry.path().extension() == ".so") files.push_back(entry.path());
+    if (entry.is_regular_file() && (entry.path().extension() == ".so" || IsPythonPluginFile(entry.path()))) {
+      files.push_back(entry.path());
+    }
   }
   std::erase_if(refused_, [&dir](const RefusedLibrary& refused) { return refused.path == dir; });
   if (error) {
@@ -72,7 +75,8 @@ std::vector<std::string> PluginRegistry::LoadDirectory(const std::filesystem::pa
     if (already) continue;
     std::erase_if(refused_, [&file](const RefusedLibrary& refused) { return refused.path == file; });
     const size_t before = plugins_.size();
-    if (LoadLibrary(file) && plugins_.size() > before) {
+    const bool accepted = file.extension() == ".so" ? LoadLibrary(file) : LoadPython(file);
+    if (accepted && plugins_.size() > before) {
       for (const auto& [name, plugin] : plugins_) {
         if (plugin->path == file) loaded.push_back(name);
       }
@@ -135,6 +139,47 @@ Status PluginRegistry::Reconfigure(const HardwareConfig& config) {
   config_ = config;
   capacity_ = capacity;
   return {};
+}
+
+bool PluginRegistry::Resolve(const std::filesystem::path& path, LoadedPlugin& plugin) {
+  const std::string& name = plugin.name;
+  if (const Status valid = plugin.declared.Validate(); !valid.ok()) {
+    Refuse(path, "declared requirement is invalid: " + valid.message(), name);
+    return false;
+  }
+  EffectiveRequirement effective = ResolveRequirement(config_, name, plugin.declared, plugin.declared_task_group);
+  if (!effective.warning.empty()) spdlog::warn("{}", effective.warning);
+  plugin.requirement = effective.requirement;
+  plugin.task_group = effective.task_group;
+  plugin.requirement_sources = std::move(effective.sources);
+  if (const Status valid = plugin.requirement.Validate(); !valid.ok()) {
+    Refuse(path, "effective requirement is invalid: " + valid.message(), name);
+    return false;
+  }
+  if (const Status feasible = CheckFeasible(capacity_, plugin.requirement); !feasible.ok()) {
+    Refuse(path, "plugin " + name + " can never run on this pool: " + feasible.message(), name);
+    return false;
+  }
+  return true;
+}
+
+bool PluginRegistry::LoadPython(const std::filesystem::path& path) {
+  auto plugin = std::make_unique<LoadedPlugin>();
+  const std::string stem = path.stem().string();
+  if (const Status described = DescribePythonPlugin(path, *plugin); !described.ok()) {
+    Refuse(path, described.message(), stem);
+    return false;
+  }
+  if (const LoadedPlugin* existing = Find(plugin->name)) {
+    Refuse(path, "plugin name '" + plugin->name + "' is already taken by " + existing->path.string(), plugin->name);
+    return false;
+  }
+  if (!Resolve(path, *plugin)) return false;
+  spdlog::info("loaded Python plugin {} {} from {} ({})", plugin->name, plugin->version, path.string(),
+               plugin->requirement.ToString());
+  const std::string name = plugin->name;
+  plugins_.emplace(name, std::move(plugin));
+  return true;
 }
 
 bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
@@ -213,24 +258,8 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
   plugin->declared.gpu_count = Quantity::FromDouble(d->requirement.gpu_count);
   plugin->declared.memory_mb = d->requirement.memory_mb;
   plugin->declared.exclusive_gpu = d->requirement.exclusive_gpu != 0;
-  if (const Status valid = plugin->declared.Validate(); !valid.ok()) {
-    Refuse(path, "declared requirement is invalid: " + valid.message(), name);
-    return false;
-  }
   plugin->declared_task_group = d->task_group ? d->task_group : "";
-  EffectiveRequirement effective = ResolveRequirement(config_, name, plugin->declared, plugin->declared_task_group);
-  if (!effective.warning.empty()) spdlog::warn("{}", effective.warning);
-  plugin->requirement = effective.requirement;
-  plugin->task_group = effective.task_group;
-  plugin->requirement_sources = std::move(effective.sources);
-  if (const Status valid = plugin->requirement.Validate(); !valid.ok()) {
-    Refuse(path, "effective requirement is invalid: " + valid.message(), name);
-    return false;
-  }
-  if (const Status feasible = CheckFeasible(capacity_, plugin->requirement); !feasible.ok()) {
-    Refuse(path, "plugin " + name + " can never run on this pool: " + feasible.message(), name);
-    return false;
-  }
+  if (!Resolve(path, *plugin)) return false;
   plugin->execute = lib.get<UMI_Error*(UMI_Context*)>("UMI_PluginExecute");
   if (lib.has("UMI_InstanceInitialize") != lib.has("UMI_InstanceFinalize")) {
     Refuse(path, "exports only one of UMI_InstanceInitialize and UMI_InstanceFinalize", name);

@@ -1,7 +1,9 @@
 // PluginRegistry: finds, loads and describes plugin libraries.
 //
 // Every regular file ending in ".so" in the plugin directories is loaded
-// with Boost.DLL (RTLD_NOW | RTLD_LOCAL). A library is refused, with the
+// with Boost.DLL (RTLD_NOW | RTLD_LOCAL); every "<name>.py" is a Python
+// plugin (python_plugin.h), described by importing it in an interpreter
+// and always run in worker processes. A library is refused, with the
 // reason kept for `umi-host plugins` and logged, when: it cannot be loaded,
 // a required entry point is missing, its API major differs from the host's
 // or its minor is newer, its descriptor is invalid, its name is taken by an
@@ -47,6 +49,7 @@ struct LoadedPlugin {
   UMI_PluginKind kind = UMI_PLUGIN_KIND_CPU;
   bool allow_concurrent = true;
   bool run_inline = false;  // short and non-blocking: runs on the event loop (plugin API 1.1)
+  bool python = false;      // a <name>.py file, run by Python worker processes (python_plugin.h)
   std::filesystem::path path;
   ResourceRequirement declared;  // as the plugin declares it
   ResourceRequirement requirement;  // after task group and YAML overrides
@@ -110,6 +113,8 @@ class PluginRegistry {
   Status Register(std::unique_ptr<LoadedPlugin> plugin);
   // Loads one library; false (and a RefusedLibrary entry) when refused.
   bool LoadLibrary(const std::filesystem::path& path);
+  // Describes and registers one Python plugin file; false when refused.
+  bool LoadPython(const std::filesystem::path& path);
 
   const LoadedPlugin* Find(const std::string& name) const;
   // Why a library declaring plugin `name` was refused; empty if none was.
@@ -127,6 +132,9 @@ class PluginRegistry {
  private:
   struct Library;
   void Refuse(const std::filesystem::path& path, std::string reason, std::string plugin = {});
+  // Validates `plugin`'s declared requirement and resolves its effective
+  // one against the config; false (refused) when either cannot run.
+  bool Resolve(const std::filesystem::path& path, LoadedPlugin& plugin);
 
   HardwareConfig config_;
   PoolCapacity capacity_;

@@ -15,6 +15,7 @@
 #include <msgpack.hpp>
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <cstring>
 #include <deque>
@@ -25,6 +26,9 @@
 #include <stdexcept>
 #include <thread>
 
+#include "common/log_format.h"
+#include "runtime/python_plugin.h"
+
 extern char** environ;
 
 namespace umi {
@@ -33,7 +37,9 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // kStarted: the worker took the task and is about to run the plugin.
-enum FrameType : uint8_t { kInit = 1, kReady, kInitFailed, kTask, kCancel, kProgress, kDone, kStarted };
+// kLog: a line for the host's log ({level: 0 debug..3 error, message}),
+// from Python workers (python/umi/_worker.py speaks this protocol too).
+enum FrameType : uint8_t { kInit = 1, kReady, kInitFailed, kTask, kCancel, kProgress, kDone, kStarted, kLog };
 
 constexpr uint32_t kMaxFrameBytes = 1u << 30;
 constexpr auto kStartTimeout = std::chrono::seconds(30);
@@ -99,6 +105,20 @@ std::string ErrorPayload(const std::string& code, const std::string& message) {
   });
 }
 
+void LogWorkerLine(const std::string& plugin, const std::string& task, const std::string& payload) {
+  static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::debug, spdlog::level::info,
+                                                          spdlog::level::warn, spdlog::level::err};
+  try {
+    const msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
+    const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
+    const int level = std::clamp(fields.at("level").as<int>(), 0, 3);
+    LogTaskScope scope(plugin, task);
+    spdlog::log(kLevels[level], "[{} {}] {}", plugin, task, fields.at("message").as<std::string>());
+  } catch (const std::exception& e) {
+    spdlog::warn("plugin {}: its worker sent an unreadable log line: {}", plugin, e.what());
+  }
+}
+
 std::string DescribeExit(int status) {
   if (WIFSIGNALED(status)) {
     const int signal = WTERMSIG(status);
@@ -159,13 +179,20 @@ ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const std::st
   posix_spawnattr_setsigdefault(&attributes, &all);
   posix_spawnattr_setpgroup(&attributes, 0);
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-  const std::string binary = binary_.string(), library = plugin.path.string();
-  std::vector<std::string> args = {binary, "__worker", "--fd", "3", "--library", library};
-  std::vector<char*> argv;
+  std::vector<std::string> args = {binary_.string(), "__worker", "--fd", "3", "--library", plugin.path.string()};
+  std::vector<std::string> environment;
+  if (plugin.python) {
+    args = PythonWorkerArgv(plugin);
+    environment = PythonWorkerEnvironment(plugin);
+  }
+  std::vector<char*> argv, envp;
   for (std::string& arg : args) argv.push_back(arg.data());
   argv.push_back(nullptr);
+  for (std::string& variable : environment) envp.push_back(variable.data());
+  envp.push_back(nullptr);
   Worker worker;
-  const int spawned = posix_spawn(&worker.pid, binary.c_str(), &actions, &attributes, argv.data(), environ);
+  const int spawned = posix_spawnp(&worker.pid, args[0].c_str(), &actions, &attributes, argv.data(),
+                                   plugin.python ? envp.data() : environ);
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   close(fds[1]);
@@ -179,10 +206,16 @@ ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const std::st
 
   FrameType type{};
   std::string payload;
-  pollfd ready{worker.fd, POLLIN, 0};
-  const int timeout_ms = static_cast<int>(std::chrono::milliseconds(kStartTimeout).count());
-  if (!WriteFrame(worker.fd, kInit, settings) || poll(&ready, 1, timeout_ms) <= 0 ||
-      !ReadFrame(worker.fd, type, payload) || type != kReady) {
+  const auto deadline = Clock::now() + kStartTimeout;
+  bool started = WriteFrame(worker.fd, kInit, settings);
+  while (started) {  // log lines from the plugin's setup, then kReady
+    pollfd ready{worker.fd, POLLIN, 0};
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
+    started = left > 0 && poll(&ready, 1, static_cast<int>(left)) > 0 && ReadFrame(worker.fd, type, payload);
+    if (!started || type != kLog) break;
+    LogWorkerLine(plugin.name, "setup", payload);
+  }
+  if (!started || type != kReady) {
     *why = type == kInitFailed ? "worker for " + plugin.name + ": " + payload
                                : "worker for " + plugin.name + " did not start";
     Reap(worker, /*kill_first=*/true);
@@ -314,6 +347,10 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::stri
       continue;
     }
     started = true;  // any other frame comes from a task that ran
+    if (type == kLog) {
+      LogWorkerLine(plugin.name, context.task_id, payload);
+      continue;
+    }
     try {
       const msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
       const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
