@@ -1,2 +1,16 @@
-"""umi: a client for umi hosts, and the runtime of Python plugins."""
+"""umi: a client for umi hosts (blocking ``umi.Client``, asyncio ``umi.aio.Client``),
+and the runtime of Python plugins (``umi.plugin``). docs/python.md has the guide."""
+
+from umi.client import Client
+from umi.errors import (
+    ClientClosed, ControlError, NoResult, TaskCancelled, TaskCrashed, TaskError, TaskFailed, TaskRejected,
+    TaskTimedOut, UmiError, UsageError,
+)
+from umi.result import Event, Result
+
 __version__ = "0.1.0"
+
+__all__ = [
+    "Client", "Result", "Event", "UmiError", "UsageError", "ClientClosed", "ControlError", "TaskError",
+    "TaskRejected", "TaskFailed", "NoResult", "TaskTimedOut", "TaskCancelled", "TaskCrashed", "__version__",
+]

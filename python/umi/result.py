@@ -1,0 +1,78 @@
+"""A task's result (protocol v1, docs/protocol.md), and the events a host publishes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from umi.errors import error_for
+
+__all__ = ["Result", "Event"]
+
+
+@dataclass
+class Result:
+    """One task's outcome: exactly one per submitted id."""
+
+    id: str
+    plugin: str
+    status: str  # ok, error, rejected, timeout, cancelled, crashed
+    output: dict[str, Any] | None = None  # status ok only
+    error_code: str = ""
+    error_message: str = ""
+    host: str = ""
+    queued_ms: float = 0.0
+    run_ms: float = 0.0
+    allocation: dict[str, Any] | None = None  # absent when the task never started
+    started_at: float | None = None
+    finished_at: float | None = None
+    attempts: int = 0  # sends by this client (retries included)
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the result map as received
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    def raise_for_status(self) -> Result:
+        """Returns self when ok; raises the TaskError subclass of its status otherwise."""
+        if not self.ok:
+            raise error_for(self)
+        return self
+
+    @classmethod
+    def from_message(cls, message: dict[str, Any], attempts: int = 0) -> Result:
+        error = message.get("error") or {}
+        return cls(
+            id=str(message.get("id", "")),
+            plugin=str(message.get("plugin", "")),
+            status=str(message.get("status", "")),
+            output=message.get("output") if message.get("status") == "ok" else None,
+            error_code=str(error.get("code", "")),
+            error_message=str(error.get("message", "")),
+            host=str(message.get("host", "")),
+            queued_ms=float(message.get("queued_ms", 0.0)),
+            run_ms=float(message.get("run_ms", 0.0)),
+            allocation=message.get("allocation"),
+            started_at=message.get("started_at"),
+            finished_at=message.get("finished_at"),
+            attempts=attempts,
+            raw=message,
+        )
+
+    @classmethod
+    def no_result(cls, task_id: str, plugin: str, attempts: int) -> Result:
+        return cls(id=task_id, plugin=plugin, status="error", error_code="no_result",
+                   error_message=f"no result after {attempts} attempt(s)", attempts=attempts)
+
+
+@dataclass
+class Event:
+    """One message of a host's events socket: ``task.queued``, ``task.started``,
+    ``task.progress`` (progress, message) or ``task.finished`` (result)."""
+
+    topic: str
+    id: str
+    plugin: str
+    progress: float | None = None
+    message: str = ""
+    result: Result | None = None
