@@ -25,7 +25,45 @@ from umi import _core
 from umi.errors import ClientClosed, ControlError, UsageError
 from umi.result import Event, Result
 
-__all__ = ["Client"]
+__all__ = ["Client", "EventStream"]
+
+
+class EventStream:
+    """Events from one host's events socket, on the event loop."""
+
+    def __init__(self, options: _core.Options, topics: Iterable[str], timeout: float | None) -> None:
+        self.timeout = timeout
+        self._socket = zmq.asyncio.Context.instance().socket(zmq.SUB)
+        self._socket.linger = 0
+        _core.secure(self._socket, options)
+        for topic in topics:
+            self._socket.subscribe(topic.encode())
+        _core.attach(self._socket, options.events)
+
+    async def get(self, timeout: float | None = None) -> Event | None:
+        while await self._socket.poll(None if timeout is None else int(timeout * 1000)):
+            event = _core.decode_event(await self._socket.recv_multipart())
+            if event is not None:
+                return event
+        return None
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self.get(self.timeout)
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    def close(self) -> None:
+        self._socket.close(0)
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Client:
@@ -97,25 +135,13 @@ class Client:
             in_flight -= 1
             yield finished.result()
 
-    async def events(self, topics: Iterable[str] = ("task.",), timeout: float | None = None) -> AsyncIterator[Event]:
-        """As umi.Client.events, as an async iterator."""
+    def events(self, topics: Iterable[str] = ("task.",), timeout: float | None = None) -> EventStream:
+        """As umi.Client.events: `async for event in stream`, or `await stream.get(timeout)`."""
         if not self._options.events:
             raise UsageError("events() needs the host's events endpoint: Client(..., events='tcp://host:5558')")
-        socket = zmq.asyncio.Context.instance().socket(zmq.SUB)
-        socket.linger = 0
-        _core.secure(socket, self._options)
-        for topic in topics:
-            socket.subscribe(topic.encode())
-        _core.attach(socket, self._options.events)
-        try:
-            while not self._closed:
-                if not await socket.poll(None if timeout is None else int(timeout * 1000)):
-                    return
-                event = _core.decode_event(await socket.recv_multipart())
-                if event is not None:
-                    yield event
-        finally:
-            socket.close(0)
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        return EventStream(self._options, topics, timeout)
 
     async def health(self, timeout: float = 10.0) -> dict[str, Any]:
         return await self._control("health", timeout)

@@ -26,9 +26,44 @@ from umi import _core
 from umi.errors import ClientClosed, ControlError, UsageError
 from umi.result import Event, Result
 
-__all__ = ["Client"]
+__all__ = ["Client", "EventStream"]
 
 _CLOSE = object()
+
+
+class EventStream:
+    """Events from one host's events socket (a SUB socket of its own). Used from one thread."""
+
+    def __init__(self, context: zmq.Context, options: _core.Options, topics: Iterable[str],
+                 timeout: float | None) -> None:
+        self.timeout = timeout
+        self._socket = context.socket(zmq.SUB)
+        self._socket.linger = 0
+        _core.secure(self._socket, options)
+        for topic in topics:
+            self._socket.subscribe(topic.encode())
+        _core.attach(self._socket, options.events)
+
+    def get(self, timeout: float | None = None) -> Event | None:
+        """The next event, or None after `timeout` seconds (None: wait forever)."""
+        while self._socket.poll(None if timeout is None else int(timeout * 1000)):
+            event = _core.decode_event(self._socket.recv_multipart())
+            if event is not None:
+                return event
+        return None
+
+    def __iter__(self) -> Iterator[Event]:
+        while (event := self.get(self.timeout)) is not None:
+            yield event
+
+    def close(self) -> None:
+        self._socket.close(0)
+
+    def __enter__(self) -> EventStream:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Client:
@@ -113,26 +148,15 @@ class Client:
             in_flight -= 1
             yield finished.result()
 
-    def events(self, topics: Iterable[str] = ("task.",), timeout: float | None = None) -> Iterator[Event]:
-        """Events of the host given as events=, until `timeout` seconds pass without one
-        (None: forever). PUB/SUB: events published before the subscription took hold are missed."""
+    def events(self, topics: Iterable[str] = ("task.",), timeout: float | None = None) -> EventStream:
+        """A subscription to the events of the host given as events=: iterate it (it ends
+        after `timeout` seconds without an event; None: never) or call get(timeout).
+        PUB/SUB: events published before the subscription took hold are missed."""
         if not self._options.events:
             raise UsageError("events() needs the host's events endpoint: Client(..., events='tcp://host:5558')")
-        socket = self._context.socket(zmq.SUB)
-        socket.linger = 0
-        _core.secure(socket, self._options)
-        for topic in topics:
-            socket.subscribe(topic.encode())
-        _core.attach(socket, self._options.events)
-        try:
-            while not self._closed:
-                if not socket.poll(None if timeout is None else int(timeout * 1000)):
-                    return
-                event = _core.decode_event(socket.recv_multipart())
-                if event is not None:
-                    yield event
-        finally:
-            socket.close(0)
+        if self._closed:
+            raise ClientClosed("the client is closed")
+        return EventStream(self._context, self._options, topics, timeout)
 
     def health(self, timeout: float = 10.0) -> dict[str, Any]:
         return self._control("health", timeout)

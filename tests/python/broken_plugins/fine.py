@@ -1,0 +1,3 @@
+"""Fine."""
+def execute(ctx, input):
+    return {"fine": True}

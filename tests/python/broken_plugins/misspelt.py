@@ -1,0 +1,4 @@
+REQUIREMENT = {"threads": 2}
+
+def execute(ctx, input):
+    return {}

@@ -1,0 +1,5 @@
+def setup(settings):
+    raise RuntimeError("no model file")
+
+def execute(ctx, input):
+    return {}

@@ -1,0 +1,3 @@
+"""A syntax error."""
+def execute(ctx, input)
+    return {}

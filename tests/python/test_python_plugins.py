@@ -1,0 +1,130 @@
+"""Python plugins (<name>.py in a plugin directory) run by the real host."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import umi
+from conftest import CONFIG, HOST_BINARY, PY_PLUGINS, Path, await_subscription
+
+
+def test_a_python_plugin_runs_with_its_requirement_settings_and_log(start_host):
+    host = start_host(config=CONFIG + "plugins:\n  echo:\n    settings: {model: small, beams: 4}\n")
+    with umi.Client(host.rpc) as client:
+        result = client.run("echo", {"text": "hi", "n": [1, 2]}).raise_for_status()
+    assert result.output["echo"] == {"text": "hi", "n": [1, 2]}
+    assert result.output["settings"] == {"model": "small", "beams": 4}
+    assert result.allocation["cpu_cores"] == 0.5 and result.allocation["memory_mb"] == 64
+    # The grant reaches the libraries that size their thread pools from the environment.
+    assert result.output["cpu_threads"] == 2 and result.output["omp_num_threads"] == "2"
+    assert result.output["cuda_visible_devices"] == ""
+    log = host.log()
+    assert f"[echo {result.id}] echoing task {result.id}" in log
+    assert "setup with 2 setting(s)" in log
+
+
+def test_config_overrides_apply_to_python_plugins(start_host):
+    host = start_host(config=CONFIG + "plugins:\n  echo: {cpu_cores: 1.5, memory_mb: 128}\n")
+    with umi.Client(host.rpc) as client:
+        result = client.run("echo").raise_for_status()
+    assert result.allocation["cpu_cores"] == 1.5 and result.allocation["memory_mb"] == 128
+
+
+def test_an_exception_is_an_error_result_with_type_and_message_and_a_traceback_in_the_log(host):
+    with umi.Client(host.rpc) as client:
+        raised = client.run("faulty", {"mode": "raise"})
+        coded = client.run("faulty", {"mode": "code"})
+        wrong = client.run("faulty", {"mode": "not_a_dict"})
+        after = client.run("faulty", {"mode": "fine"})
+    assert (raised.status, raised.error_code, raised.error_message) == ("error", "plugin_error", "KeyError: 'no such thing'")
+    assert (coded.error_code, coded.error_message) == ("bad_input", "mode 'code' asks for a custom code")
+    assert wrong.error_code == "plugin_error" and "not a dict" in wrong.error_message
+    assert after.ok
+    log = host.log()
+    assert "Traceback (most recent call last)" in log and "faulty.py" in log and "_worker.py" not in log
+
+
+def test_a_crash_costs_one_task_and_the_host_serves_on(host):
+    with umi.Client(host.rpc) as client:
+        aborted = client.run("faulty", {"mode": "abort"})
+        segfault = client.run("faulty", {"mode": "segfault"})
+        after = client.run("faulty", {"mode": "fine"})
+    assert aborted.status == "crashed" and "signal 6" in aborted.error_message
+    assert segfault.status == "crashed" and "signal 11" in segfault.error_message
+    assert after.ok
+
+
+def test_a_task_past_its_timeout_is_stopped_even_when_it_ignores_cancellation(host):
+    with umi.Client(host.rpc) as client:
+        hung = client.run("faulty", {"mode": "hang"}, timeout_ms=300)
+        after = client.run("faulty", {"mode": "fine"})
+    assert hung.status == "timeout"
+    assert after.ok
+
+
+def test_cancel_reaches_a_running_python_task(host):
+    with umi.Client(host.rpc, events=host.events) as client, client.events() as stream:
+        await_subscription(client, stream)
+        future = client.submit("slow", {"ms": 60000}, id="slow-1")
+        while not ((event := stream.get()).topic == "task.started" and event.id == "slow-1"):
+            pass
+        assert client.cancel("slow-1")["state"] == "running"
+        result = future.result(30)
+    assert (result.status, result.error_code) == ("cancelled", "cancelled")
+
+
+def test_progress_reaches_the_events_socket(host):
+    with umi.Client(host.rpc, events=host.events) as client, client.events() as stream:
+        await_subscription(client, stream)
+        client.run("slow", {"ms": 200, "steps": 4}, id="slow-2").raise_for_status()
+        seen = []
+        while not (seen and seen[-1].topic == "task.finished" and seen[-1].id == "slow-2"):
+            seen.append(stream.get())
+    progress = [(e.progress, e.message) for e in seen if e.topic == "task.progress" and e.id == "slow-2"]
+    assert progress == [(0.25, "step 1 of 4"), (0.5, "step 2 of 4"), (0.75, "step 3 of 4"), (1.0, "step 4 of 4")]
+
+
+def test_tasks_of_one_python_plugin_run_side_by_side_in_separate_processes(host):
+    with umi.Client(host.rpc) as client:
+        futures = [client.submit("slow", {"ms": 1000, "steps": 1}) for _ in range(2)]
+        first, second = (f.result().raise_for_status().output for f in futures)
+    assert first["pid"] != second["pid"]
+    # Each ran while the other was running: their intervals overlap.
+    assert first["started"] < second["ended"] and second["started"] < first["ended"]
+
+
+def test_memory_past_the_grant_ends_the_task_out_of_memory(host):
+    with umi.Client(host.rpc) as client:
+        result = client.run("faulty", {"mode": "memory"})
+        after = client.run("faulty", {"mode": "fine"})
+    assert (result.status, result.error_code) == ("error", "out_of_memory")
+    assert after.ok
+
+
+def test_broken_plugin_files_are_refused_with_the_reason_and_the_rest_serve(start_host):
+    broken = str(Path(__file__).parent / "broken_plugins")
+    listing = subprocess.run([HOST_BINARY, "plugins", "--plugins", broken], capture_output=True, text=True,
+                             env={"UMI_PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+    assert listing.returncode == 1
+    out = listing.stdout
+    assert "syntax.py: cannot import: SyntaxError: expected ':' (syntax.py, line 2)" in out
+    assert "missing_import.py: cannot import: ModuleNotFoundError: No module named 'module_that_does_not_exist'" in out
+    assert "misspelt.py: REQUIREMENT has unknown key(s) threads (did you mean 'cpu_threads'?)" in out
+    assert "no_execute.py: it defines no execute(ctx, input) function" in out
+    host = start_host(plugin_dirs=[broken])
+    with umi.Client(host.rpc) as client:
+        assert client.run("fine").output == {"fine": True}
+        refused = client.run("syntax")
+        setup_failed = client.run("setup_fails")
+    assert (refused.status, refused.error_code) == ("rejected", "unknown_plugin")
+    assert "SyntaxError" in refused.error_message
+    assert setup_failed.status == "error"
+    assert "setup failed: RuntimeError: no model file" in setup_failed.error_message
+
+
+def test_a_missing_interpreter_is_named(tmp_path):
+    listing = subprocess.run([HOST_BINARY, "plugins", "--plugins", PY_PLUGINS], capture_output=True, text=True,
+                             env={"UMI_PYTHON": str(tmp_path / "no-python"), "PATH": "/usr/bin:/bin"})
+    assert listing.returncode == 1
+    assert f"cannot start the Python interpreter '{tmp_path / 'no-python'}' (set UMI_PYTHON)" in listing.stdout
