@@ -23,24 +23,26 @@ PY_PLUGINS = str(Path(__file__).parent / "plugins")
 CONFIG = """hardware:
   cpu: {cores: 4, threads: 4, max_concurrent_tasks: 4}
   memory: {total_gb: 8}
+shutdown: {drain_timeout_s: 1}
 """
 
 
 class Host:
     """A running umi-host; endpoints from its ready line, its log in `log()`."""
 
-    def __init__(self, config: str = CONFIG, plugin_dirs: list[str] | None = None, extra: list[str] | None = None):
+    def __init__(self, config: str = CONFIG, plugin_dirs: list[str] | None = None,
+                 endpoints: dict[str, str] | None = None):
         self.dir = tempfile.TemporaryDirectory(prefix="umi-py-")
         self.config_path = Path(self.dir.name) / "config.yaml"
         self.config_path.write_text(config)
         self.log_path = Path(self.dir.name) / "host.log"
         env = dict(os.environ, UMI_PYTHON=sys.executable)
         args = [HOST_BINARY, "--config", str(self.config_path), "--http", "off", "--name", "pytest"]
-        for endpoint in ("tasks", "results", "rpc", "events"):
-            args += [f"--{endpoint}", "tcp://127.0.0.1:*"]
+        for name in ("tasks", "results", "rpc", "events"):
+            args += [f"--{name}", (endpoints or {}).get(name, "tcp://127.0.0.1:*")]
         for directory in plugin_dirs or [PY_PLUGINS, CPP_PLUGINS]:
             args += ["--plugins", directory]
-        self.process = subprocess.Popen(args + (extra or []), stdout=subprocess.PIPE, stderr=open(self.log_path, "w"),
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.log_path, "w"),
                                         env=env, text=True)
         line = self.process.stdout.readline()
         if not line:
