@@ -15,6 +15,7 @@ future. Use a client from the loop it started on.
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
@@ -26,6 +27,33 @@ from umi.errors import ClientClosed, ControlError, UsageError
 from umi.result import Event, Result
 
 __all__ = ["Client", "EventStream"]
+
+_NOBLOCK, _EVENTS, _POLLIN = int(zmq.NOBLOCK), int(zmq.EVENTS), int(zmq.POLLIN)
+
+
+class _Collector:
+    """Where map's results go: quacks like the futures the tracker resolves."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.items: deque[Any] = deque()
+        self._loop = loop
+        self._waiter: asyncio.Future[None] | None = None
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, value: Any) -> None:
+        self.items.append(value)
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    def set_exception(self, error: BaseException) -> None:
+        self.set_result(error)
+
+    async def wait(self) -> None:
+        self._waiter = self._loop.create_future()
+        await self._waiter
+        self._waiter = None
 
 
 class EventStream:
@@ -115,7 +143,8 @@ class Client:
         """One task per input, at most max_in_flight at a time; Results as they complete."""
         if max_in_flight < 1:
             raise UsageError("max_in_flight must be >= 1")
-        done: asyncio.Queue[asyncio.Future[Result]] = asyncio.Queue()
+        loop = self._start()
+        collector = _Collector(loop)  # one sink for every task of the map: no future per task
         source = iter(inputs)
         in_flight = 0
         exhausted = False
@@ -126,14 +155,19 @@ class Client:
                 except StopIteration:
                     exhausted = True
                     break
-                future = self.submit(plugin, task_input, priority=priority, timeout_ms=timeout_ms, resources=resources)
-                future.add_done_callback(done.put_nowait)
+                self._tracker.submit(_core.make_request(plugin, task_input, None, priority, timeout_ms, resources),
+                                     collector)
                 in_flight += 1
+            self._schedule_drain()
             if in_flight == 0:
                 return
-            finished = await done.get()
+            while not collector.items:
+                await collector.wait()
             in_flight -= 1
-            yield finished.result()
+            item = collector.items.popleft()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
     def events(self, topics: Iterable[str] = ("task.",), timeout: float | None = None) -> EventStream:
         """As umi.Client.events: `async for event in stream`, or `await stream.get(timeout)`."""
@@ -240,11 +274,14 @@ class Client:
         if self._closed:
             return
         socket, tracker = self._receive_socket, self._tracker
-        while socket.getsockopt(zmq.EVENTS) & zmq.POLLIN:
+        while True:
             try:
-                data = socket.recv(zmq.NOBLOCK)
+                data = socket.recv(_NOBLOCK)
             except zmq.Again:
-                break
+                # Reading EVENTS re-arms the edge-triggered FD; a message may have come meanwhile.
+                if not socket.getsockopt(_EVENTS) & _POLLIN:
+                    return
+                continue
             for future, value in tracker.receive(data):
                 if not future.done():
                     future.set_result(value)

@@ -31,6 +31,22 @@ __all__ = ["Client", "EventStream"]
 _CLOSE = object()
 
 
+class _Collector:
+    """Where map's results go: quacks like the futures the I/O thread resolves."""
+
+    def __init__(self) -> None:
+        self.items: queue.SimpleQueue[Any] = queue.SimpleQueue()
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, value: Any) -> None:
+        self.items.put(value)
+
+    def set_exception(self, error: BaseException) -> None:
+        self.items.put(error)
+
+
 class EventStream:
     """Events from one host's events socket (a SUB socket of its own). Used from one thread."""
 
@@ -128,7 +144,7 @@ class Client:
         """One task per input, at most max_in_flight at a time; Results as they complete."""
         if max_in_flight < 1:
             raise UsageError("max_in_flight must be >= 1")
-        done: queue.SimpleQueue[Future[Result]] = queue.SimpleQueue()
+        collector = _Collector()  # one sink for every task of the map: no future per task
         source = iter(inputs)
         in_flight = 0
         exhausted = False
@@ -139,14 +155,16 @@ class Client:
                 except StopIteration:
                     exhausted = True
                     break
-                future = self.submit(plugin, task_input, priority=priority, timeout_ms=timeout_ms, resources=resources)
-                future.add_done_callback(done.put)
+                self._post(("task", _core.make_request(plugin, task_input, None, priority, timeout_ms, resources),
+                            collector))
                 in_flight += 1
             if in_flight == 0:
                 return
-            finished = done.get()
+            item = collector.items.get()
             in_flight -= 1
-            yield finished.result()
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
     def events(self, topics: Iterable[str] = ("task.",), timeout: float | None = None) -> EventStream:
         """A subscription to the events of the host given as events=: iterate it (it ends

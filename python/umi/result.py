@@ -10,7 +10,7 @@ from umi.errors import error_for
 __all__ = ["Result", "Event"]
 
 
-@dataclass
+@dataclass(slots=True)
 class Result:
     """One task's outcome: exactly one per submitted id."""
 
@@ -41,20 +41,22 @@ class Result:
 
     @classmethod
     def from_message(cls, message: dict[str, Any], attempts: int = 0) -> Result:
-        error = message.get("error") or {}
+        get = message.get
+        error = get("error") or {}
+        status = get("status", "")
         return cls(
-            id=str(message.get("id", "")),
-            plugin=str(message.get("plugin", "")),
-            status=str(message.get("status", "")),
-            output=message.get("output") if message.get("status") == "ok" else None,
-            error_code=str(error.get("code", "")),
-            error_message=str(error.get("message", "")),
-            host=str(message.get("host", "")),
-            queued_ms=float(message.get("queued_ms", 0.0)),
-            run_ms=float(message.get("run_ms", 0.0)),
-            allocation=message.get("allocation"),
-            started_at=message.get("started_at"),
-            finished_at=message.get("finished_at"),
+            id=get("id", ""),
+            plugin=get("plugin", ""),
+            status=status,
+            output=get("output") if status == "ok" else None,
+            error_code=error.get("code", ""),
+            error_message=error.get("message", ""),
+            host=get("host", ""),
+            queued_ms=get("queued_ms", 0.0),
+            run_ms=get("run_ms", 0.0),
+            allocation=get("allocation"),
+            started_at=get("started_at"),
+            finished_at=get("finished_at"),
             attempts=attempts,
             raw=message,
         )

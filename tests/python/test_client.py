@@ -44,7 +44,8 @@ def test_map_yields_one_result_per_input_with_a_bounded_number_in_flight(host):
 
 
 def test_a_task_sent_before_any_host_is_there_arrives_on_a_retry(start_host):
-    with umi.Client(tasks="@tcp://127.0.0.1:*", results="@tcp://127.0.0.1:*", retry_after=0.2) as client:
+    with umi.Client(tasks="@tcp://127.0.0.1:*", results="@tcp://127.0.0.1:*", retry_after=0.2,
+                    max_attempts=1000) as client:
         future = client.submit("noop", id="early")
         # No host: the PUSH socket cannot queue it, and the client sends it again every 0.1 s.
         host = start_host(endpoints={"tasks": ">" + client.tasks_endpoint, "results": ">" + client.results_endpoint})
