@@ -8,6 +8,7 @@ rm -rf "$prefix" "$plugins"
 cmake --install "$build" --prefix "$prefix" >/dev/null
 mkdir -p "$plugins"
 for example in "$examples"/*/; do
+  [[ -f "$example/CMakeLists.txt" ]] || continue  # python/: plugins that need no build
   name=$(basename "$example")
   out="$build/tests/oot-build/$name"
   cmake -S "$example" -B "$out" -G Ninja -DCMAKE_PREFIX_PATH="$prefix" \
@@ -16,3 +17,6 @@ for example in "$examples"/*/; do
   cp "$out"/*.so "$plugins"/
 done
 ls "$plugins"
+# The installed host runs Python plugins with the installed umi package.
+listing=$(UMI_PYTHON="${UMI_PYTHON:-/usr/bin/python3}" "$prefix/bin/umi-host" plugins --plugins "$examples/python" 2>/dev/null)
+grep -q "^loudness " <<<"$listing" || { echo "the installed umi-host did not load examples/plugins/python: $listing" >&2; exit 1; }

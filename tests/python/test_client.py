@@ -64,6 +64,18 @@ def test_a_retry_meeting_the_running_task_waits_for_its_one_result(host):
     assert stats["plugins"]["slow"]["done"] == {"ok": 1, "rejected": result.attempts - 1}
 
 
+def test_an_id_sent_again_after_its_result_gets_the_stored_result_not_a_second_run(host):
+    with umi.Client(host.rpc) as first:
+        original = first.run("echo", {"n": 1}, id="dedup-1")
+    with umi.Client(host.rpc) as second:  # a producer restarted after losing the reply
+        again = second.run("echo", {"n": 1}, id="dedup-1")
+        conflict = second.run("echo", {"n": 2}, id="dedup-1")
+        stats = second.stats()
+    assert again.ok and again.raw == original.raw and again.output["pid"] == original.output["pid"]
+    assert (conflict.status, conflict.error_code) == ("rejected", "id_conflict")
+    assert stats["deduplicated"] == 1
+
+
 def test_no_result_after_every_attempt(tmp_path):
     with umi.Client(tasks=f"ipc://{tmp_path}/tasks", results=f"ipc://{tmp_path}/results", retry_after=0.05,
                     max_attempts=2) as client:

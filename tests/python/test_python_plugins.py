@@ -123,6 +123,17 @@ def test_broken_plugin_files_are_refused_with_the_reason_and_the_rest_serve(star
     assert "setup failed: RuntimeError: no model file" in setup_failed.error_message
 
 
+def test_plugins_json_lists_python_plugins_with_their_declaration():
+    import json
+    listing = subprocess.run([HOST_BINARY, "plugins", "--json", "--plugins", PY_PLUGINS], capture_output=True,
+                             text=True, env={"UMI_PYTHON": sys.executable, "PATH": "/usr/bin:/bin"})
+    plugins = {p["name"]: p for p in json.loads(listing.stdout)["plugins"]}
+    echo = plugins["echo"]
+    assert (echo["language"], echo["version"], echo["kind"]) == ("python", "1.2.3", "cpu")
+    assert echo["description"] == "Echoes its input, with what the worker saw of its grant and settings."
+    assert echo["declared"]["cpu_threads"] == 2 and echo["declared"]["memory_mb"] == 64
+
+
 def test_a_missing_interpreter_is_named(tmp_path):
     listing = subprocess.run([HOST_BINARY, "plugins", "--plugins", PY_PLUGINS], capture_output=True, text=True,
                              env={"UMI_PYTHON": str(tmp_path / "no-python"), "PATH": "/usr/bin:/bin"})

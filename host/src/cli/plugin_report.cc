@@ -22,6 +22,7 @@ nlohmann::json PluginsJson(const PluginRegistry& registry) {
                        {"task_group", p->task_group},
                        {"allow_concurrent", p->allow_concurrent},
                        {"run_inline", p->run_inline},
+                       {"language", p->python ? "python" : "c"},
                        {"declared", RequirementJson(p->declared)},
                        {"requirement", RequirementJson(p->requirement)},
                        {"path", p->path.string()}});
