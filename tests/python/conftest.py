@@ -100,3 +100,18 @@ async def await_subscription_async(client, stream) -> None:
         while (event := await stream.get(timeout=0.5)) is not None:
             if event.topic == "task.finished" and event.id == probe:
                 return
+
+
+@pytest.fixture
+def redis_url(tmp_path):
+    """A redis-server of the test's own, on a unix socket; its URL."""
+    socket = tmp_path / "redis.sock"
+    server = subprocess.Popen(["/usr/bin/redis-server", "--port", "0", "--unixsocket", str(socket),
+                               "--unixsocketperm", "700", "--dir", str(tmp_path), "--save", "", "--appendonly", "no"],
+                              stdout=subprocess.PIPE, text=True)
+    for line in server.stdout:  # it says when it accepts connections
+        if "ready to accept connections" in line.lower() or "accept connections" in line:
+            break
+    yield f"unix://{socket}"
+    server.kill()
+    server.wait()

@@ -1,0 +1,45 @@
+"""umi.RedisClient against a real redis-server and a real host on it."""
+
+from __future__ import annotations
+
+import redis
+
+import umi
+from conftest import CONFIG
+
+
+def test_the_redis_client_runs_maps_and_trims_its_stream(start_host, redis_url):
+    start_host(config=CONFIG + f"transport: {{redis: '{redis_url}'}}\n")
+    with umi.RedisClient(redis_url) as client:
+        stream = client.reply_to
+        result = client.run("echo", {"a": 1}, wait=60).raise_for_status()
+        assert result.output["echo"] == {"a": 1} and result.host == "pytest"
+        results = list(client.map("noop", ({"i": i} for i in range(300)), max_in_flight=64))
+        assert len({r.id for r in results}) == 300 and all(r.ok for r in results)
+        failed = client.run("faulty", {"mode": "raise"}, wait=60)
+        assert (failed.status, failed.error_code) == ("error", "plugin_error")
+        # No host runs this plugin: the task waits in Redis, and run gives up when told.
+        waiting = client.run("no_such_plugin", wait=0.3)
+        assert (waiting.status, waiting.error_code) == ("error", "no_result")
+        server = redis.Redis.from_url(redis_url)
+        assert server.xlen(stream) == 0  # read and trimmed
+    assert not server.exists(stream)  # a stream of its own is deleted at close
+
+
+def test_a_restarted_producer_collects_what_came_meanwhile(start_host, redis_url):
+    with umi.RedisClient(redis_url, reply_to="umi:results:producer-7") as first:
+        for i in range(5):
+            first.submit("echo", {"i": i}, id=f"p7-{i}")
+    # The producer is gone; a host comes and runs its tasks.
+    start_host(config=CONFIG + f"transport: {{redis: '{redis_url}'}}\n")
+    with umi.RedisClient(redis_url, reply_to="umi:results:producer-7") as second:
+        results = [second.expect(f"p7-{i}").result(60) for i in range(5)]
+    assert [r.output["echo"]["i"] for r in results] == list(range(5))
+
+
+def test_bad_redis_use_gets_a_clear_exception(tmp_path):
+    import pytest
+    with pytest.raises(umi.UsageError, match="cannot reach Redis"):
+        umi.RedisClient(f"unix://{tmp_path}/nothing.sock")
+    with pytest.raises(umi.UsageError, match="cannot read the password file"):
+        umi.RedisClient("redis://127.0.0.1:1/0", password_file=tmp_path / "missing")
