@@ -130,9 +130,11 @@ TEST(PluginSdk, ProgressBecomesEvents) {
       }
     }
   }
-  EXPECT_EQ(topics, (std::vector<std::string>{"task.queued", "task.started", "task.progress",
-                                              "task.progress", "task.progress", "task.finished"}));
-  EXPECT_EQ(progress, (std::vector<double>{0.25, 0.5, 1.0}));
+  // The plugin reports 0.25, 0.5 and 1.0 back to back: the host publishes at
+  // most one report per 100 ms, and always the one that says done.
+  EXPECT_EQ(topics, (std::vector<std::string>{"task.queued", "task.started", "task.progress", "task.progress",
+                                              "task.finished"}));
+  EXPECT_EQ(progress, (std::vector<double>{0.25, 1.0}));
   EXPECT_EQ(seen.back().second.status, "ok");
 }
 

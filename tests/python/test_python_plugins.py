@@ -77,7 +77,7 @@ def test_cancel_reaches_a_running_python_task(host):
 def test_progress_reaches_the_events_socket(host):
     with umi.Client(host.rpc, events=host.events) as client, client.events() as stream:
         await_subscription(client, stream)
-        client.run("slow", {"ms": 200, "steps": 4}, id="slow-2").raise_for_status()
+        client.run("slow", {"ms": 800, "steps": 4}, id="slow-2").raise_for_status()  # 200 ms apart: none coalesced
         seen = []
         while not (seen and seen[-1].topic == "task.finished" and seen[-1].id == "slow-2"):
             seen.append(stream.get())

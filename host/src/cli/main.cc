@@ -87,7 +87,7 @@ int main(int argc, char** argv) {
                "Run on UMI_* variables or detected hardware when the config named by --config or "
                "HARDWARE_CONFIG cannot be used (default: exit; /readyz and umi_config_fallback say when a "
                "fallback is in force)");
-  app.add_option("--plugins", plugin_dirs, "Plugin directory, repeatable (default: <prefix>/lib/umi/plugins)");
+  app.add_option("--plugins", plugin_dirs, "Plugin directory, or one plugin file (.so, .py); repeatable (default: <prefix>/lib/umi/plugins)");
   app.add_option("--tasks", options.tasks_endpoint, "Tasks PULL endpoint; '>' prefix connects")
       ->capture_default_str();
   app.add_option("--results", options.results_endpoint, "Results PUSH endpoint")->capture_default_str();

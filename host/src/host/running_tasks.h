@@ -31,6 +31,8 @@ struct RunningTask {
   double queued_ms = 0;
   bool timed_out = false;
   bool cancel_requested = false;
+  // When its last task.progress event went out (TaskFlow coalesces them).
+  std::optional<std::chrono::steady_clock::time_point> progress_published;
 
   // Its line in the telemetry timeline, started at `unix_seconds`.
   TaskRecord Record(double unix_seconds) const;

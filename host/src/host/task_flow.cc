@@ -132,8 +132,14 @@ size_t TaskFlow::ReplaceDeadWorkers(bool restart) {
 void TaskFlow::HandleMail() {
   for (Mail& mail : executor_.TakeAll()) {
     if (auto* progress = std::get_if<Progress>(&mail)) {
-      const RunningTask* running = running_.Find(progress->key);
-      if (running && events_.listening()) {
+      RunningTask* running = running_.Find(progress->key);
+      if (!running || !events_.listening()) continue;
+      // Coalesced: a plugin may report per frame; watchers need a few a second.
+      const auto now = clock_.Now();
+      const bool done = progress->fraction >= 1.0;
+      if (!done && running->progress_published && now - *running->progress_published < kProgressInterval) continue;
+      running->progress_published = now;
+      {
         events_.Publish("task.progress", EncodeProgressEvent(running->task.message.id, running->task.message.plugin,
                                                              progress->fraction, progress->message));
       }
@@ -150,6 +156,13 @@ void TaskFlow::Complete(const Finished& finished) {
   pool_.Release(finished.key);
   on_release_();
 
+  if (running->timed_out) {
+    const double overran_ms = finished.run_ms - static_cast<double>(running->task.message.timeout_ms);
+    spdlog::warn("task '{}' ({}) overran its timeout_ms={} by {:.0f} ms{}", running->task.message.id,
+                 running->task.message.plugin, running->task.message.timeout_ms, overran_ms,
+                 finished.killed ? ": it ignored cancellation and its worker process was killed"
+                                 : " before it stopped");
+  }
   RunOutcome outcome;
   outcome.cancel_requested = running->cancel_requested;
   outcome.timed_out = running->timed_out;

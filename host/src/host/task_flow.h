@@ -71,6 +71,9 @@ class TaskFlow {
   size_t ReadAhead(const std::string& plugin, size_t room) const;
   static constexpr double kReadAheadWindowMs = 2.0;
   static constexpr size_t kMaxReadAhead = 256;
+  // At most one task.progress event per task in this interval; a report of
+  // completion (fraction 1) always goes out.
+  static constexpr std::chrono::milliseconds kProgressInterval{100};
   // Answers every queued task rejected with `why` (a drain), or gives it
   // back to its transport when that can; returns how many were answered.
   size_t RejectQueued(const Status& why);

@@ -95,8 +95,9 @@ class PluginRegistry {
   PluginRegistry(const PluginRegistry&) = delete;
   PluginRegistry& operator=(const PluginRegistry&) = delete;
 
-  // Loads every library in `dir` not loaded yet; a missing directory is
-  // one refusal. Returns the names of the plugins it loaded.
+  // Loads every library in `dir` not loaded yet (or `dir` itself, when it
+  // names a .so or .py file); a missing directory is one refusal. Returns
+  // the names of the plugins it loaded.
   std::vector<std::string> LoadDirectory(const std::filesystem::path& dir);
   // The same for each of `dirs` (a reload): what this call loaded and refused.
   struct LoadReport {

@@ -1,0 +1,55 @@
+"""Operator-facing behaviour of umi-host seen from outside (issue 19): the real
+binary, its log, its CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import umi
+from conftest import CPP_PLUGINS, HOST_BINARY, PY_PLUGINS, Path, await_subscription
+
+
+def test_progress_events_are_coalesced_and_completion_always_goes_out(host):
+    with umi.Client(host.rpc, events=host.events) as client, client.events() as stream:
+        await_subscription(client, stream)
+        client.run("slow", {"ms": 600, "steps": 60}, id="chatty").raise_for_status()  # a report every 10 ms
+        seen = []
+        while not (seen and seen[-1].topic == "task.finished" and seen[-1].id == "chatty"):
+            seen.append(stream.get())
+    progress = [e.progress for e in seen if e.topic == "task.progress" and e.id == "chatty"]
+    # At most one per 100 ms (a few a second), never none, and the last one says done.
+    assert 1 < len(progress) < 60 and progress[-1] == 1.0
+    assert progress == sorted(progress)
+
+
+def test_a_task_that_overran_its_timeout_is_logged_with_by_how_much(host):
+    with umi.Client(host.rpc) as client:
+        stopped = client.run("slow", {"ms": 60000, "steps": 1}, timeout_ms=200)  # stops when told
+        killed = client.run("faulty", {"mode": "hang"}, timeout_ms=200)  # ignores it: killed after the grace
+    assert stopped.status == killed.status == "timeout"
+    log = host.log()
+    assert f"task '{stopped.id}' (slow) overran its timeout_ms=200 by " in log
+    assert "ms before it stopped" in log
+    assert (f"task '{killed.id}' (faulty) overran its timeout_ms=200 by " in log
+            and "ms: it ignored cancellation and its worker process was killed" in log)
+
+
+def test_plugins_takes_a_plugin_file_as_well_as_a_directory(start_host, tmp_path):
+    env = {"UMI_PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}
+    noop = str(Path(CPP_PLUGINS) / "noop.so")
+    echo = str(Path(PY_PLUGINS) / "echo.py")
+    listing = subprocess.run([HOST_BINARY, "plugins", "--plugins", noop, "--plugins", echo], capture_output=True,
+                             text=True, env=env)
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    names = [line.split()[0] for line in listing.stdout.splitlines()[1:] if line.strip()]
+    assert names == ["echo", "noop"]
+    (tmp_path / "notes.txt").write_text("not a plugin")
+    wrong = subprocess.run([HOST_BINARY, "plugins", "--plugins", str(tmp_path / "notes.txt")], capture_output=True,
+                           text=True, env=env)
+    assert wrong.returncode == 1
+    assert "not a plugin file: give a directory, a .so library or a <name>.py file" in wrong.stdout
+    host = start_host(plugin_dirs=[noop, echo])
+    with umi.Client(host.rpc) as client:
+        assert client.run("noop").ok and client.run("echo").ok
+        assert client.run("sleep").error_code == "unknown_plugin"  # only the files named were loaded
