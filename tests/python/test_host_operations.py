@@ -53,3 +53,24 @@ def test_plugins_takes_a_plugin_file_as_well_as_a_directory(start_host, tmp_path
     with umi.Client(host.rpc) as client:
         assert client.run("noop").ok and client.run("echo").ok
         assert client.run("sleep").error_code == "unknown_plugin"  # only the files named were loaded
+
+
+def test_reload_lists_a_plugin_whose_file_changed_as_restart_needed(start_host, tmp_path):
+    import os
+    import shutil
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    shutil.copy(Path(PY_PLUGINS) / "echo.py", plugins / "echo.py")
+    shutil.copy(Path(CPP_PLUGINS) / "noop.so", plugins / "noop.so")
+    host = start_host(plugin_dirs=[str(plugins)])
+    with umi.Client(host.rpc) as client:
+        assert client.reload()["restart_needed"] == []
+        with open(plugins / "echo.py", "a") as edited:
+            edited.write("\n# a new version\n")
+        # A deploy replaces a library by renaming a new file over it (the old one stays mapped).
+        shutil.copy(Path(CPP_PLUGINS) / "sleep.so", plugins / "noop.so.new")
+        os.rename(plugins / "noop.so.new", plugins / "noop.so")
+        reply = client.reload()
+        assert client.run("noop").ok  # the loaded version serves on
+    assert sorted(reply["restart_needed"]) == ["plugins.echo.library", "plugins.noop.library"]
+    assert f"plugin echo: {plugins / 'echo.py'} changed on disk since it was loaded; restart the host" in host.log()

@@ -357,6 +357,11 @@ class Host::Loop final : public Inbox {
     PluginRegistry::LoadReport libraries = plugins_.LoadDirectories(options_.plugin_dirs);
     outcome.loaded = std::move(libraries.loaded);
     outcome.refused = std::move(libraries.refused);
+    for (const std::string& name : plugins_.ChangedOnDisk()) {
+      spdlog::warn("plugin {}: {} changed on disk since it was loaded; restart the host to run the new version", name,
+                   plugins_.Find(name)->path.string());
+      outcome.plan.restart_needed.push_back("plugins." + name + ".library");
+    }
     for (const std::string& unmatched : plugins_.UnmatchedConfigSections()) spdlog::warn("{}", unmatched);
     telemetry_.SetPlugins(plugins_.refusals_total(), static_cast<int64_t>(plugins_.plugins().size()),
                           static_cast<int64_t>(plugins_.refused().size()));

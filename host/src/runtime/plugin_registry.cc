@@ -193,9 +193,28 @@ bool PluginRegistry::LoadPython(const std::filesystem::path& path) {
   if (!Resolve(path, *plugin)) return false;
   spdlog::info("loaded Python plugin {} {} from {} ({})", plugin->name, plugin->version, path.string(),
                plugin->requirement.ToString());
+  Accept(std::move(plugin));
+  return true;
+}
+
+void PluginRegistry::Accept(std::unique_ptr<LoadedPlugin> plugin) {
+  std::error_code error;
+  plugin->file_time = std::filesystem::last_write_time(plugin->path, error);
+  plugin->file_size = std::filesystem::file_size(plugin->path, error);
   const std::string name = plugin->name;
   plugins_.emplace(name, std::move(plugin));
-  return true;
+}
+
+std::vector<std::string> PluginRegistry::ChangedOnDisk() const {
+  std::vector<std::string> changed;
+  for (const auto& [name, plugin] : plugins_) {
+    if (plugin->path.empty()) continue;  // registered in code, not from a file
+    std::error_code time_error, size_error;
+    const auto time = std::filesystem::last_write_time(plugin->path, time_error);
+    const auto size = std::filesystem::file_size(plugin->path, size_error);
+    if (time_error || size_error || time != plugin->file_time || size != plugin->file_size) changed.push_back(name);
+  }
+  return changed;
 }
 
 bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
@@ -306,7 +325,7 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
   spdlog::info("loaded plugin {} {} from {} ({})", plugin->name, plugin->version, path.string(),
                plugin->requirement.ToString());
   libraries_.push_back(std::move(library));
-  plugins_.emplace(name, std::move(plugin));
+  Accept(std::move(plugin));
   return true;
 }
 

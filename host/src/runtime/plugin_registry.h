@@ -51,6 +51,10 @@ struct LoadedPlugin {
   bool run_inline = false;  // short and non-blocking: runs on the event loop (plugin API 1.1)
   bool python = false;      // a <name>.py file, run by Python worker processes (python_plugin.h)
   std::filesystem::path path;
+  // The file as it was loaded: a reload reports a plugin whose file changed
+  // since (a running process keeps the code it loaded).
+  std::filesystem::file_time_type file_time{};
+  uintmax_t file_size = 0;
   ResourceRequirement declared;  // as the plugin declares it
   ResourceRequirement requirement;  // after task group and YAML overrides
   std::string task_group;           // effective; empty: none
@@ -127,6 +131,9 @@ class PluginRegistry {
   // a loaded plugin nor a refused library's plugin: it is ignored, most
   // likely a typo ("did you mean" when a loaded name is near).
   std::vector<std::string> UnmatchedConfigSections() const;
+  // Loaded plugins whose file changed or went away since it was loaded:
+  // only a restart runs the new version.
+  std::vector<std::string> ChangedOnDisk() const;
   // Refusals ever made, retries at reload included.
   uint64_t refusals_total() const { return refusals_total_; }
 
@@ -136,6 +143,8 @@ class PluginRegistry {
   // Validates `plugin`'s declared requirement and resolves its effective
   // one against the config; false (refused) when either cannot run.
   bool Resolve(const std::filesystem::path& path, LoadedPlugin& plugin);
+  // Registers an accepted plugin, noting its file's time and size.
+  void Accept(std::unique_ptr<LoadedPlugin> plugin);
 
   HardwareConfig config_;
   PoolCapacity capacity_;
