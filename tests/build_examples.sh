@@ -20,3 +20,17 @@ ls "$plugins"
 # The installed host runs Python plugins with the installed umi package.
 listing=$(UMI_PYTHON="${UMI_PYTHON:-/usr/bin/python3}" "$prefix/bin/umi-host" plugins --plugins "$examples/python" 2>/dev/null)
 grep -q "^loudness " <<<"$listing" || { echo "the installed umi-host did not load examples/plugins/python: $listing" >&2; exit 1; }
+# pkg-config builds a plugin as umi_add_plugin does, from an install that was
+# moved after it was made (umi.pc is relocatable).
+moved="$prefix-moved"
+rm -rf "$moved" && cp -a "$prefix" "$moved"
+pc_dir=$(dirname "$(find "$moved" -name umi.pc | head -1)")
+flags=$(PKG_CONFIG_PATH="$pc_dir" pkg-config --cflags --libs umi)
+[[ $flags == *"$moved/"* && $flags != *"$prefix/"* ]] || { echo "umi.pc does not point into the moved prefix: $flags" >&2; exit 1; }
+mkdir -p "$build/tests/pc-build"
+# shellcheck disable=SC2086  # the flags are words
+g++ -Wall -Wextra -Werror "$examples/minimal/hello.cc" $flags -o "$build/tests/pc-build/hello.so"
+bash "$(dirname "$0")/check_exports.sh" "$build/tests/pc-build/hello.so" >/dev/null
+listing=$("$moved/bin/umi-host" plugins --plugins "$build/tests/pc-build/hello.so" 2>/dev/null)
+grep -q "^hello " <<<"$listing" || { echo "the pkg-config-built plugin did not load: $listing" >&2; exit 1; }
+rm -rf "$moved"
