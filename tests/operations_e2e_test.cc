@@ -420,5 +420,20 @@ TEST(ReloadE2E, SighupReloadsAndSystemdHearsReadyReloadingStopping) {
   EXPECT_EQ(notify.Next().rfind("STOPPING=1", 0), 0u);
 }
 
+TEST(ReloadE2E, UnderAWatchdogTheLoopPingsSystemdWhileIdle) {
+  TempDir dir;
+  NotifySocket notify(dir.path() / "notify");
+  setenv("NOTIFY_SOCKET", (dir.path() / "notify").c_str(), 1);
+  setenv("WATCHDOG_USEC", "200000", 1);  // WatchdogSec=200ms: a ping every 100 ms from the loop
+  HostProcess host;
+  unsetenv("NOTIFY_SOCKET");
+  unsetenv("WATCHDOG_USEC");
+  EXPECT_EQ(notify.Next().rfind("READY=1", 0), 0u);
+  // Idle (no task, no request), the loop still wakes for the watchdog.
+  EXPECT_EQ(notify.Next(), "WATCHDOG=1");
+  EXPECT_EQ(notify.Next(), "WATCHDOG=1");
+  EXPECT_EQ(host.Stop(), 0);
+}
+
 }  // namespace
 }  // namespace umi::testing

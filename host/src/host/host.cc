@@ -144,6 +144,7 @@ class Host::Loop final : public Inbox {
     NotifyService("READY=1\nSTATUS=serving");
     while (true) {
       poller_.PollOnce(NextWakeup());
+      PetWatchdog();
       transport_.AfterPoll();
       if (redis_) redis_->AfterPoll();
       CheckDeadlines();
@@ -243,12 +244,23 @@ class Host::Loop final : public Inbox {
     }
   }
 
+  // WATCHDOG=1 from the loop itself: a loop stuck anywhere stops it, and
+  // systemd restarts the host (WatchdogSec= in the unit).
+  void PetWatchdog() {
+    if (!watchdog_) return;
+    const Clock::TimePoint now = clock_.Now();
+    if (now < next_watchdog_ping_) return;
+    NotifyService("WATCHDOG=1");
+    next_watchdog_ping_ = now + std::chrono::duration_cast<Clock::Duration>(*watchdog_ / 2);
+  }
+
   // How long the loop may wait for an event before it must look at the clock.
   std::chrono::milliseconds NextWakeup() const {
     const Clock::TimePoint now = clock_.Now();
     Clock::TimePoint next = now + kHeartbeatInterval;
     if (const auto deadline = flow_.NextDeadline()) next = std::min(next, *deadline);
     if (const auto deadline = lifecycle_.NextDeadline()) next = std::min(next, *deadline);
+    if (watchdog_) next = std::min(next, next_watchdog_ping_);
     if (const auto retry = transport_.RetryIn()) next = std::min(next, now + *retry);
     if (const auto retry = redis_ ? redis_->RetryIn() : std::nullopt) next = std::min(next, now + *retry);
     return std::max(std::chrono::ceil<std::chrono::milliseconds>(next - now), std::chrono::milliseconds(0));
@@ -414,6 +426,8 @@ class Host::Loop final : public Inbox {
   ZmqTransport transport_;
   std::unique_ptr<RedisTransport> redis_;  // with a Redis URL
   Lifecycle lifecycle_{kCancelGrace};
+  const std::optional<std::chrono::microseconds> watchdog_ = WatchdogInterval();
+  Clock::TimePoint next_watchdog_ping_{};
   ControlHandler controls_ = MakeControls();  // its handlers use the fields above
   Telemetry telemetry_{options_.name};
   HttpServer http_{telemetry_};  // reads telemetry_: declared after it

@@ -2,6 +2,8 @@
 
 #include <time.h>
 
+#include <cstdint>
+
 #ifdef UMI_HAVE_SYSTEMD
 #include <systemd/sd-daemon.h>
 #endif
@@ -20,6 +22,14 @@ void NotifyService(const std::string& state) {
 #else
   (void)state;
 #endif
+}
+
+std::optional<std::chrono::microseconds> WatchdogInterval() {
+#ifdef UMI_HAVE_SYSTEMD
+  uint64_t usec = 0;
+  if (sd_watchdog_enabled(0, &usec) > 0 && usec > 0) return std::chrono::microseconds(usec);
+#endif
+  return std::nullopt;
 }
 
 }  // namespace umi

@@ -8,10 +8,17 @@
 // Thread safety: safe from any thread.
 #pragma once
 
+#include <chrono>
+#include <optional>
 #include <string>
 
 namespace umi {
 
 void NotifyService(const std::string& state);
+
+// The unit's WatchdogSec= when systemd watches this process (WATCHDOG_USEC
+// set for this pid); none otherwise. The host then sends WATCHDOG=1 from
+// its event loop at half that interval, so a loop that hangs is restarted.
+std::optional<std::chrono::microseconds> WatchdogInterval();
 
 }  // namespace umi
