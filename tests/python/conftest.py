@@ -31,7 +31,7 @@ class Host:
     """A running umi-host; endpoints from its ready line, its log in `log()`."""
 
     def __init__(self, config: str = CONFIG, plugin_dirs: list[str] | None = None,
-                 endpoints: dict[str, str] | None = None):
+                 endpoints: dict[str, str] | None = None, extra_args: list[str] | None = None):
         self.dir = tempfile.TemporaryDirectory(prefix="umi-py-")
         self.config_path = Path(self.dir.name) / "config.yaml"
         self.config_path.write_text(config)
@@ -42,6 +42,7 @@ class Host:
             args += [f"--{name}", (endpoints or {}).get(name, "tcp://127.0.0.1:*")]
         for directory in plugin_dirs or [PY_PLUGINS, CPP_PLUGINS]:
             args += ["--plugins", directory]
+        args += extra_args or []
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=open(self.log_path, "w"),
                                         env=env, text=True)
         line = self.process.stdout.readline()

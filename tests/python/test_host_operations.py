@@ -74,3 +74,24 @@ def test_reload_lists_a_plugin_whose_file_changed_as_restart_needed(start_host, 
         assert client.run("noop").ok  # the loaded version serves on
     assert sorted(reply["restart_needed"]) == ["plugins.echo.library", "plugins.noop.library"]
     assert f"plugin echo: {plugins / 'echo.py'} changed on disk since it was loaded; restart the host" in host.log()
+
+
+def test_json_log_lines_about_a_task_carry_task_plugin_status_and_code(start_host):
+    import json
+    host = start_host(extra_args=["--log-format", "json", "--log-level", "info"])
+    with umi.Client(host.rpc) as client:
+        client.run("faulty", {"mode": "raise"}, id="fails")
+        client.run("no_such_plugin", id="unknown")
+        client.run("echo", id="talks")
+    lines = [json.loads(line) for line in host.log().splitlines() if line.startswith("{")]
+    by_task = {}
+    for line in lines:
+        by_task.setdefault(line.get("task"), []).append(line)
+    ended = next(line for line in by_task["fails"] if "ended" in line["message"])
+    assert (ended["plugin"], ended["status"], ended["code"]) == ("faulty", "error", "plugin_error")
+    rejected = next(line for line in by_task["unknown"] if "rejected" in line["message"])
+    assert (rejected["plugin"], rejected["status"], rejected["code"]) == ("no_such_plugin", "rejected",
+                                                                         "unknown_plugin")
+    said = next(line for line in by_task["talks"] if "echoing task talks" in line["message"])
+    assert said["plugin"] == "echo" and "status" not in said
+    assert all(line["time"].endswith("Z") for line in lines)

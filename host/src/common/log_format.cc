@@ -16,6 +16,8 @@ namespace {
 struct TaskFields {
   const std::string* plugin = nullptr;
   const std::string* task = nullptr;
+  const std::string* status = nullptr;  // with code: a line about how the task ended
+  const std::string* code = nullptr;
 };
 thread_local TaskFields current_task;
 
@@ -54,6 +56,9 @@ class JsonFormatter : public spdlog::formatter {
     line += "\",\"host\":" + host_;
     if (current_task.plugin) {
       line += ",\"plugin\":" + JsonString(*current_task.plugin) + ",\"task\":" + JsonString(*current_task.task);
+    }
+    if (current_task.status) {
+      line += ",\"status\":" + JsonString(*current_task.status) + ",\"code\":" + JsonString(*current_task.code);
     }
     line += ",\"message\":" + JsonString(std::string(msg.payload.data(), msg.payload.size())) + "}\n";
     dest.append(line.data(), line.data() + line.size());
@@ -127,6 +132,11 @@ std::unique_ptr<spdlog::formatter> MakeJsonFormatter(const std::string& host_nam
 
 LogTaskScope::LogTaskScope(const std::string& plugin, const std::string& task) {
   current_task = {&plugin, &task};
+}
+
+LogTaskScope::LogTaskScope(const std::string& plugin, const std::string& task, const std::string& status,
+                           const std::string& code) {
+  current_task = {&plugin, &task, &status, &code};
 }
 
 LogTaskScope::~LogTaskScope() { current_task = {}; }

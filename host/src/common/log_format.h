@@ -1,6 +1,8 @@
 // Log output: the human-friendly text pattern, or one JSON object per line
-// (--log-format json): {"time", "level", "host", "plugin", "task", "message"},
-// "plugin" and "task" present when the line comes from a plugin's task.
+// (--log-format json): {"time", "level", "host", "plugin", "task", "status",
+// "code", "message"}: "plugin" and "task" when the line is about a task (its
+// plugin's own lines, how it ended, its timeout), "status" and "code" when it
+// says how a task ended.
 //
 // Thread safety: ConfigureLogging runs once at start; LogTaskScope is per
 // thread (it marks the lines the current thread logs for one task).
@@ -22,10 +24,12 @@ std::unique_ptr<spdlog::formatter> MakeTextFormatter(const std::string& pattern)
 
 void ConfigureLogging(LogFormat format, const std::string& level, const std::string& host_name);
 
-// While alive, lines logged by this thread carry `plugin` and `task`.
+// While alive, lines logged by this thread carry `plugin` and `task` (and
+// `status` and `code`). The strings must outlive the scope.
 class LogTaskScope {
  public:
   LogTaskScope(const std::string& plugin, const std::string& task);
+  LogTaskScope(const std::string& plugin, const std::string& task, const std::string& status, const std::string& code);
   ~LogTaskScope();
   LogTaskScope(const LogTaskScope&) = delete;
   LogTaskScope& operator=(const LogTaskScope&) = delete;

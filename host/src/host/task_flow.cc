@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/log_format.h"
+
 #include "host/admission.h"
 #include "host/completion.h"
 #include "transport/protocol.h"
@@ -54,7 +56,9 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   facts.allow_task_overrides = config_.allow_task_overrides;
   Admission admission = Admit(task, facts, pool_);
   if (const auto* refused = std::get_if<Status>(&admission)) {
-    spdlog::info("rejected task '{}' ({}): {}", task.id, WireCode(refused->code()), refused->message());
+    const std::string status = "rejected", code(WireCode(refused->code()));
+    LogTaskScope scope(task.plugin, task.id, status, code);
+    spdlog::info("rejected task '{}' ({}): {}", task.id, code, refused->message());
     return ledger_.Refuse(RejectedResult(task.id, task.plugin, *refused), route);
   }
   if (const auto* retry = std::get_if<Retry>(&admission)) {
@@ -157,6 +161,7 @@ void TaskFlow::Complete(const Finished& finished) {
   on_release_();
 
   if (running->timed_out) {
+    LogTaskScope scope(running->task.message.plugin, running->task.message.id);
     const double overran_ms = finished.run_ms - static_cast<double>(running->task.message.timeout_ms);
     spdlog::warn("task '{}' ({}) overran its timeout_ms={} by {:.0f} ms{}", running->task.message.id,
                  running->task.message.plugin, running->task.message.timeout_ms, overran_ms,
@@ -262,6 +267,8 @@ void TaskFlow::Reconfigure(const HardwareConfig& config) {
   for (QueuedTask& task : scheduler_.TakeAll()) {
     StatusOr<Demand> demand = MakeDemand(*task.plugin, task.message, config_.allow_task_overrides, pool_);
     if (!demand.ok()) {
+      const std::string status = "rejected", code(WireCode(demand.status().code()));
+      LogTaskScope scope(task.message.plugin, task.message.id, status, code);
       spdlog::info("rejected task '{}' after reload: {}", task.message.id, demand.error());
       ledger_.End(RejectedResult(task.message.id, task.message.plugin, demand.status().Prefixed("after a config reload")),
                   task.reply);

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include "common/log_format.h"
 #include "transport/protocol.h"
 
 namespace umi {
@@ -39,8 +40,9 @@ void TaskLedger::Refuse(const TaskResult& result, const ReplyRoute& route) { Ans
 void TaskLedger::Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, uint64_t fingerprint) {
   telemetry_.TaskFinished(key, result);
   if (result.status != TaskStatus::kOk && result.status != TaskStatus::kRejected) {
-    spdlog::info("task '{}' ({}) ended {}: {}: {}", result.id.value_or(""), result.plugin, ToString(result.status),
-                 result.error_code, result.error_message);
+    const std::string id = result.id.value_or(""), status = ToString(result.status);
+    LogTaskScope scope(result.plugin, id, status, result.error_code);
+    spdlog::info("task '{}' ({}) ended {}: {}: {}", id, result.plugin, status, result.error_code, result.error_message);
   }
   std::string body = EncodeResult(result, host_);
   if (result.id && result.status != TaskStatus::kRejected) {
