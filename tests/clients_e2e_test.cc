@@ -104,16 +104,22 @@ TEST(UmiSubmit, ExitsZeroWhenAllSucceed) {
   EXPECT_EQ(RunCommand({UMI_SUBMIT_BINARY, input.string(), "--rpc", host.endpoint("rpc")}).exit_code, 0);
 }
 
-TEST(UmiSubmit, ABadLineStopsTheRunBeforeAnythingIsSent) {
+TEST(UmiSubmit, ABadLineEndsTheInputAndWhatCameBeforeItIsAnswered) {
   HostProcess host;
   TempDir dir;
-  const auto input = dir.Write("bad.jsonl", "{\"plugin\": \"noop\"}\n{\"plugin\": 7}\n");
-  const CommandOutput run = RunCommand({UMI_SUBMIT_BINARY, input.string(), "--rpc", host.endpoint("rpc")});
+  const auto input = dir.Write("bad.jsonl", "{\"plugin\": \"noop\"}\n{\"plugin\": 7}\n{\"plugin\": \"noop\"}\n");
+  const CommandOutput run =
+      RunCommand({UMI_SUBMIT_BINARY, input.string(), "--rpc", host.endpoint("rpc")}, /*merge_stderr=*/true);
   EXPECT_EQ(run.exit_code, 2);
-  EXPECT_TRUE(run.out.empty());
+  // Input is streamed: the line before the bad one was sent and answered, the one after never read.
+  EXPECT_NE(run.out.find("\"status\":\"ok\""), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find(input.string() + ":2: \"plugin\" (a string) is required (the 1 task(s) before it were sent "
+                                          "and answered)"),
+            std::string::npos)
+      << run.out;
   RpcClient rpc(host.context(), host.endpoint("rpc"));
   rpc.Send(PackControl("stats"));
-  EXPECT_EQ(nlohmann::json::from_msgpack(rpc.Receive())["done"].size(), 0u) << "nothing ran";
+  EXPECT_EQ(nlohmann::json::from_msgpack(rpc.Receive())["done"]["ok"], 1) << "one task ran";
 }
 
 TEST(UmiSubmit, OpStatsPrintsTheReplyAsJson) {

@@ -6,12 +6,16 @@
 //   umi-submit --redis redis://cache:6379/0 tasks.jsonl    (a farm on Redis Streams)
 //
 // Each input line is a task object: {"id", "plugin", "input", "priority",
-// "timeout_ms", "resources"}; a missing id becomes "<run>-<line>", <run>
+// "timeout_ms", "resources"}, read as it comes: tasks go out while later
+// lines are read, --max-in-flight at a time; a bad line ends the input (what
+// came before it is answered, exit 2). A missing id becomes "<run>-<line>", <run>
 // random for each run (a host answers a re-sent id with the stored result, so
 // two runs must never share ids). Strings that are not valid UTF-8 in a
 // result are written with U+FFFD in their place. On a
 // terminal, stderr shows a progress bar (counts, rate, ETA). Exit status:
 // 0 when every task ended ok, 1 when any did not, 2 on bad input or usage.
+#include <fcntl.h>
+#include <poll.h>
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
@@ -22,7 +26,9 @@
 #include "transport/redis_cluster.h"
 #include "transport/redis_connection.h"
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <algorithm>
 #include <fstream>
 #include <map>
@@ -61,48 +67,146 @@ std::string Joined(const std::vector<std::string>& values) {
   return text.empty() ? "-" : text;
 }
 
-// Reads every task first, so a bad line stops the run before anything is sent.
-bool ReadTasks(std::istream& in, const std::string& name, std::vector<umi::TaskRequest>& tasks) {
-  std::string line;
-  std::set<std::string> ids;
-  const std::string run = RunPrefix();
-  for (int number = 1; std::getline(in, line); ++number) {
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    const std::string where = name + ":" + std::to_string(number) + ": ";
+// Lines from a file descriptor, read only as far as they are there: a
+// producer writing tasks into a pipe gets each one answered while it has not
+// written the next.
+class LineSource {
+ public:
+  enum class Got { kLine, kNone, kEnd };
+  explicit LineSource(int fd) : fd_(fd) {}
+
+  // kNone: no complete line now (only when !block).
+  Got Next(std::string& line, bool block) {
+    while (true) {
+      if (const size_t end = buffer_.find('\n', scanned_); end != std::string::npos) {
+        line.assign(buffer_, 0, end);
+        buffer_.erase(0, end + 1);
+        scanned_ = 0;
+        return Got::kLine;
+      }
+      scanned_ = buffer_.size();
+      if (eof_) {
+        if (buffer_.empty()) return Got::kEnd;
+        line = std::move(buffer_);  // a last line without its newline
+        buffer_.clear();
+        scanned_ = 0;
+        return Got::kLine;
+      }
+      pollfd readable{fd_, POLLIN, 0};
+      if (!block && poll(&readable, 1, 0) == 0) return Got::kNone;
+      char chunk[65536];
+      const ssize_t n = read(fd_, chunk, sizeof(chunk));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        eof_ = true;
+      } else {
+        buffer_.append(chunk, static_cast<size_t>(n));
+      }
+    }
+  }
+
+ private:
+  int fd_;
+  std::string buffer_;
+  size_t scanned_ = 0;  // no newline before this offset
+  bool eof_ = false;
+};
+
+// Tasks from JSON lines, one at a time. A bad line ends the input; what was
+// sent before it is still answered.
+class TaskReader {
+ public:
+  enum class Next { kTask, kNone, kEnd, kBad };
+  TaskReader(int fd, std::string name) : lines_(fd), name_(std::move(name)), run_(RunPrefix()) {}
+
+  Next Read(umi::TaskRequest& request, bool block) {
+    std::string line;
+    while (true) {
+      switch (lines_.Next(line, block)) {
+        case LineSource::Got::kNone: return Next::kNone;
+        case LineSource::Got::kEnd: return Next::kEnd;
+        case LineSource::Got::kLine: break;
+      }
+      ++number_;
+      if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+      return Parse(line, request) ? Next::kTask : Next::kBad;
+    }
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  bool Parse(const std::string& line, umi::TaskRequest& request) {
+    const std::string where = name_ + ":" + std::to_string(number_) + ": ";
     json task = json::parse(line, nullptr, false);
-    if (task.is_discarded() || !task.is_object()) {
-      std::cerr << where << "not a JSON object\n";
-      return false;
-    }
-    umi::TaskRequest request;
-    request.id = task.value("id", run + "-" + std::to_string(number));
-    if (!task.contains("plugin") || !task["plugin"].is_string()) {
-      std::cerr << where << "\"plugin\" (a string) is required\n";
-      return false;
-    }
+    if (task.is_discarded() || !task.is_object()) return Fail(where + "not a JSON object");
+    request = umi::TaskRequest{};
+    request.id = task.value("id", run_ + "-" + std::to_string(number_));
+    if (!task.contains("plugin") || !task["plugin"].is_string()) return Fail(where + "\"plugin\" (a string) is required");
     request.plugin = task["plugin"];
     if (task.contains("input")) {
-      if (!task["input"].is_object()) {
-        std::cerr << where << "\"input\" must be an object\n";
-        return false;
-      }
+      if (!task["input"].is_object()) return Fail(where + "\"input\" must be an object");
       request.input = ToMsgpack(task["input"]);
     }
     if (task.contains("resources")) request.resources = ToMsgpack(task["resources"]);
     request.priority = task.value("priority", 0);
     request.timeout_ms = task.value("timeout_ms", 0);
-    if (!ids.insert(request.id).second) {
-      std::cerr << where << "duplicate id \"" << request.id << "\"\n";
-      return false;
+    if (!ids_.insert(request.id).second) return Fail(where + "duplicate id \"" + request.id + "\"");
+    return true;
+  }
+  bool Fail(std::string error) {
+    error_ = std::move(error);
+    return false;
+  }
+
+  LineSource lines_;
+  const std::string name_, run_;
+  int number_ = 0;
+  std::set<std::string> ids_;
+  std::string error_;
+};
+
+// Submits what the input holds now, while fewer than `max_in_flight` are
+// unanswered (waiting for a line only when nothing is in flight); false once
+// the input ended or went bad.
+template <typename Submit>
+bool Feed(TaskReader& reader, bool& bad, size_t in_flight, size_t max_in_flight, size_t& sent, Submit submit) {
+  umi::TaskRequest request;
+  while (in_flight < max_in_flight) {
+    switch (reader.Read(request, /*block=*/in_flight == 0)) {
+      case TaskReader::Next::kTask:
+        submit(std::move(request));
+        ++sent;
+        ++in_flight;
+        break;
+      case TaskReader::Next::kNone:
+        return true;
+      case TaskReader::Next::kBad:
+        bad = true;
+        return false;
+      case TaskReader::Next::kEnd:
+        return false;
     }
-    tasks.push_back(std::move(request));
   }
   return true;
 }
 
+// While the input is open, results are awaited in short slices so that new
+// lines are read between them.
+constexpr auto kReadSlice = std::chrono::milliseconds(20);
+
+// The input's descriptor (stdin for "-"), or -1 after saying why.
+int OpenInput(const std::string& path) {
+  if (path == "-") return STDIN_FILENO;
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) std::cerr << "umi-submit: cannot open " << path << ": " << std::strerror(errno) << "\n";
+  return fd;
+}
+
+// The progress bar; the total is known once the input has ended.
 class Progress {
  public:
-  Progress(size_t total, bool enabled) : total_(total), enabled_(enabled), start_(std::chrono::steady_clock::now()) {}
+  explicit Progress(bool enabled) : enabled_(enabled), start_(std::chrono::steady_clock::now()) {}
+  void SetTotal(size_t total) { total_ = total; }
   void Update(size_t done, size_t failed, bool final = false) {
     if (!enabled_) return;
     const auto now = std::chrono::steady_clock::now();
@@ -110,28 +214,45 @@ class Progress {
     last_ = now;
     const double elapsed = std::chrono::duration<double>(now - start_).count();
     const double rate = elapsed > 0 ? static_cast<double>(done) / elapsed : 0;
+    if (!total_) {  // still reading: no total, no ETA
+      std::fprintf(stderr, "\r%zu done, ok %zu failed %zu %.1f/s (reading input)  ", done, done - failed, failed, rate);
+      if (final) std::fprintf(stderr, "\n");
+      return;
+    }
     const int width = 30;
-    const int filled = total_ ? static_cast<int>(width * done / total_) : width;
+    const int filled = *total_ ? static_cast<int>(width * done / *total_) : width;
     std::fprintf(stderr, "\r[%s%s] %zu/%zu ok %zu failed %zu %.1f/s ETA %.0fs  ",
                  std::string(static_cast<size_t>(filled), '=').c_str(),
-                 std::string(static_cast<size_t>(width - filled), ' ').c_str(), done, total_, done - failed, failed,
-                 rate, rate > 0 ? static_cast<double>(total_ - done) / rate : 0.0);
+                 std::string(static_cast<size_t>(width - filled), ' ').c_str(), done, *total_, done - failed, failed,
+                 rate, rate > 0 ? static_cast<double>(*total_ - done) / rate : 0.0);
     if (final) std::fprintf(stderr, "\n");
   }
 
  private:
-  size_t total_;
+  std::optional<size_t> total_;
   bool enabled_;
   std::chrono::steady_clock::time_point start_, last_{};
 };
+
+// The last progress line, and the exit status: 2 for a bad input line
+// (named; what came before it was answered), 1 if any task failed.
+int Finish(Progress& progress, const TaskReader& reader, bool bad, size_t done, size_t failed) {
+  progress.Update(done, failed, true);
+  std::cout.flush();
+  if (bad) {
+    std::cerr << "umi-submit: " << reader.error() << " (the " << done << " task(s) before it were sent and answered)\n";
+    return 2;
+  }
+  return failed == 0 ? 0 : 1;
+}
 
 // Redis Streams (docs/scale-out.md), through umi/redis_client.hpp: each
 // task goes to umi:tasks:<plugin> with reply_to a stream of this run's own,
 // the first result per id is kept (a task whose host died runs again), and
 // the stream is deleted at the end. Tasks wait in Redis for a host, so
 // nothing is re-sent.
-int RunOnRedis(const std::string& url, const std::vector<umi::TaskRequest>& tasks, size_t max_in_flight,
-               std::chrono::milliseconds wait, Progress& progress) {
+int RunOnRedis(const std::string& url, TaskReader& reader, size_t max_in_flight, std::chrono::milliseconds wait,
+               Progress& progress) {
   if (std::string error; !umi::ParseRedisUrl(url, &error)) {
     std::cerr << "umi-submit: " << error << "\n";
     return 2;
@@ -144,27 +265,36 @@ int RunOnRedis(const std::string& url, const std::vector<umi::TaskRequest>& task
     return 1;
   }
   size_t sent = 0, done = 0, failed = 0;
+  bool reading = true, bad = false;
+  auto last_result = std::chrono::steady_clock::now();
   try {
-    while (done < tasks.size()) {
-      for (; sent < tasks.size() && client->pending() < max_in_flight; ++sent) client->Submit(tasks[sent]);
-      const std::optional<umi::TaskOutcome> outcome = client->Next(wait);
+    while (true) {
+      if (reading) {
+        reading = Feed(reader, bad, client->pending(), max_in_flight, sent, [&](umi::TaskRequest request) {
+          client->Submit(request);
+          last_result = std::chrono::steady_clock::now();  // the wait counts from the latest task sent too
+        });
+        if (!reading) progress.SetTotal(sent);
+      }
+      if (!reading && done == sent) break;
+      const std::optional<umi::TaskOutcome> outcome = client->Next(reading ? kReadSlice : wait);
       if (!outcome) {
+        if (reading && std::chrono::steady_clock::now() - last_result < wait) continue;
         std::cerr << "\numi-submit: no result for " << wait.count() / 1000.0 << " s; " << client->pending()
                   << " task(s) unanswered (they stay queued in Redis)\n";
         return 1;
       }
+      last_result = std::chrono::steady_clock::now();
       ++done;
       if (outcome->status != "ok") ++failed;
-      std::cout << Dump(json::from_msgpack(outcome->result, true, false)) << "\n";
+      std::cout << Dump(json::from_msgpack(outcome->result, true, false)) << std::endl;  // a reader sees it now
       progress.Update(done, failed);
     }
   } catch (const umi::RedisError& error) {
     std::cerr << "\numi-submit: " << error.what() << "\n";
     return 1;
   }
-  progress.Update(done, failed, true);
-  std::cout.flush();
-  return failed == 0 ? 0 : 1;
+  return Finish(progress, reader, bad, done, failed);
 }
 
 // --op cluster: the live hosts (their heartbeats) and each plugin's backlog.
@@ -257,16 +387,11 @@ int Run(int argc, char** argv) {
       }
       return PrintCluster(redis);
     }
-    std::vector<umi::TaskRequest> tasks;
-    std::ifstream file;
-    if (input_path != "-") file.open(input_path);
-    if (input_path != "-" && !file) {
-      std::cerr << "umi-submit: cannot open " << input_path << "\n";
-      return 2;
-    }
-    if (!ReadTasks(input_path == "-" ? std::cin : file, input_path == "-" ? "stdin" : input_path, tasks)) return 2;
-    Progress progress(tasks.size(), !quiet && isatty(STDERR_FILENO));
-    return RunOnRedis(redis_url, tasks, max_in_flight, wait_for, progress);
+    const int fd = OpenInput(input_path);
+    if (fd < 0) return 2;
+    TaskReader reader(fd, input_path == "-" ? "stdin" : input_path);
+    Progress progress(!quiet && isatty(STDERR_FILENO));
+    return RunOnRedis(redis_url, reader, max_in_flight, wait_for, progress);
   }
   if (options.rpc.empty() && options.tasks.empty()) options.rpc = {"tcp://127.0.0.1:5557"};
   if (options.rpc.empty() != !options.results.empty()) {
@@ -305,26 +430,29 @@ int Run(int argc, char** argv) {
     return answer.value("ok", false) ? 0 : 1;
   }
 
-  std::vector<umi::TaskRequest> tasks;
-  std::ifstream file;
-  if (input_path != "-") {
-    file.open(input_path);
-    if (!file) {
-      std::cerr << "umi-submit: cannot open " << input_path << "\n";
-      return 2;
-    }
-  }
-  if (!ReadTasks(input_path == "-" ? std::cin : file, input_path == "-" ? "stdin" : input_path, tasks)) return 2;
-
-  Progress progress(tasks.size(), !quiet && isatty(STDERR_FILENO));
+  const int fd = OpenInput(input_path);
+  if (fd < 0) return 2;
+  TaskReader reader(fd, input_path == "-" ? "stdin" : input_path);
+  Progress progress(!quiet && isatty(STDERR_FILENO));
   size_t sent = 0, done = 0, failed = 0;
-  while (done < tasks.size()) {
-    while (sent < tasks.size() && client.pending() < max_in_flight) client.Submit(tasks[sent++]);
-    const auto outcome = client.Next(wait);
+  bool reading = true, bad = false;
+  auto last_result = std::chrono::steady_clock::now();
+  while (true) {
+    if (reading) {
+      reading = Feed(reader, bad, client.pending(), max_in_flight, sent, [&](umi::TaskRequest request) {
+        client.Submit(std::move(request));
+        last_result = std::chrono::steady_clock::now();  // the wait counts from the latest task sent too
+      });
+      if (!reading) progress.SetTotal(sent);
+    }
+    if (!reading && done == sent) break;
+    const auto outcome = client.Next(reading ? kReadSlice : wait);
     if (!outcome) {
+      if (reading && std::chrono::steady_clock::now() - last_result < wait) continue;
       std::cerr << "\numi-submit: no result for " << wait_s << " s; " << client.pending() << " task(s) unanswered\n";
       return 1;
     }
+    last_result = std::chrono::steady_clock::now();
     ++done;
     if (outcome->status != "ok") ++failed;
     const json result = outcome->result.empty() ? json() : json::from_msgpack(outcome->result, true, false);
@@ -335,11 +463,10 @@ int Run(int argc, char** argv) {
                              {"error", {{"code", outcome->error_code}, {"message", outcome->error_message}}}})
                 << "\n";
     }
+    std::cout.flush();  // a producer reading results as they come sees each now
     progress.Update(done, failed);
   }
-  progress.Update(done, failed, true);
-  std::cout.flush();
-  return failed == 0 ? 0 : 1;
+  return Finish(progress, reader, bad, done, failed);
 }
 
 int main(int argc, char** argv) {

@@ -17,6 +17,7 @@ import pytest
 SOURCE = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(SOURCE / "python"))  # the package from the source tree, as docs/python.md shows
 HOST_BINARY = os.environ.get("UMI_HOST_BINARY", str(SOURCE / "build/dev/bin/umi-host"))
+SUBMIT_BINARY = os.environ.get("UMI_SUBMIT_BINARY", str(SOURCE / "build/dev/bin/umi-submit"))
 CPP_PLUGINS = os.environ.get("UMI_TEST_PLUGIN_DIR", str(SOURCE / "build/dev/lib/umi/plugins"))
 PY_PLUGINS = str(Path(__file__).parent / "plugins")
 

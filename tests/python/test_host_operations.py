@@ -95,3 +95,28 @@ def test_json_log_lines_about_a_task_carry_task_plugin_status_and_code(start_hos
     said = next(line for line in by_task["talks"] if "echoing task talks" in line["message"])
     assert said["plugin"] == "echo" and "status" not in said
     assert all(line["time"].endswith("Z") for line in lines)
+
+
+def test_umi_submit_streams_its_input(host):
+    """The first task is answered while its producer has not written the second line yet."""
+    import json
+    import threading
+    from conftest import SUBMIT_BINARY
+    submit = subprocess.Popen([SUBMIT_BINARY, "--rpc", host.rpc, "--quiet"], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    lines: list[str] = []
+
+    def read_one() -> None:
+        lines.append(submit.stdout.readline())
+
+    submit.stdin.write('{"id": "first", "plugin": "noop"}\n')
+    submit.stdin.flush()
+    reader = threading.Thread(target=read_one)
+    reader.start()
+    reader.join(60)
+    assert lines and json.loads(lines[0])["id"] == "first", "no result before the input ended"
+    submit.stdin.write('{"id": "second", "plugin": "noop"}\n')
+    submit.stdin.close()
+    rest = submit.stdout.read()
+    assert submit.wait(60) == 0
+    assert json.loads(rest)["id"] == "second"
