@@ -231,7 +231,7 @@ plugins:
   }
   EXPECT_EQ(first->gpu_ids, std::vector<int>{2});
   httplib::Client http(host.endpoint("http"));
-  EXPECT_NE(http.Get("/metrics")->body.find("umi_gpu_capacity{gpu=\"3\"} 1"), std::string::npos);
+  EXPECT_NE(http.Get("/metrics")->body.find("umi_gpu_capacity_ratio{gpu=\"3\"} 1"), std::string::npos);
 }
 
 TEST(Hardening, ASecondSigtermDuringTheDrainExitsAtOnce) {

@@ -111,11 +111,19 @@ TEST(HttpE2E, MetricsAreValidPrometheusTextWithTheTasksThatRan) {
     }
   }
   // The pool as the test config sizes it (24 cores, 48 threads, 128 GiB, 1 GPU).
-  EXPECT_EQ(metrics.at(R"(umi_pool_capacity{resource="cpu_threads"})"), 48);
-  EXPECT_EQ(metrics.at(R"(umi_pool_capacity{resource="memory_bytes"})"), 128.0 * 1024 * 1024 * 1024);
-  EXPECT_EQ(metrics.at(R"(umi_pool_used{resource="cpu_threads"})"), 0);
-  EXPECT_EQ(metrics.at(R"(umi_gpu_used{gpu="0"})"), 0);
-  EXPECT_EQ(metrics.at(R"(umi_gpu_capacity{gpu="0"})"), 1);
+  EXPECT_EQ(metrics.at("umi_pool_cpu_threads_capacity"), 48);
+  EXPECT_EQ(metrics.at("umi_pool_memory_capacity_bytes"), 128.0 * 1024 * 1024 * 1024);
+  EXPECT_EQ(metrics.at("umi_pool_cpu_threads_used"), 0);
+  EXPECT_EQ(metrics.at(R"(umi_gpu_used_ratio{gpu="0"})"), 0);
+  EXPECT_EQ(metrics.at(R"(umi_gpu_capacity_ratio{gpu="0"})"), 1);
+  // Every loaded plugin's series start at 0, before its first task.
+  EXPECT_EQ(metrics.at(R"(umi_tasks_total{plugin="sleep",status="crashed"})"), 0);
+  EXPECT_EQ(metrics.at(R"(umi_tasks_queued{plugin="sleep"})"), 0);
+  EXPECT_EQ(metrics.at("umi_oldest_queued_age_seconds"), 0);
+  EXPECT_EQ(metrics.at("umi_reading_tasks"), 1);
+  EXPECT_GT(metrics.at("process_resident_memory_bytes"), 0);
+  EXPECT_GT(metrics.at("process_start_time_seconds"), 1.7e9);
+  EXPECT_GT(metrics.at("process_open_fds"), 0);
   EXPECT_EQ(metrics.at(R"(umi_plugin_load_failures_total)"), 0);
 }
 

@@ -29,6 +29,7 @@ class SchedulerTest : public ::testing::Test {
     task.message.priority = priority;
     task.enqueued_at = now_;
     task.demand.plugin = !plugin.empty() ? plugin : gpus > 0 ? "gpu" : "cpu";
+    task.message.plugin = task.demand.plugin;
     task.demand.requirement.cpu_cores = Quantity::FromDouble(0);
     task.demand.requirement.cpu_threads = threads;
     task.demand.requirement.gpu_count = Quantity::FromDouble(gpus);
@@ -61,6 +62,26 @@ TEST_F(SchedulerTest, ATaskThatFitsStartsEvenBehindOneThatDoesNot) {
   EXPECT_EQ(scheduler_.size(), 1u);
   Finish("big");
   EXPECT_EQ(Run(), std::vector<std::string>{"blocked"});
+}
+
+TEST_F(SchedulerTest, KnowsTheOldestWaitingTaskAndHowManyWaitPerPlugin) {
+  EXPECT_FALSE(scheduler_.oldest_enqueued_at());
+  Add("hog", 16);
+  Run();
+  const auto first = now_;
+  Add("old-low", 4, 0);  // the oldest, though it will run last
+  Advance(milliseconds(50));
+  Add("new-high", 4, 9, 0, "other");
+  Add("new-high2", 4, 9, 0, "other");
+  EXPECT_EQ(scheduler_.oldest_enqueued_at(), first);
+  EXPECT_EQ(scheduler_.queued_by_plugin(), (std::map<std::string, size_t>{{"cpu", 1}, {"other", 2}}));
+  ASSERT_TRUE(scheduler_.Remove(keys_.at("old-low")));  // cancelled
+  EXPECT_EQ(scheduler_.oldest_enqueued_at(), first + milliseconds(50));
+  EXPECT_EQ(scheduler_.queued_by_plugin(), (std::map<std::string, size_t>{{"other", 2}}));
+  Finish("hog");
+  EXPECT_EQ(Run().size(), 2u);
+  EXPECT_FALSE(scheduler_.oldest_enqueued_at());
+  EXPECT_TRUE(scheduler_.queued_by_plugin().empty());
 }
 
 TEST_F(SchedulerTest, HigherPriorityFirstThenFifo) {

@@ -32,13 +32,14 @@ class Host:
     """A running umi-host; endpoints from its ready line, its log in `log()`."""
 
     def __init__(self, config: str = CONFIG, plugin_dirs: list[str] | None = None,
-                 endpoints: dict[str, str] | None = None, extra_args: list[str] | None = None):
+                 endpoints: dict[str, str] | None = None, extra_args: list[str] | None = None, http: bool = False):
         self.dir = tempfile.TemporaryDirectory(prefix="umi-py-")
         self.config_path = Path(self.dir.name) / "config.yaml"
         self.config_path.write_text(config)
         self.log_path = Path(self.dir.name) / "host.log"
         env = dict(os.environ, UMI_PYTHON=sys.executable)
-        args = [HOST_BINARY, "--config", str(self.config_path), "--http", "off", "--name", "pytest"]
+        args = [HOST_BINARY, "--config", str(self.config_path), "--http", "127.0.0.1:0" if http else "off",
+                "--name", "pytest"]
         for name in ("tasks", "results", "rpc", "events"):
             args += [f"--{name}", (endpoints or {}).get(name, "tcp://127.0.0.1:*")]
         for directory in plugin_dirs or [PY_PLUGINS, CPP_PLUGINS]:
@@ -51,6 +52,7 @@ class Host:
             raise RuntimeError("umi-host exited before it was ready:\n" + self.log())
         ready = json.loads(line)
         self.rpc, self.tasks, self.results, self.events = ready["rpc"], ready["tasks"], ready["results"], ready["events"]
+        self.http = ready.get("http", "")
 
     def log(self) -> str:
         return self.log_path.read_text()

@@ -120,3 +120,38 @@ def test_umi_submit_streams_its_input(host):
     rest = submit.stdout.read()
     assert submit.wait(60) == 0
     assert json.loads(rest)["id"] == "second"
+
+
+def test_metrics_pass_promtool_and_say_what_an_alert_needs(start_host):
+    import shutil
+    import urllib.request
+    promtool = shutil.which("promtool")
+    host = start_host(http=True)
+    with umi.Client(host.rpc) as client:
+        client.run("faulty", {"mode": "raise"})
+        client.run("faulty", {"mode": "abort"})  # a worker dies and is replaced
+        client.run("no_such_plugin")
+        client.run("faulty", {"mode": "code"})
+    text = urllib.request.urlopen(host.http + "/metrics").read().decode()
+    if promtool:  # scripts/bootstrap installs it (Debian: prometheus)
+        check = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True)
+        assert check.returncode == 0 and check.stdout + check.stderr == "", check.stdout + check.stderr
+    samples = dict(line.rsplit(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+    # Each family's samples come together (a parser reading them one family at a time).
+    families = [line.split("{")[0].split(" ")[0] for line in text.splitlines() if line and not line.startswith("#")]
+    seen: list[str] = []
+    for name in families:
+        base = name.removesuffix("_bucket").removesuffix("_sum").removesuffix("_count")
+        if not seen or seen[-1] != base:
+            assert base not in seen, f"{base} is split"
+            seen.append(base)
+    assert samples['umi_task_failures_total{plugin="faulty",status="error",code="plugin_error"}'] == "1"
+    assert samples['umi_task_failures_total{plugin="faulty",status="crashed",code="crashed"}'] == "1"
+    assert samples['umi_task_failures_total{plugin="faulty",status="error",code="bad_input"}'] == "1"
+    assert samples['umi_task_failures_total{plugin="_unknown",status="rejected",code="unknown_plugin"}'] == "1"
+    assert samples['umi_tasks_total{plugin="echo",status="timeout"}'] == "0"  # present before the first
+    assert samples['umi_worker_process_exits_total{plugin="faulty"}'] == "1"
+    assert int(samples['umi_worker_processes{plugin="faulty"}']) >= 1
+    assert samples["umi_reading_tasks"] == "1"
+    assert float(samples["process_resident_memory_bytes"]) > 0
+    assert 'umi_task_run_seconds_bucket{plugin="faulty",le="45"}' in samples  # buckets resolve media work

@@ -270,6 +270,19 @@ class Host::Loop final : public Inbox {
   void UpdateLoad() {
     const size_t unsent = transport_.waiting() + (redis_ ? redis_->waiting() : 0);
     telemetry_.SetLoad(flow_.queued(), flow_.running(), unsent, flow_.usage());
+    // Worker processes change rarely (a start, a death): pushed when they do.
+    if (const uint64_t generation = flow_.processes().counts_generation(); generation != workers_generation_) {
+      workers_generation_ = generation;
+      std::map<std::string, Telemetry::WorkerProcesses> workers;
+      for (const auto& [plugin, counts] : flow_.processes().worker_counts()) workers[plugin] = {counts.live, counts.ended};
+      telemetry_.SetWorkerProcesses(std::move(workers));
+    }
+    // The queue's shape changes every turn under load: sampled.
+    const Clock::TimePoint now = clock_.Now();
+    if (now < next_queue_sample_) return;
+    next_queue_sample_ = now + kQueueSampleInterval;
+    telemetry_.SetQueue(flow_.scheduler().queued_by_plugin(), flow_.scheduler().oldest_enqueued_at(),
+                        accepting_tasks() && !transport_.results_backlogged());
   }
 
   std::set<std::string> LoadedNames() const {
@@ -428,6 +441,9 @@ class Host::Loop final : public Inbox {
   Lifecycle lifecycle_{kCancelGrace};
   const std::optional<std::chrono::microseconds> watchdog_ = WatchdogInterval();
   Clock::TimePoint next_watchdog_ping_{};
+  uint64_t workers_generation_ = ~uint64_t{0};
+  Clock::TimePoint next_queue_sample_{};
+  static constexpr auto kQueueSampleInterval = std::chrono::milliseconds(250);
   ControlHandler controls_ = MakeControls();  // its handlers use the fields above
   Telemetry telemetry_{options_.name};
   HttpServer http_{telemetry_};  // reads telemetry_: declared after it

@@ -95,6 +95,8 @@ class TaskFlow {
   size_t ReplaceDeadWorkers(bool restart);
 
   size_t queued() const { return scheduler_.size(); }
+  const Scheduler& scheduler() const { return scheduler_; }
+  const ProcessPool& processes() const { return executor_.processes(); }
   size_t running() const { return running_.size(); }
   PoolUsage usage() const { return pool_.Usage(); }
   std::optional<Clock::TimePoint> NextDeadline() const { return running_.NextDeadline(); }

@@ -89,6 +89,7 @@ class Executor {
   std::function<void(double, std::string_view)> ProgressReporter(uint64_t key);
 
   ProcessPool& processes() { return processes_; }
+  const ProcessPool& processes() const { return processes_; }
 
   // An inline task that takes longer is logged, once per plugin.
   static constexpr double kInlineOverrunMs = 1.0;

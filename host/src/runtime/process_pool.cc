@@ -221,7 +221,27 @@ ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const std::st
     Reap(worker, /*kill_first=*/true);
     return {};
   }
+  CountStarted(plugin.name);
   return worker;
+}
+
+void ProcessPool::CountStarted(const std::string& plugin) {
+  std::lock_guard lock(mutex_);
+  ++counts_[plugin].live;
+  ++counts_generation_;
+}
+
+void ProcessPool::CountEnded(const std::string& plugin) {
+  std::lock_guard lock(mutex_);
+  WorkerCounts& counts = counts_[plugin];
+  --counts.live;
+  ++counts.ended;
+  ++counts_generation_;
+}
+
+std::map<std::string, ProcessPool::WorkerCounts> ProcessPool::worker_counts() const {
+  std::lock_guard lock(mutex_);
+  return counts_;
 }
 
 Status ProcessPool::Prestart(const LoadedPlugin& plugin, const std::string& settings, int count) {
@@ -252,7 +272,12 @@ size_t ProcessPool::ReapDeadIdle() {
   std::lock_guard lock(mutex_);
   size_t reaped = 0;
   for (auto& [plugin, workers] : idle_) {
-    reaped += std::erase_if(workers, [](Worker& worker) { return ReapIfDead(worker); });
+    const size_t dead = std::erase_if(workers, [](Worker& worker) { return ReapIfDead(worker); });
+    WorkerCounts& counts = counts_[plugin];
+    counts.live -= static_cast<int64_t>(dead);
+    counts.ended += dead;
+    counts_generation_ += dead;
+    reaped += dead;
   }
   return reaped;
 }
@@ -299,7 +324,12 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::stri
     while (!idle.empty() && worker.pid < 0) {
       worker = idle.back();
       idle.pop_back();
-      if (ReapIfDead(worker)) worker = Worker{};  // killed while idle (OOM killer): never given a task
+      if (ReapIfDead(worker)) {  // killed while idle (OOM killer): never given a task
+        worker = Worker{};
+        --counts_[plugin.name].live;
+        ++counts_[plugin.name].ended;
+        ++counts_generation_;
+      }
     }
   }
   if (worker.pid < 0) {
@@ -318,6 +348,7 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::stri
     }
     outcome.crashed = true;
     outcome.error = new UMI_Error{"crashed", DescribeExit(status)};
+    CountEnded(plugin.name);
     return outcome;
   };
   if (!WriteFrame(worker.fd, kTask, task)) return died();
@@ -330,6 +361,7 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::stri
     }
     if (kill_at && Clock::now() >= *kill_at) {
       Reap(worker, /*kill_first=*/true);
+      CountEnded(plugin.name);
       started = true;  // whatever it did, it was told to stop: no second try
       outcome.killed = true;
       outcome.error = new UMI_Error{"killed", "the worker process ignored cancellation and was killed after " +
@@ -370,6 +402,7 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::stri
     } catch (const std::exception& e) {
       // A worker that breaks the frame protocol cannot be trusted with more tasks.
       Reap(worker, /*kill_first=*/true);
+      CountEnded(plugin.name);
       outcome.crashed = true;
       outcome.error = new UMI_Error{"crashed", std::string("the plugin's worker process sent a bad frame: ") + e.what()};
       return outcome;

@@ -30,6 +30,7 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <map>
@@ -65,6 +66,16 @@ class ProcessPool {
                       const Allocation& allocation);
 
   size_t idle_workers(const std::string& plugin) const;
+  // Per plugin: worker processes alive now, and ever ended unasked (died,
+  // killed after a cancel, or dropped for breaking the protocol); a rising
+  // count of ended ones is a crash loop.
+  struct WorkerCounts {
+    int64_t live = 0;
+    uint64_t ended = 0;
+  };
+  std::map<std::string, WorkerCounts> worker_counts() const;
+  // Grows whenever worker_counts() changes: a cheap check for the loop.
+  uint64_t counts_generation() const { return counts_generation_.load(std::memory_order_relaxed); }
   // Reaps idle workers that died (the OOM killer, an operator's kill) and
   // returns how many; the host calls it on SIGCHLD, then starts new ones.
   size_t ReapDeadIdle();
@@ -81,11 +92,15 @@ class ProcessPool {
   static void Reap(Worker& worker, bool kill_first);
   // True (and the worker reaped and cleared) when an idle worker is gone.
   static bool ReapIfDead(Worker& worker);
+  void CountStarted(const std::string& plugin);
+  void CountEnded(const std::string& plugin);
 
   const std::filesystem::path binary_;
   const std::chrono::milliseconds kill_grace_;
   mutable std::mutex mutex_;
   std::map<std::string, std::vector<Worker>> idle_;  // plugin -> idle workers
+  std::map<std::string, WorkerCounts> counts_;
+  std::atomic<uint64_t> counts_generation_{0};
 };
 
 // The worker's side (`umi-host __worker --fd N --library PATH`): serves

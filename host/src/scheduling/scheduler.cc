@@ -21,11 +21,27 @@ void Scheduler::Enqueue(QueuedTask task) {
   const auto shape = shapes_.try_emplace(ShapeKey(task.demand)).first;
   const Rank rank = RankOf(task);
   index_.emplace(task.key, std::make_pair(shape, rank));
+  arrivals_.emplace(task.key, Arrival{task.enqueued_at, task.message.plugin});
+  ++queued_by_plugin_[task.message.plugin];
   shape->second.emplace(rank, std::move(task));
 }
 
+std::optional<Scheduler::Clock::time_point> Scheduler::oldest_enqueued_at() const {
+  if (arrivals_.empty()) return std::nullopt;
+  return arrivals_.begin()->second.at;
+}
+
 void Scheduler::Erase(Shapes::iterator shape, ShapeQueue::iterator entry) {
-  index_.erase(entry->second.key);
+  // The entry's task may have been moved out already: only its key is read.
+  const uint64_t key = entry->second.key;
+  index_.erase(key);
+  if (const auto arrival = arrivals_.find(key); arrival != arrivals_.end()) {
+    if (const auto count = queued_by_plugin_.find(arrival->second.plugin);
+        count != queued_by_plugin_.end() && --count->second == 0) {
+      queued_by_plugin_.erase(count);
+    }
+    arrivals_.erase(arrival);
+  }
   shape->second.erase(entry);
   if (shape->second.empty()) shapes_.erase(shape);
 }
@@ -92,6 +108,8 @@ std::vector<QueuedTask> Scheduler::TakeAll() {
   }
   shapes_.clear();
   index_.clear();
+  arrivals_.clear();
+  queued_by_plugin_.clear();
   return all;
 }
 

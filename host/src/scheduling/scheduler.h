@@ -66,6 +66,11 @@ class Scheduler {
   void set_reserve_after(Clock::duration reserve_after) { reserve_after_ = reserve_after; }
 
   size_t size() const { return index_.size(); }
+  // When the task waiting longest was queued (for the oldest-waiting-age
+  // gauge an alert needs: queue-time histograms see a stall only once it ends).
+  std::optional<Clock::time_point> oldest_enqueued_at() const;
+  // Queued tasks per plugin name; plugins with none are absent.
+  const std::map<std::string, size_t>& queued_by_plugin() const { return queued_by_plugin_; }
   size_t shapes() const { return shapes_.size(); }
   // The task holding the reservation after the last pass, if any.
   std::optional<uint64_t> reserved() const { return reserved_; }
@@ -86,6 +91,12 @@ class Scheduler {
   Shapes shapes_;
   std::unordered_map<uint64_t, std::pair<Shapes::iterator, Rank>> index_;
   std::optional<uint64_t> reserved_;
+  struct Arrival {
+    Clock::time_point at;
+    std::string plugin;
+  };
+  std::map<uint64_t, Arrival> arrivals_;  // key order is arrival order
+  std::map<std::string, size_t> queued_by_plugin_;
 };
 
 }  // namespace umi

@@ -2,9 +2,16 @@
 
 #include <nlohmann/json.hpp>
 
+#include <sys/resource.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <set>
 #include <sstream>
 
 #include "common/text.h"
@@ -12,6 +19,51 @@
 
 namespace umi {
 namespace {
+
+// The error codes a label may take: the protocol's, and the ones the bundled
+// plugins use. Any other code a plugin invents counts as "other", so a
+// plugin cannot grow the series without bound.
+std::string BoundedCode(const std::string& code) {
+  static const std::set<std::string> kKnown = {
+      "bad_request", "unsupported_version", "unknown_plugin", "infeasible", "duplicate_id", "id_conflict",
+      "queue_full", "shutting_down", "plugin_error", "timeout", "cancelled", "crashed", "killed",
+      "max_deliveries", "out_of_memory", "bad_output", "forbidden", "bad_input", "not_found", "no_device",
+      "unsupported", "io_error"};
+  return kKnown.count(code) ? code : "other";
+}
+
+// process_* as Prometheus' client libraries export them, from /proc/self.
+struct ProcessStats {
+  double cpu_seconds = 0, start_time = 0, resident_bytes = 0, virtual_bytes = 0, open_fds = 0, max_fds = 0;
+};
+
+ProcessStats ReadProcessStats() {
+  ProcessStats stats;
+  const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::ifstream stat_file("/proc/self/stat");
+  std::string stat((std::istreambuf_iterator<char>(stat_file)), std::istreambuf_iterator<char>());
+  // Fields after the command name (which may hold spaces), from field 3 on.
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));
+  std::vector<std::string> f((std::istream_iterator<std::string>(fields)), std::istream_iterator<std::string>());
+  if (f.size() > 21) {
+    stats.cpu_seconds = (std::stod(f[11]) + std::stod(f[12])) / ticks;  // utime + stime
+    stats.virtual_bytes = std::stod(f[20]);
+    stats.resident_bytes = std::stod(f[21]) * static_cast<double>(sysconf(_SC_PAGESIZE));
+    std::ifstream system_stat("/proc/stat");
+    for (std::string line; std::getline(system_stat, line);) {
+      if (line.rfind("btime ", 0) == 0) stats.start_time = std::stod(line.substr(6)) + std::stod(f[19]) / ticks;
+    }
+  }
+  std::error_code error;
+  for (auto it = std::filesystem::directory_iterator("/proc/self/fd", error);
+       !error && it != std::filesystem::directory_iterator(); it.increment(error)) {
+    ++stats.open_fds;
+  }
+  rlimit files{};
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0) stats.max_fds = static_cast<double>(files.rlim_cur);
+  return stats;
+}
+
 
 double UnixNow() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -67,9 +119,13 @@ nlohmann::json RecordJson(const TaskRecord& r) {
 
 }  // namespace
 
+// From a no-op's sub-millisecond to an hour of transcoding, with enough
+// bounds between 10 s and 10 min that a media job's p90 is not a straight
+// line across one wide bucket.
 const std::vector<double>& Telemetry::BucketBounds() {
-  static const std::vector<double> bounds = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1,  0.25,
-                                             0.5,    1,      2.5,   5,     10,   30,   60,   300};
+  static const std::vector<double> bounds = {0.0001, 0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+                                             1,      2.5,    5,     10,    15,   20,    30,   45,  60,   90,
+                                             120,    180,    300,   450,   600,  900,   1200, 1800, 3600};
   return bounds;
 }
 
@@ -153,6 +209,19 @@ void Telemetry::SetLoad(size_t queued, size_t running, size_t unsent_results, co
   state_.pool = pool;
 }
 
+void Telemetry::SetQueue(std::map<std::string, size_t> queued_by_plugin,
+                         std::optional<std::chrono::steady_clock::time_point> oldest_enqueued_at, bool reading_tasks) {
+  std::lock_guard lock(mutex_);
+  state_.queued_by_plugin = std::move(queued_by_plugin);
+  state_.oldest_enqueued_at = oldest_enqueued_at;
+  state_.reading_tasks = reading_tasks;
+}
+
+void Telemetry::SetWorkerProcesses(std::map<std::string, WorkerProcesses> workers) {
+  std::lock_guard lock(mutex_);
+  state_.worker_processes = std::move(workers);
+}
+
 void Telemetry::TaskStarted(uint64_t key, TaskRecord record) {
   std::lock_guard lock(mutex_);
   running_[key] = std::move(record);
@@ -171,8 +240,10 @@ void Telemetry::TaskFinished(uint64_t key, const TaskResult& result) {
     const bool known = !known_plugins_ || known_plugins_->count(result.plugin);
     targets.push_back(&state_.plugins[known ? result.plugin : kUnknownPlugin]);
   }
+  const std::string code = result.status == TaskStatus::kOk ? "" : BoundedCode(result.error_code);
   for (PluginStats* stats : targets) {
     ++stats->done[status];
+    if (!code.empty()) ++stats->failed[{status, code}];
     if (!result.started_at) continue;
     stats->queue_seconds.Observe(result.queued_ms / 1000.0);
     stats->run_seconds.Observe(result.run_ms / 1000.0);
@@ -199,7 +270,10 @@ void Telemetry::TaskFinished(uint64_t key, const TaskResult& result) {
 
 Telemetry::Snapshot Telemetry::Take() const {
   std::lock_guard lock(mutex_);
-  return state_;
+  Snapshot snapshot = state_;
+  if (known_plugins_) snapshot.known_plugins = *known_plugins_;
+  for (const auto& [key, record] : running_) ++snapshot.running_by_plugin[record.plugin];
+  return snapshot;
 }
 
 std::vector<TaskRecord> Telemetry::Recent(size_t limit) const {
@@ -233,12 +307,64 @@ std::string Telemetry::PrometheusText() const {
          s.ready && !s.draining ? 1 : 0);
   single("umi_draining", "gauge", "1 while the host drains before exit.", s.draining ? 1 : 0);
 
+  // Every loaded plugin x status from 0, so increase() sees the first event.
   family("umi_tasks_total", "counter", "Tasks that reached a terminal result, by plugin and status.");
+  std::map<std::string, std::map<std::string, uint64_t>> done;
+  for (const std::string& plugin : s.known_plugins) {
+    for (const char* status : {"ok", "error", "rejected", "timeout", "cancelled", "crashed"}) done[plugin][status] = 0;
+  }
   for (const auto& [plugin, stats] : s.plugins) {
     if (plugin.empty()) continue;
-    for (const auto& [status, count] : stats.done) {
+    for (const auto& [status, count] : stats.done) done[plugin][status] = count;
+  }
+  for (const auto& [plugin, statuses] : done) {
+    for (const auto& [status, count] : statuses) {
       out << "umi_tasks_total{plugin=" << Label(plugin) << ",status=" << Label(status) << "} " << count << '\n';
     }
+  }
+  family("umi_task_failures_total", "counter",
+         "Tasks that did not end ok, by plugin, status and error code (codes outside the known set count as "
+         "\"other\").");
+  for (const auto& [plugin, stats] : s.plugins) {
+    if (plugin.empty()) continue;
+    for (const auto& [key, count] : stats.failed) {
+      out << "umi_task_failures_total{plugin=" << Label(plugin) << ",status=" << Label(key.first)
+          << ",code=" << Label(key.second) << "} " << count << '\n';
+    }
+  }
+  family("umi_tasks_queued", "gauge", "Tasks waiting for resources, by plugin.");
+  for (const std::string& plugin : s.known_plugins) {
+    const auto queued = s.queued_by_plugin.find(plugin);
+    out << "umi_tasks_queued{plugin=" << Label(plugin) << "} "
+        << (queued == s.queued_by_plugin.end() ? 0 : queued->second) << '\n';
+  }
+  family("umi_tasks_running_by_plugin", "gauge", "Tasks running now, by plugin.");
+  for (const std::string& plugin : s.known_plugins) {
+    const auto running = s.running_by_plugin.find(plugin);
+    out << "umi_tasks_running_by_plugin{plugin=" << Label(plugin) << "} "
+        << (running == s.running_by_plugin.end() ? 0 : running->second) << '\n';
+  }
+  family("umi_oldest_queued_age_seconds", "gauge",
+         "How long the task waiting longest has waited (0 when none waits): grows through a stall, which "
+         "queue-time histograms see only once it ends.");
+  out << "umi_oldest_queued_age_seconds "
+      << Number(s.oldest_enqueued_at
+                    ? std::chrono::duration<double>(std::chrono::steady_clock::now() - *s.oldest_enqueued_at).count()
+                    : 0.0)
+      << '\n';
+  single("umi_reading_tasks", "gauge",
+         "1 while the host reads new tasks; 0 under backpressure (queue or unsent results at their limit) or "
+         "while draining.",
+         s.reading_tasks ? 1 : 0);
+  family("umi_worker_processes", "gauge", "Worker processes alive (isolation: process, Python plugins), by plugin.");
+  for (const auto& [plugin, workers] : s.worker_processes) {
+    out << "umi_worker_processes{plugin=" << Label(plugin) << "} " << workers.live << '\n';
+  }
+  family("umi_worker_process_exits_total", "counter",
+         "Worker processes that ended unasked (died, killed after a cancel, broke the protocol), by plugin; "
+         "each is replaced: a rising rate is a crash loop.");
+  for (const auto& [plugin, workers] : s.worker_processes) {
+    out << "umi_worker_process_exits_total{plugin=" << Label(plugin) << "} " << workers.ended << '\n';
   }
   single("umi_queue_depth", "gauge", "Tasks accepted and waiting for resources.", s.queued);
   single("umi_tasks_running", "gauge", "Tasks running now.", s.running);
@@ -295,27 +421,47 @@ std::string Telemetry::PrometheusText() const {
   histogram("umi_task_queue_seconds", "Time from acceptance to start, per plugin.", &PluginStats::queue_seconds);
   histogram("umi_task_run_seconds", "Time the plugin ran, per plugin.", &PluginStats::run_seconds);
 
-  family("umi_pool_used", "gauge", "Resource in use by running tasks (memory in bytes).");
-  family("umi_pool_capacity", "gauge", "Resource the pool grants in all (memory in bytes, after overcommit).");
+  // One family per resource and unit: used, then capacity.
   const PoolUsage& p = s.pool;
-  const std::pair<const char*, std::pair<double, double>> resources[] = {
-      {"cpu_cores", {p.cpu_cores_used.ToDouble(), p.cpu_cores_total.ToDouble()}},
-      {"cpu_threads", {double(p.cpu_threads_used), double(p.cpu_threads_total)}},
-      {"memory_bytes", {double(p.memory_mb_used) * 1048576.0, double(p.memory_mb_total) * 1048576.0}},
-      {"cpu_task_slots", {double(p.cpu_tasks_running), double(p.max_concurrent_tasks)}},
+  auto resource = [&](const std::string& used_name, const std::string& capacity_name, const std::string& what,
+                      double used, double capacity, const char* capacity_note) {
+    family(used_name.c_str(), "gauge", (what + " in use by running tasks.").c_str());
+    out << used_name << ' ' << Number(used) << '\n';
+    family(capacity_name.c_str(), "gauge", (what + " the pool grants in all" + capacity_note + ".").c_str());
+    out << capacity_name << ' ' << Number(capacity) << '\n';
   };
-  for (const auto& [resource, values] : resources) {
-    out << "umi_pool_used{resource=\"" << resource << "\"} " << Number(values.first) << '\n';
-    out << "umi_pool_capacity{resource=\"" << resource << "\"} " << Number(values.second) << '\n';
-  }
-  family("umi_gpu_used", "gauge", "Share of each GPU granted to running tasks (1 = the whole device).");
+  resource("umi_pool_cpu_cores_used", "umi_pool_cpu_cores_capacity", "Physical CPU cores (fractional)",
+           p.cpu_cores_used.ToDouble(), p.cpu_cores_total.ToDouble(), "");
+  resource("umi_pool_cpu_threads_used", "umi_pool_cpu_threads_capacity", "CPU threads", double(p.cpu_threads_used),
+           double(p.cpu_threads_total), "");
+  resource("umi_pool_memory_used_bytes", "umi_pool_memory_capacity_bytes", "Memory in bytes",
+           double(p.memory_mb_used) * 1048576.0, double(p.memory_mb_total) * 1048576.0, " (after overcommit)");
+  resource("umi_pool_cpu_task_slots_used", "umi_pool_cpu_task_slots_capacity", "CPU task slots",
+           double(p.cpu_tasks_running), double(p.max_concurrent_tasks), " (hardware.cpu.max_concurrent_tasks)");
+  family("umi_gpu_used_ratio", "gauge", "Share of each GPU granted to running tasks (1 = the whole device).");
   // Labelled by the configured device id.
   auto gpu_id = [&p](size_t index) { return index < p.gpu_ids.size() ? p.gpu_ids[index] : static_cast<int>(index); };
   for (size_t gpu = 0; gpu < p.gpu_used.size(); ++gpu) {
-    out << "umi_gpu_used{gpu=\"" << gpu_id(gpu) << "\"} " << Number(p.gpu_used[gpu].ToDouble()) << '\n';
+    out << "umi_gpu_used_ratio{gpu=\"" << gpu_id(gpu) << "\"} " << Number(p.gpu_used[gpu].ToDouble()) << '\n';
   }
-  family("umi_gpu_capacity", "gauge", "Share of each GPU the pool grants (1 = the whole device).");
-  for (size_t gpu = 0; gpu < p.gpu_used.size(); ++gpu) out << "umi_gpu_capacity{gpu=\"" << gpu_id(gpu) << "\"} 1\n";
+  family("umi_gpu_capacity_ratio", "gauge", "Share of each GPU the pool grants (1 = the whole device).");
+  for (size_t gpu = 0; gpu < p.gpu_used.size(); ++gpu) {
+    out << "umi_gpu_capacity_ratio{gpu=\"" << gpu_id(gpu) << "\"} 1\n";
+  }
+
+  const ProcessStats process = ReadProcessStats();
+  auto number = [&](const char* name, const char* type, const char* help, double value) {
+    family(name, type, help);
+    out << name << ' ' << Number(value) << '\n';
+  };
+  number("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.",
+         process.cpu_seconds);
+  number("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.",
+         process.start_time);
+  number("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", process.resident_bytes);
+  number("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", process.virtual_bytes);
+  number("process_open_fds", "gauge", "Number of open file descriptors.", process.open_fds);
+  number("process_max_fds", "gauge", "Maximum number of open file descriptors.", process.max_fds);
   return out.str();
 }
 

@@ -52,6 +52,10 @@ class Telemetry {
   // Histogram bucket upper bounds, seconds (Prometheus `le`).
   static const std::vector<double>& BucketBounds();
 
+  struct WorkerProcesses {  // isolation: process and Python plugins
+    int64_t live = 0;
+    uint64_t ended = 0;  // died, killed or dropped: a rising rate is a crash loop
+  };
   struct Histogram {
     std::vector<uint64_t> counts = std::vector<uint64_t>(BucketBounds().size() + 1);  // last: +Inf
     double sum = 0;
@@ -60,6 +64,7 @@ class Telemetry {
   };
   struct PluginStats {
     std::map<std::string, uint64_t> done;  // status -> count
+    std::map<std::pair<std::string, std::string>, uint64_t> failed;  // (status, code) -> count; code bounded
     Histogram queue_seconds, run_seconds;
     std::vector<double> queued_ms, run_ms;  // rings of kTimingSamples
     size_t next_sample = 0;
@@ -79,6 +84,14 @@ class Telemetry {
     // Redis Streams: per plugin stream, entries no host took yet and entries
     // taken but not answered (group umi), as of the last heartbeat.
     std::map<std::string, std::pair<int64_t, int64_t>> stream_backlog;
+    // Sampled by the loop a few times a second (SetQueue, SetWorkerProcesses).
+    std::map<std::string, size_t> queued_by_plugin;
+    std::optional<std::chrono::steady_clock::time_point> oldest_enqueued_at;
+    bool reading_tasks = true;  // false: backpressure (queue or unsent results at their limit) or draining
+    std::map<std::string, WorkerProcesses> worker_processes;
+    // Filled by Take: the loaded plugins, and running tasks per plugin.
+    std::set<std::string> known_plugins;
+    std::map<std::string, size_t> running_by_plugin;
   };
 
   explicit Telemetry(std::string host, size_t recent_capacity = 1000);
@@ -105,6 +118,10 @@ class Telemetry {
   void SetConfigFallback(std::string why);
   // Redis Streams: plugin -> {waiting, pending} (see Snapshot::stream_backlog).
   void SetStreamBacklog(std::map<std::string, std::pair<int64_t, int64_t>> backlog);
+  // The queue's shape and whether the host reads tasks, sampled by the loop.
+  void SetQueue(std::map<std::string, size_t> queued_by_plugin,
+                std::optional<std::chrono::steady_clock::time_point> oldest_enqueued_at, bool reading_tasks);
+  void SetWorkerProcesses(std::map<std::string, WorkerProcesses> workers);
   // Called on every turn of the event loop: also its heartbeat.
   void SetLoad(size_t queued, size_t running, size_t unsent_results, const PoolUsage& pool);
 

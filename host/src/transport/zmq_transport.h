@@ -69,13 +69,14 @@ class ZmqTransport final : public Transport, public EventSink {
   void set_max_pending_results(int64_t limit) { options_.max_pending_results = limit; }
   // Closes every socket, delivering what ZeroMQ has queued (linger).
   void Close();
+  // transport.max_pending_results answers wait unsent: the tasks socket is not read.
+  bool results_backlogged() const {
+    return outbox_.results_waiting() >= static_cast<size_t>(options_.max_pending_results);
+  }
 
  private:
   void Receive(zmq::socket_t& socket, bool is_rpc);
   void ReadSubscriptions();
-  bool results_backlogged() const {
-    return outbox_.results_waiting() >= static_cast<size_t>(options_.max_pending_results);
-  }
 
   ZmqTransportOptions options_;
   std::function<void(size_t)> on_dropped_;
