@@ -223,7 +223,8 @@ TEST(HttpE2E, DashboardDrawsTheTasksThatRanInHeadlessChromium) {
     host.Send(PackTask({.id = "gpu-" + std::to_string(i), .plugin = "gpu_sleep", .input = {{"ms", 300}}}));
     host.Send(PackTask({.id = "cpu-" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 900}}}));
   }
-  host.Results(6);
+  host.Send(PackTask({.id = "lost", .plugin = "no_such_plugin"}));
+  host.Results(7);
 
   const fs::path artifacts = fs::path(UMI_TEST_ARTIFACT_DIR);
   fs::create_directories(artifacts);
@@ -250,6 +251,16 @@ TEST(HttpE2E, DashboardDrawsTheTasksThatRanInHeadlessChromium) {
   }
   EXPECT_EQ(rows.size(), 6u);
   EXPECT_NE(dom.out.find("serving"), std::string::npos);
+  // Rates, queue-time percentiles and the oldest wait; the backlog over time;
+  // the breakdowns by plugin and by error code.
+  for (const char* figure : {"ok/s", "failed/s", "queue p90 ms", "queue p99 ms", "oldest waiting s"}) {
+    EXPECT_NE(dom.out.find(std::string("data-figure=\"") + figure + "\""), std::string::npos) << figure;
+  }
+  EXPECT_NE(dom.out.find("data-series=\"queued\""), std::string::npos);
+  EXPECT_NE(dom.out.find("data-series=\"running\""), std::string::npos);
+  EXPECT_NE(dom.out.find("<tr data-plugin-row=\"sleep\"><td>sleep</td>"), std::string::npos);
+  EXPECT_NE(dom.out.find("<tr data-code=\"unknown_plugin\"><td>unknown_plugin</td><td>1</td>"), std::string::npos)
+      << dom.out.substr(0, 4000);
 
   std::vector<std::string> shot = browser;
   shot.insert(shot.end(), {"--screenshot=" + screenshot.string(), host.endpoint("http") + "/"});

@@ -123,6 +123,7 @@ def test_umi_submit_streams_its_input(host):
 
 
 def test_metrics_pass_promtool_and_say_what_an_alert_needs(start_host):
+    import json
     import shutil
     import urllib.request
     promtool = shutil.which("promtool")
@@ -155,3 +156,7 @@ def test_metrics_pass_promtool_and_say_what_an_alert_needs(start_host):
     assert samples["umi_reading_tasks"] == "1"
     assert float(samples["process_resident_memory_bytes"]) > 0
     assert 'umi_task_run_seconds_bucket{plugin="faulty",le="45"}' in samples  # buckets resolve media work
+    stats = json.loads(urllib.request.urlopen(host.http + "/api/stats").read())  # what the dashboard draws
+    assert stats["plugins"]["faulty"]["failures"] == {"plugin_error": 1, "crashed": 1, "bad_input": 1}
+    assert stats["failures"]["unknown_plugin"] == 1 and stats["reading_tasks"] is True
+    assert stats["oldest_queued_s"] == 0 and stats["plugins"]["echo"]["queued"] == 0

@@ -470,11 +470,32 @@ std::string Telemetry::StatsJson() const { return Stats().dump(-1, ' ', false, n
 nlohmann::json Telemetry::Stats() const {
   const Snapshot s = Take();
   nlohmann::json plugins = nlohmann::json::object();
+  auto failures = [](const PluginStats& stats) {
+    std::map<std::string, uint64_t> by_code;
+    for (const auto& [key, count] : stats.failed) by_code[key.second] += count;
+    return by_code;
+  };
+  auto count_of = [](const std::map<std::string, size_t>& counts, const std::string& name) {
+    const auto found = counts.find(name);
+    return found == counts.end() ? size_t{0} : found->second;
+  };
   for (const auto& [name, stats] : s.plugins) {
     if (name.empty()) continue;
     plugins[name] = {{"done", stats.done},
+                     {"failures", failures(stats)},
+                     {"queued", count_of(s.queued_by_plugin, name)},
+                     {"running", count_of(s.running_by_plugin, name)},
                      {"queued_ms", PercentilesJson(stats.queued_ms)},
                      {"run_ms", PercentilesJson(stats.run_ms)}};
+  }
+  for (const std::string& name : s.known_plugins) {  // loaded, nothing finished yet
+    if (plugins.contains(name)) continue;
+    plugins[name] = {{"done", nlohmann::json::object()},
+                     {"failures", nlohmann::json::object()},
+                     {"queued", count_of(s.queued_by_plugin, name)},
+                     {"running", count_of(s.running_by_plugin, name)},
+                     {"queued_ms", PercentilesJson({})},
+                     {"run_ms", PercentilesJson({})}};
   }
   const auto all = s.plugins.find("");
   const PluginStats empty;
@@ -494,6 +515,12 @@ nlohmann::json Telemetry::Stats() const {
       {"plugin_load_failures", s.plugin_load_failures},
       {"reloads", {{"ok", s.reloads}, {"refused", s.failed_reloads}}},
       {"done", totals.done},
+      {"failures", failures(totals)},
+      {"oldest_queued_s",
+       s.oldest_enqueued_at
+           ? std::chrono::duration<double>(std::chrono::steady_clock::now() - *s.oldest_enqueued_at).count()
+           : 0.0},
+      {"reading_tasks", s.reading_tasks},
       {"queued_ms", PercentilesJson(totals.queued_ms)},
       {"run_ms", PercentilesJson(totals.run_ms)},
       {"plugins", plugins},
