@@ -37,6 +37,7 @@ class Checksum : public umi::Plugin {
     info.description = "SHA-256 and XXH3-64 of a file, streamed";
     info.license = "MIT";
     info.requirement = {.cpu_cores = 1.0, .cpu_threads = 1, .memory_mb = 64};
+    info.settings = umi::media::MediaPathSettings();
     return info;
   }
 

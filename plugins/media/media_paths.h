@@ -76,6 +76,12 @@ inline FileDescriptor OpenRegular(const std::string& path) {
   return file;
 }
 
+// The settings MediaPaths reads, for a media plugin's Info().settings.
+inline std::vector<umi::SettingInfo> MediaPathSettings() {
+  return {{"media_roots", "list of directories", "read only files beneath these (unset: anywhere)"},
+          {"output_root", "directory", "write only beneath this (unset: anywhere)"}};
+}
+
 class MediaPaths {
  public:
   MediaPaths() = default;

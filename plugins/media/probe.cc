@@ -29,6 +29,7 @@ class Probe : public umi::Plugin {
     info.description = "Container and stream properties of a media file (libavformat)";
     info.license = "LGPL-2.1-or-later (FFmpeg)";
     info.requirement = {.cpu_cores = 0.5, .cpu_threads = 1, .memory_mb = 128};
+    info.settings = umi::media::MediaPathSettings();
     return info;
   }
 

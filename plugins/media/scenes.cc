@@ -12,6 +12,7 @@ class Scenes : public umi::Plugin {
     info.description = "Scene cuts by frame-to-frame luma difference (CPU)";
     info.license = "LGPL-2.1-or-later (FFmpeg)";
     info.requirement = {.cpu_cores = 1.0, .cpu_threads = 2, .memory_mb = 256};
+    info.settings = umi::media::MediaPathSettings();
     return info;
   }
 

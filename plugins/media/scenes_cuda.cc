@@ -35,6 +35,7 @@ class ScenesCuda : public umi::Plugin {
     info.license = "LGPL-2.1-or-later (FFmpeg)";
     info.kind = umi::Kind::kGpu;
     info.requirement = {.cpu_cores = 1.0, .cpu_threads = 2, .gpu_count = 1, .memory_mb = 512, .exclusive_gpu = true};
+    info.settings = umi::media::MediaPathSettings();
     return info;
   }
 

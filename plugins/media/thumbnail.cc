@@ -37,6 +37,7 @@ class Thumbnail : public umi::Plugin {
     info.description = "Decodes one frame at a time and writes it scaled as JPEG or PNG (libavcodec, libswscale)";
     info.license = "LGPL-2.1-or-later (FFmpeg)";
     info.requirement = {.cpu_cores = 1.0, .cpu_threads = 2, .memory_mb = 256};
+    info.settings = umi::media::MediaPathSettings();
     return info;
   }
 

@@ -90,6 +90,13 @@ def describe(path: str) -> dict[str, Any]:
         }
     except (TypeError, ValueError) as error:
         return {"ok": False, "reason": f"REQUIREMENT has a value of the wrong type: {error}"}
+    settings = getattr(module, "SETTINGS", {})
+    if not isinstance(settings, dict) or not all(isinstance(key, str) for key in settings):
+        return {"ok": False, "reason": "SETTINGS must be a dict: name -> description, or name -> (type, description)"}
+    declared_settings = []
+    for key, value in settings.items():
+        kind, text = value if isinstance(value, tuple) and len(value) == 2 else ("", value)
+        declared_settings.append({"name": key, "type": str(kind), "description": str(text)})
     doc = (module.__doc__ or "").strip().splitlines()
     return {
         "ok": True,
@@ -99,6 +106,7 @@ def describe(path: str) -> dict[str, Any]:
         "license": str(getattr(module, "LICENSE", "")),
         "task_group": str(getattr(module, "TASK_GROUP", "")),
         "requirement": declared,
+        "settings": declared_settings,
     }
 
 

@@ -160,3 +160,23 @@ def test_metrics_pass_promtool_and_say_what_an_alert_needs(start_host):
     assert stats["plugins"]["faulty"]["failures"] == {"plugin_error": 1, "crashed": 1, "bad_input": 1}
     assert stats["failures"]["unknown_plugin"] == 1 and stats["reading_tasks"] is True
     assert stats["oldest_queued_s"] == 0 and stats["plugins"]["echo"]["queued"] == 0
+
+
+def test_settings_keys_a_plugin_does_not_read_are_named_with_a_did_you_mean(tmp_path):
+    import json
+    config = tmp_path / "config.yaml"
+    config.write_text("hardware:\n  cpu: {cores: 2, threads: 2}\n  memory: {total_gb: 4}\nplugins:\n"
+                      "  probe:\n    settings: {media_root: [/tmp]}\n  echo:\n    settings: {model: x, beam: 3}\n")
+    env = {"UMI_PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}
+    check = subprocess.run([HOST_BINARY, "check-config", str(config), "--plugins", CPP_PLUGINS, "--plugins", PY_PLUGINS],
+                           capture_output=True, text=True, env=env)
+    assert ("plugins.probe.settings.media_root: probe reads no setting 'media_root' (did you mean 'media_roots'?); "
+            "it reads media_roots, output_root; the key is ignored") in check.stdout
+    assert "plugins.echo.settings.beam: echo reads no setting 'beam' (did you mean 'beams'?)" in check.stdout
+    assert "plugins.echo.settings.model" not in check.stdout
+    listing = json.loads(subprocess.run([HOST_BINARY, "plugins", "--json", "--plugins", CPP_PLUGINS, "--plugins",
+                                         PY_PLUGINS], capture_output=True, text=True, env=env).stdout)
+    declared = {p["name"]: p["settings"] for p in listing["plugins"]}
+    assert [s["name"] for s in declared["probe"]] == ["media_roots", "output_root"]
+    assert declared["echo"][1] == {"name": "beams", "type": "int", "description": "search width"}
+    assert declared["noop"] == []  # declares none: every key is taken

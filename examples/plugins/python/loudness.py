@@ -22,6 +22,7 @@ from umi.plugin import Context, PluginError
 
 REQUIREMENT = {"cpu_cores": 1, "cpu_threads": 1, "memory_mb": 256}
 VERSION = "1.0.0"
+SETTINGS = {"media_roots": ("list of directories", "read only files beneath these (unset: anywhere)")}
 LICENSE = "Apache-2.0"
 
 _BLOCK_FRAMES = 1 << 16

@@ -84,7 +84,7 @@ std::string ConfigReport(const LoadedConfig& loaded, const Machine& machine, con
       << "\n";
   for (const std::string& error : loaded.errors) out << "ERROR: " << error << "\n";
   for (const std::string& warning : loaded.warnings) out << "warning: " << warning << "\n";
-  for (const std::string& unmatched : registry.UnmatchedConfigSections()) out << "warning: " << unmatched << "\n";
+  for (const std::string& unmatched : registry.ConfigWarnings()) out << "warning: " << unmatched << "\n";
   return out.str();
 }
 

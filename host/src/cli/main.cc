@@ -182,7 +182,7 @@ int main(int argc, char** argv) {
   spdlog::info("{} plugin(s) loaded, {} library(ies) refused", registry.plugins().size(),
                registry.refused().size());
   if (!check_command->parsed()) {  // check-config prints them in its report
-    for (const std::string& unmatched : registry.UnmatchedConfigSections()) spdlog::warn("{}", unmatched);
+    for (const std::string& unmatched : registry.ConfigWarnings()) spdlog::warn("{}", unmatched);
   }
 
   if (plugins_command->parsed()) {

@@ -14,6 +14,10 @@ nlohmann::json RequirementJson(const ResourceRequirement& r) {
 nlohmann::json PluginsJson(const PluginRegistry& registry) {
   nlohmann::json plugins = nlohmann::json::array();
   for (const auto& [name, p] : registry.plugins()) {
+    nlohmann::json settings = nlohmann::json::array();
+    for (const LoadedPlugin::Setting& setting : p->settings) {
+      settings.push_back({{"name", setting.name}, {"type", setting.type}, {"description", setting.description}});
+    }
     plugins.push_back({{"name", p->name},
                        {"version", p->version},
                        {"description", p->description},
@@ -23,6 +27,7 @@ nlohmann::json PluginsJson(const PluginRegistry& registry) {
                        {"allow_concurrent", p->allow_concurrent},
                        {"run_inline", p->run_inline},
                        {"language", p->python ? "python" : "c"},
+                       {"settings", settings},
                        {"declared", RequirementJson(p->declared)},
                        {"requirement", RequirementJson(p->requirement)},
                        {"path", p->path.string()}});

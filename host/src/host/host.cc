@@ -387,7 +387,7 @@ class Host::Loop final : public Inbox {
                    plugins_.Find(name)->path.string());
       outcome.plan.restart_needed.push_back("plugins." + name + ".library");
     }
-    for (const std::string& unmatched : plugins_.UnmatchedConfigSections()) spdlog::warn("{}", unmatched);
+    for (const std::string& unmatched : plugins_.ConfigWarnings()) spdlog::warn("{}", unmatched);
     telemetry_.SetPlugins(plugins_.refusals_total(), static_cast<int64_t>(plugins_.plugins().size()),
                           static_cast<int64_t>(plugins_.refused().size()));
     telemetry_.SetKnownPlugins(LoadedNames());

@@ -1,6 +1,7 @@
 #include "runtime/plugin_registry.h"
 
 #include <boost/dll/shared_library.hpp>
+#include <msgpack.hpp>
 #include <spdlog/spdlog.h>
 
 #include <dlfcn.h>
@@ -22,6 +23,27 @@ struct PluginRegistry::Library {
 };
 
 namespace {
+
+// The keys of a msgpack map (a plugin's settings); none when it is not one.
+std::vector<std::string> MsgpackMapKeys(const std::string& bytes) {
+  std::vector<std::string> keys;
+  try {
+    const msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
+    const msgpack::object& map = handle.get();
+    if (map.type != msgpack::type::MAP) return keys;
+    for (uint32_t i = 0; i < map.via.map.size; ++i) {
+      if (map.via.map.ptr[i].key.type == msgpack::type::STR) keys.push_back(map.via.map.ptr[i].key.as<std::string>());
+    }
+  } catch (const std::exception&) {
+  }
+  return keys;
+}
+
+std::string Join(const std::vector<std::string>& words) {
+  std::string text;
+  for (const std::string& word : words) text += (text.empty() ? "" : ", ") + word;
+  return text;
+}
 
 std::string ErrorText(UMI_Error* error) {
   std::string text = error->code + ": " + error->message;
@@ -294,6 +316,14 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
   plugin->declared.memory_mb = d->requirement.memory_mb;
   plugin->declared.exclusive_gpu = d->requirement.exclusive_gpu != 0;
   plugin->declared_task_group = d->task_group ? d->task_group : "";
+  const size_t settings_end = offsetof(UMI_PluginDescriptor, setting_count) + sizeof(d->setting_count);
+  if (d->struct_size >= settings_end && d->settings && d->setting_count > 0) {
+    for (int32_t i = 0; i < d->setting_count; ++i) {
+      const UMI_SettingDescriptor& setting = d->settings[i];
+      if (!setting.name || !*setting.name) continue;
+      plugin->settings.push_back({setting.name, setting.type ? setting.type : "", setting.description ? setting.description : ""});
+    }
+  }
   if (!Resolve(path, *plugin)) return false;
   plugin->execute = lib.get<UMI_Error*(UMI_Context*)>("UMI_PluginExecute");
   if (lib.has("UMI_InstanceInitialize") != lib.has("UMI_InstanceFinalize")) {
@@ -355,7 +385,7 @@ const LoadedPlugin* PluginRegistry::Find(const std::string& name) const {
   return found == plugins_.end() ? nullptr : found->second.get();
 }
 
-std::vector<std::string> PluginRegistry::UnmatchedConfigSections() const {
+std::vector<std::string> PluginRegistry::ConfigWarnings() const {
   std::vector<std::string> loaded;
   for (const auto& [name, plugin] : plugins_) loaded.push_back(name);
   std::vector<std::string> lines;
@@ -367,6 +397,19 @@ std::vector<std::string> PluginRegistry::UnmatchedConfigSections() const {
     const std::string closest = ClosestMatch(name, loaded);
     lines.push_back("plugins." + name + ": no loaded plugin is named '" + name + "'" +
                     (closest.empty() ? "" : " (did you mean '" + closest + "'?)") + "; the section is ignored");
+  }
+  for (const auto& [name, plugin] : plugins_) {
+    const auto section = config_.plugins.find(name);
+    if (plugin->settings.empty() || section == config_.plugins.end()) continue;
+    std::vector<std::string> declared;
+    for (const LoadedPlugin::Setting& setting : plugin->settings) declared.push_back(setting.name);
+    for (const std::string& key : MsgpackMapKeys(section->second.settings_msgpack)) {
+      if (std::find(declared.begin(), declared.end(), key) != declared.end()) continue;
+      const std::string closest = ClosestMatch(key, declared);
+      lines.push_back("plugins." + name + ".settings." + key + ": " + name + " reads no setting '" + key + "'" +
+                      (closest.empty() ? "" : " (did you mean '" + closest + "'?)") + "; it reads " +
+                      Join(declared) + "; the key is ignored");
+    }
   }
   return lines;
 }

@@ -50,6 +50,10 @@ struct LoadedPlugin {
   bool allow_concurrent = true;
   bool run_inline = false;  // short and non-blocking: runs on the event loop (plugin API 1.1)
   bool python = false;      // a <name>.py file, run by Python worker processes (python_plugin.h)
+  struct Setting {
+    std::string name, type, description;
+  };
+  std::vector<Setting> settings;  // declared (plugin API 1.2, SETTINGS in Python); empty: none
   std::filesystem::path path;
   // The file as it was loaded: a reload reports a plugin whose file changed
   // since (a running process keeps the code it loaded).
@@ -127,10 +131,12 @@ class PluginRegistry {
   const std::map<std::string, std::unique_ptr<LoadedPlugin>>& plugins() const { return plugins_; }
   // Libraries refused now (the latest attempt at each path), oldest first.
   const std::vector<RefusedLibrary>& refused() const { return refused_; }
-  // One line per `plugins.<name>` section of the config that names neither
-  // a loaded plugin nor a refused library's plugin: it is ignored, most
-  // likely a typo ("did you mean" when a loaded name is near).
-  std::vector<std::string> UnmatchedConfigSections() const;
+  // What the config says that nothing reads, most likely typos ("did you
+  // mean" when a name is near), a line each: a `plugins.<name>` section
+  // naming neither a loaded plugin nor a refused library's plugin, and a key
+  // under a plugin's `settings` that the plugin does not declare (when it
+  // declares its settings).
+  std::vector<std::string> ConfigWarnings() const;
   // Loaded plugins whose file changed or went away since it was loaded:
   // only a restart runs the new version.
   std::vector<std::string> ChangedOnDisk() const;

@@ -172,6 +172,11 @@ Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plu
     plugin.declared.gpu_count = Quantity::FromDouble(requirement.at("gpu_count").as<double>());
     plugin.declared.memory_mb = requirement.at("memory_mb").as<int64_t>();
     plugin.declared.exclusive_gpu = requirement.at("exclusive_gpu").as<bool>();
+    if (const auto settings = fields.find("settings"); settings != fields.end()) {
+      for (const auto& setting : settings->second.as<std::vector<std::map<std::string, std::string>>>()) {
+        plugin.settings.push_back({setting.at("name"), setting.at("type"), setting.at("description")});
+      }
+    }
   } catch (const std::exception& e) {
     return Status(ErrorCode::kUnavailable, std::string("the descriptor could not be read: ") + e.what());
   }

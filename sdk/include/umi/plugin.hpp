@@ -53,6 +53,13 @@ struct Requirement {
   bool exclusive_gpu = true;
 };
 
+// One key the plugin reads from its YAML settings (plugin API 1.2).
+struct SettingInfo {
+  std::string name;
+  std::string type;  // for people: "string", "list of directories"...
+  std::string description = {};
+};
+
 struct PluginInfo {
   std::string name = {};
   std::string version = "0.0.0";
@@ -66,6 +73,9 @@ struct PluginInfo {
   // sleeps): the host may run it on its event loop, without a thread
   // hand-off (docs/writing-plugins.md). A task that overruns stalls the host.
   bool run_inline = false;
+  // The keys its settings may hold; the host warns about any other key (a
+  // typo would be ignored without a word). Empty: none declared, all taken.
+  std::vector<SettingInfo> settings = {};
 };
 
 // A failure with a stable machine-readable code (e.g. "bad_input").
@@ -278,6 +288,13 @@ struct Registration {
       return std::nullopt;
     }();
     if (!info) return nullptr;
+    static const std::vector<UMI_SettingDescriptor> settings = [] {
+      std::vector<UMI_SettingDescriptor> out;
+      for (const SettingInfo& setting : info->settings) {
+        out.push_back({setting.name.c_str(), setting.type.c_str(), setting.description.c_str()});
+      }
+      return out;
+    }();
     static const UMI_PluginDescriptor descriptor = {
         sizeof(UMI_PluginDescriptor),
         info->name.c_str(),
@@ -290,6 +307,8 @@ struct Registration {
         info->task_group.c_str(),
         info->allow_concurrent ? 1 : 0,
         info->run_inline ? 1 : 0,
+        settings.empty() ? nullptr : settings.data(),
+        static_cast<int32_t>(settings.size()),
     };
     return &descriptor;
   }

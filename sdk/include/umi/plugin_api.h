@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define UMI_API_VERSION_MAJOR 1
-#define UMI_API_VERSION_MINOR 1
+#define UMI_API_VERSION_MINOR 2
 
 #if defined(__GNUC__)
 #define UMI_EXPORT __attribute__((visibility("default")))
@@ -63,6 +63,13 @@ typedef struct UMI_Requirement {
   int32_t exclusive_gpu; /* non-zero: whole devices, shared with nobody */
 } UMI_Requirement;
 
+/* One key a plugin reads from its YAML `settings` (since 1.2). */
+typedef struct UMI_SettingDescriptor {
+  const char* name;        /* the key under plugins.<name>.settings */
+  const char* type;        /* for people: "string", "list of directories", ... */
+  const char* description;
+} UMI_SettingDescriptor;
+
 typedef struct UMI_PluginDescriptor {
   uint32_t struct_size; /* sizeof(UMI_PluginDescriptor) */
   const char* name;     /* unique within a host; [a-z0-9_]+ */
@@ -79,6 +86,12 @@ typedef struct UMI_PluginDescriptor {
    * handing it to a worker thread. Not for GPU tasks, pinned CPUs or
    * `isolation: process`, where a worker runs it anyway. */
   int32_t run_inline;
+  /* Since 1.2 (older descriptors end before it: none declared). The keys
+   * the plugin reads from its settings; the host warns about any other key
+   * under plugins.<name>.settings, which would otherwise be ignored without
+   * a word (a typo). NULL or 0: none declared, every key is taken. */
+  const UMI_SettingDescriptor* settings;
+  int32_t setting_count;
 } UMI_PluginDescriptor;
 
 /* What the pool granted the running task. gpu_ids points into host memory

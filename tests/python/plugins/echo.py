@@ -4,6 +4,7 @@ import os
 
 REQUIREMENT = {"cpu_cores": 0.5, "cpu_threads": 2, "memory_mb": 64}
 VERSION = "1.2.3"
+SETTINGS = {"model": "which model to load", "beams": ("int", "search width")}
 _settings = {}
 
 
