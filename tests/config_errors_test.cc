@@ -20,6 +20,8 @@ const std::map<std::string, std::string> kExpected = {
     {"bad_isolation.yaml", "plugins.probe.isolation: expected thread or process, got 'container' (line 5, column 22)"},
     {"http_listen_without_port.yaml",
      "http.listen: expected host:port, e.g. 127.0.0.1:9090 (line 5, column 11)"},
+    {"histogram_buckets_not_ascending.yaml",
+     "http.histogram_buckets_s[2]: bounds must be ascending: 30 comes after 60 (line 5, column 32)"},
     {"wrong_type.yaml", "hardware.cpu.cores: expected a number, got 'many' (line 3, column 12)"},
     {"zero_cores.yaml", "hardware.cpu.cores: must be a number > 0, got 0 (line 3, column 12)"},
     {"negative_memory.yaml",

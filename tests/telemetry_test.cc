@@ -22,15 +22,28 @@ TaskResult Finished(const std::string& id, const std::string& plugin, TaskStatus
 
 TEST(Telemetry, HistogramBucketsAreUpperBoundsInclusive) {
   Telemetry::Histogram h;
-  h.Observe(0.001);  // exactly a bound: goes in le="0.001"
-  h.Observe(0.0011);
-  h.Observe(1e6);  // beyond every bound: +Inf
   const auto& bounds = Telemetry::BucketBounds();
+  h.Observe(0.001, bounds);  // exactly a bound: goes in le="0.001"
+  h.Observe(0.0011, bounds);
+  h.Observe(1e6, bounds);  // beyond every bound: +Inf
   const size_t at = static_cast<size_t>(std::find(bounds.begin(), bounds.end(), 0.001) - bounds.begin());
   EXPECT_EQ(h.counts[at], 1u);
   EXPECT_EQ(h.counts[at + 1], 1u);
   EXPECT_EQ(h.counts.back(), 1u);
   EXPECT_EQ(h.count, 3u);
+}
+
+TEST(Telemetry, ConfiguredBucketBoundsReplaceTheBuiltInOnes) {
+  Telemetry telemetry("host", 10, {1, 60, 600});
+  telemetry.TaskFinished(0, Finished("a", "transcode", TaskStatus::kOk, 30000));  // 30 s
+  telemetry.TaskFinished(0, RejectedResult(std::string("b"), "never_ran", Status(ErrorCode::kBadRequest, "x")));
+  const std::string text = telemetry.PrometheusText();
+  EXPECT_NE(text.find("umi_task_run_seconds_bucket{plugin=\"transcode\",le=\"1\"} 0"), std::string::npos) << text;
+  EXPECT_NE(text.find("umi_task_run_seconds_bucket{plugin=\"transcode\",le=\"60\"} 1"), std::string::npos);
+  EXPECT_NE(text.find("umi_task_run_seconds_bucket{plugin=\"transcode\",le=\"+Inf\"} 1"), std::string::npos);
+  EXPECT_EQ(text.find("le=\"0.001\""), std::string::npos);  // none of the built-in bounds
+  // A plugin whose tasks never started has empty buckets, not garbage.
+  EXPECT_NE(text.find("umi_task_run_seconds_bucket{plugin=\"never_ran\",le=\"600\"} 0"), std::string::npos);
 }
 
 TEST(Telemetry, PrometheusEscapesLabelsAndCountsByPluginAndStatus) {

@@ -180,3 +180,15 @@ def test_settings_keys_a_plugin_does_not_read_are_named_with_a_did_you_mean(tmp_
     assert [s["name"] for s in declared["probe"]] == ["media_roots", "output_root"]
     assert declared["echo"][1] == {"name": "beams", "type": "int", "description": "search width"}
     assert declared["noop"] == []  # declares none: every key is taken
+
+
+def test_histogram_buckets_come_from_the_config(start_host):
+    import urllib.request
+    from conftest import CONFIG
+    host = start_host(config=CONFIG + "http:\n  histogram_buckets_s: [0.5, 60, 7200]\n", http=True)
+    with umi.Client(host.rpc) as client:
+        assert client.run("noop").ok
+    text = urllib.request.urlopen(host.http + "/metrics").read().decode()
+    bounds = [line.split('le="')[1].split('"')[0] for line in text.splitlines()
+              if line.startswith('umi_task_run_seconds_bucket{plugin="noop"')]
+    assert bounds == ["0.5", "60", "7200", "+Inf"]

@@ -389,11 +389,26 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
     }
   }
   if (const YAML::Node http = root["http"]) {
-    CheckKeys(http, "http", {"enabled", "listen"});
+    CheckKeys(http, "http", {"enabled", "listen", "histogram_buckets_s"});
     IfPresent(http, "enabled", [&](auto n) { config.http.enabled = Read<bool>(n, "http.enabled", "true or false"); });
     IfPresent(http, "listen", [&](auto n) {
       config.http.listen = Read<std::string>(n, "http.listen", "host:port");
       if (config.http.listen.rfind(':') == std::string::npos) Fail(n, "http.listen", "expected host:port, e.g. 127.0.0.1:9090");
+    });
+    IfPresent(http, "histogram_buckets_s", [&](auto n) {
+      const std::string path = "http.histogram_buckets_s";
+      if (!n.IsSequence() || n.size() == 0 || n.size() > kMaxHistogramBuckets) {
+        Fail(n, path, "expected a list of 1 to " + std::to_string(kMaxHistogramBuckets) +
+                          " bucket bounds in seconds, ascending (e.g. [1, 10, 60, 600, 3600])");
+      }
+      for (size_t i = 0; i < n.size(); ++i) {
+        const double bound = ReadPositive(n[i], path + "[" + std::to_string(i) + "]", kMaxMs / 1000.0);
+        if (i > 0 && bound <= config.http.histogram_buckets_s.back()) {
+          Fail(n[i], path + "[" + std::to_string(i) + "]",
+               "bounds must be ascending: " + n[i].Scalar() + " comes after " + n[i - 1].Scalar());
+        }
+        config.http.histogram_buckets_s.push_back(bound);
+      }
     });
   }
   return config;

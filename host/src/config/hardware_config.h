@@ -22,7 +22,8 @@
 //               redis_password_file (default none), max_deliveries (default 3),
 //               prefetch (default auto)}
 //   dedup:     {window_s (default 300), max_entries (default 100000)}
-//   http:      {enabled (default true), listen (default 127.0.0.1:9090)}
+//   http:      {enabled (default true), listen (default 127.0.0.1:9090),
+//               histogram_buckets_s (default built in; a restart key)}
 //   security:  {curve: {secret_key_file, authorized_keys_file}}  (off by default;
 //               paths relative to the config file; see curve_auth.h)
 //
@@ -59,6 +60,7 @@ inline constexpr double kMaxMemoryGb = 1 << 30;     // 1 EiB
 inline constexpr int kMaxInstances = 1000000;       // max_instances, max_concurrent_tasks
 inline constexpr int64_t kMaxQueue = 100000000;     // queue and buffer lengths
 inline constexpr int64_t kMaxMs = int64_t{100} * 365 * 24 * 3600 * 1000;  // 100 years
+inline constexpr size_t kMaxHistogramBuckets = 64;
 
 struct GpuDevice {
   int id = 0;
@@ -165,6 +167,9 @@ struct SecuritySection {
 struct HttpSection {
   bool enabled = true;
   std::string listen = "127.0.0.1:9090";  // host:port; port 0 picks a free one
+  // Upper bounds (seconds, ascending) of the queue- and run-time histograms
+  // in /metrics; empty: the built-in ones (telemetry.h).
+  std::vector<double> histogram_buckets_s;
   friend bool operator==(const HttpSection&, const HttpSection&) = default;
 };
 

@@ -445,7 +445,7 @@ class Host::Loop final : public Inbox {
   Clock::TimePoint next_queue_sample_{};
   static constexpr auto kQueueSampleInterval = std::chrono::milliseconds(250);
   ControlHandler controls_ = MakeControls();  // its handlers use the fields above
-  Telemetry telemetry_{options_.name};
+  Telemetry telemetry_{options_.name, 1000, config_.http.histogram_buckets_s};
   HttpServer http_{telemetry_};  // reads telemetry_: declared after it
   // Declared last: destroyed first, so its threads finish before what they reach goes away.
   TaskFlow flow_{FlowOptions(options_), clock_, config_, plugins_, telemetry_, transport_, [this] { UpdateLoad(); }};

@@ -129,8 +129,8 @@ const std::vector<double>& Telemetry::BucketBounds() {
   return bounds;
 }
 
-void Telemetry::Histogram::Observe(double seconds) {
-  const auto& bounds = BucketBounds();
+void Telemetry::Histogram::Observe(double seconds, const std::vector<double>& bounds) {
+  if (counts.size() != bounds.size() + 1) counts.assign(bounds.size() + 1, 0);
   const size_t bucket = static_cast<size_t>(std::lower_bound(bounds.begin(), bounds.end(), seconds) - bounds.begin());
   ++counts[bucket];
   sum += seconds;
@@ -144,7 +144,8 @@ double Percentile(std::vector<double> samples, double q) {
   return *nth;
 }
 
-Telemetry::Telemetry(std::string host, size_t recent_capacity) : recent_capacity_(recent_capacity) {
+Telemetry::Telemetry(std::string host, size_t recent_capacity, std::vector<double> bucket_bounds)
+    : recent_capacity_(recent_capacity), bounds_(bucket_bounds.empty() ? BucketBounds() : std::move(bucket_bounds)) {
   state_.host = std::move(host);
 }
 
@@ -245,8 +246,8 @@ void Telemetry::TaskFinished(uint64_t key, const TaskResult& result) {
     ++stats->done[status];
     if (!code.empty()) ++stats->failed[{status, code}];
     if (!result.started_at) continue;
-    stats->queue_seconds.Observe(result.queued_ms / 1000.0);
-    stats->run_seconds.Observe(result.run_ms / 1000.0);
+    stats->queue_seconds.Observe(result.queued_ms / 1000.0, bounds_);
+    stats->run_seconds.Observe(result.run_ms / 1000.0, bounds_);
     if (stats->queued_ms.size() < kTimingSamples) {
       stats->queued_ms.push_back(result.queued_ms);
       stats->run_ms.push_back(result.run_ms);
@@ -401,7 +402,7 @@ std::string Telemetry::PrometheusText() const {
   out << "umi_config_reloads_total{result=\"ok\"} " << s.reloads << '\n';
   out << "umi_config_reloads_total{result=\"refused\"} " << s.failed_reloads << '\n';
 
-  const auto& bounds = BucketBounds();
+  const auto& bounds = bounds_;
   auto histogram = [&](const char* name, const char* help, auto member) {
     family(name, "histogram", help);
     for (const auto& [plugin, stats] : s.plugins) {
@@ -410,7 +411,7 @@ std::string Telemetry::PrometheusText() const {
       const std::string labels = "plugin=" + Label(plugin);
       uint64_t cumulative = 0;
       for (size_t i = 0; i <= bounds.size(); ++i) {
-        cumulative += h.counts[i];
+        cumulative += i < h.counts.size() ? h.counts[i] : 0;  // never observed: no counts yet
         out << name << "_bucket{" << labels << ",le=\""
             << (i < bounds.size() ? Number(bounds[i]) : "+Inf") << "\"} " << cumulative << '\n';
       }

@@ -49,7 +49,8 @@ struct TaskRecord {
 class Telemetry {
  public:
   static constexpr size_t kTimingSamples = 1024;
-  // Histogram bucket upper bounds, seconds (Prometheus `le`).
+  // The built-in histogram bucket upper bounds, seconds (Prometheus `le`);
+  // http.histogram_buckets_s replaces them.
   static const std::vector<double>& BucketBounds();
 
   struct WorkerProcesses {  // isolation: process and Python plugins
@@ -57,10 +58,10 @@ class Telemetry {
     uint64_t ended = 0;  // died, killed or dropped: a rising rate is a crash loop
   };
   struct Histogram {
-    std::vector<uint64_t> counts = std::vector<uint64_t>(BucketBounds().size() + 1);  // last: +Inf
+    std::vector<uint64_t> counts;  // one per bound, then +Inf; sized at the first Observe
     double sum = 0;
     uint64_t count = 0;
-    void Observe(double seconds);
+    void Observe(double seconds, const std::vector<double>& bounds);
   };
   struct PluginStats {
     std::map<std::string, uint64_t> done;  // status -> count
@@ -94,7 +95,8 @@ class Telemetry {
     std::map<std::string, size_t> running_by_plugin;
   };
 
-  explicit Telemetry(std::string host, size_t recent_capacity = 1000);
+  // `bucket_bounds`: ascending, seconds; empty: BucketBounds().
+  explicit Telemetry(std::string host, size_t recent_capacity = 1000, std::vector<double> bucket_bounds = {});
 
   // The label under which tasks for a plugin that is not loaded are
   // counted: names from the wire never become labels of their own.
@@ -151,6 +153,7 @@ class Telemetry {
   Snapshot state_;
   std::optional<std::set<std::string>> known_plugins_;
   size_t recent_capacity_;
+  const std::vector<double> bounds_;
   std::deque<TaskRecord> recent_;
   std::unordered_map<uint64_t, TaskRecord> running_;
 };
