@@ -221,10 +221,21 @@ class Client:
         self._inbox.append((_CLOSE,))
         os.eventfd_write(self._wake, 1)
         self._thread.join()
-        os.close(self._wake)
+        # A submit racing this close from another thread may have posted after the I/O thread's last look.
+        closed = ClientClosed("the client was closed before the task was sent")
+        while self._inbox:
+            item = self._inbox.popleft()
+            if item[0] != _CLOSE and not item[-1].done():
+                item[-1].set_exception(closed)
 
     def __enter__(self) -> Client:
         return self
+
+    def __del__(self) -> None:
+        # Not in close(): a submit racing it may still write to the eventfd, which must not be a reused fd.
+        wake = getattr(self, "_wake", None)
+        if wake is not None and getattr(self, "_closed", False):
+            os.close(wake)
 
     def __exit__(self, *exc: object) -> None:
         self.close()
