@@ -217,18 +217,49 @@ void Throughput(int count) {
   std::printf("%-34s %12.0f %8.3f\n", "plain ZeroMQ relay (ceiling)", ceiling, 1.0);
   std::printf("%-34s %12.0f %8.3f\n", "umi-host (decode, schedule, run)", through_host, through_host / ceiling);
 
-  // Latency of one task at a time through rpc, idle host.
+  // Latency of one task at a time through rpc, idle host, next to a bare
+  // DEALER/ROUTER echo of the same bytes over tcp loopback (its own context
+  // and I/O thread, in a thread of this process).
+  constexpr int kSamples = 2000;
+  auto percentiles = [](std::vector<double> micros) {
+    std::sort(micros.begin(), micros.end());
+    return std::make_pair(micros[micros.size() / 2], micros[micros.size() * 99 / 100]);
+  };
+  zmq::context_t echo_context;
+  zmq::socket_t router(echo_context, zmq::socket_type::router);
+  router.bind("tcp://127.0.0.1:*");
+  const std::string echo_endpoint = router.get(zmq::sockopt::last_endpoint);
+  std::thread echo([&] {
+    for (int i = 0; i < kSamples; ++i) {
+      zmq::message_t routing_id, body;
+      (void)router.recv(routing_id);
+      (void)router.recv(body);
+      router.send(routing_id, zmq::send_flags::sndmore);
+      router.send(body, zmq::send_flags::none);
+    }
+  });
+  // Interleaved, one of each in turn: the VM's speed moves within seconds.
+  RpcClient bare(context, echo_endpoint);
   RpcClient rpc(host.context(), host.endpoint("rpc"));
-  std::vector<double> micros;
-  for (int i = 0; i < 2000; ++i) {
+  std::vector<double> echo_micros, micros;
+  auto round_trip = [](RpcClient& client, const std::string& bytes) {
     const auto start = Clock::now();
-    rpc.Send(PackTask({.id = "lat-" + std::to_string(i), .plugin = "noop"}));
-    rpc.Receive();
-    micros.push_back(std::chrono::duration<double, std::micro>(Clock::now() - start).count());
+    client.Send(bytes);
+    client.Receive();
+    return std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+  };
+  for (int i = 0; i < kSamples; ++i) {
+    const std::string task = PackTask({.id = "lat-" + std::to_string(i), .plugin = "noop"});
+    echo_micros.push_back(round_trip(bare, task));
+    micros.push_back(round_trip(rpc, task));
   }
-  std::sort(micros.begin(), micros.end());
-  std::printf("rpc round trip of one noop task (idle host, 2000 samples): p50 %.0f us, p99 %.0f us\n",
-              micros[micros.size() / 2], micros[micros.size() * 99 / 100]);
+  echo.join();
+  const auto [echo_p50, echo_p99] = percentiles(echo_micros);
+  const auto [p50, p99] = percentiles(micros);
+  std::printf("rpc round trip, %d samples one at a time    p50 us   p99 us\n", kSamples);
+  std::printf("  bare DEALER/ROUTER echo (reference)   %8.0f %8.0f\n", echo_p50, echo_p99);
+  std::printf("  one noop task through umi-host (idle) %8.0f %8.0f   (%.2fx / %.2fx of the echo)\n", p50, p99,
+              p50 / echo_p50, p99 / echo_p99);
 }
 
 // ---- media: umi vs the FFmpeg command-line tools --------------------------
