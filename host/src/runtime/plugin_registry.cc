@@ -79,31 +79,23 @@ std::string PluginRegistry::RefusalOf(const std::string& name) const {
 std::vector<std::string> PluginRegistry::LoadDirectory(const std::filesystem::path& dir) {
   std::error_code error;
   std::vector<std::filesystem::path> files;
-  if (std::filesystem::is_regular_file(dir, error)) {  // --plugins may name one plugin file
-    std::erase_if(refused_, [&dir](const RefusedLibrary& refused) { return refused.path == dir; });
-    const bool known = dir.extension() == ".so" || IsPythonPluginFile(dir);
-    const bool already = std::any_of(plugins_.begin(), plugins_.end(),
-                                     [&dir](const auto& entry) { return entry.second->path == dir; });
-    if (!known) Refuse(dir, "not a plugin file: give a directory, a .so library or a <name>.py file");
-    if (!known || already) return {};
-    const size_t before = plugins_.size();
-    const bool accepted = dir.extension() == ".so" ? LoadLibrary(dir) : LoadPython(dir);
-    if (!accepted || plugins_.size() == before) return {};
-    std::vector<std::string> loaded;
-    for (const auto& [name, plugin] : plugins_) {
-      if (plugin->path == dir) loaded.push_back(name);
-    }
-    return loaded;
-  }
-  for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
-    if (entry.is_regular_file() && (entry.path().extension() == ".so" || IsPythonPluginFile(entry.path()))) {
-      files.push_back(entry.path());
-    }
-  }
   std::erase_if(refused_, [&dir](const RefusedLibrary& refused) { return refused.path == dir; });
-  if (error) {
-    Refuse(dir, "cannot read plugin directory: " + error.message());
-    return {};
+  if (std::filesystem::is_regular_file(dir, error)) {  // --plugins may name one plugin file
+    if (dir.extension() != ".so" && !IsPythonPluginFile(dir)) {
+      Refuse(dir, "not a plugin file: give a directory, a .so library or a <name>.py file");
+      return {};
+    }
+    files.push_back(dir);
+  } else {
+    for (const auto& entry : std::filesystem::directory_iterator(dir, error)) {
+      if (entry.is_regular_file() && (entry.path().extension() == ".so" || IsPythonPluginFile(entry.path()))) {
+        files.push_back(entry.path());
+      }
+    }
+    if (error) {
+      Refuse(dir, "cannot read plugin directory: " + error.message());
+      return {};
+    }
   }
   std::sort(files.begin(), files.end());
   std::vector<std::string> loaded;
