@@ -12,9 +12,14 @@
 #include <random>
 #include <set>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "support/host_process.h"
 #include "support/wire.h"
@@ -169,7 +174,8 @@ scheduler: {reserve_after_ms: )") + std::to_string(reserve_ms) + "}\n"));
 }
 
 // Messages per second through producer -> relay -> collector, where the
-// relay is either plain ZeroMQ (PULL -> PUSH, a thread) or a real umi-host.
+// relay is plain ZeroMQ (a thread here, or the umi_zmq_relay process) or a
+// real umi-host. The producer and the collector are threads of this process.
 double PipelineRate(zmq::context_t& context, const std::string& into, const std::string& out_of, int count) {
   std::vector<std::string> tasks;
   for (int i = 0; i < count; ++i) tasks.push_back(PackTask({.id = "noop-" + std::to_string(i), .plugin = "noop"}));
@@ -189,9 +195,41 @@ double PipelineRate(zmq::context_t& context, const std::string& into, const std:
   return rate;
 }
 
+// User plus system CPU seconds a process has used so far.
+double CpuSeconds(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+  std::istringstream fields(text.substr(text.rfind(')') + 2));
+  std::string field;
+  double ticks = 0;
+  for (int i = 3; i <= 15 && fields >> field; ++i) {
+    if (i == 14 || i == 15) ticks += std::stod(field);  // utime, stime
+  }
+  return ticks / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
+struct HostRate {
+  double tasks_per_s;
+  double cpu_us_per_task;  // the host process's CPU (all its threads) per task
+};
+
+HostRate ThroughHost(zmq::context_t& context, const std::string& config_yaml, int count) {
+  HostProcess::Options options = Options(config_yaml);
+  options.connect_harness = false;
+  HostProcess host(options);
+  const double cpu_before = CpuSeconds(host.pid());
+  const double rate = PipelineRate(context, host.endpoint("tasks"), host.endpoint("results"), count);
+  return {rate, (CpuSeconds(host.pid()) - cpu_before) * 1e6 / count};
+}
+
+std::string ReadFile(const std::string& path) {
+  std::ifstream file(path);
+  return std::string((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+}
+
 void Throughput(int count) {
   zmq::context_t context;
-  // Ceiling: the same bytes relayed by plain ZeroMQ, no host.
+  // The ZeroMQ ceiling: the same bytes relayed by a thread, no codec.
   zmq::socket_t relay_in(context, zmq::socket_type::pull), relay_out(context, zmq::socket_type::push);
   relay_in.bind("tcp://127.0.0.1:*");
   relay_out.bind("tcp://127.0.0.1:*");
@@ -204,18 +242,45 @@ void Throughput(int count) {
       relay_out.send(message, zmq::send_flags::none);
     }
   });
-  const double ceiling = PipelineRate(context, relay_in_endpoint, relay_out_endpoint, count);
+  const double in_process = PipelineRate(context, relay_in_endpoint, relay_out_endpoint, count);
   relay.join();
 
-  HostProcess::Options options = Options(kWideConfig);
-  options.connect_harness = false;
-  HostProcess host(options);
-  const double through_host = PipelineRate(context, host.endpoint("tasks"), host.endpoint("results"), count);
+  // The reference: a separate process that decodes each task and encodes an
+  // answer with umi's codec (bench/zmq_relay.cc).
+  int relay_stdout = -1;
+  const pid_t relay_pid = Spawn({UMI_ZMQ_RELAY_BINARY, std::to_string(count)}, &relay_stdout);
+  std::string ready;
+  char c;
+  while (read(relay_stdout, &c, 1) == 1 && c != '\n') ready += c;
+  std::istringstream words(ready);
+  std::string word, relay_into, relay_out_of;
+  words >> word >> relay_into >> relay_out_of;
+  const double relay_cpu_before = CpuSeconds(relay_pid);
+  const double process_relay = PipelineRate(context, relay_into, relay_out_of, count);
+  const double relay_cpu_us = (CpuSeconds(relay_pid) - relay_cpu_before) * 1e6 / count;
+  int relay_status = 0;
+  waitpid(relay_pid, &relay_status, 0);
+  close(relay_stdout);
 
-  std::printf("\nEnd-to-end noop throughput over tcp loopback, %d tasks\n", count);
-  std::printf("%-34s %12s %8s\n", "path", "msgs_per_s", "vs_ceil");
-  std::printf("%-34s %12.0f %8.3f\n", "plain ZeroMQ relay (ceiling)", ceiling, 1.0);
-  std::printf("%-34s %12.0f %8.3f\n", "umi-host (decode, schedule, run)", through_host, through_host / ceiling);
+  const std::string shipped = ReadFile(UMI_SOURCE_DIR "/config/hardware/default.yaml");
+  const HostRate shipped_rate = ThroughHost(context, shipped, count);
+  const HostRate wide_rate = ThroughHost(context, kWideConfig, count);
+  const HostRate isolated_rate = ThroughHost(context, shipped + "  noop: {isolation: process, processes: 8}\n", count);
+
+  std::printf("\nEnd-to-end noop throughput over tcp loopback, %d tasks (producer and collector: this process)\n",
+              count);
+  std::printf("%-58s %11s %9s %9s %12s\n", "path", "tasks_per_s", "vs_relay", "vs_zmq", "cpu_us_task");
+  std::printf("%-58s %11.0f %9s %9.3f %12s\n", "ZeroMQ PULL -> PUSH, a thread in this process", in_process, "-", 1.0,
+              "-");
+  std::printf("%-58s %11.0f %9.3f %9.3f %12.2f\n", "relay process: decode, encode (reference)", process_relay, 1.0,
+              process_relay / in_process, relay_cpu_us);
+  auto row = [&](const char* name, const HostRate& r) {
+    std::printf("%-58s %11.0f %9.3f %9.3f %12.2f\n", name, r.tasks_per_s, r.tasks_per_s / process_relay,
+                r.tasks_per_s / in_process, r.cpu_us_per_task);
+  };
+  row("umi-host, config/hardware/default.yaml (8 concurrent)", shipped_rate);
+  row("umi-host, 48 concurrent, max_queued 200000", wide_rate);
+  row("umi-host, default.yaml, noop isolation: process (8)", isolated_rate);
 
   // Latency of one task at a time through rpc, idle host, next to a bare
   // DEALER/ROUTER echo of the same bytes over tcp loopback (its own context
@@ -240,6 +305,7 @@ void Throughput(int count) {
   });
   // Interleaved, one of each in turn: the VM's speed moves within seconds.
   RpcClient bare(context, echo_endpoint);
+  HostProcess host(Options(kWideConfig));
   RpcClient rpc(host.context(), host.endpoint("rpc"));
   std::vector<double> echo_micros, micros;
   auto round_trip = [](RpcClient& client, const std::string& bytes) {
