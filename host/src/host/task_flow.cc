@@ -75,28 +75,45 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   queued.message = std::move(task);
   ledger_.Accepted(queued.message.id, queued.key, admitted.fingerprint);
   Publish("task.queued", queued.message);
+  // A run_inline task that the pool grants now, with nothing queued, runs
+  // at once: it gives its grant back before the next message is read, so
+  // it holds up nothing that queueing it would have let ahead of it.
+  if (queued.plugin->run_inline && scheduler_.size() == 0 && !IsolatedConfig(*queued.plugin)) {
+    if (std::optional<Allocation> allocation = pool_.TryAllocate(queued.key, queued.demand)) {
+      if (Executor::RunsInline(*queued.plugin, false, *allocation)) {
+        const Clock::TimePoint now = queued.enqueued_at;
+        return Start(std::move(queued), std::move(*allocation), now);
+      }
+      pool_.Release(queued.key);
+    }
+  }
   scheduler_.Enqueue(std::move(queued));
 }
 
 void TaskFlow::StartRunnable() {
   const Clock::TimePoint now = clock_.Now();
-  for (auto& [task, allocation] : scheduler_.TakeRunnable(now)) {
-    auto running = std::make_unique<RunningTask>();
-    running->queued_ms = Millis(now - task.enqueued_at);
-    running->context = std::make_shared<UMI_Context>(task.message.id, task.message.plugin,
-                                                     task.message.input_msgpack, allocation);
-    const uint64_t key = task.key;
-    running->context->on_progress = executor_.ProgressReporter(key);
-    std::optional<Clock::TimePoint> deadline;
-    if (task.message.timeout_ms > 0) deadline = now + std::chrono::milliseconds(task.message.timeout_ms);
-    running->task = std::move(task);
-    running->allocation = std::move(allocation);
-    RunningTask& started = running_.Add(key, std::move(running), deadline);
-    Publish("task.started", started.task.message);
-    telemetry_.TaskStarted(key, started.Record(clock_.UnixSeconds()));
-    const PluginConfig* isolated = IsolatedConfig(*started.task.plugin);
-    executor_.Run(key, started.context, *started.task.plugin, started.allocation,
-                  isolated ? std::optional<std::string>(isolated->settings_msgpack) : std::nullopt);
+  for (auto& [task, allocation] : scheduler_.TakeRunnable(now)) Start(std::move(task), std::move(allocation), now);
+}
+
+void TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint now) {
+  auto running = std::make_unique<RunningTask>();
+  running->queued_ms = Millis(now - task.enqueued_at);
+  running->context =
+      std::make_shared<UMI_Context>(task.message.id, task.message.plugin, task.message.input_msgpack, allocation);
+  const uint64_t key = task.key;
+  running->context->on_progress = executor_.ProgressReporter(key);
+  std::optional<Clock::TimePoint> deadline;
+  if (task.message.timeout_ms > 0) deadline = now + std::chrono::milliseconds(task.message.timeout_ms);
+  running->task = std::move(task);
+  running->allocation = std::move(allocation);
+  RunningTask& started = running_.Add(key, std::move(running), deadline);
+  Publish("task.started", started.task.message);
+  telemetry_.TaskStarted(key, started.Record(clock_.UnixSeconds()));
+  const PluginConfig* isolated = IsolatedConfig(*started.task.plugin);
+  if (std::optional<Finished> finished =
+          executor_.Run(key, started.context, *started.task.plugin, started.allocation,
+                        isolated ? std::optional<std::string>(isolated->settings_msgpack) : std::nullopt)) {
+    Complete(*finished);
   }
 }
 

@@ -51,7 +51,8 @@ class TaskFlow {
   // Readable when the Executor has mail; then call HandleMail.
   int mail_fd() const { return executor_.fd(); }
 
-  // A decoded task: refused, answered from the dedup window, or queued.
+  // A decoded task: refused, answered from the dedup window, run at once
+  // (a run_inline task that fits, with nothing queued) or queued.
   void Accept(TaskMessage task, ReplyRoute route, bool serving);
   // Answers a message that was never accepted.
   void Refuse(const TaskResult& result, const ReplyRoute& route) { ledger_.Refuse(result, route); }
@@ -103,6 +104,9 @@ class TaskFlow {
 
  private:
   PoolCapacity Capacity(const HardwareConfig& config) const;
+  // Runs a granted task on the Executor; one that runs inline is complete
+  // (answered) when this returns.
+  void Start(QueuedTask task, Allocation allocation, Clock::TimePoint now);
   // The plugin's config when it runs in worker processes (isolation:
   // process, or a Python plugin, with defaults when it has no section); null otherwise.
   const PluginConfig* IsolatedConfig(const LoadedPlugin& plugin) const;

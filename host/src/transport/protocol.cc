@@ -14,6 +14,13 @@ namespace {
 
 constexpr std::string_view kEmptyMap("\x80", 1);
 
+// A msgpack output stream that appends to a string: the bytes are packed
+// where they are returned, with no 8 KiB sbuffer to allocate and copy from.
+struct StringStream {
+  std::string& out;
+  void write(const char* data, size_t size) { out.append(data, size); }
+};
+
 std::string_view AsString(const msgpack::object& object) {
   return {object.via.str.ptr, object.via.str.size};
 }
@@ -105,9 +112,10 @@ RequirementOverride ReadResources(const msgpack::object& map) {
 }
 
 std::string Pack(const msgpack::object& object) {
-  msgpack::sbuffer buffer;
-  msgpack::pack(buffer, object);
-  return std::string(buffer.data(), buffer.size());
+  std::string packed;
+  StringStream stream{packed};
+  msgpack::pack(stream, object);
+  return packed;
 }
 
 Message Decode(const msgpack::object& root) {
@@ -209,16 +217,22 @@ Message DecodeMessage(std::string_view bytes) {
   // Bounds keep a hostile message from costing more than its own size.
   const msgpack::unpack_limit limit(/*array=*/1 << 20, /*map=*/1 << 20, /*str=*/64 << 20,
                                     /*bin=*/64 << 20, /*ext=*/64 << 20, /*depth=*/64);
+  // One zone per thread, cleared after each message: it keeps its first
+  // chunk, so a message of ordinary size allocates nothing here.
+  thread_local msgpack::zone zone;
+  struct ClearAfter {
+    msgpack::zone& zone;
+    ~ClearAfter() { zone.clear(); }
+  } clear_after{zone};
   try {
     size_t offset = 0;
-    msgpack::object_handle handle =
-        msgpack::unpack(bytes.data(), bytes.size(), offset, nullptr, nullptr, limit);
+    const msgpack::object root = msgpack::unpack(zone, bytes.data(), bytes.size(), offset, nullptr, nullptr, limit);
     if (offset != bytes.size()) {
       return BadMessage{std::nullopt, "", Status(ErrorCode::kBadRequest,
                         "trailing bytes after the msgpack map (" +
                             std::to_string(bytes.size() - offset) + ")")};
     }
-    return Decode(handle.get());
+    return Decode(root);
   } catch (const msgpack::insufficient_bytes&) {
     return BadMessage{std::nullopt, "", Status(ErrorCode::kBadRequest, "truncated msgpack")};
   } catch (const std::exception& e) {
@@ -293,8 +307,12 @@ TaskResult RejectedResult(std::optional<std::string> id, std::string plugin, con
 }
 
 std::string EncodeResult(const TaskResult& result, std::string_view host) {
-  msgpack::sbuffer buffer;
-  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  std::string encoded;
+  // Enough for the fixed fields, so a small result is packed without growing.
+  encoded.reserve(192 + result.output_msgpack.size() + result.error_message.size() +
+                  (result.id ? result.id->size() : 0) + result.plugin.size() + host.size());
+  StringStream buffer{encoded};
+  msgpack::packer<StringStream> packer(buffer);
   const bool ok = result.status == TaskStatus::kOk;
   const uint32_t fields = 7 + (result.id ? 1 : 0) + (result.started_at ? 1 : 0) +
                           (result.finished_at ? 1 : 0) + (result.allocation ? 1 : 0);
@@ -331,7 +349,7 @@ std::string EncodeResult(const TaskResult& result, std::string_view host) {
     packer.pack("memory_mb").pack(a.memory_mb);
     if (!a.cpu_ids.empty()) packer.pack("cpu_ids").pack(a.cpu_ids);
   }
-  return std::string(buffer.data(), buffer.size());
+  return encoded;
 }
 
 }  // namespace umi
@@ -341,10 +359,11 @@ namespace {
 
 template <typename Fill>
 std::string Packed(Fill fill) {
-  msgpack::sbuffer buffer;
-  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  std::string packed;
+  StringStream stream{packed};
+  msgpack::packer<StringStream> packer(stream);
   fill(packer);
-  return std::string(buffer.data(), buffer.size());
+  return packed;
 }
 
 }  // namespace
