@@ -2,6 +2,11 @@
 
 #include <gtest/gtest.h>
 
+#include <deque>
+#include <map>
+#include <random>
+#include <string>
+
 namespace umi {
 namespace {
 
@@ -48,6 +53,58 @@ TEST(ResultCache, AZeroWindowOrSizeKeepsNothing) {
   ResultCache empty(seconds(10), 0);
   empty.Remember("a", "x", 0, Clock::time_point{});
   EXPECT_EQ(empty.size(), 0u);
+}
+
+// The ring and its index against the obvious model (a map by id plus the
+// order of arrival), through growth, wrap-around, replaced ids, expiry by
+// time and by count, and limits that change on the way.
+TEST(ResultCache, AgreesWithAPlainMapThroughRandomUse) {
+  std::mt19937 random(17);
+  size_t max_entries = 64;
+  seconds window(50);
+  ResultCache cache(window, max_entries);
+  struct Model {
+    std::string body;
+    Clock::time_point at;
+    uint64_t fingerprint;
+  };
+  std::map<std::string, Model> model;
+  std::deque<std::pair<Clock::time_point, std::string>> order;
+  auto expire = [&](Clock::time_point now, size_t keep) {
+    while (!order.empty() && (now - order.front().first > window || order.size() > keep)) {
+      const auto& [at, id] = order.front();
+      if (const auto found = model.find(id); found != model.end() && found->second.at == at) model.erase(found);
+      order.pop_front();
+    }
+  };
+  Clock::time_point now{};
+  for (int step = 0; step < 200000; ++step) {
+    if (step % 20000 == 10000) {  // a reload changes the limits
+      max_entries = 16 + random() % 200;
+      window = seconds(5 + random() % 100);
+      cache.SetLimits(window, max_entries);
+    }
+    now += std::chrono::milliseconds(random() % 1500);
+    const std::string id = "task-" + std::to_string(random() % 400);
+    if (random() % 3 == 0) {
+      const std::string body = "body-" + std::to_string(step) + std::string(random() % 40, 'x');
+      cache.Remember(id, body, step, now);
+      expire(now, max_entries - 1);
+      model[id] = Model{body, now, static_cast<uint64_t>(step)};
+      order.emplace_back(now, id);
+    } else {
+      const ResultCache::Entry* found = cache.Find(id, now);
+      expire(now, max_entries);
+      const auto expected = model.find(id);
+      ASSERT_EQ(found != nullptr, expected != model.end()) << "step " << step << " id " << id;
+      if (found) {
+        EXPECT_EQ(found->body, expected->second.body);
+        EXPECT_EQ(found->fingerprint, expected->second.fingerprint);
+        EXPECT_EQ(found->at, expected->second.at);
+      }
+    }
+    ASSERT_EQ(cache.size(), model.size()) << "step " << step;
+  }
 }
 
 }  // namespace

@@ -3,17 +3,22 @@
 // the task's fingerprint, so a retry is answered with the same bytes and
 // another task under the same id is told apart (docs/protocol.md).
 //
+// Every finished task passes through here, so it is built for that: the
+// entries sit in a ring in the order they finished (their strings keep
+// their buffers when a slot is reused, so a full window allocates nothing
+// per task), and an open-addressing index of slot numbers finds an id with
+// one probe into a flat array where a node-based map would chase pointers.
+//
 // Time is passed in: tests run it on a virtual clock.
 //
 // Thread safety: none; the event loop owns it.
 #pragma once
 
-#include <algorithm>
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <string>
-#include <unordered_map>
+#include <string_view>
+#include <vector>
 
 namespace umi {
 
@@ -29,27 +34,43 @@ class ResultCache {
   // A window of 0 or max_entries of 0 keeps nothing.
   ResultCache(Clock::duration window, size_t max_entries) { SetLimits(window, max_entries); }
   // A config reload may change them; they apply from the next call.
-  void SetLimits(Clock::duration window, size_t max_entries) {
-    window_ = window;
-    max_entries_ = max_entries;
-    // Buckets for a full window up front: at 100k tasks/s the table is full
-    // within a second, and growing it rehashes every entry each time.
-    entries_.reserve(std::min<size_t>(max_entries, size_t{1} << 20));
-  }
+  void SetLimits(Clock::duration window, size_t max_entries);
 
-  void Remember(const std::string& id, std::string body, uint64_t fingerprint, Clock::time_point now);
+  // Remembers `body` as the answer for `id`, replacing an earlier one.
+  void Remember(std::string_view id, std::string_view body, uint64_t fingerprint, Clock::time_point now);
   // The entry for `id` if it finished within the window, else null (valid
   // until the next call).
-  const Entry* Find(const std::string& id, Clock::time_point now);
-  size_t size() const { return entries_.size(); }
+  const Entry* Find(std::string_view id, Clock::time_point now);
+  size_t size() const { return live_; }
 
  private:
-  void Expire(Clock::time_point now);
+  struct Slot : Entry {
+    std::string id;
+    uint32_t hash = 0;
+    bool live = false;  // false: expired, or replaced by a newer entry for its id
+  };
+  // An index cell: 0 = empty, else the slot number + 1, with the low bits of
+  // the id's hash (its home cell, and a cheap check before comparing ids).
+  struct Cell {
+    uint32_t slot_plus_one = 0;
+    uint32_t hash = 0;
+  };
+
+  static uint32_t HashOf(std::string_view id);
+  // The index cell that holds `id`, or the empty cell where it would go.
+  size_t Probe(std::string_view id, uint32_t hash) const;
+  void Unindex(size_t cell);
+  // Drops the oldest entries out of the window or beyond `keep` entries.
+  void Expire(Clock::time_point now, size_t keep);
+  // Makes the ring hold one more entry and returns its slot.
+  size_t Append();
+  void Reindex(size_t cells);
 
   Clock::duration window_{};
   size_t max_entries_ = 0;
-  std::unordered_map<std::string, Entry> entries_;
-  std::deque<std::pair<Clock::time_point, std::string>> order_;  // oldest first; stale pairs skipped
+  std::vector<Slot> ring_;   // oldest at head_, `used_` slots from there (live or not)
+  size_t head_ = 0, used_ = 0, live_ = 0;
+  std::vector<Cell> index_;  // a power of two, at most half full
 };
 
 }  // namespace umi
