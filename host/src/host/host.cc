@@ -145,11 +145,13 @@ class Host::Loop final : public Inbox {
     while (true) {
       poller_.PollOnce(NextWakeup());
       PetWatchdog();
-      transport_.AfterPoll();
       if (redis_) redis_->AfterPoll();
       CheckDeadlines();
       if (lifecycle_.serving()) flow_.StartRunnable();
       UpdateLoad();
+      // Last: this turn's results leave in one batch, after the load they
+      // leave behind is published.
+      transport_.AfterPoll();
       if (!lifecycle_.serving() && flow_.running() == 0) return FinishDrain();
     }
   }

@@ -8,7 +8,8 @@ namespace umi {
 void Outbox::Send(std::string body, const std::vector<std::string>& envelope) {
   if (envelope.empty()) {
     waiting_results_.push_back(std::move(body));
-    return FlushResults();
+    if (waiting_results_.size() >= kResultBatch) FlushResults();
+    return;
   }
   std::deque<Reply>* waiting = nullptr;
   if (const auto found = waiting_replies_.find(envelope.front()); found != waiting_replies_.end()) {

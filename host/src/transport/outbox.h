@@ -1,7 +1,10 @@
 // Outbox: every answer the host sends over ZeroMQ, and the ones that wait.
 //
-// Results for the tasks socket go out on the results PUSH socket; while no
-// collector takes them they wait in order. Replies to rpc clients go back
+// Results for the tasks socket go out on the results PUSH socket in
+// batches: Send keeps them until kResultBatch wait, and the loop flushes the
+// rest at the end of its turn (FlushResults), so ZeroMQ's I/O thread is
+// woken once per batch instead of once per result. While no collector takes
+// them they wait in order. Replies to rpc clients go back
 // through the ROUTER with ZMQ_ROUTER_MANDATORY: a client whose pipe is full
 // makes its replies wait (in order, per client) instead of losing them, and
 // a client that is gone is counted through `on_dropped`. The loop stops
@@ -27,8 +30,10 @@ class Outbox {
   Outbox(zmq::socket_t& results, zmq::socket_t& rpc, std::function<void()> on_dropped)
       : results_(results), rpc_(rpc), on_dropped_(std::move(on_dropped)) {}
 
-  // `envelope` empty: a result for the results socket; else the rpc
-  // client's routing frames.
+  static constexpr size_t kResultBatch = 64;
+
+  // `envelope` empty: a result for the results socket (sent with its batch);
+  // else the rpc client's routing frames (sent now).
   void Send(std::string body, const std::vector<std::string>& envelope);
   // Sends what each reader can take now.
   void FlushResults();

@@ -134,6 +134,7 @@ void ZmqTransport::Send(std::string body, const ReplyRoute& route) {
 }
 
 void ZmqTransport::AfterPoll() {
+  outbox_.FlushResults();
   if (outbox_.replies_waiting() > 0) outbox_.FlushReplies();
 }
 
