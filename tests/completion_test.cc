@@ -49,5 +49,16 @@ TEST(Completion, CrashesErrorsAndBadOutput) {
   EXPECT_TRUE(not_a_map.output_msgpack.empty());
 }
 
+TEST(Completion, OutputMustBeExactlyOneWholeMap) {
+  auto status_of = [](std::string output) { return Complete({.output_msgpack = std::move(output)}).status; };
+  EXPECT_EQ(status_of(std::string("\x80", 1)), TaskStatus::kOk);
+  EXPECT_EQ(status_of(std::string("\x81\xa1k\x81\xa1n\x92\x01\xc0", 9)), TaskStatus::kOk);  // {k: {n: [1, nil]}}
+  EXPECT_EQ(status_of(std::string("\xde\x00\x01\xa1k\x02", 6)), TaskStatus::kOk);               // map16
+  EXPECT_EQ(status_of(std::string("\x82\xa1k\x01", 4)), TaskStatus::kError);   // a pair short
+  EXPECT_EQ(status_of(std::string("\x80\x80", 2)), TaskStatus::kError);         // trailing bytes
+  EXPECT_EQ(status_of(std::string("\x81\xa1k\xc1", 4)), TaskStatus::kError);   // 0xc1 is never valid
+  EXPECT_EQ(status_of(std::string("\xa1k", 2)), TaskStatus::kError);             // a string, not a map
+}
+
 }  // namespace
 }  // namespace umi

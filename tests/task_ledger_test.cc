@@ -45,12 +45,12 @@ TEST_F(TaskLedgerTest, AnEndedTaskIsSentOnceRememberedAndNoLongerActive) {
   EXPECT_FALSE(ledger_.active("a"));
   EXPECT_EQ(ledger_.KeyOf("a"), 0u);
   ASSERT_EQ(sink_.sent.size(), 1u);
-  const ResultCache::Entry* stored = ledger_.finished("a");
+  const ResultCache::Entry* stored = ledger_.finished("a", clock_.Now());
   ASSERT_NE(stored, nullptr);
   EXPECT_EQ(stored->body, sink_.sent.front()) << "a retry gets the same bytes";
   EXPECT_EQ(stored->fingerprint, 42u);
   clock_.Advance(seconds(61));
-  EXPECT_EQ(ledger_.finished("a"), nullptr) << "the dedup window is read from the clock";
+  EXPECT_EQ(ledger_.finished("a", clock_.Now()), nullptr) << "the window ends with its time";
 }
 
 // The bug the e2e collector test once found: refusing a duplicate of a
@@ -59,7 +59,7 @@ TEST_F(TaskLedgerTest, ARefusalLeavesTheActiveTaskOfThatIdAlone) {
   ledger_.Accepted("a", 7, 42);
   ledger_.Refuse(RejectedResult("a", "noop", Status(ErrorCode::kDuplicateId, "already running")), route_);
   EXPECT_TRUE(ledger_.active("a"));
-  EXPECT_EQ(ledger_.finished("a"), nullptr) << "a rejection is not a stored result";
+  EXPECT_EQ(ledger_.finished("a", clock_.Now()), nullptr) << "a rejection is not a stored result";
   EXPECT_EQ(sink_.sent.size(), 1u);
 }
 

@@ -104,7 +104,7 @@ TEST(Telemetry, AStaleHeartbeatIsUnhealthy) {
 
 TEST(Telemetry, RecentKeepsTheNewestFinishedThenTheRunning) {
   Telemetry telemetry("h", /*recent_capacity=*/2);
-  for (int i = 1; i <= 3; ++i) {
+  for (int i = 1; i <= 5; ++i) {  // around the ring of 2 twice
     TaskRecord record;
     record.id = "t" + std::to_string(i);
     record.plugin = "noop";
@@ -118,13 +118,15 @@ TEST(Telemetry, RecentKeepsTheNewestFinishedThenTheRunning) {
   telemetry.TaskStarted(9, running);
   const std::vector<TaskRecord> recent = telemetry.Recent(10);
   ASSERT_EQ(recent.size(), 3u);
-  EXPECT_EQ(recent[0].id, "t2");
-  EXPECT_EQ(recent[1].id, "t3");
+  EXPECT_EQ(recent[0].id, "t4");
+  EXPECT_EQ(recent[1].id, "t5");
   EXPECT_EQ(recent[1].status, "ok");
   EXPECT_EQ(recent[2].id, "r");
   EXPECT_EQ(recent[2].status, "running");
   EXPECT_FALSE(recent[2].finished_at.has_value());
-  EXPECT_EQ(telemetry.Recent(1).size(), 2u);  // the limit applies to finished tasks
+  const std::vector<TaskRecord> newest = telemetry.Recent(1);  // the limit applies to finished tasks
+  ASSERT_EQ(newest.size(), 2u);
+  EXPECT_EQ(newest[0].id, "t5");
 }
 
 }  // namespace

@@ -5,11 +5,16 @@
 namespace umi {
 namespace {
 
+// Checked without building objects (no zone, no allocation for a flat map).
 bool IsMsgpackMap(const std::string& bytes) {
+  if (bytes.empty()) return false;
+  const auto first = static_cast<uint8_t>(bytes[0]);
+  const bool map = (first >= 0x80 && first <= 0x8f) || first == 0xde || first == 0xdf;  // fixmap, map16, map32
+  if (!map) return false;
   try {
+    msgpack::null_visitor visitor;
     size_t offset = 0;
-    const msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size(), offset);
-    return offset == bytes.size() && handle.get().type == msgpack::type::MAP;
+    return msgpack::parse(bytes.data(), bytes.size(), offset, visitor) && offset == bytes.size();
   } catch (const std::exception&) {
     return false;
   }

@@ -268,10 +268,12 @@ class Host::Loop final : public Inbox {
     return std::max(std::chrono::ceil<std::chrono::milliseconds>(next - now), std::chrono::milliseconds(0));
   }
 
-  // Also the loop's heartbeat (/healthz).
-  void UpdateLoad() {
+  // After each release (whoever reads a task's answer and then scrapes sees
+  // the grant given back) and, as the loop's heartbeat (/healthz), each turn.
+  void PublishLoad(bool heartbeat = false) {
     const size_t unsent = transport_.waiting() + (redis_ ? redis_->waiting() : 0);
-    telemetry_.SetLoad(flow_.queued(), flow_.running(), unsent, flow_.usage());
+    flow_.FillUsage(usage_);
+    telemetry_.SetLoad(flow_.queued(), flow_.running(), unsent, usage_, heartbeat);
     // Worker processes change rarely (a start, a death): pushed when they do.
     if (const uint64_t generation = flow_.processes().counts_generation(); generation != workers_generation_) {
       workers_generation_ = generation;
@@ -279,6 +281,11 @@ class Host::Loop final : public Inbox {
       for (const auto& [plugin, counts] : flow_.processes().worker_counts()) workers[plugin] = {counts.live, counts.ended};
       telemetry_.SetWorkerProcesses(std::move(workers));
     }
+  }
+
+  // Once per turn.
+  void UpdateLoad() {
+    PublishLoad(/*heartbeat=*/true);
     // The queue's shape changes every turn under load: sampled.
     const Clock::TimePoint now = clock_.Now();
     if (now < next_queue_sample_) return;
@@ -450,7 +457,8 @@ class Host::Loop final : public Inbox {
   Telemetry telemetry_{options_.name, 1000, config_.http.histogram_buckets_s};
   HttpServer http_{telemetry_};  // reads telemetry_: declared after it
   // Declared last: destroyed first, so its threads finish before what they reach goes away.
-  TaskFlow flow_{FlowOptions(options_), clock_, config_, plugins_, telemetry_, transport_, [this] { UpdateLoad(); }};
+  PoolUsage usage_;  // PublishLoad's, kept for its vectors
+  TaskFlow flow_{FlowOptions(options_), clock_, config_, plugins_, telemetry_, transport_, [this] { PublishLoad(); }};
 };
 
 Host::Host(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins)

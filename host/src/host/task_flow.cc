@@ -44,11 +44,12 @@ PoolCapacity TaskFlow::Capacity(const HardwareConfig& config) const {
 }
 
 void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
+  const Clock::TimePoint now = clock_.Now();
   AdmissionFacts facts;
   facts.serving = serving;
   facts.from_rpc = route.rpc;
   facts.id_active = ledger_.active(task.id);
-  facts.finished = ledger_.finished(task.id);
+  facts.finished = ledger_.finished(task.id, now);
   facts.plugin = plugins_.Find(task.plugin);
   if (!facts.plugin) facts.plugin_refusal = plugins_.RefusalOf(task.plugin);
   facts.queued = scheduler_.size();
@@ -71,7 +72,7 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   queued.demand = std::move(admitted.demand);
   queued.plugin = facts.plugin;
   queued.reply = std::move(route);
-  queued.enqueued_at = clock_.Now();
+  queued.enqueued_at = now;
   queued.message = std::move(task);
   ledger_.Accepted(queued.message.id, queued.key, admitted.fingerprint);
   Publish("task.queued", queued.message);
@@ -81,7 +82,6 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   if (queued.plugin->run_inline && scheduler_.size() == 0 && !IsolatedConfig(*queued.plugin)) {
     if (std::optional<Allocation> allocation = pool_.TryAllocate(queued.key, queued.demand)) {
       if (Executor::RunsInline(*queued.plugin, false, *allocation)) {
-        const Clock::TimePoint now = queued.enqueued_at;
         return Start(std::move(queued), std::move(*allocation), now);
       }
       pool_.Release(queued.key);

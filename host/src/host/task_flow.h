@@ -100,6 +100,7 @@ class TaskFlow {
   const ProcessPool& processes() const { return executor_.processes(); }
   size_t running() const { return running_.size(); }
   PoolUsage usage() const { return pool_.Usage(); }
+  void FillUsage(PoolUsage& usage) const { pool_.FillUsage(usage); }
   std::optional<Clock::TimePoint> NextDeadline() const { return running_.NextDeadline(); }
 
  private:

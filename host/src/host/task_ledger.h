@@ -33,7 +33,7 @@ class TaskLedger {
 
   // What admission needs to know about an id.
   bool active(const std::string& id) const { return active_.count(id) > 0; }
-  const ResultCache::Entry* finished(const std::string& id) { return finished_.Find(id, clock_.Now()); }
+  const ResultCache::Entry* finished(const std::string& id, Clock::TimePoint now) { return finished_.Find(id, now); }
   // The key of the active task with this id; 0 if none.
   uint64_t KeyOf(const std::string& id) const;
 

@@ -324,6 +324,11 @@ bool ResourcePool::Release(uint64_t task_key) {
 
 PoolUsage ResourcePool::Usage() const {
   PoolUsage usage;
+  FillUsage(usage);
+  return usage;
+}
+
+void ResourcePool::FillUsage(PoolUsage& usage) const {
   usage.cpu_cores_used = cores_used_;
   usage.cpu_cores_total = capacity_.cpu_cores;
   usage.cpu_threads_used = threads_used_;
@@ -332,9 +337,10 @@ PoolUsage ResourcePool::Usage() const {
   usage.memory_mb_total = capacity_.memory_mb;
   usage.cpu_tasks_running = cpu_tasks_running_;
   usage.max_concurrent_tasks = capacity_.max_concurrent_tasks;
+  usage.gpu_used.clear();
+  usage.gpu_ids.clear();
   for (const GpuState& gpu : gpus_) usage.gpu_used.push_back(gpu.used);
   for (const GpuDevice& gpu : capacity_.gpus) usage.gpu_ids.push_back(gpu.id);
-  return usage;
 }
 
 }  // namespace umi

@@ -118,6 +118,8 @@ class ResourcePool {
   Status Reconfigure(PoolCapacity capacity);
 
   PoolUsage Usage() const;
+  // The same into `usage`, reusing its vectors (the loop does it per task).
+  void FillUsage(PoolUsage& usage) const;
   const PoolCapacity& capacity() const { return capacity_; }
   size_t running() const { return allocations_.size(); }
 

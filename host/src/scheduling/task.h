@@ -37,6 +37,7 @@ struct ReplyRoute {
 };
 
 enum class TaskStatus { kOk, kError, kRejected, kTimeout, kCancelled, kCrashed };
+inline constexpr size_t kTaskStatusCount = 6;
 const char* ToString(TaskStatus status);
 
 struct TaskResult {

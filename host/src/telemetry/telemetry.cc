@@ -200,14 +200,15 @@ std::string Telemetry::Unhealthy(std::chrono::steady_clock::time_point now) cons
          std::to_string(std::chrono::duration_cast<std::chrono::seconds>(silent).count()) + " s";
 }
 
-void Telemetry::SetLoad(size_t queued, size_t running, size_t unsent_results, const PoolUsage& pool) {
-  const auto now = std::chrono::steady_clock::now();  // the only clock read per turn of the loop
+void Telemetry::SetLoad(size_t queued, size_t running, size_t unsent_results, const PoolUsage& pool,
+                        bool heartbeat) {
+  const auto now = heartbeat ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point();
   std::lock_guard lock(mutex_);
-  state_.last_tick = now;
+  if (heartbeat) state_.last_tick = now;
   state_.queued = queued;
   state_.running = running;
   state_.unsent_results = unsent_results;
-  state_.pool = pool;
+  state_.pool = pool;  // assigned into the vectors already there: no allocation per call
 }
 
 void Telemetry::SetQueue(std::map<std::string, size_t> queued_by_plugin,
@@ -231,20 +232,32 @@ void Telemetry::TaskStarted(uint64_t key, TaskRecord record) {
 void Telemetry::SetKnownPlugins(std::set<std::string> names) {
   std::lock_guard lock(mutex_);
   known_plugins_ = std::move(names);
+  counters_.clear();  // a name may have changed between known and unknown
+}
+
+Telemetry::Counters& Telemetry::CountersFor(const std::string& plugin) {
+  if (const auto found = counters_.find(plugin); found != counters_.end()) return found->second;
+  Counters counters;
+  counters.all = &state_.plugins[""];
+  if (!plugin.empty()) {
+    const bool known = !known_plugins_ || known_plugins_->count(plugin);
+    counters.own = &state_.plugins[known ? plugin : kUnknownPlugin];
+  }
+  // Names from the wire are bounded: the unknown ones share one entry.
+  if (counters_.size() >= kMaxCounterCacheEntries) counters_.clear();
+  return counters_.emplace(plugin, counters).first->second;
 }
 
 void Telemetry::TaskFinished(uint64_t key, const TaskResult& result) {
-  const std::string status = ToString(result.status);
+  const size_t status_index = static_cast<size_t>(result.status);
   std::lock_guard lock(mutex_);
-  std::vector<PluginStats*> targets = {&state_.plugins[""]};
-  if (!result.plugin.empty()) {
-    const bool known = !known_plugins_ || known_plugins_->count(result.plugin);
-    targets.push_back(&state_.plugins[known ? result.plugin : kUnknownPlugin]);
-  }
-  const std::string code = result.status == TaskStatus::kOk ? "" : BoundedCode(result.error_code);
-  for (PluginStats* stats : targets) {
-    ++stats->done[status];
-    if (!code.empty()) ++stats->failed[{status, code}];
+  Counters& counters = CountersFor(result.plugin);
+  for (PluginStats* stats : {counters.all, counters.own}) {
+    if (!stats) continue;
+    uint64_t*& done = (stats == counters.all ? counters.all_done : counters.own_done)[status_index];
+    if (!done) done = &stats->done[ToString(result.status)];
+    ++*done;
+    if (result.status != TaskStatus::kOk) ++stats->failed[{ToString(result.status), BoundedCode(result.error_code)}];
     if (!result.started_at) continue;
     stats->queue_seconds.Observe(result.queued_ms / 1000.0, bounds_);
     stats->run_seconds.Observe(result.run_ms / 1000.0, bounds_);
@@ -259,14 +272,20 @@ void Telemetry::TaskFinished(uint64_t key, const TaskResult& result) {
   }
   const auto found = running_.find(key);
   if (found == running_.end()) return;
-  TaskRecord record = std::move(found->second);
-  running_.erase(found);
-  record.status = status;
+  TaskRecord& record = found->second;
+  record.status = ToString(result.status);
   record.finished_at = result.finished_at.value_or(UnixNow());
   if (result.started_at) record.started_at = *result.started_at;
-  if (recent_capacity_ == 0) return;
-  if (recent_.size() == recent_capacity_) recent_.pop_front();
-  recent_.push_back(std::move(record));
+  if (recent_capacity_ > 0) {
+    // A ring: the oldest's slot is reused, and its strings' buffers with it.
+    if (recent_.size() < recent_capacity_) {
+      recent_.push_back(std::move(record));
+    } else {
+      recent_[recent_oldest_] = std::move(record);
+      recent_oldest_ = (recent_oldest_ + 1) % recent_capacity_;
+    }
+  }
+  running_.erase(found);
 }
 
 Telemetry::Snapshot Telemetry::Take() const {
@@ -281,7 +300,7 @@ std::vector<TaskRecord> Telemetry::Recent(size_t limit) const {
   std::lock_guard lock(mutex_);
   std::vector<TaskRecord> out;
   const size_t skip = recent_.size() > limit ? recent_.size() - limit : 0;
-  out.insert(out.end(), recent_.begin() + static_cast<long>(skip), recent_.end());
+  for (size_t i = skip; i < recent_.size(); ++i) out.push_back(recent_[(recent_oldest_ + i) % recent_.size()]);
   std::vector<TaskRecord> running;
   for (const auto& [key, record] : running_) running.push_back(record);
   std::sort(running.begin(), running.end(),

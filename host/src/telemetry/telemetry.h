@@ -12,6 +12,7 @@
 // loop holds it for a few hundred nanoseconds per task).
 #pragma once
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <deque>
@@ -124,8 +125,9 @@ class Telemetry {
   void SetQueue(std::map<std::string, size_t> queued_by_plugin,
                 std::optional<std::chrono::steady_clock::time_point> oldest_enqueued_at, bool reading_tasks);
   void SetWorkerProcesses(std::map<std::string, WorkerProcesses> workers);
-  // Called on every turn of the event loop: also its heartbeat.
-  void SetLoad(size_t queued, size_t running, size_t unsent_results, const PoolUsage& pool);
+  // Called on every turn of the event loop, as its heartbeat, and without
+  // one (`heartbeat` false: no clock read) each time a task gives its grant back.
+  void SetLoad(size_t queued, size_t running, size_t unsent_results, const PoolUsage& pool, bool heartbeat = true);
 
   // A loop that has not turned for this long is stuck (/healthz says 503).
   static constexpr auto kStuckAfter = std::chrono::seconds(10);
@@ -149,12 +151,25 @@ class Telemetry {
   std::string RecentJson(size_t limit) const;
 
  private:
+  // Where a plugin's finished tasks are counted: pointers into
+  // state_.plugins, whose entries are never erased (std::map nodes stay put),
+  // so a task costs no lookup by name beyond this cache's.
+  struct Counters {
+    PluginStats* all = nullptr;  // "" (every plugin)
+    PluginStats* own = nullptr;  // the plugin, or kUnknownPlugin; null for ""
+    std::array<uint64_t*, kTaskStatusCount> all_done{}, own_done{};  // by TaskStatus, set when first used
+  };
+  static constexpr size_t kMaxCounterCacheEntries = 1024;
+  Counters& CountersFor(const std::string& plugin);
+
   mutable std::mutex mutex_;
   Snapshot state_;
   std::optional<std::set<std::string>> known_plugins_;
+  std::unordered_map<std::string, Counters> counters_;
   size_t recent_capacity_;
   const std::vector<double> bounds_;
-  std::deque<TaskRecord> recent_;
+  std::vector<TaskRecord> recent_;  // a ring of recent_capacity_ once full
+  size_t recent_oldest_ = 0;
   std::unordered_map<uint64_t, TaskRecord> running_;
 };
 
