@@ -256,5 +256,31 @@ TEST(PluginSdk, RunInlinePluginsRunOnTheEventLoopAndApi10PluginsStillLoad) {
   EXPECT_NE(r.Output("pid")->as<int64_t>(), isolated.pid()) << "isolation: process wins over run_inline";
 }
 
+// An inline task runs and is answered while the loop handles its message,
+// without passing the executor's mailbox: its progress still reaches
+// watchers, between task.started and task.finished, coalesced as any other.
+TEST(PluginSdk, RunInlineProgressBecomesEvents) {
+  HostProcess host({.config_yaml = TestConfigYaml(),
+                    .plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_INSPECT_PLUGIN_DIR}});
+  EventsClient events(host.context(), host.endpoint("events"));
+  for (int i = 0; !events.TryNext(std::chrono::milliseconds(200)); ++i) {
+    ASSERT_LT(i, 100) << "no events at all";
+    host.Send(PackTask({.id = "warmup" + std::to_string(i), .plugin = "thread_probe"}));
+    host.NextResult();
+  }
+  host.Send(PackTask({.id = "prog", .plugin = "thread_probe", .input = {{"progress", 1}}}));
+  const Result r = host.NextResult();
+  ASSERT_EQ(r.status, "ok") << r.error_message;
+  EXPECT_EQ(r.Output("tid")->as<int64_t>(), host.pid()) << "ran on the event loop";
+  std::vector<std::string> topics;
+  while (topics.empty() || topics.back() != "task.finished") {
+    auto [topic, body] = events.Next();
+    if (body.id == "prog") topics.push_back(topic);
+  }
+  // 0.5 and 1.0 back to back: the first, then the one that says done.
+  EXPECT_EQ(topics, (std::vector<std::string>{"task.queued", "task.started", "task.progress", "task.progress",
+                                              "task.finished"}));
+}
+
 }  // namespace
 }  // namespace umi::testing

@@ -29,6 +29,10 @@ class ThreadProbe : public umi::Plugin {
   }
 
   void Process(umi::TaskContext& task) override {
+    if (task.input().Get<int>("progress", 0) != 0) {
+      task.Progress(0.5, "half");
+      task.Progress(1.0, "done");
+    }
     task.output()
         .Set("tid", static_cast<int64_t>(syscall(SYS_gettid)))
         .Set("pid", static_cast<int64_t>(getpid()))

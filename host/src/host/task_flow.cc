@@ -96,25 +96,36 @@ void TaskFlow::StartRunnable() {
 }
 
 void TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint now) {
-  auto running = std::make_unique<RunningTask>();
-  running->queued_ms = Millis(now - task.enqueued_at);
-  running->context =
-      std::make_shared<UMI_Context>(task.message.id, task.message.plugin, task.message.input_msgpack, allocation);
   const uint64_t key = task.key;
-  running->context->on_progress = executor_.ProgressReporter(key);
-  std::optional<Clock::TimePoint> deadline;
-  if (task.message.timeout_ms > 0) deadline = now + std::chrono::milliseconds(task.message.timeout_ms);
-  running->task = std::move(task);
-  running->allocation = std::move(allocation);
-  RunningTask& started = running_.Add(key, std::move(running), deadline);
-  Publish("task.started", started.task.message);
-  telemetry_.TaskStarted(key, started.Record(clock_.UnixSeconds()));
-  const PluginConfig* isolated = IsolatedConfig(*started.task.plugin);
-  if (std::optional<Finished> finished =
-          executor_.Run(key, started.context, *started.task.plugin, started.allocation,
-                        isolated ? std::optional<std::string>(isolated->settings_msgpack) : std::nullopt)) {
-    Complete(*finished);
+  const LoadedPlugin& plugin = *task.plugin;
+  const PluginConfig* isolated = IsolatedConfig(plugin);
+  // An inline task ends before this returns: it never enters running_, so
+  // it lives here, on the stack.
+  const bool inline_run = Executor::RunsInline(plugin, isolated != nullptr, allocation);
+  RunningTask on_stack;
+  std::unique_ptr<RunningTask> owned;
+  RunningTask& running = inline_run ? on_stack : *(owned = std::make_unique<RunningTask>());
+  running.queued_ms = Millis(now - task.enqueued_at);
+  running.context = std::make_shared<UMI_Context>(task.message.id, task.message.plugin,
+                                                  std::move(task.message.input_msgpack), allocation);
+  if (inline_run) {
+    running.context->on_progress = [this, &running](double fraction, std::string_view message) {
+      PublishProgress(running, fraction, message);
+    };
+  } else {
+    running.context->on_progress = executor_.ProgressReporter(key);
   }
+  running.task = std::move(task);
+  running.allocation = std::move(allocation);
+  Publish("task.started", running.task.message);
+  telemetry_.TaskStarted(key, running.Record(clock_.UnixSeconds()));
+  if (inline_run) return Finish(key, running, executor_.RunInline(key, *running.context, plugin));
+
+  std::optional<Clock::TimePoint> deadline;
+  if (running.task.message.timeout_ms > 0) deadline = now + std::chrono::milliseconds(running.task.message.timeout_ms);
+  RunningTask& started = running_.Add(key, std::move(owned), deadline);
+  executor_.Run(key, started.context, plugin, started.allocation,
+                isolated ? std::optional<std::string>(isolated->settings_msgpack) : std::nullopt);
 }
 
 const PluginConfig* TaskFlow::IsolatedConfig(const LoadedPlugin& plugin) const {
@@ -153,16 +164,8 @@ size_t TaskFlow::ReplaceDeadWorkers(bool restart) {
 void TaskFlow::HandleMail() {
   for (Mail& mail : executor_.TakeAll()) {
     if (auto* progress = std::get_if<Progress>(&mail)) {
-      RunningTask* running = running_.Find(progress->key);
-      if (!running || !events_.listening()) continue;
-      // Coalesced: a plugin may report per frame; watchers need a few a second.
-      const auto now = clock_.Now();
-      const bool done = progress->fraction >= 1.0;
-      if (!done && running->progress_published && now - *running->progress_published < kProgressInterval) continue;
-      running->progress_published = now;
-      {
-        events_.Publish("task.progress", EncodeProgressEvent(running->task.message.id, running->task.message.plugin,
-                                                             progress->fraction, progress->message));
+      if (RunningTask* running = running_.Find(progress->key)) {
+        PublishProgress(*running, progress->fraction, progress->message);
       }
     } else {
       Complete(std::get<Finished>(mail));
@@ -170,40 +173,57 @@ void TaskFlow::HandleMail() {
   }
 }
 
+void TaskFlow::PublishProgress(RunningTask& running, double fraction, std::string_view message) {
+  if (!events_.listening()) return;
+  // Coalesced: a plugin may report per frame; watchers need a few a second.
+  const auto now = clock_.Now();
+  const bool done = fraction >= 1.0;
+  if (!done && running.progress_published && now - *running.progress_published < kProgressInterval) return;
+  running.progress_published = now;
+  events_.Publish("task.progress",
+                  EncodeProgressEvent(running.task.message.id, running.task.message.plugin, fraction, message));
+}
+
 void TaskFlow::Complete(const Finished& finished) {
-  std::unique_ptr<UMI_Error> error(finished.error);
   std::unique_ptr<RunningTask> running = running_.Take(finished.key);
-  if (!running) return;  // already answered after an abandoned drain
-  pool_.Release(finished.key);
+  if (!running) {  // already answered after an abandoned drain
+    delete finished.error;
+    return;
+  }
+  Finish(finished.key, *running, finished);
+}
+
+void TaskFlow::Finish(uint64_t key, RunningTask& running, const Finished& finished) {
+  std::unique_ptr<UMI_Error> error(finished.error);
+  pool_.Release(key);
   on_release_();
 
-  if (running->timed_out) {
-    LogTaskScope scope(running->task.message.plugin, running->task.message.id);
-    const double overran_ms = finished.run_ms - static_cast<double>(running->task.message.timeout_ms);
-    spdlog::warn("task '{}' ({}) overran its timeout_ms={} by {:.0f} ms{}", running->task.message.id,
-                 running->task.message.plugin, running->task.message.timeout_ms, overran_ms,
+  if (running.timed_out) {
+    LogTaskScope scope(running.task.message.plugin, running.task.message.id);
+    const double overran_ms = finished.run_ms - static_cast<double>(running.task.message.timeout_ms);
+    spdlog::warn("task '{}' ({}) overran its timeout_ms={} by {:.0f} ms{}", running.task.message.id,
+                 running.task.message.plugin, running.task.message.timeout_ms, overran_ms,
                  finished.killed ? ": it ignored cancellation and its worker process was killed"
                                  : " before it stopped");
   }
   RunOutcome outcome;
-  outcome.cancel_requested = running->cancel_requested;
-  outcome.timed_out = running->timed_out;
-  outcome.drain_cancelled = running->context->cancelled();
+  outcome.cancel_requested = running.cancel_requested;
+  outcome.timed_out = running.timed_out;
+  outcome.drain_cancelled = running.context->cancelled();
   outcome.crashed = finished.crashed;
   outcome.killed = finished.killed;
   if (error) {
     outcome.error_code = error->code.empty() ? std::string(WireCode(ErrorCode::kPluginError)) : error->code;
     outcome.error_message = error->message;
   }
-  outcome.output_msgpack = std::move(running->context->output_msgpack);
-  outcome.queued_ms = running->queued_ms;
+  outcome.output_msgpack = std::move(running.context->output_msgpack);
+  outcome.queued_ms = running.queued_ms;
   outcome.run_ms = finished.run_ms;
-  auto [mean, first] = mean_run_ms_.try_emplace(running->task.message.plugin, finished.run_ms);
+  auto [mean, first] = mean_run_ms_.try_emplace(running.task.message.plugin, finished.run_ms);
   if (!first) mean->second += (finished.run_ms - mean->second) / 16;
   outcome.started_at = finished.started_at;
   outcome.finished_at = finished.finished_at;
-  ledger_.End(CompleteRun(running->task.message, running->allocation, std::move(outcome)), running->task.reply,
-              finished.key);
+  ledger_.End(CompleteRun(running.task.message, running.allocation, std::move(outcome)), running.task.reply, key);
 }
 
 TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {

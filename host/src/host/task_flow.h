@@ -111,7 +111,11 @@ class TaskFlow {
   // The plugin's config when it runs in worker processes (isolation:
   // process, or a Python plugin, with defaults when it has no section); null otherwise.
   const PluginConfig* IsolatedConfig(const LoadedPlugin& plugin) const;
+  // A Finished from the mailbox: the task leaves running_ and is finished.
   void Complete(const Finished& finished);
+  // Releases the task's grant and answers it.
+  void Finish(uint64_t key, RunningTask& running, const Finished& finished);
+  void PublishProgress(RunningTask& running, double fraction, std::string_view message);
   void Publish(std::string_view topic, const TaskMessage& task);
 
   TaskFlowOptions options_;

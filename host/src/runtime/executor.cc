@@ -86,9 +86,8 @@ std::function<void(double, std::string_view)> Executor::ProgressReporter(uint64_
   };
 }
 
-std::optional<Finished> Executor::Run(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
-                                      const Allocation& allocation, std::optional<std::string> isolated_settings) {
-  if (RunsInline(plugin, isolated_settings.has_value(), allocation)) return RunHere(key, *context, plugin);
+void Executor::Run(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
+                   const Allocation& allocation, std::optional<std::string> isolated_settings) {
   auto finished = std::make_shared<Finished>();
   finished->key = key;
   auto run = [this, finished, context = std::move(context), plugin = &plugin, allocation,
@@ -115,10 +114,9 @@ std::optional<Finished> Executor::Run(uint64_t key, std::shared_ptr<UMI_Context>
   };
   // Posted once the worker is idle again, so the next task can reuse it.
   workers_.Submit(std::move(run), [this, finished] { mailbox_.Post(*finished); });
-  return std::nullopt;
 }
 
-Finished Executor::RunHere(uint64_t key, UMI_Context& context, const LoadedPlugin& plugin) {
+Finished Executor::RunInline(uint64_t key, UMI_Context& context, const LoadedPlugin& plugin) {
   Finished finished;
   finished.key = key;
   finished.started_at = UnixNow();

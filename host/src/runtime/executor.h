@@ -8,7 +8,7 @@
 // Finished is posted once the worker thread is idle again, so the next task
 // can reuse it (and its per-thread plugin instance state). A plugin that
 // declares run_inline (short, never blocking) runs on the loop's thread
-// instead and Run returns its Finished: no thread switch, no mail.
+// instead (RunInline), which gets its Finished back: no thread switch, no mail.
 //
 // Thread safety: Run, TakeAll and processes() from the loop's thread; the
 // mailbox is posted to from worker threads and the plugin's own threads.
@@ -86,12 +86,13 @@ class Executor {
     return plugin.run_inline && !isolated && allocation.cpu_ids.empty() && allocation.gpu_ids.empty();
   }
 
-  // Starts the task. `isolated_settings`: the plugin's settings when it runs
-  // in worker processes; empty: on a thread. A task that RunsInline runs to
-  // its end in this call, which returns its Finished (no mail, no wake-up);
-  // any other returns nothing now and its Finished arrives in the mailbox.
-  std::optional<Finished> Run(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
-                              const Allocation& allocation, std::optional<std::string> isolated_settings);
+  // Starts the task; its Finished arrives in the mailbox. `isolated_settings`:
+  // the plugin's settings when it runs in worker processes; empty: on a thread.
+  void Run(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
+           const Allocation& allocation, std::optional<std::string> isolated_settings);
+  // Runs a task that RunsInline to its end on the caller's thread: no mail,
+  // no wake-up. Its progress reports go to the context's on_progress as made.
+  Finished RunInline(uint64_t key, UMI_Context& context, const LoadedPlugin& plugin);
   // A context's progress callback for the task `key`.
   std::function<void(double, std::string_view)> ProgressReporter(uint64_t key);
 
@@ -102,8 +103,6 @@ class Executor {
   static constexpr double kInlineOverrunMs = 1.0;
 
  private:
-  Finished RunHere(uint64_t key, UMI_Context& context, const LoadedPlugin& plugin);
-
   Mailbox mailbox_;
   cpu_set_t process_cpus_;  // restored on worker threads after a pinned task
   ProcessPool processes_;

@@ -226,7 +226,18 @@ void Telemetry::SetWorkerProcesses(std::map<std::string, WorkerProcesses> worker
 
 void Telemetry::TaskStarted(uint64_t key, TaskRecord record) {
   std::lock_guard lock(mutex_);
-  running_[key] = std::move(record);
+  if (spare_running_.empty()) {
+    running_[key] = std::move(record);
+    return;
+  }
+  // The node the last finished task left: no allocation per task.
+  spare_running_.key() = key;
+  spare_running_.mapped() = std::move(record);
+  auto inserted = running_.insert(std::move(spare_running_));
+  if (!inserted.inserted) {
+    inserted.position->second = std::move(inserted.node.mapped());
+    spare_running_ = std::move(inserted.node);
+  }
 }
 
 void Telemetry::SetKnownPlugins(std::set<std::string> names) {
@@ -285,7 +296,7 @@ void Telemetry::TaskFinished(uint64_t key, const TaskResult& result) {
       recent_oldest_ = (recent_oldest_ + 1) % recent_capacity_;
     }
   }
-  running_.erase(found);
+  spare_running_ = running_.extract(found);
 }
 
 Telemetry::Snapshot Telemetry::Take() const {

@@ -171,6 +171,7 @@ class Telemetry {
   std::vector<TaskRecord> recent_;  // a ring of recent_capacity_ once full
   size_t recent_oldest_ = 0;
   std::unordered_map<uint64_t, TaskRecord> running_;
+  std::unordered_map<uint64_t, TaskRecord>::node_type spare_running_;  // reused by the next TaskStarted
 };
 
 // Nearest-rank percentile of `samples` (copied); 0 when empty.

@@ -30,7 +30,7 @@ class Outbox {
   Outbox(zmq::socket_t& results, zmq::socket_t& rpc, std::function<void()> on_dropped)
       : results_(results), rpc_(rpc), on_dropped_(std::move(on_dropped)) {}
 
-  static constexpr size_t kResultBatch = 64;
+  static constexpr size_t kResultBatch = 256;
 
   // `envelope` empty: a result for the results socket (sent with its batch);
   // else the rpc client's routing frames (sent now).
