@@ -18,7 +18,7 @@ using std::chrono::milliseconds;
 class RecordingSink final : public ResultSink, public EventSink {
  public:
   std::vector<std::string> sent;
-  void Send(std::string body, const ReplyRoute&) override { sent.push_back(std::move(body)); }
+  void Send(std::string_view body, const ReplyRoute&) override { sent.emplace_back(body); }
   bool listening() const override { return false; }
   void Publish(std::string_view, std::string_view) override {}
 };

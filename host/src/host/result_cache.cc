@@ -106,6 +106,10 @@ void ResultCache::Remember(std::string_view id, std::string_view body, uint64_t 
 const ResultCache::Entry* ResultCache::Find(std::string_view id, Clock::time_point now) {
   Expire(now, max_entries_);
   if (live_ == 0) return nullptr;
+  // A full window drops its oldest entry when this task's result comes in:
+  // its index cell is fetched now, alongside this lookup's own, so that
+  // miss overlaps this one instead of following it.
+  __builtin_prefetch(&index_[ring_[head_].hash & (index_.size() - 1)], 1);
   const Cell& cell = index_[Probe(id, HashOf(id))];
   return cell.slot_plus_one == 0 ? nullptr : &ring_[cell.slot_plus_one - 1];
 }

@@ -14,13 +14,44 @@
 // Thread safety: none; the event loop owns it.
 #pragma once
 
+#include <sys/mman.h>
+
 #include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <new>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace umi {
+
+// Memory for large arrays read at random: 2 MiB-aligned and marked for
+// transparent huge pages (where the kernel allows them), so a lookup in a
+// table of several MiB costs a cache miss but not also a TLB miss.
+template <typename T>
+struct HugePageAllocator {
+  using value_type = T;
+  static constexpr size_t kHugePage = size_t{2} << 20;
+  HugePageAllocator() = default;
+  template <typename U>
+  HugePageAllocator(const HugePageAllocator<U>&) {}
+  T* allocate(size_t n) {
+    const size_t bytes = n * sizeof(T);
+    if (bytes < kHugePage) {
+      if (void* p = std::malloc(bytes)) return static_cast<T*>(p);
+      throw std::bad_alloc();
+    }
+    const size_t rounded = (bytes + kHugePage - 1) / kHugePage * kHugePage;
+    void* p = std::aligned_alloc(kHugePage, rounded);
+    if (!p) throw std::bad_alloc();
+    madvise(p, rounded, MADV_HUGEPAGE);  // advice: ignored where THP is off
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) { std::free(p); }
+  template <typename U>
+  bool operator==(const HugePageAllocator<U>&) const { return true; }
+};
 
 class ResultCache {
  public:
@@ -68,9 +99,9 @@ class ResultCache {
 
   Clock::duration window_{};
   size_t max_entries_ = 0;
-  std::vector<Slot> ring_;   // oldest at head_, `used_` slots from there (live or not)
+  std::vector<Slot, HugePageAllocator<Slot>> ring_;  // oldest at head_, `used_` slots from there (live or not)
   size_t head_ = 0, used_ = 0, live_ = 0;
-  std::vector<Cell> index_;  // a power of two, at most half full
+  std::vector<Cell, HugePageAllocator<Cell>> index_;  // a power of two, at most half full
 };
 
 }  // namespace umi

@@ -103,11 +103,17 @@ void TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint no
   // it lives here, on the stack.
   const bool inline_run = Executor::RunsInline(plugin, isolated != nullptr, allocation);
   RunningTask on_stack;
+  std::optional<UMI_Context> context_on_stack;
   std::unique_ptr<RunningTask> owned;
   RunningTask& running = inline_run ? on_stack : *(owned = std::make_unique<RunningTask>());
   running.queued_ms = Millis(now - task.enqueued_at);
-  running.context = std::make_shared<UMI_Context>(task.message.id, task.message.plugin,
-                                                  std::move(task.message.input_msgpack), allocation);
+  if (inline_run) {
+    context_on_stack.emplace(task.message.id, task.message.plugin, std::move(task.message.input_msgpack), allocation);
+    running.context = std::shared_ptr<UMI_Context>(std::shared_ptr<UMI_Context>(), &*context_on_stack);  // not owned
+  } else {
+    running.context = std::make_shared<UMI_Context>(task.message.id, task.message.plugin,
+                                                    std::move(task.message.input_msgpack), allocation);
+  }
   if (inline_run) {
     running.context->on_progress = [this, &running](double fraction, std::string_view message) {
       PublishProgress(running, fraction, message);

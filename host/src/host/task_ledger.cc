@@ -21,7 +21,15 @@ uint64_t TaskLedger::KeyOf(const std::string& id) const {
 }
 
 void TaskLedger::Accepted(const std::string& id, uint64_t key, uint64_t fingerprint) {
-  active_.emplace(id, Active{key, fingerprint});
+  if (spare_active_.empty()) {
+    active_.emplace(id, Active{key, fingerprint});
+    return;
+  }
+  // The node the last ended task left: no allocation per task.
+  spare_active_.key() = id;
+  spare_active_.mapped() = Active{key, fingerprint};
+  auto inserted = active_.insert(std::move(spare_active_));
+  if (!inserted.inserted) spare_active_ = std::move(inserted.node);  // admission never lets an active id in twice
 }
 
 void TaskLedger::End(const TaskResult& result, const ReplyRoute& route, uint64_t key) {
@@ -29,7 +37,7 @@ void TaskLedger::End(const TaskResult& result, const ReplyRoute& route, uint64_t
   if (result.id) {
     if (const auto active = active_.find(*result.id); active != active_.end()) {
       fingerprint = active->second.fingerprint;
-      active_.erase(active);
+      spare_active_ = active_.extract(active);
     }
   }
   Answer(result, route, key, fingerprint);
@@ -44,12 +52,12 @@ void TaskLedger::Answer(const TaskResult& result, const ReplyRoute& route, uint6
     LogTaskScope scope(result.plugin, id, status, result.error_code);
     spdlog::info("task '{}' ({}) ended {}: {}: {}", id, result.plugin, status, result.error_code, result.error_message);
   }
-  std::string body = EncodeResult(result, host_);
+  EncodeResultInto(result, host_, encoded_);
   if (result.id && result.status != TaskStatus::kRejected) {
-    if (events_.listening()) events_.Publish("task.finished", body);
-    finished_.Remember(*result.id, body, fingerprint, clock_.Now());
+    if (events_.listening()) events_.Publish("task.finished", encoded_);
+    finished_.Remember(*result.id, encoded_, fingerprint, clock_.Now());
   }
-  SendOn(route, std::move(body));
+  SendOn(route, encoded_);
 }
 
 }  // namespace umi

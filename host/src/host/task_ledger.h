@@ -61,12 +61,14 @@ class TaskLedger {
   Telemetry& telemetry_;
   EventSink& events_;
   std::unordered_map<std::string, Active> active_;
+  std::unordered_map<std::string, Active>::node_type spare_active_;  // reused by the next Accepted
   ResultCache finished_;
+  std::string encoded_;  // each answer is encoded here: its buffer is reused
 };
 
 // Sends `body` on `route` (nowhere when the route has no sink).
-inline void SendOn(const ReplyRoute& route, std::string body) {
-  if (route.sink) route.sink->Send(std::move(body), route);
+inline void SendOn(const ReplyRoute& route, std::string_view body) {
+  if (route.sink) route.sink->Send(body, route);
 }
 
 }  // namespace umi

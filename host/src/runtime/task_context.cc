@@ -23,22 +23,21 @@ UMI_Context::UMI_Context(std::string task_id_in, std::string plugin_in, std::str
 }
 
 void UMI_Context::Cancel() {
-  {
-    std::lock_guard lock(mutex_);
-    cancelled_.store(true, std::memory_order_release);
-  }
-  cancel_signal_.notify_all();
+  std::lock_guard lock(mutex_);
+  cancelled_.store(true, std::memory_order_release);
+  if (cancel_signal_) cancel_signal_->notify_all();
 }
 
 bool UMI_Context::WaitCancelled(int64_t timeout_ms) {
   // Beyond this a deadline in nanoseconds would overflow: wait for the cancel alone.
   constexpr int64_t kWaitForeverMs = int64_t{100} * 365 * 24 * 3600 * 1000;
   std::unique_lock lock(mutex_);
+  if (!cancel_signal_) cancel_signal_ = std::make_unique<std::condition_variable>();
   if (timeout_ms >= kWaitForeverMs) {
-    cancel_signal_.wait(lock, [this] { return cancelled(); });
+    cancel_signal_->wait(lock, [this] { return cancelled(); });
     return true;
   }
-  return cancel_signal_.wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(timeout_ms, 0)),
+  return cancel_signal_->wait_for(lock, std::chrono::milliseconds(std::max<int64_t>(timeout_ms, 0)),
                                  [this] { return cancelled(); });
 }
 

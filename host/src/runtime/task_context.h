@@ -16,6 +16,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <string_view>
@@ -50,7 +51,9 @@ struct UMI_Context {
  private:
   std::atomic<bool> cancelled_{false};
   std::mutex mutex_;
-  std::condition_variable cancel_signal_;
+  // Made by the first WaitCancelled: most tasks never wait, and a condition
+  // variable costs a futex round to destroy.
+  std::unique_ptr<std::condition_variable> cancel_signal_;
 };
 
 namespace umi {

@@ -5,9 +5,9 @@
 
 namespace umi {
 
-void Outbox::Send(std::string body, const std::vector<std::string>& envelope) {
+void Outbox::Send(std::string_view body, const std::vector<std::string>& envelope) {
   if (envelope.empty()) {
-    waiting_results_.push_back(std::move(body));
+    waiting_results_.emplace_back(body.data(), body.size());
     if (waiting_results_.size() >= kResultBatch) FlushResults();
     return;
   }
@@ -17,13 +17,13 @@ void Outbox::Send(std::string body, const std::vector<std::string>& envelope) {
   }
   if (!waiting && TrySend(envelope, body)) return;
   if (!waiting) waiting = &waiting_replies_[envelope.front()];
-  waiting->push_back({envelope, std::move(body)});
+  waiting->push_back({envelope, std::string(body)});
   ++replies_waiting_;
 }
 
 void Outbox::FlushResults() {
   while (!waiting_results_.empty()) {
-    if (!results_.send(zmq::buffer(waiting_results_.front()), zmq::send_flags::dontwait)) return;  // no collector yet
+    if (!results_.send(waiting_results_.front(), zmq::send_flags::dontwait)) return;  // no collector yet
     waiting_results_.pop_front();
   }
 }
@@ -39,7 +39,7 @@ void Outbox::FlushReplies() {
   }
 }
 
-bool Outbox::TrySend(const std::vector<std::string>& envelope, const std::string& body) {
+bool Outbox::TrySend(const std::vector<std::string>& envelope, std::string_view body) {
   std::vector<zmq::const_buffer> frames;
   for (const std::string& frame : envelope) frames.emplace_back(frame.data(), frame.size());
   frames.emplace_back(body.data(), body.size());

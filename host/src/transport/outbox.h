@@ -19,6 +19,7 @@
 #include <deque>
 #include <functional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
@@ -34,7 +35,7 @@ class Outbox {
 
   // `envelope` empty: a result for the results socket (sent with its batch);
   // else the rpc client's routing frames (sent now).
-  void Send(std::string body, const std::vector<std::string>& envelope);
+  void Send(std::string_view body, const std::vector<std::string>& envelope);
   // Sends what each reader can take now.
   void FlushResults();
   void FlushReplies();
@@ -50,12 +51,12 @@ class Outbox {
   };
   // True when the reply left or never can (its client is gone); false when
   // the client's pipe is full.
-  bool TrySend(const std::vector<std::string>& envelope, const std::string& body);
+  bool TrySend(const std::vector<std::string>& envelope, std::string_view body);
 
   zmq::socket_t& results_;
   zmq::socket_t& rpc_;
   std::function<void()> on_dropped_;
-  std::deque<std::string> waiting_results_;
+  std::deque<zmq::message_t> waiting_results_;  // copied in once, handed to ZeroMQ as they are
   std::unordered_map<std::string, std::deque<Reply>> waiting_replies_;  // by client routing id
   size_t replies_waiting_ = 0;
 };

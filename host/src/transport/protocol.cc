@@ -308,6 +308,12 @@ TaskResult RejectedResult(std::optional<std::string> id, std::string plugin, con
 
 std::string EncodeResult(const TaskResult& result, std::string_view host) {
   std::string encoded;
+  EncodeResultInto(result, host, encoded);
+  return encoded;
+}
+
+void EncodeResultInto(const TaskResult& result, std::string_view host, std::string& encoded) {
+  encoded.clear();
   // Enough for the fixed fields, so a small result is packed without growing.
   encoded.reserve(192 + result.output_msgpack.size() + result.error_message.size() +
                   (result.id ? result.id->size() : 0) + result.plugin.size() + host.size());
@@ -349,7 +355,6 @@ std::string EncodeResult(const TaskResult& result, std::string_view host) {
     packer.pack("memory_mb").pack(a.memory_mb);
     if (!a.cpu_ids.empty()) packer.pack("cpu_ids").pack(a.cpu_ids);
   }
-  return encoded;
 }
 
 }  // namespace umi

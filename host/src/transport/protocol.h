@@ -59,6 +59,8 @@ TaskResult RejectedResult(std::optional<std::string> id, std::string plugin, con
 TaskResult EndedResult(std::optional<std::string> id, std::string plugin, TaskStatus status, const Status& why);
 
 std::string EncodeResult(const TaskResult& result, std::string_view host);
+// The same into `out` (cleared first), whose buffer a caller can reuse.
+void EncodeResultInto(const TaskResult& result, std::string_view host, std::string& out);
 
 // Events (the events socket): the body of task.queued and task.started, and
 // of task.progress (fraction clamped to 0..1; an empty message is left out).

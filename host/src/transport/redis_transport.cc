@@ -315,9 +315,11 @@ void RedisTransport::WriteHeld() {
   }
 }
 
-void RedisTransport::Send(std::string body, const ReplyRoute& route) {
+void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
   // Written after this turn's handlers (AfterPoll), with the turn's other results.
-  if (route.address.size() >= 3) held_.push_back({route.address[0], route.address[1], route.address[2], std::move(body)});
+  if (route.address.size() >= 3) {
+    held_.push_back({route.address[0], route.address[1], route.address[2], std::string(body)});
+  }
 }
 
 bool RedisTransport::GiveBack(const ReplyRoute& route) {

@@ -73,7 +73,7 @@ class RedisTransport final : public Transport {
 
   Status Open(Poller& poller, Inbox& inbox) override;
   std::map<std::string, std::string> endpoints() const override { return {{"redis", options_.url.Redacted()}}; }
-  void Send(std::string body, const ReplyRoute& route) override;
+  void Send(std::string_view body, const ReplyRoute& route) override;
   bool GiveBack(const ReplyRoute& route) override;
   size_t waiting() const override { return held_.size(); }
   void AfterPoll() override;

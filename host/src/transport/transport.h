@@ -49,7 +49,8 @@ class Inbox {
 class ResultSink {
  public:
   virtual ~ResultSink() = default;
-  virtual void Send(std::string body, const ReplyRoute& route) = 0;
+  // Copies `body` if it keeps it: the caller's buffer is reused.
+  virtual void Send(std::string_view body, const ReplyRoute& route) = 0;
   // A task taken but not started when the host drains: true when the
   // transport put it back for another host (it needs no answer); false:
   // answer it (rejected/shutting_down).

@@ -128,9 +128,9 @@ void ZmqTransport::Receive(zmq::socket_t& socket, bool is_rpc) {
   }
 }
 
-void ZmqTransport::Send(std::string body, const ReplyRoute& route) {
+void ZmqTransport::Send(std::string_view body, const ReplyRoute& route) {
   static const std::vector<std::string> kResultsSocket;
-  outbox_.Send(std::move(body), route.rpc ? route.address : kResultsSocket);
+  outbox_.Send(body, route.rpc ? route.address : kResultsSocket);
 }
 
 void ZmqTransport::AfterPoll() {

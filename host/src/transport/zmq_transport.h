@@ -56,7 +56,7 @@ class ZmqTransport final : public Transport, public EventSink {
 
   Status Open(Poller& poller, Inbox& inbox) override;
   std::map<std::string, std::string> endpoints() const override { return endpoints_; }
-  void Send(std::string body, const ReplyRoute& route) override;
+  void Send(std::string_view body, const ReplyRoute& route) override;
   size_t waiting() const override { return outbox_.waiting(); }
   void AfterPoll() override;
   std::optional<std::chrono::milliseconds> RetryIn() const override;
