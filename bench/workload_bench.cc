@@ -60,8 +60,10 @@ struct Row {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
+std::string host_binary = UMI_HOST_BINARY;  // --host-binary: another build's, for an A/B run
+
 HostProcess::Options Options(const std::string& yaml) {
-  return {.config_yaml = yaml, .log_level = "error"};
+  return {.config_yaml = yaml, .binary = host_binary, .log_level = "error"};
 }
 
 // Sends every task, waits for every result; returns the makespan.
@@ -413,6 +415,8 @@ int main(int argc, char** argv) {
   std::set<std::string> only;
   int w3_tasks = 2000, w4_noops = 20000;
   app.add_option("--only", only, "Run only these (W1..W5, E2E, M1..M3)");
+  app.add_option("--host-binary", host_binary, "The umi-host to measure (another build's, for an A/B run)")
+      ->capture_default_str();
   app.add_option("--w3-tasks", w3_tasks, "Tasks in W3")->capture_default_str();
   app.add_option("--w4-noops", w4_noops, "Noop tasks timed per W4 point")->capture_default_str();
   int throughput_tasks = 100000;

@@ -102,6 +102,21 @@ TEST(Telemetry, AStaleHeartbeatIsUnhealthy) {
   EXPECT_NE(stuck.find("the event loop has not turned for"), std::string::npos) << stuck;
 }
 
+TEST(Telemetry, AnInlineRunIsCountedAndOnTheTimelineWithoutTaskStarted) {
+  Telemetry telemetry("h", /*recent_capacity=*/4);
+  TaskRecord record;
+  record.id = "inline";
+  record.plugin = "noop";
+  record.started_at = 100;
+  telemetry.TaskFinished(7, Finished("inline", "noop", TaskStatus::kOk, 1), &record);
+  const std::vector<TaskRecord> recent = telemetry.Recent(10);
+  ASSERT_EQ(recent.size(), 1u);
+  EXPECT_EQ(recent[0].id, "inline");
+  EXPECT_EQ(recent[0].status, "ok");
+  EXPECT_TRUE(recent[0].finished_at.has_value());
+  EXPECT_EQ(telemetry.Take().plugins.at("noop").done.at("ok"), 1u);
+}
+
 TEST(Telemetry, RecentKeepsTheNewestFinishedThenTheRunning) {
   Telemetry telemetry("h", /*recent_capacity=*/2);
   for (int i = 1; i <= 5; ++i) {  // around the ring of 2 twice

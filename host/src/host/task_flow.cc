@@ -124,8 +124,13 @@ void TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint no
   running.task = std::move(task);
   running.allocation = std::move(allocation);
   Publish("task.started", running.task.message);
+  if (inline_run) {
+    // One telemetry call when it has ended, not two: nobody can watch it run.
+    const Finished finished = executor_.RunInline(key, *running.context, plugin);
+    TaskRecord record = running.Record(finished.started_at);
+    return Finish(key, running, finished, &record);
+  }
   telemetry_.TaskStarted(key, running.Record(clock_.UnixSeconds()));
-  if (inline_run) return Finish(key, running, executor_.RunInline(key, *running.context, plugin));
 
   std::optional<Clock::TimePoint> deadline;
   if (running.task.message.timeout_ms > 0) deadline = now + std::chrono::milliseconds(running.task.message.timeout_ms);
@@ -199,7 +204,7 @@ void TaskFlow::Complete(const Finished& finished) {
   Finish(finished.key, *running, finished);
 }
 
-void TaskFlow::Finish(uint64_t key, RunningTask& running, const Finished& finished) {
+void TaskFlow::Finish(uint64_t key, RunningTask& running, const Finished& finished, TaskRecord* ran) {
   std::unique_ptr<UMI_Error> error(finished.error);
   pool_.Release(key);
   on_release_();
@@ -229,7 +234,7 @@ void TaskFlow::Finish(uint64_t key, RunningTask& running, const Finished& finish
   if (!first) mean->second += (finished.run_ms - mean->second) / 16;
   outcome.started_at = finished.started_at;
   outcome.finished_at = finished.finished_at;
-  ledger_.End(CompleteRun(running.task.message, running.allocation, std::move(outcome)), running.task.reply, key);
+  ledger_.End(CompleteRun(running.task.message, running.allocation, std::move(outcome)), running.task.reply, key, ran);
 }
 
 TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {

@@ -113,8 +113,9 @@ class TaskFlow {
   const PluginConfig* IsolatedConfig(const LoadedPlugin& plugin) const;
   // A Finished from the mailbox: the task leaves running_ and is finished.
   void Complete(const Finished& finished);
-  // Releases the task's grant and answers it.
-  void Finish(uint64_t key, RunningTask& running, const Finished& finished);
+  // Releases the task's grant and answers it; `ran`: an inline task's
+  // timeline record (it never reached Telemetry::TaskStarted).
+  void Finish(uint64_t key, RunningTask& running, const Finished& finished, TaskRecord* ran = nullptr);
   void PublishProgress(RunningTask& running, double fraction, std::string_view message);
   void Publish(std::string_view topic, const TaskMessage& task);
 

@@ -32,7 +32,7 @@ void TaskLedger::Accepted(const std::string& id, uint64_t key, uint64_t fingerpr
   if (!inserted.inserted) spare_active_ = std::move(inserted.node);  // admission never lets an active id in twice
 }
 
-void TaskLedger::End(const TaskResult& result, const ReplyRoute& route, uint64_t key) {
+void TaskLedger::End(const TaskResult& result, const ReplyRoute& route, uint64_t key, TaskRecord* ran) {
   uint64_t fingerprint = 0;
   if (result.id) {
     if (const auto active = active_.find(*result.id); active != active_.end()) {
@@ -40,13 +40,14 @@ void TaskLedger::End(const TaskResult& result, const ReplyRoute& route, uint64_t
       spare_active_ = active_.extract(active);
     }
   }
-  Answer(result, route, key, fingerprint);
+  Answer(result, route, key, fingerprint, ran);
 }
 
 void TaskLedger::Refuse(const TaskResult& result, const ReplyRoute& route) { Answer(result, route, 0, 0); }
 
-void TaskLedger::Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, uint64_t fingerprint) {
-  telemetry_.TaskFinished(key, result);
+void TaskLedger::Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, uint64_t fingerprint,
+                        TaskRecord* ran) {
+  telemetry_.TaskFinished(key, result, ran);
   if (result.status != TaskStatus::kOk && result.status != TaskStatus::kRejected) {
     const std::string id = result.id.value_or(""), status = ToString(result.status);
     LogTaskScope scope(result.plugin, id, status, result.error_code);

@@ -40,8 +40,9 @@ class TaskLedger {
   void Accepted(const std::string& id, uint64_t key, uint64_t fingerprint);
   // The task went back to its transport unanswered (another host runs it).
   void Forget(const std::string& id) { active_.erase(id); }
-  // Ends an accepted task. `key`: its key if it started (for the timeline), else 0.
-  void End(const TaskResult& result, const ReplyRoute& route, uint64_t key = 0);
+  // Ends an accepted task. `key`: its key if it started (for the timeline),
+  // else 0; `ran`: the timeline record of an inline run (Telemetry::TaskFinished).
+  void End(const TaskResult& result, const ReplyRoute& route, uint64_t key = 0, TaskRecord* ran = nullptr);
   // Answers a message that was never accepted.
   void Refuse(const TaskResult& result, const ReplyRoute& route);
 
@@ -54,7 +55,8 @@ class TaskLedger {
     uint64_t key;
     uint64_t fingerprint;
   };
-  void Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, uint64_t fingerprint);
+  void Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, uint64_t fingerprint,
+              TaskRecord* ran = nullptr);
 
   const std::string host_;
   const Clock& clock_;

@@ -259,7 +259,7 @@ Telemetry::Counters& Telemetry::CountersFor(const std::string& plugin) {
   return counters_.emplace(plugin, counters).first->second;
 }
 
-void Telemetry::TaskFinished(uint64_t key, const TaskResult& result) {
+void Telemetry::TaskFinished(uint64_t key, const TaskResult& result, TaskRecord* ran) {
   const size_t status_index = static_cast<size_t>(result.status);
   std::lock_guard lock(mutex_);
   Counters& counters = CountersFor(result.plugin);
@@ -281,9 +281,9 @@ void Telemetry::TaskFinished(uint64_t key, const TaskResult& result) {
       stats->next_sample = (stats->next_sample + 1) % kTimingSamples;
     }
   }
-  const auto found = running_.find(key);
-  if (found == running_.end()) return;
-  TaskRecord& record = found->second;
+  const auto found = ran ? running_.end() : running_.find(key);
+  if (!ran && found == running_.end()) return;
+  TaskRecord& record = ran ? *ran : found->second;
   record.status = ToString(result.status);
   record.finished_at = result.finished_at.value_or(UnixNow());
   if (result.started_at) record.started_at = *result.started_at;
@@ -296,7 +296,7 @@ void Telemetry::TaskFinished(uint64_t key, const TaskResult& result) {
       recent_oldest_ = (recent_oldest_ + 1) % recent_capacity_;
     }
   }
-  spare_running_ = running_.extract(found);
+  if (!ran) spare_running_ = running_.extract(found);
 }
 
 Telemetry::Snapshot Telemetry::Take() const {

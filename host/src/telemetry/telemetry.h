@@ -136,8 +136,10 @@ class Telemetry {
 
   void TaskStarted(uint64_t key, TaskRecord record);
   // Every terminal result: `key` is the one given to TaskStarted, or 0 for
-  // a task that never started (rejected, cancelled while queued).
-  void TaskFinished(uint64_t key, const TaskResult& result);
+  // a task that never started (rejected, cancelled while queued). `ran`: the
+  // timeline record of a task that started and ended within one call of the
+  // loop (run_inline), which skipped TaskStarted.
+  void TaskFinished(uint64_t key, const TaskResult& result, TaskRecord* ran = nullptr);
 
   Snapshot Take() const;
   // Finished (newest last, at most `limit`) then running tasks.
