@@ -60,10 +60,12 @@ struct Row {
 
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
-std::string host_binary = UMI_HOST_BINARY;  // --host-binary: another build's, for an A/B run
+// --host-binary, --plugin-dir: another build's, for an A/B run.
+std::string host_binary = UMI_HOST_BINARY;
+std::string plugin_dir = UMI_TEST_PLUGIN_DIR;
 
 HostProcess::Options Options(const std::string& yaml) {
-  return {.config_yaml = yaml, .binary = host_binary, .log_level = "error"};
+  return {.config_yaml = yaml, .plugin_dirs = {plugin_dir}, .binary = host_binary, .log_level = "error"};
 }
 
 // Sends every task, waits for every result; returns the makespan.
@@ -417,6 +419,7 @@ int main(int argc, char** argv) {
   app.add_option("--only", only, "Run only these (W1..W5, E2E, M1..M3)");
   app.add_option("--host-binary", host_binary, "The umi-host to measure (another build's, for an A/B run)")
       ->capture_default_str();
+  app.add_option("--plugin-dir", plugin_dir, "The plugins it loads (that build's)")->capture_default_str();
   app.add_option("--w3-tasks", w3_tasks, "Tasks in W3")->capture_default_str();
   app.add_option("--w4-noops", w4_noops, "Noop tasks timed per W4 point")->capture_default_str();
   int throughput_tasks = 100000;

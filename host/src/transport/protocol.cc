@@ -194,7 +194,7 @@ Message Decode(const msgpack::object& root) {
     task.plugin = bad.plugin;
     if (const msgpack::object* input = fields[kInput]) {
       if (input->type != msgpack::type::MAP) throw Invalid{"'input' must be a map"};
-      task.input_msgpack = Pack(*input);
+      task.input_msgpack = input->via.map.size == 0 ? std::string(kEmptyMap) : Pack(*input);
     } else {
       task.input_msgpack = std::string(kEmptyMap);
     }
