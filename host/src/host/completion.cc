@@ -32,7 +32,7 @@ void Fail(TaskResult& result, TaskStatus status, ErrorCode code, std::string mes
 
 }  // namespace
 
-TaskResult CompleteRun(const TaskMessage& task, const Allocation& allocation, RunOutcome outcome) {
+TaskResult CompleteRun(const TaskMessage& task, Allocation allocation, RunOutcome outcome) {
   TaskResult result;
   result.id = task.id;
   result.plugin = task.plugin;
@@ -40,7 +40,7 @@ TaskResult CompleteRun(const TaskMessage& task, const Allocation& allocation, Ru
   result.run_ms = outcome.run_ms;
   result.started_at = outcome.started_at;
   result.finished_at = outcome.finished_at;
-  result.allocation = allocation;
+  result.allocation = std::move(allocation);
   if (outcome.cancel_requested) {
     Fail(result, TaskStatus::kCancelled, ErrorCode::kCancelled, "cancelled by request while running");
   } else if (outcome.timed_out) {

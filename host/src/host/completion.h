@@ -28,6 +28,6 @@ struct RunOutcome {
   double queued_ms = 0, run_ms = 0, started_at = 0, finished_at = 0;
 };
 
-TaskResult CompleteRun(const TaskMessage& task, const Allocation& allocation, RunOutcome outcome);
+TaskResult CompleteRun(const TaskMessage& task, Allocation allocation, RunOutcome outcome);
 
 }  // namespace umi

@@ -234,7 +234,8 @@ void TaskFlow::Finish(uint64_t key, RunningTask& running, const Finished& finish
   if (!first) mean->second += (finished.run_ms - mean->second) / 16;
   outcome.started_at = finished.started_at;
   outcome.finished_at = finished.finished_at;
-  ledger_.End(CompleteRun(running.task.message, running.allocation, std::move(outcome)), running.task.reply, key, ran);
+  ledger_.End(CompleteRun(running.task.message, std::move(running.allocation), std::move(outcome)), running.task.reply,
+              key, ran);
 }
 
 TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {
