@@ -256,6 +256,23 @@ TEST(PluginSdk, RunInlinePluginsRunOnTheEventLoopAndApi10PluginsStillLoad) {
   EXPECT_NE(r.Output("pid")->as<int64_t>(), isolated.pid()) << "isolation: process wins over run_inline";
 }
 
+// Behind a queue (a GPU task waits for the busy GPU), inline tasks start in
+// rounds of max_concurrent_tasks (8 here) and give their grants back within
+// the same turn of the loop, with no mail to wake it for the next round: the
+// loop must take the queue again itself. (It once slept a heartbeat, 1 s,
+// per round: 2,000 tasks would take 250 s and NextResult gives up first.)
+TEST(PluginSdk, InlineTasksBehindAQueueAllRunWithoutWaitingForAWakeUp) {
+  HostProcess host({.config_yaml = TestConfigYaml(),
+                    .plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_INSPECT_PLUGIN_DIR}});
+  host.Send(PackTask({.id = "holder", .plugin = "gpu_sleep", .input = {{"ms", 600000}}}));
+  host.Send(PackTask({.id = "waiting", .plugin = "gpu_sleep", .input = {{"ms", 1}}}));
+  constexpr int kTasks = 2000;
+  for (int i = 0; i < kTasks; ++i) host.Send(PackTask({.id = "q" + std::to_string(i), .plugin = "thread_probe"}));
+  int ok = 0;
+  for (const Result& r : host.Results(kTasks)) ok += r.status == "ok" && r.plugin == "thread_probe";
+  EXPECT_EQ(ok, kTasks);
+}
+
 // An inline task runs and is answered while the loop handles its message,
 // without passing the executor's mailbox: its progress still reaches
 // watchers, between task.started and task.finished, coalesced as any other.

@@ -147,7 +147,7 @@ class Host::Loop final : public Inbox {
       PetWatchdog();
       if (redis_) redis_->AfterPoll();
       CheckDeadlines();
-      if (lifecycle_.serving()) flow_.StartRunnable();
+      start_more_ = lifecycle_.serving() && flow_.StartRunnable();
       UpdateLoad();
       // Last: this turn's results leave in one batch, after the load they
       // leave behind is published.
@@ -258,6 +258,7 @@ class Host::Loop final : public Inbox {
 
   // How long the loop may wait for an event before it must look at the clock.
   std::chrono::milliseconds NextWakeup() const {
+    if (start_more_) return std::chrono::milliseconds(0);  // runnable tasks left for the next turn
     const Clock::TimePoint now = clock_.Now();
     Clock::TimePoint next = now + kHeartbeatInterval;
     if (const auto deadline = flow_.NextDeadline()) next = std::min(next, *deadline);
@@ -458,6 +459,7 @@ class Host::Loop final : public Inbox {
   HttpServer http_{telemetry_};  // reads telemetry_: declared after it
   // Declared last: destroyed first, so its threads finish before what they reach goes away.
   PoolUsage usage_;  // PublishLoad's, kept for its vectors
+  bool start_more_ = false;  // StartRunnable stopped at its budget
   TaskFlow flow_{FlowOptions(options_), clock_, config_, plugins_, telemetry_, transport_, [this] { PublishLoad(); }};
 };
 

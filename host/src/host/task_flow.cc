@@ -82,7 +82,8 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   if (queued.plugin->run_inline && scheduler_.size() == 0 && !IsolatedConfig(*queued.plugin)) {
     if (std::optional<Allocation> allocation = pool_.TryAllocate(queued.key, queued.demand)) {
       if (Executor::RunsInline(*queued.plugin, false, *allocation)) {
-        return Start(std::move(queued), std::move(*allocation), now);
+        Start(std::move(queued), std::move(*allocation), now);
+        return;
       }
       pool_.Release(queued.key);
     }
@@ -90,12 +91,23 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   scheduler_.Enqueue(std::move(queued));
 }
 
-void TaskFlow::StartRunnable() {
-  const Clock::TimePoint now = clock_.Now();
-  for (auto& [task, allocation] : scheduler_.TakeRunnable(now)) Start(std::move(task), std::move(allocation), now);
+bool TaskFlow::StartRunnable() {
+  // Inline tasks give their grants back as they end, within this call, and
+  // no mail will wake the loop for them: the queue is taken again while
+  // they do, up to a budget, so other work is not held up for long either.
+  size_t started = 0;
+  while (true) {
+    const Clock::TimePoint now = clock_.Now();
+    std::vector<std::pair<QueuedTask, Allocation>> runnable = scheduler_.TakeRunnable(now);
+    size_t ended = 0;
+    for (auto& [task, allocation] : runnable) ended += Start(std::move(task), std::move(allocation), now) ? 1 : 0;
+    started += runnable.size();
+    if (ended == 0 || scheduler_.size() == 0) return false;
+    if (started >= kMaxStartsPerCall) return true;
+  }
 }
 
-void TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint now) {
+bool TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint now) {
   const uint64_t key = task.key;
   const LoadedPlugin& plugin = *task.plugin;
   const PluginConfig* isolated = IsolatedConfig(plugin);
@@ -128,7 +140,8 @@ void TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint no
     // One telemetry call when it has ended, not two: nobody can watch it run.
     const Finished finished = executor_.RunInline(key, *running.context, plugin);
     TaskRecord record = running.Record(finished.started_at);
-    return Finish(key, running, finished, &record);
+    Finish(key, running, finished, &record);
+    return true;
   }
   telemetry_.TaskStarted(key, running.Record(clock_.UnixSeconds()));
 
@@ -137,6 +150,7 @@ void TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint no
   RunningTask& started = running_.Add(key, std::move(owned), deadline);
   executor_.Run(key, started.context, plugin, started.allocation,
                 isolated ? std::optional<std::string>(isolated->settings_msgpack) : std::nullopt);
+  return false;
 }
 
 const PluginConfig* TaskFlow::IsolatedConfig(const LoadedPlugin& plugin) const {

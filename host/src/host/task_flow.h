@@ -56,8 +56,11 @@ class TaskFlow {
   void Accept(TaskMessage task, ReplyRoute route, bool serving);
   // Answers a message that was never accepted.
   void Refuse(const TaskResult& result, const ReplyRoute& route) { ledger_.Refuse(result, route); }
-  // Starts every queued task the pool grants now.
-  void StartRunnable();
+  // Starts every queued task the pool grants now, and again as inline tasks
+  // end and give their grants back. True when it stopped at
+  // kMaxStartsPerCall with more to start: call again without waiting.
+  bool StartRunnable();
+  static constexpr size_t kMaxStartsPerCall = 1024;
   // The Executor's Finished and Progress messages.
   void HandleMail();
   // Cancels the running tasks past their timeout_ms.
@@ -105,9 +108,9 @@ class TaskFlow {
 
  private:
   PoolCapacity Capacity(const HardwareConfig& config) const;
-  // Runs a granted task on the Executor; one that runs inline is complete
-  // (answered) when this returns.
-  void Start(QueuedTask task, Allocation allocation, Clock::TimePoint now);
+  // Runs a granted task on the Executor; true when it ran inline and is
+  // complete (answered, its grant given back) on return.
+  bool Start(QueuedTask task, Allocation allocation, Clock::TimePoint now);
   // The plugin's config when it runs in worker processes (isolation:
   // process, or a Python plugin, with defaults when it has no section); null otherwise.
   const PluginConfig* IsolatedConfig(const LoadedPlugin& plugin) const;
