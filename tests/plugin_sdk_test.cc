@@ -256,21 +256,42 @@ TEST(PluginSdk, RunInlinePluginsRunOnTheEventLoopAndApi10PluginsStillLoad) {
   EXPECT_NE(r.Output("pid")->as<int64_t>(), isolated.pid()) << "isolation: process wins over run_inline";
 }
 
-// Behind a queue (a GPU task waits for the busy GPU), inline tasks start in
-// rounds of max_concurrent_tasks (8 here) and give their grants back within
-// the same turn of the loop, with no mail to wake it for the next round: the
-// loop must take the queue again itself. (It once slept a heartbeat, 1 s,
-// per round: 2,000 tasks would take 250 s and NextResult gives up first.)
-TEST(PluginSdk, InlineTasksBehindAQueueAllRunWithoutWaitingForAWakeUp) {
+// Inline tasks that had to queue (every CPU task slot taken by `sleep`)
+// start in rounds of max_concurrent_tasks (8 here) once the slots free up,
+// and give their grants back within the same turn of the loop, with no mail
+// to wake it for the next round: the loop must take the queue again itself.
+// (It once slept a heartbeat, 1 s, per round: 2,000 tasks would take 250 s
+// and NextResult gives up first.)
+TEST(PluginSdk, QueuedInlineTasksAllRunWithoutWaitingForAWakeUp) {
+  HostProcess host({.config_yaml = TestConfigYaml(),
+                    .plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_INSPECT_PLUGIN_DIR}});
+  for (int i = 0; i < 8; ++i) {
+    host.Send(PackTask({.id = "slot" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 300}}}));
+  }
+  constexpr int kTasks = 2000;
+  for (int i = 0; i < kTasks; ++i) host.Send(PackTask({.id = "q" + std::to_string(i), .plugin = "thread_probe"}));
+  int ok = 0, queued = 0;
+  for (const Result& r : host.Results(kTasks + 8)) {
+    if (r.plugin != "thread_probe") continue;
+    ok += r.status == "ok";
+    queued += r.queued_ms > 0;
+  }
+  EXPECT_EQ(ok, kTasks);
+  EXPECT_GT(queued, 0) << "none waited for a slot: the test no longer covers a queue of inline tasks";
+}
+
+// GPU tasks waiting for a busy GPU do not hold back inline tasks of another
+// plugin: those run on arrival, never queued.
+TEST(PluginSdk, InlineTasksDoNotQueueBehindOtherPlugins) {
   HostProcess host({.config_yaml = TestConfigYaml(),
                     .plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_INSPECT_PLUGIN_DIR}});
   host.Send(PackTask({.id = "holder", .plugin = "gpu_sleep", .input = {{"ms", 600000}}}));
   host.Send(PackTask({.id = "waiting", .plugin = "gpu_sleep", .input = {{"ms", 1}}}));
-  constexpr int kTasks = 2000;
-  for (int i = 0; i < kTasks; ++i) host.Send(PackTask({.id = "q" + std::to_string(i), .plugin = "thread_probe"}));
-  int ok = 0;
-  for (const Result& r : host.Results(kTasks)) ok += r.status == "ok" && r.plugin == "thread_probe";
-  EXPECT_EQ(ok, kTasks);
+  for (int i = 0; i < 100; ++i) host.Send(PackTask({.id = "p" + std::to_string(i), .plugin = "thread_probe"}));
+  for (const Result& r : host.Results(100)) {
+    ASSERT_EQ(r.status, "ok") << r.error_message;
+    EXPECT_EQ(r.queued_ms, 0) << r.id.value_or("?");
+  }
 }
 
 // An inline task runs and is answered while the loop handles its message,

@@ -76,10 +76,12 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   queued.message = std::move(task);
   ledger_.Accepted(queued.message.id, queued.key, admitted.fingerprint);
   Publish("task.queued", queued.message);
-  // A run_inline task that the pool grants now, with nothing queued, runs
-  // at once: it gives its grant back before the next message is read, so
-  // it holds up nothing that queueing it would have let ahead of it.
-  if (queued.plugin->run_inline && scheduler_.size() == 0 && !IsolatedConfig(*queued.plugin)) {
+  // A run_inline task that the pool grants now runs at once: it gives its
+  // grant back before the next message is read, so no queued task waits a
+  // moment longer for it (GPU tasks blocked behind a busy GPU do not slow
+  // it down either). Not past earlier tasks of its own plugin: those keep
+  // their order.
+  if (queued.plugin->run_inline && !scheduler_.has_queued(queued.message.plugin) && !IsolatedConfig(*queued.plugin)) {
     if (std::optional<Allocation> allocation = pool_.TryAllocate(queued.key, queued.demand)) {
       if (Executor::RunsInline(*queued.plugin, false, *allocation)) {
         Start(std::move(queued), std::move(*allocation), now);

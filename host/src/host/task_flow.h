@@ -52,7 +52,7 @@ class TaskFlow {
   int mail_fd() const { return executor_.fd(); }
 
   // A decoded task: refused, answered from the dedup window, run at once
-  // (a run_inline task that fits, with nothing queued) or queued.
+  // (a run_inline task that fits, none of its plugin queued) or queued.
   void Accept(TaskMessage task, ReplyRoute route, bool serving);
   // Answers a message that was never accepted.
   void Refuse(const TaskResult& result, const ReplyRoute& route) { ledger_.Refuse(result, route); }

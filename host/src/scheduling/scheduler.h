@@ -71,6 +71,7 @@ class Scheduler {
   std::optional<Clock::time_point> oldest_enqueued_at() const;
   // Queued tasks per plugin name; plugins with none are absent.
   const std::map<std::string, size_t>& queued_by_plugin() const { return queued_by_plugin_; }
+  bool has_queued(const std::string& plugin) const { return !queued_by_plugin_.empty() && queued_by_plugin_.count(plugin); }
   size_t shapes() const { return shapes_.size(); }
   // The task holding the reservation after the last pass, if any.
   std::optional<uint64_t> reserved() const { return reserved_; }
