@@ -281,14 +281,19 @@ TEST(PluginSdk, QueuedInlineTasksAllRunWithoutWaitingForAWakeUp) {
 }
 
 // GPU tasks waiting for a busy GPU do not hold back inline tasks of another
-// plugin: those run on arrival, never queued.
-TEST(PluginSdk, InlineTasksDoNotQueueBehindOtherPlugins) {
+// plugin: once the host has found them blocked (here: a control request,
+// which starts what fits before it is answered), those run on arrival.
+TEST(PluginSdk, InlineTasksDoNotQueueBehindBlockedTasksOfOtherPlugins) {
   HostProcess host({.config_yaml = TestConfigYaml(),
                     .plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_INSPECT_PLUGIN_DIR}});
-  host.Send(PackTask({.id = "holder", .plugin = "gpu_sleep", .input = {{"ms", 600000}}}));
-  host.Send(PackTask({.id = "waiting", .plugin = "gpu_sleep", .input = {{"ms", 1}}}));
-  for (int i = 0; i < 100; ++i) host.Send(PackTask({.id = "p" + std::to_string(i), .plugin = "thread_probe"}));
-  for (const Result& r : host.Results(100)) {
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackTask({.id = "holder", .plugin = "gpu_sleep", .input = {{"ms", 600000}}}));
+  rpc.Send(PackTask({.id = "waiting", .plugin = "gpu_sleep", .input = {{"ms", 1}}}));
+  rpc.Send(PackControl("health"));
+  ASSERT_FALSE(ParseResult(rpc.Receive()).id) << "no task ends before the fence";
+  for (int i = 0; i < 100; ++i) rpc.Send(PackTask({.id = "p" + std::to_string(i), .plugin = "thread_probe"}));
+  for (int i = 0; i < 100; ++i) {
+    const Result r = ParseResult(rpc.Receive());
     ASSERT_EQ(r.status, "ok") << r.error_message;
     EXPECT_EQ(r.queued_ms, 0) << r.id.value_or("?");
   }

@@ -77,11 +77,12 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   ledger_.Accepted(queued.message.id, queued.key, admitted.fingerprint);
   Publish("task.queued", queued.message);
   // A run_inline task that the pool grants now runs at once: it gives its
-  // grant back before the next message is read, so no queued task waits a
-  // moment longer for it (GPU tasks blocked behind a busy GPU do not slow
-  // it down either). Not past earlier tasks of its own plugin: those keep
-  // their order.
-  if (queued.plugin->run_inline && !scheduler_.has_queued(queued.message.plugin) && !IsolatedConfig(*queued.plugin)) {
+  // grant back before the next message is read. With nothing queued, or
+  // with only tasks the last pass found blocked (GPU tasks behind a busy
+  // GPU) and none of its own plugin, it passes no task that could start.
+  const bool passes_no_one =
+      scheduler_.size() == 0 || (queue_settled_ && !scheduler_.has_queued(queued.message.plugin));
+  if (queued.plugin->run_inline && passes_no_one && !IsolatedConfig(*queued.plugin)) {
     if (std::optional<Allocation> allocation = pool_.TryAllocate(queued.key, queued.demand)) {
       if (Executor::RunsInline(*queued.plugin, false, *allocation)) {
         Start(std::move(queued), std::move(*allocation), now);
@@ -91,6 +92,7 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
     }
   }
   scheduler_.Enqueue(std::move(queued));
+  queue_settled_ = false;
 }
 
 bool TaskFlow::StartRunnable() {
@@ -104,7 +106,10 @@ bool TaskFlow::StartRunnable() {
     size_t ended = 0;
     for (auto& [task, allocation] : runnable) ended += Start(std::move(task), std::move(allocation), now) ? 1 : 0;
     started += runnable.size();
-    if (ended == 0 || scheduler_.size() == 0) return false;
+    if (ended == 0 || scheduler_.size() == 0) {
+      queue_settled_ = true;  // what is queued now waits for a release
+      return false;
+    }
     if (started >= kMaxStartsPerCall) return true;
   }
 }
@@ -218,6 +223,7 @@ void TaskFlow::Complete(const Finished& finished) {
     return;
   }
   Finish(finished.key, *running, finished);
+  queue_settled_ = false;  // its grant may let a queued task start
 }
 
 void TaskFlow::Finish(uint64_t key, RunningTask& running, const Finished& finished, TaskRecord* ran) {
@@ -262,6 +268,7 @@ TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {
     return CancelState::kRunning;
   }
   if (std::optional<QueuedTask> queued = scheduler_.Remove(key)) {
+    queue_settled_ = false;  // it may have been the reserved one
     TaskResult result = EndedResult(queued->message.id, queued->message.plugin, TaskStatus::kCancelled,
                                     Status(ErrorCode::kCancelled, "cancelled by request before it started"));
     result.queued_ms = Millis(clock_.Now() - queued->enqueued_at);
@@ -326,6 +333,7 @@ Status TaskFlow::PrepareReconfigure(const HardwareConfig& next) {
 void TaskFlow::Reconfigure(const HardwareConfig& config) {
   config_ = config;
   (void)pool_.Reconfigure(Capacity(config_));  // PrepareReconfigure tried it on a copy
+  queue_settled_ = false;
   scheduler_.set_reserve_after(std::chrono::milliseconds(config_.scheduler.reserve_after_ms));
   ledger_.SetDedupLimits(Seconds(config_.dedup.window_s), static_cast<size_t>(config_.dedup.max_entries));
   PrestartWorkers();

@@ -135,6 +135,10 @@ class TaskFlow {
   TaskLedger ledger_;
   std::unordered_map<std::string, double> mean_run_ms_;  // per plugin, a moving average
   uint64_t last_key_ = 0;
+  // True from a StartRunnable pass that left the queue blocked until a task
+  // is queued, a grant is given back or the pool changes: a run_inline task
+  // may then run on arrival past what is queued (it takes nothing they could use).
+  bool queue_settled_ = true;
   // Declared last: destroyed first, so its threads finish before anything
   // they might reach goes away.
   Executor executor_;
