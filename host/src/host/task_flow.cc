@@ -129,15 +129,12 @@ bool TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint no
   if (inline_run) {
     context_on_stack.emplace(task.message.id, task.message.plugin, std::move(task.message.input_msgpack), allocation);
     running.context = std::shared_ptr<UMI_Context>(std::shared_ptr<UMI_Context>(), &*context_on_stack);  // not owned
-  } else {
-    running.context = std::make_shared<UMI_Context>(task.message.id, task.message.plugin,
-                                                    std::move(task.message.input_msgpack), allocation);
-  }
-  if (inline_run) {
     running.context->on_progress = [this, &running](double fraction, std::string_view message) {
       PublishProgress(running, fraction, message);
     };
   } else {
+    running.context = std::make_shared<UMI_Context>(task.message.id, task.message.plugin,
+                                                    std::move(task.message.input_msgpack), allocation);
     running.context->on_progress = executor_.ProgressReporter(key);
   }
   running.task = std::move(task);
