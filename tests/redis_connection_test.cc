@@ -26,7 +26,19 @@ TEST(RedisUrl, ThePasswordNeverReachesTextForPeople) {
   const auto url = RedisUrl::Parse("redis://user:s3cret@h:1/0");
   ASSERT_TRUE(url.ok());
   EXPECT_EQ(url->Redacted().find("s3cret"), std::string::npos) << url->Redacted();
-  EXPECT_EQ(url->Redacted(), "redis://:***@h:1");
+  EXPECT_EQ(url->Redacted(), "redis://user:***@h:1");
+}
+
+// redis://user:pw@host logs in as that ACL user (AUTH user pw), as redis-py
+// does; without a user, AUTH pw is the default user's.
+TEST(RedisUrl, AUserInTheUrlIsTheAclUser) {
+  const auto url = RedisUrl::Parse("redis://umi-host:s3cret@h:1/0");
+  ASSERT_TRUE(url.ok());
+  EXPECT_EQ(url->user, "umi-host");
+  EXPECT_EQ(url->AuthArgs(), (std::vector<std::string>{"AUTH", "umi-host", "s3cret"}));
+  const auto plain = RedisUrl::Parse("redis://:s3cret@h:1/0");
+  ASSERT_TRUE(plain.ok());
+  EXPECT_EQ(plain->AuthArgs(), (std::vector<std::string>{"AUTH", "s3cret"}));
 }
 
 TEST(RedisUrl, BadUrlsSayWhatIsExpected) {

@@ -209,9 +209,8 @@ class Host::Loop final : public Inbox {
     redis_ = std::make_unique<RedisTransport>(
         std::move(redis),
         [this] { return HeartbeatFields(); },
-        [this](bool connected) { telemetry_.SetReady(connected); },
-        [this](std::map<std::string, std::pair<int64_t, int64_t>> backlog) {
-          telemetry_.SetStreamBacklog(std::move(backlog));
+        [this](bool ready) { telemetry_.SetReady(ready); }, [this](const FarmReport& report) {
+          telemetry_.SetFarm(report);
         });
     redis_->SetPlugins(LoadedNames());
     http_.SetClusterSource([view = std::make_shared<ClusterView>(redis_url)] { return view->Read(); });

@@ -300,7 +300,11 @@ size_t TaskFlow::Room(const std::string& name) const {
   ResourcePool trial(pool_);
   size_t fits = 0;
   while (fits < kMaxRoom && trial.TryAllocate(UINT64_MAX - fits, demand)) ++fits;
-  const size_t waiting = scheduler_.size();
+  // Only this plugin's queued tasks take its room first: the queue of
+  // another plugin holds no resources until it starts, and the pass that
+  // just ran started whatever of it could start.
+  const auto queued = scheduler_.queued_by_plugin().find(name);
+  const size_t waiting = queued == scheduler_.queued_by_plugin().end() ? 0 : queued->second;
   return fits > waiting ? fits - waiting : 0;
 }
 

@@ -181,9 +181,9 @@ void Telemetry::CountDroppedReply(uint64_t count) {
   state_.dropped_replies += count;
 }
 
-void Telemetry::SetStreamBacklog(std::map<std::string, std::pair<int64_t, int64_t>> backlog) {
+void Telemetry::SetFarm(const FarmReport& report) {
   std::lock_guard lock(mutex_);
-  state_.stream_backlog = std::move(backlog);
+  state_.farm = report;
 }
 
 void Telemetry::SetConfigFallback(std::string why) {
@@ -414,14 +414,28 @@ std::string Telemetry::PrometheusText() const {
   single("umi_config_fallback", "gauge",
          "1 when the named config could not be used and the host runs on detected hardware (--allow-fallback).",
          s.config_fallback.empty() ? 0 : 1);
-  if (!s.stream_backlog.empty()) {
+  if (s.farm) {
     family("umi_stream_backlog", "gauge",
            "Redis Streams: tasks in a plugin's stream no host has taken (waiting) or taken and not answered "
            "(pending), for every host of the farm (KEDA, alerts).");
-    for (const auto& [plugin, counts] : s.stream_backlog) {
+    for (const auto& [plugin, counts] : s.farm->backlog) {
       out << "umi_stream_backlog{plugin=" << Label(plugin) << ",state=\"waiting\"} " << counts.first << '\n';
       out << "umi_stream_backlog{plugin=" << Label(plugin) << ",state=\"pending\"} " << counts.second << '\n';
     }
+    single("umi_redis_held_results", "gauge",
+           "Results waiting for Redis: refused (OOM, READONLY, ACL, ...) or Redis unreachable; not ready while above 0.",
+           s.farm->held_results);
+    single("umi_redis_stale_results_total", "counter",
+           "Results dropped because another host held the task's entry by then (this host's lease had lapsed).",
+           s.farm->stale_results);
+    single("umi_redis_redirected_results_total", "counter",
+           "Results whose reply_to could not take a stream entry, sent to umi:results with the reason.",
+           s.farm->redirected_results);
+    single("umi_redeliveries_total", "counter", "Stream entries this host took from another's lapsed lease.",
+           s.farm->redeliveries);
+    single("umi_redis_leases_lost_total", "counter",
+           "Stream entries another host took from this one while it could not renew their leases.",
+           s.farm->leases_lost);
   }
   family("umi_loop_last_tick_seconds", "gauge", "Unix time of the event loop's last turn (/healthz fails when stale).");
   // Unix time of the tick, from how long ago it was on the steady clock.

@@ -26,6 +26,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "common/farm_report.h"
 #include "scheduling/resource_pool.h"
 #include "scheduling/task.h"
 
@@ -83,9 +84,10 @@ class Telemetry {
     std::chrono::steady_clock::time_point last_tick;  // the loop's last SetLoad
     PoolUsage pool;
     std::map<std::string, PluginStats> plugins;  // "" = all plugins
-    // Redis Streams: per plugin stream, entries no host took yet and entries
-    // taken but not answered (group umi), as of the last heartbeat.
-    std::map<std::string, std::pair<int64_t, int64_t>> stream_backlog;
+    // Redis Streams: the transport's counters and, per plugin stream, entries
+    // no host took yet and entries taken but not answered (group umi), as of
+    // the last heartbeat; nullopt without Redis.
+    std::optional<FarmReport> farm;
     // Sampled by the loop a few times a second (SetQueue, SetWorkerProcesses).
     std::map<std::string, size_t> queued_by_plugin;
     std::optional<std::chrono::steady_clock::time_point> oldest_enqueued_at;
@@ -119,8 +121,8 @@ class Telemetry {
   void CountDroppedReply(uint64_t count = 1);
   // Why the host runs on detected hardware instead of the config it was given.
   void SetConfigFallback(std::string why);
-  // Redis Streams: plugin -> {waiting, pending} (see Snapshot::stream_backlog).
-  void SetStreamBacklog(std::map<std::string, std::pair<int64_t, int64_t>> backlog);
+  // Redis Streams (see Snapshot::farm).
+  void SetFarm(const FarmReport& report);
   // The queue's shape and whether the host reads tasks, sampled by the loop.
   void SetQueue(std::map<std::string, size_t> queued_by_plugin,
                 std::optional<std::chrono::steady_clock::time_point> oldest_enqueued_at, bool reading_tasks);

@@ -43,7 +43,7 @@ Status RedisConnection::Connect(const RedisUrl& url, std::chrono::milliseconds t
   context->reader->maxbuf = 0;
   context_ = context;
   if (!url.password.empty()) {
-    if (auto auth = Command({"AUTH", url.password}); !auth.ok()) {
+    if (auto auth = Command(url.AuthArgs()); !auth.ok()) {
       Close();
       return Status(ErrorCode::kUnavailable, "redis " + url.Redacted() + ": AUTH failed");  // never the reply: it may echo
     }
@@ -55,6 +55,13 @@ Status RedisConnection::Connect(const RedisUrl& url, std::chrono::milliseconds t
     }
   }
   return {};
+}
+
+void RedisConnection::SetTimeout(std::chrono::milliseconds timeout) {
+  if (!context_) return;
+  const timeval tv{static_cast<time_t>(timeout.count() / 1000),
+                   static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
+  redisSetTimeout(context_, tv);
 }
 
 Status RedisConnection::Broken(const std::string& what) {

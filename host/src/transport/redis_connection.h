@@ -47,6 +47,8 @@ class RedisConnection {
   // connect and every command.
   Status Connect(const RedisUrl& url, std::chrono::milliseconds timeout);
   void Close();
+  // Bounds every later command (connect's `timeout` until then).
+  void SetTimeout(std::chrono::milliseconds timeout);
   bool connected() const { return context_ != nullptr; }
   int fd() const { return context_ ? context_->fd : -1; }
 

@@ -6,25 +6,42 @@
 
 #include <algorithm>
 #include <charconv>
+#include <cstdio>
+#include <numeric>
+#include <random>
 #include <thread>
 
 #include "transport/poller.h"
 #include "transport/protocol.h"
+#include "transport/redis_scripts.h"
 
 namespace umi {
 namespace {
 
 constexpr const char* kGroup = "umi";
 constexpr const char* kDefaultResults = "umi:results";
+// At start a slow server gets longer than a heartbeat to answer.
 constexpr auto kConnectTimeout = std::chrono::milliseconds(2000);
-constexpr auto kMaxBackoff = std::chrono::milliseconds(5000);
-constexpr int kClaimBatch = 64;
+// Reconnects and refused results retry at most this far apart: below a
+// lease, so a host back from an outage renews before anyone claims.
+constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
+constexpr size_t kClaimBatch = 64;
+// A consumer with nothing pending and idle this long is removed from the group.
+constexpr auto kIdleConsumer = std::chrono::minutes(1);
 
 std::string TaskStream(const std::string& plugin) { return "umi:tasks:" + plugin; }
 std::string PluginOf(const std::string& stream) { return stream.substr(std::string("umi:tasks:").size()); }
 std::string HostKey(const std::string& host) { return "umi:hosts:" + host; }
 
 std::string Text(const redisReply* reply) { return ReplyText(reply); }
+
+// A random suffix that makes this process's consumer name its own.
+std::string InstanceSuffix() {
+  std::random_device device;
+  char text[17];
+  std::snprintf(text, sizeof(text), "%08x%08x", device(), device());
+  return text;
+}
 
 // A stream entry id, <ms>-<seq>, ordered as Redis orders them.
 struct StreamId {
@@ -66,52 +83,116 @@ std::map<std::string, std::string> PeekStrings(const std::string& bytes) {
 }  // namespace
 
 RedisTransport::RedisTransport(RedisTransportOptions options, std::function<std::vector<std::string>()> heartbeat_fields,
-                               std::function<void(bool)> on_connected,
-                               std::function<void(std::map<std::string, std::pair<int64_t, int64_t>>)> on_backlog)
+                               std::function<void(bool)> on_ready, std::function<void(const FarmReport&)> on_report)
     : options_(std::move(options)),
+      consumer_(options_.host + "@" + InstanceSuffix()),
       heartbeat_fields_(std::move(heartbeat_fields)),
-      on_connected_(std::move(on_connected)),
-      on_backlog_(std::move(on_backlog)) {}
+      on_ready_(std::move(on_ready)),
+      on_report_(std::move(on_report)) {}
 
 RedisTransport::~RedisTransport() = default;
 
 void RedisTransport::SetPlugins(std::set<std::string> plugins) { plugins_ = std::move(plugins); }
 
+Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
+  // A connection counts only once the server answered on it: a frozen
+  // server accepts the socket and then says nothing.
+  Status status = reader_.Connect(options_.url, timeout);
+  if (status.ok()) status = writer_.Connect(options_.url, timeout);
+  if (status.ok()) {
+    auto id = reader_.Command({"CLIENT", "ID"});
+    if (id.ok()) reader_id_ = id.value()->integer;
+    if (!id.ok()) status = id.status().Prefixed("redis " + options_.url.Redacted() + ": CLIENT ID");
+  }
+  if (status.ok()) {
+    const char* const sources[] = {redis_scripts::kPublishResult, redis_scripts::kRenewLeases, redis_scripts::kGiveBack,
+                                   redis_scripts::kHeartbeat, redis_scripts::kDropConsumer};
+    std::vector<std::vector<std::string>> loads;
+    for (const char* source : sources) loads.push_back({"SCRIPT", "LOAD", source});
+    auto loaded = writer_.Pipeline(loads);
+    if (!loaded.ok()) status = loaded.status();
+    for (size_t i = 0; status.ok() && i < loaded.value().size(); ++i) {
+      const redisReply* sha = loaded.value()[i].get();
+      if (sha->type == REDIS_REPLY_ERROR) {
+        status = Status(ErrorCode::kUnavailable, "redis " + options_.url.Redacted() + ": SCRIPT LOAD: " + Text(sha));
+      }
+      script_sha_[i] = Text(sha);
+    }
+  }
+  if (!status.ok()) {
+    reader_.Close();
+    writer_.Close();
+    return status;
+  }
+  writer_.SetTimeout(options_.heartbeat);
+  reader_.SetTimeout(options_.heartbeat);
+  // Live hosts renew their leases before this one claims anything.
+  claim_from_ = Clock::now() + options_.lease + kMaxBackoff;
+  grouped_.clear();  // a restarted server may have lost them
+  reading_ = false;
+  return {};
+}
+
+Status RedisTransport::CheckNameIsFree() {
+  // A heartbeat that moves while we watch is a live process with our name;
+  // one that stands still is an earlier run that died (its key expires).
+  const std::string key = HostKey(options_.host);
+  std::optional<std::string> first_beat;
+  const Clock::time_point until = Clock::now() + 3 * options_.heartbeat + std::chrono::milliseconds(200);
+  for (;;) {
+    auto seen = writer_.Command({"HMGET", key, "consumer", "beat"});
+    if (!seen.ok()) return seen.status().Prefixed("redis " + options_.url.Redacted());
+    const redisReply* fields = seen.value().get();
+    if (fields->type != REDIS_REPLY_ARRAY || fields->elements != 2 || fields->element[0]->type == REDIS_REPLY_NIL) {
+      return {};
+    }
+    const std::string beat = Text(fields->element[1]);
+    if (first_beat && beat != *first_beat) {
+      return Status(ErrorCode::kInvalidConfig,
+                    "another host named '" + options_.host + "' is alive on redis " + options_.url.Redacted() +
+                        " (consumer " + Text(fields->element[0]) + ", heartbeat " + key +
+                        " renewed while this one waited): give each host its own --name");
+    }
+    first_beat = beat;
+    if (Clock::now() >= until) return {};
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+}
+
 Status RedisTransport::Open(Poller& poller, Inbox& inbox) {
   inbox_ = &inbox;
-  if (Status connected = reader_.Connect(options_.url, kConnectTimeout); !connected.ok()) return connected;
-  if (Status connected = writer_.Connect(options_.url, kConnectTimeout); !connected.ok()) return connected;
-  if (auto id = reader_.Command({"CLIENT", "ID"}); id.ok()) reader_id_ = id.value()->integer;
+  if (Status connected = Connect(kConnectTimeout); !connected.ok()) return connected;
+  if (Status free = CheckNameIsFree(); !free.ok()) return free;
   spdlog::info("redis {}: taking tasks of {} plugin(s) as consumer '{}'", options_.url.Redacted(), plugins_.size(),
-               options_.host);
+               consumer_);
   poller.Add([this] { return reader_.fd(); }, [this] { return static_cast<short>(reading_ ? ZMQ_POLLIN : 0); },
              [this](short) { OnReadable(); });
-  on_connected_(true);
+  SetReady();
   return {};
+}
+
+void RedisTransport::SetReady() {
+  const bool ready = writer_.connected() && reader_.connected() && !refused_ && !displaced_;
+  if (ready == ready_) return;
+  ready_ = ready;
+  on_ready_(ready);
 }
 
 bool RedisTransport::EnsureConnected() {
   if (writer_.connected() && reader_.connected()) return true;
   if (Clock::now() < reconnect_at_) return false;
-  Status status = reader_.Connect(options_.url, kConnectTimeout);
-  if (status.ok()) status = writer_.Connect(options_.url, kConnectTimeout);
-  if (status.ok()) {
-    auto id = reader_.Command({"CLIENT", "ID"});
-    if (id.ok()) reader_id_ = id.value()->integer;
-  }
-  if (!status.ok()) {
-    reader_.Close();
-    writer_.Close();
+  if (Status status = Connect(options_.heartbeat); !status.ok()) {
     reconnect_at_ = Clock::now() + backoff_;
-    backoff_ = std::min(backoff_ * 2, kMaxBackoff);
+    backoff_ = std::min(backoff_ * 2, std::chrono::duration_cast<std::chrono::milliseconds>(kMaxBackoff));
     spdlog::warn("{}; retrying in {} ms", status.message(), backoff_.count());
     return false;
   }
-  spdlog::info("redis {}: connected again; {} held result(s) to send", options_.url.Redacted(), held_.size());
+  spdlog::info("redis {}: connected again; {} held result(s) to send, {} lease(s) to renew", options_.url.Redacted(),
+               held_.size(), std::accumulate(leases_.begin(), leases_.end(), size_t{0},
+                                             [](size_t n, const auto& stream) { return n + stream.second.size(); }));
   backoff_ = std::chrono::milliseconds(100);
-  grouped_.clear();  // a restarted server may have lost them
-  reading_ = false;
-  on_connected_(true);
+  next_heartbeat_ = Clock::now();  // renew at once
+  SetReady();
   return true;
 }
 
@@ -121,25 +202,35 @@ void RedisTransport::Disconnected(const Status& why) {
   writer_.Close();
   reading_ = false;
   reconnect_at_ = Clock::now() + backoff_;
-  if (was_connected) {
-    spdlog::error("{}; running tasks go on, their results wait for Redis", why.message());
-    on_connected_(false);
-  }
+  if (was_connected) spdlog::error("{}; running tasks go on, their results wait for Redis", why.message());
+  SetReady();
+}
+
+std::vector<std::string> RedisTransport::Eval(Script script, const std::string& key,
+                                              std::vector<std::string> args) const {
+  args.insert(args.begin(), {"EVALSHA", script_sha_[static_cast<size_t>(script)], "1", key});
+  return args;
 }
 
 void RedisTransport::AfterPoll() {
   if (!EnsureConnected()) return;
   WriteHeld();
   const Clock::time_point now = Clock::now();
-  if (now >= next_heartbeat_) {
+  if (writer_.connected() && now >= next_heartbeat_) {
     Heartbeat();
+    RenewLeases();
     ReadBacklog();
+    if (writer_.connected() && now >= next_consumer_sweep_) {
+      DropIdleConsumers();
+      next_consumer_sweep_ = now + kIdleConsumer / 4;
+    }
     next_heartbeat_ = now + options_.heartbeat;
   }
-  if (now >= next_claim_) {
-    ClaimFromDeadHosts();
+  if (writer_.connected() && now >= next_claim_ && now >= claim_from_) {
+    ClaimLapsed();
     next_claim_ = now + options_.heartbeat;
   }
+  if (!writer_.connected()) return;
   if (reading_) {
     RereadIfRoomMoved();
   } else {
@@ -159,16 +250,17 @@ void RedisTransport::RereadIfRoomMoved() {
 }
 
 std::optional<std::chrono::milliseconds> RedisTransport::RetryIn() const {
-  if (!held_.empty() && writer_.connected()) return std::chrono::milliseconds(0);
-  Clock::time_point due = std::min(next_heartbeat_, next_claim_);
+  const Clock::time_point now = Clock::now();
+  Clock::time_point due = std::min(next_heartbeat_, std::max(next_claim_, claim_from_));
+  if (!held_.empty()) due = std::min(due, write_at_);
   if (!writer_.connected()) due = reconnect_at_;
-  return std::max(std::chrono::ceil<std::chrono::milliseconds>(due - Clock::now()), std::chrono::milliseconds(0));
+  return std::max(std::chrono::ceil<std::chrono::milliseconds>(due - now), std::chrono::milliseconds(0));
 }
 
 void RedisTransport::StartRead() {
-  if (!writer_.connected()) return;
+  if (displaced_) return;
   std::vector<std::string> streams;
-  size_t count = 0;
+  std::optional<size_t> count;
   for (const std::string& plugin : plugins_) {
     const size_t room = inbox_->Room(plugin);
     if (room == 0) continue;
@@ -179,15 +271,16 @@ void RedisTransport::StartRead() {
       if (!created.ok() && created.status().code() == ErrorCode::kUnavailable) return Disconnected(created.status());
       grouped_.insert(stream);  // created, or BUSYGROUP: it exists
       next_heartbeat_ = Clock::now();  // the next turn reports its backlog
-      if (recovered_.insert(stream).second) RecoverEarlierRun(stream);
-      if (!writer_.connected()) return;
     }
     streams.push_back(stream);
-    count = std::max(count, room + ahead);
+    // One COUNT applies to every stream of the read: the smallest room, so
+    // no plugin gets more than it can start; a plugin with more room reads
+    // again at the next turn.
+    count = std::min(count.value_or(SIZE_MAX), room + ahead);
   }
   if (streams.empty()) return;
-  std::vector<std::string> args = {"XREADGROUP", "GROUP", kGroup, options_.host, "COUNT",
-                                   std::to_string(count), "BLOCK",
+  std::vector<std::string> args = {"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT",
+                                   std::to_string(*count), "BLOCK",
                                    std::to_string(options_.block.count()), "STREAMS"};
   args.insert(args.end(), streams.begin(), streams.end());
   args.insert(args.end(), streams.size(), ">");
@@ -225,6 +318,7 @@ void RedisTransport::HandleEntries(const redisReply* streams) {
 void RedisTransport::HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries) {
   if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) return;
   const std::string id = Text(entry->element[0]);
+  leases_[stream].insert(id);
   const redisReply* fields = entry->element[1];
   std::string body;
   bool has_body = false;
@@ -237,7 +331,7 @@ void RedisTransport::HandleEntry(const std::string& stream, const redisReply* en
   const std::string plugin = PluginOf(stream);
   if (!has_body) {
     spdlog::warn("redis {} entry {}: no field 'm'; answered bad_request", stream, id);
-    return Answer(stream, id, kDefaultResults,
+    return Answer(stream, id, kDefaultResults, std::nullopt,
                   EncodeResult(RejectedResult(std::nullopt, plugin,
                                               Status(ErrorCode::kBadRequest, "stream entry " + id + " has no field 'm'")),
                                options_.host));
@@ -248,89 +342,127 @@ void RedisTransport::HandleEntry(const std::string& stream, const redisReply* en
   const auto id_field = peeked.find("id");
   const std::optional<std::string> task_id =
       id_field == peeked.end() ? std::nullopt : std::optional<std::string>(id_field->second);
+  if (deliveries > 1) {
+    spdlog::warn("redis {} entry {}: task {} taken again from a lapsed lease (delivery {})", stream, id,
+                 task_id.value_or("(no id)"), deliveries);
+  }
   if (const auto named = peeked.find("plugin"); named != peeked.end() && named->second != plugin) {
-    return Answer(stream, id, results,
+    return Answer(stream, id, results, task_id,
                   EncodeResult(RejectedResult(task_id, named->second,
                                               Status(ErrorCode::kBadRequest, "a task for plugin '" + named->second +
                                                                                  "' in stream " + stream)),
                                options_.host));
   }
   if (deliveries > options_.max_deliveries) {
-    spdlog::error("redis {} entry {}: {} host(s) died running it (transport.max_deliveries: {}); ends crashed",
-                  stream, id, deliveries - 1, options_.max_deliveries);
+    spdlog::error("redis {} entry {}: task {}: {} host(s) lost it while running it (transport.max_deliveries: {}); "
+                  "ends crashed",
+                  stream, id, task_id.value_or("(no id)"), deliveries - 1, options_.max_deliveries);
     if (auto copied = writer_.Command({"XADD", "umi:dead:" + plugin, "*", "m", body}); !copied.ok()) {
-      return Disconnected(copied.status());
+      // Not answered: the entry stays pending here and is claimed again
+      // once Redis takes writes.
+      leases_[stream].erase(id);
+      if (copied.status().code() == ErrorCode::kUnavailable) Disconnected(copied.status());
+      return;
     }
     TaskResult result = EndedResult(task_id, plugin, TaskStatus::kCrashed,
                                     Status(ErrorCode::kMaxDeliveries,
                                            std::to_string(deliveries - 1) +
                                                " host(s) died running it (transport.max_deliveries)"));
-    return Answer(stream, id, results, EncodeResult(result, options_.host));
+    return Answer(stream, id, results, task_id, EncodeResult(result, options_.host));
   }
   ReplyRoute route;
   route.sink = this;
-  route.address = {stream, id, results, body};
+  route.address = {stream, id, results, body, task_id.value_or("")};
   inbox_->Deliver(body, std::move(route));
 }
 
 void RedisTransport::Answer(const std::string& stream, const std::string& id, const std::string& reply_to,
-                            const std::string& body) {
+                            const std::optional<std::string>& task_id, const std::string& body) {
   ReplyRoute route;
   route.sink = this;
-  route.address = {stream, id, reply_to};
+  route.address = {stream, id, reply_to, "", task_id.value_or("")};
   Send(body, route);
 }
 
 void RedisTransport::WriteHeld() {
-  // The results of this turn in one transaction, one round trip: each
-  // result and its acknowledgement are written together or not at all, and
-  // a stream's acknowledgements go in one XACK.
+  // Each result is its own script call, so one refused result (OOM, an ACL
+  // limit) never takes the others of its batch down; the calls of a batch
+  // share one round trip.
   constexpr size_t kBatch = 512;
-  while (!held_.empty() && writer_.connected()) {
+  while (!held_.empty() && writer_.connected() && Clock::now() >= write_at_) {
     const size_t count = std::min(held_.size(), kBatch);
     std::vector<std::vector<std::string>> commands;
-    commands.reserve(count + 3);
-    commands.push_back({"MULTI"});
-    std::map<std::string, std::vector<std::string>> acks;  // stream -> XACK arguments
+    commands.reserve(count);
     for (size_t i = 0; i < count; ++i) {
       const Held& held = held_[i];
-      commands.push_back({"XADD", held.reply_to, "*", "m", held.body});
-      std::vector<std::string>& ack = acks[held.stream];
-      if (ack.empty()) ack = {"XACK", held.stream, kGroup};
-      ack.push_back(held.entry);
+      commands.push_back(Eval(Script::kPublishResult, held.stream,
+                              {kGroup, consumer_, held.entry, held.reply_to, held.body, kDefaultResults}));
     }
-    for (auto& [stream, ack] : acks) commands.push_back(std::move(ack));
-    commands.push_back({"EXEC"});
     auto replies = writer_.Pipeline(commands);
-    if (!replies.ok()) return Disconnected(replies.status());  // all stay held: a transaction is all or nothing
-    const redisReply* exec = replies.value().back().get();
+    if (!replies.ok()) return Disconnected(replies.status());  // all stay held
+    std::deque<Held> refused;
+    std::string refusal;
     for (size_t i = 0; i < count; ++i) {
-      const redisReply* added = exec->type == REDIS_REPLY_ARRAY && i < exec->elements ? exec->element[i] : exec;
-      if (added->type == REDIS_REPLY_ERROR || exec->type != REDIS_REPLY_ARRAY) {
-        spdlog::error("redis result for entry {} of {} to {}: {}", held_[i].entry, held_[i].stream, held_[i].reply_to,
-                      Text(added));
+      Held& held = held_[i];
+      const redisReply* reply = replies.value()[i].get();
+      if (reply->type != REDIS_REPLY_INTEGER) {
+        if (refusal.empty()) refusal = Text(reply);
+        refused.push_back(std::move(held));
+        continue;
       }
+      if (reply->integer == 0) {
+        ++report_.stale_results;
+        spdlog::warn("redis {} entry {}: task {}: result dropped, another host holds the entry now (this host's "
+                     "lease lapsed)",
+                     held.stream, held.entry, held.task_id);
+      } else if (reply->integer == 2) {
+        ++report_.redirected_results;
+        spdlog::error("redis {} entry {}: task {}: reply_to {} cannot take a stream entry; the result went to {}",
+                      held.stream, held.entry, held.task_id, held.reply_to, kDefaultResults);
+      }
+      if (auto leased = leases_.find(held.stream); leased != leases_.end()) leased->second.erase(held.entry);
     }
     held_.erase(held_.begin(), held_.begin() + static_cast<long>(count));
+    if (!refused.empty()) {
+      held_.insert(held_.begin(), std::make_move_iterator(refused.begin()), std::make_move_iterator(refused.end()));
+      if (refusal.rfind("NOSCRIPT", 0) == 0) {  // SCRIPT FLUSH, or a server that lost them
+        return Disconnected(Status(ErrorCode::kUnavailable, "redis: " + refusal));
+      }
+      if (!refused_) {
+        spdlog::error("redis refused {} result(s): {}; held, retrying with backoff", refused.size(), refusal);
+      }
+      refused_ = true;
+      write_at_ = Clock::now() + refusal_backoff_;
+      refusal_backoff_ = std::min(refusal_backoff_ * 2, std::chrono::duration_cast<std::chrono::milliseconds>(kMaxBackoff));
+      SetReady();
+      return;
+    }
+    if (refused_) {
+      spdlog::info("redis takes results again");
+      refused_ = false;
+      refusal_backoff_ = std::chrono::milliseconds(100);
+      SetReady();
+    }
   }
 }
 
 void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
   // Written after this turn's handlers (AfterPoll), with the turn's other results.
-  if (route.address.size() >= 3) {
-    held_.push_back({route.address[0], route.address[1], route.address[2], std::string(body)});
+  if (route.address.size() >= 5) {
+    held_.push_back({route.address[0], route.address[1], route.address[2], std::string(body), route.address[4]});
   }
 }
 
 bool RedisTransport::GiveBack(const ReplyRoute& route) {
   // Back at the end of its stream for any host; if Redis is away, the entry
-  // stays pending under this host and is claimed once its heartbeat expires.
-  if (writer_.connected() && route.address.size() >= 4) {
-    auto replies = writer_.Pipeline({{"MULTI"},
-                                     {"XADD", route.address[0], "*", "m", route.address[3]},
-                                     {"XACK", route.address[0], kGroup, route.address[1]},
-                                     {"EXEC"}});
-    if (!replies.ok()) Disconnected(replies.status());
+  // stays pending under this consumer and is claimed once its lease lapses.
+  if (route.address.size() < 5) return false;
+  const std::string& stream = route.address[0];
+  const std::string& entry = route.address[1];
+  if (auto leased = leases_.find(stream); leased != leases_.end()) leased->second.erase(entry);
+  if (writer_.connected()) {
+    auto given = writer_.Command(Eval(Script::kGiveBack, stream, {kGroup, consumer_, entry, route.address[3]}));
+    if (!given.ok() && given.status().code() == ErrorCode::kUnavailable) Disconnected(given.status());
   }
   return true;
 }
@@ -338,11 +470,138 @@ bool RedisTransport::GiveBack(const ReplyRoute& route) {
 void RedisTransport::Heartbeat() {
   std::string plugins;
   for (const std::string& plugin : plugins_) plugins += (plugins.empty() ? "" : ",") + plugin;
-  std::vector<std::string> hset = {"HSET", HostKey(options_.host), "plugins", plugins};
-  for (std::string& field : heartbeat_fields_()) hset.push_back(std::move(field));
-  auto replies = writer_.Pipeline(
-      {hset, {"PEXPIRE", HostKey(options_.host), std::to_string(3 * options_.heartbeat.count())}});
-  if (!replies.ok()) Disconnected(replies.status());
+  std::vector<std::string> args = {consumer_, std::to_string(3 * options_.heartbeat.count()), "plugins", plugins};
+  for (std::string& field : heartbeat_fields_()) args.push_back(std::move(field));
+  auto beat = writer_.Command(Eval(Script::kHeartbeat, HostKey(options_.host), std::move(args)));
+  if (!beat.ok()) {
+    if (beat.status().code() == ErrorCode::kUnavailable) return Disconnected(beat.status());
+    spdlog::warn("redis heartbeat: {}", beat.status().message());
+    return;
+  }
+  if (beat.value()->type == REDIS_REPLY_INTEGER && beat.value()->integer == 0 && !displaced_) {
+    spdlog::error("another process took this host's name '{}' (its heartbeat {} names another consumer) while this "
+                  "one was away; this one takes no more tasks",
+                  options_.host, HostKey(options_.host));
+    displaced_ = true;
+    SetReady();
+  }
+}
+
+void RedisTransport::RenewLeases() {
+  // One script call per stream; a lease another host took is given up here
+  // (its result, if it comes, is fenced by kPublishResult).
+  constexpr size_t kPerCall = 1000;
+  std::vector<std::vector<std::string>> commands;
+  std::vector<std::string> streams;
+  for (const auto& [stream, entries] : leases_) {
+    std::vector<std::string> args = {kGroup, consumer_};
+    for (const std::string& entry : entries) {
+      args.push_back(entry);
+      if (args.size() - 2 == kPerCall) {
+        commands.push_back(Eval(Script::kRenewLeases, stream, std::move(args)));
+        streams.push_back(stream);
+        args = {kGroup, consumer_};
+      }
+    }
+    if (args.size() > 2) {
+      commands.push_back(Eval(Script::kRenewLeases, stream, std::move(args)));
+      streams.push_back(stream);
+    }
+  }
+  if (commands.empty()) return;
+  auto replies = writer_.Pipeline(commands);
+  if (!replies.ok()) return Disconnected(replies.status());
+  for (size_t i = 0; i < commands.size(); ++i) {
+    const redisReply* lost = replies.value()[i].get();
+    if (lost->type == REDIS_REPLY_ERROR) {
+      spdlog::warn("redis lease renewal on {}: {}", streams[i], Text(lost));
+      continue;
+    }
+    for (size_t e = 0; lost->type == REDIS_REPLY_ARRAY && e < lost->elements; ++e) {
+      const std::string entry = Text(lost->element[e]);
+      ++report_.leases_lost;
+      leases_[streams[i]].erase(entry);
+      spdlog::warn("redis {} entry {}: another host took it while this one was away; its result here will be dropped",
+                   streams[i], entry);
+    }
+  }
+  for (auto it = leases_.begin(); it != leases_.end();) it = it->second.empty() ? leases_.erase(it) : std::next(it);
+}
+
+void RedisTransport::ClaimLapsed() {
+  // Entries whose lease lapsed belong to nobody: a dead host's, a frozen
+  // one's, or an earlier run's of this host. XCLAIM with the lease as
+  // min-idle takes each one only if nobody renewed or claimed it since, so
+  // of several hosts at most one wins. Never more than the room to start.
+  if (displaced_) return;
+  const std::string lease = std::to_string(options_.lease.count());
+  for (const std::string& plugin : plugins_) {
+    const std::string stream = TaskStream(plugin);
+    const size_t room = grouped_.count(stream) ? inbox_->Room(plugin) : 0;
+    if (room == 0) continue;
+    auto pending = writer_.Command({"XPENDING", stream, kGroup, "IDLE", lease, "-", "+", std::to_string(kClaimBatch)});
+    if (!pending.ok()) {
+      if (pending.status().code() == ErrorCode::kUnavailable) return Disconnected(pending.status());
+      continue;
+    }
+    const redisReply* list = pending.value().get();
+    const std::set<std::string>& mine = leases_[stream];
+    size_t claimed = 0;
+    for (size_t i = 0; list->type == REDIS_REPLY_ARRAY && i < list->elements && claimed < room; ++i) {
+      const redisReply* item = list->element[i];
+      if (item->type != REDIS_REPLY_ARRAY || item->elements < 4) continue;
+      const std::string id = Text(item->element[0]);
+      if (mine.count(id)) continue;  // renewed at the next heartbeat
+      const std::string holder = Text(item->element[1]);
+      const long long idle = item->element[2]->integer, deliveries = item->element[3]->integer;
+      auto taken = writer_.Command({"XCLAIM", stream, kGroup, consumer_, lease, id});
+      if (!taken.ok()) {
+        if (taken.status().code() == ErrorCode::kUnavailable) return Disconnected(taken.status());
+        continue;
+      }
+      const redisReply* entries = taken.value().get();
+      for (size_t e = 0; entries->type == REDIS_REPLY_ARRAY && e < entries->elements; ++e) {
+        if (entries->element[e]->type != REDIS_REPLY_ARRAY) continue;  // deleted from the stream meanwhile
+        spdlog::warn("redis {} entry {}: the lease of consumer {} lapsed ({} ms without renewal); taking it", stream, id,
+                     holder, idle);
+        ++report_.redeliveries;
+        ++claimed;
+        HandleEntry(stream, entries->element[e], deliveries + 1);
+        if (!writer_.connected()) return;
+      }
+    }
+  }
+}
+
+void RedisTransport::DropIdleConsumers() {
+  // Consumers come and go with processes (each run names its own): one
+  // with nothing pending that has not read for a while is removed, in a
+  // script that checks it still has nothing pending.
+  for (const std::string& stream : grouped_) {
+    auto consumers = writer_.Command({"XINFO", "CONSUMERS", stream, kGroup});
+    if (!consumers.ok()) {
+      if (consumers.status().code() == ErrorCode::kUnavailable) return Disconnected(consumers.status());
+      continue;
+    }
+    const redisReply* list = consumers.value().get();
+    for (size_t c = 0; list->type == REDIS_REPLY_ARRAY && c < list->elements; ++c) {
+      const redisReply* fields = list->element[c];
+      std::string name;
+      long long pending = 0, idle = 0;
+      for (size_t f = 0; fields->type == REDIS_REPLY_ARRAY && f + 1 < fields->elements; f += 2) {
+        const std::string field = Text(fields->element[f]);
+        if (field == "name") name = Text(fields->element[f + 1]);
+        if (field == "pending") pending = fields->element[f + 1]->integer;
+        if (field == "idle") idle = fields->element[f + 1]->integer;
+      }
+      if (name.empty() || name == consumer_ || pending > 0 ||
+          std::chrono::milliseconds(idle) < std::chrono::duration_cast<std::chrono::milliseconds>(kIdleConsumer)) {
+        continue;
+      }
+      auto dropped = writer_.Command(Eval(Script::kDropConsumer, stream, {kGroup, name}));
+      if (!dropped.ok() && dropped.status().code() == ErrorCode::kUnavailable) return Disconnected(dropped.status());
+    }
+  }
 }
 
 void RedisTransport::ReadBacklog() {
@@ -384,100 +643,11 @@ void RedisTransport::ReadBacklog() {
       (void)writer_.Command({"XTRIM", stream, "MINID", keep_from->Text()});
     }
   }
-  on_backlog_(std::move(backlog));
+  report_.backlog = std::move(backlog);
+  report_.held_results = held_.size();
+  on_report_(report_);
 }
 
-void RedisTransport::RecoverEarlierRun(const std::string& stream) {
-  // Before this process reads a stream for the first time, whatever is
-  // pending under its name there was taken by an earlier run with the same
-  // name (a restart quicker than the heartbeat's expiry): nobody else would
-  // claim it while this run's heartbeat lives, so it runs here.
-  std::string after = "-";
-  for (std::optional<size_t> seen; (seen = ClaimFrom(stream, options_.host, "0", after)) && *seen == kClaimBatch;) {
-  }
-}
-
-void RedisTransport::ClaimFromDeadHosts() {
-  // A host is dead when its heartbeat key expired. Each consumer of the
-  // group is looked at on its own, so a live host's long tasks never hide a
-  // dead host's entries. min-idle (two heartbeats) only makes the claim
-  // exclusive: the first XCLAIM resets the entry's idle time, so a second
-  // host's claim finds it fresh and takes nothing. A dead consumer with
-  // nothing pending is removed from the group (pods come and go by name).
-  const std::string dead_after = std::to_string(2 * options_.heartbeat.count());
-  std::map<std::string, bool> alive;
-  for (const std::string& plugin : plugins_) {
-    const std::string stream = TaskStream(plugin);
-    if (!grouped_.count(stream) || inbox_->Room(plugin) == 0) continue;
-    auto consumers = writer_.Command({"XINFO", "CONSUMERS", stream, kGroup});
-    if (!consumers.ok()) {
-      if (consumers.status().code() == ErrorCode::kUnavailable) return Disconnected(consumers.status());
-      continue;
-    }
-    const redisReply* list = consumers.value().get();
-    for (size_t c = 0; list->type == REDIS_REPLY_ARRAY && c < list->elements; ++c) {
-      const redisReply* fields = list->element[c];
-      std::string consumer;
-      long long pending = 0;
-      for (size_t f = 0; fields->type == REDIS_REPLY_ARRAY && f + 1 < fields->elements; f += 2) {
-        const std::string field = Text(fields->element[f]);
-        if (field == "name") consumer = Text(fields->element[f + 1]);
-        if (field == "pending") pending = fields->element[f + 1]->integer;
-      }
-      if (consumer.empty() || consumer == options_.host) continue;  // ours: running here
-      if (!alive.count(consumer)) {
-        auto exists = writer_.Command({"EXISTS", HostKey(consumer)});
-        if (!exists.ok()) return Disconnected(exists.status());
-        alive[consumer] = exists.value()->integer == 1;
-      }
-      if (alive[consumer]) continue;
-      if (pending == 0) {
-        auto removed = writer_.Command({"XGROUP", "DELCONSUMER", stream, kGroup, consumer});
-        if (!removed.ok() && removed.status().code() == ErrorCode::kUnavailable) return Disconnected(removed.status());
-        continue;
-      }
-      std::string after = "-";
-      if (!ClaimFrom(stream, consumer, dead_after, after)) return;  // a batch per turn
-    }
-  }
-}
-
-std::optional<size_t> RedisTransport::ClaimFrom(const std::string& stream, const std::string& consumer,
-                                                const std::string& min_idle, std::string& after) {
-  auto pending = writer_.Command(
-      {"XPENDING", stream, kGroup, "IDLE", min_idle, after, "+", std::to_string(kClaimBatch), consumer});
-  if (!pending.ok()) {
-    if (pending.status().code() != ErrorCode::kUnavailable) return 0;
-    Disconnected(pending.status());
-    return std::nullopt;
-  }
-  const redisReply* list = pending.value().get();
-  const size_t seen = list->type == REDIS_REPLY_ARRAY ? list->elements : 0;
-  for (size_t i = 0; i < seen; ++i) {
-    const redisReply* item = list->element[i];
-    if (item->type != REDIS_REPLY_ARRAY || item->elements < 4) continue;
-    const std::string id = Text(item->element[0]);
-    const long long deliveries = item->element[3]->integer;
-    after = "(" + id;
-    auto claimed = writer_.Command({"XCLAIM", stream, kGroup, options_.host, min_idle, id});
-    if (!claimed.ok()) {
-      Disconnected(claimed.status());
-      return std::nullopt;
-    }
-    const redisReply* entries = claimed.value().get();
-    for (size_t e = 0; entries->type == REDIS_REPLY_ARRAY && e < entries->elements; ++e) {
-      if (consumer == options_.host) {
-        spdlog::warn("redis {} entry {}: taken by an earlier run of this host; running it again (delivery {})",
-                     stream, id, deliveries + 1);
-      } else {
-        spdlog::warn("redis {} entry {}: its host {} is gone; running it here (delivery {})", stream, id, consumer,
-                     deliveries + 1);
-      }
-      HandleEntry(stream, entries->element[e], deliveries + 1);
-    }
-  }
-  return seen;
-}
 
 size_t RedisTransport::Flush(std::chrono::steady_clock::time_point deadline) {
   while (!held_.empty() && Clock::now() < deadline) {
@@ -486,8 +656,9 @@ size_t RedisTransport::Flush(std::chrono::steady_clock::time_point deadline) {
       continue;
     }
     WriteHeld();
+    if (!held_.empty()) std::this_thread::sleep_until(std::min(deadline, write_at_));
   }
-  if (writer_.connected()) (void)writer_.Command({"DEL", HostKey(options_.host)});  // gone: claim what is left now
+  if (writer_.connected() && !displaced_) (void)writer_.Command({"DEL", HostKey(options_.host)});
   if (!held_.empty()) {
     spdlog::error("{} result(s) not written to Redis before the deadline; their tasks stay pending and will run again",
                   held_.size());

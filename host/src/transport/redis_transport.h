@@ -1,35 +1,53 @@
 // RedisTransport: protocol v1 over Redis Streams, for a farm of hosts that
-// pull from one durable queue (../shared/protocol-v1.md, "Redis Streams
-// transport"; docs/scale-out.md).
+// pull from one durable queue (docs/protocol.md, "Redis Streams transport";
+// docs/scale-out.md).
 //
 //   tasks      XADD umi:tasks:<plugin> * m <task map>; group `umi`, created
 //              by hosts with MKSTREAM when missing
-//   taking     XREADGROUP GROUP umi <host> COUNT n BLOCK ... STREAMS: only the
-//              streams of plugins this host has, only when Inbox::Room says a
-//              task of that plugin could start now (n = that room, plus the
-//              read-ahead: Inbox::ReadAhead, or a fixed prefetch)
-//   a result   MULTI; XADD <reply_to, default umi:results> * m <result>;
-//              XACK umi:tasks:<plugin> umi <entry>; EXEC (the results of
-//              one loop turn share one transaction: one XACK per stream)
-//   heartbeat  umi:hosts:<host>: a hash (plugins, running, queued, ...) with
-//              a TTL of three heartbeats (0.5 s each); its expiry marks the host dead
-//   restart    before its first read of a stream, a host runs again what an
-//              earlier run under its name left pending there
-//   redelivery entries pending on a dead host are XCLAIMed by a live one; past
-//              max_deliveries the task is answered crashed/max_deliveries and
-//              copied to umi:dead:<plugin>
+//   consumer   `<host>@<random>`: a name per process, so an earlier run of
+//              the same host, frozen or dead, never passes for this one
+//   taking     XREADGROUP GROUP umi <consumer> COUNT n BLOCK ... STREAMS:
+//              only the streams of plugins this host has, only while
+//              Inbox::Room says a task of that plugin could start now;
+//              n = the smallest room (+ read-ahead) among the streams read,
+//              so no stream gives more than its plugin can start
+//   lease      an entry's idle time in the group's pending list is its
+//              lease: the holder renews every entry it holds at each
+//              heartbeat (XCLAIM JUSTID through redis_scripts::kRenewLeases);
+//              an entry idle past `lease` belongs to nobody and any host with
+//              room claims it (XCLAIM with that min-idle: one claimer wins).
+//              A restart of Redis keeps idle times (AOF), so it cannot
+//              forge a lease; after it connects (again) a host claims
+//              nothing for a lease and the longest reconnect backoff, so
+//              live hosts renew first.
+//   a result   redis_scripts::kPublishResult per result (pipelined): XADD to
+//              reply_to and XACK only while this consumer holds the entry;
+//              a stale result is dropped and counted; a refusal (OOM,
+//              READONLY, NOPERM, LOADING, MASTERDOWN, BUSY, ...) holds that
+//              result alone and retries it with backoff; a reply_to that
+//              cannot take a stream entry sends the result to umi:results
+//   heartbeat  umi:hosts:<host>: a hash (consumer, plugins, running, ...)
+//              with a TTL of three heartbeats, for the cluster view; a
+//              second process with a live host's name refuses to start
+//   redelivery past max_deliveries a task is answered
+//              crashed/max_deliveries and copied to umi:dead:<plugin>
 //
 // Connection states:
 //
-//   | state        | when                         | the host does                                    |
-//   |--------------|------------------------------|--------------------------------------------------|
-//   | connected    | both connections up          | reads when there is room, writes results at once |
-//   | reconnecting | a command failed             | keeps running tasks, holds their results, retries |
-//   |              |                              | with backoff (0.1 s doubling to 5 s); not ready   |
+//   | state        | when                                  | the host does                                     |
+//   |--------------|---------------------------------------|---------------------------------------------------|
+//   | connected    | both connections up, nothing refused  | reads when there is room, writes results at once  |
+//   | refused      | Redis refused a result (OOM, ...)     | holds those results, retries with backoff         |
+//   |              |                                       | (0.1 s doubling to 1 s); not ready                |
+//   | reconnecting | a command failed or timed out         | keeps running tasks, holds their results, retries |
+//   |              |                                       | with backoff (0.1 s doubling to 1 s); not ready   |
+//   | displaced    | another process took the host's name  | takes no more tasks, sends what it holds; not     |
+//   |              | while this one was frozen             | ready (its stale results are fenced)              |
 //
 // A blocking read runs on its own connection whose fd the Poller watches,
-// so the loop never waits on Redis; everything else (results, acks,
-// heartbeats, claims) is short commands on a second connection.
+// so the loop never waits on Redis for it; everything else (results, leases,
+// heartbeats, claims) is short commands on a second connection, each bounded
+// by the heartbeat interval.
 //
 // Thread safety: none; the event loop owns it.
 #pragma once
@@ -42,6 +60,7 @@
 #include <string>
 #include <vector>
 
+#include "common/farm_report.h"
 #include "transport/redis_connection.h"
 #include "transport/transport.h"
 
@@ -49,8 +68,9 @@ namespace umi {
 
 struct RedisTransportOptions {
   RedisUrl url;
-  std::string host;  // consumer name, heartbeat key and the results' `host`
-  std::chrono::milliseconds heartbeat{500};  // the hash expires after three: a dead host is found in 1.5-2 s
+  std::string host;  // the results' `host` and the heartbeat key's name
+  std::chrono::milliseconds heartbeat{500};  // also renews leases and bounds each command
+  std::chrono::milliseconds lease{1500};  // an entry not renewed this long may be claimed
   int max_deliveries = 3;  // a task delivered this often (each host died) is poison
   // Tasks taken beyond what can start now; nothing: Inbox::ReadAhead decides.
   std::optional<size_t> prefetch;
@@ -60,12 +80,10 @@ struct RedisTransportOptions {
 class RedisTransport final : public Transport {
  public:
   // `heartbeat_fields`: what the heartbeat hash says besides `plugins`.
-  // `on_connected(bool)`: the connection came up or went down (readiness).
-  // `on_backlog`: per plugin stream, {waiting, pending} entries of group
-  // umi, read at every heartbeat.
+  // `on_ready(bool)`: the farm can take results now, or cannot (readiness).
+  // `on_report`: counters and backlog, at every heartbeat.
   RedisTransport(RedisTransportOptions options, std::function<std::vector<std::string>()> heartbeat_fields,
-                 std::function<void(bool)> on_connected,
-                 std::function<void(std::map<std::string, std::pair<int64_t, int64_t>>)> on_backlog);
+                 std::function<void(bool)> on_ready, std::function<void(const FarmReport&)> on_report);
   ~RedisTransport() override;
 
   // The plugins whose streams this host reads; a reload may change them.
@@ -80,14 +98,22 @@ class RedisTransport final : public Transport {
   std::optional<std::chrono::milliseconds> RetryIn() const override;
   size_t Flush(std::chrono::steady_clock::time_point deadline) override;
 
+  const std::string& consumer() const { return consumer_; }
+
  private:
   using Clock = std::chrono::steady_clock;
   struct Held {  // a result waiting for Redis
-    std::string stream, entry, reply_to, body;
+    std::string stream, entry, reply_to, body, task_id;
   };
+  enum class Script { kPublishResult, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kCount };
 
+  Status Connect(std::chrono::milliseconds timeout);
+  // Another live process uses this host's name: an error saying so.
+  Status CheckNameIsFree();
   bool EnsureConnected();
   void Disconnected(const Status& why);
+  void SetReady();
+  std::vector<std::string> Eval(Script script, const std::string& key, std::vector<std::string> args) const;
   void StartRead();
   // Ends the outstanding read early when a stream it does not read gained room
   // (a GPU freed while the read waits on CPU streams).
@@ -95,33 +121,37 @@ class RedisTransport final : public Transport {
   void OnReadable();
   void HandleEntries(const redisReply* streams);
   void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries);
-  void RecoverEarlierRun(const std::string& stream);
-  // Claims up to a batch of `consumer`'s entries idle for min_idle ms, from
-  // `after` on (which it moves past them), and runs them; how many it saw,
-  // nothing when the connection broke.
-  std::optional<size_t> ClaimFrom(const std::string& stream, const std::string& consumer, const std::string& min_idle,
-                                  std::string& after);
-  void ClaimFromDeadHosts();
+  void RenewLeases();
+  void ClaimLapsed();
+  void DropIdleConsumers();
   void Heartbeat();
   void ReadBacklog();
   void WriteHeld();
-  void Answer(const std::string& stream, const std::string& id, const std::string& reply_to, const std::string& body);
+  void Answer(const std::string& stream, const std::string& id, const std::string& reply_to,
+              const std::optional<std::string>& task_id, const std::string& body);
 
   RedisTransportOptions options_;
+  std::string consumer_;
   std::function<std::vector<std::string>()> heartbeat_fields_;
-  std::function<void(bool)> on_connected_;
-  std::function<void(std::map<std::string, std::pair<int64_t, int64_t>>)> on_backlog_;
+  std::function<void(bool)> on_ready_;
+  std::function<void(const FarmReport&)> on_report_;
   Inbox* inbox_ = nullptr;
   std::set<std::string> plugins_;
   std::set<std::string> grouped_;  // streams whose group exists
-  std::set<std::string> recovered_;  // streams whose entries of an earlier run were taken back
   RedisConnection reader_, writer_;
+  std::string script_sha_[static_cast<size_t>(Script::kCount)];
   bool reading_ = false;  // a read is outstanding on reader_
   std::set<std::string> read_streams_;  // the streams it reads
   long long reader_id_ = 0;  // CLIENT ID of reader_, to unblock its read
-  Clock::time_point reconnect_at_{}, next_heartbeat_{}, next_claim_{};
-  std::chrono::milliseconds backoff_{100};
+  Clock::time_point reconnect_at_{}, next_heartbeat_{}, next_claim_{}, claim_from_{}, write_at_{},
+      next_consumer_sweep_{};
+  std::chrono::milliseconds backoff_{100}, refusal_backoff_{100};
+  bool refused_ = false;  // Redis refused a result; retrying
+  bool displaced_ = false;  // another process took this host's name
+  bool ready_ = false;  // as last told on_ready_
   std::deque<Held> held_;  // results of this turn, or waiting for Redis
+  std::map<std::string, std::set<std::string>> leases_;  // stream -> entries this process holds
+  FarmReport report_;
 };
 
 }  // namespace umi

@@ -79,7 +79,7 @@ class RedisClient {
     redisSetTimeout(context_.get(), tv);
     if (!endpoint_.password.empty()) {
       try {
-        Command({"AUTH", endpoint_.password});
+        Command(endpoint_.AuthArgs());
       } catch (const RedisError&) {
         throw RedisError("redis " + endpoint_.Redacted() + ": AUTH failed");  // never the reply: it may echo
       }

@@ -14,6 +14,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace umi {
 
@@ -22,10 +23,17 @@ struct RedisEndpoint {
   int port = 6379;
   std::string unix_path;
   int db = 0;
+  std::string user;      // an ACL user (AUTH user password); empty: the default user
   std::string password;  // empty: no AUTH
 
+  // The AUTH command's arguments: AUTH [user] password.
+  std::vector<std::string> AuthArgs() const {
+    if (user.empty()) return {"AUTH", password};
+    return {"AUTH", user, password};
+  }
+
   std::string Redacted() const {
-    const std::string auth = password.empty() ? "" : ":***@";
+    const std::string auth = password.empty() ? "" : user + ":***@";
     if (!unix_path.empty()) return "unix://" + unix_path + (db ? "?db=" + std::to_string(db) : "");
     return "redis://" + auth + host + ":" + std::to_string(port) + (db ? "/" + std::to_string(db) : "");
   }
@@ -39,7 +47,7 @@ inline std::optional<RedisEndpoint> ParseRedisUrl(const std::string& text, std::
     return parsed.ec == std::errc() && parsed.ptr == digits.data() + digits.size();
   };
   auto bad = [error](const std::string& why) -> std::optional<RedisEndpoint> {
-    if (error) *error = "redis URL: " + why + " (expected redis://[:password@]host[:port][/db] or unix:///path[?db=N])";
+    if (error) *error = "redis URL: " + why + " (expected redis://[[user]:password@]host[:port][/db] or unix:///path[?db=N])";
     return std::nullopt;
   };
   RedisEndpoint url;
@@ -58,6 +66,7 @@ inline std::optional<RedisEndpoint> ParseRedisUrl(const std::string& text, std::
   if (const size_t at = rest.rfind('@'); at != std::string::npos) {
     const std::string credentials = rest.substr(0, at);
     const size_t colon = credentials.find(':');
+    if (colon != std::string::npos) url.user = credentials.substr(0, colon);
     url.password = colon == std::string::npos ? credentials : credentials.substr(colon + 1);
     rest = rest.substr(at + 1);
   }

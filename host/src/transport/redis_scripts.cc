@@ -1,0 +1,67 @@
+#include "transport/redis_scripts.h"
+
+namespace umi::redis_scripts {
+
+// Whether `entry` of stream KEYS[1] is pending under `consumer` in `group`.
+#define UMI_LUA_HOLDS                                                  \
+  "local function holds(group, consumer, entry)\n"                     \
+  "  local p = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)\n" \
+  "  return #p == 1 and p[1][2] == consumer\n"                         \
+  "end\n"
+
+const char* const kPublishResult =
+    UMI_LUA_HOLDS
+    "if not holds(ARGV[1], ARGV[2], ARGV[3]) then return 0 end\n"
+    "local added = redis.pcall('XADD', ARGV[4], '*', 'm', ARGV[5])\n"
+    "if type(added) == 'table' and added.err then\n"
+    "  local e = added.err\n"
+    "  if string.find(e, 'WRONGTYPE', 1, true) or string.find(e, 'NOPERM', 1, true) then\n"
+    "    redis.call('XADD', ARGV[6], '*', 'm', ARGV[5], 'reply_to', ARGV[4], 'reason', e)\n"
+    "    redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
+    "    return 2\n"
+    "  end\n"
+    "  return added\n"
+    "end\n"
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
+    "return 1\n";
+
+const char* const kRenewLeases =
+    "#!lua flags=allow-oom\n" UMI_LUA_HOLDS
+    "local lost = {}\n"
+    "for i = 3, #ARGV do\n"
+    "  if holds(ARGV[1], ARGV[2], ARGV[i]) then\n"
+    "    redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[i], 'JUSTID')\n"
+    "  else\n"
+    "    lost[#lost + 1] = ARGV[i]\n"
+    "  end\n"
+    "end\n"
+    "return lost\n";
+
+const char* const kGiveBack =
+    UMI_LUA_HOLDS
+    "if not holds(ARGV[1], ARGV[2], ARGV[3]) then return 0 end\n"
+    "redis.call('XADD', KEYS[1], '*', 'm', ARGV[4])\n"
+    "redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
+    "return 1\n";
+
+const char* const kHeartbeat =
+    "#!lua flags=allow-oom\n"
+    "local owner = redis.call('HGET', KEYS[1], 'consumer')\n"
+    "if owner and owner ~= ARGV[1] then return 0 end\n"
+    "local fields = {}\n"
+    "for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end\n"
+    "redis.call('HSET', KEYS[1], 'consumer', ARGV[1], unpack(fields))\n"
+    "redis.call('HINCRBY', KEYS[1], 'beat', 1)\n"
+    "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "return 1\n";
+
+const char* const kDropConsumer =
+    "#!lua flags=allow-oom\n"
+    "local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])\n"
+    "if #p > 0 then return 0 end\n"
+    "redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])\n"
+    "return 1\n";
+
+#undef UMI_LUA_HOLDS
+
+}  // namespace umi::redis_scripts

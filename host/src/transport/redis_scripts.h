@@ -1,0 +1,45 @@
+// The Lua scripts through which a host changes the farm's state in Redis.
+// Each is one atomic step that first checks who holds the entry, as
+// BullMQ's scripts check a job's lock token: a host whose lease on an entry
+// lapsed (it froze, lost Redis, or died and came back) finds another
+// consumer there and its write fails instead of duplicating.
+//
+//   kPublishResult  KEYS: task stream. ARGV: group, consumer, entry,
+//                   reply_to, result body, fallback stream.
+//                   Returns 1: the result is on reply_to and the entry
+//                   acknowledged; 2: reply_to cannot take a stream entry
+//                   (another type, or outside the ACL user's keys): the
+//                   result went to the fallback stream with fields
+//                   `reply_to` and `reason`, and the entry is acknowledged;
+//                   0: the entry is not this consumer's (stale: nothing
+//                   written); an error reply (OOM, READONLY, ...): nothing
+//                   written, the caller holds the result and retries.
+//   kRenewLeases    KEYS: task stream. ARGV: group, consumer, entry...
+//                   Resets the idle time of each entry this consumer still
+//                   holds (XCLAIM JUSTID: no delivery counted); returns the
+//                   entries another consumer holds now (leases lost).
+//   kGiveBack       KEYS: task stream. ARGV: group, consumer, entry, body.
+//                   Re-adds an unstarted task at the end of its stream and
+//                   acknowledges the old entry, if still this consumer's.
+//   kHeartbeat      KEYS: host key. ARGV: consumer, ttl ms, field, value...
+//                   Writes the heartbeat hash unless another process
+//                   (another consumer) holds the host's name: returns 0 then.
+//   kDropConsumer   KEYS: task stream. ARGV: group, consumer. Deletes the
+//                   consumer only while it has nothing pending (a plain
+//                   XGROUP DELCONSUMER would drop entries it just took).
+//
+// Scripts that renew or heartbeat declare `allow-oom`: they do not grow the
+// data set, and a full Redis must not make live hosts look dead.
+//
+// Thread safety: constants.
+#pragma once
+
+namespace umi::redis_scripts {
+
+extern const char* const kPublishResult;
+extern const char* const kRenewLeases;
+extern const char* const kGiveBack;
+extern const char* const kHeartbeat;
+extern const char* const kDropConsumer;
+
+}  // namespace umi::redis_scripts
