@@ -30,32 +30,6 @@ plugins:
 )";
 }
 
-// PUB drops what is published before a subscription lands: send warm-up
-// tasks over ZeroMQ until one shows up as an event.
-void AwaitSubscription(HostProcess& host, EventsClient& events) {
-  for (int i = 0; !events.TryNext(std::chrono::milliseconds(200)); ++i) {
-    ASSERT_LT(i, 100) << "no events at all";
-    host.Send(PackTask({.id = "warmup-" + std::to_string(i), .plugin = "noop"}));
-    host.NextResult();
-  }
-}
-
-// Waits until `count` tasks whose id starts with "t" have started.
-void AwaitStarted(EventsClient& events, int count) {
-  for (int started = 0; started < count;) {
-    const auto [topic, event] = events.Next();
-    if (topic == "task.started" && event.id && event.id->rfind("t", 0) == 0) ++started;
-  }
-}
-
-HostProcess::Options FarmHost(const RedisServer& redis, const std::string& name, std::string yaml = TestConfigYaml()) {
-  HostProcess::Options options;
-  options.config_yaml = std::move(yaml);
-  options.name = name;
-  options.extra_args = {"--redis", redis.url()};
-  return options;
-}
-
 TEST(Farm, HostsTakeOnlyWhatTheyCanRunAndEveryTaskEndsOkOnce) {
   RedisServer redis;
   HostProcess gpu_host(FarmHost(redis, "gpu-host"));

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <httplib.h>
+
 #include <stdexcept>
 
 namespace umi::testing {
@@ -116,6 +118,39 @@ std::vector<Result> RedisClient::Results(size_t count, const std::string& stream
 long long RedisClient::Pending(const std::string& stream) {
   RedisReply reply = Command({"XPENDING", stream, "umi"});
   return reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 ? reply->element[0]->integer : -1;
+}
+
+HostProcess::Options FarmHost(const RedisServer& redis, const std::string& name, std::string yaml) {
+  HostProcess::Options options;
+  options.config_yaml = std::move(yaml);
+  options.name = name;
+  options.extra_args = {"--redis", redis.url()};
+  return options;
+}
+
+void AwaitSubscription(HostProcess& host, EventsClient& events) {
+  for (int i = 0; !events.TryNext(std::chrono::milliseconds(200)); ++i) {
+    if (i >= 100) throw std::runtime_error("no events at all");
+    host.Send(PackTask({.id = "warmup-" + std::to_string(i), .plugin = "noop"}));
+    host.NextResult();
+  }
+}
+
+void AwaitStarted(EventsClient& events, int count, const std::string& prefix) {
+  for (int started = 0; started < count;) {
+    const auto [topic, event] = events.Next();
+    if (topic == "task.started" && event.id && event.id->rfind(prefix, 0) == 0) ++started;
+  }
+}
+
+double MetricValue(const HostProcess& host, const std::string& name) {
+  httplib::Client http(host.endpoint("http"));
+  const auto metrics = http.Get("/metrics");
+  if (!metrics) return -1;
+  const std::string prefix = "\n" + name + " ";
+  const size_t at = metrics->body.find(prefix);
+  if (at == std::string::npos) return -1;
+  return std::stod(metrics->body.substr(at + prefix.size()));
 }
 
 }  // namespace umi::testing

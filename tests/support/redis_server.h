@@ -57,4 +57,17 @@ class RedisClient {
   std::string last_id_ = "0";
 };
 
+// Options for a host of a farm on `redis` (--redis), named `name`.
+HostProcess::Options FarmHost(const RedisServer& redis, const std::string& name, std::string yaml = TestConfigYaml());
+
+// PUB drops what is published before a subscription lands: sends warm-up
+// tasks over ZeroMQ until one shows up as an event.
+void AwaitSubscription(HostProcess& host, EventsClient& events);
+
+// Waits until `count` tasks whose id starts with `prefix` have started.
+void AwaitStarted(EventsClient& events, int count, const std::string& prefix = "t");
+
+// The value of an unlabelled sample of the host's /metrics; -1 when absent.
+double MetricValue(const HostProcess& host, const std::string& name);
+
 }  // namespace umi::testing

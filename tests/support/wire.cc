@@ -22,7 +22,7 @@ std::string PackTask(const TaskSpec& task) {
   msgpack::sbuffer buffer;
   msgpack::packer<msgpack::sbuffer> packer(buffer);
   packer.pack_map(4 + (task.priority ? 1 : 0) + (task.timeout_ms ? 1 : 0) +
-                  (task.resources.empty() ? 0 : 1));
+                  (task.resources.empty() ? 0 : 1) + (task.reply_to.empty() ? 0 : 1));
   packer.pack("v").pack(1);
   packer.pack("id").pack(task.id);
   packer.pack("plugin").pack(task.plugin);
@@ -31,6 +31,7 @@ std::string PackTask(const TaskSpec& task) {
   for (const auto& [key, value] : task.string_input) packer.pack(key).pack(value);
   if (task.priority) packer.pack("priority").pack(*task.priority);
   if (task.timeout_ms) packer.pack("timeout_ms").pack(*task.timeout_ms);
+  if (!task.reply_to.empty()) packer.pack("reply_to").pack(task.reply_to);
   if (!task.resources.empty()) {
     packer.pack("resources").pack_map(static_cast<uint32_t>(task.resources.size()));
     for (const auto& [key, value] : task.resources) {

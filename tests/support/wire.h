@@ -20,6 +20,7 @@ struct TaskSpec {
   std::optional<int64_t> priority = {};
   std::optional<int64_t> timeout_ms = {};
   std::map<std::string, double> resources = {};
+  std::string reply_to = {};  // Redis Streams: the result's stream; empty: not sent
 };
 
 std::string PackTask(const TaskSpec& task);

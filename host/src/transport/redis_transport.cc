@@ -399,14 +399,17 @@ void RedisTransport::WriteHeld() {
                               {kGroup, consumer_, held.entry, held.reply_to, held.body, kDefaultResults}));
     }
     auto replies = writer_.Pipeline(commands);
-    if (!replies.ok()) return Disconnected(replies.status());  // all stay held
+    if (!replies.ok() && replies.status().code() == ErrorCode::kUnavailable) {
+      return Disconnected(replies.status());  // all stay held
+    }
     std::deque<Held> refused;
     std::string refusal;
     for (size_t i = 0; i < count; ++i) {
       Held& held = held_[i];
-      const redisReply* reply = replies.value()[i].get();
-      if (reply->type != REDIS_REPLY_INTEGER) {
-        if (refusal.empty()) refusal = Text(reply);
+      // A pipeline of one reports its error reply as a Status.
+      const redisReply* reply = replies.ok() ? replies.value()[i].get() : nullptr;
+      if (!reply || reply->type != REDIS_REPLY_INTEGER) {
+        if (refusal.empty()) refusal = reply ? Text(reply) : replies.status().message();
         refused.push_back(std::move(held));
         continue;
       }
@@ -510,7 +513,11 @@ void RedisTransport::RenewLeases() {
   }
   if (commands.empty()) return;
   auto replies = writer_.Pipeline(commands);
-  if (!replies.ok()) return Disconnected(replies.status());
+  if (!replies.ok()) {
+    if (replies.status().code() == ErrorCode::kUnavailable) return Disconnected(replies.status());
+    spdlog::warn("redis lease renewal: {}", replies.status().message());  // a pipeline of one: its error reply
+    return;
+  }
   for (size_t i = 0; i < commands.size(); ++i) {
     const redisReply* lost = replies.value()[i].get();
     if (lost->type == REDIS_REPLY_ERROR) {

@@ -1,0 +1,226 @@
+// The farm under the faults every Redis deployment sees, with real
+// umi-host processes on a real redis-server: refusals (ACL, a key of
+// another type, full memory), a host frozen past its lease, two processes
+// under one name, and where tasks go (a stream gives a host no more than its
+// plugin can start; one plugin's queue does not hold another's room).
+// The promise checked: exactly one result per id, nothing left pending.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <map>
+#include <set>
+#include <thread>
+
+#include "support/host_process.h"
+#include "support/redis_server.h"
+
+namespace umi::testing {
+namespace {
+
+// Polls `done` (a metric, a key) until it holds; false after the guard time.
+template <typename Predicate>
+bool Eventually(Predicate done) {
+  for (const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+    if (done()) return true;
+  }
+  return false;
+}
+
+// The test pool with `sleep` capped at one task at a time.
+std::string OneSleepAtATimeYaml() {
+  std::string yaml = TestConfigYaml();
+  const std::string plain = "sleep: {task_group: cpu_task}";
+  return yaml.replace(yaml.find(plain), plain.size(), "sleep: {task_group: cpu_task, max_instances: 1}");
+}
+
+int ReadyStatus(const HostProcess& host) {
+  httplib::Client http(host.endpoint("http"));
+  const auto ready = http.Get("/readyz");
+  return ready ? ready->status : -1;
+}
+
+// An ACL user limited to umi:* (as an operator grants a farm), one task
+// whose reply_to lies outside it and one whose reply_to is a string: before,
+// the turn's one transaction was refused whole and every result of the
+// batch was lost (4 of 10 arrived); now each result's fate is its own, and
+// the two that cannot go where they asked go to umi:results with the reason.
+TEST(FarmFaults, AResultRedisRefusesNeverTakesTheOthersOfItsBatchDown) {
+  RedisServer redis(/*append_only=*/false, /*password=*/"", /*tcp=*/true);
+  RedisClient admin(redis.url());
+  admin.Command({"ACL", "SETUSER", "farm", "on", ">farm-pw", "~umi:*", "+@all"});
+  admin.Command({"SET", "umi:a-string", "not a stream"});
+  HostProcess::Options options = FarmHost(redis, "acl-host");
+  options.extra_args = {"--redis", "redis://farm:farm-pw@127.0.0.1:" + std::to_string(redis.port())};
+  HostProcess host(options);  // logs in as the ACL user: AUTH farm farm-pw
+  std::set<std::string> ids;
+  for (int i = 0; i < 10; ++i) {
+    TaskSpec task{.id = "r" + std::to_string(i), .plugin = "noop"};
+    if (i == 3) task.reply_to = "outside:results";
+    if (i == 6) task.reply_to = "umi:a-string";
+    admin.Submit("noop", PackTask(task));
+    ids.insert(task.id);
+  }
+  std::set<std::string> seen;
+  for (const Result& r : admin.Results(10)) {
+    EXPECT_EQ(r.status, "ok") << r.error_message;
+    EXPECT_TRUE(seen.insert(r.id.value_or("")).second) << "one result per id";
+  }
+  EXPECT_EQ(seen, ids);
+  const RedisReply entries = admin.Command({"XRANGE", "umi:results", "-", "+"});
+  std::map<std::string, std::string> reasons;  // reply_to -> reason
+  for (size_t e = 0; e < entries->elements; ++e) {
+    const redisReply* fields = entries->element[e]->element[1];
+    std::map<std::string, std::string> by_name;
+    for (size_t f = 0; f + 1 < fields->elements; f += 2) {
+      by_name[ReplyText(fields->element[f])] = ReplyText(fields->element[f + 1]);
+    }
+    if (by_name.count("reply_to")) reasons[by_name["reply_to"]] = by_name["reason"];
+  }
+  EXPECT_NE(reasons["outside:results"].find("can't access"), std::string::npos) << reasons["outside:results"];
+  EXPECT_NE(reasons["umi:a-string"].find("WRONGTYPE"), std::string::npos) << reasons["umi:a-string"];
+  EXPECT_EQ(admin.Pending("umi:tasks:noop"), 0) << "never an XACK without its result";
+  EXPECT_TRUE(Eventually([&] { return MetricValue(host, "umi_redis_redirected_results_total") == 2; }));
+}
+
+// Redis at maxmemory with noeviction refuses every write of a result: the
+// host holds them (not ready, held results on /metrics) and sends them once
+// Redis takes writes again. Before, the refused batch was dropped and its
+// entries stayed pending under the live host for ever.
+TEST(FarmFaults, AFullRedisHoldsResultsUntilItTakesWritesAgain) {
+  RedisServer redis;
+  HostProcess host(FarmHost(redis, "full"));
+  EventsClient events(host.context(), host.endpoint("events"));
+  AwaitSubscription(host, events);
+  RedisClient producer(redis.url());
+  for (int i = 0; i < 3; ++i) {
+    producer.Submit("sleep", PackTask({.id = "t" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 300}}}));
+  }
+  AwaitStarted(events, 3);
+  producer.Command({"CONFIG", "SET", "maxmemory-policy", "noeviction"});
+  producer.Command({"CONFIG", "SET", "maxmemory", "1"});
+  ASSERT_TRUE(Eventually([&] { return MetricValue(host, "umi_redis_held_results") == 3; }));
+  EXPECT_EQ(ReadyStatus(host), 503) << "not ready while Redis refuses its results";
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 3);
+  producer.Command({"CONFIG", "SET", "maxmemory", "0"});
+  std::set<std::string> seen;
+  for (const Result& r : producer.Results(3)) {
+    EXPECT_EQ(r.status, "ok") << r.error_message;
+    EXPECT_TRUE(seen.insert(r.id.value_or("")).second) << "one result per id";
+  }
+  EXPECT_EQ(seen, (std::set<std::string>{"t0", "t1", "t2"}));
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
+  EXPECT_TRUE(Eventually([&] { return ReadyStatus(host) == 200; }));
+}
+
+// A host frozen past its lease (SIGSTOP: a VM pause, a debugger) while it
+// runs tasks: a live host takes them from the lapsed leases and runs them;
+// the frozen one, resumed, finishes its copies and their results are
+// fenced (dropped, counted). Before, both published: two results per id.
+TEST(FarmFaults, AFrozenHostsTasksEndOnceAndItsLateResultsAreDropped) {
+  RedisServer redis;
+  HostProcess frozen(FarmHost(redis, "frozen"));
+  EventsClient frozen_events(frozen.context(), frozen.endpoint("events"));
+  AwaitSubscription(frozen, frozen_events);
+  RedisClient producer(redis.url());
+  for (int i = 0; i < 3; ++i) {
+    producer.Submit("sleep", PackTask({.id = "t" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 1500}}}));
+  }
+  AwaitStarted(frozen_events, 3);
+  kill(frozen.pid(), SIGSTOP);
+  HostProcess live(FarmHost(redis, "live"));
+  EventsClient live_events(live.context(), live.endpoint("events"));
+  AwaitSubscription(live, live_events);
+  AwaitStarted(live_events, 3);  // taken from the lapsed leases
+  kill(frozen.pid(), SIGCONT);
+  std::set<std::string> seen;
+  for (const Result& r : producer.Results(3)) {
+    EXPECT_EQ(r.status, "ok") << r.error_message;
+    EXPECT_EQ(r.host, "live");
+    EXPECT_TRUE(seen.insert(r.id.value_or("")).second) << "one result per id";
+  }
+  // The frozen host's three copies end too; each is fenced, not published.
+  EXPECT_TRUE(Eventually([&] { return MetricValue(frozen, "umi_redis_stale_results_total") == 3; }));
+  EXPECT_EQ(producer.Command({"XLEN", "umi:results"})->integer, 3) << "exactly one result per id on the stream";
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
+  EXPECT_EQ(MetricValue(live, "umi_redeliveries_total"), 3);
+}
+
+// Two processes under one --name: the second refuses to start, naming the
+// cause. Before, it "took back" the live host's running tasks and ran them
+// again (two results per task).
+TEST(FarmFaults, ASecondHostWithALiveNameRefusesToStart) {
+  RedisServer redis;
+  HostProcess first(FarmHost(redis, "twin"));
+  TempDir dir;
+  const auto config = dir.Write("config.yaml", TestConfigYaml());
+  const CommandOutput second = RunCommand(
+      {"/usr/bin/timeout", "30", UMI_HOST_BINARY, "--config", config.string(), "--plugins", UMI_TEST_PLUGIN_DIR,
+       "--redis", redis.url(), "--name", "twin", "--http", "off", "--tasks", "tcp://127.0.0.1:*", "--results",
+       "tcp://127.0.0.1:*", "--rpc", "tcp://127.0.0.1:*", "--events", "tcp://127.0.0.1:*"},
+      true);
+  EXPECT_NE(second.exit_code, 0);
+  EXPECT_NE(second.exit_code, 124) << "it must refuse, not serve";
+  EXPECT_NE(second.out.find("another host named 'twin' is alive"), std::string::npos) << second.out;
+  RedisClient producer(redis.url());
+  producer.Submit("noop", PackTask({.id = "still-served", .plugin = "noop"}));
+  const Result r = producer.Results(1).front();
+  EXPECT_EQ(r.status, "ok");
+  EXPECT_EQ(r.host, "twin");
+}
+
+// One read takes from each stream no more than its plugin can start (plus
+// read-ahead): a host with room for one `sleep` takes one, and a second
+// host gets the rest. Before, COUNT was the largest room of any plugin
+// (noop's 8), so the first host took all six and ran them one by one.
+TEST(FarmFaults, AHostTakesNoMoreOfAStreamThanItsPluginCanStart) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  for (int i = 0; i < 6; ++i) {
+    producer.Submit("sleep", PackTask({.id = "t" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 500}}}));
+  }
+  HostProcess narrow(FarmHost(redis, "narrow", OneSleepAtATimeYaml()));
+  EventsClient events(narrow.context(), narrow.endpoint("events"));
+  AwaitSubscription(narrow, events);
+  AwaitStarted(events, 1);
+  HostProcess wide(FarmHost(redis, "wide"));
+  std::map<std::string, int> ran_on;
+  for (const Result& r : producer.Results(6)) {
+    EXPECT_EQ(r.status, "ok") << r.error_message;
+    ++ran_on[r.host];
+  }
+  EXPECT_LE(ran_on["narrow"], 2) << "one at the start, at most one more when it finished";
+  EXPECT_GE(ran_on["wide"], 4);
+}
+
+// Tasks of one plugin queued behind its own cap take no room from another
+// plugin: noop tasks from Redis run at once beside ten queued `sleep`
+// tasks. Before, room was counted minus every queued task of every plugin,
+// so the noop tasks waited until the sleep queue had shrunk.
+TEST(FarmFaults, AQueueOfOnePluginDoesNotHoldAnotherPluginsRoom) {
+  RedisServer redis;
+  HostProcess host(FarmHost(redis, "busy", OneSleepAtATimeYaml()));
+  EventsClient events(host.context(), host.endpoint("events"));
+  AwaitSubscription(host, events);
+  for (int i = 0; i < 10; ++i) {
+    host.Send(PackTask({.id = "t" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 300}}}));
+  }
+  AwaitStarted(events, 1);
+  RedisClient producer(redis.url());
+  for (int i = 0; i < 3; ++i) producer.Submit("noop", PackTask({.id = "n" + std::to_string(i), .plugin = "noop"}));
+  double last_noop_end = 0;
+  for (const Result& r : producer.Results(3)) {
+    EXPECT_EQ(r.status, "ok") << r.error_message;
+    last_noop_end = std::max(last_noop_end, r.finished_at.value_or(1e300));
+  }
+  std::vector<double> sleep_starts;
+  for (const Result& r : host.Results(10)) sleep_starts.push_back(r.started_at.value_or(0));
+  std::sort(sleep_starts.begin(), sleep_starts.end());
+  EXPECT_LT(last_noop_end, sleep_starts[2]) << "the noop tasks waited for the sleep queue to shrink";
+}
+
+}  // namespace
+}  // namespace umi::testing
