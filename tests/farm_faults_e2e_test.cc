@@ -222,5 +222,40 @@ TEST(FarmFaults, AQueueOfOnePluginDoesNotHoldAnotherPluginsRoom) {
   EXPECT_LT(last_noop_end, sleep_starts[2]) << "the noop tasks waited for the sleep queue to shrink";
 }
 
+// A poison task read together with five ordinary ones (read-ahead, its
+// plugin capped at one at a time): it takes its host down; the next host
+// counts a delivery only for the task that was running, so the poison task
+// ends crashed/max_deliveries and the five read ahead beside it run ok.
+// Before, all six were charged and travelled to umi:dead:faulty together.
+TEST(FarmFaults, TasksReadAheadBesideAPoisonTaskAreNotChargedForItsCrash) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  producer.Submit("faulty", PackTask({.id = "poison", .plugin = "faulty", .string_input = {{"mode", "exit"}}}));
+  for (int i = 0; i < 5; ++i) producer.Submit("faulty", PackTask({.id = "t" + std::to_string(i), .plugin = "faulty"}));
+  const std::string yaml = TestConfigYaml("  faulty: {max_instances: 1}\n") + "transport: {max_deliveries: 1, prefetch: 5}\n";
+  auto options = FarmHost(redis, "first", yaml);
+  options.plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_INSPECT_PLUGIN_DIR};
+  auto first = std::make_unique<HostProcess>(options);
+  int status = 0;
+  waitpid(first->pid(), &status, 0);  // the poison task takes its host down
+  ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3);
+  EXPECT_EQ(producer.Pending("umi:tasks:faulty"), 6) << "it read all six: one to run, five ahead";
+
+  options.name = "second";
+  HostProcess second(options);
+  std::map<std::string, Result> by_id;
+  for (const Result& r : producer.Results(6)) by_id[r.id.value_or("")] = r;
+  ASSERT_EQ(by_id.size(), 6u);
+  EXPECT_EQ(by_id["poison"].status, "crashed");
+  EXPECT_EQ(by_id["poison"].error_code, "max_deliveries");
+  for (int i = 0; i < 5; ++i) {
+    const Result& r = by_id["t" + std::to_string(i)];
+    EXPECT_EQ(r.status, "ok") << r.id.value_or("") << ": " << r.error_code << " " << r.error_message;
+  }
+  EXPECT_EQ(producer.Command({"XLEN", "umi:dead:faulty"})->integer, 1);
+  EXPECT_EQ(producer.Pending("umi:tasks:faulty"), 0);
+  EXPECT_EQ(producer.Command({"HLEN", "umi:started:faulty"})->integer, 0) << "no start mark outlives its entry";
+}
+
 }  // namespace
 }  // namespace umi::testing

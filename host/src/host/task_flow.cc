@@ -139,6 +139,7 @@ bool TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint no
   }
   running.task = std::move(task);
   running.allocation = std::move(allocation);
+  if (!isolated && running.task.reply.sink) running.task.reply.sink->Starting(running.task.reply);
   Publish("task.started", running.task.message);
   if (inline_run) {
     // One telemetry call when it has ended, not two: nobody can watch it run.

@@ -24,6 +24,7 @@ RedisConnection::~RedisConnection() { Close(); }
 void RedisConnection::Close() {
   if (context_) redisFree(context_);
   context_ = nullptr;
+  replies_to_drop_ = 0;
 }
 
 Status RedisConnection::Connect(const RedisUrl& url, std::chrono::milliseconds timeout) {
@@ -94,6 +95,11 @@ StatusOr<std::vector<RedisReply>> RedisConnection::Pipeline(const std::vector<st
   for (const auto& args : commands) {
     if (Status appended = Append(args); !appended.ok()) return appended;
   }
+  for (; replies_to_drop_ > 0; --replies_to_drop_) {
+    void* raw = nullptr;
+    if (redisGetReply(context_, &raw) != REDIS_OK || !raw) return Broken(commands.front().front());
+    freeReplyObject(raw);
+  }
   std::vector<RedisReply> replies;
   for (const auto& args : commands) {
     void* raw = nullptr;
@@ -105,6 +111,12 @@ StatusOr<std::vector<RedisReply>> RedisConnection::Pipeline(const std::vector<st
     replies.push_back(std::move(reply));
   }
   return replies;
+}
+
+Status RedisConnection::SendAndForget(const std::vector<std::string>& args) {
+  if (Status sent = Send(args); !sent.ok()) return sent;
+  ++replies_to_drop_;
+  return {};
 }
 
 Status RedisConnection::Send(const std::vector<std::string>& args) {

@@ -60,6 +60,10 @@ class RedisConnection {
 
   // Sends a command without waiting for its reply.
   Status Send(const std::vector<std::string>& args);
+  // Writes a command to the server now and never hands out its reply: the
+  // next Command or Pipeline reads and drops it first (replies come in
+  // order). Its error reply, if any, is lost; the write is not.
+  Status SendAndForget(const std::vector<std::string>& args);
   // After fd() polled readable: the reply once it is complete, else null.
   StatusOr<RedisReply> ReadReady();
 
@@ -68,6 +72,7 @@ class RedisConnection {
   Status Append(const std::vector<std::string>& args);
 
   redisContext* context_ = nullptr;
+  size_t replies_to_drop_ = 0;  // of SendAndForget, read before the next reply
 };
 
 }  // namespace umi

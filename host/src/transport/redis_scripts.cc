@@ -19,11 +19,13 @@ const char* const kPublishResult =
     "     string.find(e, \"can't access\", 1, true) or string.find(e, 'no permissions', 1, true) then\n"
     "    redis.call('XADD', ARGV[6], '*', 'm', ARGV[5], 'reply_to', ARGV[4], 'reason', e)\n"
     "    redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
+    "    redis.call('HDEL', ARGV[7], ARGV[3])\n"
     "    return 2\n"
     "  end\n"
     "  return added\n"
     "end\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
+    "redis.call('HDEL', ARGV[7], ARGV[3])\n"
     "return 1\n";
 
 const char* const kRenewLeases =
@@ -43,7 +45,23 @@ const char* const kGiveBack =
     "if not holds(ARGV[1], ARGV[2], ARGV[3]) then return 0 end\n"
     "redis.call('XADD', KEYS[1], '*', 'm', ARGV[4])\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
+    "redis.call('HDEL', ARGV[5], ARGV[3])\n"
     "return 1\n";
+
+const char* const kClaimLapsed =
+    "local p = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], ARGV[4], ARGV[4], 1)\n"
+    "if #p == 0 then return nil end\n"
+    "local entry\n"
+    "if redis.call('HDEL', ARGV[5], ARGV[4]) == 1 then\n"
+    "  entry = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])[1]\n"
+    "else\n"
+    "  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'JUSTID')\n"
+    "  entry = redis.call('XRANGE', KEYS[1], ARGV[4], ARGV[4])[1]\n"
+    "  if not entry then redis.call('XACK', KEYS[1], ARGV[1], ARGV[4]) end\n"
+    "end\n"
+    "if not entry then return nil end\n"
+    "local after = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[4], ARGV[4], 1)\n"
+    "return {entry, after[1][4]}\n";
 
 const char* const kHeartbeat =
     "#!lua flags=allow-oom\n"

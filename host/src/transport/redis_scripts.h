@@ -5,12 +5,13 @@
 // consumer there and its write fails instead of duplicating.
 //
 //   kPublishResult  KEYS: task stream. ARGV: group, consumer, entry,
-//                   reply_to, result body, fallback stream.
+//                   reply_to, result body, fallback stream, started key.
 //                   Returns 1: the result is on reply_to and the entry
 //                   acknowledged; 2: reply_to cannot take a stream entry
 //                   (another type, or outside the ACL user's keys): the
 //                   result went to the fallback stream with fields
 //                   `reply_to` and `reason`, and the entry is acknowledged;
+//                   Clears the entry's started mark (see kClaimLapsed).
 //                   0: the entry is not this consumer's (stale: nothing
 //                   written); an error reply (OOM, READONLY, ...): nothing
 //                   written, the caller holds the result and retries.
@@ -18,9 +19,18 @@
 //                   Resets the idle time of each entry this consumer still
 //                   holds (XCLAIM JUSTID: no delivery counted); returns the
 //                   entries another consumer holds now (leases lost).
-//   kGiveBack       KEYS: task stream. ARGV: group, consumer, entry, body.
-//                   Re-adds an unstarted task at the end of its stream and
-//                   acknowledges the old entry, if still this consumer's.
+//   kGiveBack       KEYS: task stream. ARGV: group, consumer, entry, body,
+//                   started key. Re-adds an unstarted task at the end of its
+//                   stream and acknowledges the old entry, if still this
+//                   consumer's.
+//   kClaimLapsed    KEYS: task stream. ARGV: group, consumer, lease ms,
+//                   entry, started key. Takes the entry if nobody renewed it
+//                   for a lease. A delivery is counted only if its holder had
+//                   started it (the started key, umi:started:<plugin>, names
+//                   entries that began to run inside a host process): a task
+//                   merely read ahead beside a poison task is not charged for
+//                   the crash. Returns {entry, deliveries}, or nil when it
+//                   was not there to take.
 //   kHeartbeat      KEYS: host key. ARGV: consumer, ttl ms, field, value...
 //                   Writes the heartbeat hash unless another process
 //                   (another consumer) holds the host's name: returns 0 then.
@@ -39,6 +49,7 @@ namespace umi::redis_scripts {
 extern const char* const kPublishResult;
 extern const char* const kRenewLeases;
 extern const char* const kGiveBack;
+extern const char* const kClaimLapsed;
 extern const char* const kHeartbeat;
 extern const char* const kDropConsumer;
 

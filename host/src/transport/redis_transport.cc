@@ -32,6 +32,8 @@ constexpr auto kIdleConsumer = std::chrono::minutes(1);
 std::string TaskStream(const std::string& plugin) { return "umi:tasks:" + plugin; }
 std::string PluginOf(const std::string& stream) { return stream.substr(std::string("umi:tasks:").size()); }
 std::string HostKey(const std::string& host) { return "umi:hosts:" + host; }
+// Entries of a plugin's stream that began to run inside a host process.
+std::string StartedKey(const std::string& stream) { return "umi:started:" + PluginOf(stream); }
 
 std::string Text(const redisReply* reply) { return ReplyText(reply); }
 
@@ -106,7 +108,9 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   }
   if (status.ok()) {
     const char* const sources[] = {redis_scripts::kPublishResult, redis_scripts::kRenewLeases, redis_scripts::kGiveBack,
-                                   redis_scripts::kHeartbeat, redis_scripts::kDropConsumer};
+                                   redis_scripts::kHeartbeat, redis_scripts::kDropConsumer,
+                                   redis_scripts::kClaimLapsed};
+    static_assert(std::size(sources) == static_cast<size_t>(Script::kCount));
     std::vector<std::vector<std::string>> loads;
     for (const char* source : sources) loads.push_back({"SCRIPT", "LOAD", source});
     auto loaded = writer_.Pipeline(loads);
@@ -311,11 +315,12 @@ void RedisTransport::HandleEntries(const redisReply* streams) {
     if (pair->type != REDIS_REPLY_ARRAY || pair->elements != 2) continue;
     const std::string stream = Text(pair->element[0]);
     const redisReply* entries = pair->element[1];
-    for (size_t e = 0; e < entries->elements; ++e) HandleEntry(stream, entries->element[e], 1);
+    for (size_t e = 0; e < entries->elements; ++e) HandleEntry(stream, entries->element[e], 1, "");
   }
 }
 
-void RedisTransport::HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries) {
+void RedisTransport::HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
+                                 const std::string& claimed_from) {
   if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) return;
   const std::string id = Text(entry->element[0]);
   leases_[stream].insert(id);
@@ -342,9 +347,10 @@ void RedisTransport::HandleEntry(const std::string& stream, const redisReply* en
   const auto id_field = peeked.find("id");
   const std::optional<std::string> task_id =
       id_field == peeked.end() ? std::nullopt : std::optional<std::string>(id_field->second);
-  if (deliveries > 1) {
-    spdlog::warn("redis {} entry {}: task {} taken again from a lapsed lease (delivery {})", stream, id,
-                 task_id.value_or("(no id)"), deliveries);
+  if (!claimed_from.empty()) {
+    spdlog::warn("redis {} entry {}: task {}: the lease of consumer {} lapsed; taken here (delivery {}{})", stream, id,
+                 task_id.value_or("(no id)"), claimed_from, deliveries,
+                 deliveries > 1 ? "" : ", not counted: it had not started");
   }
   if (const auto named = peeked.find("plugin"); named != peeked.end() && named->second != plugin) {
     return Answer(stream, id, results, task_id,
@@ -396,7 +402,8 @@ void RedisTransport::WriteHeld() {
     for (size_t i = 0; i < count; ++i) {
       const Held& held = held_[i];
       commands.push_back(Eval(Script::kPublishResult, held.stream,
-                              {kGroup, consumer_, held.entry, held.reply_to, held.body, kDefaultResults}));
+                              {kGroup, consumer_, held.entry, held.reply_to, held.body, kDefaultResults,
+                               StartedKey(held.stream)}));
     }
     auto replies = writer_.Pipeline(commands);
     if (!replies.ok() && replies.status().code() == ErrorCode::kUnavailable) {
@@ -464,10 +471,21 @@ bool RedisTransport::GiveBack(const ReplyRoute& route) {
   const std::string& entry = route.address[1];
   if (auto leased = leases_.find(stream); leased != leases_.end()) leased->second.erase(entry);
   if (writer_.connected()) {
-    auto given = writer_.Command(Eval(Script::kGiveBack, stream, {kGroup, consumer_, entry, route.address[3]}));
+    auto given = writer_.Command(
+        Eval(Script::kGiveBack, stream, {kGroup, consumer_, entry, route.address[3], StartedKey(stream)}));
     if (!given.ok() && given.status().code() == ErrorCode::kUnavailable) Disconnected(given.status());
   }
   return true;
+}
+
+void RedisTransport::Starting(const ReplyRoute& route) {
+  // Written before the plugin runs, without waiting for the reply: what was
+  // written reaches Redis even if the plugin then takes this process down.
+  if (route.address.size() < 5 || !writer_.connected()) return;
+  const std::string& stream = route.address[0];
+  if (Status sent = writer_.SendAndForget({"HSET", StartedKey(stream), route.address[1], consumer_}); !sent.ok()) {
+    Disconnected(sent);
+  }
 }
 
 void RedisTransport::Heartbeat() {
@@ -560,22 +578,19 @@ void RedisTransport::ClaimLapsed() {
       const std::string id = Text(item->element[0]);
       if (mine.count(id)) continue;  // renewed at the next heartbeat
       const std::string holder = Text(item->element[1]);
-      const long long idle = item->element[2]->integer, deliveries = item->element[3]->integer;
-      auto taken = writer_.Command({"XCLAIM", stream, kGroup, consumer_, lease, id});
+      const long long idle = item->element[2]->integer;
+      auto taken = writer_.Command(Eval(Script::kClaimLapsed, stream, {kGroup, consumer_, lease, id, StartedKey(stream)}));
       if (!taken.ok()) {
         if (taken.status().code() == ErrorCode::kUnavailable) return Disconnected(taken.status());
+        spdlog::warn("redis {} entry {}: claim: {}", stream, id, taken.status().message());
         continue;
       }
-      const redisReply* entries = taken.value().get();
-      for (size_t e = 0; entries->type == REDIS_REPLY_ARRAY && e < entries->elements; ++e) {
-        if (entries->element[e]->type != REDIS_REPLY_ARRAY) continue;  // deleted from the stream meanwhile
-        spdlog::warn("redis {} entry {}: the lease of consumer {} lapsed ({} ms without renewal); taking it", stream, id,
-                     holder, idle);
-        ++report_.redeliveries;
-        ++claimed;
-        HandleEntry(stream, entries->element[e], deliveries + 1);
-        if (!writer_.connected()) return;
-      }
+      const redisReply* claim = taken.value().get();
+      if (claim->type != REDIS_REPLY_ARRAY || claim->elements != 2) continue;  // renewed or taken meanwhile
+      ++report_.redeliveries;
+      ++claimed;
+      HandleEntry(stream, claim->element[0], claim->element[1]->integer, holder + " (" + std::to_string(idle) + " ms idle)");
+      if (!writer_.connected()) return;
     }
   }
 }

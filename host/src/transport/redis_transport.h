@@ -93,6 +93,7 @@ class RedisTransport final : public Transport {
   std::map<std::string, std::string> endpoints() const override { return {{"redis", options_.url.Redacted()}}; }
   void Send(std::string_view body, const ReplyRoute& route) override;
   bool GiveBack(const ReplyRoute& route) override;
+  void Starting(const ReplyRoute& route) override;
   size_t waiting() const override { return held_.size(); }
   void AfterPoll() override;
   std::optional<std::chrono::milliseconds> RetryIn() const override;
@@ -105,7 +106,8 @@ class RedisTransport final : public Transport {
   struct Held {  // a result waiting for Redis
     std::string stream, entry, reply_to, body, task_id;
   };
-  enum class Script { kPublishResult, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kCount };
+  // In the order Connect loads them.
+  enum class Script { kPublishResult, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kCount };
 
   Status Connect(std::chrono::milliseconds timeout);
   // Another live process uses this host's name: an error saying so.
@@ -120,7 +122,9 @@ class RedisTransport final : public Transport {
   void RereadIfRoomMoved();
   void OnReadable();
   void HandleEntries(const redisReply* streams);
-  void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries);
+  // `claimed_from`: the consumer whose lapsed lease it was taken from; empty for a read.
+  void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
+                   const std::string& claimed_from);
   void RenewLeases();
   void ClaimLapsed();
   void DropIdleConsumers();

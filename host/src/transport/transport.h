@@ -55,6 +55,11 @@ class ResultSink {
   // transport put it back for another host (it needs no answer); false:
   // answer it (rejected/shutting_down).
   virtual bool GiveBack(const ReplyRoute&) { return false; }
+  // A task is about to run inside the host process (inline or on a worker
+  // thread), where a crash takes the host down: a transport that redelivers
+  // a dead host's tasks records it before this returns, so only tasks that
+  // were running are charged a delivery, not those merely read ahead.
+  virtual void Starting(const ReplyRoute&) {}
 };
 
 // task.* events for whoever listens.
