@@ -4,17 +4,18 @@
 // lapsed (it froze, lost Redis, or died and came back) finds another
 // consumer there and its write fails instead of duplicating.
 //
-//   kPublishResult  KEYS: task stream. ARGV: group, consumer, entry,
-//                   reply_to, result body, fallback stream, started key.
-//                   Returns 1: the result is on reply_to and the entry
-//                   acknowledged; 2: reply_to cannot take a stream entry
+//   kPublishResults KEYS: task stream. ARGV: group, consumer, fallback
+//                   stream, started key, the batch's first and last entry,
+//                   how many entries the consumer may hold between them,
+//                   then (entry, reply_to, body) per result. Returns one code per result, each result's fate
+//                   its own: 1: on reply_to, entry acknowledged, its start
+//                   mark cleared; 2: reply_to cannot take a stream entry
 //                   (another type, or outside the ACL user's keys): the
 //                   result went to the fallback stream with fields
-//                   `reply_to` and `reason`, and the entry is acknowledged;
-//                   Clears the entry's started mark (see kClaimLapsed).
-//                   0: the entry is not this consumer's (stale: nothing
-//                   written); an error reply (OOM, READONLY, ...): nothing
-//                   written, the caller holds the result and retries.
+//                   `reply_to` and `reason`, entry acknowledged; 0: the
+//                   entry is not this consumer's (stale: nothing written);
+//                   an error (OOM, READONLY, ...): nothing written for it,
+//                   the caller holds that result and retries.
 //   kRenewLeases    KEYS: task stream. ARGV: group, consumer, entry...
 //                   Resets the idle time of each entry this consumer still
 //                   holds (XCLAIM JUSTID: no delivery counted); returns the
@@ -46,7 +47,7 @@
 
 namespace umi::redis_scripts {
 
-extern const char* const kPublishResult;
+extern const char* const kPublishResults;
 extern const char* const kRenewLeases;
 extern const char* const kGiveBack;
 extern const char* const kClaimLapsed;

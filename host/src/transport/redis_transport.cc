@@ -107,7 +107,7 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
     if (!id.ok()) status = id.status().Prefixed("redis " + options_.url.Redacted() + ": CLIENT ID");
   }
   if (status.ok()) {
-    const char* const sources[] = {redis_scripts::kPublishResult, redis_scripts::kRenewLeases, redis_scripts::kGiveBack,
+    const char* const sources[] = {redis_scripts::kPublishResults, redis_scripts::kRenewLeases, redis_scripts::kGiveBack,
                                    redis_scripts::kHeartbeat, redis_scripts::kDropConsumer,
                                    redis_scripts::kClaimLapsed};
     static_assert(std::size(sources) == static_cast<size_t>(Script::kCount));
@@ -257,14 +257,19 @@ std::optional<std::chrono::milliseconds> RedisTransport::RetryIn() const {
   const Clock::time_point now = Clock::now();
   Clock::time_point due = std::min(next_heartbeat_, std::max(next_claim_, claim_from_));
   if (!held_.empty()) due = std::min(due, write_at_);
+  if (draining_streams_) due = now;
   if (!writer_.connected()) due = reconnect_at_;
   return std::max(std::chrono::ceil<std::chrono::milliseconds>(due - now), std::chrono::milliseconds(0));
 }
 
 void RedisTransport::StartRead() {
   if (displaced_) return;
-  std::vector<std::string> streams;
-  std::optional<size_t> count;
+  // Each stream gives at most what its plugin can start now plus its
+  // read-ahead. One blocking XREADGROUP has one COUNT for all its streams,
+  // so it waits with the smallest; once it brought entries, the next turns
+  // take each stream's own count in one pipeline without blocking, until a
+  // pipeline finds nothing waiting.
+  std::vector<std::pair<std::string, size_t>> wanted;  // stream, count
   for (const std::string& plugin : plugins_) {
     const size_t room = inbox_->Room(plugin);
     if (room == 0) continue;
@@ -276,21 +281,46 @@ void RedisTransport::StartRead() {
       grouped_.insert(stream);  // created, or BUSYGROUP: it exists
       next_heartbeat_ = Clock::now();  // the next turn reports its backlog
     }
-    streams.push_back(stream);
-    // One COUNT applies to every stream of the read: the smallest room, so
-    // no plugin gets more than it can start; a plugin with more room reads
-    // again at the next turn.
-    count = std::min(count.value_or(SIZE_MAX), room + ahead);
+    wanted.emplace_back(stream, room + ahead);
   }
-  if (streams.empty()) return;
+  if (wanted.empty()) {
+    draining_streams_ = false;
+    return;
+  }
+  if (draining_streams_) {
+    std::vector<std::vector<std::string>> reads;
+    for (const auto& [stream, count] : wanted) {
+      reads.push_back({"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT", std::to_string(count), "STREAMS", stream, ">"});
+    }
+    auto replies = writer_.Pipeline(reads);
+    if (!replies.ok()) {
+      if (replies.status().code() == ErrorCode::kUnavailable) return Disconnected(replies.status());
+      grouped_.clear();  // NOGROUP after a server restart: create them again
+      draining_streams_ = false;
+      return;
+    }
+    draining_streams_ = false;
+    for (const RedisReply& reply : replies.value()) {
+      if (reply->type == REDIS_REPLY_ERROR) {
+        grouped_.clear();
+        continue;
+      }
+      draining_streams_ = draining_streams_ || reply->type == REDIS_REPLY_ARRAY;
+      HandleEntries(reply.get());
+    }
+    if (draining_streams_ || !writer_.connected()) return;
+  }
+  size_t count = SIZE_MAX;
+  for (const auto& wanted_stream : wanted) count = std::min(count, wanted_stream.second);
   std::vector<std::string> args = {"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT",
-                                   std::to_string(*count), "BLOCK",
+                                   std::to_string(count), "BLOCK",
                                    std::to_string(options_.block.count()), "STREAMS"};
-  args.insert(args.end(), streams.begin(), streams.end());
-  args.insert(args.end(), streams.size(), ">");
+  for (const auto& wanted_stream : wanted) args.push_back(wanted_stream.first);
+  args.insert(args.end(), wanted.size(), ">");
   if (Status sent = reader_.Send(args); !sent.ok()) return Disconnected(sent);
   reading_ = true;
-  read_streams_ = std::set<std::string>(streams.begin(), streams.end());
+  read_streams_.clear();
+  for (const auto& wanted_stream : wanted) read_streams_.insert(wanted_stream.first);
 }
 
 void RedisTransport::OnReadable() {
@@ -305,6 +335,7 @@ void RedisTransport::OnReadable() {
     grouped_.clear();
     return;
   }
+  draining_streams_ = streams->type == REDIS_REPLY_ARRAY;  // entries came: more may wait
   HandleEntries(streams);
 }
 
@@ -315,8 +346,29 @@ void RedisTransport::HandleEntries(const redisReply* streams) {
     if (pair->type != REDIS_REPLY_ARRAY || pair->elements != 2) continue;
     const std::string stream = Text(pair->element[0]);
     const redisReply* entries = pair->element[1];
+    PremarkStarting(stream, entries);
     for (size_t e = 0; e < entries->elements; ++e) HandleEntry(stream, entries->element[e], 1, "");
   }
+}
+
+void RedisTransport::PremarkStarting(const std::string& stream, const redisReply* entries) {
+  // The first `room` entries of a read start as they are delivered: one
+  // write marks them all before the first runs, instead of one per task.
+  // The rest are read ahead and marked one by one when they start.
+  const size_t room = std::min(inbox_->Room(PluginOf(stream)), entries->elements);
+  if (room == 0 || !writer_.connected()) return;
+  std::vector<std::string> hset = {"HSET", StartedKey(stream)};
+  hset.reserve(2 + 2 * room);
+  for (size_t e = 0; e < room; ++e) {
+    const redisReply* entry = entries->element[e];
+    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) continue;
+    std::string id = Text(entry->element[0]);
+    hset.push_back(id);
+    hset.push_back(consumer_);
+    premarked_.insert(std::move(id));
+  }
+  if (hset.size() == 2) return;
+  if (Status sent = writer_.SendAndForget(hset); !sent.ok()) Disconnected(sent);
 }
 
 void RedisTransport::HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
@@ -391,51 +443,78 @@ void RedisTransport::Answer(const std::string& stream, const std::string& id, co
 }
 
 void RedisTransport::WriteHeld() {
-  // Each result is its own script call, so one refused result (OOM, an ACL
-  // limit) never takes the others of its batch down; the calls of a batch
-  // share one round trip.
+  // One script call per task stream carries that stream's results of the
+  // turn, and the calls share one round trip; inside, each result's fate is
+  // its own, so one refused result (OOM, an ACL limit) never takes the
+  // others down.
   constexpr size_t kBatch = 512;
   while (!held_.empty() && writer_.connected() && Clock::now() >= write_at_) {
     const size_t count = std::min(held_.size(), kBatch);
+    std::map<std::string, std::vector<size_t>> by_stream;  // stream -> indexes into held_
+    for (size_t i = 0; i < count; ++i) by_stream[held_[i].stream].push_back(i);
     std::vector<std::vector<std::string>> commands;
-    commands.reserve(count);
-    for (size_t i = 0; i < count; ++i) {
-      const Held& held = held_[i];
-      commands.push_back(Eval(Script::kPublishResult, held.stream,
-                              {kGroup, consumer_, held.entry, held.reply_to, held.body, kDefaultResults,
-                               StartedKey(held.stream)}));
+    for (const auto& [stream, indexes] : by_stream) {
+      std::optional<StreamId> first, last;
+      for (const size_t i : indexes) {
+        const std::optional<StreamId> id = StreamId::Parse(held_[i].entry);
+        if (!id) continue;
+        if (!first || *id < *first) first = id;
+        if (!last || *last < *id) last = id;
+      }
+      const auto leased = leases_.find(stream);
+      const size_t holding = indexes.size() + (leased == leases_.end() ? 0 : leased->second.size());
+      std::vector<std::string> args = {kGroup, consumer_, kDefaultResults, StartedKey(stream),
+                                       first ? first->Text() : "0-0", last ? last->Text() : "0-0",
+                                       std::to_string(holding)};
+      args.reserve(7 + 3 * indexes.size());
+      for (const size_t i : indexes) {
+        args.push_back(held_[i].entry);
+        args.push_back(held_[i].reply_to);
+        args.push_back(held_[i].body);
+      }
+      commands.push_back(Eval(Script::kPublishResults, stream, std::move(args)));
     }
     auto replies = writer_.Pipeline(commands);
     if (!replies.ok() && replies.status().code() == ErrorCode::kUnavailable) {
       return Disconnected(replies.status());  // all stay held
     }
-    std::deque<Held> refused;
+    std::vector<bool> keep(count, false);
     std::string refusal;
-    for (size_t i = 0; i < count; ++i) {
-      Held& held = held_[i];
+    size_t call = 0;
+    for (const auto& [stream, indexes] : by_stream) {
       // A pipeline of one reports its error reply as a Status.
-      const redisReply* reply = replies.ok() ? replies.value()[i].get() : nullptr;
-      if (!reply || reply->type != REDIS_REPLY_INTEGER) {
-        if (refusal.empty()) refusal = reply ? Text(reply) : replies.status().message();
-        refused.push_back(std::move(held));
-        continue;
+      const redisReply* codes = replies.ok() ? replies.value()[call].get() : nullptr;
+      ++call;
+      for (size_t k = 0; k < indexes.size(); ++k) {
+        Held& held = held_[indexes[k]];
+        const redisReply* code =
+            codes && codes->type == REDIS_REPLY_ARRAY && k < codes->elements ? codes->element[k] : codes;
+        if (!code || code->type != REDIS_REPLY_INTEGER) {
+          if (refusal.empty()) refusal = code ? Text(code) : replies.status().message();
+          keep[indexes[k]] = true;
+          continue;
+        }
+        if (code->integer == 0) {
+          ++report_.stale_results;
+          spdlog::warn("redis {} entry {}: task {}: result dropped, another host holds the entry now (this host's "
+                       "lease lapsed)",
+                       held.stream, held.entry, held.task_id);
+        } else if (code->integer == 2) {
+          ++report_.redirected_results;
+          spdlog::error("redis {} entry {}: task {}: reply_to {} cannot take a stream entry; the result went to {}",
+                        held.stream, held.entry, held.task_id, held.reply_to, kDefaultResults);
+        }
+        if (auto leased = leases_.find(held.stream); leased != leases_.end()) leased->second.erase(held.entry);
       }
-      if (reply->integer == 0) {
-        ++report_.stale_results;
-        spdlog::warn("redis {} entry {}: task {}: result dropped, another host holds the entry now (this host's "
-                     "lease lapsed)",
-                     held.stream, held.entry, held.task_id);
-      } else if (reply->integer == 2) {
-        ++report_.redirected_results;
-        spdlog::error("redis {} entry {}: task {}: reply_to {} cannot take a stream entry; the result went to {}",
-                      held.stream, held.entry, held.task_id, held.reply_to, kDefaultResults);
-      }
-      if (auto leased = leases_.find(held.stream); leased != leases_.end()) leased->second.erase(held.entry);
+    }
+    std::deque<Held> refused;
+    for (size_t i = 0; i < count; ++i) {
+      if (keep[i]) refused.push_back(std::move(held_[i]));
     }
     held_.erase(held_.begin(), held_.begin() + static_cast<long>(count));
     if (!refused.empty()) {
       held_.insert(held_.begin(), std::make_move_iterator(refused.begin()), std::make_move_iterator(refused.end()));
-      if (refusal.rfind("NOSCRIPT", 0) == 0) {  // SCRIPT FLUSH, or a server that lost them
+      if (refusal.find("NOSCRIPT") != std::string::npos) {  // SCRIPT FLUSH, or a server that lost them
         return Disconnected(Status(ErrorCode::kUnavailable, "redis: " + refusal));
       }
       if (!refused_) {
@@ -459,6 +538,7 @@ void RedisTransport::WriteHeld() {
 void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
   // Written after this turn's handlers (AfterPoll), with the turn's other results.
   if (route.address.size() >= 5) {
+    premarked_.erase(route.address[1]);  // answered without starting (rejected, deduplicated)
     held_.push_back({route.address[0], route.address[1], route.address[2], std::string(body), route.address[4]});
   }
 }
@@ -469,6 +549,7 @@ bool RedisTransport::GiveBack(const ReplyRoute& route) {
   if (route.address.size() < 5) return false;
   const std::string& stream = route.address[0];
   const std::string& entry = route.address[1];
+  premarked_.erase(entry);
   if (auto leased = leases_.find(stream); leased != leases_.end()) leased->second.erase(entry);
   if (writer_.connected()) {
     auto given = writer_.Command(
@@ -483,6 +564,7 @@ void RedisTransport::Starting(const ReplyRoute& route) {
   // written reaches Redis even if the plugin then takes this process down.
   if (route.address.size() < 5 || !writer_.connected()) return;
   const std::string& stream = route.address[0];
+  if (premarked_.erase(route.address[1])) return;
   if (Status sent = writer_.SendAndForget({"HSET", StartedKey(stream), route.address[1], consumer_}); !sent.ok()) {
     Disconnected(sent);
   }

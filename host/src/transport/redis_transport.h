@@ -9,8 +9,10 @@
 //   taking     XREADGROUP GROUP umi <consumer> COUNT n BLOCK ... STREAMS:
 //              only the streams of plugins this host has, only while
 //              Inbox::Room says a task of that plugin could start now;
-//              n = the smallest room (+ read-ahead) among the streams read,
-//              so no stream gives more than its plugin can start
+//              n = the smallest room (+ read-ahead) among the streams read;
+//              once it brought entries, a pipeline of unblocked reads, one
+//              per stream with that plugin's own n, until nothing waits:
+//              no stream gives more than its plugin can start
 //   lease      an entry's idle time in the group's pending list is its
 //              lease: the holder renews every entry it holds at each
 //              heartbeat (XCLAIM JUSTID through redis_scripts::kRenewLeases);
@@ -20,8 +22,9 @@
 //              forge a lease; after it connects (again) a host claims
 //              nothing for a lease and the longest reconnect backoff, so
 //              live hosts renew first.
-//   a result   redis_scripts::kPublishResult per result (pipelined): XADD to
-//              reply_to and XACK only while this consumer holds the entry;
+//   a result   redis_scripts::kPublishResults, one call per stream per turn:
+//              XADD to reply_to and XACK only while this consumer holds the
+//              entry;
 //              a stale result is dropped and counted; a refusal (OOM,
 //              READONLY, NOPERM, LOADING, MASTERDOWN, BUSY, ...) holds that
 //              result alone and retries it with backoff; a reply_to that
@@ -58,6 +61,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <unordered_set>
 #include <vector>
 
 #include "common/farm_report.h"
@@ -107,7 +111,7 @@ class RedisTransport final : public Transport {
     std::string stream, entry, reply_to, body, task_id;
   };
   // In the order Connect loads them.
-  enum class Script { kPublishResult, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kCount };
+  enum class Script { kPublishResults, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kCount };
 
   Status Connect(std::chrono::milliseconds timeout);
   // Another live process uses this host's name: an error saying so.
@@ -122,6 +126,7 @@ class RedisTransport final : public Transport {
   void RereadIfRoomMoved();
   void OnReadable();
   void HandleEntries(const redisReply* streams);
+  void PremarkStarting(const std::string& stream, const redisReply* entries);
   // `claimed_from`: the consumer whose lapsed lease it was taken from; empty for a read.
   void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
                    const std::string& claimed_from);
@@ -145,6 +150,7 @@ class RedisTransport final : public Transport {
   RedisConnection reader_, writer_;
   std::string script_sha_[static_cast<size_t>(Script::kCount)];
   bool reading_ = false;  // a read is outstanding on reader_
+  bool draining_streams_ = false;  // the last read brought entries: read each stream's own count, unblocked
   std::set<std::string> read_streams_;  // the streams it reads
   long long reader_id_ = 0;  // CLIENT ID of reader_, to unblock its read
   Clock::time_point reconnect_at_{}, next_heartbeat_{}, next_claim_{}, claim_from_{}, write_at_{},
@@ -155,6 +161,7 @@ class RedisTransport final : public Transport {
   bool ready_ = false;  // as last told on_ready_
   std::deque<Held> held_;  // results of this turn, or waiting for Redis
   std::map<std::string, std::set<std::string>> leases_;  // stream -> entries this process holds
+  std::unordered_set<std::string> premarked_;  // entries marked started as their read arrived
   FarmReport report_;
 };
 
