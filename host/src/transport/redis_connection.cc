@@ -119,9 +119,14 @@ Status RedisConnection::SendAndForget(const std::vector<std::string>& args) {
   return {};
 }
 
-Status RedisConnection::Send(const std::vector<std::string>& args) {
+Status RedisConnection::Send(const std::vector<std::string>& args) { return SendAll({args}); }
+
+Status RedisConnection::SendAll(const std::vector<std::vector<std::string>>& commands) {
   if (!context_) return Status(ErrorCode::kUnavailable, "redis: not connected");
-  if (Status appended = Append(args); !appended.ok()) return appended;
+  for (const auto& args : commands) {
+    if (Status appended = Append(args); !appended.ok()) return appended;
+  }
+  const std::vector<std::string>& args = commands.front();
   for (int done = 0; !done;) {
     if (redisBufferWrite(context_, &done) != REDIS_OK) return Broken(args.front());
   }
@@ -131,6 +136,11 @@ Status RedisConnection::Send(const std::vector<std::string>& args) {
 StatusOr<RedisReply> RedisConnection::ReadReady() {
   if (!context_) return Status(ErrorCode::kUnavailable, "redis: not connected");
   if (redisBufferRead(context_) != REDIS_OK) return Broken("read");
+  return NextBuffered();
+}
+
+StatusOr<RedisReply> RedisConnection::NextBuffered() {
+  if (!context_) return Status(ErrorCode::kUnavailable, "redis: not connected");
   void* raw = nullptr;
   if (redisGetReplyFromReader(context_, &raw) != REDIS_OK) return Broken("read");
   return RedisReply(static_cast<redisReply*>(raw));

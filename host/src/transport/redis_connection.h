@@ -64,8 +64,12 @@ class RedisConnection {
   // next Command or Pipeline reads and drops it first (replies come in
   // order). Its error reply, if any, is lost; the write is not.
   Status SendAndForget(const std::vector<std::string>& args);
+  // Sends several commands in one write without waiting for their replies.
+  Status SendAll(const std::vector<std::vector<std::string>>& commands);
   // After fd() polled readable: the reply once it is complete, else null.
   StatusOr<RedisReply> ReadReady();
+  // The next reply already read from the socket (by ReadReady), else null.
+  StatusOr<RedisReply> NextBuffered();
 
  private:
   Status Broken(const std::string& what);

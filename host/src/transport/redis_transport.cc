@@ -133,7 +133,8 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   // Live hosts renew their leases before this one claims anything.
   claim_from_ = Clock::now() + options_.lease + kMaxBackoff;
   grouped_.clear();  // a restarted server may have lost them
-  reading_ = false;
+  replies_due_ = 0;
+  blocking_read_ = false;
   return {};
 }
 
@@ -169,7 +170,7 @@ Status RedisTransport::Open(Poller& poller, Inbox& inbox) {
   if (Status free = CheckNameIsFree(); !free.ok()) return free;
   spdlog::info("redis {}: taking tasks of {} plugin(s) as consumer '{}'", options_.url.Redacted(), plugins_.size(),
                consumer_);
-  poller.Add([this] { return reader_.fd(); }, [this] { return static_cast<short>(reading_ ? ZMQ_POLLIN : 0); },
+  poller.Add([this] { return reader_.fd(); }, [this] { return static_cast<short>(replies_due_ > 0 ? ZMQ_POLLIN : 0); },
              [this](short) { OnReadable(); });
   SetReady();
   return {};
@@ -204,7 +205,8 @@ void RedisTransport::Disconnected(const Status& why) {
   const bool was_connected = writer_.connected() || reader_.connected();
   reader_.Close();
   writer_.Close();
-  reading_ = false;
+  replies_due_ = 0;
+  blocking_read_ = false;
   reconnect_at_ = Clock::now() + backoff_;
   if (was_connected) spdlog::error("{}; running tasks go on, their results wait for Redis", why.message());
   SetReady();
@@ -235,10 +237,10 @@ void RedisTransport::AfterPoll() {
     next_claim_ = now + options_.heartbeat;
   }
   if (!writer_.connected()) return;
-  if (reading_) {
-    RereadIfRoomMoved();
-  } else {
+  if (replies_due_ == 0) {
     StartRead();
+  } else if (blocking_read_) {
+    RereadIfRoomMoved();
   }
 }
 
@@ -257,7 +259,7 @@ std::optional<std::chrono::milliseconds> RedisTransport::RetryIn() const {
   const Clock::time_point now = Clock::now();
   Clock::time_point due = std::min(next_heartbeat_, std::max(next_claim_, claim_from_));
   if (!held_.empty()) due = std::min(due, write_at_);
-  if (draining_streams_) due = now;
+  if (draining_streams_ && replies_due_ == 0) due = now;
   if (!writer_.connected()) due = reconnect_at_;
   return std::max(std::chrono::ceil<std::chrono::milliseconds>(due - now), std::chrono::milliseconds(0));
 }
@@ -292,23 +294,11 @@ void RedisTransport::StartRead() {
     for (const auto& [stream, count] : wanted) {
       reads.push_back({"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT", std::to_string(count), "STREAMS", stream, ">"});
     }
-    auto replies = writer_.Pipeline(reads);
-    if (!replies.ok()) {
-      if (replies.status().code() == ErrorCode::kUnavailable) return Disconnected(replies.status());
-      grouped_.clear();  // NOGROUP after a server restart: create them again
-      draining_streams_ = false;
-      return;
-    }
-    draining_streams_ = false;
-    for (const RedisReply& reply : replies.value()) {
-      if (reply->type == REDIS_REPLY_ERROR) {
-        grouped_.clear();
-        continue;
-      }
-      draining_streams_ = draining_streams_ || reply->type == REDIS_REPLY_ARRAY;
-      HandleEntries(reply.get());
-    }
-    if (draining_streams_ || !writer_.connected()) return;
+    if (Status sent = reader_.SendAll(reads); !sent.ok()) return Disconnected(sent);
+    draining_streams_ = false;  // until a reply brings entries
+    replies_due_ = reads.size();
+    blocking_read_ = false;
+    return;
   }
   size_t count = SIZE_MAX;
   for (const auto& wanted_stream : wanted) count = std::min(count, wanted_stream.second);
@@ -318,25 +308,29 @@ void RedisTransport::StartRead() {
   for (const auto& wanted_stream : wanted) args.push_back(wanted_stream.first);
   args.insert(args.end(), wanted.size(), ">");
   if (Status sent = reader_.Send(args); !sent.ok()) return Disconnected(sent);
-  reading_ = true;
+  replies_due_ = 1;
+  blocking_read_ = true;
   read_streams_.clear();
   for (const auto& wanted_stream : wanted) read_streams_.insert(wanted_stream.first);
 }
 
 void RedisTransport::OnReadable() {
   StatusOr<RedisReply> reply = reader_.ReadReady();
-  if (!reply.ok()) return Disconnected(reply.status());
-  if (!reply.value()) return;  // not complete yet
-  reading_ = false;
-  const redisReply* streams = reply.value().get();
-  if (streams->type == REDIS_REPLY_ERROR) {
-    // NOGROUP after a server restart: create the groups again next time.
-    spdlog::warn("redis XREADGROUP: {}", Text(streams));
-    grouped_.clear();
-    return;
+  while (reply.ok() && reply.value()) {
+    --replies_due_;
+    const redisReply* streams = reply.value().get();
+    if (streams->type == REDIS_REPLY_ERROR) {
+      // NOGROUP after a server restart: create the groups again next time.
+      spdlog::warn("redis XREADGROUP: {}", Text(streams));
+      grouped_.clear();
+    } else if (streams->type == REDIS_REPLY_ARRAY) {
+      draining_streams_ = true;  // entries came: more may wait
+      HandleEntries(streams);
+    }
+    if (replies_due_ == 0 || !reader_.connected()) return;
+    reply = reader_.NextBuffered();
   }
-  draining_streams_ = streams->type == REDIS_REPLY_ARRAY;  // entries came: more may wait
-  HandleEntries(streams);
+  if (!reply.ok()) Disconnected(reply.status());
 }
 
 void RedisTransport::HandleEntries(const redisReply* streams) {

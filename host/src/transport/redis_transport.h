@@ -149,7 +149,8 @@ class RedisTransport final : public Transport {
   std::set<std::string> grouped_;  // streams whose group exists
   RedisConnection reader_, writer_;
   std::string script_sha_[static_cast<size_t>(Script::kCount)];
-  bool reading_ = false;  // a read is outstanding on reader_
+  size_t replies_due_ = 0;  // reads sent on reader_ and not answered yet
+  bool blocking_read_ = false;  // the outstanding read is the blocking one
   bool draining_streams_ = false;  // the last read brought entries: read each stream's own count, unblocked
   std::set<std::string> read_streams_;  // the streams it reads
   long long reader_id_ = 0;  // CLIENT ID of reader_, to unblock its read
