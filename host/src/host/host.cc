@@ -157,6 +157,7 @@ class Host::Loop final : public Inbox {
   }
 
   size_t ReadAhead(const std::string& plugin, size_t room) const override { return flow_.ReadAhead(plugin, room); }
+  bool RunsOnArrival(const std::string& plugin) const override { return flow_.RunsOnArrival(plugin); }
   size_t Room(const std::string& plugin) const override {
     return lifecycle_.serving() ? flow_.Room(plugin) : 0;
   }

@@ -1,5 +1,7 @@
 #include "host/task_flow.h"
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 #include "common/log_format.h"
@@ -85,6 +87,10 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   if (queued.plugin->run_inline && passes_no_one && !IsolatedConfig(*queued.plugin)) {
     if (std::optional<Allocation> allocation = pool_.TryAllocate(queued.key, queued.demand)) {
       if (Executor::RunsInline(*queued.plugin, false, *allocation)) {
+        if (ResultSink* sink = queued.reply.sink) {
+          sink->Starting(queued.reply);
+          sink->FlushStarting();
+        }
         Start(std::move(queued), std::move(*allocation), now);
         return;
       }
@@ -103,6 +109,7 @@ bool TaskFlow::StartRunnable() {
   while (true) {
     const Clock::TimePoint now = clock_.Now();
     std::vector<std::pair<QueuedTask, Allocation>> runnable = scheduler_.TakeRunnable(now);
+    AnnounceStarts(runnable);
     size_t ended = 0;
     for (auto& [task, allocation] : runnable) ended += Start(std::move(task), std::move(allocation), now) ? 1 : 0;
     started += runnable.size();
@@ -112,6 +119,23 @@ bool TaskFlow::StartRunnable() {
     }
     if (started >= kMaxStartsPerCall) return true;
   }
+}
+
+void TaskFlow::AnnounceStarts(const std::vector<std::pair<QueuedTask, Allocation>>& runnable) {
+  // Tasks that run inside this process (a crash there ends the host) are
+  // told to their transport together, before the first of them runs.
+  std::vector<ResultSink*> sinks;
+  for (const auto& [task, allocation] : runnable) {
+    if (!task.reply.sink || IsolatedConfig(*task.plugin)) continue;
+    task.reply.sink->Starting(task.reply);
+    if (std::find(sinks.begin(), sinks.end(), task.reply.sink) == sinks.end()) sinks.push_back(task.reply.sink);
+  }
+  for (ResultSink* sink : sinks) sink->FlushStarting();
+}
+
+bool TaskFlow::RunsOnArrival(const std::string& name) const {
+  const LoadedPlugin* plugin = plugins_.Find(name);
+  return plugin && plugin->run_inline && !IsolatedConfig(*plugin);
 }
 
 bool TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint now) {
@@ -139,7 +163,6 @@ bool TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint no
   }
   running.task = std::move(task);
   running.allocation = std::move(allocation);
-  if (!isolated && running.task.reply.sink) running.task.reply.sink->Starting(running.task.reply);
   Publish("task.started", running.task.message);
   if (inline_run) {
     // One telemetry call when it has ended, not two: nobody can watch it run.

@@ -70,6 +70,8 @@ class TaskFlow {
   CancelState Cancel(const std::string& id);
   // How many tasks of `plugin` could start now beside what is queued.
   size_t Room(const std::string& plugin) const;
+  // run_inline and not isolated: its tasks run on the loop as they arrive.
+  bool RunsOnArrival(const std::string& plugin) const;
   // The tasks of `plugin` that `room` slots finish within kReadAheadWindow
   // at its recent mean run time, at most kMaxReadAhead; 0 until one ran.
   size_t ReadAhead(const std::string& plugin, size_t room) const;
@@ -110,6 +112,8 @@ class TaskFlow {
   PoolCapacity Capacity(const HardwareConfig& config) const;
   // Runs a granted task on the Executor; true when it ran inline and is
   // complete (answered, its grant given back) on return.
+  // Tells transports which of `runnable` run in this process (Starting), in one write each.
+  void AnnounceStarts(const std::vector<std::pair<QueuedTask, Allocation>>& runnable);
   bool Start(QueuedTask task, Allocation allocation, Clock::TimePoint now);
   // The plugin's config when it runs in worker processes (isolation:
   // process, or a Python plugin, with defaults when it has no section); null otherwise.

@@ -114,8 +114,22 @@ StatusOr<std::vector<RedisReply>> RedisConnection::Pipeline(const std::vector<st
 }
 
 Status RedisConnection::SendAndForget(const std::vector<std::string>& args) {
-  if (Status sent = Send(args); !sent.ok()) return sent;
+  if (Status appended = AppendAndForget(args); !appended.ok()) return appended;
+  return FlushWrites();
+}
+
+Status RedisConnection::AppendAndForget(const std::vector<std::string>& args) {
+  if (!context_) return Status(ErrorCode::kUnavailable, "redis: not connected");
+  if (Status appended = Append(args); !appended.ok()) return appended;
   ++replies_to_drop_;
+  return {};
+}
+
+Status RedisConnection::FlushWrites() {
+  if (!context_) return Status(ErrorCode::kUnavailable, "redis: not connected");
+  for (int done = 0; !done;) {
+    if (redisBufferWrite(context_, &done) != REDIS_OK) return Broken("write");
+  }
   return {};
 }
 

@@ -64,6 +64,9 @@ class RedisConnection {
   // next Command or Pipeline reads and drops it first (replies come in
   // order). Its error reply, if any, is lost; the write is not.
   Status SendAndForget(const std::vector<std::string>& args);
+  // SendAndForget, written at the next FlushWrites (or any later command).
+  Status AppendAndForget(const std::vector<std::string>& args);
+  Status FlushWrites();
   // Sends several commands in one write without waiting for their replies.
   Status SendAll(const std::vector<std::vector<std::string>>& commands);
   // After fd() polled readable: the reply once it is complete, else null.

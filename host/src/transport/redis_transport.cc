@@ -346,10 +346,11 @@ void RedisTransport::HandleEntries(const redisReply* streams) {
 }
 
 void RedisTransport::PremarkStarting(const std::string& stream, const redisReply* entries) {
-  // The first `room` entries of a read start as they are delivered: one
-  // write marks them all before the first runs, instead of one per task.
-  // The rest are read ahead and marked one by one when they start.
-  const size_t room = std::min(inbox_->Room(PluginOf(stream)), entries->elements);
+  // Tasks that run on arrival (run_inline) run one after another as this
+  // read is delivered: one write marks them all before the first runs,
+  // instead of one per task. Others are marked as they start.
+  if (!inbox_->RunsOnArrival(PluginOf(stream))) return;
+  const size_t room = entries->elements;
   if (room == 0 || !writer_.connected()) return;
   std::vector<std::string> hset = {"HSET", StartedKey(stream)};
   hset.reserve(2 + 2 * room);
@@ -559,9 +560,14 @@ void RedisTransport::Starting(const ReplyRoute& route) {
   if (route.address.size() < 5 || !writer_.connected()) return;
   const std::string& stream = route.address[0];
   if (premarked_.erase(route.address[1])) return;
-  if (Status sent = writer_.SendAndForget({"HSET", StartedKey(stream), route.address[1], consumer_}); !sent.ok()) {
+  if (Status sent = writer_.AppendAndForget({"HSET", StartedKey(stream), route.address[1], consumer_}); !sent.ok()) {
     Disconnected(sent);
   }
+}
+
+void RedisTransport::FlushStarting() {
+  if (!writer_.connected()) return;
+  if (Status flushed = writer_.FlushWrites(); !flushed.ok()) Disconnected(flushed);
 }
 
 void RedisTransport::Heartbeat() {

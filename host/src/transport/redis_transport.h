@@ -98,6 +98,7 @@ class RedisTransport final : public Transport {
   void Send(std::string_view body, const ReplyRoute& route) override;
   bool GiveBack(const ReplyRoute& route) override;
   void Starting(const ReplyRoute& route) override;
+  void FlushStarting() override;
   size_t waiting() const override { return held_.size(); }
   void AfterPoll() override;
   std::optional<std::chrono::milliseconds> RetryIn() const override;

@@ -41,6 +41,10 @@ class Inbox {
   // the host would finish within a short window at the plugin's recent run
   // time (0 for tasks it has not timed yet, and for any but short ones).
   virtual size_t ReadAhead(const std::string& plugin, size_t room) const = 0;
+  // Whether tasks of `plugin` run inside the host as they arrive, one after
+  // another (run_inline): a transport marks a read's tasks of it as started
+  // together.
+  virtual bool RunsOnArrival(const std::string&) const { return false; }
   // One message, undecoded; `route.sink` is the transport that read it.
   virtual void Deliver(std::string_view bytes, ReplyRoute route) = 0;
 };
@@ -57,9 +61,12 @@ class ResultSink {
   virtual bool GiveBack(const ReplyRoute&) { return false; }
   // A task is about to run inside the host process (inline or on a worker
   // thread), where a crash takes the host down: a transport that redelivers
-  // a dead host's tasks records it before this returns, so only tasks that
-  // were running are charged a delivery, not those merely read ahead.
+  // a dead host's tasks records it, so only tasks that were running are
+  // charged a delivery, not those merely read ahead. Records of several
+  // tasks starting together go out in one write at FlushStarting, which the
+  // caller calls before any of them runs.
   virtual void Starting(const ReplyRoute&) {}
+  virtual void FlushStarting() {}
 };
 
 // task.* events for whoever listens.
