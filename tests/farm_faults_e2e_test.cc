@@ -14,6 +14,8 @@
 #include <set>
 #include <thread>
 
+#include <umi/redis_streams.hpp>
+
 #include "support/host_process.h"
 #include "support/redis_server.h"
 
@@ -222,39 +224,79 @@ TEST(FarmFaults, AQueueOfOnePluginDoesNotHoldAnotherPluginsRoom) {
   EXPECT_LT(last_noop_end, sleep_starts[2]) << "the noop tasks waited for the sleep queue to shrink";
 }
 
-// A poison task read together with five ordinary ones (read-ahead, its
-// plugin capped at one at a time): it takes its host down; the next host
-// counts a delivery only for the task that was running, so the poison task
-// ends crashed/max_deliveries and the five read ahead beside it run ok.
-// Before, all six were charged and travelled to umi:dead:faulty together.
+// A poison task read together with five ordinary ones (read-ahead: its
+// plugin runs two at a time, one slot held by a task that waits): it takes
+// its host down; the next host counts a delivery only for the two tasks
+// that were running, so they end crashed/max_deliveries and the five read
+// ahead beside them run ok. Before, all seven were charged and travelled
+// to umi:dead:faulty together.
 TEST(FarmFaults, TasksReadAheadBesideAPoisonTaskAreNotChargedForItsCrash) {
   RedisServer redis;
   RedisClient producer(redis.url());
+  producer.Submit("faulty", PackTask({.id = "busy", .plugin = "faulty", .string_input = {{"mode", "wait"}}}));
   producer.Submit("faulty", PackTask({.id = "poison", .plugin = "faulty", .string_input = {{"mode", "exit"}}}));
   for (int i = 0; i < 5; ++i) producer.Submit("faulty", PackTask({.id = "t" + std::to_string(i), .plugin = "faulty"}));
-  const std::string yaml = TestConfigYaml("  faulty: {max_instances: 1}\n") + "transport: {max_deliveries: 1, prefetch: 5}\n";
+  const std::string yaml =
+      TestConfigYaml("  faulty: {max_instances: 2}\n") + "transport: {max_deliveries: 1, prefetch: 5}\n";
   auto options = FarmHost(redis, "first", yaml);
   options.plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_TEST_INSPECT_PLUGIN_DIR};
   auto first = std::make_unique<HostProcess>(options);
   int status = 0;
   waitpid(first->pid(), &status, 0);  // the poison task takes its host down
   ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 3);
-  EXPECT_EQ(producer.Pending("umi:tasks:faulty"), 6) << "it read all six: one to run, five ahead";
+  EXPECT_EQ(producer.Pending("umi:tasks:faulty"), 7) << "it read all seven: two to run, five ahead";
 
   options.name = "second";
   HostProcess second(options);
   std::map<std::string, Result> by_id;
-  for (const Result& r : producer.Results(6)) by_id[r.id.value_or("")] = r;
-  ASSERT_EQ(by_id.size(), 6u);
-  EXPECT_EQ(by_id["poison"].status, "crashed");
-  EXPECT_EQ(by_id["poison"].error_code, "max_deliveries");
+  for (const Result& r : producer.Results(7)) by_id[r.id.value_or("")] = r;
+  ASSERT_EQ(by_id.size(), 7u);
+  for (const char* running : {"busy", "poison"}) {
+    EXPECT_EQ(by_id[running].status, "crashed") << running;
+    EXPECT_EQ(by_id[running].error_code, "max_deliveries") << running;
+  }
   for (int i = 0; i < 5; ++i) {
     const Result& r = by_id["t" + std::to_string(i)];
     EXPECT_EQ(r.status, "ok") << r.id.value_or("") << ": " << r.error_code << " " << r.error_message;
   }
-  EXPECT_EQ(producer.Command({"XLEN", "umi:dead:faulty"})->integer, 1);
+  EXPECT_EQ(producer.Command({"XLEN", "umi:dead:faulty"})->integer, 2);
   EXPECT_EQ(producer.Pending("umi:tasks:faulty"), 0);
   EXPECT_EQ(producer.Command({"HLEN", "umi:started:faulty"})->integer, 0) << "no start mark outlives its entry";
+}
+
+// Priority across the farm: two hosts with one `sleep` slot each, ten
+// ordinary tasks waiting in Redis, then two urgent ones (priority 9): the
+// urgent tasks start in the next round of free slots. Before, a host read
+// its stream in order and they started last (positions 11 and 12 of 12).
+TEST(FarmFaults, AnUrgentTaskStartsInTheNextRoundOfFreeSlotsAcrossTheFarm) {
+  RedisServer redis;
+  HostProcess left(FarmHost(redis, "left", OneSleepAtATimeYaml()));
+  HostProcess right(FarmHost(redis, "right", OneSleepAtATimeYaml()));
+  RedisClient producer(redis.url());
+  for (int i = 0; i < 10; ++i) {
+    producer.Submit("sleep", PackTask({.id = "ordinary-" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 300}}}));
+  }
+  ASSERT_TRUE(Eventually([&] { return producer.Pending("umi:tasks:sleep") == 2; })) << "both slots busy";
+  for (int i = 0; i < 2; ++i) {
+    const std::string urgent =
+        PackTask({.id = "urgent-" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 300}}, .priority = 9});
+    producer.Command({"XADD", umi::RedisTaskStream("sleep", 9), "*", "m", urgent});  // as every umi client does
+  }
+  std::vector<std::pair<double, std::string>> starts;
+  for (const Result& r : producer.Results(12)) {
+    EXPECT_EQ(r.status, "ok") << r.error_message;
+    starts.emplace_back(r.started_at.value_or(0), r.id.value_or(""));
+  }
+  std::sort(starts.begin(), starts.end());
+  for (size_t position = 0; position < starts.size(); ++position) {
+    if (starts[position].second.rfind("urgent-", 0) == 0) {
+      EXPECT_LT(position, 4u) << starts[position].second << " started behind ordinary tasks that waited less";
+    }
+  }
+  EXPECT_EQ(umi::RedisTaskStream("sleep", 9), "umi:tasks:sleep:p9");
+  EXPECT_EQ(umi::RedisTaskStream("sleep", 0), "umi:tasks:sleep");
+  EXPECT_EQ(umi::RedisTaskStream("sleep", -5), "umi:tasks:sleep");
+  EXPECT_EQ(umi::RedisStreamPlugin("umi:tasks:sleep:p3"), "sleep");
 }
 
 }  // namespace

@@ -38,6 +38,14 @@ __all__ = ["RedisClient"]
 _MAX_UNCLAIMED = 100_000
 
 
+
+def task_stream(plugin: str, priority: int = 0) -> str:
+    """The stream a task of ``plugin`` with ``priority`` goes to: one per
+    priority level, as hosts take from the highest level first
+    (umi/redis_streams.hpp; docs/scale-out.md)."""
+    level = 9 if priority >= 7 else 6 if priority >= 4 else 3 if priority >= 1 else 0
+    return f"umi:tasks:{plugin}" + (f":p{level}" if level else "")
+
 class RedisClient:
     """url: redis://[:password@]host:port/db or unix:///path. password_file: a file
     holding the password (a mounted secret). reply_to: the results stream (default: one
@@ -177,7 +185,8 @@ class RedisClient:
         pipe = self._redis.pipeline(transaction=False)
         for request in requests:
             request["reply_to"] = self.reply_to
-            pipe.xadd(f"umi:tasks:{request['plugin']}", {"m": msgpack.packb(request, use_bin_type=True)})
+            pipe.xadd(task_stream(request["plugin"], request.get("priority", 0)),
+                      {"m": msgpack.packb(request, use_bin_type=True)})
         pipe.execute()
 
     def _forget(self, future: Future[Result]) -> str:

@@ -37,6 +37,17 @@ def test_a_restarted_producer_collects_what_came_meanwhile(start_host, redis_url
     assert [r.output["echo"]["i"] for r in results] == list(range(5))
 
 
+def test_a_priority_task_goes_to_its_levels_stream_and_runs(start_host, redis_url):
+    from umi.redis_client import task_stream
+    assert [task_stream("p", n) for n in (-3, 0, 1, 3, 4, 6, 7, 100)] == [
+        "umi:tasks:p", "umi:tasks:p", "umi:tasks:p:p3", "umi:tasks:p:p3",
+        "umi:tasks:p:p6", "umi:tasks:p:p6", "umi:tasks:p:p9", "umi:tasks:p:p9"]
+    start_host(config=CONFIG + f"transport: {{redis: '{redis_url}'}}\n")
+    with umi.RedisClient(redis_url) as client:
+        assert client.run("echo", {"urgent": True}, priority=9, wait=60).raise_for_status().ok
+    assert redis.Redis.from_url(redis_url).xlen("umi:tasks:echo:p9") <= 1  # taken, and trimmed at a heartbeat
+
+
 def test_bad_redis_use_gets_a_clear_exception(tmp_path):
     import pytest
     with pytest.raises(umi.UsageError, match="cannot reach Redis"):

@@ -4,6 +4,8 @@
 #include <chrono>
 #include <map>
 
+#include <umi/redis_streams.hpp>
+
 namespace umi {
 namespace {
 
@@ -45,23 +47,29 @@ nlohmann::json ReadCluster(RedisConnection& redis) {
   }
   json plugins = json::object();
   for (const std::string& stream : ScanKeys(redis, "umi:tasks:*")) {
-    json backlog = {{"length", 0}, {"pending", 0}, {"waiting", 0}};
-    if (auto length = redis.Command({"XLEN", stream}); length.ok()) backlog["length"] = length.value()->integer;
+    // A plugin's priority levels add up to one backlog.
+    json& backlog = plugins[RedisStreamPlugin(stream)];
+    if (backlog.is_null()) backlog = {{"length", 0}, {"pending", 0}, {"waiting", 0}};
+    if (auto length = redis.Command({"XLEN", stream}); length.ok()) {
+      backlog["length"] = backlog["length"].get<int64_t>() + length.value()->integer;
+    }
     auto groups = redis.Command({"XINFO", "GROUPS", stream});
     for (size_t g = 0; groups.ok() && g < groups.value()->elements; ++g) {
       const redisReply* group = groups.value()->element[g];
       std::map<std::string, const redisReply*> info;
       for (size_t f = 0; f + 1 < group->elements; f += 2) info[ReplyText(group->element[f])] = group->element[f + 1];
       if (ReplyText(info["name"]) != "umi") continue;
-      backlog["pending"] = info["pending"]->integer;
-      if (info.count("lag") && info["lag"]->type == REDIS_REPLY_INTEGER) backlog["waiting"] = info["lag"]->integer;
+      backlog["pending"] = backlog["pending"].get<int64_t>() + info["pending"]->integer;
+      if (info.count("lag") && info["lag"]->type == REDIS_REPLY_INTEGER) {
+        backlog["waiting"] = backlog["waiting"].get<int64_t>() + info["lag"]->integer;
+      }
       // The oldest entry no host has taken yet.
       auto next = redis.Command({"XRANGE", stream, "(" + ReplyText(info["last-delivered-id"]), "+", "COUNT", "1"});
       if (next.ok() && next.value()->elements > 0) {
-        backlog["oldest_waiting_s"] = AgeOf(ReplyText(next.value()->element[0]->element[0]));
+        const double age = AgeOf(ReplyText(next.value()->element[0]->element[0]));
+        backlog["oldest_waiting_s"] = std::max(age, backlog.value("oldest_waiting_s", 0.0));
       }
     }
-    plugins[stream.substr(std::string("umi:tasks:").size())] = std::move(backlog);
   }
   return json{{"hosts", std::move(hosts)}, {"plugins", std::move(plugins)}};
 }

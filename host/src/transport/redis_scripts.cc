@@ -98,6 +98,19 @@ const char* const kDropConsumer =
     "redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])\n"
     "return 1\n";
 
+const char* const kTakeLevels =
+    "local remaining = tonumber(ARGV[3])\n"
+    "local out = {}\n"
+    "for _, stream in ipairs(KEYS) do\n"
+    "  if remaining <= 0 then break end\n"
+    "  local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', remaining, 'STREAMS', stream, '>')\n"
+    "  if read then\n"
+    "    out[#out + 1] = read[1]\n"
+    "    remaining = remaining - #read[1][2]\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
 #undef UMI_LUA_HOLDS
 
 }  // namespace umi::redis_scripts

@@ -32,6 +32,10 @@
 //                   merely read ahead beside a poison task is not charged for
 //                   the crash. Returns {entry, deliveries}, or nil when it
 //                   was not there to take.
+//   kTakeLevels     KEYS: a plugin's task streams, highest priority level
+//                   first. ARGV: group, consumer, count. Reads (XREADGROUP
+//                   >) up to `count` entries in all, the highest level
+//                   first; returns them as XREADGROUP does: [stream, entries].
 //   kHeartbeat      KEYS: host key. ARGV: consumer, ttl ms, field, value...
 //                   Writes the heartbeat hash unless another process
 //                   (another consumer) holds the host's name: returns 0 then.
@@ -51,6 +55,7 @@ extern const char* const kPublishResults;
 extern const char* const kRenewLeases;
 extern const char* const kGiveBack;
 extern const char* const kClaimLapsed;
+extern const char* const kTakeLevels;
 extern const char* const kHeartbeat;
 extern const char* const kDropConsumer;
 

@@ -15,6 +15,8 @@
 #include "transport/protocol.h"
 #include "transport/redis_scripts.h"
 
+#include <umi/redis_streams.hpp>
+
 namespace umi {
 namespace {
 
@@ -29,11 +31,18 @@ constexpr size_t kClaimBatch = 64;
 // A consumer with nothing pending and idle this long is removed from the group.
 constexpr auto kIdleConsumer = std::chrono::minutes(1);
 
-std::string TaskStream(const std::string& plugin) { return "umi:tasks:" + plugin; }
-std::string PluginOf(const std::string& stream) { return stream.substr(std::string("umi:tasks:").size()); }
+// A plugin's task streams, one per priority level, highest first.
+std::vector<std::string> LevelStreams(const std::string& plugin) {
+  std::vector<std::string> streams;
+  for (const int64_t level : kRedisPriorityLevels) streams.push_back(RedisLevelStream(plugin, level));
+  return streams;
+}
+std::string PluginOf(const std::string& stream) { return RedisStreamPlugin(stream); }
 std::string HostKey(const std::string& host) { return "umi:hosts:" + host; }
 // Entries of a plugin's stream that began to run inside a host process.
-std::string StartedKey(const std::string& stream) { return "umi:started:" + PluginOf(stream); }
+std::string StartedKey(const std::string& stream) {
+  return "umi:started:" + stream.substr(std::string("umi:tasks:").size());
+}
 
 std::string Text(const redisReply* reply) { return ReplyText(reply); }
 
@@ -109,7 +118,7 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   if (status.ok()) {
     const char* const sources[] = {redis_scripts::kPublishResults, redis_scripts::kRenewLeases, redis_scripts::kGiveBack,
                                    redis_scripts::kHeartbeat, redis_scripts::kDropConsumer,
-                                   redis_scripts::kClaimLapsed};
+                                   redis_scripts::kClaimLapsed, redis_scripts::kTakeLevels};
     static_assert(std::size(sources) == static_cast<size_t>(Script::kCount));
     std::vector<std::vector<std::string>> loads;
     for (const char* source : sources) loads.push_back({"SCRIPT", "LOAD", source});
@@ -246,11 +255,12 @@ void RedisTransport::AfterPoll() {
 
 void RedisTransport::RereadIfRoomMoved() {
   for (const std::string& plugin : plugins_) {
-    if (read_streams_.count(TaskStream(plugin)) || inbox_->Room(plugin) == 0) continue;
+    const std::string first_level = RedisLevelStream(plugin, kRedisPriorityLevels[0]);
+    if (read_streams_.count(first_level) || inbox_->Room(plugin) == 0) continue;
     // The read returns nil at once; the next turn reads every stream with room.
     auto unblocked = writer_.Command({"CLIENT", "UNBLOCK", std::to_string(reader_id_)});
     if (!unblocked.ok() && unblocked.status().code() == ErrorCode::kUnavailable) Disconnected(unblocked.status());
-    read_streams_.insert(TaskStream(plugin));  // once per read
+    read_streams_.insert(first_level);  // once per read
     return;
   }
 }
@@ -266,52 +276,56 @@ std::optional<std::chrono::milliseconds> RedisTransport::RetryIn() const {
 
 void RedisTransport::StartRead() {
   if (displaced_) return;
-  // Each stream gives at most what its plugin can start now plus its
-  // read-ahead. One blocking XREADGROUP has one COUNT for all its streams,
-  // so it waits with the smallest; once it brought entries, the next turns
-  // take each stream's own count in one pipeline without blocking, until a
-  // pipeline finds nothing waiting.
-  std::vector<std::pair<std::string, size_t>> wanted;  // stream, count
+  // A plugin's streams (one per priority level) give together at most what
+  // it can start now plus its read-ahead, the highest level first. A
+  // blocking read waits on every stream, taking at most one entry from
+  // each; once it brought entries, the next turns take each plugin's own
+  // count through kTakeLevels, without blocking, until nothing waits.
+  std::vector<std::pair<std::vector<std::string>, size_t>> wanted;  // a plugin's streams, count
   for (const std::string& plugin : plugins_) {
     const size_t room = inbox_->Room(plugin);
     if (room == 0) continue;
     const size_t ahead = options_.prefetch ? *options_.prefetch : inbox_->ReadAhead(plugin, room);
-    const std::string stream = TaskStream(plugin);
-    if (!grouped_.count(stream)) {
+    std::vector<std::string> streams = LevelStreams(plugin);
+    for (const std::string& stream : streams) {
+      if (grouped_.count(stream)) continue;
       auto created = writer_.Command({"XGROUP", "CREATE", stream, kGroup, "0", "MKSTREAM"});
       if (!created.ok() && created.status().code() == ErrorCode::kUnavailable) return Disconnected(created.status());
       grouped_.insert(stream);  // created, or BUSYGROUP: it exists
       next_heartbeat_ = Clock::now();  // the next turn reports its backlog
     }
-    wanted.emplace_back(stream, room + ahead);
+    wanted.emplace_back(std::move(streams), room + ahead);
   }
   if (wanted.empty()) {
     draining_streams_ = false;
     return;
   }
   if (draining_streams_) {
-    std::vector<std::vector<std::string>> reads;
-    for (const auto& [stream, count] : wanted) {
-      reads.push_back({"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT", std::to_string(count), "STREAMS", stream, ">"});
+    std::vector<std::vector<std::string>> takes;
+    for (const auto& [streams, count] : wanted) {
+      std::vector<std::string> take = {"EVALSHA", script_sha_[static_cast<size_t>(Script::kTakeLevels)],
+                                       std::to_string(streams.size())};
+      take.insert(take.end(), streams.begin(), streams.end());
+      take.insert(take.end(), {kGroup, consumer_, std::to_string(count)});
+      takes.push_back(std::move(take));
     }
-    if (Status sent = reader_.SendAll(reads); !sent.ok()) return Disconnected(sent);
+    if (Status sent = reader_.SendAll(takes); !sent.ok()) return Disconnected(sent);
     draining_streams_ = false;  // until a reply brings entries
-    replies_due_ = reads.size();
+    replies_due_ = takes.size();
     blocking_read_ = false;
     return;
   }
-  size_t count = SIZE_MAX;
-  for (const auto& wanted_stream : wanted) count = std::min(count, wanted_stream.second);
-  std::vector<std::string> args = {"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT",
-                                   std::to_string(count), "BLOCK",
+  std::vector<std::string> args = {"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT", "1", "BLOCK",
                                    std::to_string(options_.block.count()), "STREAMS"};
-  for (const auto& wanted_stream : wanted) args.push_back(wanted_stream.first);
-  args.insert(args.end(), wanted.size(), ">");
+  read_streams_.clear();
+  for (const auto& [streams, count] : wanted) {
+    args.insert(args.end(), streams.begin(), streams.end());
+    read_streams_.insert(streams.begin(), streams.end());
+  }
+  args.insert(args.end(), read_streams_.size(), ">");
   if (Status sent = reader_.Send(args); !sent.ok()) return Disconnected(sent);
   replies_due_ = 1;
   blocking_read_ = true;
-  read_streams_.clear();
-  for (const auto& wanted_stream : wanted) read_streams_.insert(wanted_stream.first);
 }
 
 void RedisTransport::OnReadable() {
@@ -323,7 +337,7 @@ void RedisTransport::OnReadable() {
       // NOGROUP after a server restart: create the groups again next time.
       spdlog::warn("redis XREADGROUP: {}", Text(streams));
       grouped_.clear();
-    } else if (streams->type == REDIS_REPLY_ARRAY) {
+    } else if (streams->type == REDIS_REPLY_ARRAY && streams->elements > 0) {
       draining_streams_ = true;  // entries came: more may wait
       HandleEntries(streams);
     }
@@ -643,36 +657,40 @@ void RedisTransport::ClaimLapsed() {
   if (displaced_) return;
   const std::string lease = std::to_string(options_.lease.count());
   for (const std::string& plugin : plugins_) {
-    const std::string stream = TaskStream(plugin);
-    const size_t room = grouped_.count(stream) ? inbox_->Room(plugin) : 0;
-    if (room == 0) continue;
-    auto pending = writer_.Command({"XPENDING", stream, kGroup, "IDLE", lease, "-", "+", std::to_string(kClaimBatch)});
-    if (!pending.ok()) {
-      if (pending.status().code() == ErrorCode::kUnavailable) return Disconnected(pending.status());
-      continue;
-    }
-    const redisReply* list = pending.value().get();
-    const std::set<std::string>& mine = leases_[stream];
-    size_t claimed = 0;
-    for (size_t i = 0; list->type == REDIS_REPLY_ARRAY && i < list->elements && claimed < room; ++i) {
-      const redisReply* item = list->element[i];
-      if (item->type != REDIS_REPLY_ARRAY || item->elements < 4) continue;
-      const std::string id = Text(item->element[0]);
-      if (mine.count(id)) continue;  // renewed at the next heartbeat
-      const std::string holder = Text(item->element[1]);
-      const long long idle = item->element[2]->integer;
-      auto taken = writer_.Command(Eval(Script::kClaimLapsed, stream, {kGroup, consumer_, lease, id, StartedKey(stream)}));
-      if (!taken.ok()) {
-        if (taken.status().code() == ErrorCode::kUnavailable) return Disconnected(taken.status());
-        spdlog::warn("redis {} entry {}: claim: {}", stream, id, taken.status().message());
+    size_t room = inbox_->Room(plugin);
+    for (const std::string& stream : LevelStreams(plugin)) {  // the highest level first
+      if (room == 0) break;
+      if (!grouped_.count(stream)) continue;
+      auto pending =
+          writer_.Command({"XPENDING", stream, kGroup, "IDLE", lease, "-", "+", std::to_string(kClaimBatch)});
+      if (!pending.ok()) {
+        if (pending.status().code() == ErrorCode::kUnavailable) return Disconnected(pending.status());
         continue;
       }
-      const redisReply* claim = taken.value().get();
-      if (claim->type != REDIS_REPLY_ARRAY || claim->elements != 2) continue;  // renewed or taken meanwhile
-      ++report_.redeliveries;
-      ++claimed;
-      HandleEntry(stream, claim->element[0], claim->element[1]->integer, holder + " (" + std::to_string(idle) + " ms idle)");
-      if (!writer_.connected()) return;
+      const redisReply* list = pending.value().get();
+      const std::set<std::string>& mine = leases_[stream];
+      for (size_t i = 0; list->type == REDIS_REPLY_ARRAY && i < list->elements && room > 0; ++i) {
+        const redisReply* item = list->element[i];
+        if (item->type != REDIS_REPLY_ARRAY || item->elements < 4) continue;
+        const std::string id = Text(item->element[0]);
+        if (mine.count(id)) continue;  // renewed at the next heartbeat
+        const std::string holder = Text(item->element[1]);
+        const long long idle = item->element[2]->integer;
+        auto taken =
+            writer_.Command(Eval(Script::kClaimLapsed, stream, {kGroup, consumer_, lease, id, StartedKey(stream)}));
+        if (!taken.ok()) {
+          if (taken.status().code() == ErrorCode::kUnavailable) return Disconnected(taken.status());
+          spdlog::warn("redis {} entry {}: claim: {}", stream, id, taken.status().message());
+          continue;
+        }
+        const redisReply* claim = taken.value().get();
+        if (claim->type != REDIS_REPLY_ARRAY || claim->elements != 2) continue;  // renewed or taken meanwhile
+        ++report_.redeliveries;
+        --room;
+        HandleEntry(stream, claim->element[0], claim->element[1]->integer,
+                    holder + " (" + std::to_string(idle) + " ms idle)");
+        if (!writer_.connected()) return;
+      }
     }
   }
 }
@@ -710,9 +728,9 @@ void RedisTransport::DropIdleConsumers() {
 
 void RedisTransport::ReadBacklog() {
   std::map<std::string, std::pair<int64_t, int64_t>> backlog;
-  for (const std::string& plugin : plugins_) {
-    const std::string stream = TaskStream(plugin);
-    if (!grouped_.count(stream) || !writer_.connected()) continue;
+  for (const std::string& stream : grouped_) {
+    if (!writer_.connected()) break;
+    const std::string plugin = PluginOf(stream);
     auto groups = writer_.Command({"XINFO", "GROUPS", stream});
     if (!groups.ok() || groups.value()->type != REDIS_REPLY_ARRAY) continue;
     // Entries every group has delivered and nobody has pending are done:
@@ -730,7 +748,10 @@ void RedisTransport::ReadBacklog() {
         if (field == "lag" && value->type == REDIS_REPLY_INTEGER) waiting = value->integer;
         if (field == "last-delivered-id") last_delivered = Text(value);
       }
-      if (name == kGroup) backlog[plugin] = {waiting, pending};
+      if (name == kGroup) {  // a plugin's levels add up
+        backlog[plugin].first += waiting;
+        backlog[plugin].second += pending;
+      }
       std::optional<StreamId> oldest_needed = StreamId::Parse(last_delivered);
       if (pending > 0) {
         auto summary = writer_.Command({"XPENDING", stream, name});

@@ -112,7 +112,7 @@ class RedisTransport final : public Transport {
     std::string stream, entry, reply_to, body, task_id;
   };
   // In the order Connect loads them.
-  enum class Script { kPublishResults, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kCount };
+  enum class Script { kPublishResults, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kTakeLevels, kCount };
 
   Status Connect(std::chrono::milliseconds timeout);
   // Another live process uses this host's name: an error saying so.

@@ -5,7 +5,8 @@
 //   client.Submit({.id = "job-1", .plugin = "sleep", .input = umi::PackMap({{"ms", 250}})});
 //   std::optional<umi::TaskOutcome> outcome = client.Await("job-1", std::chrono::seconds(30));
 //
-// Submit appends `XADD umi:tasks:<plugin> * m <task>` to a pipeline that
+// Submit appends `XADD umi:tasks:<plugin>[:p<level>] * m <task>` (the
+// stream of the task's priority level, umi/redis_streams.hpp) to a pipeline that
 // goes out in one round trip at the next Flush, Next or Await. Results come
 // from this client's own stream (`reply_to`), read with a blocking XREAD;
 // what was read is trimmed from the stream (XTRIM MINID), so a long run
@@ -37,6 +38,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "redis_streams.hpp"
 #include "redis_url.hpp"
 #include "task.hpp"
 
@@ -113,7 +115,7 @@ class RedisClient {
 
   // Queues the task (sent at the next Flush, Next or Await).
   void Submit(const TaskRequest& request) {
-    Append({"XADD", "umi:tasks:" + request.plugin, "*", "m",
+    Append({"XADD", RedisTaskStream(request.plugin, request.priority), "*", "m",
             EncodeTask(request, {.attempt = 0, .reply_to = options_.reply_to})});
     ++unflushed_;
     pending_.insert(request.id);
