@@ -278,8 +278,8 @@ void RedisTransport::StartRead() {
   if (displaced_) return;
   // A plugin's streams (one per priority level) give together at most what
   // it can start now plus its read-ahead, the highest level first. A
-  // blocking read waits on every stream, taking at most one entry from
-  // each; once it brought entries, the next turns take each plugin's own
+  // blocking read waits on every stream, taking from each at most the
+  // smallest count divided by the levels (at least one); once it brought entries, the next turns take each plugin's own
   // count through kTakeLevels, without blocking, until nothing waits.
   std::vector<std::pair<std::vector<std::string>, size_t>> wanted;  // a plugin's streams, count
   for (const std::string& plugin : plugins_) {
@@ -315,12 +315,16 @@ void RedisTransport::StartRead() {
     blocking_read_ = false;
     return;
   }
-  std::vector<std::string> args = {"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT", "1", "BLOCK",
+  // A plugin's levels together give no more than its count.
+  size_t count = SIZE_MAX;
+  for (const auto& [streams, plugin_count] : wanted) count = std::min(count, plugin_count / streams.size());
+  std::vector<std::string> args = {"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT",
+                                   std::to_string(std::max<size_t>(count, 1)), "BLOCK",
                                    std::to_string(options_.block.count()), "STREAMS"};
   read_streams_.clear();
-  for (const auto& [streams, count] : wanted) {
-    args.insert(args.end(), streams.begin(), streams.end());
-    read_streams_.insert(streams.begin(), streams.end());
+  for (const auto& plugin_streams : wanted) {
+    args.insert(args.end(), plugin_streams.first.begin(), plugin_streams.first.end());
+    read_streams_.insert(plugin_streams.first.begin(), plugin_streams.first.end());
   }
   args.insert(args.end(), read_streams_.size(), ">");
   if (Status sent = reader_.Send(args); !sent.ok()) return Disconnected(sent);
