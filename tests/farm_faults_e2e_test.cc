@@ -6,6 +6,7 @@
 // The promise checked: exactly one result per id, nothing left pending.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 #include <signal.h>
 #include <sys/wait.h>
 
@@ -297,6 +298,41 @@ TEST(FarmFaults, AnUrgentTaskStartsInTheNextRoundOfFreeSlotsAcrossTheFarm) {
   EXPECT_EQ(umi::RedisTaskStream("sleep", 0), "umi:tasks:sleep");
   EXPECT_EQ(umi::RedisTaskStream("sleep", -5), "umi:tasks:sleep");
   EXPECT_EQ(umi::RedisStreamPlugin("umi:tasks:sleep:p3"), "sleep");
+}
+
+// What an operator sees of the farm: a task for a plugin no live host
+// serves is named (cluster view, umi-submit's warning) instead of waiting
+// invisibly; a dead host stays in view with its last heartbeat; heartbeat
+// numbers are numbers. Before: "waiting 0, length 1", nothing said, a dead
+// host simply vanished, and every field was a string.
+TEST(FarmFaults, TheClusterViewNamesUnservedPluginsAndDeadHosts) {
+  RedisServer redis;
+  auto doomed = std::make_unique<HostProcess>(FarmHost(redis, "doomed"));
+  HostProcess live(FarmHost(redis, "live"));
+  kill(doomed->pid(), SIGKILL);
+  waitpid(doomed->pid(), nullptr, 0);
+  TempDir dir;
+  const auto file = dir.Write("tasks.jsonl", R"({"id":"lost","plugin":"nobody_runs_this","input":{}})" "\n");
+  const CommandOutput submit =
+      RunCommand({UMI_SUBMIT_BINARY, "--redis", redis.url(), "--quiet", "--wait-s", "1", file.string()}, true);
+  EXPECT_NE(submit.out.find("warning: no live host serves plugin 'nobody_runs_this'"), std::string::npos)
+      << submit.out;
+  RedisClient inspect(redis.url());
+  ASSERT_TRUE(Eventually([&] { return inspect.Command({"EXISTS", "umi:hosts:doomed"})->integer == 0; }));
+  const CommandOutput view = RunCommand({UMI_SUBMIT_BINARY, "--redis", redis.url(), "--op", "cluster"});
+  ASSERT_EQ(view.exit_code, 0) << view.out;
+  const auto cluster = nlohmann::json::parse(view.out);
+  EXPECT_EQ(cluster["unserved_plugins"], nlohmann::json::array({"nobody_runs_this"})) << view.out;
+  EXPECT_EQ(cluster["plugins"]["nobody_runs_this"]["served"], false);
+  EXPECT_EQ(cluster["plugins"]["nobody_runs_this"]["waiting"], 1);
+  EXPECT_EQ(cluster["plugins"]["sleep"]["served"], true);
+  std::map<std::string, nlohmann::json> hosts;
+  for (const auto& host : cluster["hosts"]) hosts[host["name"]] = host;
+  ASSERT_EQ(hosts.size(), 2u) << view.out;
+  EXPECT_EQ(hosts["live"]["alive"], true);
+  EXPECT_TRUE(hosts["live"]["running"].is_number()) << view.out;
+  EXPECT_EQ(hosts["doomed"]["alive"], false);
+  EXPECT_GE(hosts["doomed"]["last_seen_s"].get<double>(), 0.0);
 }
 
 }  // namespace

@@ -264,6 +264,21 @@ int RunOnRedis(const std::string& url, TaskReader& reader, size_t max_in_flight,
     std::cerr << "umi-submit: " << error.what() << "\n";
     return 1;
   }
+  // A task for a plugin that no live host offers waits in Redis until one
+  // does: said once per plugin, on stderr.
+  std::set<std::string> served, warned;
+  bool know_served = false;
+  if (auto parsed = umi::RedisUrl::Parse(url); parsed.ok()) {
+    umi::RedisConnection view;
+    if (view.Connect(parsed.value(), wait).ok()) {
+      for (const json& host : umi::ReadCluster(view)["hosts"]) {
+        if (!host.value("alive", false)) continue;
+        std::istringstream plugins(host.value("plugins", ""));
+        for (std::string plugin; std::getline(plugins, plugin, ',');) served.insert(plugin);
+      }
+      know_served = true;
+    }
+  }
   size_t sent = 0, done = 0, failed = 0;
   bool reading = true, bad = false;
   auto last_result = std::chrono::steady_clock::now();
@@ -271,6 +286,10 @@ int RunOnRedis(const std::string& url, TaskReader& reader, size_t max_in_flight,
     while (true) {
       if (reading) {
         reading = Feed(reader, bad, client->pending(), max_in_flight, sent, [&](umi::TaskRequest request) {
+          if (know_served && !served.count(request.plugin) && warned.insert(request.plugin).second) {
+            std::cerr << "umi-submit: warning: no live host serves plugin '" << request.plugin
+                      << "'; its tasks wait in Redis until one does\n";
+          }
           client->Submit(request);
           last_result = std::chrono::steady_clock::now();  // the wait counts from the latest task sent too
         });

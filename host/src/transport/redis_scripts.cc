@@ -85,10 +85,11 @@ const char* const kHeartbeat =
     "local owner = redis.call('HGET', KEYS[1], 'consumer')\n"
     "if owner and owner ~= ARGV[1] then return 0 end\n"
     "local fields = {}\n"
-    "for i = 3, #ARGV do fields[#fields + 1] = ARGV[i] end\n"
+    "for i = 4, #ARGV do fields[#fields + 1] = ARGV[i] end\n"
     "redis.call('HSET', KEYS[1], 'consumer', ARGV[1], unpack(fields))\n"
     "redis.call('HINCRBY', KEYS[1], 'beat', 1)\n"
     "redis.call('PEXPIRE', KEYS[1], ARGV[2])\n"
+    "redis.call('HSET', 'umi:hosts-seen', string.sub(KEYS[1], 11), ARGV[3])\n"
     "return 1\n";
 
 const char* const kDropConsumer =

@@ -36,8 +36,9 @@
 //                   first. ARGV: group, consumer, count. Reads (XREADGROUP
 //                   >) up to `count` entries in all, the highest level
 //                   first; returns them as XREADGROUP does: [stream, entries].
-//   kHeartbeat      KEYS: host key. ARGV: consumer, ttl ms, field, value...
-//                   Writes the heartbeat hash unless another process
+//   kHeartbeat      KEYS: host key. ARGV: consumer, ttl ms, unix ms now,
+//                   field, value... Writes the heartbeat hash and the host's
+//                   last-seen time (umi:hosts-seen) unless another process
 //                   (another consumer) holds the host's name: returns 0 then.
 //   kDropConsumer   KEYS: task stream. ARGV: group, consumer. Deletes the
 //                   consumer only while it has nothing pending (a plain

@@ -591,7 +591,10 @@ void RedisTransport::FlushStarting() {
 void RedisTransport::Heartbeat() {
   std::string plugins;
   for (const std::string& plugin : plugins_) plugins += (plugins.empty() ? "" : ",") + plugin;
-  std::vector<std::string> args = {consumer_, std::to_string(3 * options_.heartbeat.count()), "plugins", plugins};
+  const auto unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count();
+  std::vector<std::string> args = {consumer_, std::to_string(3 * options_.heartbeat.count()),
+                                   std::to_string(unix_ms), "plugins", plugins};
   for (std::string& field : heartbeat_fields_()) args.push_back(std::move(field));
   auto beat = writer_.Command(Eval(Script::kHeartbeat, HostKey(options_.host), std::move(args)));
   if (!beat.ok()) {
