@@ -10,6 +10,7 @@
 #include <httplib.h>
 
 #include <stdexcept>
+#include <thread>
 
 namespace umi::testing {
 
@@ -76,6 +77,12 @@ void RedisServer::Restart() {
   close(log_fd_);
   unlink(socket_.c_str());
   Start();
+}
+
+void RedisServer::Freeze(std::chrono::milliseconds frozen) {
+  kill(pid_, SIGSTOP);
+  std::this_thread::sleep_for(frozen);
+  kill(pid_, SIGCONT);
 }
 
 RedisClient::RedisClient(const std::string& url) {

@@ -7,6 +7,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,9 @@ class RedisServer {
   // SIGKILL and start again on the same socket and data (with AOF, what
   // was acknowledged survives).
   void Restart();
+  // SIGSTOP, then SIGCONT after `frozen`: a server that stops answering
+  // (a pause, a swap storm) without closing its connections.
+  void Freeze(std::chrono::milliseconds frozen);
 
  private:
   void Start();
