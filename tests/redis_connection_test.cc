@@ -41,6 +41,23 @@ TEST(RedisUrl, AUserInTheUrlIsTheAclUser) {
   EXPECT_EQ(plain->AuthArgs(), (std::vector<std::string>{"AUTH", "s3cret"}));
 }
 
+// redis+sentinel://: the sentinels to ask, the master's name, its db.
+TEST(RedisUrl, ASentinelUrlNamesItsSentinelsAndMaster) {
+  const auto url = RedisUrl::Parse("redis+sentinel://farm:s3cret@s1:26380,s2/media-farm/3");
+  ASSERT_TRUE(url.ok()) << url.error();
+  EXPECT_EQ(url->sentinels, (std::vector<std::pair<std::string, int>>{{"s1", 26380}, {"s2", 26379}}));
+  EXPECT_EQ(url->master, "media-farm");
+  EXPECT_EQ(url->db, 3);
+  EXPECT_EQ(url->user, "farm");
+  EXPECT_EQ(url->password, "s3cret");
+  EXPECT_EQ(url->Redacted(), "redis+sentinel://farm:***@s1:26380,s2:26379/media-farm/3");
+  for (const char* bad : {"redis+sentinel://s1:26379", "redis+sentinel://s1:0/m", "redis+sentinel://s1,,s2/m"}) {
+    const auto refused = RedisUrl::Parse(bad);
+    ASSERT_FALSE(refused.ok()) << bad;
+    EXPECT_NE(refused.error().find("redis+sentinel://"), std::string::npos) << refused.error();
+  }
+}
+
 TEST(RedisUrl, BadUrlsSayWhatIsExpected) {
   for (const char* bad : {"http://h", "redis://", "redis://h:99999", "redis://h/x", "unix://relative.sock"}) {
     const auto url = RedisUrl::Parse(bad);

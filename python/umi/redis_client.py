@@ -46,9 +46,38 @@ def task_stream(plugin: str, priority: int = 0) -> str:
     level = 9 if priority >= 7 else 6 if priority >= 4 else 3 if priority >= 1 else 0
     return f"umi:tasks:{plugin}" + (f":p{level}" if level else "")
 
+
+def _connect(url: str, password: str | None) -> Any:
+    """A redis-py client for ``url``; redis+sentinel://[[user]:pw@]h1[:port],h2[:port]/<master>[/db]
+    asks the sentinels for the master (redis-py's Sentinel follows a failover)."""
+    import redis
+    import redis.sentinel
+    from urllib.parse import unquote, urlsplit
+    if not url.startswith("redis+sentinel://"):
+        return redis.Redis.from_url(url, **({"password": password} if password else {}))
+    parts = urlsplit("redis://" + url[len("redis+sentinel://"):].split("/", 1)[0].rsplit("@", 1)[-1])
+    credentials = url[len("redis+sentinel://"):].split("/", 1)[0]
+    user, secret = None, password
+    if "@" in credentials:
+        login = credentials.rsplit("@", 1)[0]
+        user, _, given = login.partition(":") if ":" in login else ("", "", login)
+        secret = secret or unquote(given)
+    path = url[len("redis+sentinel://"):].split("/")[1:]
+    if not path or not path[0]:
+        raise ValueError("no master name after the sentinels")
+    nodes = []
+    for node in (parts.netloc or "").split(","):
+        host, _, port = node.rpartition(":") if ":" in node else (node, "", "26379")
+        nodes.append((host, int(port)))
+    db = int(path[1]) if len(path) > 1 and path[1] else 0
+    sentinel = redis.sentinel.Sentinel(nodes, socket_timeout=5)
+    return sentinel.master_for(path[0], db=db, username=user or None, password=secret, socket_timeout=30)
+
+
 class RedisClient:
-    """url: redis://[:password@]host:port/db or unix:///path. password_file: a file
-    holding the password (a mounted secret). reply_to: the results stream (default: one
+    """url: redis://[[user]:password@]host:port/db, unix:///path, or
+    redis+sentinel://[[user]:password@]h1[:port],h2[:port]/<master>[/db]. password_file: a
+    file holding the password (a mounted secret). reply_to: the results stream (default: one
     of its own, deleted at close)."""
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", *, reply_to: str | None = None,
@@ -64,8 +93,8 @@ class RedisClient:
             except OSError as error:
                 raise UsageError(f"cannot read the password file {password_file}: {error.strerror}") from None
         try:
-            self._redis = redis.Redis.from_url(url, **({"password": password} if password else {}))
-            self._reader = redis.Redis.from_url(url, **({"password": password} if password else {}))
+            self._redis = _connect(url, password)
+            self._reader = _connect(url, password)
             self._redis.ping()
         except ValueError as error:
             raise UsageError(f"'{url}' is not a Redis URL: {error}") from None

@@ -14,10 +14,8 @@
 
 namespace umi::testing {
 
-namespace {
-
 // A loopback port free right now (the kernel's pick for a bound socket).
-int FreePort() {
+int FreeLoopbackPort() {
   const int fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in address{};
   address.sin_family = AF_INET;
@@ -32,13 +30,12 @@ int FreePort() {
   return ntohs(address.sin_port);
 }
 
-}  // namespace
 
 RedisServer::RedisServer(bool append_only, std::string password, bool tcp)
     : socket_((dir_.path() / "redis.sock").string()),
       append_only_(append_only),
       password_(std::move(password)),
-      port_(tcp ? FreePort() : 0) {
+      port_(tcp ? FreeLoopbackPort() : 0) {
   Start();
 }
 
@@ -77,6 +74,12 @@ void RedisServer::Restart() {
   close(log_fd_);
   unlink(socket_.c_str());
   Start();
+}
+
+void RedisServer::Kill() {
+  kill(pid_, SIGKILL);
+  waitpid(pid_, nullptr, 0);
+  pid_ = -1;
 }
 
 void RedisServer::Freeze(std::chrono::milliseconds frozen) {

@@ -33,6 +33,8 @@ class RedisServer {
   // SIGSTOP, then SIGCONT after `frozen`: a server that stops answering
   // (a pause, a swap storm) without closing its connections.
   void Freeze(std::chrono::milliseconds frozen);
+  // SIGKILL, not started again (a dead master, for a failover).
+  void Kill();
 
  private:
   void Start();
@@ -60,6 +62,9 @@ class RedisClient {
   RedisConnection connection_;
   std::string last_id_ = "0";
 };
+
+// A loopback TCP port free right now (the kernel's pick for a bound socket).
+int FreeLoopbackPort();
 
 // Options for a host of a farm on `redis` (--redis), named `name`.
 HostProcess::Options FarmHost(const RedisServer& redis, const std::string& name, std::string yaml = TestConfigYaml());

@@ -30,7 +30,14 @@ void RedisConnection::Close() {
 Status RedisConnection::Connect(const RedisUrl& url, std::chrono::milliseconds timeout) {
   Close();
   timeval tv{static_cast<time_t>(timeout.count() / 1000), static_cast<suseconds_t>((timeout.count() % 1000) * 1000)};
-  redisContext* context = url.unix_path.empty() ? redisConnectWithTimeout(url.host.c_str(), url.port, tv)
+  RedisAddress address{url.host, url.port};
+  if (!url.sentinels.empty()) {  // asked at every connect: a failover moves the master
+    std::string why;
+    const std::optional<RedisAddress> master = AskSentinels(url, tv, &why);
+    if (!master) return Status(ErrorCode::kUnavailable, "redis " + url.Redacted() + ": " + why);
+    address = *master;
+  }
+  redisContext* context = url.unix_path.empty() ? redisConnectWithTimeout(address.host.c_str(), address.port, tv)
                                                 : redisConnectUnixWithTimeout(url.unix_path.c_str(), tv);
   if (!context) return Status(ErrorCode::kUnavailable, "redis " + url.Redacted() + ": out of memory");
   if (context->err) {
@@ -54,6 +61,12 @@ Status RedisConnection::Connect(const RedisUrl& url, std::chrono::milliseconds t
       Close();
       return select.status().Prefixed("redis " + url.Redacted());
     }
+  }
+  if (!url.sentinels.empty() && !IsRedisMaster(context_)) {
+    Close();
+    return Status(ErrorCode::kUnavailable, "redis " + url.Redacted() + ": " + address.host + ":" +
+                                               std::to_string(address.port) +
+                                               " is not the master (yet): a failover is under way");
   }
   return {};
 }

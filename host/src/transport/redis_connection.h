@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include <umi/redis_sentinel.hpp>
 #include <umi/redis_url.hpp>
 
 #include "common/status_or.h"

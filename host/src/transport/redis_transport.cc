@@ -527,7 +527,9 @@ void RedisTransport::WriteHeld() {
     held_.erase(held_.begin(), held_.begin() + static_cast<long>(count));
     if (!refused.empty()) {
       held_.insert(held_.begin(), std::make_move_iterator(refused.begin()), std::make_move_iterator(refused.end()));
-      if (refusal.find("NOSCRIPT") != std::string::npos) {  // SCRIPT FLUSH, or a server that lost them
+      // NOSCRIPT: SCRIPT FLUSH, or a server that lost them. READONLY: a
+      // master demoted by a failover; connecting again asks Sentinel anew.
+      if (refusal.find("NOSCRIPT") != std::string::npos || refusal.find("READONLY") != std::string::npos) {
         return Disconnected(Status(ErrorCode::kUnavailable, "redis: " + refusal));
       }
       if (!refused_) {

@@ -38,6 +38,7 @@
 #include <unordered_set>
 #include <vector>
 
+#include "redis_sentinel.hpp"
 #include "redis_streams.hpp"
 #include "redis_url.hpp"
 #include "task.hpp"
@@ -73,7 +74,13 @@ class RedisClient {
       }
     }
     const timeval tv = TimeVal(options_.timeout);
-    context_.reset(endpoint_.unix_path.empty() ? redisConnectWithTimeout(endpoint_.host.c_str(), endpoint_.port, tv)
+    RedisAddress address{endpoint_.host, endpoint_.port};
+    if (!endpoint_.sentinels.empty()) {
+      std::optional<RedisAddress> master = AskSentinels(endpoint_, tv, &error);
+      if (!master) throw RedisError("redis " + endpoint_.Redacted() + ": " + error);
+      address = std::move(*master);
+    }
+    context_.reset(endpoint_.unix_path.empty() ? redisConnectWithTimeout(address.host.c_str(), address.port, tv)
                                                : redisConnectUnixWithTimeout(endpoint_.unix_path.c_str(), tv));
     if (!context_ || context_->err) {
       throw RedisError("redis " + endpoint_.Redacted() + ": " + (context_ ? context_->errstr : "out of memory"));
@@ -87,6 +94,10 @@ class RedisClient {
       }
     }
     if (endpoint_.db != 0) Command({"SELECT", std::to_string(endpoint_.db)});
+    if (!endpoint_.sentinels.empty() && !IsRedisMaster(context_.get())) {
+      throw RedisError("redis " + endpoint_.Redacted() + ": " + address.host + ":" + std::to_string(address.port) +
+                       " is not the master (yet): a failover is under way");
+    }
     if (options_.reply_to.empty()) {
       char name[256] = {};
       gethostname(name, sizeof(name) - 1);
