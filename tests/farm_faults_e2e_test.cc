@@ -335,5 +335,39 @@ TEST(FarmFaults, TheClusterViewNamesUnservedPluginsAndDeadHosts) {
   EXPECT_GE(hosts["doomed"]["last_seen_s"].get<double>(), 0.0);
 }
 
+// No starvation across hosts: a steady stream of half-core tasks of
+// staggered length (four at a time on two cores) never leaves both cores
+// free, and a two-core task waits in Redis. Once it waited
+// reserve_after_ms, the host takes it although it has no room and its queue
+// reserves for it, so it starts while most of the stream still waits.
+// Before, it started only when the stream ran dry (last of 81).
+TEST(FarmFaults, ALargeTaskThatNoHostHasRoomForIsTakenAndReservedFor) {
+  RedisServer redis;
+  HostProcess host(FarmHost(redis, "small-host", R"(hardware:
+  cpu: {cores: 2, threads: 8, max_concurrent_tasks: 8}
+  memory: {total_gb: 8}
+scheduler: {reserve_after_ms: 300}
+plugins:
+  sleep: {cpu_cores: 0.5, threads: 1}
+  spin: {cpu_cores: 2, threads: 2}
+)"));
+  RedisClient producer(redis.url());
+  for (int i = 0; i < 80; ++i) {
+    producer.Submit("sleep", PackTask({.id = "small-" + std::to_string(i), .plugin = "sleep",
+                                       .input = {{"ms", 150 + 40 * (i % 5)}}}));
+  }
+  ASSERT_TRUE(Eventually([&] { return producer.Pending("umi:tasks:sleep") == 4; })) << "the pool is full";
+  producer.Submit("spin", PackTask({.id = "large", .plugin = "spin", .input = {{"ms", 20}}}));
+  std::vector<std::pair<double, std::string>> starts;
+  for (const Result& r : producer.Results(81)) {
+    EXPECT_EQ(r.status, "ok") << r.id.value_or("") << ": " << r.error_message;
+    starts.emplace_back(r.started_at.value_or(0), r.id.value_or(""));
+  }
+  std::sort(starts.begin(), starts.end());
+  const auto large = std::find_if(starts.begin(), starts.end(), [](const auto& s) { return s.second == "large"; });
+  ASSERT_NE(large, starts.end());
+  EXPECT_LT(large - starts.begin(), 50) << "the two-core task waited for the half-core stream to run dry";
+}
+
 }  // namespace
 }  // namespace umi::testing

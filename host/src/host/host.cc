@@ -158,6 +158,9 @@ class Host::Loop final : public Inbox {
 
   size_t ReadAhead(const std::string& plugin, size_t room) const override { return flow_.ReadAhead(plugin, room); }
   bool RunsOnArrival(const std::string& plugin) const override { return flow_.RunsOnArrival(plugin); }
+  bool MayHoldStarving(const std::string& plugin) const override {
+    return lifecycle_.serving() && flow_.MayHoldStarving(plugin);
+  }
   size_t Room(const std::string& plugin) const override {
     return lifecycle_.serving() ? flow_.Room(plugin) : 0;
   }
@@ -206,6 +209,7 @@ class Host::Loop final : public Inbox {
     const RedisUrl redis_url = redis.url;
     redis.host = options_.name;
     redis.max_deliveries = config_.transport.max_deliveries;
+    redis.reserve_after = std::chrono::milliseconds(config_.scheduler.reserve_after_ms);
     if (config_.transport.prefetch >= 0) redis.prefetch = static_cast<size_t>(config_.transport.prefetch);
     redis_ = std::make_unique<RedisTransport>(
         std::move(redis),

@@ -133,6 +133,12 @@ void TaskFlow::AnnounceStarts(const std::vector<std::pair<QueuedTask, Allocation
   for (ResultSink* sink : sinks) sink->FlushStarting();
 }
 
+bool TaskFlow::MayHoldStarving(const std::string& name) const {
+  const LoadedPlugin* plugin = plugins_.Find(name);
+  if (!plugin || scheduler_.queued_by_plugin().count(name)) return false;
+  return pool_.CheckFeasible(Demand{plugin->requirement, plugin->task_group, plugin->name}).ok();
+}
+
 bool TaskFlow::RunsOnArrival(const std::string& name) const {
   const LoadedPlugin* plugin = plugins_.Find(name);
   return plugin && plugin->run_inline && !IsolatedConfig(*plugin);

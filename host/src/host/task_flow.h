@@ -72,6 +72,8 @@ class TaskFlow {
   size_t Room(const std::string& plugin) const;
   // run_inline and not isolated: its tasks run on the loop as they arrive.
   bool RunsOnArrival(const std::string& plugin) const;
+  // Its pool could run a task of `plugin` and none of it is queued.
+  bool MayHoldStarving(const std::string& plugin) const;
   // The tasks of `plugin` that `room` slots finish within kReadAheadWindow
   // at its recent mean run time, at most kMaxReadAhead; 0 until one ran.
   size_t ReadAhead(const std::string& plugin, size_t room) const;

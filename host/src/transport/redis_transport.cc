@@ -234,7 +234,8 @@ void RedisTransport::AfterPoll() {
   if (writer_.connected() && now >= next_heartbeat_) {
     Heartbeat();
     RenewLeases();
-    ReadBacklog();
+    const std::map<std::string, std::chrono::milliseconds> oldest_waiting = ReadBacklog();
+    if (writer_.connected()) TakeStarving(oldest_waiting);
     if (writer_.connected() && now >= next_consumer_sweep_) {
       DropIdleConsumers();
       next_consumer_sweep_ = now + kIdleConsumer / 4;
@@ -735,8 +736,11 @@ void RedisTransport::DropIdleConsumers() {
   }
 }
 
-void RedisTransport::ReadBacklog() {
+std::map<std::string, std::chrono::milliseconds> RedisTransport::ReadBacklog() {
   std::map<std::string, std::pair<int64_t, int64_t>> backlog;
+  std::map<std::string, std::chrono::milliseconds> oldest_waiting;
+  const auto unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                           std::chrono::system_clock::now().time_since_epoch()).count();
   for (const std::string& stream : grouped_) {
     if (!writer_.connected()) break;
     const std::string plugin = PluginOf(stream);
@@ -760,6 +764,15 @@ void RedisTransport::ReadBacklog() {
       if (name == kGroup) {  // a plugin's levels add up
         backlog[plugin].first += waiting;
         backlog[plugin].second += pending;
+        if (waiting > 0) {  // the oldest entry no host took yet: its id says when it was added
+          auto next = writer_.Command({"XRANGE", stream, "(" + last_delivered, "+", "COUNT", "1"});
+          if (next.ok() && next.value()->type == REDIS_REPLY_ARRAY && next.value()->elements > 0) {
+            if (const auto added = StreamId::Parse(Text(next.value()->element[0]->element[0]))) {
+              const auto age = std::chrono::milliseconds(unix_ms - static_cast<int64_t>(added->ms));
+              oldest_waiting[plugin] = std::max(oldest_waiting[plugin], age);
+            }
+          }
+        }
       }
       std::optional<StreamId> oldest_needed = StreamId::Parse(last_delivered);
       if (pending > 0) {
@@ -780,6 +793,33 @@ void RedisTransport::ReadBacklog() {
   report_.backlog = std::move(backlog);
   report_.held_results = held_.size();
   on_report_(report_);
+  return oldest_waiting;
+}
+
+void RedisTransport::TakeStarving(const std::map<std::string, std::chrono::milliseconds>& oldest_waiting) {
+  // What one host does for a task that waited reserve_after (the scheduler
+  // reserves for it), a farm does in two steps: a host whose pool could run
+  // it takes it although it has no room now, and its queue then reserves.
+  if (displaced_) return;
+  for (const auto& [plugin, waited] : oldest_waiting) {
+    if (waited < options_.reserve_after || !plugins_.count(plugin) || inbox_->Room(plugin) > 0 ||
+        !inbox_->MayHoldStarving(plugin)) {
+      continue;
+    }
+    std::vector<std::string> take = {"EVALSHA", script_sha_[static_cast<size_t>(Script::kTakeLevels)],
+                                     std::to_string(std::size(kRedisPriorityLevels))};
+    for (const std::string& stream : LevelStreams(plugin)) take.push_back(stream);
+    take.insert(take.end(), {kGroup, consumer_, "1"});
+    auto taken = writer_.Command(take);
+    if (!taken.ok()) {
+      if (taken.status().code() == ErrorCode::kUnavailable) return Disconnected(taken.status());
+      continue;
+    }
+    spdlog::info("redis: a task of {} waited {} ms with no host able to start it; taken to reserve for it", plugin,
+                 waited.count());
+    HandleEntries(taken.value().get());
+    if (!writer_.connected()) return;
+  }
 }
 
 

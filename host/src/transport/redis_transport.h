@@ -79,6 +79,10 @@ struct RedisTransportOptions {
   // Tasks taken beyond what can start now; nothing: Inbox::ReadAhead decides.
   std::optional<size_t> prefetch;
   std::chrono::milliseconds block{500};  // how long one read waits for work
+  // A stream's oldest waiting task older than this, and no room for it
+  // here: take it anyway and queue it, so this host reserves for it
+  // (scheduler.reserve_after_ms).
+  std::chrono::milliseconds reserve_after{1000};
 };
 
 class RedisTransport final : public Transport {
@@ -135,7 +139,12 @@ class RedisTransport final : public Transport {
   void ClaimLapsed();
   void DropIdleConsumers();
   void Heartbeat();
-  void ReadBacklog();
+  // Reads the backlog, trims done entries; returns, per plugin, how long its
+  // oldest waiting task has waited.
+  std::map<std::string, std::chrono::milliseconds> ReadBacklog();
+  // Takes one task of each plugin whose oldest waiting task passed
+  // reserve_after, where Inbox::MayHoldStarving says so.
+  void TakeStarving(const std::map<std::string, std::chrono::milliseconds>& oldest_waiting);
   void WriteHeld();
   void Answer(const std::string& stream, const std::string& id, const std::string& reply_to,
               const std::optional<std::string>& task_id, const std::string& body);

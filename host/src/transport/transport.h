@@ -45,6 +45,10 @@ class Inbox {
   // another (run_inline): a transport marks a read's tasks of it as started
   // together.
   virtual bool RunsOnArrival(const std::string&) const { return false; }
+  // Whether this host may take a task of `plugin` that no host could start
+  // for long and queue it, to reserve for it (no starvation across hosts):
+  // its pool could run it, and none of it is queued here already.
+  virtual bool MayHoldStarving(const std::string&) const { return false; }
   // One message, undecoded; `route.sink` is the transport that read it.
   virtual void Deliver(std::string_view bytes, ReplyRoute route) = 0;
 };
