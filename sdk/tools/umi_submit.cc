@@ -271,7 +271,8 @@ int RunOnRedis(const std::string& url, TaskReader& reader, size_t max_in_flight,
   if (auto parsed = umi::RedisUrl::Parse(url); parsed.ok()) {
     umi::RedisConnection view;
     if (view.Connect(parsed.value(), wait).ok()) {
-      for (const json& host : umi::ReadCluster(view)["hosts"]) {
+      const json cluster = umi::ReadCluster(view);
+      for (const json& host : cluster["hosts"]) {
         if (!host.value("alive", false)) continue;
         std::istringstream plugins(host.value("plugins", ""));
         for (std::string plugin; std::getline(plugins, plugin, ',');) served.insert(plugin);
