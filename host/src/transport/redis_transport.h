@@ -2,8 +2,8 @@
 // pull from one durable queue (docs/protocol.md, "Redis Streams transport";
 // docs/scale-out.md).
 //
-//   tasks      XADD umi:tasks:<plugin> * m <task map>; group `umi`, created
-//              by hosts with MKSTREAM when missing
+//   tasks      XADD umi:tasks:<plugin>[:p<level>] * m <task map>; group
+//              `umi`, created by hosts with MKSTREAM when missing
 //   consumer   `<host>@<random>`: a name per process, so an earlier run of
 //              the same host, frozen or dead, never passes for this one
 //   taking     XREADGROUP GROUP umi <consumer> COUNT n BLOCK ... STREAMS:
@@ -33,7 +33,14 @@
 //              with a TTL of three heartbeats, for the cluster view; a
 //              second process with a live host's name refuses to start
 //   redelivery past max_deliveries a task is answered
-//              crashed/max_deliveries and copied to umi:dead:<plugin>
+//              crashed/max_deliveries and copied to umi:dead:<plugin>; only
+//              a task that had started in a host process (a start mark in
+//              umi:started:<stream>) is counted, not one read ahead
+//   priority   a stream per level per plugin (umi/redis_streams.hpp),
+//              taken highest first (redis_scripts::kTakeLevels)
+//   starvation a plugin's oldest waiting task older than reserve_after and
+//              no room for it here: taken anyway, and the queue reserves
+//   Sentinel   redis+sentinel:// asks for the master at every connect
 //
 // Connection states:
 //
