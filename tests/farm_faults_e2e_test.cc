@@ -333,6 +333,11 @@ TEST(FarmFaults, TheClusterViewNamesUnservedPluginsAndDeadHosts) {
   EXPECT_TRUE(hosts["live"]["running"].is_number()) << view.out;
   EXPECT_EQ(hosts["doomed"]["alive"], false);
   EXPECT_GE(hosts["doomed"]["last_seen_s"].get<double>(), 0.0);
+  EXPECT_TRUE(Eventually([&] {
+    httplib::Client http(live.endpoint("http"));
+    const auto metrics = http.Get("/metrics");
+    return metrics && metrics->body.find("umi_stream_unserved_tasks{plugin=\"nobody_runs_this\"} 1\n") != std::string::npos;
+  })) << "every host says so on /metrics";
 }
 
 // No starvation across hosts: a steady stream of half-core tasks of

@@ -18,6 +18,9 @@ struct FarmReport {
   uint64_t redirected_results = 0;  // reply_to could not take them: sent to umi:results
   uint64_t redeliveries = 0;  // entries this host took from a lapsed lease
   uint64_t leases_lost = 0;  // entries another host took from this one
+  // Plugins with tasks waiting in Redis that no live host offers to run:
+  // plugin -> tasks waiting (read every few seconds, from the whole farm).
+  std::map<std::string, int64_t> unserved;
 };
 
 }  // namespace umi

@@ -422,6 +422,12 @@ std::string Telemetry::PrometheusText() const {
       out << "umi_stream_backlog{plugin=" << Label(plugin) << ",state=\"waiting\"} " << counts.first << '\n';
       out << "umi_stream_backlog{plugin=" << Label(plugin) << ",state=\"pending\"} " << counts.second << '\n';
     }
+    family("umi_stream_unserved_tasks", "gauge",
+           "Redis Streams: tasks waiting for a plugin that no live host of the farm offers (they wait until one "
+           "does), per plugin; read every 5 s.");
+    for (const auto& [plugin, waiting] : s.farm->unserved) {
+      out << "umi_stream_unserved_tasks{plugin=" << Label(plugin) << "} " << waiting << '\n';
+    }
     single("umi_redis_held_results", "gauge",
            "Results waiting for Redis: refused (OOM, READONLY, ACL, ...) or Redis unreachable; not ready while above 0.",
            s.farm->held_results);

@@ -13,6 +13,7 @@
 
 #include "transport/poller.h"
 #include "transport/protocol.h"
+#include "transport/redis_cluster.h"
 #include "transport/redis_scripts.h"
 
 #include <umi/redis_streams.hpp>
@@ -30,6 +31,8 @@ constexpr auto kMaxBackoff = std::chrono::milliseconds(1000);
 constexpr size_t kClaimBatch = 64;
 // A consumer with nothing pending and idle this long is removed from the group.
 constexpr auto kIdleConsumer = std::chrono::minutes(1);
+// How often a host looks at the whole farm for tasks no live host serves.
+constexpr auto kUnservedEvery = std::chrono::seconds(5);
 
 // A plugin's task streams, one per priority level, highest first.
 std::vector<std::string> LevelStreams(const std::string& plugin) {
@@ -239,6 +242,10 @@ void RedisTransport::AfterPoll() {
     if (writer_.connected() && now >= next_consumer_sweep_) {
       DropIdleConsumers();
       next_consumer_sweep_ = now + kIdleConsumer / 4;
+    }
+    if (writer_.connected() && now >= next_unserved_read_) {
+      ReadUnserved();
+      next_unserved_read_ = now + kUnservedEvery;
     }
     next_heartbeat_ = now + options_.heartbeat;
   }
@@ -703,6 +710,18 @@ void RedisTransport::ClaimLapsed() {
       }
     }
   }
+}
+
+void RedisTransport::ReadUnserved() {
+  // Streams with tasks for a plugin no live host offers wait for ever, so
+  // every host reports them on /metrics (the farm's view, not its own).
+  const nlohmann::json cluster = ReadCluster(writer_);
+  std::map<std::string, int64_t> unserved;
+  for (const auto& plugin : cluster["unserved_plugins"]) {
+    const nlohmann::json& backlog = cluster["plugins"][plugin.get<std::string>()];
+    unserved[plugin.get<std::string>()] = backlog.value("waiting", int64_t{0}) + backlog.value("pending", int64_t{0});
+  }
+  report_.unserved = std::move(unserved);
 }
 
 void RedisTransport::DropIdleConsumers() {

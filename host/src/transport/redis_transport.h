@@ -145,6 +145,7 @@ class RedisTransport final : public Transport {
   void RenewLeases();
   void ClaimLapsed();
   void DropIdleConsumers();
+  void ReadUnserved();
   void Heartbeat();
   // Reads the backlog, trims done entries; returns, per plugin, how long its
   // oldest waiting task has waited.
@@ -172,7 +173,7 @@ class RedisTransport final : public Transport {
   std::set<std::string> read_streams_;  // the streams it reads
   long long reader_id_ = 0;  // CLIENT ID of reader_, to unblock its read
   Clock::time_point reconnect_at_{}, next_heartbeat_{}, next_claim_{}, claim_from_{}, write_at_{},
-      next_consumer_sweep_{};
+      next_consumer_sweep_{}, next_unserved_read_{};
   std::chrono::milliseconds backoff_{100}, refusal_backoff_{100};
   bool refused_ = false;  // Redis refused a result; retrying
   bool displaced_ = false;  // another process took this host's name
