@@ -250,8 +250,9 @@ void RedisTransport::AfterPoll() {
     next_heartbeat_ = now + options_.heartbeat;
   }
   if (writer_.connected() && now >= next_claim_ && now >= claim_from_) {
-    ClaimLapsed();
-    next_claim_ = now + options_.heartbeat;
+    // Lapsed entries left for want of room are taken as soon as room comes:
+    // look again soon rather than a heartbeat later.
+    next_claim_ = now + (ClaimLapsed() ? options_.heartbeat / 5 : options_.heartbeat);
   }
   if (!writer_.connected()) return;
   if (replies_due_ == 0) {
@@ -666,37 +667,48 @@ void RedisTransport::RenewLeases() {
   for (auto it = leases_.begin(); it != leases_.end();) it = it->second.empty() ? leases_.erase(it) : std::next(it);
 }
 
-void RedisTransport::ClaimLapsed() {
+bool RedisTransport::ClaimLapsed() {
   // Entries whose lease lapsed belong to nobody: a dead host's, a frozen
   // one's, or an earlier run's of this host. XCLAIM with the lease as
   // min-idle takes each one only if nobody renewed or claimed it since, so
   // of several hosts at most one wins. Never more than the room to start.
-  if (displaced_) return;
+  if (displaced_) return false;
+  bool left = false;
   const std::string lease = std::to_string(options_.lease.count());
   for (const std::string& plugin : plugins_) {
     size_t room = inbox_->Room(plugin);
     for (const std::string& stream : LevelStreams(plugin)) {  // the highest level first
-      if (room == 0) break;
       if (!grouped_.count(stream)) continue;
-      auto pending =
-          writer_.Command({"XPENDING", stream, kGroup, "IDLE", lease, "-", "+", std::to_string(kClaimBatch)});
+      // Without room, one lapsed entry is enough to know to look again soon.
+      const size_t batch = room == 0 ? 1 : kClaimBatch;
+      auto pending = writer_.Command({"XPENDING", stream, kGroup, "IDLE", lease, "-", "+", std::to_string(batch)});
       if (!pending.ok()) {
-        if (pending.status().code() == ErrorCode::kUnavailable) return Disconnected(pending.status());
+        if (pending.status().code() == ErrorCode::kUnavailable) {
+          Disconnected(pending.status());
+          return false;
+        }
         continue;
       }
       const redisReply* list = pending.value().get();
       const std::set<std::string>& mine = leases_[stream];
-      for (size_t i = 0; list->type == REDIS_REPLY_ARRAY && i < list->elements && room > 0; ++i) {
+      for (size_t i = 0; list->type == REDIS_REPLY_ARRAY && i < list->elements; ++i) {
         const redisReply* item = list->element[i];
         if (item->type != REDIS_REPLY_ARRAY || item->elements < 4) continue;
         const std::string id = Text(item->element[0]);
         if (mine.count(id)) continue;  // renewed at the next heartbeat
+        if (room == 0) {
+          left = true;
+          break;
+        }
         const std::string holder = Text(item->element[1]);
         const long long idle = item->element[2]->integer;
         auto taken =
             writer_.Command(Eval(Script::kClaimLapsed, stream, {kGroup, consumer_, lease, id, StartedKey(stream)}));
         if (!taken.ok()) {
-          if (taken.status().code() == ErrorCode::kUnavailable) return Disconnected(taken.status());
+          if (taken.status().code() == ErrorCode::kUnavailable) {
+            Disconnected(taken.status());
+            return false;
+          }
           spdlog::warn("redis {} entry {}: claim: {}", stream, id, taken.status().message());
           continue;
         }
@@ -706,10 +718,11 @@ void RedisTransport::ClaimLapsed() {
         --room;
         HandleEntry(stream, claim->element[0], claim->element[1]->integer,
                     holder + " (" + std::to_string(idle) + " ms idle)");
-        if (!writer_.connected()) return;
+        if (!writer_.connected()) return false;
       }
     }
   }
+  return left;
 }
 
 void RedisTransport::ReadUnserved() {

@@ -143,7 +143,9 @@ class RedisTransport final : public Transport {
   void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
                    const std::string& claimed_from);
   void RenewLeases();
-  void ClaimLapsed();
+  // Takes entries whose lease lapsed, up to the room; true when some were
+  // left for want of room.
+  bool ClaimLapsed();
   void DropIdleConsumers();
   void ReadUnserved();
   void Heartbeat();
