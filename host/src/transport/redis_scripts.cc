@@ -100,15 +100,18 @@ const char* const kDropConsumer =
     "return 1\n";
 
 const char* const kTakeLevels =
-    "local remaining = tonumber(ARGV[3])\n"
-    "local out = {}\n"
-    "for _, stream in ipairs(KEYS) do\n"
-    "  if remaining <= 0 then break end\n"
-    "  local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', remaining, 'STREAMS', stream, '>')\n"
-    "  if read then\n"
-    "    out[#out + 1] = read[1]\n"
-    "    remaining = remaining - #read[1][2]\n"
+    "local out, first = {}, 1\n"
+    "for a = 3, #ARGV, 2 do\n"
+    "  local streams, remaining = tonumber(ARGV[a]), tonumber(ARGV[a + 1])\n"
+    "  for s = first, first + streams - 1 do\n"
+    "    if remaining <= 0 then break end\n"
+    "    local read = redis.call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', remaining, 'STREAMS', KEYS[s], '>')\n"
+    "    if read then\n"
+    "      out[#out + 1] = read[1]\n"
+    "      remaining = remaining - #read[1][2]\n"
+    "    end\n"
     "  end\n"
+    "  first = first + streams\n"
     "end\n"
     "return out\n";
 

@@ -32,10 +32,13 @@
 //                   merely read ahead beside a poison task is not charged for
 //                   the crash. Returns {entry, deliveries}, or nil when it
 //                   was not there to take.
-//   kTakeLevels     KEYS: a plugin's task streams, highest priority level
-//                   first. ARGV: group, consumer, count. Reads (XREADGROUP
-//                   >) up to `count` entries in all, the highest level
-//                   first; returns them as XREADGROUP does: [stream, entries].
+//   kTakeLevels     KEYS: the task streams of one or more plugins, each
+//                   plugin's highest priority level first. ARGV: group,
+//                   consumer, then per plugin: how many of KEYS are its
+//                   streams, and how many entries to take in all. Reads
+//                   (XREADGROUP >) each plugin's streams in order until its
+//                   count is reached; returns them as XREADGROUP does:
+//                   [stream, entries] per stream that gave any.
 //   kHeartbeat      KEYS: host key. ARGV: consumer, ttl ms, unix ms now,
 //                   field, value... Writes the heartbeat hash and the host's
 //                   last-seen time (umi:hosts-seen) unless another process

@@ -309,18 +309,10 @@ void RedisTransport::StartRead() {
     draining_streams_ = false;
     return;
   }
-  if (draining_streams_) {
-    std::vector<std::vector<std::string>> takes;
-    for (const auto& [streams, count] : wanted) {
-      std::vector<std::string> take = {"EVALSHA", script_sha_[static_cast<size_t>(Script::kTakeLevels)],
-                                       std::to_string(streams.size())};
-      take.insert(take.end(), streams.begin(), streams.end());
-      take.insert(take.end(), {kGroup, consumer_, std::to_string(count)});
-      takes.push_back(std::move(take));
-    }
-    if (Status sent = reader_.SendAll(takes); !sent.ok()) return Disconnected(sent);
+  if (draining_streams_) {  // one script call for every plugin with room
+    if (Status sent = reader_.Send(TakeCommand(wanted)); !sent.ok()) return Disconnected(sent);
     draining_streams_ = false;  // until a reply brings entries
-    replies_due_ = takes.size();
+    replies_due_ = 1;
     blocking_read_ = false;
     return;
   }
@@ -339,6 +331,21 @@ void RedisTransport::StartRead() {
   if (Status sent = reader_.Send(args); !sent.ok()) return Disconnected(sent);
   replies_due_ = 1;
   blocking_read_ = true;
+}
+
+std::vector<std::string> RedisTransport::TakeCommand(
+    const std::vector<std::pair<std::vector<std::string>, size_t>>& wanted) const {
+  std::vector<std::string> keys, args = {kGroup, consumer_};
+  for (const auto& [streams, count] : wanted) {
+    keys.insert(keys.end(), streams.begin(), streams.end());
+    args.push_back(std::to_string(streams.size()));
+    args.push_back(std::to_string(count));
+  }
+  std::vector<std::string> take = {"EVALSHA", script_sha_[static_cast<size_t>(Script::kTakeLevels)],
+                                   std::to_string(keys.size())};
+  take.insert(take.end(), keys.begin(), keys.end());
+  take.insert(take.end(), args.begin(), args.end());
+  return take;
 }
 
 void RedisTransport::OnReadable() {
@@ -838,11 +845,7 @@ void RedisTransport::TakeStarving(const std::map<std::string, std::chrono::milli
         !inbox_->MayHoldStarving(plugin)) {
       continue;
     }
-    std::vector<std::string> take = {"EVALSHA", script_sha_[static_cast<size_t>(Script::kTakeLevels)],
-                                     std::to_string(std::size(kRedisPriorityLevels))};
-    for (const std::string& stream : LevelStreams(plugin)) take.push_back(stream);
-    take.insert(take.end(), {kGroup, consumer_, "1"});
-    auto taken = writer_.Command(take);
+    auto taken = writer_.Command(TakeCommand({{LevelStreams(plugin), 1}}));
     if (!taken.ok()) {
       if (taken.status().code() == ErrorCode::kUnavailable) return Disconnected(taken.status());
       continue;

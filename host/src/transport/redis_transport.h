@@ -137,6 +137,8 @@ class RedisTransport final : public Transport {
   // (a GPU freed while the read waits on CPU streams).
   void RereadIfRoomMoved();
   void OnReadable();
+  // kTakeLevels for each plugin's streams (highest level first) and count.
+  std::vector<std::string> TakeCommand(const std::vector<std::pair<std::vector<std::string>, size_t>>& wanted) const;
   void HandleEntries(const redisReply* streams);
   void PremarkStarting(const std::string& stream, const redisReply* entries);
   // `claimed_from`: the consumer whose lapsed lease it was taken from; empty for a read.
