@@ -23,16 +23,6 @@
 namespace umi::testing {
 namespace {
 
-// Polls `done` (a metric, a key) until it holds; false after the guard time.
-template <typename Predicate>
-bool Eventually(Predicate done) {
-  for (const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(60);
-       std::chrono::steady_clock::now() < until; std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
-    if (done()) return true;
-  }
-  return false;
-}
-
 // The test pool with `sleep` capped at one task at a time.
 std::string OneSleepAtATimeYaml() {
   std::string yaml = TestConfigYaml();

@@ -47,15 +47,6 @@ class RedisProcess {
   int out_ = -1;
 };
 
-template <typename Predicate>
-bool Eventually(Predicate done, std::chrono::seconds within = std::chrono::seconds(60)) {
-  for (const auto until = std::chrono::steady_clock::now() + within; std::chrono::steady_clock::now() < until;
-       std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
-    if (done()) return true;
-  }
-  return false;
-}
-
 TEST(FarmSentinel, AFailoverMidRunAnswersEveryIdOnceOnTheNewMaster) {
   RedisServer master(/*append_only=*/true, "", /*tcp=*/true);
   TempDir dir;

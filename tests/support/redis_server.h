@@ -9,6 +9,7 @@
 
 #include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/host_process.h"
@@ -75,6 +76,17 @@ void AwaitSubscription(HostProcess& host, EventsClient& events);
 
 // Waits until `count` tasks whose id starts with `prefix` have started.
 void AwaitStarted(EventsClient& events, int count, const std::string& prefix = "t");
+
+// Polls `done` (a metric, a key, a process) every 50 ms until it holds;
+// false after `within`. For state that no event announces.
+template <typename Predicate>
+bool Eventually(Predicate done, std::chrono::seconds within = std::chrono::seconds(60)) {
+  for (const auto until = std::chrono::steady_clock::now() + within; std::chrono::steady_clock::now() < until;
+       std::this_thread::sleep_for(std::chrono::milliseconds(50))) {
+    if (done()) return true;
+  }
+  return false;
+}
 
 // The value of an unlabelled sample of the host's /metrics; -1 when absent.
 double MetricValue(const HostProcess& host, const std::string& name);

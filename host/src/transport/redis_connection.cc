@@ -146,18 +146,10 @@ Status RedisConnection::FlushWrites() {
   return {};
 }
 
-Status RedisConnection::Send(const std::vector<std::string>& args) { return SendAll({args}); }
-
-Status RedisConnection::SendAll(const std::vector<std::vector<std::string>>& commands) {
+Status RedisConnection::Send(const std::vector<std::string>& args) {
   if (!context_) return Status(ErrorCode::kUnavailable, "redis: not connected");
-  for (const auto& args : commands) {
-    if (Status appended = Append(args); !appended.ok()) return appended;
-  }
-  const std::vector<std::string>& args = commands.front();
-  for (int done = 0; !done;) {
-    if (redisBufferWrite(context_, &done) != REDIS_OK) return Broken(args.front());
-  }
-  return {};
+  if (Status appended = Append(args); !appended.ok()) return appended;
+  return FlushWrites();
 }
 
 StatusOr<RedisReply> RedisConnection::ReadReady() {

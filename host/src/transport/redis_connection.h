@@ -68,8 +68,6 @@ class RedisConnection {
   // SendAndForget, written at the next FlushWrites (or any later command).
   Status AppendAndForget(const std::vector<std::string>& args);
   Status FlushWrites();
-  // Sends several commands in one write without waiting for their replies.
-  Status SendAll(const std::vector<std::vector<std::string>>& commands);
   // After fd() polled readable: the reply once it is complete, else null.
   StatusOr<RedisReply> ReadReady();
   // The next reply already read from the socket (by ReadReady), else null.

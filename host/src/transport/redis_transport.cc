@@ -697,12 +697,12 @@ bool RedisTransport::ClaimLapsed() {
         continue;
       }
       const redisReply* list = pending.value().get();
-      const std::set<std::string>& mine = leases_[stream];
+      const auto held = leases_.find(stream);
       for (size_t i = 0; list->type == REDIS_REPLY_ARRAY && i < list->elements; ++i) {
         const redisReply* item = list->element[i];
         if (item->type != REDIS_REPLY_ARRAY || item->elements < 4) continue;
         const std::string id = Text(item->element[0]);
-        if (mine.count(id)) continue;  // renewed at the next heartbeat
+        if (held != leases_.end() && held->second.count(id)) continue;  // renewed at the next heartbeat
         if (room == 0) {
           left = true;
           break;
