@@ -364,5 +364,77 @@ plugins:
   EXPECT_LT(large - starts.begin(), 50) << "the two-core task waited for the half-core stream to run dry";
 }
 
+// A host that drains leaves the farm's tasks to the other hosts: tasks
+// added while it finishes its running one wait for the next host. Before,
+// the read under way when the drain began took them, and the host answered
+// them rejected/shutting_down.
+TEST(FarmFaults, ADrainingHostLeavesNewTasksToOtherHosts) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  producer.Command({"XGROUP", "CREATE", "umi:tasks:sleep", "umi", "0", "MKSTREAM"});
+  auto draining = std::make_unique<HostProcess>(FarmHost(redis, "draining"));
+  producer.Submit("sleep", PackTask({.id = "running", .plugin = "sleep", .input = {{"ms", 1500}}}));
+  ASSERT_TRUE(Eventually([&] { return producer.Pending("umi:tasks:sleep") == 1; }));
+  kill(draining->pid(), SIGTERM);
+  ASSERT_TRUE(Eventually([&] { return ReadyStatus(*draining) == 503; })) << "the drain began";
+  for (int i = 0; i < 5; ++i) producer.Submit("noop", PackTask({.id = "t" + std::to_string(i), .plugin = "noop"}));
+  const Result finished = producer.Results(1).front();
+  EXPECT_EQ(finished.id, "running");
+  EXPECT_EQ(finished.status, "ok");
+  EXPECT_EQ(draining->Stop(), 0);
+
+  HostProcess next(FarmHost(redis, "next"));
+  for (const Result& r : producer.Results(5)) {
+    EXPECT_EQ(r.status, "ok") << r.id.value_or("") << ": " << r.error_code << " " << r.error_message;
+    EXPECT_EQ(r.host, "next");
+  }
+  EXPECT_EQ(producer.Pending("umi:tasks:noop"), 0);
+}
+
+// A drain gives back the tasks it queued (they had not started); a task
+// that had cost hosts their lives keeps that charge through the give-back.
+// Here "big" was started by a host that died ("ghost@1": read, marked
+// started, never answered); the first host claims it (delivery 2 of
+// max_deliveries 2) but queues it behind a running task, and drains; a
+// second ghost dies running the copy. The next host must count three
+// deliveries and end it crashed/max_deliveries. Before, the copy started
+// with a fresh count, so a poison task drained often never reached
+// max_deliveries (here the last host ran it: ok).
+TEST(FarmFaults, ATaskADrainGivesBackKeepsTheDeliveriesChargedToIt) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  const std::string stream = "umi:tasks:sleep";
+  producer.Command({"XGROUP", "CREATE", stream, "umi", "0", "MKSTREAM"});
+  // A host that dies running the task: it read it and marked it started.
+  auto die_running_next = [&](const std::string& consumer) {
+    RedisReply read = producer.Command({"XREADGROUP", "GROUP", "umi", consumer, "COUNT", "1", "STREAMS", stream, ">"});
+    if (read->type != REDIS_REPLY_ARRAY) throw std::runtime_error("no task waits in " + stream);
+    const std::string entry = ReplyText(read->element[0]->element[1]->element[0]->element[0]);
+    producer.Command({"HSET", "umi:started:sleep", entry, consumer});
+    return entry;
+  };
+  producer.Submit("sleep", PackTask({.id = "big", .plugin = "sleep", .input = {{"ms", 10}},
+                                     .resources = {{"cpu_cores", 24}}}));
+  const std::string first_copy = die_running_next("ghost@1");
+  producer.Submit("sleep", PackTask({.id = "blocker", .plugin = "sleep", .input = {{"ms", 3000}}}));
+  const std::string yaml = TestConfigYaml() + "allow_task_overrides: true\ntransport: {max_deliveries: 2}\n";
+
+  auto draining = std::make_unique<HostProcess>(FarmHost(redis, "draining", yaml));
+  ASSERT_TRUE(Eventually([&] {
+    RedisReply owner = producer.Command({"XPENDING", stream, "umi", first_copy, first_copy, "1"});
+    return owner->elements == 1 && ReplyText(owner->element[0]->element[1]).rfind("draining@", 0) == 0;
+  })) << "the host claims the dead host's task (it queues: the blocker holds two of its 24 cores)";
+  EXPECT_EQ(draining->Stop(), 0);  // gives "big" back, waits for the blocker
+  die_running_next("ghost@2");      // the copy costs another host its life
+
+  HostProcess last(FarmHost(redis, "last", yaml));
+  std::map<std::string, Result> by_id;
+  for (const Result& r : producer.Results(2)) by_id[r.id.value_or("")] = r;
+  EXPECT_EQ(by_id["blocker"].status, "ok");
+  EXPECT_EQ(by_id["big"].status, "crashed") << "two hosts died running it: " << by_id["big"].error_message;
+  EXPECT_EQ(by_id["big"].error_code, "max_deliveries");
+  EXPECT_EQ(producer.Pending(stream), 0);
+}
+
 }  // namespace
 }  // namespace umi::testing

@@ -163,6 +163,43 @@ TEST(Faults, IdleWorkersThatDieAreReapedReplacedAndNeverBlamedForATask) {
   EXPECT_EQ(host.Stop(), 0);
 }
 
+// A plugin's setup may be slow (a model to load). The replacement for a
+// dead idle worker sets up off the event loop: while it does, the host
+// answers rpc (and, on a farm, renews its leases). Before, the loop waited
+// in the spawn until the setup ended or timed out (30 s, the worker killed).
+TEST(Faults, AWorkerSettingUpDoesNotHoldTheEventLoop) {
+  TempDir dir;
+  const std::filesystem::path hold = dir.path() / "hold-setup";
+  HostProcess host({.config_yaml = TestConfigYaml("  faulty: {isolation: process, processes: 1, settings: "
+                                                  "{hold_setup_while: \"" + hold.string() + "\"}}\n"),
+                    .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}});
+  host.Send(PackTask(Faulty("before", "ok")));
+  const Result before = host.NextResult();
+  ASSERT_EQ(before.status, "ok");
+  const pid_t idle = static_cast<pid_t>(Pid(before));
+  std::ofstream(hold).put('x');  // from now on a worker's setup waits
+  ASSERT_EQ(kill(idle, SIGKILL), 0);
+  pid_t replacement = -1;
+  for (const auto deadline = std::chrono::steady_clock::now() + kGuardTime; replacement < 0;) {
+    const auto [children, zombies] = Children(host.pid());
+    for (const pid_t child : children) {
+      if (child != idle && !zombies.count(child)) replacement = child;
+    }
+    ASSERT_LT(std::chrono::steady_clock::now(), deadline) << "no replacement worker was started";
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackControl("health"));
+  EXPECT_FALSE(rpc.Receive().empty());
+  const auto [children, zombies] = Children(host.pid());
+  EXPECT_TRUE(children.count(replacement) && !zombies.count(replacement))
+      << "answered only once the replacement's setup had timed out";
+  std::filesystem::remove(hold);
+  host.Send(PackTask(Faulty("after", "ok")));
+  EXPECT_EQ(host.NextResult().status, "ok");
+  EXPECT_EQ(host.Stop(), 0);
+}
+
 TEST(Faults, ACancelThatOvertakesItsTaskStillCancelsItInTheWorker) {
   HostProcess host(Isolated());
   RpcClient rpc(host.context(), host.endpoint("rpc"));

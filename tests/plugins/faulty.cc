@@ -4,11 +4,14 @@
 //               input.mb MiB, never frees), "pid" (reports its process id),
 //               "wait" (returns when cancelled), "bad_utf8" (outputs
 //               {"text": "ok \xff\xfe"}, not valid UTF-8)
+//   settings.hold_setup_while: a path; setup (in a worker process) waits
+//               while that file exists, as a slow model load would
 #include <umi/plugin.hpp>
 
 #include <unistd.h>
 
 #include <csignal>
+#include <filesystem>
 #include <cstdlib>
 #include <cstring>
 #include <stdexcept>
@@ -23,7 +26,13 @@ class Faulty : public umi::Plugin {
     info.version = "1.0.0";
     info.description = "Throws, crashes, hangs or leaks on request";
     info.requirement = {.cpu_cores = 0.5, .cpu_threads = 1, .memory_mb = 64};
+    info.settings = {{"hold_setup_while", "string", "setup waits while this file exists"}};
     return info;
+  }
+
+  explicit Faulty(const umi::Settings& settings) {
+    const std::string hold = settings.Get<std::string>("hold_setup_while", "");
+    while (!hold.empty() && std::filesystem::exists(hold)) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
 
   void Process(umi::TaskContext& task) override {

@@ -115,6 +115,9 @@ class Host::Loop final : public Inbox {
         transport_(TransportOptions(options_, config), [this](size_t n) { telemetry_.CountDroppedReply(n); }) {}
 
   Status Open() {
+    // Workers set up before any task can come (and before a farm counts on
+    // this host's heartbeat).
+    flow_.PrestartWorkers(TaskFlow::WorkerStart::kWait);
     poller_.Add(flow_.mail_fd(), [] { return static_cast<short>(ZMQ_POLLIN); }, [this](short) { flow_.HandleMail(); });
     if (Status opened = transport_.Open(poller_, *this); !opened.ok()) return opened;
     if (Status opened = OpenRedis(); !opened.ok()) return opened;
@@ -125,7 +128,6 @@ class Host::Loop final : public Inbox {
                           static_cast<int64_t>(plugins_.refused().size()));
     telemetry_.SetKnownPlugins(LoadedNames());
     telemetry_.SetConfigFallback(options_.config_fallback);
-    flow_.PrestartWorkers();
     UpdateLoad();
     telemetry_.SetReady(true);
     return {};
@@ -187,6 +189,9 @@ class Host::Loop final : public Inbox {
       if (lifecycle_.serving()) flow_.StartRunnable();
       return SendOn(route, controls_.Handle(*control));
     }
+    // A farm task read just as the drain began (the read was under way) is
+    // another host's to run: back to its stream, not answered shutting_down.
+    if (!lifecycle_.serving() && route.sink && route.sink->GiveBack(route)) return;
     flow_.Accept(std::get<TaskMessage>(std::move(message)), std::move(route), lifecycle_.serving());
   }
 
@@ -417,6 +422,7 @@ class Host::Loop final : public Inbox {
     if (!lifecycle_.BeginDrain(clock_.Now(), timeout)) return;
     telemetry_.SetDraining(true);
     NotifyService("STOPPING=1\nSTATUS=draining");
+    if (redis_) redis_->StopReading();
     const size_t running = flow_.running();
     const size_t queued =
         flow_.RejectQueued(Status(ErrorCode::kShuttingDown, "the host shut down before the task started"));

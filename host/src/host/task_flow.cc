@@ -199,13 +199,16 @@ const PluginConfig* TaskFlow::IsolatedConfig(const LoadedPlugin& plugin) const {
   return plugin.python ? &kPythonDefaults : nullptr;
 }
 
-void TaskFlow::PrestartWorkers() {
+void TaskFlow::PrestartWorkers(WorkerStart start) {
+  ProcessPool& processes = executor_.processes();
   for (const auto& [name, plugin] : plugins_.plugins()) {
     const PluginConfig* isolated = IsolatedConfig(*plugin);
-    const int idle = isolated ? static_cast<int>(executor_.processes().idle_workers(name)) : 0;
-    if (!isolated || idle >= isolated->processes) continue;
-    if (Status started = executor_.processes().Prestart(*plugin, isolated->settings_msgpack, isolated->processes - idle);
-        !started.ok()) {
+    if (!isolated) continue;
+    const int missing = isolated->processes - static_cast<int>(processes.idle_or_starting_workers(name));
+    if (missing <= 0) continue;
+    if (start == WorkerStart::kInBackground) {
+      processes.PrestartInBackground(*plugin, isolated->settings_msgpack, missing);
+    } else if (Status started = processes.Prestart(*plugin, isolated->settings_msgpack, missing); !started.ok()) {
       spdlog::error("plugin {}: {}; its tasks will try to start a worker again", name, started.message());
     }
   }
@@ -215,7 +218,7 @@ size_t TaskFlow::ReplaceDeadWorkers(bool restart) {
   const size_t dead = executor_.processes().ReapDeadIdle();
   if (dead > 0) {
     spdlog::warn("{} idle worker process(es) died{}", dead, restart ? "; starting replacements" : "");
-    if (restart) PrestartWorkers();
+    if (restart) PrestartWorkers(WorkerStart::kInBackground);
   }
   return dead;
 }
@@ -367,7 +370,7 @@ void TaskFlow::Reconfigure(const HardwareConfig& config) {
   queue_settled_ = false;
   scheduler_.set_reserve_after(std::chrono::milliseconds(config_.scheduler.reserve_after_ms));
   ledger_.SetDedupLimits(Seconds(config_.dedup.window_s), static_cast<size_t>(config_.dedup.max_entries));
-  PrestartWorkers();
+  PrestartWorkers(WorkerStart::kInBackground);
   for (QueuedTask& task : scheduler_.TakeAll()) {
     StatusOr<Demand> demand = MakeDemand(*task.plugin, task.message, config_.allow_task_overrides, pool_);
     if (!demand.ok()) {

@@ -97,8 +97,11 @@ class TaskFlow {
   // Phase two: `config` is in force; queued tasks take the new requirements
   // in their old order (one that no longer fits ends rejected).
   void Reconfigure(const HardwareConfig& config);
-  // Tops up every isolated plugin's idle worker processes to `processes`.
-  void PrestartWorkers();
+  // Tops up every isolated plugin's idle worker processes to `processes`:
+  // kWait before the loop runs; kInBackground from the loop, which must not
+  // wait for a plugin's setup (leases, heartbeats and rpc go on meanwhile).
+  enum class WorkerStart { kWait, kInBackground };
+  void PrestartWorkers(WorkerStart start);
   // Replaces idle worker processes that died (SIGCHLD); returns how many died.
   size_t ReplaceDeadWorkers(bool restart);
 

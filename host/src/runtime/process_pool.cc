@@ -144,6 +144,10 @@ ProcessPool::ProcessPool(std::filesystem::path binary, std::chrono::milliseconds
     : binary_(std::move(binary)), kill_grace_(kill_grace) {}
 
 ProcessPool::~ProcessPool() {
+  if (starter_.joinable()) {  // a setup under way is abandoned, its worker killed below
+    starter_.request_stop();
+    starter_.join();
+  }
   std::lock_guard lock(mutex_);
   for (auto& [plugin, workers] : idle_) {
     for (Worker& worker : workers) Reap(worker, /*kill_first=*/true);
@@ -161,7 +165,8 @@ void ProcessPool::Reap(Worker& worker, bool kill_first) {
   worker = Worker{};
 }
 
-ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const std::string& settings, std::string* why) {
+ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const std::string& settings, std::string* why,
+                                       std::stop_token stop) {
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     *why = std::string("socketpair: ") + std::strerror(errno);
@@ -211,7 +216,10 @@ ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const std::st
   while (started) {  // log lines from the plugin's setup, then kReady
     pollfd ready{worker.fd, POLLIN, 0};
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    started = left > 0 && poll(&ready, 1, static_cast<int>(left)) > 0 && ReadFrame(worker.fd, type, payload);
+    // In slices, so that a host shutting down need not wait for a long setup.
+    const int polled = left > 0 ? poll(&ready, 1, static_cast<int>(std::min<long long>(left, 100))) : -1;
+    if (polled == 0 && !stop.stop_requested()) continue;
+    started = polled > 0 && ReadFrame(worker.fd, type, payload);
     if (!started || type != kLog) break;
     LogWorkerLine(plugin.name, "setup", payload);
   }
@@ -255,6 +263,32 @@ Status ProcessPool::Prestart(const LoadedPlugin& plugin, const std::string& sett
   return {};
 }
 
+void ProcessPool::PrestartInBackground(const LoadedPlugin& plugin, const std::string& settings, int count) {
+  if (count <= 0) return;
+  std::lock_guard lock(mutex_);
+  for (int i = 0; i < count; ++i) pending_starts_.push_back({plugin, settings});
+  starting_[plugin.name] += static_cast<size_t>(count);
+  if (!starter_.joinable()) starter_ = std::jthread([this](std::stop_token stop) { StartPending(stop); });
+  start_wanted_.notify_one();
+}
+
+void ProcessPool::StartPending(std::stop_token stop) {
+  std::unique_lock lock(mutex_);
+  while (start_wanted_.wait(lock, stop, [this] { return !pending_starts_.empty(); })) {
+    PendingStart next = std::move(pending_starts_.front());
+    pending_starts_.pop_front();
+    lock.unlock();
+    std::string why;
+    Worker worker = Spawn(next.plugin, next.settings, &why, stop);
+    if (worker.pid < 0 && !stop.stop_requested()) {
+      spdlog::error("plugin {}: {}; its tasks will try to start a worker again", next.plugin.name, why);
+    }
+    lock.lock();
+    --starting_[next.plugin.name];
+    if (worker.pid > 0) idle_[next.plugin.name].push_back(worker);
+  }
+}
+
 bool ProcessPool::ReapIfDead(Worker& worker) {
   int status = 0;
   pid_t ended = 0;
@@ -282,10 +316,11 @@ size_t ProcessPool::ReapDeadIdle() {
   return reaped;
 }
 
-size_t ProcessPool::idle_workers(const std::string& plugin) const {
+size_t ProcessPool::idle_or_starting_workers(const std::string& plugin) const {
   std::lock_guard lock(mutex_);
-  const auto found = idle_.find(plugin);
-  return found == idle_.end() ? 0 : found->second.size();
+  const auto idle = idle_.find(plugin);
+  const auto starting = starting_.find(plugin);
+  return (idle == idle_.end() ? 0 : idle->second.size()) + (starting == starting_.end() ? 0 : starting->second);
 }
 
 IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,

@@ -24,18 +24,26 @@
 //     worker is asked to stop; `kill_grace` later it is SIGKILLed, the task
 //     ends, and its resources are freed.
 //
-// Thread safety: Run and Prestart may be called from any thread; a worker
-// serves one Run at a time.
+// A plugin's setup may take long (a model to load: up to 30 s), so the
+// event loop never waits for one: PrestartInBackground hands the starts to
+// the pool's own starter thread.
+//
+// Thread safety: Run, Prestart and PrestartInBackground may be called from
+// any thread; a worker serves one Run at a time.
 #pragma once
 
 #include <sys/types.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <deque>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <stop_token>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "common/status.h"
@@ -61,11 +69,15 @@ class ProcessPool {
   // Starts `count` idle workers for `plugin`; kUnavailable with why when one
   // cannot be started.
   Status Prestart(const LoadedPlugin& plugin, const std::string& settings, int count);
+  // The same on the starter thread, returning at once; a worker that cannot
+  // start is logged (the plugin's tasks try to start one again).
+  void PrestartInBackground(const LoadedPlugin& plugin, const std::string& settings, int count);
   // Runs the task in one of the plugin's workers and blocks until it ends.
   IsolatedOutcome Run(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
                       const Allocation& allocation);
 
-  size_t idle_workers(const std::string& plugin) const;
+  // Idle workers of `plugin`, and those PrestartInBackground is starting.
+  size_t idle_or_starting_workers(const std::string& plugin) const;
   // Per plugin: worker processes alive now, and ever ended unasked (died,
   // killed after a cancel, or dropped for breaking the protocol); a rising
   // count of ended ones is a crash loop.
@@ -85,7 +97,15 @@ class ProcessPool {
     pid_t pid = -1;
     int fd = -1;
   };
-  Worker Spawn(const LoadedPlugin& plugin, const std::string& settings, std::string* why);
+  struct PendingStart {
+    LoadedPlugin plugin;  // a copy: a reload may drop the registry's
+    std::string settings;
+  };
+  // Starts a worker and waits for its setup (at most kStartTimeout, or
+  // until `stop` is requested).
+  Worker Spawn(const LoadedPlugin& plugin, const std::string& settings, std::string* why,
+               std::stop_token stop = {});
+  void StartPending(std::stop_token stop);  // the starter thread
   // One try on one worker; `started` says whether the worker began the task.
   IsolatedOutcome RunOnce(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
                           const std::string& task, bool& started);
@@ -101,6 +121,10 @@ class ProcessPool {
   std::map<std::string, std::vector<Worker>> idle_;  // plugin -> idle workers
   std::map<std::string, WorkerCounts> counts_;
   std::atomic<uint64_t> counts_generation_{0};
+  std::deque<PendingStart> pending_starts_;  // guarded by mutex_
+  std::map<std::string, size_t> starting_;     // plugin -> pending or in Spawn; guarded by mutex_
+  std::condition_variable_any start_wanted_;
+  std::jthread starter_;  // started by the first PrestartInBackground
 };
 
 // The worker's side (`umi-host __worker --fd N --library PATH`): serves

@@ -58,9 +58,21 @@ const char* const kRenewLeases =
     "return lost\n";
 
 const char* const kGiveBack =
-    UMI_LUA_HOLDS
-    "if not holds(ARGV[1], ARGV[2], ARGV[3]) then return 0 end\n"
-    "redis.call('XADD', KEYS[1], '*', 'm', ARGV[4])\n"
+    "local p = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1)\n"
+    "if #p ~= 1 or p[1][2] ~= ARGV[2] then return 0 end\n"
+    "-- The copy carries the deaths charged so far (its delivery count less\n"
+    "-- this host's, plus what the entry carried), so a task given back on\n"
+    "-- every drain still reaches max_deliveries.\n"
+    "local charged = p[1][4] - 1\n"
+    "local e = redis.call('XRANGE', KEYS[1], ARGV[3], ARGV[3])[1]\n"
+    "for i = 1, e and #e[2] or 0, 2 do\n"
+    "  if e[2][i] == 'd' then charged = charged + (tonumber(e[2][i + 1]) or 0) end\n"
+    "end\n"
+    "if charged > 0 then\n"
+    "  redis.call('XADD', KEYS[1], '*', 'm', ARGV[4], 'd', charged)\n"
+    "else\n"
+    "  redis.call('XADD', KEYS[1], '*', 'm', ARGV[4])\n"
+    "end\n"
     "redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])\n"
     "redis.call('HDEL', ARGV[5], ARGV[3])\n"
     "return 1\n";

@@ -23,7 +23,9 @@
 //   kGiveBack       KEYS: task stream. ARGV: group, consumer, entry, body,
 //                   started key. Re-adds an unstarted task at the end of its
 //                   stream and acknowledges the old entry, if still this
-//                   consumer's.
+//                   consumer's. The copy carries field `d`: the deliveries
+//                   charged to the task so far (hosts that died running it),
+//                   which readers add to the copy's own delivery count.
 //   kClaimLapsed    KEYS: task stream. ARGV: group, consumer, lease ms,
 //                   entry, started key. Takes the entry if nobody renewed it
 //                   for a lease. A delivery is counted only if its holder had

@@ -274,6 +274,12 @@ void RedisTransport::RereadIfRoomMoved() {
   }
 }
 
+void RedisTransport::StopReading() {
+  if (replies_due_ == 0 || !blocking_read_ || !writer_.connected()) return;
+  auto unblocked = writer_.Command({"CLIENT", "UNBLOCK", std::to_string(reader_id_)});
+  if (!unblocked.ok() && unblocked.status().code() == ErrorCode::kUnavailable) Disconnected(unblocked.status());
+}
+
 std::optional<std::chrono::milliseconds> RedisTransport::RetryIn() const {
   const Clock::time_point now = Clock::now();
   Clock::time_point due = std::min(next_heartbeat_, std::max(next_claim_, claim_from_));
@@ -409,9 +415,12 @@ void RedisTransport::HandleEntry(const std::string& stream, const redisReply* en
   std::string body;
   bool has_body = false;
   for (size_t f = 0; fields && fields->type == REDIS_REPLY_ARRAY && f + 1 < fields->elements; f += 2) {
-    if (Text(fields->element[f]) == "m") {
+    const std::string field = Text(fields->element[f]);
+    if (field == "m") {
       body = Text(fields->element[f + 1]);
       has_body = true;
+    } else if (field == "d") {  // charged before a drain gave it back (kGiveBack)
+      deliveries += std::max(0LL, std::atoll(Text(fields->element[f + 1]).c_str()));
     }
   }
   const std::string plugin = PluginOf(stream);

@@ -116,6 +116,9 @@ class RedisTransport final : public Transport {
   size_t Flush(std::chrono::steady_clock::time_point deadline) override;
 
   const std::string& consumer() const { return consumer_; }
+  // The host drains: ends a blocking read under way, so tasks added from now
+  // on wait for other hosts (Inbox::Room says 0 from now on).
+  void StopReading();
 
  private:
   using Clock = std::chrono::steady_clock;
