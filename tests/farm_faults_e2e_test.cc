@@ -371,7 +371,6 @@ plugins:
 TEST(FarmFaults, ADrainingHostLeavesNewTasksToOtherHosts) {
   RedisServer redis;
   RedisClient producer(redis.url());
-  producer.Command({"XGROUP", "CREATE", "umi:tasks:sleep", "umi", "0", "MKSTREAM"});
   auto draining = std::make_unique<HostProcess>(FarmHost(redis, "draining"));
   producer.Submit("sleep", PackTask({.id = "running", .plugin = "sleep", .input = {{"ms", 1500}}}));
   ASSERT_TRUE(Eventually([&] { return producer.Pending("umi:tasks:sleep") == 1; }));

@@ -126,7 +126,11 @@ std::vector<Result> RedisClient::Results(size_t count, const std::string& stream
 }
 
 long long RedisClient::Pending(const std::string& stream) {
-  RedisReply reply = Command({"XPENDING", stream, "umi"});
+  auto pending = connection_.Command({"XPENDING", stream, "umi"});
+  // NOGROUP: no host created the group yet, so nothing is pending.
+  if (!pending.ok() && pending.error().find("NOGROUP") != std::string::npos) return 0;
+  if (!pending.ok()) throw std::runtime_error(pending.error());
+  const RedisReply& reply = pending.value();
   return reply->type == REDIS_REPLY_ARRAY && reply->elements > 0 ? reply->element[0]->integer : -1;
 }
 

@@ -55,7 +55,7 @@ class RedisClient {
   std::string Submit(const std::string& plugin, const std::string& bytes, const std::string& field = "m");
   // The next `count` results from `stream` (blocking XREAD, throws after the guard time).
   std::vector<Result> Results(size_t count, const std::string& stream = "umi:results");
-  // Entries of group umi pending on `stream`.
+  // Entries of group umi pending on `stream` (0 before a host created the group).
   long long Pending(const std::string& stream);
   RedisReply Command(const std::vector<std::string>& args);
 
