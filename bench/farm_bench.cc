@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <signal.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <zmq_addon.hpp>
 
@@ -23,10 +24,12 @@
 #include <chrono>
 #include <cstdio>
 #include <functional>
+#include <fstream>
 #include <map>
 #include <memory>
 #include <queue>
 #include <set>
+#include <sstream>
 #include <thread>
 #include <string>
 #include <vector>
@@ -265,6 +268,24 @@ double XaddRate(RedisFarm& farm, bool tcp) {
   return colon == std::string::npos ? 0 : std::atof(bench.out.c_str() + colon + 2);
 }
 
+// CPU seconds (user + system) the farm's host processes used so far.
+double HostCpuSeconds(RedisFarm& farm, size_t hosts) {
+  double total = 0;
+  for (size_t h = 0; h < hosts; ++h) {
+    std::ifstream stat("/proc/" + std::to_string(farm.host(h).pid()) + "/stat");
+    std::string line;
+    std::getline(stat, line);
+    // pid (comm) state ppid ... utime (14th field) stime (15th); comm may hold spaces.
+    std::istringstream fields(line.substr(line.rfind(')') + 2));
+    std::string skip;
+    for (int field = 3; field < 14; ++field) fields >> skip;
+    long long utime = 0, stime = 0;
+    fields >> utime >> stime;
+    total += static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+  }
+  return total;
+}
+
 // No-op tasks through Redis with 1 and 3 hosts, next to redis-benchmark's
 // XADD rate on the same server and the same kind of connection (loopback
 // TCP, as hosts on other machines reach Redis, or a unix socket), measured
@@ -277,7 +298,7 @@ void Throughput(int count) {
     bool tcp;
   };
   std::printf("F4: %d noop tasks through Redis (producer pipelines 500 XADDs at a time)\n", count);
-  std::printf("   link   hosts  prefetch  tasks_per_s  xadd_per_s  vs_xadd\n");
+  std::printf("   link   hosts  prefetch  tasks_per_s  xadd_per_s  vs_xadd  host_cpu_us/task\n");
   for (const Row& row : {Row{1, kAuto, true}, Row{3, kAuto, true}, Row{3, 0, true}, Row{3, kAuto, false}}) {
     RedisFarm farm(std::vector<HostSpec>(row.hosts, HostSpec{8, false, row.prefetch}), row.tcp);
     const double xadd = XaddRate(farm, row.tcp);
@@ -298,11 +319,13 @@ void Throughput(int count) {
     size_t ok = 0;
     for (const Result& r : farm.Results(static_cast<size_t>(count))) ok += r.status == "ok";
     const double rate = count / Seconds(Clock::now() - start);
-    std::printf("   %-5s  %5zu  %8s  %11.0f  %10.0f  %7.3f   (%zu ok)\n", row.tcp ? "tcp" : "unix", row.hosts,
+    const double host_us = HostCpuSeconds(farm, row.hosts) * 1e6 / count;
+    std::printf("   %-5s  %5zu  %8s  %11.0f  %10.0f  %7.3f  %13.1f   (%zu ok)\n", row.tcp ? "tcp" : "unix", row.hosts,
                 row.prefetch == kAuto ? "auto" : std::to_string(row.prefetch).c_str(), rate, xadd,
-                xadd > 0 ? rate / xadd : 0.0, ok);
+                xadd > 0 ? rate / xadd : 0.0, host_us, ok);
   }
-  std::printf("   xadd: redis-benchmark -c 20 XADD on the same server and link, no pipelining, just before the row\n\n");
+  std::printf("   xadd: redis-benchmark -c 20 XADD on the same server and link, no pipelining, just before the row\n");
+  std::printf("   host_cpu_us/task: CPU time (user + system, start-up included) of all the row's hosts, per task\n\n");
 }
 
 }  // namespace

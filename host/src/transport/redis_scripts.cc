@@ -81,7 +81,8 @@ const char* const kClaimLapsed =
     "local p = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], ARGV[4], ARGV[4], 1)\n"
     "if #p == 0 then return nil end\n"
     "local entry\n"
-    "if redis.call('HDEL', ARGV[5], ARGV[4]) == 1 then\n"
+    "local started = redis.call('HDEL', ARGV[5], ARGV[4]) == 1 or redis.call('HEXISTS', ARGV[5], '*' .. p[1][2]) == 1\n"
+    "if started then\n"
     "  entry = redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4])[1]\n"
     "else\n"
     "  redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4], 'JUSTID')\n"
@@ -109,6 +110,7 @@ const char* const kDropConsumer =
     "local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])\n"
     "if #p > 0 then return 0 end\n"
     "redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])\n"
+    "redis.call('HDEL', ARGV[3], '*' .. ARGV[2])\n"
     "return 1\n";
 
 const char* const kTakeLevels =

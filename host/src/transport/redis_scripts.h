@@ -30,7 +30,9 @@
 //                   entry, started key. Takes the entry if nobody renewed it
 //                   for a lease. A delivery is counted only if its holder had
 //                   started it (the started key, umi:started:<plugin>, names
-//                   entries that began to run inside a host process): a task
+//                   entries that began to run inside a host process, and
+//                   holds `*<consumer>` for a consumer whose every entry of
+//                   the stream counts as started: run on arrival): a task
 //                   merely read ahead beside a poison task is not charged for
 //                   the crash. Returns {entry, deliveries}, or nil when it
 //                   was not there to take.
@@ -45,9 +47,10 @@
 //                   field, value... Writes the heartbeat hash and the host's
 //                   last-seen time (umi:hosts-seen) unless another process
 //                   (another consumer) holds the host's name: returns 0 then.
-//   kDropConsumer   KEYS: task stream. ARGV: group, consumer. Deletes the
-//                   consumer only while it has nothing pending (a plain
-//                   XGROUP DELCONSUMER would drop entries it just took).
+//   kDropConsumer   KEYS: task stream. ARGV: group, consumer, started key.
+//                   Deletes the consumer (and its `*<consumer>` start mark)
+//                   only while it has nothing pending (a plain XGROUP
+//                   DELCONSUMER would drop entries it just took).
 //
 // Scripts that renew or heartbeat declare `allow-oom`: they do not grow the
 // data set, and a full Redis must not make live hosts look dead.

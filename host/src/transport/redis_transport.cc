@@ -73,24 +73,32 @@ struct StreamId {
   auto operator<=>(const StreamId&) const = default;
 };
 
-// The top-level string fields of a msgpack map that the transport itself
-// needs (reply_to, plugin), without decoding the task.
-std::map<std::string, std::string> PeekStrings(const std::string& bytes) {
-  std::map<std::string, std::string> fields;
+// The top-level string fields of a task map that the transport itself
+// needs, without decoding the task.
+struct TaskFields {
+  std::optional<std::string> id, plugin, reply_to;
+};
+
+TaskFields PeekTaskFields(std::string_view bytes) {
+  // One zone per thread, cleared after each peek, as DecodeMessage does: a
+  // zone per call costs an 8 KiB allocation per task.
+  thread_local msgpack::zone zone;
+  TaskFields fields;
   try {
-    const msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
-    const msgpack::object& root = handle.get();
-    if (root.type != msgpack::type::MAP) return fields;
-    for (uint32_t i = 0; i < root.via.map.size; ++i) {
+    const msgpack::object root = msgpack::unpack(zone, bytes.data(), bytes.size());
+    for (uint32_t i = 0; root.type == msgpack::type::MAP && i < root.via.map.size; ++i) {
       const auto& kv = root.via.map.ptr[i];
       if (kv.key.type != msgpack::type::STR || kv.val.type != msgpack::type::STR) continue;
-      const std::string key(kv.key.via.str.ptr, kv.key.via.str.size);
-      if (key == "reply_to" || key == "plugin" || key == "id") {
-        fields[key] = std::string(kv.val.via.str.ptr, kv.val.via.str.size);
-      }
+      const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+      std::optional<std::string>* field = key == "id"         ? &fields.id
+                                          : key == "plugin"   ? &fields.plugin
+                                          : key == "reply_to" ? &fields.reply_to
+                                                              : nullptr;
+      if (field) field->emplace(kv.val.via.str.ptr, kv.val.via.str.size);
     }
   } catch (const std::exception&) {
   }
+  zone.clear();
   return fields;
 }
 
@@ -145,6 +153,7 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   // Live hosts renew their leases before this one claims anything.
   claim_from_ = Clock::now() + options_.lease + kMaxBackoff;
   grouped_.clear();  // a restarted server may have lost them
+  marked_on_arrival_.clear();  // and the marks
   replies_due_ = 0;
   blocking_read_ = false;
   return {};
@@ -380,30 +389,22 @@ void RedisTransport::HandleEntries(const redisReply* streams) {
     if (pair->type != REDIS_REPLY_ARRAY || pair->elements != 2) continue;
     const std::string stream = Text(pair->element[0]);
     const redisReply* entries = pair->element[1];
-    PremarkStarting(stream, entries);
+    MarkRunsOnArrival(stream);
     for (size_t e = 0; e < entries->elements; ++e) HandleEntry(stream, entries->element[e], 1, "");
   }
 }
 
-void RedisTransport::PremarkStarting(const std::string& stream, const redisReply* entries) {
-  // Tasks that run on arrival (run_inline) run one after another as this
-  // read is delivered: one write marks them all before the first runs,
-  // instead of one per task. Others are marked as they start.
-  if (!inbox_->RunsOnArrival(PluginOf(stream))) return;
-  const size_t room = entries->elements;
-  if (room == 0 || !writer_.connected()) return;
-  std::vector<std::string> hset = {"HSET", StartedKey(stream)};
-  hset.reserve(2 + 2 * room);
-  for (size_t e = 0; e < room; ++e) {
-    const redisReply* entry = entries->element[e];
-    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) continue;
-    std::string id = Text(entry->element[0]);
-    hset.push_back(id);
-    hset.push_back(consumer_);
-    premarked_.insert(std::move(id));
+void RedisTransport::MarkRunsOnArrival(const std::string& stream) {
+  // Tasks that run on arrival (run_inline) run one after another as a read
+  // is delivered: one mark, written once per connection before the first of
+  // them runs, says that every entry this consumer holds on the stream
+  // started (kClaimLapsed counts a delivery for each), instead of one mark
+  // per task. Others are marked as they start.
+  if (!writer_.connected() || marked_on_arrival_.count(stream) || !inbox_->RunsOnArrival(PluginOf(stream))) return;
+  if (Status sent = writer_.SendAndForget({"HSET", StartedKey(stream), "*" + consumer_, "1"}); !sent.ok()) {
+    return Disconnected(sent);
   }
-  if (hset.size() == 2) return;
-  if (Status sent = writer_.SendAndForget(hset); !sent.ok()) Disconnected(sent);
+  marked_on_arrival_.insert(stream);
 }
 
 void RedisTransport::HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
@@ -431,21 +432,18 @@ void RedisTransport::HandleEntry(const std::string& stream, const redisReply* en
                                               Status(ErrorCode::kBadRequest, "stream entry " + id + " has no field 'm'")),
                                options_.host));
   }
-  const std::map<std::string, std::string> peeked = PeekStrings(body);
-  const auto reply_to = peeked.find("reply_to");
-  const std::string results = reply_to == peeked.end() || reply_to->second.empty() ? kDefaultResults : reply_to->second;
-  const auto id_field = peeked.find("id");
-  const std::optional<std::string> task_id =
-      id_field == peeked.end() ? std::nullopt : std::optional<std::string>(id_field->second);
+  const TaskFields peeked = PeekTaskFields(body);
+  const std::string results = peeked.reply_to.value_or("").empty() ? kDefaultResults : *peeked.reply_to;
+  const std::optional<std::string>& task_id = peeked.id;
   if (!claimed_from.empty()) {
     spdlog::warn("redis {} entry {}: task {}: the lease of consumer {} lapsed; taken here (delivery {}{})", stream, id,
                  task_id.value_or("(no id)"), claimed_from, deliveries,
                  deliveries > 1 ? "" : ", not counted: it had not started");
   }
-  if (const auto named = peeked.find("plugin"); named != peeked.end() && named->second != plugin) {
+  if (peeked.plugin && *peeked.plugin != plugin) {
     return Answer(stream, id, results, task_id,
-                  EncodeResult(RejectedResult(task_id, named->second,
-                                              Status(ErrorCode::kBadRequest, "a task for plugin '" + named->second +
+                  EncodeResult(RejectedResult(task_id, *peeked.plugin,
+                                              Status(ErrorCode::kBadRequest, "a task for plugin '" + *peeked.plugin +
                                                                                  "' in stream " + stream)),
                                options_.host));
   }
@@ -468,8 +466,14 @@ void RedisTransport::HandleEntry(const std::string& stream, const redisReply* en
   }
   ReplyRoute route;
   route.sink = this;
-  route.address = {stream, id, results, body, task_id.value_or("")};
-  inbox_->Deliver(body, std::move(route));
+  route.address.reserve(5);
+  route.address.push_back(stream);
+  route.address.push_back(id);
+  route.address.push_back(results);
+  route.address.push_back(std::move(body));
+  route.address.push_back(task_id.value_or(""));
+  const std::string_view task = route.address[3];  // moving the route keeps its strings in place
+  inbox_->Deliver(task, std::move(route));
 }
 
 void RedisTransport::Answer(const std::string& stream, const std::string& id, const std::string& reply_to,
@@ -491,6 +495,8 @@ void RedisTransport::WriteHeld() {
     std::map<std::string, std::vector<size_t>> by_stream;  // stream -> indexes into held_
     for (size_t i = 0; i < count; ++i) by_stream[held_[i].stream].push_back(i);
     std::vector<std::vector<std::string>> commands;
+    // The bodies move into the commands and back into held_ if refused.
+    std::vector<std::pair<size_t, size_t>> body_at(count);  // held index -> command, argument
     for (const auto& [stream, indexes] : by_stream) {
       std::optional<StreamId> first, last;
       for (const size_t i : indexes) {
@@ -508,12 +514,14 @@ void RedisTransport::WriteHeld() {
       for (const size_t i : indexes) {
         args.push_back(held_[i].entry);
         args.push_back(held_[i].reply_to);
-        args.push_back(held_[i].body);
+        body_at[i] = {commands.size(), args.size() + 4};  // after EVALSHA sha 1 key
+        args.push_back(std::move(held_[i].body));
       }
       commands.push_back(Eval(Script::kPublishResults, stream, std::move(args)));
     }
     auto replies = writer_.Pipeline(commands);
     if (!replies.ok() && replies.status().code() == ErrorCode::kUnavailable) {
+      for (size_t i = 0; i < count; ++i) held_[i].body = std::move(commands[body_at[i].first][body_at[i].second]);
       return Disconnected(replies.status());  // all stay held
     }
     std::vector<bool> keep(count, false);
@@ -547,7 +555,9 @@ void RedisTransport::WriteHeld() {
     }
     std::deque<Held> refused;
     for (size_t i = 0; i < count; ++i) {
-      if (keep[i]) refused.push_back(std::move(held_[i]));
+      if (!keep[i]) continue;
+      held_[i].body = std::move(commands[body_at[i].first][body_at[i].second]);
+      refused.push_back(std::move(held_[i]));
     }
     held_.erase(held_.begin(), held_.begin() + static_cast<long>(count));
     if (!refused.empty()) {
@@ -578,7 +588,6 @@ void RedisTransport::WriteHeld() {
 void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
   // Written after this turn's handlers (AfterPoll), with the turn's other results.
   if (route.address.size() >= 5) {
-    premarked_.erase(route.address[1]);  // answered without starting (rejected, deduplicated)
     held_.push_back({route.address[0], route.address[1], route.address[2], std::string(body), route.address[4]});
   }
 }
@@ -589,7 +598,6 @@ bool RedisTransport::GiveBack(const ReplyRoute& route) {
   if (route.address.size() < 5) return false;
   const std::string& stream = route.address[0];
   const std::string& entry = route.address[1];
-  premarked_.erase(entry);
   if (auto leased = leases_.find(stream); leased != leases_.end()) leased->second.erase(entry);
   if (writer_.connected()) {
     auto given = writer_.Command(
@@ -604,7 +612,7 @@ void RedisTransport::Starting(const ReplyRoute& route) {
   // written reaches Redis even if the plugin then takes this process down.
   if (route.address.size() < 5 || !writer_.connected()) return;
   const std::string& stream = route.address[0];
-  if (premarked_.erase(route.address[1])) return;
+  if (marked_on_arrival_.count(stream)) return;
   if (Status sent = writer_.AppendAndForget({"HSET", StartedKey(stream), route.address[1], consumer_}); !sent.ok()) {
     Disconnected(sent);
   }
@@ -778,7 +786,7 @@ void RedisTransport::DropIdleConsumers() {
           std::chrono::milliseconds(idle) < std::chrono::duration_cast<std::chrono::milliseconds>(kIdleConsumer)) {
         continue;
       }
-      auto dropped = writer_.Command(Eval(Script::kDropConsumer, stream, {kGroup, name}));
+      auto dropped = writer_.Command(Eval(Script::kDropConsumer, stream, {kGroup, name, StartedKey(stream)}));
       if (!dropped.ok() && dropped.status().code() == ErrorCode::kUnavailable) return Disconnected(dropped.status());
     }
   }
@@ -876,7 +884,13 @@ size_t RedisTransport::Flush(std::chrono::steady_clock::time_point deadline) {
     WriteHeld();
     if (!held_.empty()) std::this_thread::sleep_until(std::min(deadline, write_at_));
   }
-  if (writer_.connected() && !displaced_) (void)writer_.Command({"DEL", HostKey(options_.host)});
+  if (writer_.connected() && !displaced_) {
+    (void)writer_.Command({"DEL", HostKey(options_.host)});
+    // Nothing of this consumer's is left pending once every result is out.
+    for (const std::string& stream : held_.empty() ? marked_on_arrival_ : std::set<std::string>{}) {
+      (void)writer_.Command({"HDEL", StartedKey(stream), "*" + consumer_});
+    }
+  }
   if (!held_.empty()) {
     spdlog::error("{} result(s) not written to Redis before the deadline; their tasks stay pending and will run again",
                   held_.size());

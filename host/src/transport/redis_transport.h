@@ -35,7 +35,9 @@
 //   redelivery past max_deliveries a task is answered
 //              crashed/max_deliveries and copied to umi:dead:<plugin>; only
 //              a task that had started in a host process (a start mark in
-//              umi:started:<stream>) is counted, not one read ahead
+//              umi:started:<stream>: its entry, or `*<consumer>` for a
+//              plugin whose tasks run on arrival) is counted, not one read
+//              ahead
 //   priority   a stream per level per plugin (umi/redis_streams.hpp),
 //              taken highest first (redis_scripts::kTakeLevels)
 //   starvation a plugin's oldest waiting task older than reserve_after and
@@ -68,7 +70,6 @@
 #include <map>
 #include <set>
 #include <string>
-#include <unordered_set>
 #include <vector>
 
 #include "common/farm_report.h"
@@ -143,7 +144,7 @@ class RedisTransport final : public Transport {
   // kTakeLevels for each plugin's streams (highest level first) and count.
   std::vector<std::string> TakeCommand(const std::vector<std::pair<std::vector<std::string>, size_t>>& wanted) const;
   void HandleEntries(const redisReply* streams);
-  void PremarkStarting(const std::string& stream, const redisReply* entries);
+  void MarkRunsOnArrival(const std::string& stream);
   // `claimed_from`: the consumer whose lapsed lease it was taken from; empty for a read.
   void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
                    const std::string& claimed_from);
@@ -187,7 +188,7 @@ class RedisTransport final : public Transport {
   bool ready_ = false;  // as last told on_ready_
   std::deque<Held> held_;  // results of this turn, or waiting for Redis
   std::map<std::string, std::set<std::string>> leases_;  // stream -> entries this process holds
-  std::unordered_set<std::string> premarked_;  // entries marked started as their read arrived
+  std::set<std::string> marked_on_arrival_;  // streams whose every entry here counts as started
   FarmReport report_;
 };
 
