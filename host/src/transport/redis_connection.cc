@@ -1,5 +1,9 @@
 #include "transport/redis_connection.h"
 
+#include <poll.h>
+
+#include <utility>
+
 namespace umi {
 
 StatusOr<RedisUrl> RedisUrl::Parse(const std::string& text) {
@@ -24,7 +28,9 @@ RedisConnection::~RedisConnection() { Close(); }
 void RedisConnection::Close() {
   if (context_) redisFree(context_);
   context_ = nullptr;
-  replies_to_drop_ = 0;
+  earlier_.clear();
+  later_due_ = 0;
+  later_.clear();
 }
 
 Status RedisConnection::Connect(const RedisUrl& url, std::chrono::milliseconds timeout) {
@@ -108,11 +114,7 @@ StatusOr<std::vector<RedisReply>> RedisConnection::Pipeline(const std::vector<st
   for (const auto& args : commands) {
     if (Status appended = Append(args); !appended.ok()) return appended;
   }
-  for (; replies_to_drop_ > 0; --replies_to_drop_) {
-    void* raw = nullptr;
-    if (redisGetReply(context_, &raw) != REDIS_OK || !raw) return Broken(commands.front().front());
-    freeReplyObject(raw);
-  }
+  if (Status read = ReadEarlier(/*block=*/true, commands.front().front()); !read.ok()) return read;
   std::vector<RedisReply> replies;
   for (const auto& args : commands) {
     void* raw = nullptr;
@@ -134,8 +136,45 @@ Status RedisConnection::SendAndForget(const std::vector<std::string>& args) {
 Status RedisConnection::AppendAndForget(const std::vector<std::string>& args) {
   if (!context_) return Status(ErrorCode::kUnavailable, "redis: not connected");
   if (Status appended = Append(args); !appended.ok()) return appended;
-  ++replies_to_drop_;
+  earlier_.push_back(false);
   return {};
+}
+
+Status RedisConnection::AppendForLater(const std::vector<std::string>& args) {
+  if (!context_) return Status(ErrorCode::kUnavailable, "redis: not connected");
+  if (Status appended = Append(args); !appended.ok()) return appended;
+  earlier_.push_back(true);
+  ++later_due_;
+  return {};
+}
+
+Status RedisConnection::ReadEarlier(bool block, const std::string& what) {
+  while (!earlier_.empty()) {
+    void* raw = nullptr;
+    if (block) {
+      if (redisGetReply(context_, &raw) != REDIS_OK || !raw) return Broken(what);
+    } else {
+      if (redisGetReplyFromReader(context_, &raw) != REDIS_OK) return Broken(what);
+      if (!raw) {
+        // The socket blocks: read only what poll says has arrived.
+        pollfd socket{context_->fd, POLLIN, 0};
+        if (poll(&socket, 1, 0) <= 0) return {};
+        if (redisBufferRead(context_) != REDIS_OK) return Broken(what);
+        continue;
+      }
+    }
+    RedisReply reply(static_cast<redisReply*>(raw));
+    if (earlier_.front()) later_.push_back(std::move(reply));
+    earlier_.pop_front();
+  }
+  return {};
+}
+
+StatusOr<std::vector<RedisReply>> RedisConnection::TakeLater() {
+  if (!context_) return Status(ErrorCode::kUnavailable, "redis: not connected");
+  if (Status read = ReadEarlier(/*block=*/false, "read"); !read.ok()) return read;
+  later_due_ -= later_.size();
+  return std::exchange(later_, {});
 }
 
 Status RedisConnection::FlushWrites() {

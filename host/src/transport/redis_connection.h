@@ -12,6 +12,7 @@
 #include <hiredis/hiredis.h>
 
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <optional>
 #include <string>
@@ -67,7 +68,19 @@ class RedisConnection {
   Status SendAndForget(const std::vector<std::string>& args);
   // SendAndForget, written at the next FlushWrites (or any later command).
   Status AppendAndForget(const std::vector<std::string>& args);
+  // A command whose reply the caller takes later (TakeLater), so the event
+  // loop need not wait for it; written at the next FlushWrites. A Command or
+  // Pipeline sent after it reads that reply first and keeps it.
+  Status AppendForLater(const std::vector<std::string>& args);
   Status FlushWrites();
+  // Replies of AppendForLater not taken yet.
+  size_t later_due() const { return later_due_; }
+  // Some of them were read already (by a Command on the way): TakeLater
+  // hands them out without the socket polling readable.
+  bool later_ready() const { return !later_.empty(); }
+  // The replies of AppendForLater that have arrived, in order, without
+  // waiting for the others.
+  StatusOr<std::vector<RedisReply>> TakeLater();
   // After fd() polled readable: the reply once it is complete, else null.
   StatusOr<RedisReply> ReadReady();
   // The next reply already read from the socket (by ReadReady), else null.
@@ -77,8 +90,16 @@ class RedisConnection {
   Status Broken(const std::string& what);
   Status Append(const std::vector<std::string>& args);
 
+  // Reads the replies still due for earlier commands, keeping those for
+  // later; `block`: wait for them, else take only what has arrived.
+  Status ReadEarlier(bool block, const std::string& what);
+
   redisContext* context_ = nullptr;
-  size_t replies_to_drop_ = 0;  // of SendAndForget, read before the next reply
+  // Per earlier command whose reply is still due, in order: true: keep it
+  // for TakeLater (AppendForLater); false: drop it (SendAndForget).
+  std::deque<bool> earlier_;
+  size_t later_due_ = 0;
+  std::vector<RedisReply> later_;  // arrived, not taken yet
 };
 
 }  // namespace umi

@@ -1,5 +1,7 @@
 #include "transport/redis_transport.h"
 
+#include <poll.h>
+
 #include <spdlog/spdlog.h>
 
 #include <msgpack.hpp>
@@ -193,6 +195,9 @@ Status RedisTransport::Open(Poller& poller, Inbox& inbox) {
                consumer_);
   poller.Add([this] { return reader_.fd(); }, [this] { return static_cast<short>(replies_due_ > 0 ? ZMQ_POLLIN : 0); },
              [this](short) { OnReadable(); });
+  poller.Add([this] { return writer_.fd(); },
+             [this] { return static_cast<short>(writer_.later_due() > 0 ? ZMQ_POLLIN : 0); },
+             [this](short) { TakePublished(); });
   SetReady();
   return {};
 }
@@ -224,6 +229,12 @@ bool RedisTransport::EnsureConnected() {
 
 void RedisTransport::Disconnected(const Status& why) {
   const bool was_connected = writer_.connected() || reader_.connected();
+  // Results whose call got no reply are sent again: if they were written,
+  // the script finds the entries acknowledged and writes nothing twice.
+  for (auto call = publishing_.rbegin(); call != publishing_.rend(); ++call) {
+    held_.insert(held_.begin(), std::make_move_iterator(call->begin()), std::make_move_iterator(call->end()));
+  }
+  publishing_.clear();
   reader_.Close();
   writer_.Close();
   replies_due_ = 0;
@@ -241,6 +252,8 @@ std::vector<std::string> RedisTransport::Eval(Script script, const std::string& 
 
 void RedisTransport::AfterPoll() {
   if (!EnsureConnected()) return;
+  TakePublished();  // replies a command of the last turn read on the way
+  if (!writer_.connected()) return;
   WriteHeld();
   const Clock::time_point now = Clock::now();
   if (writer_.connected() && now >= next_heartbeat_) {
@@ -293,6 +306,7 @@ std::optional<std::chrono::milliseconds> RedisTransport::RetryIn() const {
   const Clock::time_point now = Clock::now();
   Clock::time_point due = std::min(next_heartbeat_, std::max(next_claim_, claim_from_));
   if (!held_.empty()) due = std::min(due, write_at_);
+  if (writer_.later_ready()) due = now;  // read by a command on the way, not yet taken
   if (draining_streams_ && replies_due_ == 0) due = now;
   if (!writer_.connected()) due = reconnect_at_;
   return std::max(std::chrono::ceil<std::chrono::milliseconds>(due - now), std::chrono::milliseconds(0));
@@ -486,103 +500,116 @@ void RedisTransport::Answer(const std::string& stream, const std::string& id, co
 
 void RedisTransport::WriteHeld() {
   // One script call per task stream carries that stream's results of the
-  // turn, and the calls share one round trip; inside, each result's fate is
-  // its own, so one refused result (OOM, an ACL limit) never takes the
-  // others down.
+  // turn. The calls go out without waiting: their replies come back through
+  // the poller (TakePublished), so the loop runs tasks while Redis writes.
   constexpr size_t kBatch = 512;
-  while (!held_.empty() && writer_.connected() && Clock::now() >= write_at_) {
-    const size_t count = std::min(held_.size(), kBatch);
-    std::map<std::string, std::vector<size_t>> by_stream;  // stream -> indexes into held_
-    for (size_t i = 0; i < count; ++i) by_stream[held_[i].stream].push_back(i);
-    std::vector<std::vector<std::string>> commands;
-    // The bodies move into the commands and back into held_ if refused.
-    std::vector<std::pair<size_t, size_t>> body_at(count);  // held index -> command, argument
-    for (const auto& [stream, indexes] : by_stream) {
+  constexpr size_t kMaxCallsInFlight = 8;
+  bool sent = false;
+  while (!held_.empty() && writer_.connected() && Clock::now() >= write_at_ &&
+         publishing_.size() < kMaxCallsInFlight) {
+    std::map<std::string, std::vector<Held>> by_stream;
+    for (size_t i = std::min(held_.size(), kBatch); i > 0; --i) {
+      by_stream[held_.front().stream].push_back(std::move(held_.front()));
+      held_.pop_front();
+    }
+    for (auto& [stream, results] : by_stream) {
       std::optional<StreamId> first, last;
-      for (const size_t i : indexes) {
-        const std::optional<StreamId> id = StreamId::Parse(held_[i].entry);
+      for (const Held& held : results) {
+        const std::optional<StreamId> id = StreamId::Parse(held.entry);
         if (!id) continue;
         if (!first || *id < *first) first = id;
         if (!last || *last < *id) last = id;
       }
       const auto leased = leases_.find(stream);
-      const size_t holding = indexes.size() + (leased == leases_.end() ? 0 : leased->second.size());
+      const size_t holding = results.size() + (leased == leases_.end() ? 0 : leased->second.size());
       std::vector<std::string> args = {kGroup, consumer_, kDefaultResults, StartedKey(stream),
                                        first ? first->Text() : "0-0", last ? last->Text() : "0-0",
                                        std::to_string(holding)};
-      args.reserve(7 + 3 * indexes.size());
-      for (const size_t i : indexes) {
-        args.push_back(held_[i].entry);
-        args.push_back(held_[i].reply_to);
-        body_at[i] = {commands.size(), args.size() + 4};  // after EVALSHA sha 1 key
-        args.push_back(std::move(held_[i].body));
+      args.reserve(7 + 3 * results.size());
+      for (Held& held : results) {
+        args.push_back(held.entry);
+        args.push_back(held.reply_to);
+        args.push_back(std::move(held.body));
       }
-      commands.push_back(Eval(Script::kPublishResults, stream, std::move(args)));
-    }
-    auto replies = writer_.Pipeline(commands);
-    if (!replies.ok() && replies.status().code() == ErrorCode::kUnavailable) {
-      for (size_t i = 0; i < count; ++i) held_[i].body = std::move(commands[body_at[i].first][body_at[i].second]);
-      return Disconnected(replies.status());  // all stay held
-    }
-    std::vector<bool> keep(count, false);
-    std::string refusal;
-    size_t call = 0;
-    for (const auto& [stream, indexes] : by_stream) {
-      // A pipeline of one reports its error reply as a Status.
-      const redisReply* codes = replies.ok() ? replies.value()[call].get() : nullptr;
-      ++call;
-      for (size_t k = 0; k < indexes.size(); ++k) {
-        Held& held = held_[indexes[k]];
-        const redisReply* code =
-            codes && codes->type == REDIS_REPLY_ARRAY && k < codes->elements ? codes->element[k] : codes;
-        if (!code || code->type != REDIS_REPLY_INTEGER) {
-          if (refusal.empty()) refusal = code ? Text(code) : replies.status().message();
-          keep[indexes[k]] = true;
-          continue;
+      std::vector<std::string> command = Eval(Script::kPublishResults, stream, std::move(args));
+      const Status appended = writer_.AppendForLater(command);
+      // hiredis copied the command: the bodies come back, for a retry.
+      for (size_t k = 0; k < results.size(); ++k) results[k].body = std::move(command[4 + 7 + 3 * k + 2]);
+      publishing_.push_back(std::move(results));  // Disconnected puts it back in held_
+      if (!appended.ok()) {
+        for (auto& [unsent_stream, unsent] : by_stream) {
+          if (unsent_stream > stream) held_.insert(held_.end(), std::make_move_iterator(unsent.begin()),
+                                                   std::make_move_iterator(unsent.end()));
         }
-        if (code->integer == 0) {
-          ++report_.stale_results;
-          spdlog::warn("redis {} entry {}: task {}: result dropped, another host holds the entry now (this host's "
-                       "lease lapsed)",
-                       held.stream, held.entry, held.task_id);
-        } else if (code->integer == 2) {
-          ++report_.redirected_results;
-          spdlog::error("redis {} entry {}: task {}: reply_to {} cannot take a stream entry; the result went to {}",
-                        held.stream, held.entry, held.task_id, held.reply_to, kDefaultResults);
-        }
-        if (auto leased = leases_.find(held.stream); leased != leases_.end()) leased->second.erase(held.entry);
+        return Disconnected(appended);
       }
     }
-    std::deque<Held> refused;
-    for (size_t i = 0; i < count; ++i) {
-      if (!keep[i]) continue;
-      held_[i].body = std::move(commands[body_at[i].first][body_at[i].second]);
-      refused.push_back(std::move(held_[i]));
-    }
-    held_.erase(held_.begin(), held_.begin() + static_cast<long>(count));
-    if (!refused.empty()) {
-      held_.insert(held_.begin(), std::make_move_iterator(refused.begin()), std::make_move_iterator(refused.end()));
-      // NOSCRIPT: SCRIPT FLUSH, or a server that lost them. READONLY: a
-      // master demoted by a failover; connecting again asks Sentinel anew.
-      if (refusal.find("NOSCRIPT") != std::string::npos || refusal.find("READONLY") != std::string::npos) {
-        return Disconnected(Status(ErrorCode::kUnavailable, "redis: " + refusal));
+    sent = true;
+  }
+  if (sent) {
+    if (Status flushed = writer_.FlushWrites(); !flushed.ok()) Disconnected(flushed);
+  }
+}
+
+void RedisTransport::TakePublished() {
+  // Inside a call each result's fate is its own, so one refused result (OOM,
+  // an ACL limit) never takes the others down.
+  if (writer_.later_due() == 0) return;
+  auto replies = writer_.TakeLater();
+  if (!replies.ok()) return Disconnected(replies.status());
+  std::deque<Held> refused;
+  std::string refusal;
+  for (const RedisReply& reply : replies.value()) {
+    std::vector<Held> results = std::move(publishing_.front());
+    publishing_.pop_front();
+    const redisReply* codes = reply.get();
+    for (size_t k = 0; k < results.size(); ++k) {
+      Held& held = results[k];
+      const redisReply* code = codes->type == REDIS_REPLY_ARRAY && k < codes->elements ? codes->element[k] : codes;
+      if (code->type != REDIS_REPLY_INTEGER) {
+        if (refusal.empty()) refusal = Text(code);
+        refused.push_back(std::move(held));
+        continue;
       }
-      if (!refused_) {
-        spdlog::error("redis refused {} result(s): {}; held, retrying with backoff", refused.size(), refusal);
+      if (code->integer == 0) {
+        ++report_.stale_results;
+        spdlog::warn("redis {} entry {}: task {}: result dropped, another host holds the entry now (this host's "
+                     "lease lapsed)",
+                     held.stream, held.entry, held.task_id);
+      } else if (code->integer == 2) {
+        ++report_.redirected_results;
+        spdlog::error("redis {} entry {}: task {}: reply_to {} cannot take a stream entry; the result went to {}",
+                      held.stream, held.entry, held.task_id, held.reply_to, kDefaultResults);
       }
-      refused_ = true;
-      write_at_ = Clock::now() + refusal_backoff_;
-      refusal_backoff_ = std::min(refusal_backoff_ * 2, std::chrono::duration_cast<std::chrono::milliseconds>(kMaxBackoff));
-      SetReady();
-      return;
+      if (auto leased = leases_.find(held.stream); leased != leases_.end()) leased->second.erase(held.entry);
     }
-    if (refused_) {
+  }
+  if (refused.empty()) {
+    if (refused_ && !replies.value().empty()) {
       spdlog::info("redis takes results again");
       refused_ = false;
       refusal_backoff_ = std::chrono::milliseconds(100);
       SetReady();
     }
+    return;
   }
+  held_.insert(held_.begin(), std::make_move_iterator(refused.begin()), std::make_move_iterator(refused.end()));
+  // NOSCRIPT: SCRIPT FLUSH, or a server that lost them. READONLY: a master
+  // demoted by a failover; connecting again asks Sentinel anew.
+  if (refusal.find("NOSCRIPT") != std::string::npos || refusal.find("READONLY") != std::string::npos) {
+    return Disconnected(Status(ErrorCode::kUnavailable, "redis: " + refusal));
+  }
+  if (!refused_) spdlog::error("redis refused {} result(s): {}; held, retrying with backoff", refused.size(), refusal);
+  refused_ = true;
+  write_at_ = Clock::now() + refusal_backoff_;
+  refusal_backoff_ = std::min(refusal_backoff_ * 2, std::chrono::duration_cast<std::chrono::milliseconds>(kMaxBackoff));
+  SetReady();
+}
+
+size_t RedisTransport::waiting() const {
+  size_t publishing = 0;
+  for (const std::vector<Held>& call : publishing_) publishing += call.size();
+  return held_.size() + publishing;
 }
 
 void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
@@ -652,9 +679,16 @@ void RedisTransport::RenewLeases() {
   constexpr size_t kPerCall = 1000;
   std::vector<std::vector<std::string>> commands;
   std::vector<std::string> streams;
+  // A result on its way acknowledges its entry: renewing that one too would
+  // find it gone and take it for lost.
+  std::set<std::pair<std::string_view, std::string_view>> publishing;
+  for (const std::vector<Held>& call : publishing_) {
+    for (const Held& held : call) publishing.emplace(held.stream, held.entry);
+  }
   for (const auto& [stream, entries] : leases_) {
     std::vector<std::string> args = {kGroup, consumer_};
     for (const std::string& entry : entries) {
+      if (publishing.count({stream, entry})) continue;
       args.push_back(entry);
       if (args.size() - 2 == kPerCall) {
         commands.push_back(Eval(Script::kRenewLeases, stream, std::move(args)));
@@ -876,26 +910,32 @@ void RedisTransport::TakeStarving(const std::map<std::string, std::chrono::milli
 
 
 size_t RedisTransport::Flush(std::chrono::steady_clock::time_point deadline) {
-  while (!held_.empty() && Clock::now() < deadline) {
+  while ((!held_.empty() || !publishing_.empty()) && Clock::now() < deadline) {
     if (!EnsureConnected()) {
       std::this_thread::sleep_for(std::chrono::milliseconds(50));
       continue;
     }
     WriteHeld();
-    if (!held_.empty()) std::this_thread::sleep_until(std::min(deadline, write_at_));
+    if (!publishing_.empty()) {
+      pollfd replies{writer_.fd(), POLLIN, 0};
+      (void)poll(&replies, 1, 50);
+      TakePublished();
+    } else if (!held_.empty()) {
+      std::this_thread::sleep_until(std::min(deadline, write_at_));
+    }
   }
   if (writer_.connected() && !displaced_) {
     (void)writer_.Command({"DEL", HostKey(options_.host)});
     // Nothing of this consumer's is left pending once every result is out.
-    for (const std::string& stream : held_.empty() ? marked_on_arrival_ : std::set<std::string>{}) {
+    for (const std::string& stream : waiting() == 0 ? marked_on_arrival_ : std::set<std::string>{}) {
       (void)writer_.Command({"HDEL", StartedKey(stream), "*" + consumer_});
     }
   }
-  if (!held_.empty()) {
+  if (waiting() > 0) {
     spdlog::error("{} result(s) not written to Redis before the deadline; their tasks stay pending and will run again",
-                  held_.size());
+                  waiting());
   }
-  return held_.size();
+  return waiting();
 }
 
 }  // namespace umi

@@ -111,7 +111,7 @@ class RedisTransport final : public Transport {
   bool GiveBack(const ReplyRoute& route) override;
   void Starting(const ReplyRoute& route) override;
   void FlushStarting() override;
-  size_t waiting() const override { return held_.size(); }
+  size_t waiting() const override;  // held, and on their way
   void AfterPoll() override;
   std::optional<std::chrono::milliseconds> RetryIn() const override;
   size_t Flush(std::chrono::steady_clock::time_point deadline) override;
@@ -162,6 +162,9 @@ class RedisTransport final : public Transport {
   // reserve_after, where Inbox::MayHoldStarving says so.
   void TakeStarving(const std::map<std::string, std::chrono::milliseconds>& oldest_waiting);
   void WriteHeld();
+  // The replies of WriteHeld's calls that have come: each result is done,
+  // dropped as stale, or held again (refused).
+  void TakePublished();
   void Answer(const std::string& stream, const std::string& id, const std::string& reply_to,
               const std::optional<std::string>& task_id, const std::string& body);
 
@@ -187,6 +190,8 @@ class RedisTransport final : public Transport {
   bool displaced_ = false;  // another process took this host's name
   bool ready_ = false;  // as last told on_ready_
   std::deque<Held> held_;  // results of this turn, or waiting for Redis
+  // Results sent, one kPublishResults call each, their replies due in order.
+  std::deque<std::vector<Held>> publishing_;
   std::map<std::string, std::set<std::string>> leases_;  // stream -> entries this process holds
   std::set<std::string> marked_on_arrival_;  // streams whose every entry here counts as started
   FarmReport report_;
