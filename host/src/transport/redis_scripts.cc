@@ -129,6 +129,31 @@ const char* const kTakeLevels =
     "end\n"
     "return out\n";
 
+const char* const kPlanTake =
+    "local out, first = {}, 1\n"
+    "for a = 3, #ARGV, 2 do\n"
+    "  local streams, remaining = tonumber(ARGV[a]), tonumber(ARGV[a + 1])\n"
+    "  for s = first, first + streams - 1 do\n"
+    "    local take = 0\n"
+    "    if remaining > 0 then\n"
+    "      local lag = false\n"
+    "      for _, g in ipairs(redis.call('XINFO', 'GROUPS', KEYS[s])) do\n"
+    "        if g[2] == ARGV[1] then\n"
+    "          for f = 1, #g, 2 do\n"
+    "            if g[f] == 'lag' then lag = g[f + 1] end\n"
+    "          end\n"
+    "        end\n"
+    "      end\n"
+    "      -- lag is nil (false here) when Redis cannot tell: this level may take it all\n"
+    "      take = lag and math.min(lag, remaining) or remaining\n"
+    "      remaining = remaining - take\n"
+    "    end\n"
+    "    out[#out + 1] = take\n"
+    "  end\n"
+    "  first = first + streams\n"
+    "end\n"
+    "return out\n";
+
 #undef UMI_LUA_HOLDS
 
 }  // namespace umi::redis_scripts

@@ -43,6 +43,13 @@
 //                   (XREADGROUP >) each plugin's streams in order until its
 //                   count is reached; returns them as XREADGROUP does:
 //                   [stream, entries] per stream that gave any.
+//   kPlanTake       KEYS and ARGV as kTakeLevels. Returns how many entries
+//                   to take from each stream (one count per key, in order),
+//                   from the group's lag (entries not delivered yet), the
+//                   highest level first, each plugin's counts adding up to at
+//                   most its count; the caller reads them with plain
+//                   XREADGROUPs. Cheaper than kTakeLevels for many entries:
+//                   entries read inside a script pass through Lua twice.
 //   kHeartbeat      KEYS: host key. ARGV: consumer, ttl ms, unix ms now,
 //                   field, value... Writes the heartbeat hash and the host's
 //                   last-seen time (umi:hosts-seen) unless another process
@@ -63,6 +70,7 @@ namespace umi::redis_scripts {
 extern const char* const kPublishResults;
 extern const char* const kRenewLeases;
 extern const char* const kGiveBack;
+extern const char* const kPlanTake;
 extern const char* const kClaimLapsed;
 extern const char* const kTakeLevels;
 extern const char* const kHeartbeat;

@@ -131,7 +131,7 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   if (status.ok()) {
     const char* const sources[] = {redis_scripts::kPublishResults, redis_scripts::kRenewLeases, redis_scripts::kGiveBack,
                                    redis_scripts::kHeartbeat, redis_scripts::kDropConsumer,
-                                   redis_scripts::kClaimLapsed, redis_scripts::kTakeLevels};
+                                   redis_scripts::kClaimLapsed, redis_scripts::kTakeLevels, redis_scripts::kPlanTake};
     static_assert(std::size(sources) == static_cast<size_t>(Script::kCount));
     std::vector<std::vector<std::string>> loads;
     for (const char* source : sources) loads.push_back({"SCRIPT", "LOAD", source});
@@ -157,6 +157,7 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   grouped_.clear();  // a restarted server may have lost them
   marked_on_arrival_.clear();  // and the marks
   replies_due_ = 0;
+  planned_.clear();
   blocking_read_ = false;
   return {};
 }
@@ -238,6 +239,7 @@ void RedisTransport::Disconnected(const Status& why) {
   reader_.Close();
   writer_.Close();
   replies_due_ = 0;
+  planned_.clear();
   blocking_read_ = false;
   reconnect_at_ = Clock::now() + backoff_;
   if (was_connected) spdlog::error("{}; running tasks go on, their results wait for Redis", why.message());
@@ -317,8 +319,10 @@ void RedisTransport::StartRead() {
   // A plugin's streams (one per priority level) give together at most what
   // it can start now plus its read-ahead, the highest level first. A
   // blocking read waits on every stream, taking from each at most the
-  // smallest count divided by the levels (at least one); once it brought entries, the next turns take each plugin's own
-  // count through kTakeLevels, without blocking, until nothing waits.
+  // smallest count divided by the levels (at least one); once it brought
+  // entries, the next turns take each plugin's own count without blocking
+  // (kPlanTake says how many from each stream, plain reads take them) until
+  // nothing waits.
   std::vector<std::pair<std::vector<std::string>, size_t>> wanted;  // a plugin's streams, count
   for (const std::string& plugin : plugins_) {
     const size_t room = inbox_->Room(plugin);
@@ -338,8 +342,18 @@ void RedisTransport::StartRead() {
     draining_streams_ = false;
     return;
   }
-  if (draining_streams_) {  // one script call for every plugin with room
-    if (Status sent = reader_.Send(TakeCommand(wanted)); !sent.ok()) return Disconnected(sent);
+  if (draining_streams_) {
+    // One script call for every plugin with room. Few entries are taken in
+    // one round trip; many are planned, then read by plain reads (a second
+    // round trip, but each entry passes through Lua twice in kTakeLevels).
+    constexpr size_t kPlanFrom = 64;
+    const size_t total = std::accumulate(wanted.begin(), wanted.end(), size_t{0},
+                                         [](size_t n, const auto& plugin) { return n + plugin.second; });
+    const Script script = total >= kPlanFrom ? Script::kPlanTake : Script::kTakeLevels;
+    if (Status sent = reader_.Send(LevelsCommand(script, wanted)); !sent.ok()) return Disconnected(sent);
+    if (script == Script::kPlanTake) {
+      for (auto& [streams, count] : wanted) planned_.insert(planned_.end(), streams.begin(), streams.end());
+    }
     draining_streams_ = false;  // until a reply brings entries
     replies_due_ = 1;
     blocking_read_ = false;
@@ -362,16 +376,15 @@ void RedisTransport::StartRead() {
   blocking_read_ = true;
 }
 
-std::vector<std::string> RedisTransport::TakeCommand(
-    const std::vector<std::pair<std::vector<std::string>, size_t>>& wanted) const {
+std::vector<std::string> RedisTransport::LevelsCommand(
+    Script script, const std::vector<std::pair<std::vector<std::string>, size_t>>& wanted) const {
   std::vector<std::string> keys, args = {kGroup, consumer_};
   for (const auto& [streams, count] : wanted) {
     keys.insert(keys.end(), streams.begin(), streams.end());
     args.push_back(std::to_string(streams.size()));
     args.push_back(std::to_string(count));
   }
-  std::vector<std::string> take = {"EVALSHA", script_sha_[static_cast<size_t>(Script::kTakeLevels)],
-                                   std::to_string(keys.size())};
+  std::vector<std::string> take = {"EVALSHA", script_sha_[static_cast<size_t>(script)], std::to_string(keys.size())};
   take.insert(take.end(), keys.begin(), keys.end());
   take.insert(take.end(), args.begin(), args.end());
   return take;
@@ -382,7 +395,9 @@ void RedisTransport::OnReadable() {
   while (reply.ok() && reply.value()) {
     --replies_due_;
     const redisReply* streams = reply.value().get();
-    if (streams->type == REDIS_REPLY_ERROR) {
+    if (!planned_.empty() && streams->type == REDIS_REPLY_ARRAY) {
+      ReadPlanned(streams);
+    } else if (streams->type == REDIS_REPLY_ERROR) {
       // NOGROUP after a server restart: create the groups again next time.
       spdlog::warn("redis XREADGROUP: {}", Text(streams));
       grouped_.clear();
@@ -390,10 +405,24 @@ void RedisTransport::OnReadable() {
       draining_streams_ = true;  // entries came: more may wait
       HandleEntries(streams);
     }
+    planned_.clear();
     if (replies_due_ == 0 || !reader_.connected()) return;
     reply = reader_.NextBuffered();
   }
   if (!reply.ok()) Disconnected(reply.status());
+}
+
+void RedisTransport::ReadPlanned(const redisReply* counts) {
+  for (size_t i = 0; i < counts->elements && i < planned_.size(); ++i) {
+    const redisReply* count = counts->element[i];
+    if (count->type != REDIS_REPLY_INTEGER || count->integer <= 0) continue;
+    if (Status sent = reader_.Send({"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT", std::to_string(count->integer),
+                                    "STREAMS", planned_[i], ">"});
+        !sent.ok()) {
+      return Disconnected(sent);
+    }
+    ++replies_due_;
+  }
 }
 
 void RedisTransport::HandleEntries(const redisReply* streams) {
@@ -896,7 +925,7 @@ void RedisTransport::TakeStarving(const std::map<std::string, std::chrono::milli
         !inbox_->MayHoldStarving(plugin)) {
       continue;
     }
-    auto taken = writer_.Command(TakeCommand({{LevelStreams(plugin), 1}}));
+    auto taken = writer_.Command(LevelsCommand(Script::kTakeLevels, {{LevelStreams(plugin), 1}}));
     if (!taken.ok()) {
       if (taken.status().code() == ErrorCode::kUnavailable) return Disconnected(taken.status());
       continue;

@@ -39,7 +39,8 @@
 //              plugin whose tasks run on arrival) is counted, not one read
 //              ahead
 //   priority   a stream per level per plugin (umi/redis_streams.hpp),
-//              taken highest first (redis_scripts::kTakeLevels)
+//              taken highest first (redis_scripts::kPlanTake, then plain
+//              XREADGROUPs)
 //   starvation a plugin's oldest waiting task older than reserve_after and
 //              no room for it here: taken anyway, and the queue reserves
 //   Sentinel   redis+sentinel:// asks for the master at every connect
@@ -127,7 +128,9 @@ class RedisTransport final : public Transport {
     std::string stream, entry, reply_to, body, task_id;
   };
   // In the order Connect loads them.
-  enum class Script { kPublishResults, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kTakeLevels, kCount };
+  enum class Script {
+    kPublishResults, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kTakeLevels, kPlanTake, kCount
+  };
 
   Status Connect(std::chrono::milliseconds timeout);
   // Another live process uses this host's name: an error saying so.
@@ -141,8 +144,12 @@ class RedisTransport final : public Transport {
   // (a GPU freed while the read waits on CPU streams).
   void RereadIfRoomMoved();
   void OnReadable();
-  // kTakeLevels for each plugin's streams (highest level first) and count.
-  std::vector<std::string> TakeCommand(const std::vector<std::pair<std::vector<std::string>, size_t>>& wanted) const;
+  // A kPlanTake reply: reads each planned stream's count.
+  void ReadPlanned(const redisReply* counts);
+  // `script` (kTakeLevels or kPlanTake) for each plugin's streams (highest
+  // level first) and count.
+  std::vector<std::string> LevelsCommand(Script script,
+                                         const std::vector<std::pair<std::vector<std::string>, size_t>>& wanted) const;
   void HandleEntries(const redisReply* streams);
   void MarkRunsOnArrival(const std::string& stream);
   // `claimed_from`: the consumer whose lapsed lease it was taken from; empty for a read.
@@ -179,6 +186,7 @@ class RedisTransport final : public Transport {
   RedisConnection reader_, writer_;
   std::string script_sha_[static_cast<size_t>(Script::kCount)];
   size_t replies_due_ = 0;  // reads sent on reader_ and not answered yet
+  std::vector<std::string> planned_;  // while a kPlanTake reply is due: its streams, in order
   bool blocking_read_ = false;  // the outstanding read is the blocking one
   bool draining_streams_ = false;  // the last read brought entries: read each stream's own count, unblocked
   std::set<std::string> read_streams_;  // the streams it reads
