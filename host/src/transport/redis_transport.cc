@@ -158,6 +158,7 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   marked_on_arrival_.clear();  // and the marks
   replies_due_ = 0;
   planned_.clear();
+  plan_fresh_until_ = {};
   blocking_read_ = false;
   return {};
 }
@@ -240,6 +241,7 @@ void RedisTransport::Disconnected(const Status& why) {
   writer_.Close();
   replies_due_ = 0;
   planned_.clear();
+  plan_fresh_until_ = {};
   blocking_read_ = false;
   reconnect_at_ = Clock::now() + backoff_;
   if (was_connected) spdlog::error("{}; running tasks go on, their results wait for Redis", why.message());
@@ -342,6 +344,11 @@ void RedisTransport::StartRead() {
     draining_streams_ = false;
     return;
   }
+  if (draining_streams_ && ReadAsPlanned(wanted)) {
+    draining_streams_ = false;  // until a reply brings entries
+    blocking_read_ = false;
+    return;
+  }
   if (draining_streams_) {
     // One script call for every plugin with room. Few entries are taken in
     // one round trip; many are planned, then read by plain reads (a second
@@ -412,10 +419,43 @@ void RedisTransport::OnReadable() {
   if (!reply.ok()) Disconnected(reply.status());
 }
 
+bool RedisTransport::ReadAsPlanned(const std::vector<std::pair<std::vector<std::string>, size_t>>& wanted) {
+  // Within kPlanFresh of a plan, a plugin whose plan gave a single level (or
+  // none) reads that level alone with a plain read: one round trip, as a
+  // single stream would. A level above it that gained entries since waits
+  // for the next plan, at most kPlanFresh later.
+  if (Clock::now() >= plan_fresh_until_) return false;
+  std::vector<std::vector<std::string>> reads;
+  for (const auto& [streams, count] : wanted) {
+    const auto planned = single_levels_.find(PluginOf(streams.front()));
+    if (planned == single_levels_.end()) return false;  // several levels, or not in the plan
+    if (planned->second.empty()) continue;            // nothing waited
+    reads.push_back({"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT", std::to_string(count), "STREAMS",
+                     planned->second, ">"});
+  }
+  if (reads.empty()) return false;
+  for (const std::vector<std::string>& read : reads) {
+    if (Status sent = reader_.Send(read); !sent.ok()) {
+      Disconnected(sent);
+      return true;
+    }
+    ++replies_due_;
+  }
+  return true;
+}
+
 void RedisTransport::ReadPlanned(const redisReply* counts) {
+  single_levels_.clear();
+  plan_fresh_until_ = Clock::now() + kPlanFresh;
+  std::set<std::string> several;
   for (size_t i = 0; i < counts->elements && i < planned_.size(); ++i) {
     const redisReply* count = counts->element[i];
+    const std::string plugin = PluginOf(planned_[i]);
+    single_levels_.try_emplace(plugin);
     if (count->type != REDIS_REPLY_INTEGER || count->integer <= 0) continue;
+    std::string& level = single_levels_[plugin];
+    if (!level.empty()) several.insert(plugin);
+    level = planned_[i];
     if (Status sent = reader_.Send({"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT", std::to_string(count->integer),
                                     "STREAMS", planned_[i], ">"});
         !sent.ok()) {
@@ -423,6 +463,7 @@ void RedisTransport::ReadPlanned(const redisReply* counts) {
     }
     ++replies_due_;
   }
+  for (const std::string& plugin : several) single_levels_.erase(plugin);
 }
 
 void RedisTransport::HandleEntries(const redisReply* streams) {

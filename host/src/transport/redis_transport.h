@@ -146,6 +146,9 @@ class RedisTransport final : public Transport {
   void OnReadable();
   // A kPlanTake reply: reads each planned stream's count.
   void ReadPlanned(const redisReply* counts);
+  // Reads by the last plan when it is fresh and names at most one level per
+  // plugin; false: a plan is needed.
+  bool ReadAsPlanned(const std::vector<std::pair<std::vector<std::string>, size_t>>& wanted);
   // `script` (kTakeLevels or kPlanTake) for each plugin's streams (highest
   // level first) and count.
   std::vector<std::string> LevelsCommand(Script script,
@@ -187,6 +190,11 @@ class RedisTransport final : public Transport {
   std::string script_sha_[static_cast<size_t>(Script::kCount)];
   size_t replies_due_ = 0;  // reads sent on reader_ and not answered yet
   std::vector<std::string> planned_;  // while a kPlanTake reply is due: its streams, in order
+  // From the last plan, per plugin of one level (or none: empty) with
+  // entries; read alone until plan_fresh_until_.
+  static constexpr auto kPlanFresh = std::chrono::milliseconds(20);
+  std::map<std::string, std::string> single_levels_;
+  Clock::time_point plan_fresh_until_{};
   bool blocking_read_ = false;  // the outstanding read is the blocking one
   bool draining_streams_ = false;  // the last read brought entries: read each stream's own count, unblocked
   std::set<std::string> read_streams_;  // the streams it reads
