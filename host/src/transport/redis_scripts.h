@@ -51,9 +51,12 @@
 //                   XREADGROUPs. Cheaper than kTakeLevels for many entries:
 //                   entries read inside a script pass through Lua twice.
 //   kHeartbeat      KEYS: host key. ARGV: consumer, ttl ms, unix ms now,
-//                   field, value... Writes the heartbeat hash and the host's
-//                   last-seen time (umi:hosts-seen) unless another process
-//                   (another consumer) holds the host's name: returns 0 then.
+//                   longest gap ms, field, value... Writes the heartbeat hash
+//                   and the host's last-seen time (umi:hosts-seen) unless
+//                   another process (another consumer) holds the host's
+//                   name: returns 0 then. Writes the farm's tick (umi:tick,
+//                   server time in ms) and, when the last tick is older than
+//                   the longest gap, when beats resumed (umi:resumed).
 //   kDropConsumer   KEYS: task stream. ARGV: group, consumer, started key.
 //                   Deletes the consumer (and its `*<consumer>` start mark)
 //                   only while it has nothing pending (a plain XGROUP

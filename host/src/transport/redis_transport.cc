@@ -152,8 +152,9 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   }
   writer_.SetTimeout(options_.heartbeat);
   reader_.SetTimeout(options_.heartbeat);
-  // Live hosts renew their leases before this one claims anything.
-  claim_from_ = Clock::now() + options_.lease + kMaxBackoff;
+  // After Redis was away, live hosts renew their leases before this one
+  // claims anything.
+  claim_from_ = Clock::now() + (RedisWasCalm() ? std::chrono::milliseconds(0) : options_.lease + kMaxBackoff);
   grouped_.clear();  // a restarted server may have lost them
   marked_on_arrival_.clear();  // and the marks
   replies_due_ = 0;
@@ -161,6 +162,32 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   plan_fresh_until_ = {};
   blocking_read_ = false;
   return {};
+}
+
+bool RedisTransport::RedisWasCalm() {
+  // A lapsed lease is a dead holder's unless Redis itself was away (restarted
+  // or frozen): then every entry looks lapsed until live hosts reconnect and
+  // renew. Calm: up, and hosts beating without a gap of two heartbeats (a
+  // shorter stall cannot make a live lease lapse), for a lease and the
+  // longest reconnect backoff; all in the server's clock.
+  auto facts = writer_.Pipeline({{"INFO", "server"}, {"TIME"}, {"MGET", "umi:tick", "umi:resumed"}});
+  if (!facts.ok() || facts.value().size() != 3) return false;
+  const std::string info = Text(facts.value()[0].get());
+  const size_t uptime_at = info.find("uptime_in_seconds:");
+  const redisReply* time = facts.value()[1].get();
+  const redisReply* ticks = facts.value()[2].get();
+  if (uptime_at == std::string::npos || time->type != REDIS_REPLY_ARRAY || time->elements != 2 ||
+      ticks->type != REDIS_REPLY_ARRAY || ticks->elements != 2 || ticks->element[0]->type != REDIS_REPLY_STRING ||
+      ticks->element[1]->type != REDIS_REPLY_STRING) {
+    return false;  // no host beats yet, or an answer not understood
+  }
+  const auto number = [](const std::string& text) { return std::atoll(text.c_str()); };
+  const long long uptime_ms = 1000 * number(info.substr(uptime_at + std::string("uptime_in_seconds:").size()));
+  const long long now_ms = 1000 * number(Text(time->element[0])) + number(Text(time->element[1])) / 1000;
+  const long long tick_ms = number(Text(ticks->element[0]));
+  const long long resumed_ms = number(Text(ticks->element[1]));
+  const long long calm_for = (options_.lease + kMaxBackoff).count();
+  return uptime_ms >= calm_for && now_ms - tick_ms <= 2 * options_.heartbeat.count() && now_ms - resumed_ms >= calm_for;
 }
 
 Status RedisTransport::CheckNameIsFree() {
@@ -726,7 +753,8 @@ void RedisTransport::Heartbeat() {
   const auto unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
                            std::chrono::system_clock::now().time_since_epoch()).count();
   std::vector<std::string> args = {consumer_, std::to_string(3 * options_.heartbeat.count()),
-                                   std::to_string(unix_ms), "plugins", plugins};
+                                   std::to_string(unix_ms), std::to_string(2 * options_.heartbeat.count()),
+                                   "plugins", plugins};
   for (std::string& field : heartbeat_fields_()) args.push_back(std::move(field));
   auto beat = writer_.Command(Eval(Script::kHeartbeat, HostKey(options_.host), std::move(args)));
   if (!beat.ok()) {

@@ -21,7 +21,9 @@
 //              A restart of Redis keeps idle times (AOF), so it cannot
 //              forge a lease; after it connects (again) a host claims
 //              nothing for a lease and the longest reconnect backoff, so
-//              live hosts renew first.
+//              live hosts renew first, unless Redis was calm that long (up,
+//              and the hosts' heartbeats without a gap: umi:tick,
+//              umi:resumed)
 //   a result   redis_scripts::kPublishResults, one call per stream per turn:
 //              XADD to reply_to and XACK only while this consumer holds the
 //              entry;
@@ -135,6 +137,9 @@ class RedisTransport final : public Transport {
   Status Connect(std::chrono::milliseconds timeout);
   // Another live process uses this host's name: an error saying so.
   Status CheckNameIsFree();
+  // Redis has been up and hosts have beaten without a gap for a lease and
+  // the longest backoff: a lapsed lease now is its holder's own.
+  bool RedisWasCalm();
   bool EnsureConnected();
   void Disconnected(const Status& why);
   void SetReady();
