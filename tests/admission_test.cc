@@ -77,7 +77,9 @@ TEST_F(AdmissionTest, ARetryGetsTheStoredResultAndAnotherTaskAConflict) {
   const Admission retry = Admit(task_, facts_, pool_);
   ASSERT_TRUE(std::holds_alternative<Retry>(retry));
   EXPECT_EQ(*std::get<Retry>(retry).result, "stored");
-  const ResultCache::Entry other{"stored", {}, Fingerprint(task_) + 1};
+  TaskFingerprint another = Fingerprint(task_);
+  ++another.high;
+  const ResultCache::Entry other{"stored", {}, another};
   facts_.finished = &other;
   EXPECT_EQ(RefusedCode(), "id_conflict");
 }

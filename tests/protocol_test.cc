@@ -4,6 +4,7 @@
 #include <msgpack.hpp>
 
 #include <cmath>
+#include <cstring>
 #include <functional>
 
 namespace umi {
@@ -263,6 +264,47 @@ TEST(Protocol, TheFingerprintTellsTasksApartAndRetriesTogether) {
   TaskMessage d = a;
   d.plugin = "noop";
   EXPECT_NE(Fingerprint(a), Fingerprint(d));
+}
+
+// A second input with the same std::hash as a task's: libstdc++'s
+// _Hash_bytes (MurmurHash64A-like, seed 0xc70f6907) is invertible block by
+// block, so changing one 8-byte block and solving for the next gives a twin.
+std::string ForgeStdHashTwin(std::string bytes, size_t block) {
+  constexpr uint64_t kMul = (uint64_t{0xc6a4a793} << 32) + 0x5bd1e995;
+  uint64_t inverse = kMul;  // Newton: kMul * inverse == 1 (mod 2^64)
+  for (int i = 0; i < 6; ++i) inverse *= 2 - kMul * inverse;
+  auto shift_mix = [](uint64_t v) { return v ^ (v >> 47); };  // its own inverse
+  auto load = [&bytes](size_t at) {
+    uint64_t v;
+    std::memcpy(&v, bytes.data() + at, 8);
+    return v;
+  };
+  auto data = [&](uint64_t v) { return shift_mix(v * kMul) * kMul; };
+  uint64_t state = 0xc70f6907ULL ^ (bytes.size() * kMul);
+  for (size_t b = 0; b < block; ++b) state = (state ^ data(load(8 * b))) * kMul;
+  const uint64_t after = (state ^ data(load(8 * block))) * kMul;
+  const uint64_t wanted_next = after ^ data(load(8 * block + 8));
+  bytes[8 * block + 7] ^= 0x80;  // bit 63 of the block
+  const uint64_t forged_after = (state ^ data(load(8 * block))) * kMul;
+  const uint64_t next = shift_mix((wanted_next ^ forged_after) * inverse) * inverse;
+  std::memcpy(bytes.data() + 8 * block + 8, &next, 8);
+  return bytes;
+}
+
+// Issue 27: whoever knew a task's id and input could send a twin with the
+// same fingerprint first; the real task was then answered `deduplicated`
+// with the twin's result and never ran. The fingerprint is keyed now.
+TEST(Protocol, ATwinForgedAgainstAnUnkeyedHashHasItsOwnFingerprint) {
+  TaskMessage real;
+  real.id = "x";
+  real.plugin = "checksum";
+  real.input_msgpack = Pack(std::map<std::string, std::string>{{"data", std::string(64, 'A')}});
+  TaskMessage twin = real;
+  twin.input_msgpack = ForgeStdHashTwin(real.input_msgpack, 1);  // blocks 1-2: inside the string
+  ASSERT_NE(twin.input_msgpack, real.input_msgpack);
+  ASSERT_EQ(std::hash<std::string_view>{}(twin.input_msgpack), std::hash<std::string_view>{}(real.input_msgpack))
+      << "the twin is a real forgery of std::hash";
+  EXPECT_NE(Fingerprint(twin), Fingerprint(real));
 }
 
 }  // namespace

@@ -16,11 +16,11 @@ using Clock = ResultCache::Clock;
 TEST(ResultCache, KeepsAResultForTheWindowOnly) {
   ResultCache cache(seconds(300), 100);
   const Clock::time_point start{};
-  cache.Remember("a", "result-a", 7, start);
+  cache.Remember("a", "result-a", {7, 8}, start);
   const ResultCache::Entry* found = cache.Find("a", start + seconds(300));
   ASSERT_NE(found, nullptr);
   EXPECT_EQ(found->body, "result-a");
-  EXPECT_EQ(found->fingerprint, 7u);
+  EXPECT_EQ(found->fingerprint, (TaskFingerprint{7, 8}));
   EXPECT_EQ(cache.Find("a", start + seconds(301)), nullptr);
   EXPECT_EQ(cache.size(), 0u);
 }
@@ -28,9 +28,9 @@ TEST(ResultCache, KeepsAResultForTheWindowOnly) {
 TEST(ResultCache, DropsTheOldestBeyondMaxEntries) {
   ResultCache cache(seconds(300), 2);
   const Clock::time_point start{};
-  cache.Remember("a", "1", 0, start);
-  cache.Remember("b", "2", 0, start + seconds(1));
-  cache.Remember("c", "3", 0, start + seconds(2));
+  cache.Remember("a", "1", {}, start);
+  cache.Remember("b", "2", {}, start + seconds(1));
+  cache.Remember("c", "3", {}, start + seconds(2));
   EXPECT_EQ(cache.Find("a", start + seconds(2)), nullptr);
   EXPECT_NE(cache.Find("b", start + seconds(2)), nullptr);
   EXPECT_NE(cache.Find("c", start + seconds(2)), nullptr);
@@ -39,8 +39,8 @@ TEST(ResultCache, DropsTheOldestBeyondMaxEntries) {
 TEST(ResultCache, AnIdRememberedAgainKeepsItsNewerEntry) {
   ResultCache cache(seconds(10), 100);
   const Clock::time_point start{};
-  cache.Remember("a", "old", 1, start);
-  cache.Remember("a", "new", 2, start + seconds(8));
+  cache.Remember("a", "old", {1}, start);
+  cache.Remember("a", "new", {2}, start + seconds(8));
   const ResultCache::Entry* found = cache.Find("a", start + seconds(12));  // the first pair expired
   ASSERT_NE(found, nullptr);
   EXPECT_EQ(found->body, "new");
@@ -48,10 +48,10 @@ TEST(ResultCache, AnIdRememberedAgainKeepsItsNewerEntry) {
 
 TEST(ResultCache, AZeroWindowOrSizeKeepsNothing) {
   ResultCache none(seconds(0), 100);
-  none.Remember("a", "x", 0, Clock::time_point{});
+  none.Remember("a", "x", {}, Clock::time_point{});
   EXPECT_EQ(none.size(), 0u);
   ResultCache empty(seconds(10), 0);
-  empty.Remember("a", "x", 0, Clock::time_point{});
+  empty.Remember("a", "x", {}, Clock::time_point{});
   EXPECT_EQ(empty.size(), 0u);
 }
 
@@ -66,7 +66,7 @@ TEST(ResultCache, AgreesWithAPlainMapThroughRandomUse) {
   struct Model {
     std::string body;
     Clock::time_point at;
-    uint64_t fingerprint;
+    TaskFingerprint fingerprint;
   };
   std::map<std::string, Model> model;
   std::deque<std::pair<Clock::time_point, std::string>> order;
@@ -88,9 +88,9 @@ TEST(ResultCache, AgreesWithAPlainMapThroughRandomUse) {
     const std::string id = "task-" + std::to_string(random() % 400);
     if (random() % 3 == 0) {
       const std::string body = "body-" + std::to_string(step) + std::string(random() % 40, 'x');
-      cache.Remember(id, body, step, now);
+      cache.Remember(id, body, {static_cast<uint64_t>(step)}, now);
       expire(now, max_entries - 1);
-      model[id] = Model{body, now, static_cast<uint64_t>(step)};
+      model[id] = Model{body, now, {static_cast<uint64_t>(step)}};
       order.emplace_back(now, id);
     } else {
       const ResultCache::Entry* found = cache.Find(id, now);

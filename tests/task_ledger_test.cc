@@ -38,7 +38,7 @@ class TaskLedgerTest : public ::testing::Test {
 };
 
 TEST_F(TaskLedgerTest, AnEndedTaskIsSentOnceRememberedAndNoLongerActive) {
-  ledger_.Accepted("a", 7, 42);
+  ledger_.Accepted("a", 7, {42});
   EXPECT_TRUE(ledger_.active("a"));
   EXPECT_EQ(ledger_.KeyOf("a"), 7u);
   ledger_.End(Ok("a"), route_, 7);
@@ -48,7 +48,7 @@ TEST_F(TaskLedgerTest, AnEndedTaskIsSentOnceRememberedAndNoLongerActive) {
   const ResultCache::Entry* stored = ledger_.finished("a", clock_.Now());
   ASSERT_NE(stored, nullptr);
   EXPECT_EQ(stored->body, sink_.sent.front()) << "a retry gets the same bytes";
-  EXPECT_EQ(stored->fingerprint, 42u);
+  EXPECT_EQ(stored->fingerprint, (TaskFingerprint{42}));
   clock_.Advance(seconds(61));
   EXPECT_EQ(ledger_.finished("a", clock_.Now()), nullptr) << "the window ends with its time";
 }
@@ -56,7 +56,7 @@ TEST_F(TaskLedgerTest, AnEndedTaskIsSentOnceRememberedAndNoLongerActive) {
 // The bug the e2e collector test once found: refusing a duplicate of a
 // running task erased the running task's entry.
 TEST_F(TaskLedgerTest, ARefusalLeavesTheActiveTaskOfThatIdAlone) {
-  ledger_.Accepted("a", 7, 42);
+  ledger_.Accepted("a", 7, {42});
   ledger_.Refuse(RejectedResult("a", "noop", Status(ErrorCode::kDuplicateId, "already running")), route_);
   EXPECT_TRUE(ledger_.active("a"));
   EXPECT_EQ(ledger_.finished("a", clock_.Now()), nullptr) << "a rejection is not a stored result";
@@ -64,11 +64,11 @@ TEST_F(TaskLedgerTest, ARefusalLeavesTheActiveTaskOfThatIdAlone) {
 }
 
 TEST_F(TaskLedgerTest, FinishedEventsGoOnlyToListeners) {
-  ledger_.Accepted("a", 1, 0);
+  ledger_.Accepted("a", 1, {});
   ledger_.End(Ok("a"), route_, 1);
   EXPECT_TRUE(sink_.published.empty());
   sink_.subscribed = true;
-  ledger_.Accepted("b", 2, 0);
+  ledger_.Accepted("b", 2, {});
   ledger_.End(Ok("b"), route_, 2);
   EXPECT_EQ(sink_.published, std::vector<std::string>{"task.finished"});
 }

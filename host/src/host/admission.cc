@@ -19,7 +19,7 @@ StatusOr<Demand> MakeDemand(const LoadedPlugin& plugin, const TaskMessage& task,
 Admission Admit(const TaskMessage& task, const AdmissionFacts& facts, const ResourcePool& pool) {
   if (!facts.serving) return Status(ErrorCode::kShuttingDown, "the host is draining and takes no new tasks");
   if (facts.id_active) return Status(ErrorCode::kDuplicateId, "a task with id '" + task.id + "' is already queued or running");
-  const uint64_t fingerprint = Fingerprint(task);
+  const TaskFingerprint fingerprint = Fingerprint(task);
   if (facts.finished) {
     if (facts.finished->fingerprint != fingerprint) {
       return Status(ErrorCode::kIdConflict, "id '" + task.id +

@@ -44,7 +44,7 @@ struct Retry {
 };
 struct Admitted {
   Demand demand;
-  uint64_t fingerprint = 0;
+  TaskFingerprint fingerprint;
 };
 // Refused: a Status saying which code (transport/protocol.h, WireCode) and why.
 using Admission = std::variant<Status, Retry, Admitted>;

@@ -76,7 +76,8 @@ size_t ResultCache::Append() {
   return ring_.size() - 1;
 }
 
-void ResultCache::Remember(std::string_view id, std::string_view body, uint64_t fingerprint, Clock::time_point now) {
+void ResultCache::Remember(std::string_view id, std::string_view body, TaskFingerprint fingerprint,
+                           Clock::time_point now) {
   if (max_entries_ == 0 || window_ <= Clock::duration::zero()) return;
   Expire(now, max_entries_ - 1);
   const uint32_t hash = HashOf(id);

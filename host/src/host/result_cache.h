@@ -24,6 +24,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fingerprint.h"
+
 namespace umi {
 
 // Memory for large arrays read at random: 2 MiB-aligned and marked for
@@ -59,7 +61,7 @@ class ResultCache {
   struct Entry {
     std::string body;  // the encoded result
     Clock::time_point at;
-    uint64_t fingerprint = 0;
+    TaskFingerprint fingerprint;
   };
 
   // A window of 0 or max_entries of 0 keeps nothing.
@@ -68,7 +70,7 @@ class ResultCache {
   void SetLimits(Clock::duration window, size_t max_entries);
 
   // Remembers `body` as the answer for `id`, replacing an earlier one.
-  void Remember(std::string_view id, std::string_view body, uint64_t fingerprint, Clock::time_point now);
+  void Remember(std::string_view id, std::string_view body, TaskFingerprint fingerprint, Clock::time_point now);
   // The entry for `id` if it finished within the window, else null (valid
   // until the next call).
   const Entry* Find(std::string_view id, Clock::time_point now);

@@ -20,7 +20,7 @@ uint64_t TaskLedger::KeyOf(const std::string& id) const {
   return found == active_.end() ? 0 : found->second.key;
 }
 
-void TaskLedger::Accepted(const std::string& id, uint64_t key, uint64_t fingerprint) {
+void TaskLedger::Accepted(const std::string& id, uint64_t key, TaskFingerprint fingerprint) {
   if (spare_active_.empty()) {
     active_.emplace(id, Active{key, fingerprint});
     return;
@@ -33,7 +33,7 @@ void TaskLedger::Accepted(const std::string& id, uint64_t key, uint64_t fingerpr
 }
 
 void TaskLedger::End(const TaskResult& result, const ReplyRoute& route, uint64_t key, TaskRecord* ran) {
-  uint64_t fingerprint = 0;
+  TaskFingerprint fingerprint;
   if (result.id) {
     if (const auto active = active_.find(*result.id); active != active_.end()) {
       fingerprint = active->second.fingerprint;
@@ -43,9 +43,9 @@ void TaskLedger::End(const TaskResult& result, const ReplyRoute& route, uint64_t
   Answer(result, route, key, fingerprint, ran);
 }
 
-void TaskLedger::Refuse(const TaskResult& result, const ReplyRoute& route) { Answer(result, route, 0, 0); }
+void TaskLedger::Refuse(const TaskResult& result, const ReplyRoute& route) { Answer(result, route, 0, {}); }
 
-void TaskLedger::Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, uint64_t fingerprint,
+void TaskLedger::Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, TaskFingerprint fingerprint,
                         TaskRecord* ran) {
   telemetry_.TaskFinished(key, result, ran);
   if (result.status != TaskStatus::kOk && result.status != TaskStatus::kRejected) {

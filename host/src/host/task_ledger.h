@@ -37,7 +37,7 @@ class TaskLedger {
   // The key of the active task with this id; 0 if none.
   uint64_t KeyOf(const std::string& id) const;
 
-  void Accepted(const std::string& id, uint64_t key, uint64_t fingerprint);
+  void Accepted(const std::string& id, uint64_t key, TaskFingerprint fingerprint);
   // The task went back to its transport unanswered (another host runs it).
   void Forget(const std::string& id) { active_.erase(id); }
   // Ends an accepted task. `key`: its key if it started (for the timeline),
@@ -53,9 +53,9 @@ class TaskLedger {
  private:
   struct Active {
     uint64_t key;
-    uint64_t fingerprint;
+    TaskFingerprint fingerprint;
   };
-  void Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, uint64_t fingerprint,
+  void Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, TaskFingerprint fingerprint,
               TaskRecord* ran = nullptr);
 
   const std::string host_;

@@ -1,11 +1,19 @@
 #include "transport/protocol.h"
 
+#include <sys/random.h>
+
 #include <msgpack.hpp>
+#define XXH_STATIC_LINKING_ONLY  // XXH3_state_t on the stack
+#include <xxhash.h>
 
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <span>
+#include <stdexcept>
 
 #include "common/text.h"
 
@@ -240,29 +248,47 @@ Message DecodeMessage(std::string_view bytes) {
   }
 }
 
-uint64_t Fingerprint(const TaskMessage& task) {
-  // Hashed piece by piece: the input is not copied on the hot path.
-  auto mix = [](uint64_t seed, uint64_t value) {
-    return seed ^ (value + 0x9e3779b97f4a7c15ULL + (seed << 6) + (seed >> 2));
+TaskFingerprint Fingerprint(const TaskMessage& task) {
+  // The secret is drawn once per process: a hash with a known key (std::hash
+  // has a fixed seed) lets anyone make a second input with a task's
+  // fingerprint and have the real task answered with the forgery's result.
+  static const std::array<unsigned char, 192> secret = [] {
+    std::array<unsigned char, 192> bytes{};
+    for (size_t got = 0; got < bytes.size();) {
+      const ssize_t n = getrandom(bytes.data() + got, bytes.size() - got, 0);
+      if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("getrandom: ") + std::strerror(errno));
+      if (n > 0) got += static_cast<size_t>(n);
+    }
+    return bytes;
+  }();
+  XXH3_state_t state;
+  XXH3_128bits_reset_withSecret(&state, secret.data(), secret.size());
+  // Each piece after its length, so no two splits of the bytes hash alike;
+  // piece by piece, so the input is not copied on the hot path.
+  auto add = [&state](std::string_view piece) {
+    const uint64_t size = piece.size();
+    XXH3_128bits_update(&state, &size, sizeof(size));
+    XXH3_128bits_update(&state, piece.data(), piece.size());
   };
-  const std::hash<std::string_view> hash;
-  uint64_t fingerprint = mix(hash(task.plugin), hash(task.input_msgpack));
+  add(task.plugin);
+  add(task.input_msgpack);
   if (const auto& r = task.resources) {
     // Each field tagged and fixed-width, so no two overrides share a key.
     std::string fields;
-    auto add = [&fields](char tag, const auto& value) {
+    auto field = [&fields](char tag, const auto& value) {
       if (!value) return;
       fields += tag;
       fields.append(reinterpret_cast<const char*>(&*value), sizeof(*value));
     };
-    add('c', r->cpu_cores);
-    add('t', r->cpu_threads);
-    add('g', r->gpu_count);
-    add('m', r->memory_mb);
-    add('x', r->exclusive_gpu);
-    fingerprint = mix(fingerprint, hash(fields));
+    field('c', r->cpu_cores);
+    field('t', r->cpu_threads);
+    field('g', r->gpu_count);
+    field('m', r->memory_mb);
+    field('x', r->exclusive_gpu);
+    add(fields);
   }
-  return fingerprint;
+  const XXH128_hash_t hash = XXH3_128bits_digest(&state);
+  return TaskFingerprint{hash.low64, hash.high64};
 }
 
 std::string_view WireCode(ErrorCode code) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "common/requirement.h"
+#include "common/fingerprint.h"
 #include "common/status.h"
 #include "scheduling/task.h"
 
@@ -46,8 +47,10 @@ using Message = std::variant<TaskMessage, ControlRequest, BadMessage>;
 Message DecodeMessage(std::string_view bytes);
 
 // What makes two messages the same task: plugin, input and resources. A
-// retry carries the same fingerprint; another task reusing the id does not.
-uint64_t Fingerprint(const TaskMessage& task);
+// retry carries the same fingerprint; another task reusing the id does not,
+// even one made to: the hash (XXH3-128) is keyed with a secret drawn at
+// random once per process.
+TaskFingerprint Fingerprint(const TaskMessage& task);
 
 // The wire word of a code: "bad_request", "infeasible", ... (docs/protocol.md,
 // "Error codes"). The one table between ErrorCode and the protocol.
