@@ -212,6 +212,26 @@ TEST(CppClient, GivesUpWithNoResultWhenNoHostAnswers) {
   EXPECT_EQ(outcome->attempts, 2);
 }
 
+// A task queued behind others for longer than retry_after x max_attempts
+// is not given up: each retry meets the host saying "still queued"
+// (duplicate_id), which starts the count again. Before, those answers used
+// up the attempts: 3 of these 4 tasks ended no_result while the host later
+// ran all 4 and dropped their results.
+TEST(CppClient, ATaskQueuedLongerThanItsAttemptsStillGetsItsResult) {
+  std::string yaml = TestConfigYaml();
+  const std::string plain = "sleep: {task_group: cpu_task}";
+  HostProcess host({.config_yaml = yaml.replace(yaml.find(plain), plain.size(),
+                                                "sleep: {task_group: cpu_task, max_instances: 1}")});
+  zmq::context_t context;
+  Client client(context, {.rpc = {host.endpoint("rpc")}, .retry_after = milliseconds(100), .max_attempts = 2});
+  for (int i = 0; i < 4; ++i) client.Submit({.id = "q" + std::to_string(i), .plugin = "sleep", .input = PackMap({{"ms", 300}})});
+  for (int i = 0; i < 4; ++i) {
+    const auto outcome = client.Next(milliseconds(60000));
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->status, "ok") << outcome->id << ": " << outcome->error_code << " " << outcome->error_message;
+  }
+}
+
 // N hosts connect to one producer's bound PUSH and one collector's bound PULL.
 class ScaleOut : public ::testing::Test {
  protected:

@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         command.add_argument("--tasks", help="tasks endpoint ('@' binds) instead of --rpc")
         command.add_argument("--results", help="results endpoint ('@' binds) instead of --rpc")
         command.add_argument("--retry-after", type=float, default=30.0, help="seconds before a resend (default 30)")
-        command.add_argument("--max-attempts", type=int, default=3, help="sends per task (default 3)")
+        command.add_argument("--max-attempts", type=int, default=3, help="sends in a row with no answer before a task gives up (default 3)")
         command.add_argument("--curve-server-key", help="the host's CURVE public key (Z85)")
         command.add_argument("--curve-public-key", help="this client's CURVE public key (Z85)")
         command.add_argument("--curve-secret-key", help="this client's CURVE secret key (Z85)")

@@ -2,10 +2,12 @@
 socket wiring and the at-least-once bookkeeping, free of any I/O loop.
 
 At-least-once (as umi/client.hpp): a task with no result by its deadline
-(retry_after plus its timeout) is sent again, up to max_attempts; a host
-still running it answers the copy ``rejected/duplicate_id``, which means
-"keep waiting"; one result per id is handed out, later copies dropped; a
-task out of attempts resolves ``error/no_result``.
+(retry_after plus its timeout) is sent again, up to max_attempts sends in a
+row that nobody answers; a host holding it (queued or running) answers the
+copy ``rejected/duplicate_id``, which means "keep waiting" and starts the
+count again, so a task waits as long as a host says it has it; one result
+per id is handed out, later copies dropped; a task whose sends go unanswered
+max_attempts times resolves ``error/no_result``.
 """
 
 from __future__ import annotations
@@ -153,12 +155,13 @@ def decode_event(frames: list[bytes]) -> Event | None:
 
 
 class _Pending:
-    __slots__ = ("request", "future", "attempts", "deadline")
+    __slots__ = ("request", "future", "attempts", "unanswered", "deadline")
 
     def __init__(self, request: dict[str, Any], future: Any) -> None:
         self.request = request
         self.future = future
-        self.attempts = 0
+        self.attempts = 0  # sends in all
+        self.unanswered = 0  # sends since a host last said it holds the task
         self.deadline = 0.0
 
 
@@ -183,6 +186,7 @@ class Tracker:
 
     def _transmit(self, entry: _Pending, now: float) -> None:
         entry.attempts += 1
+        entry.unanswered += 1
         entry.request["attempt"] = entry.attempts
         queued = self._send(msgpack.packb(entry.request, use_bin_type=True))
         timeout_s = entry.request.get("timeout_ms", 0) / 1000.0
@@ -214,7 +218,9 @@ class Tracker:
             return []  # a copy after a retry, or not ours
         error = message.get("error") or {}
         if message.get("status") == "rejected" and error.get("code") == "duplicate_id":
-            entry.deadline = time.monotonic() + self.options.retry_after  # a retry met the task still running
+            # A retry met the task still queued or running: its result will come.
+            entry.deadline = time.monotonic() + self.options.retry_after
+            entry.unanswered = 0
             heapq.heappush(self._deadlines, (entry.deadline, entry.request["id"]))
             return []
         del self.pending[entry.request["id"]]
@@ -229,7 +235,7 @@ class Tracker:
             entry = self.pending.get(task_id)
             if entry is None or entry.deadline != deadline:
                 continue  # answered, or its deadline moved
-            if entry.attempts < self.options.max_attempts:
+            if entry.unanswered < self.options.max_attempts:
                 self._transmit(entry, now)
             else:
                 del self.pending[task_id]

@@ -90,7 +90,9 @@ class Client:
     results= (a '@' prefix binds, for many hosts connecting to this
     producer; '>' or nothing connects). events=: the host's events endpoint,
     for events(). retry_after (seconds, default 30) and max_attempts
-    (default 3): at-least-once delivery. curve_*: Z85 keys for a host with
+    (default 3: sends in a row that nobody answers; a host answering
+    "still queued or running" starts the count again): at-least-once
+    delivery. curve_*: Z85 keys for a host with
     security.curve.
     """
 

@@ -362,7 +362,7 @@ int Run(int argc, char** argv) {
   app.add_option("--results", options.results, "Instead of rpc: PULL endpoint ('@' binds)");
   app.add_option("--retry-after-ms", retry_after_ms, "Re-send a task with no result after this long (plus its timeout_ms)")
       ->capture_default_str();
-  app.add_option("--attempts", options.max_attempts, "Sends per task before giving up")->capture_default_str();
+  app.add_option("--attempts", options.max_attempts, "Sends in a row with no answer before a task gives up (a host saying it still holds the task starts the count again)")->capture_default_str();
   app.add_option("--max-in-flight", max_in_flight, "Tasks sent and not yet answered")->capture_default_str();
   app.add_option("--wait-s", wait_s, "Give up when no result arrives for this long")->capture_default_str();
   app.add_option("--op", op,

@@ -64,6 +64,15 @@ def test_a_retry_meeting_the_running_task_waits_for_its_one_result(host):
     assert stats["plugins"]["slow"]["done"] == {"ok": 1, "rejected": result.attempts - 1}
 
 
+def test_a_task_held_longer_than_its_attempts_still_gets_its_result(host):
+    # Each retry meets the host still running it (duplicate_id), which starts the count again.
+    # Before, those answers used up the attempts: no_result at 0.2 s, and the host's result dropped.
+    with umi.Client(host.rpc, retry_after=0.1, max_attempts=2) as client:
+        result = client.run("slow", {"ms": 1000, "steps": 1}, id="long-2")
+    assert result.ok, (result.error_code, result.error_message)
+    assert result.attempts >= 3
+
+
 def test_an_id_sent_again_after_its_result_gets_the_stored_result_not_a_second_run(host):
     with umi.Client(host.rpc) as first:
         original = first.run("echo", {"n": 1}, id="dedup-1")

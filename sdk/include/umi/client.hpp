@@ -12,11 +12,14 @@
 //     ('@' prefix) so that many hosts connect to them (scale-out).
 //
 // At-least-once: a task with no result within its deadline (retry_after,
-// plus its timeout_ms) is sent again, up to max_attempts. A host that still
-// runs the task answers the copy rejected/duplicate_id, which the client
-// takes as "wait longer"; a host that finished it resends the stored result.
-// The client hands out one result per id, dropping later copies. A task that exhausts its
-// attempts yields a TaskOutcome with status "error", code "no_result".
+// plus its timeout_ms) is sent again, up to max_attempts sends in a row that
+// nobody answers. A host that holds the task (queued or running) answers the
+// copy rejected/duplicate_id, which the client takes as "wait longer" and
+// which starts the count again: a task waits as long as a host keeps saying
+// it has it. A host that finished it resends the stored result. The client
+// hands out one result per id, dropping later copies. A task whose sends go
+// unanswered max_attempts times yields a TaskOutcome with status "error",
+// code "no_result".
 //
 // Thread safety: a Client is used from one thread.
 #pragma once
@@ -41,7 +44,7 @@ struct ClientOptions {
   std::string tasks = {};             // PUSH; '@' binds, '>' or nothing connects
   std::string results = {};           // PULL; same prefixes
   std::chrono::milliseconds retry_after{30000};
-  int max_attempts = 3;
+  int max_attempts = 3;  // sends in a row with no answer before "no_result"
   // ZeroMQ CURVE, for a host with security.curve: the host's public key and
   // this client's key pair, all Z85 (40 characters; `umi-host keygen`).
   // Empty: plain TCP.
@@ -172,7 +175,8 @@ class Client {
  private:
   struct Pending {
     TaskRequest request;
-    int attempts = 0;
+    int attempts = 0;    // sends in all
+    int unanswered = 0;  // sends since a host last said it holds the task
     Clock::time_point deadline;
   };
 
@@ -207,6 +211,7 @@ class Client {
     // is spent and the task is sent again soon.
     const bool queued = send_->send(zmq::buffer(bytes), zmq::send_flags::dontwait).has_value();
     ++pending.attempts;
+    ++pending.unanswered;
     pending.deadline = Clock::now() + (queued ? options_.retry_after + std::chrono::milliseconds(r.timeout_ms)
                                               : std::min(options_.retry_after, std::chrono::milliseconds(100)));
   }
@@ -217,7 +222,7 @@ class Client {
       Pending& pending = it->second;
       if (now < pending.deadline) {
         ++it;
-      } else if (pending.attempts < options_.max_attempts) {
+      } else if (pending.unanswered < options_.max_attempts) {
         Send(pending);
         ++it;
       } else {
@@ -248,8 +253,10 @@ class Client {
       const auto pending = pending_.find(outcome.id);
       if (pending == pending_.end()) continue;  // a duplicate after a retry, or not ours
       if (outcome.status == "rejected" && outcome.error_code == "duplicate_id") {
-        // A retry reached the host still running the task: its result will come.
+        // A retry reached the host still holding the task (queued or
+        // running): its result will come, however long it waits.
         pending->second.deadline = Clock::now() + options_.retry_after;
+        pending->second.unanswered = 0;
         continue;
       }
       outcome.attempts = pending->second.attempts;
