@@ -122,6 +122,22 @@ TEST(UmiSubmit, ABadLineEndsTheInputAndWhatCameBeforeItIsAnswered) {
   EXPECT_EQ(nlohmann::json::from_msgpack(rpc.Receive())["done"]["ok"], 1) << "one task ran";
 }
 
+// A valid JSON line nested 100,000 deep (200 KB) is a bad line like any
+// other, with the same limit as python3 -m umi. Before: SIGSEGV (the parser
+// recursed off the stack), and the good line's result was never written.
+TEST(UmiSubmit, ALineNestedTooDeepIsABadLineAndWhatCameBeforeItIsAnswered) {
+  HostProcess host;
+  TempDir dir;
+  const auto input = dir.Write("deep.jsonl", "{\"plugin\": \"noop\"}\n{\"plugin\": \"noop\", \"input\": {\"x\": " +
+                                                 std::string(100000, '[') + std::string(100000, ']') + "}}\n");
+  const CommandOutput run =
+      RunCommand({UMI_SUBMIT_BINARY, input.string(), "--rpc", host.endpoint("rpc")}, /*merge_stderr=*/true);
+  EXPECT_EQ(run.exit_code, 2) << run.out;
+  EXPECT_NE(run.out.find("\"status\":\"ok\""), std::string::npos) << run.out;
+  EXPECT_NE(run.out.find(input.string() + ":2: arrays and objects nested deeper than 64 levels"), std::string::npos)
+      << run.out;
+}
+
 TEST(UmiSubmit, OpStatsPrintsTheReplyAsJson) {
   HostProcess host;
   const CommandOutput run = RunCommand({UMI_SUBMIT_BINARY, "--op", "stats", "--rpc", host.endpoint("rpc")});

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import math
 import queue
 import sys
 from collections.abc import Iterator
@@ -27,6 +28,9 @@ from umi.errors import UmiError
 from umi.result import Result
 
 _TASK_KEYS = {"id", "plugin", "input", "priority", "timeout_ms", "resources"}
+# Arrays and objects nest at most this deep in a line, as in umi-submit: as
+# deep as the host takes a message (json.loads recursed out at 100,000).
+_MAX_JSON_DEPTH = 64
 
 
 class BadLine(Exception):
@@ -39,14 +43,56 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+def _too_deep(line: str) -> bool:
+    """Whether arrays and objects nest deeper than _MAX_JSON_DEPTH (outside strings)."""
+    depth = 0
+    in_string = escaped = False
+    for char in line:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            if depth > _MAX_JSON_DEPTH:
+                return True
+        elif char in "]}":
+            depth -= 1
+    return False
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null, as umi-submit writes them: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
+
+
 def _tasks(stream: TextIO, name: str) -> Iterator[dict[str, Any]]:
     for number, line in enumerate(stream, 1):
         if not line.strip():
             continue
+        if _too_deep(line):
+            raise BadLine(f"{name}:{number}: arrays and objects nested deeper than {_MAX_JSON_DEPTH} levels")
         try:
-            task = json.loads(line)
+            task = json.loads(line, parse_constant=_not_json)
         except json.JSONDecodeError as error:
             raise BadLine(f"{name}:{number}: not JSON: {error.msg}") from None
+        except ValueError as error:
+            raise BadLine(f"{name}:{number}: not JSON: {error}") from None
         if not isinstance(task, dict):
             raise BadLine(f"{name}:{number}: a task is a JSON object")
         unknown = set(task) - _TASK_KEYS
@@ -80,7 +126,8 @@ def _submit(args: argparse.Namespace) -> int:
             failed += not result.ok
             message = result.raw or {"id": result.id, "plugin": result.plugin, "status": result.status,
                                       "error": {"code": result.error_code, "message": result.error_message}}
-            sys.stdout.write(json.dumps(message, default=_json_default, ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(_finite(message), default=_json_default, ensure_ascii=False,
+                                        allow_nan=False) + "\n")
 
         while True:
             while bad is None and in_flight < args.max_in_flight:
@@ -120,7 +167,7 @@ def _control(args: argparse.Namespace) -> int:
     with _client(args) as client:
         method = getattr(client, args.command)
         reply = method(args.id) if args.command == "cancel" else method()
-    print(json.dumps(reply, default=_json_default, ensure_ascii=False, indent=2))
+    print(json.dumps(_finite(reply), default=_json_default, ensure_ascii=False, indent=2, allow_nan=False))
     return 0
 
 

@@ -112,6 +112,35 @@ class LineSource {
   bool eof_ = false;
 };
 
+// Arrays and objects nest at most this deep in a line: as deep as the host
+// takes a message (its msgpack depth limit), and a parser's recursion stays
+// small (100,000 levels overflowed the stack).
+constexpr int kMaxJsonDepth = 64;
+
+// Whether `line` nests arrays and objects deeper than kMaxJsonDepth (outside
+// strings), found without parsing it.
+bool TooDeep(std::string_view line) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      if (++depth > kMaxJsonDepth) return true;
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return false;
+}
+
 // Tasks from JSON lines, one at a time. A bad line ends the input; what was
 // sent before it is still answered.
 class TaskReader {
@@ -137,6 +166,9 @@ class TaskReader {
  private:
   bool Parse(const std::string& line, umi::TaskRequest& request) {
     const std::string where = name_ + ":" + std::to_string(number_) + ": ";
+    if (TooDeep(line)) {
+      return Fail(where + "arrays and objects nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    }
     json task = json::parse(line, nullptr, false);
     if (task.is_discarded() || !task.is_object()) return Fail(where + "not a JSON object");
     request = umi::TaskRequest{};

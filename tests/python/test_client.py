@@ -215,6 +215,26 @@ def test_python_m_umi_submit(host, tmp_path):
     assert bad.returncode == 2 and "stdin:2: unknown key(s) inptu" in bad.stderr
     assert len(bad.stdout.splitlines()) == 1  # the good line before it was answered
 
+    deep = '{"plugin": "noop", "input": {"x": ' + "[" * 100_000 + "]" * 100_000 + "}}\n"
+    too_deep = subprocess.run([sys.executable, "-m", "umi", "submit", "--rpc", host.rpc],
+                              input='{"plugin": "noop"}\n' + deep, capture_output=True, text=True, env=env)
+    # Before: a RecursionError traceback, and the good line's result never written.
+    assert too_deep.returncode == 2, too_deep.stderr
+    assert "stdin:2: arrays and objects nested deeper than 64 levels" in too_deep.stderr
+    assert "Traceback" not in too_deep.stderr
+    assert len(too_deep.stdout.splitlines()) == 1
+
+    def strict(constant: str) -> None:
+        raise AssertionError(f"{constant} in the output: not JSON")
+
+    nan = subprocess.run([sys.executable, "-m", "umi", "submit", "--rpc", host.rpc],
+                         input='{"plugin": "echo", "input": {"nan": true}}\n', capture_output=True, text=True, env=env)
+    assert nan.returncode == 0, nan.stderr
+    assert json.loads(nan.stdout, parse_constant=strict)["output"] == {"ratio": None, "limit": None}  # before: NaN
+    nan_in = subprocess.run([sys.executable, "-m", "umi", "submit", "--rpc", host.rpc],
+                            input='{"plugin": "echo", "input": {"x": NaN}}\n', capture_output=True, text=True, env=env)
+    assert nan_in.returncode == 2 and "stdin:1: not JSON: NaN is not JSON" in nan_in.stderr
+
     usage = subprocess.run([sys.executable, "-m", "umi", "stats", "--rpc", "localhost"], capture_output=True, text=True,
                            env=env)
     assert usage.returncode == 2 and "'localhost' is not a ZeroMQ endpoint" in usage.stderr
