@@ -14,6 +14,8 @@ host's pool runs them in separate processes.
 from __future__ import annotations
 
 import ctypes
+import importlib.abc
+import importlib.machinery
 import importlib.util
 import logging
 import os
@@ -46,11 +48,26 @@ def _fail_reason(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}"
 
 
+class _HelperFinder(importlib.abc.MetaPathFinder):
+    """A plugin's _helper modules, from its directory, and nothing else there:
+    the directory is not on sys.path, so a plugin named csv.py is no `csv`
+    for the others, nor is any plugin a module of the others. Last on
+    sys.meta_path: a name Python finds elsewhere (_csv, _json) stays its."""
+
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+
+    def find_spec(self, fullname: str, path: Any = None, target: Any = None) -> Any:
+        if path is not None or not fullname.startswith("_"):
+            return None
+        return importlib.machinery.PathFinder.find_spec(fullname, [self.directory])
+
+
 def load_module(path: str) -> types.ModuleType:
     name = os.path.splitext(os.path.basename(path))[0]
     directory = os.path.dirname(os.path.abspath(path))
-    if directory not in sys.path:
-        sys.path.insert(0, directory)  # a plugin may import its _helper modules
+    if not any(isinstance(finder, _HelperFinder) and finder.directory == directory for finder in sys.meta_path):
+        sys.meta_path.append(_HelperFinder(directory))
     spec = importlib.util.spec_from_file_location(f"umi_plugin_{name}", path)
     if spec is None or spec.loader is None:
         raise ImportError(f"cannot import {path}")

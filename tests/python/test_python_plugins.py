@@ -123,6 +123,27 @@ def test_broken_plugin_files_are_refused_with_the_reason_and_the_rest_serve(star
     assert "setup failed: RuntimeError: no model file" in setup_failed.error_message
 
 
+def test_a_plugin_named_like_a_module_is_not_that_module_for_the_others(start_host, tmp_path):
+    # Before, the plugin directory led sys.path: csv.py (a plugin) was `csv` for reader.py,
+    # and every plugin of the directory a module of the others.
+    (tmp_path / "csv.py").write_text("def execute(ctx, input):\n    return {}\n")
+    (tmp_path / "other.py").write_text("def execute(ctx, input):\n    return {}\n")
+    (tmp_path / "_shared.py").write_text("VALUE = 42\n")
+    (tmp_path / "reader.py").write_text(
+        "import csv\nimport importlib\n\nimport _shared\n\n\n"
+        "def execute(ctx, input):\n"
+        "    try:\n        importlib.import_module('other')\n        other = 'importable'\n"
+        "    except ImportError:\n        other = 'not importable'\n"
+        "    return {'csv': csv.__file__, 'has_reader': hasattr(csv, 'reader'), 'helper': _shared.VALUE,"
+        " 'other': other}\n")
+    host = start_host(plugin_dirs=[str(tmp_path)])
+    with umi.Client(host.rpc) as client:
+        output = client.run("reader").raise_for_status().output
+    assert output["has_reader"] and not output["csv"].startswith(str(tmp_path)), output
+    assert output["helper"] == 42
+    assert output["other"] == "not importable"
+
+
 def test_plugins_json_lists_python_plugins_with_their_declaration():
     import json
     listing = subprocess.run([HOST_BINARY, "plugins", "--json", "--plugins", PY_PLUGINS], capture_output=True,
