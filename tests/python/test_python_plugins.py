@@ -144,6 +144,24 @@ def test_a_plugin_named_like_a_module_is_not_that_module_for_the_others(start_ho
     assert output["other"] == "not importable"
 
 
+def test_a_symlinked_plugin_says_where_it_points(tmp_path):
+    # It loads what it points to, wherever that is; before, nothing said so.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "real.py").write_text("def execute(ctx, input):\n    return {}\n")
+    plugins = tmp_path / "plugins"
+    plugins.mkdir()
+    (plugins / "linked.py").symlink_to(elsewhere / "real.py")
+    env = {"UMI_PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}
+    listing = subprocess.run([HOST_BINARY, "plugins", "--json", "--plugins", str(plugins)], capture_output=True,
+                             text=True, env=env)
+    import json
+    linked = {p["name"]: p for p in json.loads(listing.stdout)["plugins"]}["linked"]
+    assert linked["path"] == str(plugins / "linked.py")
+    assert linked["resolved_path"] == str((elsewhere / "real.py").resolve())
+    assert "is a symlink to " + str((elsewhere / "real.py").resolve()) + ", outside its directory" in listing.stderr
+
+
 def test_plugins_json_lists_python_plugins_with_their_declaration():
     import json
     listing = subprocess.run([HOST_BINARY, "plugins", "--json", "--plugins", PY_PLUGINS], capture_output=True,

@@ -18,7 +18,7 @@ nlohmann::json PluginsJson(const PluginRegistry& registry) {
     for (const LoadedPlugin::Setting& setting : p->settings) {
       settings.push_back({{"name", setting.name}, {"type", setting.type}, {"description", setting.description}});
     }
-    plugins.push_back({{"name", p->name},
+    nlohmann::json plugin = {{"name", p->name},
                        {"version", p->version},
                        {"description", p->description},
                        {"license", p->license},
@@ -30,7 +30,13 @@ nlohmann::json PluginsJson(const PluginRegistry& registry) {
                        {"settings", settings},
                        {"declared", RequirementJson(p->declared)},
                        {"requirement", RequirementJson(p->requirement)},
-                       {"path", p->path.string()}});
+                       {"path", p->path.string()}};
+    // A symlink loads what it points to, wherever that is: said, not hidden.
+    std::error_code error;
+    if (std::filesystem::is_symlink(p->path, error)) {
+      plugin["resolved_path"] = std::filesystem::canonical(p->path, error).string();
+    }
+    plugins.push_back(std::move(plugin));
   }
   nlohmann::json refused = nlohmann::json::array();
   for (const RefusedLibrary& r : registry.refused()) {

@@ -104,6 +104,14 @@ std::vector<std::string> PluginRegistry::LoadDirectory(const std::filesystem::pa
                                      [&file](const auto& entry) { return entry.second->path == file; });
     if (already) continue;
     std::erase_if(refused_, [&file](const RefusedLibrary& refused) { return refused.path == file; });
+    if (std::filesystem::is_symlink(file, error)) {
+      const std::filesystem::path target = std::filesystem::canonical(file, error);
+      if (!error && target.parent_path() != std::filesystem::canonical(file.parent_path(), error)) {
+        spdlog::warn("plugin file {} is a symlink to {}, outside its directory: that file is loaded "
+                     "(umi-host plugins --json: resolved_path)",
+                     file.string(), target.string());
+      }
+    }
     const size_t before = plugins_.size();
     const bool accepted = file.extension() == ".so" ? LoadLibrary(file) : LoadPython(file);
     if (accepted && plugins_.size() > before) {
