@@ -209,6 +209,49 @@ TEST(Hardening, ProbesAreAnsweredBesideSlowAndIdleConnections) {
   for (int fd : held) close(fd);
 }
 
+// A TCP connection from `source` (a loopback address) to the host's HTTP
+// port that sends nothing; -1 on failure.
+int OpenIdleFrom(const std::string& url, const char* source) {
+  const size_t colon = url.rfind(':');
+  sockaddr_in from{}, to{};
+  from.sin_family = to.sin_family = AF_INET;
+  inet_pton(AF_INET, source, &from.sin_addr);
+  to.sin_port = htons(static_cast<uint16_t>(std::stoi(url.substr(colon + 1))));
+  inet_pton(AF_INET, "127.0.0.1", &to.sin_addr);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof(from)) != 0 ||
+      connect(fd, reinterpret_cast<sockaddr*>(&to), sizeof(to)) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+// One client holding every connection its address may have (128), or the
+// host's whole bound (512, from four addresses), all idle: a probe from a
+// prober that shares the address (kubelet, Prometheus on one node) is
+// answered; the longest idle connection is shed for it (the server accepts
+// in the order clients connected, so the held ones are in before the probe).
+// Before, the probe's connection was closed unanswered until the idle ones
+// timed out, renewable every 10 s.
+TEST(Hardening, IdleConnectionsAtTheBoundNeverStarveAProbe) {
+  HostProcess host;
+  for (const std::vector<const char*>& sources : {std::vector<const char*>{"127.0.0.1"},
+                                                   {"127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"}}) {
+    std::vector<int> held;
+    for (const char* source : sources) {
+      for (int i = 0; i < 128; ++i) held.push_back(OpenIdleFrom(host.endpoint("http"), source));
+    }
+    for (int fd : held) ASSERT_GE(fd, 0);
+    httplib::Client http(host.endpoint("http"));
+    http.set_read_timeout(kGuardTime);
+    const auto response = http.Get("/healthz");
+    ASSERT_TRUE(response) << held.size() << " idle connections: " << httplib::to_string(response.error());
+    EXPECT_EQ(response->status, 200);
+    for (int fd : held) close(fd);
+  }
+}
+
 TEST(Correctness, GpuGrantsCarryTheConfiguredDeviceIds) {
   HostProcess host({.config_yaml = R"(hardware:
   cpu: {cores: 8, threads: 16}

@@ -2,6 +2,7 @@
 
 #include <microhttpd.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -86,12 +87,16 @@ Status HttpServer::Start(const std::string& listen) {
 
   // One epoll thread serves every connection: a client that is slow or idle
   // holds a socket, never a thread, so probes are answered whatever others do.
+  // The bounds are kept by Admit (which sheds idle connections); the
+  // server's own limit leaves room for the shed ones until they close.
+  constexpr unsigned int kClosingRoom = 64;
   daemon_ = MHD_start_daemon(
-      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, nullptr, nullptr, &HttpServer::Dispatch, this,
-      MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT, static_cast<unsigned int>(kMaxConnections),
-      MHD_OPTION_PER_IP_CONNECTION_LIMIT, static_cast<unsigned int>(kMaxConnectionsPerAddress),
-      MHD_OPTION_CONNECTION_TIMEOUT, static_cast<unsigned int>(kIdleTimeout.count()),
-      MHD_OPTION_CONNECTION_MEMORY_LIMIT, static_cast<size_t>(64 * 1024), MHD_OPTION_END);
+      MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL, 0, &HttpServer::Admit, this, &HttpServer::Dispatch, this,
+      MHD_OPTION_LISTEN_SOCKET, fd, MHD_OPTION_CONNECTION_LIMIT,
+      static_cast<unsigned int>(kMaxConnections) + kClosingRoom, MHD_OPTION_CONNECTION_TIMEOUT,
+      static_cast<unsigned int>(kIdleTimeout.count()), MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+      static_cast<size_t>(64 * 1024), MHD_OPTION_NOTIFY_CONNECTION, &HttpServer::Notify, this,
+      MHD_OPTION_NOTIFY_COMPLETED, &HttpServer::Completed, this, MHD_OPTION_END);
   if (!daemon_) {
     close(fd);
     return Status(ErrorCode::kIoError, "http: cannot start the server on " + listen);
@@ -106,8 +111,80 @@ void HttpServer::Stop() {
   daemon_ = nullptr;
 }
 
+namespace {
+
+// The client's IP as bytes (no port): what the per-address bound counts.
+std::string AddressKey(const sockaddr* address) {
+  if (address->sa_family == AF_INET) {
+    const auto* v4 = reinterpret_cast<const sockaddr_in*>(address);
+    return std::string(reinterpret_cast<const char*>(&v4->sin_addr), sizeof(v4->sin_addr));
+  }
+  if (address->sa_family == AF_INET6) {
+    const auto* v6 = reinterpret_cast<const sockaddr_in6*>(address);
+    return std::string(reinterpret_cast<const char*>(&v6->sin6_addr), sizeof(v6->sin6_addr));
+  }
+  return {};
+}
+
+}  // namespace
+
+MHD_Result HttpServer::Admit(void* self, const sockaddr* address, socklen_t) {
+  auto& server = *static_cast<HttpServer*>(self);
+  const std::string key = AddressKey(address);
+  const auto from_address = server.per_address_.find(key);
+  if (from_address != server.per_address_.end() && from_address->second >= kMaxConnectionsPerAddress &&
+      !server.ShedIdle(&key)) {
+    return MHD_NO;
+  }
+  if (server.open_.size() >= kMaxConnections && !server.ShedIdle(nullptr)) return MHD_NO;
+  return MHD_YES;
+}
+
+bool HttpServer::ShedIdle(const std::string* address) {
+  auto victim = open_.end();
+  for (auto it = open_.begin(); it != open_.end(); ++it) {
+    if (it->second.busy || (address && it->second.address != *address)) continue;
+    if (victim == open_.end() || it->second.idle_since < victim->second.idle_since) victim = it;
+  }
+  if (victim == open_.end()) return false;
+  // The server sees the end of the stream and closes it (Notify: closed).
+  shutdown(victim->second.fd, SHUT_RDWR);
+  if (--per_address_[victim->second.address] == 0) per_address_.erase(victim->second.address);
+  open_.erase(victim);
+  return true;
+}
+
+void HttpServer::Notify(void* self, MHD_Connection* connection, void**, MHD_ConnectionNotificationCode code) {
+  auto& server = *static_cast<HttpServer*>(self);
+  if (code == MHD_CONNECTION_NOTIFY_CLOSED) {
+    const auto open = server.open_.find(connection);
+    if (open == server.open_.end()) return;  // shed already
+    if (--server.per_address_[open->second.address] == 0) server.per_address_.erase(open->second.address);
+    server.open_.erase(open);
+    return;
+  }
+  Open open;
+  const MHD_ConnectionInfo* fd = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CONNECTION_FD);
+  const MHD_ConnectionInfo* client = MHD_get_connection_info(connection, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  open.fd = fd ? fd->connect_fd : -1;
+  open.address = client ? AddressKey(client->client_addr) : std::string();
+  open.idle_since = std::chrono::steady_clock::now();
+  ++server.per_address_[open.address];
+  server.open_[connection] = std::move(open);
+}
+
+void HttpServer::Completed(void* self, MHD_Connection* connection, void**, MHD_RequestTerminationCode) {
+  auto& server = *static_cast<HttpServer*>(self);
+  if (const auto open = server.open_.find(connection); open != server.open_.end()) {
+    open->second.busy = false;
+    open->second.idle_since = std::chrono::steady_clock::now();
+  }
+}
+
 MHD_Result HttpServer::Dispatch(void* self, MHD_Connection* connection, const char* url, const char* method,
                                 const char*, const char*, size_t* upload_size, void**) {
+  auto& server = *static_cast<HttpServer*>(self);
+  if (const auto open = server.open_.find(connection); open != server.open_.end()) open->second.busy = true;
   Reply reply;
   if (std::strcmp(method, "GET") != 0 && std::strcmp(method, "HEAD") != 0) {
     reply = {405, "text/plain", "only GET\n"};

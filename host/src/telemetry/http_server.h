@@ -19,6 +19,9 @@
 // behind a proxy that authenticates (docs/operations.md). Connections are
 // bounded (kMaxConnections, kMaxConnectionsPerAddress) and one idle for
 // kIdleTimeout is closed; a slow or idle client holds a socket, not a thread.
+// At a bound, a new connection sheds the longest idle one (of its address
+// when its address is at the bound), so a client holding idle connections
+// never starves a probe; only when all are mid-request is it refused.
 //
 // Thread safety: Start and Stop from one thread; handlers run on the
 // server's threads.
@@ -28,7 +31,9 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <string>
+#include <unordered_map>
 
 #include "common/status.h"
 #include "common/status_or.h"
@@ -58,6 +63,19 @@ class HttpServer {
  private:
   static MHD_Result Dispatch(void* self, MHD_Connection* connection, const char* url, const char* method,
                              const char* version, const char* upload, size_t* upload_size, void** state);
+  // Connection bookkeeping; all on the server's one thread.
+  struct Open {
+    int fd = -1;
+    std::string address;  // the client's IP, as bytes
+    std::chrono::steady_clock::time_point idle_since;
+    bool busy = false;  // between a request's headers and its response's end
+  };
+  static MHD_Result Admit(void* self, const sockaddr* address, socklen_t length);
+  static void Notify(void* self, MHD_Connection* connection, void** socket_context, MHD_ConnectionNotificationCode code);
+  static void Completed(void* self, MHD_Connection* connection, void** state, MHD_RequestTerminationCode code);
+  // Shuts the longest idle connection (of `address`, if given) down; false
+  // when every one is busy.
+  bool ShedIdle(const std::string* address);
   void Route(const std::string& path, const char* limit, unsigned int& status, std::string& content_type,
              std::string& body) const;
 
@@ -65,6 +83,8 @@ class HttpServer {
   std::function<StatusOr<std::string>()> cluster_;
   MHD_Daemon* daemon_ = nullptr;
   std::string url_;
+  std::unordered_map<MHD_Connection*, Open> open_;  // not yet shed
+  std::map<std::string, size_t> per_address_;        // of open_
 };
 
 }  // namespace umi
