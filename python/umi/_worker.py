@@ -63,27 +63,44 @@ class _HelperFinder(importlib.abc.MetaPathFinder):
         return importlib.machinery.PathFinder.find_spec(fullname, [self.directory])
 
 
-def load_module(path: str) -> types.ModuleType:
+def load_module(path: str, source: bytes | None = None) -> types.ModuleType:
+    """The plugin at `path`, run from `source` when given: the code the host
+    read when it loaded the plugin (a file changed on disk since is not run
+    before a restart); tracebacks still name `path`."""
     name = os.path.splitext(os.path.basename(path))[0]
     directory = os.path.dirname(os.path.abspath(path))
     if not any(isinstance(finder, _HelperFinder) and finder.directory == directory for finder in sys.meta_path):
         sys.meta_path.append(_HelperFinder(directory))
-    spec = importlib.util.spec_from_file_location(f"umi_plugin_{name}", path)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot import {path}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
+    if source is None:
+        spec = importlib.util.spec_from_file_location(f"umi_plugin_{name}", path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+        return module
+    module = types.ModuleType(f"umi_plugin_{name}")
+    module.__file__ = path
+    sys.modules[module.__name__] = module
+    exec(compile(source, path, "exec"), module.__dict__)
     return module
 
 
-def describe(path: str) -> dict[str, Any]:
+def _read_source(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
+
+
+def describe(path: str, source: bytes | None = None) -> dict[str, Any]:
     """The descriptor the host registers, or {ok: False, reason}."""
     name = os.path.splitext(os.path.basename(path))[0]
     if not _NAME.fullmatch(name):
         return {"ok": False, "reason": f"plugin name '{name}' (the file name) is not 1-64 characters of [a-z0-9_]"}
     try:
-        module = load_module(path)
+        module = load_module(path, source)
     except BaseException as error:  # SystemExit too: a module that exits at import is broken
         traceback.print_exc(file=sys.stderr)
         return {"ok": False, "reason": "cannot import: " + _fail_reason(error)}
@@ -203,7 +220,7 @@ def _address_space_bytes() -> int:
     return 0
 
 
-def serve(fd: int, path: str) -> int:
+def serve(fd: int, path: str, source: bytes | None = None) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the host
     if os.getppid() == 1:
@@ -223,7 +240,7 @@ def serve(fd: int, path: str) -> int:
     logger = logging.getLogger(name)
     handler.task_id = ""  # setup's lines go to the host, which is waiting for READY
     try:
-        module = load_module(path)
+        module = load_module(path, source)
         execute = module.execute
         if callable(getattr(module, "setup", None)):
             module.setup(settings)
@@ -332,14 +349,18 @@ def main(argv: list[str]) -> int:
     stdout = os.dup(1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
+    source = None
+    if len(argv) in (4, 6) and argv[-2] == "--source-fd":  # the code the host read, not the file's
+        source = _read_source(int(argv[-1]))
+        argv = argv[:-2]
     if len(argv) == 2 and argv[0] == "--describe":
-        descriptor = describe(argv[1])
+        descriptor = describe(argv[1], source)
         os.write(stdout, msgpack.packb(descriptor, use_bin_type=True))
         sys.stderr.flush()
         os._exit(0)  # a module's own threads must not keep the describe step alive
     if len(argv) == 4 and argv[0] == "--fd" and argv[2] == "--file":
-        return serve(int(argv[1]), argv[3])
-    print("usage: python3 -m umi._worker --describe FILE | --fd N --file FILE", file=sys.stderr)
+        return serve(int(argv[1]), argv[3], source)
+    print("usage: python3 -m umi._worker --describe FILE | --fd N --file FILE [--source-fd N]", file=sys.stderr)
     return 2
 
 

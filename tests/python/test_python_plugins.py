@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 
@@ -160,6 +162,26 @@ def test_a_symlinked_plugin_says_where_it_points(tmp_path):
     assert linked["path"] == str(plugins / "linked.py")
     assert linked["resolved_path"] == str((elsewhere / "real.py").resolve())
     assert "is a symlink to " + str((elsewhere / "real.py").resolve()) + ", outside its directory" in listing.stderr
+
+
+def test_a_changed_python_plugin_runs_its_loaded_code_until_a_restart(start_host, tmp_path):
+    # A reload says restart_needed for a changed file, and means it: workers started after the
+    # change (here the replacement of one that died) run the code that was loaded. Before, they
+    # ran the new file under the old descriptor.
+    plugin = tmp_path / "versioned.py"
+    code = 'import os\nREQUIREMENT = {{"memory_mb": {mb}}}\n\ndef execute(ctx, input):\n    return {{"v": {v}, "pid": os.getpid()}}\n'
+    plugin.write_text(code.format(mb=64, v=1))
+    host = start_host(plugin_dirs=[str(tmp_path)])
+    with umi.Client(host.rpc) as client:
+        first = client.run("versioned").raise_for_status().output
+        plugin.write_text(code.format(mb=128, v=2))
+        reply = client.reload()
+        assert "plugins.versioned.library" in reply["restart_needed"], reply
+        os.kill(first["pid"], signal.SIGKILL)
+        after = client.run("versioned").raise_for_status()
+    assert after.output["pid"] != first["pid"]
+    assert after.output["v"] == 1
+    assert after.allocation["memory_mb"] == 64
 
 
 def test_plugins_json_lists_python_plugins_with_their_declaration():

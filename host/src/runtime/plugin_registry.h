@@ -50,6 +50,7 @@ struct LoadedPlugin {
   bool allow_concurrent = true;
   bool run_inline = false;  // short and non-blocking: runs on the event loop (plugin API 1.1)
   bool python = false;      // a <name>.py file, run by Python worker processes (python_plugin.h)
+  std::string python_source;  // the file as it was loaded: what its workers run, whatever the disk says later
   struct Setting {
     std::string name, type, description;
   };

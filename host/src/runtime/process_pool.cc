@@ -186,9 +186,20 @@ ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const std::st
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
   std::vector<std::string> args = {binary_.string(), "__worker", "--fd", "3", "--library", plugin.path.string()};
   std::vector<std::string> environment;
+  int source_fd = -1;
   if (plugin.python) {
     args = PythonWorkerArgv(plugin);
     environment = PythonWorkerEnvironment(plugin);
+    source_fd = PythonSourceFd(plugin.python_source);
+    if (source_fd < 0) {
+      *why = std::string("memfd_create: ") + std::strerror(errno);
+      close(fds[0]);
+      close(fds[1]);
+      posix_spawn_file_actions_destroy(&actions);
+      posix_spawnattr_destroy(&attributes);
+      return {};
+    }
+    posix_spawn_file_actions_adddup2(&actions, source_fd, kPythonSourceFd);
   }
   std::vector<char*> argv, envp;
   for (std::string& arg : args) argv.push_back(arg.data());
@@ -201,6 +212,7 @@ ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const std::st
   posix_spawn_file_actions_destroy(&actions);
   posix_spawnattr_destroy(&attributes);
   close(fds[1]);
+  if (source_fd >= 0) close(source_fd);
   worker.fd = fds[0];
   if (spawned != 0) {
     worker.pid = -1;

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
@@ -14,6 +15,8 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <map>
 
 #include "runtime/plugin_registry.h"
@@ -58,7 +61,23 @@ bool IsPythonPluginFile(const std::filesystem::path& path) {
 }
 
 std::vector<std::string> PythonWorkerArgv(const LoadedPlugin& plugin) {
-  return {Interpreter(), "-m", "umi._worker", "--fd", "3", "--file", plugin.path.string()};
+  return {Interpreter(), "-m", "umi._worker", "--fd", "3", "--file", plugin.path.string(), "--source-fd",
+          std::to_string(kPythonSourceFd)};
+}
+
+int PythonSourceFd(const std::string& source) {
+  const int fd = memfd_create("umi-python-plugin", MFD_CLOEXEC);
+  if (fd < 0) return -1;
+  for (size_t written = 0; written < source.size();) {
+    const ssize_t n = pwrite(fd, source.data() + written, source.size() - written, static_cast<off_t>(written));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      close(fd);
+      return -1;
+    }
+    written += static_cast<size_t>(n);
+  }
+  return fd;
 }
 
 std::vector<std::string> PythonWorkerEnvironment(const LoadedPlugin& plugin) {
@@ -88,10 +107,29 @@ Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plu
     close(out[1]);
     return Status(ErrorCode::kUnavailable, std::string("pipe: ") + std::strerror(errno));
   }
+  // The code is read once, here: what is described is what the workers run.
+  std::ifstream in(file, std::ios::binary);
+  std::string source((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) {
+    close(out[0]);
+    close(out[1]);
+    close(err[0]);
+    close(err[1]);
+    return Status(ErrorCode::kUnavailable, "cannot read it");
+  }
+  const int source_fd = PythonSourceFd(source);
+  if (source_fd < 0) {
+    close(out[0]);
+    close(out[1]);
+    close(err[0]);
+    close(err[1]);
+    return Status(ErrorCode::kUnavailable, std::string("memfd_create: ") + std::strerror(errno));
+  }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_adddup2(&actions, out[1], 1);
   posix_spawn_file_actions_adddup2(&actions, err[1], 2);
+  posix_spawn_file_actions_adddup2(&actions, source_fd, kPythonSourceFd);
   posix_spawnattr_t attributes;
   posix_spawnattr_init(&attributes);
   sigset_t none, all;
@@ -101,7 +139,8 @@ Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plu
   posix_spawnattr_setsigdefault(&attributes, &all);
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
   plugin.path = file;
-  std::vector<std::string> args = {Interpreter(), "-m", "umi._worker", "--describe", file.string()};
+  std::vector<std::string> args = {Interpreter(), "-m", "umi._worker", "--describe", file.string(), "--source-fd",
+                                   std::to_string(kPythonSourceFd)};
   std::vector<std::string> environment = PythonWorkerEnvironment(plugin);
   std::vector<char*> argv = Pointers(args), envp = Pointers(environment);
   pid_t pid = -1;
@@ -110,6 +149,7 @@ Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plu
   posix_spawnattr_destroy(&attributes);
   close(out[1]);
   close(err[1]);
+  close(source_fd);
   if (spawned != 0) {
     close(out[0]);
     close(err[0]);
@@ -182,6 +222,7 @@ Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plu
   }
   plugin.kind = plugin.declared.gpu_count.units() > 0 ? UMI_PLUGIN_KIND_GPU : UMI_PLUGIN_KIND_CPU;
   plugin.python = true;
+  plugin.python_source = std::move(source);
   return {};
 }
 

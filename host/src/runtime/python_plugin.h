@@ -40,10 +40,18 @@ bool IsPythonPluginFile(const std::filesystem::path& path);
 Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plugin);
 
 // The command line and environment of a worker process for `plugin`
-// (serving on fd 3). The environment is the host's, with PYTHONPATH
-// extended and OMP/OpenBLAS/MKL thread counts set to the plugin's
-// cpu_threads before the interpreter starts.
+// (serving on fd 3, its code on fd kPythonSourceFd). The environment is the
+// host's, with PYTHONPATH extended and OMP/OpenBLAS/MKL thread counts set to
+// the plugin's cpu_threads before the interpreter starts.
 std::vector<std::string> PythonWorkerArgv(const LoadedPlugin& plugin);
+
+// A worker reads the plugin's code from this descriptor, not from the file:
+// the code the host described and loaded, so a file changed on disk changes
+// nothing until a restart (a reload says restart_needed, and means it).
+inline constexpr int kPythonSourceFd = 4;
+// A sealed-size memory file holding `source`, for kPythonSourceFd; -1 with
+// errno set when it cannot be made.
+int PythonSourceFd(const std::string& source);
 std::vector<std::string> PythonWorkerEnvironment(const LoadedPlugin& plugin);
 
 }  // namespace umi
