@@ -198,7 +198,9 @@ class _HostLogHandler(logging.Handler):
             return
         level = _LEVELS.get(record.levelno, 3 if record.levelno > logging.WARNING else 1)
         text = self.format(record)
-        self.channel.write(LOG, msgpack.packb({"level": level, "message": text}))
+        # A line from a task's own logger (ctx.log) names that task, even from a thread that outlived it.
+        task = getattr(record, "umi_task", self.task_id)
+        self.channel.write(LOG, msgpack.packb({"level": level, "message": text, "task": task}))
 
 
 def _plain(value: Any) -> Any:
@@ -225,7 +227,19 @@ def serve(fd: int, path: str, source: bytes | None = None) -> int:
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the host
     if os.getppid() == 1:
         return 1
+    os.set_inheritable(fd, False)  # a program the plugin runs gets no end of the host's socket
     channel = _Channel(fd)
+    worker_pid = os.getpid()
+
+    def forked_child() -> None:
+        # A process the plugin forks (multiprocessing, os.fork) is not this
+        # worker: it never writes to the host, and it dies with the worker.
+        channel.sock.close()
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != worker_pid:  # the worker died before that was armed
+            os._exit(0)
+
+    os.register_at_fork(after_in_child=forked_child)
     first = channel.read()
     if first is None or first[0] != INIT:
         return 1
@@ -279,9 +293,6 @@ def serve(fd: int, path: str, source: bytes | None = None) -> int:
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
     thread_vars = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS")
 
-    def report_progress(fraction: float, message: str) -> None:
-        channel.write(PROGRESS, msgpack.packb({"fraction": fraction, "message": message}))
-
     while (payload := tasks.get()) is not None:
         task = msgpack.unpackb(payload, raw=False)
         task_id = task["id"]
@@ -304,7 +315,12 @@ def serve(fd: int, path: str, source: bytes | None = None) -> int:
                 cancel.set()
             early_cancels.clear()
         handler.task_id = task_id
-        context = Context(task_id, name, task, cancel, report_progress, logger)
+
+        def report_progress(fraction: float, message: str, task_id: str = task_id) -> None:
+            channel.write(PROGRESS, msgpack.packb({"task": task_id, "fraction": fraction, "message": message}))
+
+        context = Context(task_id, name, task, cancel, report_progress,
+                          logging.LoggerAdapter(logger, {"umi_task": task_id}))
         channel.write(STARTED)
         try:
             output = execute(context, msgpack.unpackb(task["input"], raw=False))
@@ -323,6 +339,9 @@ def serve(fd: int, path: str, source: bytes | None = None) -> int:
             logger.error("task '%s' raised:\n%s", task_id,
                          "".join(traceback.format_exception(type(error), error, frames)).rstrip())
             done = {"ok": False, "code": "plugin_error", "message": _fail_reason(error)}
+        if os.getpid() != worker_pid:  # a forked child returned from execute: it has no task to answer
+            os._exit(0)
+        done["task"] = task_id
         handler.task_id = None
         with lock:
             running["id"], running["cancel"] = None, None

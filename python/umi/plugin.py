@@ -54,7 +54,7 @@ class Context:
         grant: dict[str, Any],
         cancel_event: threading.Event,
         report_progress: Callable[[float, str], None],
-        logger: logging.Logger,
+        logger: logging.Logger | logging.LoggerAdapter[logging.Logger],
     ) -> None:
         self.task_id = task_id
         self.plugin = plugin

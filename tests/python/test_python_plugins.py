@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 
 import umi
 from conftest import CONFIG, HOST_BINARY, PY_PLUGINS, Path, await_subscription
@@ -182,6 +183,57 @@ def test_a_changed_python_plugin_runs_its_loaded_code_until_a_restart(start_host
     assert after.output["pid"] != first["pid"]
     assert after.output["v"] == 1
     assert after.allocation["memory_mb"] == 64
+
+
+_FORKER = """import os
+import time
+
+
+def execute(ctx, input):
+    if input.get("fork"):
+        child = os.fork()
+        if child == 0:
+            time.sleep(input.get("child_s", 0.3))
+            return {"from": "forked child of " + ctx.task_id}
+        with open(input["pidfile"], "w") as out:
+            out.write(str(child))
+        if input.get("then_exit"):
+            os._exit(3)
+        return {"from": "parent"}
+    time.sleep(input.get("sleep", 0))
+    return {"from": "task " + ctx.task_id}
+"""
+
+
+def test_a_forking_plugin_answers_each_task_with_its_own_result(start_host, tmp_path):
+    # Before: the forked child returned from execute 0.3 s later and its result was taken as the
+    # next task's on the same worker.
+    (tmp_path / "forker.py").write_text(_FORKER)
+    host = start_host(plugin_dirs=[str(tmp_path)])
+    with umi.Client(host.rpc) as client:
+        first = client.run("forker", {"fork": True, "pidfile": str(tmp_path / "child")}, id="a").raise_for_status()
+        second = client.run("forker", {"sleep": 1.0}, id="b").raise_for_status()
+    assert first.output == {"from": "parent"}
+    assert second.output == {"from": "task b"}
+
+
+def test_a_worker_that_exits_beside_its_forked_child_ends_its_task_at_once(start_host, tmp_path):
+    # Before: the child held the worker's socket, so the task waited for the child (30 s here;
+    # for ever without timeout_ms), and the child outlived the host.
+    (tmp_path / "forker.py").write_text(_FORKER)
+    host = start_host(plugin_dirs=[str(tmp_path)])
+    pidfile = tmp_path / "child"
+    with umi.Client(host.rpc) as client:
+        future = client.submit("forker", {"fork": True, "then_exit": True, "child_s": 30, "pidfile": str(pidfile)})
+        result = future.result(timeout=10)
+    assert (result.status, result.error_code) == ("crashed", "crashed"), result
+    child = int(pidfile.read_text())
+    for _ in range(200):  # it dies with the worker (PR_SET_PDEATHSIG); polled, no event says so
+        if not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split(") ")[1][0] == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the forked child {child} outlived its worker")
 
 
 def test_plugins_json_lists_python_plugins_with_their_declaration():

@@ -288,7 +288,9 @@ class Host::Loop final : public Inbox {
     if (const uint64_t generation = flow_.processes().counts_generation(); generation != workers_generation_) {
       workers_generation_ = generation;
       std::map<std::string, Telemetry::WorkerProcesses> workers;
-      for (const auto& [plugin, counts] : flow_.processes().worker_counts()) workers[plugin] = {counts.live, counts.ended};
+      for (const auto& [plugin, counts] : flow_.processes().worker_counts()) {
+        workers[plugin] = {counts.live, counts.ended, counts.late_frames};
+      }
       telemetry_.SetWorkerProcesses(std::move(workers));
     }
   }

@@ -112,8 +112,14 @@ void LogWorkerLine(const std::string& plugin, const std::string& task, const std
     const msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
     const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
     const int level = std::clamp(fields.at("level").as<int>(), 0, 3);
-    LogTaskScope scope(plugin, task);
-    spdlog::log(kLevels[level], "[{} {}] {}", plugin, task, fields.at("message").as<std::string>());
+    // A line names its task: one from a thread that outlived its task is that task's, not the running one's.
+    const auto named = fields.find("task");
+    const std::string from = named != fields.end() && named->second.type == msgpack::type::STR &&
+                                     named->second.via.str.size > 0
+                                 ? named->second.as<std::string>()
+                                 : task;
+    LogTaskScope scope(plugin, from);
+    spdlog::log(kLevels[level], "[{} {}] {}", plugin, from, fields.at("message").as<std::string>());
   } catch (const std::exception& e) {
     spdlog::warn("plugin {}: its worker sent an unreadable log line: {}", plugin, e.what());
   }
@@ -248,6 +254,12 @@ ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const std::st
 void ProcessPool::CountStarted(const std::string& plugin) {
   std::lock_guard lock(mutex_);
   ++counts_[plugin].live;
+  ++counts_generation_;
+}
+
+void ProcessPool::CountLateFrame(const std::string& plugin) {
+  std::lock_guard lock(mutex_);
+  ++counts_[plugin].late_frames;
   ++counts_generation_;
 }
 
@@ -433,6 +445,15 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::stri
     try {
       const msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
       const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
+      // A frame names its task: one from an earlier task (a thread or a
+      // forked process the plugin left behind) is not this task's answer.
+      if (const auto from = fields.find("task"); from != fields.end() && from->second.as<std::string>() != context.task_id) {
+        CountLateFrame(plugin.name);
+        spdlog::warn("plugin {}: a {} frame of task '{}' came while task '{}' ran (something the plugin left "
+                     "running); dropped",
+                     plugin.name, type == kDone ? "result" : "progress", from->second.as<std::string>(), context.task_id);
+        continue;
+      }
       if (type == kProgress) {
         if (context.on_progress) {
           context.on_progress(fields.at("fraction").as<double>(), fields.at("message").as<std::string>());
@@ -552,7 +573,8 @@ int RunPluginWorker(int fd, const std::filesystem::path& library_path) {
                         allocation);
     context.on_progress = [&](double fraction, std::string_view message) {
       const std::string frame = Pack([&](auto& p) {
-        p.pack_map(2);
+        p.pack_map(3);
+        p.pack("task").pack(context.task_id);
         p.pack("fraction").pack(fraction);
         p.pack("message").pack(message);
       });

@@ -84,6 +84,7 @@ class ProcessPool {
   struct WorkerCounts {
     int64_t live = 0;
     uint64_t ended = 0;
+    uint64_t late_frames = 0;  // results and progress of an earlier task, dropped
   };
   std::map<std::string, WorkerCounts> worker_counts() const;
   // Grows whenever worker_counts() changes: a cheap check for the loop.
@@ -114,6 +115,7 @@ class ProcessPool {
   static bool ReapIfDead(Worker& worker);
   void CountStarted(const std::string& plugin);
   void CountEnded(const std::string& plugin);
+  void CountLateFrame(const std::string& plugin);
 
   const std::filesystem::path binary_;
   const std::chrono::milliseconds kill_grace_;

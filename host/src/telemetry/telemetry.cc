@@ -397,6 +397,12 @@ std::string Telemetry::PrometheusText() const {
   for (const auto& [plugin, workers] : s.worker_processes) {
     out << "umi_worker_process_exits_total{plugin=" << Label(plugin) << "} " << workers.ended << '\n';
   }
+  family("umi_worker_late_frames_total", "counter",
+         "Results and progress a worker sent for a task other than the one it runs (a thread or forked process the "
+         "plugin left behind), dropped; by plugin.");
+  for (const auto& [plugin, workers] : s.worker_processes) {
+    out << "umi_worker_late_frames_total{plugin=" << Label(plugin) << "} " << workers.late_frames << '\n';
+  }
   single("umi_queue_depth", "gauge", "Tasks accepted and waiting for resources.", s.queued);
   single("umi_tasks_running", "gauge", "Tasks running now.", s.running);
   single("umi_unsent_results", "gauge", "Results waiting for a collector to connect.", s.unsent_results);

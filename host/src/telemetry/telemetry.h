@@ -58,6 +58,7 @@ class Telemetry {
   struct WorkerProcesses {  // isolation: process and Python plugins
     int64_t live = 0;
     uint64_t ended = 0;  // died, killed or dropped: a rising rate is a crash loop
+    uint64_t late_frames = 0;  // results and progress of an earlier task, dropped
   };
   struct Histogram {
     std::vector<uint64_t> counts;  // one per bound, then +Inf; sized at the first Observe
