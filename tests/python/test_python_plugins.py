@@ -186,10 +186,16 @@ def test_a_changed_python_plugin_runs_its_loaded_code_until_a_restart(start_host
 
 
 _FORKER = """import os
+import subprocess
 import time
 
 
 def execute(ctx, input):
+    if input.get("spawn"):  # a program, not a fork: no Python runs in the child
+        child = subprocess.Popen(["sleep", "30"]).pid
+        with open(input["pidfile"], "w") as out:
+            out.write(str(child))
+        os._exit(3)
     if input.get("fork"):
         child = os.fork()
         if child == 0:
@@ -234,6 +240,23 @@ def test_a_worker_that_exits_beside_its_forked_child_ends_its_task_at_once(start
         time.sleep(0.05)
     else:
         raise AssertionError(f"the forked child {child} outlived its worker")
+
+
+def test_a_program_a_dead_worker_started_goes_with_it(start_host, tmp_path):
+    # Before: `sleep 30` outlived the worker that started it (and the host).
+    (tmp_path / "forker.py").write_text(_FORKER)
+    host = start_host(plugin_dirs=[str(tmp_path)])
+    pidfile = tmp_path / "child"
+    with umi.Client(host.rpc) as client:
+        result = client.run("forker", {"spawn": True, "pidfile": str(pidfile)})
+    assert result.status == "crashed", result
+    child = int(pidfile.read_text())
+    for _ in range(200):  # polled: no event says a process ended
+        if not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split(") ")[1][0] == "Z":
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"the program {child} outlived its worker")
 
 
 def test_plugins_json_lists_python_plugins_with_their_declaration():

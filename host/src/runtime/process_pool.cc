@@ -162,7 +162,7 @@ ProcessPool::~ProcessPool() {
 
 void ProcessPool::Reap(Worker& worker, bool kill_first) {
   if (worker.pid > 0) {
-    if (kill_first) kill(worker.pid, SIGKILL);
+    if (kill_first) kill(-worker.pid, SIGKILL);  // the worker's process group: what its plugin started too
     int status = 0;
     while (waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
     }
@@ -403,6 +403,7 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::stri
   auto died = [&] {
     int status = 0;
     close(worker.fd);
+    kill(-worker.pid, SIGKILL);  // what the plugin started (its process group) goes with it
     while (waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
     }
     outcome.crashed = true;
