@@ -185,6 +185,15 @@ def test_a_changed_python_plugin_runs_its_loaded_code_until_a_restart(start_host
     assert after.allocation["memory_mb"] == 64
 
 
+def _ends(pid: int) -> bool:
+    """Whether process `pid` ends (gone, or a zombie) within 10 s; polled: no event says so."""
+    for _ in range(200):
+        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z":
+            return True
+        time.sleep(0.05)
+    return False
+
+
 _FORKER = """import os
 import subprocess
 import time
@@ -234,12 +243,7 @@ def test_a_worker_that_exits_beside_its_forked_child_ends_its_task_at_once(start
         result = future.result(timeout=10)
     assert (result.status, result.error_code) == ("crashed", "crashed"), result
     child = int(pidfile.read_text())
-    for _ in range(200):  # it dies with the worker (PR_SET_PDEATHSIG); polled, no event says so
-        if not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split(") ")[1][0] == "Z":
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError(f"the forked child {child} outlived its worker")
+    assert _ends(child), f"the forked child {child} outlived its worker"  # PR_SET_PDEATHSIG
 
 
 def test_a_program_a_dead_worker_started_goes_with_it(start_host, tmp_path):
@@ -251,12 +255,7 @@ def test_a_program_a_dead_worker_started_goes_with_it(start_host, tmp_path):
         result = client.run("forker", {"spawn": True, "pidfile": str(pidfile)})
     assert result.status == "crashed", result
     child = int(pidfile.read_text())
-    for _ in range(200):  # polled: no event says a process ended
-        if not os.path.exists(f"/proc/{child}") or open(f"/proc/{child}/stat").read().split(") ")[1][0] == "Z":
-            break
-        time.sleep(0.05)
-    else:
-        raise AssertionError(f"the program {child} outlived its worker")
+    assert _ends(child), f"the program {child} outlived its worker"
 
 
 def test_plugins_json_lists_python_plugins_with_their_declaration():
