@@ -269,6 +269,20 @@ def test_plugins_json_lists_python_plugins_with_their_declaration():
     assert echo["declared"]["cpu_threads"] == 2 and echo["declared"]["memory_mb"] == 64
 
 
+def test_an_interpreter_without_msgpack_is_named_with_what_it_lacks(tmp_path):
+    # An interpreter without the system's site-packages (a venv, pyenv, conda): the worker needs
+    # msgpack only. Before, the umi package imported its ZeroMQ client first and the host blamed
+    # the package's location for the missing zmq.
+    python = tmp_path / "python3"
+    python.write_text(f"#!/bin/sh\nexec {sys.executable} -S \"$@\"\n")
+    python.chmod(0o755)
+    listing = subprocess.run([HOST_BINARY, "plugins", "--plugins", PY_PLUGINS], capture_output=True, text=True,
+                             env={"UMI_PYTHON": str(python), "PATH": "/usr/bin:/bin"})
+    assert listing.returncode == 1
+    assert (f"the Python interpreter {python} cannot run plugins: ModuleNotFoundError: No module named 'msgpack'; "
+            "install it for that interpreter, or set UMI_PYTHON") in listing.stdout, listing.stdout
+
+
 def test_a_missing_interpreter_is_named(tmp_path):
     listing = subprocess.run([HOST_BINARY, "plugins", "--plugins", PY_PLUGINS], capture_output=True, text=True,
                              env={"UMI_PYTHON": str(tmp_path / "no-python"), "PATH": "/usr/bin:/bin"})

@@ -33,6 +33,22 @@ std::string Interpreter() {
   return chosen && *chosen ? chosen : "python3";
 }
 
+// The interpreter as a path, for messages: `python3` is whichever PATH
+// finds first (pyenv, conda and venvs put their own there).
+std::string InterpreterPath() {
+  const std::string name = Interpreter();
+  if (name.find('/') != std::string::npos) return name;
+  const char* path = std::getenv("PATH");
+  std::string directories = path ? path : "";
+  for (size_t begin = 0; begin <= directories.size();) {
+    const size_t end = std::min(directories.find(':', begin), directories.size());
+    const std::filesystem::path candidate = std::filesystem::path(directories.substr(begin, end - begin)) / name;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
+    begin = end + 1;
+  }
+  return name;
+}
+
 std::filesystem::path PackageDir() {
   std::error_code error;
   const std::filesystem::path self = std::filesystem::read_symlink("/proc/self/exe", error);
@@ -193,7 +209,13 @@ Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plu
   }
   if (read[0].empty()) {
     const std::string tail = LastLine(read[1]);
-    return Status(ErrorCode::kUnavailable, "the Python interpreter '" + args[0] + "' gave no descriptor" +
+    if (tail.rfind("ModuleNotFoundError", 0) == 0) {  // an interpreter without what the worker needs
+      return Status(ErrorCode::kUnavailable,
+                    "the Python interpreter " + InterpreterPath() + " cannot run plugins: " + tail +
+                        "; install it for that interpreter, or set UMI_PYTHON to one that has it (Debian: "
+                        "/usr/bin/python3 with python3-msgpack)");
+    }
+    return Status(ErrorCode::kUnavailable, "the Python interpreter " + InterpreterPath() + " gave no descriptor" +
                                                (tail.empty() ? "" : ": " + tail) +
                                                " (is the umi package at " + PackageDir().string() + "?)");
   }
