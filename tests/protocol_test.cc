@@ -266,6 +266,32 @@ TEST(Protocol, TheFingerprintTellsTasksApartAndRetriesTogether) {
   EXPECT_NE(Fingerprint(a), Fingerprint(d));
 }
 
+// A message over the decoding limits still names its task when its id
+// could be read (before: rejected without an id, so a producer could not
+// match the answer); plain text is called what it is (before: "trailing
+// bytes after the msgpack map").
+TEST(Protocol, AMessageOverTheLimitsIsRefusedWithItsIdAndTextIsCalledText) {
+  msgpack::sbuffer big;
+  msgpack::packer<msgpack::sbuffer> pack(big);
+  pack.pack_map(3);
+  pack.pack("id").pack("big-1");
+  pack.pack("plugin").pack("noop");
+  pack.pack("input").pack_map(1);
+  pack.pack("blob");
+  const std::string blob(65u << 20, 'x');
+  pack.pack_bin(static_cast<uint32_t>(blob.size()));
+  pack.pack_bin_body(blob.data(), static_cast<uint32_t>(blob.size()));
+  const Message refused = DecodeMessage(std::string_view(big.data(), big.size()));
+  ASSERT_TRUE(std::holds_alternative<BadMessage>(refused));
+  EXPECT_EQ(std::get<BadMessage>(refused).id, "big-1");
+  EXPECT_NE(std::get<BadMessage>(refused).status.message().find("over the limits"), std::string::npos)
+      << std::get<BadMessage>(refused).status.message();
+
+  const Message text = DecodeMessage("hello world, a task please\n");
+  ASSERT_TRUE(std::holds_alternative<BadMessage>(text));
+  EXPECT_EQ(std::get<BadMessage>(text).status.message(), "a message must be a msgpack map; this one is plain text");
+}
+
 // A second input with the same std::hash as a task's: libstdc++'s
 // _Hash_bytes (MurmurHash64A-like, seed 0xc70f6907) is invertible block by
 // block, so changing one 8-byte block and solving for the next gives a twin.

@@ -219,6 +219,37 @@ Message Decode(const msgpack::object& root) {
   }
 }
 
+// The top-level "id" of a map too large to decode, found without building
+// it (a SAX walk: values are pointers into the bytes, nothing is copied), so
+// a refusal still names its task.
+std::optional<std::string> FindId(std::string_view bytes) {
+  struct IdFinder : msgpack::null_visitor {
+    int depth = 0;
+    bool top_key = false, id_next = false;
+    std::optional<std::string> id;
+    bool visit_str(const char* v, uint32_t size) {
+      if (top_key && depth == 1) id_next = std::string_view(v, size) == "id";
+      else if (id_next && depth == 1 && !id) id = std::string(v, size);
+      return true;
+    }
+    bool start_map(uint32_t) { ++depth; return true; }
+    bool end_map() { --depth; return true; }
+    bool start_array(uint32_t) { ++depth; return true; }
+    bool end_array() { --depth; return true; }
+    bool start_map_key() { top_key = depth == 1; return true; }
+    bool end_map_key() { top_key = false; return true; }
+    bool end_map_value() { if (depth == 1) id_next = false; return true; }
+    void parse_error(size_t, size_t) {}
+    void insufficient_bytes(size_t, size_t) {}
+  } finder;
+  size_t offset = 0;
+  try {
+    (void)msgpack::parse(bytes.data(), bytes.size(), offset, finder);
+  } catch (const std::exception&) {
+  }
+  return finder.id;
+}
+
 }  // namespace
 
 Message DecodeMessage(std::string_view bytes) {
@@ -235,6 +266,16 @@ Message DecodeMessage(std::string_view bytes) {
   try {
     size_t offset = 0;
     const msgpack::object root = msgpack::unpack(zone, bytes.data(), bytes.size(), offset, nullptr, nullptr, limit);
+    if (root.type != msgpack::type::MAP) {
+      // A few bytes all printable: someone sent a line of text (a one-byte
+      // integer is printable too, so it takes a few).
+      const bool text = bytes.size() >= 4 && std::all_of(bytes.begin(), bytes.begin() + std::min<size_t>(bytes.size(), 64),
+                                                      [](char c) { return std::isprint(static_cast<unsigned char>(c)) ||
+                                                                          std::isspace(static_cast<unsigned char>(c)); });
+      return BadMessage{std::nullopt, "", Status(ErrorCode::kBadRequest,
+                                                 std::string("a message must be a msgpack map") +
+                                                     (text ? "; this one is plain text" : ""))};
+    }
     if (offset != bytes.size()) {
       return BadMessage{std::nullopt, "", Status(ErrorCode::kBadRequest,
                         "trailing bytes after the msgpack map (" +
@@ -243,6 +284,11 @@ Message DecodeMessage(std::string_view bytes) {
     return Decode(root);
   } catch (const msgpack::insufficient_bytes&) {
     return BadMessage{std::nullopt, "", Status(ErrorCode::kBadRequest, "truncated msgpack")};
+  } catch (const msgpack::size_overflow& e) {
+    return BadMessage{FindId(bytes), "",
+                      Status(ErrorCode::kBadRequest,
+                             std::string("a value is over the limits (strings and binaries 64 MiB, arrays and maps "
+                                         "1,048,576 entries, nesting 64 levels): ") + e.what())};
   } catch (const std::exception& e) {
     return BadMessage{std::nullopt, "", Status(ErrorCode::kBadRequest, std::string("not msgpack: ") + e.what())};
   }
