@@ -2,6 +2,7 @@
 
     python3 -m umi submit tasks.jsonl --rpc tcp://127.0.0.1:5557 > results.jsonl
     echo '{"plugin": "sleep", "input": {"ms": 100}}' | python3 -m umi submit --rpc tcp://127.0.0.1:5557
+    python3 -m umi submit tasks.jsonl --redis redis://cache:6379/0   (a farm on Redis Streams)
     python3 -m umi stats --rpc tcp://127.0.0.1:5557
 
 Each input line is a task object {"id", "plugin", "input", "priority",
@@ -25,6 +26,7 @@ from typing import Any, TextIO
 
 from umi.client import Client
 from umi.errors import UmiError
+from umi.redis_client import RedisClient
 from umi.result import Result
 
 _TASK_KEYS = {"id", "plugin", "input", "priority", "timeout_ms", "resources"}
@@ -104,7 +106,10 @@ def _tasks(stream: TextIO, name: str) -> Iterator[dict[str, Any]]:
         yield task
 
 
-def _client(args: argparse.Namespace) -> Client:
+def _client(args: argparse.Namespace) -> Client | RedisClient:
+    if getattr(args, "redis", None):
+        # Tasks wait in Redis for a host: nothing is resent, the first result per id counts.
+        return RedisClient(args.redis, password_file=args.redis_password_file)
     return Client(args.rpc, tasks=args.tasks, results=args.results, retry_after=args.retry_after,
                   max_attempts=args.max_attempts, curve_server_key=args.curve_server_key,
                   curve_public_key=args.curve_public_key, curve_secret_key=args.curve_secret_key)
@@ -180,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     submit.add_argument("--max-in-flight", type=int, default=256, help="tasks sent and not yet answered (default 256)")
     submit.add_argument("--wait", type=float, default=600.0,
                         help="give up when no result came for this many seconds (default 600)")
+    submit.add_argument("--redis", help="a farm's Redis URL (redis://, rediss://, redis+sentinel://) instead of --rpc")
+    submit.add_argument("--redis-password-file", help="a file holding the Redis password")
     for op in ("health", "stats", "drain", "reload", "cancel"):
         command = commands.add_parser(op, help=f"the {op} control request; prints its reply")
         if op == "cancel":

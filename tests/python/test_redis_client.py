@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+
 import redis
 
 import umi
-from conftest import CONFIG
+from conftest import CONFIG, SOURCE
 
 
 def test_the_redis_client_runs_maps_and_trims_its_stream(start_host, redis_url):
@@ -54,3 +58,15 @@ def test_bad_redis_use_gets_a_clear_exception(tmp_path):
         umi.RedisClient(f"unix://{tmp_path}/nothing.sock")
     with pytest.raises(umi.UsageError, match="cannot read the password file"):
         umi.RedisClient("redis://127.0.0.1:1/0", password_file=tmp_path / "missing")
+
+
+def test_python_m_umi_submit_sends_to_a_farm(start_host, redis_url):
+    # As `umi-submit --redis` does; before, python3 -m umi had no --redis.
+    start_host(config=CONFIG + f"transport: {{redis: '{redis_url}'}}\n")
+    env = {"PYTHONPATH": str(SOURCE / "python"), "PATH": "/usr/bin:/bin"}
+    run = subprocess.run([sys.executable, "-m", "umi", "submit", "--redis", redis_url],
+                         input='{"id": "r1", "plugin": "echo", "input": {"n": 1}}\n{"id": "r2", "plugin": "noop"}\n',
+                         capture_output=True, text=True, env=env, timeout=60)
+    assert run.returncode == 0, run.stderr
+    results = {r["id"]: r for r in map(json.loads, run.stdout.splitlines())}
+    assert results["r1"]["output"]["echo"] == {"n": 1} and results["r2"]["status"] == "ok"
