@@ -67,9 +67,10 @@ std::vector<Case> Battery() {
                      for (int i = 0; i < 200; ++i) p.pack_array(1);
                      p.pack(0);
                    }),
-                   "bad_request", std::nullopt, "depth"});
+                   "bad_request", "deep", "depth"});  // its id came before the depth: the answer names it
   // A map header that claims 2^32-1 entries, with none behind it.
-  cases.push_back({"huge map header", std::string("\xdf\xff\xff\xff\xff", 5), "bad_request", std::nullopt, "not msgpack"});
+  cases.push_back({"huge map header", std::string("\xdf\xff\xff\xff\xff", 5), "bad_request", std::nullopt,
+                   "over the limits"});
   cases.push_back({"huge string header", std::string("\xdb\xff\xff\xff\xff", 5), "bad_request", std::nullopt,
                    "truncated msgpack"});
   cases.push_back({"not a map", Packed([](auto& p) { p.pack(42); }), "bad_request", std::nullopt, "must be a msgpack map"});
