@@ -192,3 +192,25 @@ def test_histogram_buckets_come_from_the_config(start_host):
     bounds = [line.split('le="')[1].split('"')[0] for line in text.splitlines()
               if line.startswith('umi_task_run_seconds_bucket{plugin="noop"')]
     assert bounds == ["0.5", "60", "7200", "+Inf"]
+
+
+def test_plugin_dirs_come_from_the_config_or_the_environment(tmp_path):
+    # Before, only --plugins named them: a unit needed an ExecStart override to add one.
+    (tmp_path / "plugins").mkdir()
+    (tmp_path / "plugins" / "hello.py").write_text("def execute(ctx, input):\n    return {}\n")
+    config = tmp_path / "umi.yaml"
+    config.write_text("hardware:\n  cpu: {cores: 2, threads: 2}\n  memory: {total_gb: 4}\nplugin_dirs: [plugins]\n")
+    env = {"UMI_PYTHON": sys.executable, "PATH": "/usr/bin:/bin"}
+
+    def names(extra_env: dict[str, str]) -> set[str]:
+        listing = subprocess.run([HOST_BINARY, "plugins", "--json", "--config", str(config)], capture_output=True,
+                                 text=True, env={**env, **extra_env})
+        import json
+        return {p["name"] for p in json.loads(listing.stdout)["plugins"]}
+
+    assert names({}) == {"hello"}  # relative to the config file
+    assert "echo" in names({"UMI_PLUGIN_DIRS": f"/nowhere:{PY_PLUGINS}"}) and "hello" not in names(
+        {"UMI_PLUGIN_DIRS": PY_PLUGINS})
+    config.write_text("hardware:\n  cpu: {cores: 2, threads: 2}\n  memory: {total_gb: 4}\nplugin_dirs: plugins\n")
+    check = subprocess.run([HOST_BINARY, "check-config", str(config)], capture_output=True, text=True, env=env)
+    assert check.returncode != 0 and "plugin_dirs" in check.stdout + check.stderr, check.stdout + check.stderr

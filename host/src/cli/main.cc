@@ -18,6 +18,7 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
+#include <sstream>
 #include <tuple>
 
 #include "config/config_loader.h"
@@ -87,7 +88,7 @@ int main(int argc, char** argv) {
                "Run on UMI_* variables or detected hardware when the config named by --config or "
                "HARDWARE_CONFIG cannot be used (default: exit; /readyz and umi_config_fallback say when a "
                "fallback is in force)");
-  app.add_option("--plugins", plugin_dirs, "Plugin directory, or one plugin file (.so, .py); repeatable (default: <prefix>/lib/umi/plugins)");
+  app.add_option("--plugins", plugin_dirs, "Plugin directory, or one plugin file (.so, .py); repeatable (default: UMI_PLUGIN_DIRS, else the config's plugin_dirs, else <prefix>/lib/umi/plugins)");
   app.add_option("--tasks", options.tasks_endpoint, "Tasks PULL endpoint; '>' prefix connects")
       ->capture_default_str();
   app.add_option("--results", options.results_endpoint, "Results PUSH endpoint")->capture_default_str();
@@ -176,6 +177,15 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // --plugins, else UMI_PLUGIN_DIRS (a colon-separated list), else the
+  // config's plugin_dirs, else <prefix>/lib/umi/plugins.
+  if (const char* from_environment = std::getenv("UMI_PLUGIN_DIRS"); plugin_dirs.empty() && from_environment) {
+    std::stringstream dirs(from_environment);
+    for (std::string dir; std::getline(dirs, dir, ':');) {
+      if (!dir.empty()) plugin_dirs.emplace_back(dir);
+    }
+  }
+  if (plugin_dirs.empty()) plugin_dirs = config.plugin_dirs;
   if (plugin_dirs.empty()) plugin_dirs.push_back((exe_dir / "../lib/umi/plugins").lexically_normal());
   umi::PluginRegistry registry(config);
   for (const fs::path& dir : plugin_dirs) registry.LoadDirectory(dir);

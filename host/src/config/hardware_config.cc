@@ -262,7 +262,7 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
   config.source = source;
   if (!root.IsMap()) throw ConfigError("the top level must be a map");
   CheckKeys(root, "",
-            {"hardware", "allocation", "task_groups", "plugins", "allow_task_overrides", "scheduler",
+            {"hardware", "allocation", "task_groups", "plugins", "plugin_dirs", "allow_task_overrides", "scheduler",
              "shutdown", "transport", "dedup", "http", "security"});
   if (!root["hardware"]) throw ConfigError("hardware: missing");
   ReadHardware(root["hardware"], config);
@@ -317,6 +317,13 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
     }
   }
 
+  if (const YAML::Node node = root["plugin_dirs"]) {
+    if (!node.IsSequence()) Fail(node, "plugin_dirs", "expected a list of directories (or plugin files)");
+    for (size_t i = 0; i < node.size(); ++i) {
+      const std::filesystem::path dir = Read<std::string>(node[i], "plugin_dirs[" + std::to_string(i) + "]", "a path");
+      config.plugin_dirs.push_back(dir.is_absolute() || source.empty() ? dir : (source.parent_path() / dir).lexically_normal());
+    }
+  }
   if (const YAML::Node node = root["allow_task_overrides"]) {
     config.allow_task_overrides = Read<bool>(node, "allow_task_overrides", "true or false");
   }

@@ -13,6 +13,8 @@
 //     <plugin>: {task_group, cpu_cores, threads, memory_mb, gpu_count,
 //                exclusive_gpu, max_instances, settings,
 //                isolation: thread|process (default thread), processes (default 1)}
+//   plugin_dirs: [dir, ...]       # (default none) where plugins load from, relative
+//                                 # to the config file; --plugins and UMI_PLUGIN_DIRS win
 //   allow_task_overrides: false   # honour a task's own `resources`
 //   scheduler: {max_queued (default 100000), reserve_after_ms (default 1000)}
 //   shutdown:  {drain_timeout_s (default 30)}
@@ -179,6 +181,10 @@ struct HardwareConfig {
   AllocationSection allocation;
   std::map<std::string, TaskGroupConfig> task_groups;
   std::map<std::string, PluginConfig> plugins;
+  // Where plugins are loaded from, when neither --plugins nor UMI_PLUGIN_DIRS
+  // names any; relative to the config file. Default: none (the host's
+  // <prefix>/lib/umi/plugins).
+  std::vector<std::filesystem::path> plugin_dirs;
   bool allow_task_overrides = false;
   SchedulerSection scheduler;
   ShutdownSection shutdown;

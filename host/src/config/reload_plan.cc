@@ -18,7 +18,7 @@ const std::vector<std::string>& RestartKeys() {
       "transport.tasks",       "transport.results",           "transport.rpc", "transport.events",
       "transport.tasks_hwm",   "transport.max_message_bytes", "transport.redis", "transport.redis_password_file",
       "transport.max_deliveries", "transport.prefetch",    "security.curve",        "http",
-      "plugins.<name>.settings",
+      "plugins.<name>.settings", "plugin_dirs",
   };
   return keys;
 }
@@ -91,6 +91,7 @@ ReloadPlan PlanReload(const HardwareConfig& current, const HardwareConfig& next,
   known.prefetch = current.transport.prefetch;
   restart(known != current.transport, "transport");
 
+  restart(current.plugin_dirs != next.plugin_dirs, "plugin_dirs");
   restart(current.security != next.security, "security.curve");
   restart(current.http != next.http, "http");
   plan.check_curve_keys = !next.security.curve.secret_key_file.empty();
