@@ -116,30 +116,22 @@ std::vector<std::string> PythonWorkerEnvironment(const LoadedPlugin& plugin) {
 }
 
 Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plugin) {
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0) return Status(ErrorCode::kUnavailable, std::string("pipe: ") + std::strerror(errno));
-  if (pipe2(err, O_CLOEXEC) != 0) {
-    close(out[0]);
-    close(out[1]);
-    return Status(ErrorCode::kUnavailable, std::string("pipe: ") + std::strerror(errno));
-  }
   // The code is read once, here: what is described is what the workers run.
   std::ifstream in(file, std::ios::binary);
   std::string source((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) {
-    close(out[0]);
-    close(out[1]);
-    close(err[0]);
-    close(err[1]);
-    return Status(ErrorCode::kUnavailable, "cannot read it");
-  }
+  if (!in.good() && !in.eof()) return Status(ErrorCode::kUnavailable, "cannot read it");
   const int source_fd = PythonSourceFd(source);
-  if (source_fd < 0) {
+  if (source_fd < 0) return Status(ErrorCode::kUnavailable, std::string("memfd_create: ") + std::strerror(errno));
+  int out[2], err[2];
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    close(source_fd);
+    return Status(ErrorCode::kUnavailable, std::string("pipe: ") + std::strerror(errno));
+  }
+  if (pipe2(err, O_CLOEXEC) != 0) {
+    close(source_fd);
     close(out[0]);
     close(out[1]);
-    close(err[0]);
-    close(err[1]);
-    return Status(ErrorCode::kUnavailable, std::string("memfd_create: ") + std::strerror(errno));
+    return Status(ErrorCode::kUnavailable, std::string("pipe: ") + std::strerror(errno));
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);

@@ -193,7 +193,7 @@ MHD_Result HttpServer::Dispatch(void* self, MHD_Connection* connection, const ch
     return MHD_YES;
   } else {
     const char* limit = MHD_lookup_connection_value(connection, MHD_GET_ARGUMENT_KIND, "limit");
-    static_cast<HttpServer*>(self)->Route(url, limit, reply.status, reply.content_type, reply.body);
+    server.Route(url, limit, reply.status, reply.content_type, reply.body);
   }
   MHD_Response* response =
       MHD_create_response_from_buffer(reply.body.size(), reply.body.data(), MHD_RESPMEM_MUST_COPY);
