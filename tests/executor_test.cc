@@ -28,7 +28,7 @@ Finished RunOne(Executor& executor, uint64_t key, UMI_Error* (*execute)(UMI_Cont
   plugin.execute = execute;
   auto context = std::make_shared<UMI_Context>("t", "fake", std::string("\x80", 1), Allocation{});
   context->on_progress = executor.ProgressReporter(key);
-  executor.Run(key, context, plugin, Allocation{}, std::nullopt);
+  executor.Run(key, context, plugin, Allocation{}, nullptr);
   while (true) {
     for (Mail& mail : Wait(executor)) {
       if (auto* p = std::get_if<Progress>(&mail)) {

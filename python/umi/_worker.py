@@ -33,9 +33,10 @@ from typing import Any
 
 import msgpack
 
+from umi import _sandbox
 from umi.plugin import REQUIREMENT_KEYS, Context, PluginError
 
-INIT, READY, INIT_FAILED, TASK, CANCEL, PROGRESS, DONE, STARTED, LOG = range(1, 10)
+INIT, READY, INIT_FAILED, TASK, CANCEL, PROGRESS, DONE, STARTED, LOG, SANDBOX = range(1, 11)
 _HEADER = struct.Struct("<BI")
 _NAME = re.compile(r"[a-z0-9_]{1,64}")
 _LEVELS = {logging.DEBUG: 0, logging.INFO: 1, logging.WARNING: 2, logging.ERROR: 3}
@@ -222,7 +223,7 @@ def _address_space_bytes() -> int:
     return 0
 
 
-def serve(fd: int, path: str, source: bytes | None = None) -> int:
+def serve(fd: int, path: str, source: bytes | None = None, sandboxed: bool = False) -> int:
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the host
     if os.getppid() == 1:
@@ -240,6 +241,16 @@ def serve(fd: int, path: str, source: bytes | None = None) -> int:
             os._exit(0)
 
     os.register_at_fork(after_in_child=forked_child)
+    reap = False
+    if sandboxed:  # before any of the plugin's code runs
+        frame = channel.read()
+        if frame is None or frame[0] != SANDBOX:
+            return 1
+        try:
+            reap = _sandbox.enter(msgpack.unpackb(frame[1], raw=False))
+        except OSError as error:
+            channel.write(INIT_FAILED, f"cannot enter the sandbox: {error}".encode())
+            return 1
     first = channel.read()
     if first is None or first[0] != INIT:
         return 1
@@ -341,6 +352,8 @@ def serve(fd: int, path: str, source: bytes | None = None) -> int:
             done = {"ok": False, "code": "plugin_error", "message": _fail_reason(error)}
         if os.getpid() != worker_pid:  # a forked child returned from execute: it has no task to answer
             os._exit(0)
+        if reap:
+            _sandbox.kill_leftover_processes()
         done["task"] = task_id
         handler.task_id = None
         with lock:
@@ -369,6 +382,9 @@ def main(argv: list[str]) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     source = None
+    sandboxed = bool(argv) and argv[-1] == "--sandbox"
+    if sandboxed:
+        argv = argv[:-1]
     if len(argv) in (4, 6) and argv[-2] == "--source-fd":  # the code the host read, not the file's
         source = _read_source(int(argv[-1]))
         argv = argv[:-2]
@@ -378,8 +394,9 @@ def main(argv: list[str]) -> int:
         sys.stderr.flush()
         os._exit(0)  # a module's own threads must not keep the describe step alive
     if len(argv) == 4 and argv[0] == "--fd" and argv[2] == "--file":
-        return serve(int(argv[1]), argv[3], source)
-    print("usage: python3 -m umi._worker --describe FILE | --fd N --file FILE [--source-fd N]", file=sys.stderr)
+        return serve(int(argv[1]), argv[3], source, sandboxed)
+    print("usage: python3 -m umi._worker --describe FILE | --fd N --file FILE [--source-fd N] [--sandbox]",
+          file=sys.stderr)
     return 2
 
 

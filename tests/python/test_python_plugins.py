@@ -185,10 +185,29 @@ def test_a_changed_python_plugin_runs_its_loaded_code_until_a_restart(start_host
     assert after.allocation["memory_mb"] == 64
 
 
-def _ends(pid: int) -> bool:
-    """Whether process `pid` ends (gone, or a zombie) within 10 s; polled: no event says so."""
+def _marked(mark: str) -> list[int]:
+    """Live processes whose command line or environment holds `mark`. Pids alone cannot say: an
+    isolated plugin's processes run in their own pid namespace, so the numbers it sees are not ours."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                if stat.read().split(") ")[1][0] == "Z":
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline, open(f"/proc/{entry}/environ", "rb") as environ:
+                if mark.encode() in cmdline.read() + environ.read():
+                    found.append(int(entry))
+        except OSError:  # it ended while we looked
+            continue
+    return found
+
+
+def _all_end(mark: str) -> bool:
+    """Whether every process marked `mark` ends within 10 s; polled: no event says so."""
     for _ in range(200):
-        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z":
+        if not _marked(mark):
             return True
         time.sleep(0.05)
     return False
@@ -201,7 +220,7 @@ import time
 
 def execute(ctx, input):
     if input.get("spawn"):  # a program, not a fork: no Python runs in the child
-        child = subprocess.Popen(["sleep", "30"]).pid
+        child = subprocess.Popen(["sleep", "30"], env=dict(os.environ, UMI_TEST_MARK=__file__)).pid
         with open(input["pidfile"], "w") as out:
             out.write(str(child))
         os._exit(3)
@@ -220,11 +239,17 @@ def execute(ctx, input):
 """
 
 
+def _forker_host(start_host, tmp_path):
+    """A host running the forker, which the sandbox lets start processes and write its pid files."""
+    (tmp_path / "forker.py").write_text(_FORKER)
+    config = CONFIG + f"plugins:\n  forker: {{sandbox: {{exec: true, write: [{tmp_path}]}}}}\n"
+    return start_host(config=config, plugin_dirs=[str(tmp_path)])
+
+
 def test_a_forking_plugin_answers_each_task_with_its_own_result(start_host, tmp_path):
     # Before: the forked child returned from execute 0.3 s later and its result was taken as the
     # next task's on the same worker.
-    (tmp_path / "forker.py").write_text(_FORKER)
-    host = start_host(plugin_dirs=[str(tmp_path)])
+    host = _forker_host(start_host, tmp_path)
     with umi.Client(host.rpc) as client:
         first = client.run("forker", {"fork": True, "pidfile": str(tmp_path / "child")}, id="a").raise_for_status()
         second = client.run("forker", {"sleep": 1.0}, id="b").raise_for_status()
@@ -235,27 +260,25 @@ def test_a_forking_plugin_answers_each_task_with_its_own_result(start_host, tmp_
 def test_a_worker_that_exits_beside_its_forked_child_ends_its_task_at_once(start_host, tmp_path):
     # Before: the child held the worker's socket, so the task waited for the child (30 s here;
     # for ever without timeout_ms), and the child outlived the host.
-    (tmp_path / "forker.py").write_text(_FORKER)
-    host = start_host(plugin_dirs=[str(tmp_path)])
+    host = _forker_host(start_host, tmp_path)
     pidfile = tmp_path / "child"
     with umi.Client(host.rpc) as client:
         future = client.submit("forker", {"fork": True, "then_exit": True, "child_s": 30, "pidfile": str(pidfile)})
         result = future.result(timeout=10)
     assert (result.status, result.error_code) == ("crashed", "crashed"), result
-    child = int(pidfile.read_text())
-    assert _ends(child), f"the forked child {child} outlived its worker"  # PR_SET_PDEATHSIG
+    assert pidfile.read_text()  # it forked
+    assert _all_end(str(tmp_path / "forker.py")), "the forked child outlived its worker"
 
 
 def test_a_program_a_dead_worker_started_goes_with_it(start_host, tmp_path):
     # Before: `sleep 30` outlived the worker that started it (and the host).
-    (tmp_path / "forker.py").write_text(_FORKER)
-    host = start_host(plugin_dirs=[str(tmp_path)])
+    host = _forker_host(start_host, tmp_path)
     pidfile = tmp_path / "child"
     with umi.Client(host.rpc) as client:
         result = client.run("forker", {"spawn": True, "pidfile": str(pidfile)})
     assert result.status == "crashed", result
-    child = int(pidfile.read_text())
-    assert _ends(child), f"the program {child} outlived its worker"
+    assert pidfile.read_text()  # it started the program
+    assert _all_end(str(tmp_path / "forker.py")), "the program outlived its worker"
 
 
 def test_plugins_json_lists_python_plugins_with_their_declaration():

@@ -67,8 +67,8 @@ int BlockSignalsIntoFd() {
 
 int main(int argc, char** argv) {
   // A worker process for a plugin with isolation: process (process_pool.h).
-  if (argc == 6 && std::string_view(argv[1]) == "__worker") {
-    return umi::RunPluginWorker(std::atoi(argv[3]), argv[5]);
+  if ((argc == 6 || argc == 7) && std::string_view(argv[1]) == "__worker") {
+    return umi::RunPluginWorker(std::atoi(argv[3]), argv[5], argc == 7 && std::string_view(argv[6]) == "--sandbox");
   }
   CLI::App app{"umi-host: runs media-processing plugins on a resource pool, fed over ZeroMQ"};
   app.set_version_flag("--version", std::string("umi-host ") + UMI_VERSION);

@@ -257,6 +257,34 @@ void CheckFits(const HardwareConfig& config, const std::string& path, const Requ
   }
 }
 
+// plugins.<p>.sandbox: `false`, or a map of what the plugin may do.
+SandboxConfig ReadSandbox(const YAML::Node& node, const std::string& path, const std::filesystem::path& source) {
+  SandboxConfig sandbox;
+  if (node.IsScalar()) {
+    sandbox.enabled = Read<bool>(node, path, "false (no sandbox) or a map {required, read, write, exec, network, max_file_mb}");
+    return sandbox;
+  }
+  RequireMap(node, path);
+  CheckKeys(node, path, {"required", "read", "write", "exec", "network", "max_file_mb"});
+  IfPresent(node, "required", [&](auto n) { sandbox.required = Read<bool>(n, path + ".required", "true or false"); });
+  IfPresent(node, "exec", [&](auto n) { sandbox.exec = Read<bool>(n, path + ".exec", "true or false"); });
+  IfPresent(node, "network", [&](auto n) { sandbox.network = Read<bool>(n, path + ".network", "true or false"); });
+  IfPresent(node, "max_file_mb",
+            [&](auto n) { sandbox.max_file_mb = ReadInteger(n, path + ".max_file_mb", 1, kMaxMemoryMb); });
+  for (const char* key : {"read", "write"}) {
+    const YAML::Node list = node[key];
+    if (!list) continue;
+    if (!list.IsSequence()) Fail(list, path + "." + key, "expected a list of paths");
+    auto& out = std::string_view(key) == "read" ? sandbox.read : sandbox.write;
+    for (size_t i = 0; i < list.size(); ++i) {
+      const std::string where = path + "." + key + "[" + std::to_string(i) + "]";
+      const std::filesystem::path entry = Read<std::string>(list[i], where, "a path");
+      out.push_back(entry.is_absolute() || source.empty() ? entry : (source.parent_path() / entry).lexically_normal());
+    }
+  }
+  return sandbox;
+}
+
 HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source) {
   HardwareConfig config;
   config.source = source;
@@ -293,7 +321,7 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
       const std::string path = "plugins." + name;
       CheckKeys(entry.second, path,
                 {"task_group", "cpu_cores", "cpu_threads", "threads", "memory_mb", "gpu_count", "exclusive_gpu",
-                 "max_instances", "settings", "isolation", "processes"});
+                 "max_instances", "settings", "isolation", "processes", "sandbox"});
       PluginConfig plugin;
       ReadResources(entry.second, path, plugin.resources, plugin.max_instances);
       CheckFits(config, path, plugin.resources, entry.second);
@@ -310,6 +338,7 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
       }
       IfPresent(entry.second, "processes",
                 [&](auto n) { plugin.processes = ReadInt(n, path + ".processes", 0, 1024); });
+      if (const YAML::Node sandbox = entry.second["sandbox"]) plugin.sandbox = ReadSandbox(sandbox, path + ".sandbox", source);
       const YAML::Node settings = entry.second["settings"];
       if (settings && !settings.IsMap()) Fail(settings, path + ".settings", "expected a map");
       plugin.settings_msgpack = YamlToMsgpack(settings ? settings : YAML::Node(YAML::NodeType::Map));

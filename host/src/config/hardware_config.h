@@ -12,7 +12,10 @@
 //   plugins:
 //     <plugin>: {task_group, cpu_cores, threads, memory_mb, gpu_count,
 //                exclusive_gpu, max_instances, settings,
-//                isolation: thread|process (default thread), processes (default 1)}
+//                isolation: thread|process (default thread), processes (default 1),
+//                sandbox: false | {required, read, write, exec, network, max_file_mb}}
+//                (the sandbox of an isolated plugin's workers, on by default:
+//                runtime/sandbox.h; paths relative to the config file)
 //   plugin_dirs: [dir, ...]       # (default none) where plugins load from, relative
 //                                 # to the config file; --plugins and UMI_PLUGIN_DIRS win
 //   allow_task_overrides: false   # honour a task's own `resources`
@@ -77,6 +80,19 @@ struct TaskGroupConfig {
   friend bool operator==(const TaskGroupConfig&, const TaskGroupConfig&) = default;
 };
 
+// plugins.<name>.sandbox: what the plugin's worker processes may do beyond
+// their own task (runtime/sandbox.h enforces it).
+struct SandboxConfig {
+  bool enabled = true;              // `sandbox: false` turns it off for this plugin
+  bool required = false;            // refuse to run where the kernel lacks a mechanism
+  std::vector<std::filesystem::path> read;   // more to read than its media roots and libraries
+  std::vector<std::filesystem::path> write;  // more to write than its output root and temp dir
+  bool exec = false;                // may start processes (fork, exec)
+  bool network = false;             // may open sockets
+  int64_t max_file_mb = 4096;       // RLIMIT_FSIZE: the largest file it may write
+  friend bool operator==(const SandboxConfig&, const SandboxConfig&) = default;
+};
+
 struct PluginConfig {
   std::optional<std::string> task_group;
   RequirementOverride resources;
@@ -84,6 +100,7 @@ struct PluginConfig {
   std::string settings_msgpack;  // a msgpack map; empty map when absent
   bool isolate_process = false;  // isolation: process (see process_pool.h)
   int processes = 1;             // worker processes started with the host
+  SandboxConfig sandbox;
   friend bool operator==(const PluginConfig&, const PluginConfig&) = default;
 };
 

@@ -63,6 +63,8 @@ ReloadPlan PlanReload(const HardwareConfig& current, const HardwareConfig& next,
     if (has_instance) {
       restart(old_plugin.settings_msgpack != new_plugin.settings_msgpack, "plugins." + name + ".settings");
       new_plugin.settings_msgpack = old_plugin.settings_msgpack;
+      restart(old_plugin.sandbox != new_plugin.sandbox, "plugins." + name + ".sandbox");  // its workers are running
+      new_plugin.sandbox = old_plugin.sandbox;
     }
     live(old_plugin != new_plugin, "plugins." + name);
   }

@@ -182,8 +182,7 @@ bool TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint no
   std::optional<Clock::TimePoint> deadline;
   if (running.task.message.timeout_ms > 0) deadline = now + std::chrono::milliseconds(running.task.message.timeout_ms);
   RunningTask& started = running_.Add(key, std::move(owned), deadline);
-  executor_.Run(key, started.context, plugin, started.allocation,
-                isolated ? std::optional<std::string>(isolated->settings_msgpack) : std::nullopt);
+  executor_.Run(key, started.context, plugin, started.allocation, isolated ? IsolatedSpec(plugin) : nullptr);
   return false;
 }
 
@@ -199,16 +198,27 @@ const PluginConfig* TaskFlow::IsolatedConfig(const LoadedPlugin& plugin) const {
   return plugin.python ? &kPythonDefaults : nullptr;
 }
 
+std::shared_ptr<const WorkerSpec> TaskFlow::IsolatedSpec(const LoadedPlugin& plugin) {
+  const PluginConfig* isolated = IsolatedConfig(plugin);
+  if (!isolated) return nullptr;
+  std::shared_ptr<const WorkerSpec>& spec = worker_specs_[plugin.path.string()];
+  if (!spec) {
+    spec = std::make_shared<const WorkerSpec>(WorkerSpec{
+        isolated->settings_msgpack, MakeSandboxPolicy(isolated->sandbox, isolated->settings_msgpack, plugin)});
+  }
+  return spec;
+}
+
 void TaskFlow::PrestartWorkers(WorkerStart start) {
   ProcessPool& processes = executor_.processes();
   for (const auto& [name, plugin] : plugins_.plugins()) {
-    const PluginConfig* isolated = IsolatedConfig(*plugin);
-    if (!isolated) continue;
-    const int missing = isolated->processes - static_cast<int>(processes.idle_or_starting_workers(name));
+    const std::shared_ptr<const WorkerSpec> spec = IsolatedSpec(*plugin);
+    if (!spec) continue;
+    const int missing = IsolatedConfig(*plugin)->processes - static_cast<int>(processes.idle_or_starting_workers(name));
     if (missing <= 0) continue;
     if (start == WorkerStart::kInBackground) {
-      processes.PrestartInBackground(*plugin, isolated->settings_msgpack, missing);
-    } else if (Status started = processes.Prestart(*plugin, isolated->settings_msgpack, missing); !started.ok()) {
+      processes.PrestartInBackground(*plugin, *spec, missing);
+    } else if (Status started = processes.Prestart(*plugin, *spec, missing); !started.ok()) {
       spdlog::error("plugin {}: {}; its tasks will try to start a worker again", name, started.message());
     }
   }
@@ -366,6 +376,7 @@ Status TaskFlow::PrepareReconfigure(const HardwareConfig& next) {
 
 void TaskFlow::Reconfigure(const HardwareConfig& config) {
   config_ = config;
+  worker_specs_.clear();
   (void)pool_.Reconfigure(Capacity(config_));  // PrepareReconfigure tried it on a copy
   queue_settled_ = false;
   scheduler_.set_reserve_after(std::chrono::milliseconds(config_.scheduler.reserve_after_ms));

@@ -14,6 +14,8 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -123,6 +125,9 @@ class TaskFlow {
   // The plugin's config when it runs in worker processes (isolation:
   // process, or a Python plugin, with defaults when it has no section); null otherwise.
   const PluginConfig* IsolatedConfig(const LoadedPlugin& plugin) const;
+  // How `plugin`'s worker processes start (settings, sandbox), made once per
+  // config; null when it runs on threads.
+  std::shared_ptr<const WorkerSpec> IsolatedSpec(const LoadedPlugin& plugin);
   // A Finished from the mailbox: the task leaves running_ and is finished.
   void Complete(const Finished& finished);
   // Releases the task's grant and answers it; `ran`: an inline task's
@@ -134,6 +139,7 @@ class TaskFlow {
   TaskFlowOptions options_;
   const Clock& clock_;
   HardwareConfig config_;
+  std::map<std::string, std::shared_ptr<const WorkerSpec>> worker_specs_;  // by plugin path; cleared by a reload
   PluginRegistry& plugins_;
   Telemetry& telemetry_;
   EventSink& events_;

@@ -87,15 +87,15 @@ std::function<void(double, std::string_view)> Executor::ProgressReporter(uint64_
 }
 
 void Executor::Run(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
-                   const Allocation& allocation, std::optional<std::string> isolated_settings) {
+                   const Allocation& allocation, std::shared_ptr<const WorkerSpec> isolated) {
   auto finished = std::make_shared<Finished>();
   finished->key = key;
   auto run = [this, finished, context = std::move(context), plugin = &plugin, allocation,
-              settings = std::move(isolated_settings)] {
+              spec = std::move(isolated)] {
     finished->started_at = UnixNow();
     const auto start = Clock::now();
-    if (settings) {  // the worker process pins itself and limits its memory
-      const IsolatedOutcome outcome = processes_.Run(*plugin, *settings, *context, allocation);
+    if (spec) {  // the worker process pins itself and limits its memory
+      const IsolatedOutcome outcome = processes_.Run(*plugin, *spec, *context, allocation);
       finished->error = outcome.error;
       finished->crashed = outcome.crashed;
       finished->killed = outcome.killed;

@@ -86,10 +86,10 @@ class Executor {
     return plugin.run_inline && !isolated && allocation.cpu_ids.empty() && allocation.gpu_ids.empty();
   }
 
-  // Starts the task; its Finished arrives in the mailbox. `isolated_settings`:
-  // the plugin's settings when it runs in worker processes; empty: on a thread.
+  // Starts the task; its Finished arrives in the mailbox. `isolated`: how
+  // the plugin's worker processes start, when it runs in them; null: on a thread.
   void Run(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
-           const Allocation& allocation, std::optional<std::string> isolated_settings);
+           const Allocation& allocation, std::shared_ptr<const WorkerSpec> isolated);
   // Runs a task that RunsInline to its end on the caller's thread: no mail,
   // no wake-up. Its progress reports go to the context's on_progress as made.
   Finished RunInline(uint64_t key, UMI_Context& context, const LoadedPlugin& plugin);

@@ -39,7 +39,11 @@ using Clock = std::chrono::steady_clock;
 // kStarted: the worker took the task and is about to run the plugin.
 // kLog: a line for the host's log ({level: 0 debug..3 error, message}),
 // from Python workers (python/umi/_worker.py speaks this protocol too).
-enum FrameType : uint8_t { kInit = 1, kReady, kInitFailed, kTask, kCancel, kProgress, kDone, kStarted, kLog };
+// kSandbox: what the worker confines itself to (sandbox.h), before kInit.
+// kDenied: the sandbox stopped a system call (its number); the worker exits.
+enum FrameType : uint8_t {
+  kInit = 1, kReady, kInitFailed, kTask, kCancel, kProgress, kDone, kStarted, kLog, kSandbox, kDenied
+};
 
 constexpr uint32_t kMaxFrameBytes = 1u << 30;
 constexpr auto kStartTimeout = std::chrono::seconds(30);
@@ -125,7 +129,23 @@ void LogWorkerLine(const std::string& plugin, const std::string& task, const std
   }
 }
 
-std::string DescribeExit(int status) {
+// How a worker ended; `denied`: the system call its sandbox stopped, if it said.
+std::string DescribeExit(int status, const std::string& denied = {}, const WorkerSpec* spec = nullptr) {
+  if (!denied.empty()) {
+    std::string grant;
+    if (denied == "socket" || denied == "socketpair") grant = " (sandbox: {network: true} grants it)";
+    if (denied == "execve" || denied == "execveat" || denied == "clone" || denied == "fork" || denied == "vfork") {
+      grant = " (sandbox: {exec: true} grants it)";
+    }
+    return "the sandbox stopped the plugin's worker process: it called " + denied + ", which the sandbox denies" + grant;
+  }
+  if (spec && spec->sandbox && WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
+    return "the sandbox stopped the plugin's worker process: it made a system call the sandbox denies (signal 31, SIGSYS)";
+  }
+  if (spec && spec->sandbox && WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ) {
+    return "the sandbox stopped the plugin's worker process: it wrote a file past the sandbox's max_file_mb=" +
+           std::to_string(spec->sandbox->max_file_bytes >> 20);
+  }
   if (WIFSIGNALED(status)) {
     const int signal = WTERMSIG(status);
     return "the plugin's worker process died of signal " + std::to_string(signal) + " (" + strsignal(signal) + ")";
@@ -134,6 +154,17 @@ std::string DescribeExit(int status) {
     return "the plugin's worker process exited with code " + std::to_string(WEXITSTATUS(status));
   }
   return "the plugin's worker process ended";
+}
+
+bool StoppedBySandbox(int status, const std::string& denied, const WorkerSpec& spec) {
+  if (!spec.sandbox) return false;
+  return !denied.empty() || (WIFSIGNALED(status) && (WTERMSIG(status) == SIGSYS || WTERMSIG(status) == SIGXFSZ));
+}
+
+void RemoveTempDir(const std::string& dir) {
+  if (dir.empty()) return;
+  std::error_code error;
+  std::filesystem::remove_all(dir, error);
 }
 
 int64_t AddressSpaceBytes() {
@@ -168,69 +199,94 @@ void ProcessPool::Reap(Worker& worker, bool kill_first) {
     }
   }
   if (worker.fd >= 0) close(worker.fd);
+  RemoveTempDir(worker.temp_dir);
   worker = Worker{};
 }
 
-ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const std::string& settings, std::string* why,
+ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const WorkerSpec& spec, std::string* why,
                                        std::stop_token stop) {
+  std::optional<SandboxPolicy> sandbox = spec.sandbox;
+  if (sandbox && sandbox->required) {
+    if (const auto missing = MissingMechanisms(*sandbox, SandboxSupport::Get()); !missing.empty()) {
+      std::string names;
+      for (const std::string& name : missing) names += (names.empty() ? "" : ", ") + name;
+      *why = "its sandbox is required (sandbox.required) and this kernel lacks " + names;
+      return {};
+    }
+  }
+  Worker worker;
+  if (sandbox) {  // a private temp dir: the one place it may write besides its output root
+    const char* tmp = std::getenv("TMPDIR");
+    std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/umi-worker-XXXXXX";
+    if (!mkdtemp(pattern.data())) {
+      *why = "cannot make the worker's temp dir " + pattern + ": " + std::strerror(errno);
+      return {};
+    }
+    worker.temp_dir = pattern;
+    sandbox->write.push_back(pattern);
+  }
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
     *why = std::string("socketpair: ") + std::strerror(errno);
+    RemoveTempDir(worker.temp_dir);
     return {};
   }
-  posix_spawn_file_actions_t actions;
-  posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_adddup2(&actions, fds[1], 3);  // dup2 clears CLOEXEC on 3
-  posix_spawnattr_t attributes;
-  posix_spawnattr_init(&attributes);
-  sigset_t none, all;
-  sigemptyset(&none);
-  sigfillset(&all);
-  posix_spawnattr_setsigmask(&attributes, &none);  // the host blocks signals it reads from a signalfd
-  posix_spawnattr_setsigdefault(&attributes, &all);
-  posix_spawnattr_setpgroup(&attributes, 0);
-  posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETPGROUP);
-  std::vector<std::string> args = {binary_.string(), "__worker", "--fd", "3", "--library", plugin.path.string()};
-  std::vector<std::string> environment;
-  int source_fd = -1;
+  WorkerLaunch launch;
+  launch.fds.emplace_back(fds[1], 3);
+  launch.sandbox = sandbox ? &*sandbox : nullptr;
+  int source_fd = -1, ruleset = -1;
+  auto close_all = [&] {
+    close(fds[1]);
+    if (source_fd >= 0) close(source_fd);
+    if (ruleset >= 0) close(ruleset);
+  };
+  auto fail = [&](std::string reason) {
+    close_all();
+    close(fds[0]);
+    RemoveTempDir(worker.temp_dir);
+    *why = std::move(reason);
+    return Worker{};
+  };
   if (plugin.python) {
-    args = PythonWorkerArgv(plugin);
-    environment = PythonWorkerEnvironment(plugin);
+    launch.argv = PythonWorkerArgv(plugin);
+    launch.environment = PythonWorkerEnvironment(plugin);
     source_fd = PythonSourceFd(plugin.python_source);
-    if (source_fd < 0) {
-      *why = std::string("memfd_create: ") + std::strerror(errno);
-      close(fds[0]);
-      close(fds[1]);
-      posix_spawn_file_actions_destroy(&actions);
-      posix_spawnattr_destroy(&attributes);
+    if (source_fd < 0) return fail(std::string("memfd_create: ") + std::strerror(errno));
+    launch.fds.emplace_back(source_fd, kPythonSourceFd);
+  } else {
+    launch.argv = {binary_.string(), "__worker", "--fd", "3", "--library", plugin.path.string()};
+    for (char** entry = environ; *entry; ++entry) launch.environment.emplace_back(*entry);
+  }
+  if (sandbox) {
+    launch.argv.push_back("--sandbox");
+    std::erase_if(launch.environment, [](const std::string& variable) { return variable.rfind("TMPDIR=", 0) == 0; });
+    launch.environment.push_back("TMPDIR=" + worker.temp_dir);
+    StatusOr<int> made = MakeLandlockRuleset(*sandbox);
+    if (!made.ok()) return fail(made.status().message());
+    ruleset = made.value();
+    if (ruleset >= 0) launch.fds.emplace_back(ruleset, kSandboxRulesetFd);
+  }
+  StatusOr<LaunchedWorker> launched = LaunchWorker(launch);
+  if (!launched.ok()) return fail(launched.status().message());
+  close_all();
+  worker.pid = launched->pid;
+  worker.fd = fds[0];
+
+  bool started = true;
+  if (sandbox) {
+    StatusOr<std::string> frame =
+        MakeSandboxFrame(*sandbox, ruleset >= 0, launched->own_pid_namespace ? 1 : launched->pid);
+    if (!frame.ok()) {
+      *why = "worker for " + plugin.name + ": " + frame.status().message();
+      Reap(worker, /*kill_first=*/true);
       return {};
     }
-    posix_spawn_file_actions_adddup2(&actions, source_fd, kPythonSourceFd);
+    started = WriteFrame(worker.fd, kSandbox, frame.value());
   }
-  std::vector<char*> argv, envp;
-  for (std::string& arg : args) argv.push_back(arg.data());
-  argv.push_back(nullptr);
-  for (std::string& variable : environment) envp.push_back(variable.data());
-  envp.push_back(nullptr);
-  Worker worker;
-  const int spawned = posix_spawnp(&worker.pid, args[0].c_str(), &actions, &attributes, argv.data(),
-                                   plugin.python ? envp.data() : environ);
-  posix_spawn_file_actions_destroy(&actions);
-  posix_spawnattr_destroy(&attributes);
-  close(fds[1]);
-  if (source_fd >= 0) close(source_fd);
-  worker.fd = fds[0];
-  if (spawned != 0) {
-    worker.pid = -1;
-    Reap(worker, false);
-    *why = "cannot start a worker process: " + std::string(std::strerror(spawned));
-    return {};
-  }
-
   FrameType type{};
-  std::string payload;
+  std::string payload, denied;
   const auto deadline = Clock::now() + kStartTimeout;
-  bool started = WriteFrame(worker.fd, kInit, settings);
+  started = started && WriteFrame(worker.fd, kInit, spec.settings);
   while (started) {  // log lines from the plugin's setup, then kReady
     pollfd ready{worker.fd, POLLIN, 0};
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -238,12 +294,33 @@ ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const std::st
     const int polled = left > 0 ? poll(&ready, 1, static_cast<int>(std::min<long long>(left, 100))) : -1;
     if (polled == 0 && !stop.stop_requested()) continue;
     started = polled > 0 && ReadFrame(worker.fd, type, payload);
+    if (started && type == kDenied) {
+      denied = SystemCallName(std::atoi(payload.c_str()));
+      continue;
+    }
     if (!started || type != kLog) break;
     LogWorkerLine(plugin.name, "setup", payload);
   }
   if (!started || type != kReady) {
-    *why = type == kInitFailed ? "worker for " + plugin.name + ": " + payload
-                               : "worker for " + plugin.name + " did not start";
+    if (type == kInitFailed) {
+      *why = "worker for " + plugin.name + ": " + payload;
+      Reap(worker, /*kill_first=*/true);
+      return {};
+    }
+    // Why it ended, when it did (a crash, or the sandbox, in the plugin's
+    // setup); a worker still setting up was given up on.
+    int status = 0;
+    pid_t ended = 0;
+    const bool gave_up = Clock::now() >= deadline || stop.stop_requested();
+    if (!gave_up) {
+      kill(-worker.pid, SIGKILL);
+      while ((ended = waitpid(worker.pid, &status, 0)) < 0 && errno == EINTR) {
+      }
+    }
+    *why = "worker for " + plugin.name + " did not start" +
+           (ended == worker.pid ? ": " + DescribeExit(status, denied, &spec)
+                                : Clock::now() >= deadline ? " within " + std::to_string(kStartTimeout.count()) + " s" : "");
+    if (ended == worker.pid) worker.pid = -1;
     Reap(worker, /*kill_first=*/true);
     return {};
   }
@@ -263,11 +340,12 @@ void ProcessPool::CountLateFrame(const std::string& plugin) {
   ++counts_generation_;
 }
 
-void ProcessPool::CountEnded(const std::string& plugin) {
+void ProcessPool::CountEnded(const std::string& plugin, bool by_sandbox) {
   std::lock_guard lock(mutex_);
   WorkerCounts& counts = counts_[plugin];
   --counts.live;
   ++counts.ended;
+  if (by_sandbox) ++counts.sandbox_kills;
   ++counts_generation_;
 }
 
@@ -276,10 +354,10 @@ std::map<std::string, ProcessPool::WorkerCounts> ProcessPool::worker_counts() co
   return counts_;
 }
 
-Status ProcessPool::Prestart(const LoadedPlugin& plugin, const std::string& settings, int count) {
+Status ProcessPool::Prestart(const LoadedPlugin& plugin, const WorkerSpec& spec, int count) {
   for (int i = 0; i < count; ++i) {
     std::string why;
-    Worker worker = Spawn(plugin, settings, &why);
+    Worker worker = Spawn(plugin, spec, &why);
     if (worker.pid < 0) return Status(ErrorCode::kUnavailable, why);
     std::lock_guard lock(mutex_);
     idle_[plugin.name].push_back(worker);
@@ -287,10 +365,10 @@ Status ProcessPool::Prestart(const LoadedPlugin& plugin, const std::string& sett
   return {};
 }
 
-void ProcessPool::PrestartInBackground(const LoadedPlugin& plugin, const std::string& settings, int count) {
+void ProcessPool::PrestartInBackground(const LoadedPlugin& plugin, const WorkerSpec& spec, int count) {
   if (count <= 0) return;
   std::lock_guard lock(mutex_);
-  for (int i = 0; i < count; ++i) pending_starts_.push_back({plugin, settings});
+  for (int i = 0; i < count; ++i) pending_starts_.push_back({plugin, spec});
   starting_[plugin.name] += static_cast<size_t>(count);
   if (!starter_.joinable()) starter_ = std::jthread([this](std::stop_token stop) { StartPending(stop); });
   start_wanted_.notify_one();
@@ -303,7 +381,7 @@ void ProcessPool::StartPending(std::stop_token stop) {
     pending_starts_.pop_front();
     lock.unlock();
     std::string why;
-    Worker worker = Spawn(next.plugin, next.settings, &why, stop);
+    Worker worker = Spawn(next.plugin, next.spec, &why, stop);
     if (worker.pid < 0 && !stop.stop_requested()) {
       spdlog::error("plugin {}: {}; its tasks will try to start a worker again", next.plugin.name, why);
     }
@@ -347,7 +425,7 @@ size_t ProcessPool::idle_or_starting_workers(const std::string& plugin) const {
   return (idle == idle_.end() ? 0 : idle->second.size()) + (starting == starting_.end() ? 0 : starting->second);
 }
 
-IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
+IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const WorkerSpec& spec, UMI_Context& context,
                                  const Allocation& allocation) {
   const std::string task = Pack([&](auto& p) {
     p.pack_map(7);
@@ -365,7 +443,7 @@ IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const std::string& 
   // so it goes to a fresh worker instead of ending `crashed`.
   for (int attempt = 1;; ++attempt) {
     bool started = false;
-    IsolatedOutcome outcome = RunOnce(plugin, settings, context, task, started);
+    IsolatedOutcome outcome = RunOnce(plugin, spec, context, task, started);
     if (started || !outcome.crashed || attempt == kStartAttempts) return outcome;
     spdlog::warn("task '{}': its worker process died before starting it ({}); trying a fresh worker",
                  context.task_id, outcome.error ? outcome.error->message : "");
@@ -373,7 +451,7 @@ IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const std::string& 
   }
 }
 
-IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
+IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpec& spec, UMI_Context& context,
                                      const std::string& task, bool& started) {
   IsolatedOutcome outcome;
   Worker worker;
@@ -393,22 +471,24 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::stri
   }
   if (worker.pid < 0) {
     std::string why;
-    worker = Spawn(plugin, settings, &why);
+    worker = Spawn(plugin, spec, &why);
     if (worker.pid < 0) {
       outcome.error = new UMI_Error{"plugin_error", why};
       return outcome;
     }
   }
 
+  std::string denied;  // the system call the sandbox stopped, as the worker reported it
   auto died = [&] {
     int status = 0;
     close(worker.fd);
     kill(-worker.pid, SIGKILL);  // what the plugin started (its process group) goes with it
     while (waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
     }
+    RemoveTempDir(worker.temp_dir);
     outcome.crashed = true;
-    outcome.error = new UMI_Error{"crashed", DescribeExit(status)};
-    CountEnded(plugin.name);
+    outcome.error = new UMI_Error{"crashed", DescribeExit(status, denied, &spec)};
+    CountEnded(plugin.name, StoppedBySandbox(status, denied, spec));
     return outcome;
   };
   if (!WriteFrame(worker.fd, kTask, task)) return died();
@@ -437,6 +517,10 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::stri
     if (type == kStarted) {
       started = true;
       continue;
+    }
+    if (type == kDenied) {
+      denied = SystemCallName(std::atoi(payload.c_str()));
+      continue;  // its end follows
     }
     started = true;  // any other frame comes from a task that ran
     if (type == kLog) {
@@ -484,7 +568,37 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const std::stri
 
 // ---- the worker process ------------------------------------------------------
 
-int RunPluginWorker(int fd, const std::filesystem::path& library_path) {
+namespace {
+
+int g_host_fd = -1;  // the worker's socket, for the SIGSYS handler
+
+// In the SIGSYS handler: a kDenied frame naming the call, by number.
+void ReportDenied(int number) {
+  char frame[5 + 12];
+  int length = 0;
+  char digits[12];
+  unsigned value = static_cast<unsigned>(number);
+  do {
+    digits[length++] = static_cast<char>('0' + value % 10);
+    value /= 10;
+  } while (value > 0 && length < 11);
+  frame[0] = static_cast<char>(kDenied);
+  const uint32_t size = static_cast<uint32_t>(length);
+  std::memcpy(frame + 1, &size, sizeof(size));
+  for (int i = 0; i < length; ++i) frame[5 + i] = digits[length - 1 - i];
+  [[maybe_unused]] ssize_t n = send(g_host_fd, frame, 5 + static_cast<size_t>(length), MSG_NOSIGNAL);
+}
+
+// A worker that is pid 1 of its namespace: what the task started, killed.
+void KillLeftoverProcesses() {
+  kill(-1, SIGKILL);  // every process of the namespace but this one
+  while (waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
+  }
+}
+
+}  // namespace
+
+int RunPluginWorker(int fd, const std::filesystem::path& library_path, bool sandboxed) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   if (getppid() == 1) return 1;  // the host died before PDEATHSIG was armed
   // One malloc arena: RLIMIT_AS then bounds what the plugin allocates, not
@@ -492,6 +606,16 @@ int RunPluginWorker(int fd, const std::filesystem::path& library_path) {
   mallopt(M_ARENA_MAX, 1);
 
   FrameType type{};
+  bool reap_after_each_task = false;
+  if (sandboxed) {  // before the plugin's code runs at all
+    std::string frame;
+    if (!ReadFrame(fd, type, frame) || type != kSandbox) return 1;
+    g_host_fd = fd;
+    if (Status entered = EnterSandbox(frame, ReportDenied, &reap_after_each_task); !entered.ok()) {
+      WriteFrame(fd, kInitFailed, "cannot enter the sandbox: " + entered.message());
+      return 1;
+    }
+  }
   std::string settings;
   if (!ReadFrame(fd, type, settings) || type != kInit) return 1;
   boost::dll::shared_library library;
@@ -642,6 +766,7 @@ int RunPluginWorker(int fd, const std::filesystem::path& library_path) {
         p.pack_bin_body(context.output_msgpack.data(), static_cast<uint32_t>(context.output_msgpack.size()));
       });
     }
+    if (reap_after_each_task) KillLeftoverProcesses();
     std::lock_guard lock(write_mutex);
     if (!WriteFrame(fd, kDone, done)) break;
   }

@@ -13,6 +13,10 @@
 // group (a terminal's Ctrl-C reaches only the host, which drains) and die
 // with the host (PR_SET_PDEATHSIG).
 //
+// A worker is sandboxed unless its plugin is configured `sandbox: false`
+// (sandbox.h): it enters the sandbox before it loads the plugin, with a
+// private temp dir ($TMPDIR) the pool removes with it.
+//
 // The grant is enforced by the OS inside the worker, for each task:
 //   - CPU affinity: the granted logical CPUs (with hardware.cpu.pinning);
 //   - memory: RLIMIT_AS = the worker's address space before the task plus
@@ -48,6 +52,7 @@
 
 #include "common/status.h"
 #include "runtime/plugin_registry.h"
+#include "runtime/sandbox.h"
 #include "runtime/task_context.h"
 
 namespace umi {
@@ -56,6 +61,12 @@ struct IsolatedOutcome {
   UMI_Error* error = nullptr;  // owned by the caller; null on success
   bool crashed = false;        // the worker died (error says how)
   bool killed = false;         // SIGKILLed after the grace period
+};
+
+// How a plugin's workers start: the same for all of them until a restart.
+struct WorkerSpec {
+  std::string settings;                  // the plugin's settings, a msgpack map
+  std::optional<SandboxPolicy> sandbox;  // none: `sandbox: false`
 };
 
 class ProcessPool {
@@ -68,12 +79,12 @@ class ProcessPool {
 
   // Starts `count` idle workers for `plugin`; kUnavailable with why when one
   // cannot be started.
-  Status Prestart(const LoadedPlugin& plugin, const std::string& settings, int count);
+  Status Prestart(const LoadedPlugin& plugin, const WorkerSpec& spec, int count);
   // The same on the starter thread, returning at once; a worker that cannot
   // start is logged (the plugin's tasks try to start one again).
-  void PrestartInBackground(const LoadedPlugin& plugin, const std::string& settings, int count);
+  void PrestartInBackground(const LoadedPlugin& plugin, const WorkerSpec& spec, int count);
   // Runs the task in one of the plugin's workers and blocks until it ends.
-  IsolatedOutcome Run(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
+  IsolatedOutcome Run(const LoadedPlugin& plugin, const WorkerSpec& spec, UMI_Context& context,
                       const Allocation& allocation);
 
   // Idle workers of `plugin`, and those PrestartInBackground is starting.
@@ -85,6 +96,7 @@ class ProcessPool {
     int64_t live = 0;
     uint64_t ended = 0;
     uint64_t late_frames = 0;  // results and progress of an earlier task, dropped
+    uint64_t sandbox_kills = 0;  // workers the sandbox stopped (a denied call, a file too big)
   };
   std::map<std::string, WorkerCounts> worker_counts() const;
   // Grows whenever worker_counts() changes: a cheap check for the loop.
@@ -97,24 +109,25 @@ class ProcessPool {
   struct Worker {
     pid_t pid = -1;
     int fd = -1;
+    std::string temp_dir;  // its private $TMPDIR, removed with it
   };
   struct PendingStart {
     LoadedPlugin plugin;  // a copy: a reload may drop the registry's
-    std::string settings;
+    WorkerSpec spec;
   };
   // Starts a worker and waits for its setup (at most kStartTimeout, or
   // until `stop` is requested).
-  Worker Spawn(const LoadedPlugin& plugin, const std::string& settings, std::string* why,
+  Worker Spawn(const LoadedPlugin& plugin, const WorkerSpec& spec, std::string* why,
                std::stop_token stop = {});
   void StartPending(std::stop_token stop);  // the starter thread
   // One try on one worker; `started` says whether the worker began the task.
-  IsolatedOutcome RunOnce(const LoadedPlugin& plugin, const std::string& settings, UMI_Context& context,
+  IsolatedOutcome RunOnce(const LoadedPlugin& plugin, const WorkerSpec& spec, UMI_Context& context,
                           const std::string& task, bool& started);
   static void Reap(Worker& worker, bool kill_first);
   // True (and the worker reaped and cleared) when an idle worker is gone.
   static bool ReapIfDead(Worker& worker);
   void CountStarted(const std::string& plugin);
-  void CountEnded(const std::string& plugin);
+  void CountEnded(const std::string& plugin, bool by_sandbox = false);
   void CountLateFrame(const std::string& plugin);
 
   const std::filesystem::path binary_;
@@ -129,8 +142,9 @@ class ProcessPool {
   std::jthread starter_;  // started by the first PrestartInBackground
 };
 
-// The worker's side (`umi-host __worker --fd N --library PATH`): serves
+// The worker's side (`umi-host __worker --fd N --library PATH [--sandbox]`):
+// enters the sandbox the host sends first (with --sandbox), then serves
 // tasks on `fd` until the host closes it. Returns the exit code.
-int RunPluginWorker(int fd, const std::filesystem::path& library);
+int RunPluginWorker(int fd, const std::filesystem::path& library, bool sandboxed);
 
 }  // namespace umi

@@ -115,6 +115,25 @@ std::vector<std::string> PythonWorkerEnvironment(const LoadedPlugin& plugin) {
   return environment;
 }
 
+std::vector<std::filesystem::path> PythonReadPaths() {
+  std::vector<std::filesystem::path> paths = {PackageDir()};
+  std::error_code error;
+  const std::filesystem::path interpreter = InterpreterPath();
+  // <prefix>/bin/python3: the prefix holds its standard library; a venv's
+  // python is a link into another prefix, and both are read.
+  if (interpreter.is_absolute()) paths.push_back(interpreter.parent_path().parent_path());
+  const std::filesystem::path real = std::filesystem::canonical(interpreter, error);
+  if (!error) paths.push_back(real.parent_path().parent_path());
+  const char* python_path = std::getenv("PYTHONPATH");
+  const std::string entries = python_path ? python_path : "";
+  for (size_t begin = 0; begin < entries.size();) {
+    const size_t end = std::min(entries.find(':', begin), entries.size());
+    if (end > begin) paths.emplace_back(entries.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return paths;
+}
+
 Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plugin) {
   // The code is read once, here: what is described is what the workers run.
   std::ifstream in(file, std::ios::binary);

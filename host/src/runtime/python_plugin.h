@@ -53,5 +53,8 @@ inline constexpr int kPythonSourceFd = 4;
 // errno set when it cannot be made.
 int PythonSourceFd(const std::string& source);
 std::vector<std::string> PythonWorkerEnvironment(const LoadedPlugin& plugin);
+// What a sandboxed worker must read to run (sandbox.h): the interpreter's
+// prefix (and a venv's), the `umi` package, PYTHONPATH.
+std::vector<std::filesystem::path> PythonReadPaths();
 
 }  // namespace umi
