@@ -196,7 +196,7 @@ int main(int argc, char** argv) {
   }
 
   if (plugins_command->parsed()) {
-    std::cout << (json ? umi::PluginsJson(registry).dump(2) + "\n" : umi::PluginsTable(registry));
+    std::cout << (json ? umi::PluginsJson(registry, config).dump(2) + "\n" : umi::PluginsTable(registry));
     return registry.refused().empty() ? 0 : 1;
   }
   if (check_command->parsed()) {

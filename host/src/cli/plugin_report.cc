@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <sstream>
 
+#include "runtime/sandbox.h"
+
 namespace umi {
 
 nlohmann::json RequirementJson(const ResourceRequirement& r) {
@@ -11,7 +13,36 @@ nlohmann::json RequirementJson(const ResourceRequirement& r) {
           {"exclusive_gpu", r.exclusive_gpu}};
 }
 
-nlohmann::json PluginsJson(const PluginRegistry& registry) {
+namespace {
+
+nlohmann::json SandboxJson(const LoadedPlugin& plugin, const HardwareConfig& config) {
+  const auto entry = config.plugins.find(plugin.name);
+  const PluginConfig plugin_config = entry == config.plugins.end() ? PluginConfig{} : entry->second;
+  if (!plugin_config.isolate_process && !plugin.python) return {{"isolation", "thread"}, {"sandbox", nullptr}};
+  const std::optional<SandboxPolicy> policy =
+      MakeSandboxPolicy(plugin_config.sandbox, plugin_config.settings_msgpack, plugin);
+  if (!policy) return {{"isolation", "process"}, {"sandbox", {{"enabled", false}}}};
+  auto strings = [](const std::vector<std::filesystem::path>& paths) {
+    nlohmann::json list = nlohmann::json::array();
+    for (const auto& path : paths) list.push_back(path.string());
+    return list;
+  };
+  return {{"isolation", "process"},
+          {"sandbox",
+           {{"enabled", true},
+            {"required", policy->required},
+            {"read", strings(policy->read)},
+            {"write", strings(policy->write)},
+            {"devices", strings(policy->devices)},
+            {"exec", policy->exec},
+            {"network", policy->network},
+            {"max_file_mb", policy->max_file_bytes >> 20},
+            {"lacking", MissingMechanisms(*policy, SandboxSupport::Get())}}}};
+}
+
+}  // namespace
+
+nlohmann::json PluginsJson(const PluginRegistry& registry, const HardwareConfig& config) {
   nlohmann::json plugins = nlohmann::json::array();
   for (const auto& [name, p] : registry.plugins()) {
     nlohmann::json settings = nlohmann::json::array();
@@ -36,13 +67,16 @@ nlohmann::json PluginsJson(const PluginRegistry& registry) {
     if (std::filesystem::is_symlink(p->path, error)) {
       plugin["resolved_path"] = std::filesystem::canonical(p->path, error).string();
     }
+    plugin.update(SandboxJson(*p, config));
     plugins.push_back(std::move(plugin));
   }
   nlohmann::json refused = nlohmann::json::array();
   for (const RefusedLibrary& r : registry.refused()) {
     refused.push_back({{"path", r.path.string()}, {"reason", r.reason}});
   }
-  return {{"plugins", plugins}, {"refused", refused}};
+  nlohmann::json mechanisms = nlohmann::json::object();
+  for (const auto& [mechanism, offered] : SandboxSupport::Get().Mechanisms()) mechanisms[mechanism] = offered;
+  return {{"plugins", plugins}, {"refused", refused}, {"sandbox_mechanisms", mechanisms}};
 }
 
 std::string PluginsTable(const PluginRegistry& registry) {

@@ -12,7 +12,9 @@
 namespace umi {
 
 nlohmann::json RequirementJson(const ResourceRequirement& requirement);
-nlohmann::json PluginsJson(const PluginRegistry& registry);
+// With `config`: each plugin's isolation and sandbox (what it is granted,
+// what this kernel lacks of it), and the kernel's sandbox mechanisms.
+nlohmann::json PluginsJson(const PluginRegistry& registry, const HardwareConfig& config);
 std::string PluginsTable(const PluginRegistry& registry);
 
 }  // namespace umi

@@ -18,6 +18,7 @@
 #include "host/control_handler.h"
 #include "host/lifecycle.h"
 #include "host/task_flow.h"
+#include "runtime/sandbox.h"
 #include "telemetry/http_server.h"
 #include "telemetry/service_notify.h"
 #include "telemetry/telemetry.h"
@@ -115,6 +116,13 @@ class Host::Loop final : public Inbox {
         transport_(TransportOptions(options_, config), [this](size_t n) { telemetry_.CountDroppedReply(n); }) {}
 
   Status Open() {
+    // What the workers' sandbox lacks on this kernel is said, never skipped silently.
+    const SandboxSupport& sandbox = SandboxSupport::Get();
+    const auto mechanisms = sandbox.Mechanisms();
+    const bool complete =
+        std::all_of(mechanisms.begin(), mechanisms.end(), [](const auto& mechanism) { return mechanism.second; });
+    spdlog::log(complete ? spdlog::level::info : spdlog::level::warn, "sandbox of isolated plugins' workers: {}",
+                sandbox.Summary());
     // Workers set up before any task can come (and before a farm counts on
     // this host's heartbeat).
     flow_.PrestartWorkers(TaskFlow::WorkerStart::kWait);
@@ -128,6 +136,7 @@ class Host::Loop final : public Inbox {
                           static_cast<int64_t>(plugins_.refused().size()));
     telemetry_.SetKnownPlugins(LoadedNames());
     telemetry_.SetConfigFallback(options_.config_fallback);
+    telemetry_.SetSandbox(sandbox.Mechanisms(), sandbox.Summary());
     UpdateLoad();
     telemetry_.SetReady(true);
     return {};
@@ -289,7 +298,7 @@ class Host::Loop final : public Inbox {
       workers_generation_ = generation;
       std::map<std::string, Telemetry::WorkerProcesses> workers;
       for (const auto& [plugin, counts] : flow_.processes().worker_counts()) {
-        workers[plugin] = {counts.live, counts.ended, counts.late_frames};
+        workers[plugin] = {counts.live, counts.ended, counts.late_frames, counts.sandbox_kills};
       }
       telemetry_.SetWorkerProcesses(std::move(workers));
     }

@@ -232,6 +232,7 @@ void HttpServer::Route(const std::string& path, const char* limit_text, unsigned
     } else {
       body = "ready\n";
     }
+    if (status == 200 && !state.sandbox_summary.empty()) body += "sandbox: " + state.sandbox_summary + "\n";
   } else if (path == "/api/cluster") {
     content_type = "application/json";
     if (!cluster_) {

@@ -186,6 +186,12 @@ void Telemetry::SetFarm(const FarmReport& report) {
   state_.farm = report;
 }
 
+void Telemetry::SetSandbox(std::vector<std::pair<std::string, bool>> mechanisms, std::string summary) {
+  std::lock_guard lock(mutex_);
+  state_.sandbox_mechanisms = std::move(mechanisms);
+  state_.sandbox_summary = std::move(summary);
+}
+
 void Telemetry::SetConfigFallback(std::string why) {
   std::lock_guard lock(mutex_);
   state_.config_fallback = std::move(why);
@@ -402,6 +408,16 @@ std::string Telemetry::PrometheusText() const {
          "plugin left behind), dropped; by plugin.");
   for (const auto& [plugin, workers] : s.worker_processes) {
     out << "umi_worker_late_frames_total{plugin=" << Label(plugin) << "} " << workers.late_frames << '\n';
+  }
+  family("umi_sandbox_kills_total", "counter",
+         "Worker processes their sandbox stopped (a system call it denies, a file past max_file_mb); by plugin.");
+  for (const auto& [plugin, workers] : s.worker_processes) {
+    out << "umi_sandbox_kills_total{plugin=" << Label(plugin) << "} " << workers.sandbox_kills << '\n';
+  }
+  family("umi_sandbox_mechanism", "gauge",
+         "1 where this kernel offers a mechanism of the workers' sandbox, 0 where it does not.");
+  for (const auto& [mechanism, offered] : s.sandbox_mechanisms) {
+    out << "umi_sandbox_mechanism{mechanism=" << Label(mechanism) << "} " << (offered ? 1 : 0) << '\n';
   }
   single("umi_queue_depth", "gauge", "Tasks accepted and waiting for resources.", s.queued);
   single("umi_tasks_running", "gauge", "Tasks running now.", s.running);

@@ -59,6 +59,7 @@ class Telemetry {
     int64_t live = 0;
     uint64_t ended = 0;  // died, killed or dropped: a rising rate is a crash loop
     uint64_t late_frames = 0;  // results and progress of an earlier task, dropped
+    uint64_t sandbox_kills = 0;  // stopped by their sandbox (a denied call, a file too big)
   };
   struct Histogram {
     std::vector<uint64_t> counts;  // one per bound, then +Inf; sized at the first Observe
@@ -82,6 +83,10 @@ class Telemetry {
     int64_t plugins_loaded = 0, plugins_refused = 0;
     uint64_t dropped_replies = 0;
     std::string config_fallback;  // why the named config is not in force; empty: it is
+    // The worker sandbox's mechanisms and whether this kernel offers each
+    // (runtime/sandbox.h), and one line saying so.
+    std::vector<std::pair<std::string, bool>> sandbox_mechanisms;
+    std::string sandbox_summary;
     std::chrono::steady_clock::time_point last_tick;  // the loop's last SetLoad
     PoolUsage pool;
     std::map<std::string, PluginStats> plugins;  // "" = all plugins
@@ -122,6 +127,8 @@ class Telemetry {
   void CountDroppedReply(uint64_t count = 1);
   // Why the host runs on detected hardware instead of the config it was given.
   void SetConfigFallback(std::string why);
+  // What the kernel offers the workers' sandbox.
+  void SetSandbox(std::vector<std::pair<std::string, bool>> mechanisms, std::string summary);
   // Redis Streams (see Snapshot::farm).
   void SetFarm(const FarmReport& report);
   // The queue's shape and whether the host reads tasks, sampled by the loop.

@@ -1,0 +1,224 @@
+// The workers' sandbox (runtime/sandbox.h) against a plugin that tries
+// every escape a hostile file's code would (plugins/evil.cc), through the
+// real host: each escape is denied with a precise result, counted, and the
+// host and the next task are unharmed. A plugin configured `sandbox:
+// false` escapes every time: what the sandbox stops would happen without it.
+#include <gtest/gtest.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <httplib.h>
+#include <nlohmann/json.hpp>
+
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <memory>
+
+#include "support/host_process.h"
+#include "support/redis_server.h"
+#include "support/wire.h"
+
+namespace umi::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+// What `umi-host plugins --json` says this kernel offers the sandbox.
+nlohmann::json Mechanisms() {
+  const CommandOutput listing = RunCommand({UMI_HOST_BINARY, "plugins", "--json", "--plugins", UMI_TEST_INSPECT_PLUGIN_DIR});
+  return nlohmann::json::parse(listing.out).at("sandbox_mechanisms");
+}
+
+// A TCP port something listens on: reachable, unless the sandbox says no.
+class Listener {
+ public:
+  Listener() : fd_(socket(AF_INET, SOCK_STREAM, 0)) {
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t size = sizeof(address);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&address), size) != 0 || listen(fd_, 8) != 0 ||
+        getsockname(fd_, reinterpret_cast<sockaddr*>(&address), &size) != 0) {
+      throw std::runtime_error("cannot listen on 127.0.0.1");
+    }
+    port_ = ntohs(address.sin_port);
+  }
+  ~Listener() { close(fd_); }
+  int64_t port() const { return port_; }
+
+ private:
+  int fd_;
+  int64_t port_ = 0;
+};
+
+// Live processes whose environment holds `mark`.
+bool AnyMarked(const std::string& mark) {
+  for (const auto& entry : fs::directory_iterator("/proc")) {
+    std::ifstream environ(entry.path() / "environ", std::ios::binary);
+    const std::string text((std::istreambuf_iterator<char>(environ)), std::istreambuf_iterator<char>());
+    std::ifstream stat(entry.path() / "stat");
+    std::string line;
+    std::getline(stat, line);
+    const size_t state = line.rfind(") ");
+    if (text.find(mark) != std::string::npos && state != std::string::npos && line[state + 2] != 'Z') return true;
+  }
+  return false;
+}
+
+class Sandbox : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    const nlohmann::json mechanisms = Mechanisms();
+    std::cout << "sandbox mechanisms this kernel offers: " << mechanisms.dump() << "\n";
+    for (const char* needed : {"landlock_files", "seccomp", "network_namespace", "pid_namespace"}) {
+      if (!mechanisms.value(needed, false)) GTEST_SKIP() << "this kernel does not offer " << needed;
+    }
+    media_ = files_.path() / "media";
+    out_ = files_.path() / "out";
+    fs::create_directories(media_);
+    fs::create_directories(out_);
+    files_.Write("media/clip.txt", "media bytes");
+    secret_ = files_.Write("server.key_secret", "the host's CURVE secret key");
+  }
+
+  void Start(const std::string& sandbox = "") {
+    host_ = std::make_unique<HostProcess>(HostProcess::Options{
+        .config_yaml = TestConfigYaml("  evil: {isolation: process, processes: 1, settings: {media_roots: [" +
+                                      media_.string() + "], output_root: " + out_.string() + "}" + sandbox + "}\n"),
+        .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}});
+  }
+
+  Result Try(const std::string& attempt, std::map<std::string, std::string> strings = {},
+             std::map<std::string, int64_t> numbers = {}) {
+    strings["attempt"] = attempt;
+    host_->Send(PackTask({.id = attempt + std::to_string(++sent_), .plugin = "evil", .input = numbers,
+                          .string_input = strings}));
+    return host_->NextResult();
+  }
+
+  // The sandbox stopped `call`: the task crashed, saying so.
+  void ExpectStopped(const Result& result, const std::string& call) {
+    EXPECT_EQ(result.status, "crashed") << result.error_message;
+    EXPECT_NE(result.error_message.find("the sandbox stopped the plugin's worker process: it called " + call),
+              std::string::npos)
+        << result.error_message;
+  }
+
+  // The kernel refused it: the plugin saw EACCES or EPERM.
+  void ExpectDenied(const Result& result) {
+    EXPECT_EQ(result.status, "error");
+    EXPECT_EQ(result.error_code, "denied") << result.error_message;
+  }
+
+  // The host still runs tasks: a fresh or surviving worker reads its media.
+  void ExpectServing() {
+    const Result read = Try("read", {{"path", (media_ / "clip.txt").string()}});
+    ASSERT_EQ(read.status, "ok") << read.error_message;
+    EXPECT_EQ(read.Output("data")->as<std::string>(), "media bytes");
+  }
+
+  TempDir files_;
+  fs::path media_, out_, secret_;
+  std::unique_ptr<HostProcess> host_;
+  int sent_ = 0;
+};
+
+TEST_F(Sandbox, APluginReadsItsMediaRootsAndNothingElse) {
+  Start();
+  ExpectServing();
+  ExpectDenied(Try("read", {{"path", secret_.string()}}));
+  ExpectDenied(Try("read", {{"path", "/etc/shadow"}}));
+  ExpectDenied(Try("read", {{"path", "/proc/" + std::to_string(host_->pid()) + "/mem"}}));
+  ExpectDenied(Try("read", {{"path", "/proc/" + std::to_string(host_->pid()) + "/environ"}}));
+  ExpectServing();
+}
+
+TEST_F(Sandbox, APluginWritesOnlyItsOutputRootAndItsTempDir) {
+  Start();
+  EXPECT_EQ(Try("write", {{"path", (out_ / "thumb.jpg").string()}}).status, "ok");
+  EXPECT_TRUE(fs::exists(out_ / "thumb.jpg"));
+  EXPECT_EQ(Try("write", {{"path", "$TMPDIR/scratch"}}).status, "ok");
+  ExpectDenied(Try("write", {{"path", (files_.path() / "evil.jpg").string()}}));
+  EXPECT_FALSE(fs::exists(files_.path() / "evil.jpg"));
+  ExpectDenied(Try("write", {{"path", (media_ / "clip.txt").string()}}));  // its media: read, not written
+  std::ifstream clip(media_ / "clip.txt");
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(clip), {}), "media bytes");
+}
+
+TEST_F(Sandbox, NoNetworkNoExecNoForkNoSignalsNoPtraceAndEachIsCounted) {
+  Start();
+  Listener listener;  // the Redis server, the host's sockets: anything on the machine
+  ExpectStopped(Try("connect", {}, {{"port", listener.port()}}), "socket");
+  ExpectStopped(Try("exec"), "execve");
+  ExpectStopped(Try("spawn"), "clone");
+  ExpectStopped(Try("fork_bomb", {}, {{"count", 10000}}), "clone");
+  ExpectStopped(Try("signal", {}, {{"pid", host_->pid()}, {"signal", SIGSTOP}}), "kill");
+  ExpectStopped(Try("ptrace", {}, {{"pid", host_->pid()}}), "ptrace");
+  ExpectServing();  // the host was not stopped, and a fresh worker took over
+  EXPECT_EQ(MetricValue(*host_, "umi_sandbox_kills_total{plugin=\"evil\"}"), 6);
+  EXPECT_EQ(host_->Stop(), 0);
+}
+
+TEST_F(Sandbox, AFilePastMaxFileMbStopsTheWorker) {
+  Start(", sandbox: {max_file_mb: 4}");
+  const Result big = Try("big_write", {{"path", "$TMPDIR/big"}}, {{"mb", 10240}});
+  EXPECT_EQ(big.status, "crashed");
+  EXPECT_NE(big.error_message.find("it wrote a file past the sandbox's max_file_mb=4"), std::string::npos)
+      << big.error_message;
+  ExpectServing();
+}
+
+TEST_F(Sandbox, DeclaredExecRunsHelpersAndKillsWhatATaskLeftRunning) {
+  Start(", sandbox: {exec: true}");
+  const Result spawned = Try("spawn");
+  ASSERT_EQ(spawned.status, "ok") << spawned.error_message;
+  EXPECT_EQ(spawned.Output("exit_code")->as<int64_t>(), 0);
+  const std::string mark = "umi-sandbox-test-" + std::to_string(getpid());
+  EXPECT_EQ(Try("leave_child", {{"mark", mark}}).status, "ok");
+  // Killed before the result was sent: nothing to wait for.
+  EXPECT_FALSE(AnyMarked("UMI_TEST_MARK=" + mark));
+  ExpectStopped(Try("connect", {}, {{"port", Listener().port()}}), "socket");  // exec is all it was granted
+}
+
+TEST_F(Sandbox, WithoutTheSandboxEveryEscapeWorks) {
+  Start(", sandbox: false");
+  const Result secret = Try("read", {{"path", secret_.string()}});
+  ASSERT_EQ(secret.status, "ok") << secret.error_message;
+  EXPECT_EQ(secret.Output("data")->as<std::string>(), "the host's CURVE secret key");
+  EXPECT_EQ(Try("write", {{"path", (files_.path() / "evil.jpg").string()}}).status, "ok");
+  Listener listener;
+  EXPECT_EQ(Try("connect", {}, {{"port", listener.port()}}).status, "ok");
+  const std::string mark = "umi-unsandboxed-test-" + std::to_string(getpid());
+  EXPECT_EQ(Try("leave_child", {{"mark", mark}}).status, "ok");
+  EXPECT_TRUE(AnyMarked("UMI_TEST_MARK=" + mark));  // it outlives its task
+  host_.reset();  // the worker's process group goes with the host
+}
+
+TEST_F(Sandbox, ReadyzMetricsAndPluginsJsonSayWhatTheKernelOffers) {
+  Start();
+  httplib::Client http(host_->endpoint("http"));
+  const auto ready = http.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_NE(ready->body.find("sandbox: Landlock ABI "), std::string::npos) << ready->body;
+  EXPECT_EQ(MetricValue(*host_, "umi_sandbox_mechanism{mechanism=\"seccomp\"}"), 1);
+  const CommandOutput listing = RunCommand({UMI_HOST_BINARY, "plugins", "--json", "--config",
+                                            host_->config_path().string(), "--plugins", UMI_TEST_INSPECT_PLUGIN_DIR});
+  const nlohmann::json listed = nlohmann::json::parse(listing.out);
+  for (const nlohmann::json& plugin : listed.at("plugins")) {
+    if (plugin.at("name") != "evil") continue;
+    EXPECT_EQ(plugin.at("isolation"), "process");
+    EXPECT_TRUE(plugin.at("sandbox").at("enabled"));
+    EXPECT_EQ(plugin.at("sandbox").at("write").at(0), out_.string());
+    EXPECT_TRUE(plugin.at("sandbox").at("lacking").empty());
+    return;
+  }
+  FAIL() << "evil is not listed: " << listing.out;
+}
+
+}  // namespace
+}  // namespace umi::testing
