@@ -412,13 +412,100 @@ void Media(const std::set<std::string>& only, int files) {
   }
 }
 
+// ---- S1: what the workers' sandbox costs ------------------------------------
+
+double Median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  return values[values.size() / 2];
+}
+
+void SandboxCost(int copies, int noops) {
+  const std::string shipped = ReadFile(UMI_SOURCE_DIR "/config/hardware/default.yaml");
+  constexpr int kWorkers = 16, kRounds = 3;
+  // Worker start: the host is ready once its workers are (they start one
+  // after another), so the difference from a host with none is theirs.
+  auto ready_s = [&](const std::string& noop) {
+    const auto start = Clock::now();
+    HostProcess host(Options(shipped + "  noop: {" + noop + "}\n"));
+    return Seconds(Clock::now() - start);
+  };
+  std::vector<double> none, plain, sandboxed;
+  for (int round = 0; round < kRounds; ++round) {  // interleaved: the VM's speed moves within seconds
+    none.push_back(ready_s("isolation: process, processes: 0"));
+    plain.push_back(ready_s("isolation: process, processes: 16, sandbox: false"));
+    sandboxed.push_back(ready_s("isolation: process, processes: 16"));
+  }
+  const double plain_ms = (Median(plain) - Median(none)) * 1000 / kWorkers;
+  const double sandboxed_ms = (Median(sandboxed) - Median(none)) * 1000 / kWorkers;
+
+  zmq::context_t context;
+  std::vector<double> plain_rate, sandboxed_rate;
+  for (int round = 0; round < kRounds; ++round) {
+    plain_rate.push_back(
+        ThroughHost(context, shipped + "  noop: {isolation: process, processes: 8, sandbox: false}\n", noops).tasks_per_s);
+    sandboxed_rate.push_back(ThroughHost(context, shipped + "  noop: {isolation: process, processes: 8}\n", noops).tasks_per_s);
+  }
+
+  // The ingest workload: every sample file through probe, checksum,
+  // thumbnail and scenes, on threads and in sandboxed workers.
+  TempDir dir;
+  RunCommand({"/bin/bash", UMI_SOURCE_DIR "/examples/ingest/make_samples.sh", dir.path().string()});
+  std::vector<std::string> samples;
+  for (const auto& entry : std::filesystem::directory_iterator(dir.path())) samples.push_back(entry.path().string());
+  std::sort(samples.begin(), samples.end());
+  std::vector<TaskSpec> tasks;
+  for (int copy = 0; copy < copies; ++copy) {
+    for (const std::string& path : samples) {
+      const std::string id = std::to_string(copy) + ":" + path;
+      for (const char* plugin : {"probe", "checksum", "scenes"}) {
+        tasks.push_back({.id = std::string(plugin) + id, .plugin = plugin, .string_input = {{"path", path}}});
+      }
+      if (path.ends_with(".wav")) continue;  // no picture
+      tasks.push_back({.id = "thumbnail" + id, .plugin = "thumbnail", .input = {{"width", 320}},
+                       .string_input = {{"path", path}, {"output", path + "." + std::to_string(copy) + ".jpg"}}});
+    }
+  }
+  std::erase_if(tasks, [](const TaskSpec& t) { return t.plugin == "scenes" && t.string_input.at("path").ends_with(".wav"); });
+  auto media_config = [&](const std::string& mode) {
+    std::string plugins;
+    for (const char* plugin : {"probe", "checksum", "thumbnail", "scenes"}) {
+      plugins += std::string("  ") + plugin + ": {" + mode + "settings: {media_roots: [" + dir.path().string() +
+                 "], output_root: " + dir.path().string() + "}}\n";
+    }
+    return shipped + plugins;
+  };
+  HostProcess threads(Options(media_config("")));
+  HostProcess plain_workers(Options(media_config("isolation: process, processes: 8, sandbox: false, ")));
+  HostProcess workers(Options(media_config("isolation: process, processes: 8, ")));
+  std::vector<double> thread_s, plain_worker_s, worker_s;
+  for (int round = 0; round < kRounds; ++round) {
+    std::vector<TaskSpec> fresh = tasks;  // new ids: a repeated id is answered from the dedup window
+    for (TaskSpec& task : fresh) task.id += "#" + std::to_string(round);
+    thread_s.push_back(TimeTasks(threads, fresh, "ingest on threads"));
+    plain_worker_s.push_back(TimeTasks(plain_workers, fresh, "ingest in workers"));
+    worker_s.push_back(TimeTasks(workers, fresh, "ingest in sandboxed workers"));
+  }
+
+  std::printf("\nS1: the workers' sandbox (medians of %d interleaved rounds)\n", kRounds);
+  std::printf("%-58s %12s %12s %8s\n", "measure", "without", "sandboxed", "ratio");
+  std::printf("%-58s %12.2f %12.2f %8.2f\n", "worker start, ms each (16 started one after another)", plain_ms,
+              sandboxed_ms, sandboxed_ms / plain_ms);
+  std::printf("%-58s %12.0f %12.0f %8.3f\n", "noop isolation: process (8 workers), tasks/s", Median(plain_rate),
+              Median(sandboxed_rate), Median(sandboxed_rate) / Median(plain_rate));
+  const std::string ingest = "ingest makespan s, " + std::to_string(tasks.size()) + " tasks, ";
+  std::printf("%-58s %12.3f %12.3f %8.3f\n", (ingest + "workers").c_str(), Median(plain_worker_s), Median(worker_s),
+              Median(worker_s) / Median(plain_worker_s));
+  std::printf("%-58s %12.3f %12.3f %8.3f\n", (ingest + "threads vs sandboxed workers").c_str(), Median(thread_s),
+              Median(worker_s), Median(worker_s) / Median(thread_s));
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"umi workload benchmarks W1-W5 through the real host"};
   std::set<std::string> only;
   int w3_tasks = 2000, w4_noops = 20000;
-  app.add_option("--only", only, "Run only these (W1..W5, E2E, M1..M3)");
+  app.add_option("--only", only, "Run only these (W1..W5, E2E, M1..M3, S1)");
   app.add_option("--host-binary", host_binary, "The umi-host to measure (another build's, for an A/B run)")
       ->capture_default_str();
   app.add_option("--plugin-dir", plugin_dir, "The plugins it loads (that build's)")->capture_default_str();
@@ -470,5 +557,6 @@ int main(int argc, char** argv) {
   }
   if (wanted("E2E")) Throughput(throughput_tasks);
   if (wanted("M1") || wanted("M2") || wanted("M3")) Media(only, media_files);
+  if (wanted("S1")) SandboxCost(30, 20000);
   return 0;
 }
