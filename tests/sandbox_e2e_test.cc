@@ -56,8 +56,9 @@ class Listener {
   int64_t port_ = 0;
 };
 
-// Live processes whose environment holds `mark`.
-bool AnyMarked(const std::string& mark) {
+// Live processes whose environment holds `mark`; `kill`: SIGKILLed too.
+bool AnyMarked(const std::string& mark, bool kill_them = false) {
+  bool found = false;
   for (const auto& entry : fs::directory_iterator("/proc")) {
     std::ifstream environ(entry.path() / "environ", std::ios::binary);
     const std::string text((std::istreambuf_iterator<char>(environ)), std::istreambuf_iterator<char>());
@@ -65,9 +66,12 @@ bool AnyMarked(const std::string& mark) {
     std::string line;
     std::getline(stat, line);
     const size_t state = line.rfind(") ");
-    if (text.find(mark) != std::string::npos && state != std::string::npos && line[state + 2] != 'Z') return true;
+    if (text.find(mark) != std::string::npos && state != std::string::npos && line[state + 2] != 'Z') {
+      found = true;
+      if (kill_them) kill(std::atoi(entry.path().filename().c_str()), SIGKILL);
+    }
   }
-  return false;
+  return found;
 }
 
 class Sandbox : public ::testing::Test {
@@ -195,8 +199,7 @@ TEST_F(Sandbox, WithoutTheSandboxEveryEscapeWorks) {
   EXPECT_EQ(Try("connect", {}, {{"port", listener.port()}}).status, "ok");
   const std::string mark = "umi-unsandboxed-test-" + std::to_string(getpid());
   EXPECT_EQ(Try("leave_child", {{"mark", mark}}).status, "ok");
-  EXPECT_TRUE(AnyMarked("UMI_TEST_MARK=" + mark));  // it outlives its task
-  host_.reset();  // the worker's process group goes with the host
+  EXPECT_TRUE(AnyMarked("UMI_TEST_MARK=" + mark, /*kill_them=*/true));  // it outlives its task (and the host)
 }
 
 TEST_F(Sandbox, ReadyzMetricsAndPluginsJsonSayWhatTheKernelOffers) {
