@@ -113,6 +113,8 @@ class Evil : public umi::Plugin {
       task.output().Set("forked", static_cast<int64_t>(children.size()));
     } else if (attempt == "leave_child") {
       const std::string mark = "UMI_TEST_MARK=" + task.input().Get<std::string>("mark", "");
+      int started[2];  // closed by the child's exec: then its mark is in its environment
+      if (pipe2(started, O_CLOEXEC) != 0) Denied("pipe");
       const pid_t child = fork();
       if (child < 0) Denied("fork");
       if (child == 0) {
@@ -121,6 +123,11 @@ class Evil : public umi::Plugin {
         execve("/bin/sleep", argv, envp);
         _exit(127);
       }
+      close(started[1]);
+      char byte;
+      while (read(started[0], &byte, 1) < 0 && errno == EINTR) {
+      }
+      close(started[0]);
     } else if (attempt == "signal") {
       const pid_t target = static_cast<pid_t>(task.input().Get<int64_t>("pid", 0));
       if (kill(target, static_cast<int>(task.input().Get<int64_t>("signal", SIGSTOP))) != 0) Denied("kill");
