@@ -366,7 +366,12 @@ void Media(const std::set<std::string>& only, int files) {
     paths.push_back((dir.path() / ("file" + std::to_string(i) + ".mp4")).string());
     std::filesystem::copy_file(sample, paths.back());
   }
-  HostProcess host(Options(kWideConfig));
+  std::string media_plugins = "plugins:\n";
+  for (const char* plugin : {"probe", "thumbnail", "scenes", "scenes_cuda"}) {
+    media_plugins += std::string("  ") + plugin + ": {settings: {media_roots: [" + dir.path().string() +
+                     "], output_root: " + dir.path().string() + "}}\n";
+  }
+  HostProcess host(Options(kWideConfig + media_plugins));
   std::printf("\nMedia: %d files of 2 s 640x360 mpeg4+aac; umi runs tasks side by side on its pool, the CLI one file at a time\n", files);
   std::printf("%-10s %14s %14s %8s\n", "plugin", "umi_files_s", "cli_files_s", "ratio");
   if (wanted("M1")) {

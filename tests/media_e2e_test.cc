@@ -17,19 +17,24 @@ namespace {
 
 using nlohmann::json;
 
+// Config lines for the media plugins: reading `in`, writing `out`; `mode`
+// goes before their settings.
+std::string MediaPlugins(const std::string& in, const std::string& out, const std::string& mode = "") {
+  std::string plugins;
+  for (const char* plugin : {"probe", "checksum", "thumbnail", "scenes"}) {
+    plugins += std::string("  ") + plugin + ": {" + mode + "settings: {media_roots: [" + in + "], output_root: " + out + "}}\n";
+  }
+  return plugins + "  scenes_cuda: {settings: {media_roots: [" + in + "]}}\n";
+}
+
 // Every test runs twice: the media plugins on the host's threads, and in
 // sandboxed worker processes confined to the test's media directory
 // (isolation: process, media_roots and output_root): the same outputs.
 class MediaTest : public ::testing::TestWithParam<bool> {
  protected:
   static HostProcess::Options HostOptions(bool sandboxed) {
-    if (!sandboxed) return {};
-    std::string plugins;
-    for (const char* plugin : {"probe", "checksum", "thumbnail", "scenes"}) {
-      plugins += std::string("  ") + plugin + ": {isolation: process, processes: 0, settings: {media_roots: [" +
-                 dir_->path().string() + "], output_root: " + dir_->path().string() + "}}\n";
-    }
-    return {.config_yaml = TestConfigYaml(plugins)};
+    return {.config_yaml = TestConfigYaml(MediaPlugins(dir_->path().string(), dir_->path().string(),
+                                                       sandboxed ? "isolation: process, processes: 0, " : ""))};
   }
 
   static void SetUpTestSuite() {
@@ -290,8 +295,11 @@ TEST_P(MediaTest, MediaRootsAndOutputRootConfineFileAccess) {
   }
   EXPECT_FALSE(std::filesystem::exists(Path("planted.jpg")));
   EXPECT_FALSE(std::filesystem::exists(Path("x.jpg")));
-  // Unconfined plugins (checksum here) keep reading anywhere the host may.
-  EXPECT_EQ(run("checksum", Path("still.png")).status, "ok");
+  // A plugin with no media_roots reads nothing, and says what to set. Before: anything the host may read.
+  const Result unset = run("checksum", Path("still.png"));
+  EXPECT_EQ(unset.error_code, "forbidden");
+  EXPECT_NE(unset.error_message.find("add plugins.checksum.settings.media_roots: [dir, ...] to the host's config"),
+            std::string::npos) << unset.error_message;
 }
 
 TEST_P(MediaTest, AFormatChangeMidStreamIsScaledNotACrash) {
@@ -329,7 +337,8 @@ TEST_P(MediaTest, BuffersAreBoundedByTheTaskMemory) {
   TaskSpec small{.id = "small-grant", .plugin = "thumbnail", .input = {{"width", 2000}},
                  .string_input = {{"path", Path("still.png")}, {"output", Path("big.jpg")}},
                  .resources = {{"memory_mb", 16}}};
-  HostProcess overrides({.config_yaml = TestConfigYaml() + "allow_task_overrides: true\n"});
+  HostProcess overrides(
+      {.config_yaml = TestConfigYaml(MediaPlugins(dir_->path().string(), dir_->path().string())) + "allow_task_overrides: true\n"});
   overrides.Send(PackTask(small));
   const Result grant = overrides.NextResult();
   EXPECT_EQ(grant.error_code, "bad_input") << grant.error_message;
@@ -367,8 +376,9 @@ TEST(IngestExample, WritesAReportAndAContactSheet) {
   TempDir dir;
   const auto media = dir.path() / "media";
   ASSERT_EQ(RunCommand({"/bin/bash", UMI_SOURCE_DIR "/examples/ingest/make_samples.sh", media.string()}).exit_code, 0);
-  HostProcess host;
   const auto out = dir.path() / "report";
+  std::filesystem::create_directories(out);
+  HostProcess host({.config_yaml = TestConfigYaml(MediaPlugins(media.string(), out.string()))});
   const CommandOutput run = RunCommand({"/usr/bin/python3", UMI_SOURCE_DIR "/examples/ingest/ingest.py", media.string(),
                                         "--rpc", host.endpoint("rpc"), "--out", out.string()});
   ASSERT_EQ(run.exit_code, 0) << run.out;

@@ -223,5 +223,20 @@ TEST_F(Sandbox, ReadyzMetricsAndPluginsJsonSayWhatTheKernelOffers) {
   FAIL() << "evil is not listed: " << listing.out;
 }
 
+TEST(ShippedConfig, MediaPluginsRunInSandboxedWorkersAndReadOnlyTheDataDirectory) {
+  std::ifstream shipped(UMI_SOURCE_DIR "/config/hardware/default.yaml");
+  HostProcess host({.config_yaml = std::string(std::istreambuf_iterator<char>(shipped), {})});
+  // Before: probe ran on a host thread and read anything the host may.
+  for (const char* plugin : {"probe", "checksum"}) {
+    host.Send(PackTask({.id = plugin, .plugin = plugin, .string_input = {{"path", "/etc/hostname"}}}));
+    const Result refused = host.NextResult();
+    EXPECT_EQ(refused.error_code, "forbidden") << refused.error_message;
+    EXPECT_NE(refused.error_message.find("is outside the plugin's media_roots"), std::string::npos)
+        << refused.error_message;
+    EXPECT_NE(refused.error_message.find("/var/lib/umi/media"), std::string::npos) << refused.error_message;
+    EXPECT_EQ(MetricValue(host, "umi_worker_processes{plugin=\"" + std::string(plugin) + "\"}"), 1);
+  }
+}
+
 }  // namespace
 }  // namespace umi::testing

@@ -41,7 +41,7 @@ class Checksum : public umi::Plugin {
     return info;
   }
 
-  explicit Checksum(const umi::Settings& settings) : paths_(settings) {}
+  explicit Checksum(const umi::Settings& settings) : paths_(settings, "checksum") {}
 
   void Process(umi::TaskContext& task) override {
     const std::string path = paths_.Readable(task.input().Require<std::string>("path"));

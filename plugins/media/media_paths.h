@@ -7,8 +7,9 @@
 // Paths are resolved (symlinks, "..", relative parts) before they are
 // checked, so neither "../" nor a symlink leads out; the resolved path is
 // the one opened. An output whose final component is a symlink is refused.
-// Unset: no confinement (the host's own permissions apply). A refusal ends
-// the task `error` with code `forbidden`.
+// Unset: nothing is read (or written), and the refusal names the setting
+// to add; `media_roots: [/]` is how a config says "anywhere". A refusal
+// ends the task `error` with code `forbidden`.
 //
 // Only regular files are read: a FIFO, device or directory would block in
 // open() or read() beyond the reach of timeout_ms and cancel, so OpenRegular
@@ -78,14 +79,14 @@ inline FileDescriptor OpenRegular(const std::string& path) {
 
 // The settings MediaPaths reads, for a media plugin's Info().settings.
 inline std::vector<umi::SettingInfo> MediaPathSettings() {
-  return {{"media_roots", "list of directories", "read only files beneath these (unset: anywhere)"},
-          {"output_root", "directory", "write only beneath this (unset: anywhere)"}};
+  return {{"media_roots", "list of directories", "read only files beneath these (unset: none; [/] for anywhere)"},
+          {"output_root", "directory", "write only beneath this (unset: nowhere)"}};
 }
 
 class MediaPaths {
  public:
-  MediaPaths() = default;
-  explicit MediaPaths(const umi::Settings& settings) {
+  // `plugin`: its name, for the setting a refusal says to add.
+  MediaPaths(const umi::Settings& settings, std::string plugin) : plugin_(std::move(plugin)) {
     if (settings.Has("media_roots")) {
       for (const std::string& root : settings.Require<std::vector<std::string>>("media_roots")) {
         read_roots_.push_back(Directory(root, "media_roots"));
@@ -96,7 +97,11 @@ class MediaPaths {
 
   // The resolved path to open for reading.
   std::string Readable(const std::string& path) const {
-    if (read_roots_.empty()) return path;
+    if (read_roots_.empty()) {
+      throw umi::Error("forbidden", path + ": " + plugin_ + " reads only beneath its media_roots, and none is set (add "
+                                    "plugins." + plugin_ + ".settings.media_roots: [dir, ...] to the host's config; "
+                                    "[/] allows every file)");
+    }
     std::error_code error;
     const std::filesystem::path real = std::filesystem::canonical(path, error);
     if (error) throw umi::Error(error == std::errc::no_such_file_or_directory ? "not_found" : "unreadable",
@@ -104,12 +109,15 @@ class MediaPaths {
     for (const auto& root : read_roots_) {
       if (Beneath(real, root)) return real.string();
     }
-    throw umi::Error("forbidden", path + " is outside the plugin's media_roots");
+    throw umi::Error("forbidden", path + " is outside the plugin's media_roots" + Missing(read_roots_, "media_roots"));
   }
 
   // The resolved path to write.
   std::string Writable(const std::string& path) const {
-    if (!write_root_) return path;
+    if (!write_root_) {
+      throw umi::Error("forbidden", path + ": " + plugin_ + " writes only beneath its output_root, and none is set (add "
+                                    "plugins." + plugin_ + ".settings.output_root: dir to the host's config)");
+    }
     const std::filesystem::path wanted(path);
     std::error_code error;
     const std::filesystem::path parent = std::filesystem::canonical(
@@ -119,23 +127,39 @@ class MediaPaths {
       throw umi::Error("forbidden", path + " is a symlink; outputs are written only to plain paths");
     }
     const std::filesystem::path real = parent / wanted.filename();
-    if (!Beneath(real, *write_root_)) throw umi::Error("forbidden", path + " is outside the plugin's output_root");
+    if (!Beneath(real, *write_root_)) {
+      throw umi::Error("forbidden", path + " is outside the plugin's output_root" + Missing({*write_root_}, "output_root"));
+    }
     return real.string();
   }
 
  private:
+  // A root that does not exist (yet: a data directory made later) is kept
+  // as written and named when a path is refused; one that is not a
+  // directory is a bad setting.
   static std::filesystem::path Directory(const std::string& dir, const char* key) {
     std::error_code error;
+    if (!std::filesystem::exists(dir, error)) return std::filesystem::absolute(dir, error).lexically_normal();
     std::filesystem::path real = std::filesystem::canonical(dir, error);
     if (error || !std::filesystem::is_directory(real)) {
       throw umi::Error("bad_settings", std::string(key) + ": '" + dir + "' is not a directory");
     }
     return real;
   }
+  // " (its media_roots entry '/x' does not exist)" for each missing root.
+  static std::string Missing(const std::vector<std::filesystem::path>& roots, const char* key) {
+    std::string missing;
+    std::error_code error;
+    for (const auto& root : roots) {
+      if (!std::filesystem::exists(root, error)) missing += std::string(" (its ") + key + " '" + root.string() + "' does not exist)";
+    }
+    return missing;
+  }
   static bool Beneath(const std::filesystem::path& path, const std::filesystem::path& root) {
     return std::mismatch(root.begin(), root.end(), path.begin(), path.end()).first == root.end();
   }
 
+  std::string plugin_;
   std::vector<std::filesystem::path> read_roots_;
   std::optional<std::filesystem::path> write_root_;
 };

@@ -33,7 +33,7 @@ class Probe : public umi::Plugin {
     return info;
   }
 
-  explicit Probe(const umi::Settings& settings) : paths_(settings) {}
+  explicit Probe(const umi::Settings& settings) : paths_(settings, "probe") {}
 
   void Process(umi::TaskContext& task) override {
     const std::string path = task.input().Require<std::string>("path");

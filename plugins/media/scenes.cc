@@ -16,7 +16,7 @@ class Scenes : public umi::Plugin {
     return info;
   }
 
-  explicit Scenes(const umi::Settings& settings) : paths_(settings) {}
+  explicit Scenes(const umi::Settings& settings) : paths_(settings, "scenes") {}
 
   void Process(umi::TaskContext& task) override {
     umi::media::DetectScenes(task, paths_, [](const uint8_t* previous, const uint8_t* current, size_t size) {

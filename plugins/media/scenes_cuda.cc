@@ -39,7 +39,7 @@ class ScenesCuda : public umi::Plugin {
     return info;
   }
 
-  explicit ScenesCuda(const umi::Settings& settings) : paths_(settings) {}
+  explicit ScenesCuda(const umi::Settings& settings) : paths_(settings, "scenes_cuda") {}
 
   void Process(umi::TaskContext& task) override {
     int devices = 0;

@@ -41,7 +41,7 @@ class Thumbnail : public umi::Plugin {
     return info;
   }
 
-  explicit Thumbnail(const umi::Settings& settings) : paths_(settings) {}
+  explicit Thumbnail(const umi::Settings& settings) : paths_(settings, "thumbnail") {}
 
   void Process(umi::TaskContext& task) override {
     const auto& in = task.input();

@@ -259,9 +259,14 @@ std::optional<SandboxPolicy> MakeSandboxPolicy(const SandboxConfig& config, cons
   if (plugin.python) {
     for (const std::filesystem::path& path : PythonReadPaths()) policy.read.push_back(path);
   }
-  for (const std::filesystem::path& path : SettingPaths(settings_msgpack, "media_roots")) policy.read.push_back(path);
+  // A data directory not made yet grants nothing (the plugin refuses its paths, naming it).
+  for (const std::filesystem::path& path : SettingPaths(settings_msgpack, "media_roots")) {
+    if (std::filesystem::exists(path, error)) policy.read.push_back(path);
+  }
   policy.read.insert(policy.read.end(), config.read.begin(), config.read.end());
-  for (const std::filesystem::path& path : SettingPaths(settings_msgpack, "output_root")) policy.write.push_back(path);
+  for (const std::filesystem::path& path : SettingPaths(settings_msgpack, "output_root")) {
+    if (std::filesystem::exists(path, error)) policy.write.push_back(path);
+  }
   policy.write.insert(policy.write.end(), config.write.begin(), config.write.end());
   for (const char* path : kSystemDevices) {
     if (std::filesystem::exists(path, error)) policy.devices.emplace_back(path);
