@@ -33,11 +33,11 @@ TEST(PluginSdk, PluginsCommandListsLoadedAndRefusedWithReasons) {
     reasons[std::filesystem::path(refused["path"].get<std::string>()).filename()] = refused["reason"];
   }
   EXPECT_EQ(reasons["wrong_major.so"],
-            "built for plugin API 2.2, this host speaks 1.2 (major must match, minor must not be newer)");
+            "built for plugin API 2.3, this host speaks 1.3 (major must match, minor must not be newer)");
   EXPECT_EQ(reasons["old_major.so"],
-            "built for plugin API 0.2, this host speaks 1.2 (major must match, minor must not be newer)");
+            "built for plugin API 0.3, this host speaks 1.3 (major must match, minor must not be newer)");
   EXPECT_EQ(reasons["newer_minor.so"],
-            "built for plugin API 1.99, this host speaks 1.2 (major must match, minor must not be newer)");
+            "built for plugin API 1.99, this host speaks 1.3 (major must match, minor must not be newer)");
   EXPECT_EQ(reasons["missing_symbols.so"],
             "missing required entry point UMI_PluginApiVersion (it exports no UMI_* entry point: did you forget "
             "UMI_DECLARE_PLUGIN, or extern \"C\"?)");

@@ -90,9 +90,10 @@ class Sandbox : public ::testing::Test {
     secret_ = files_.Write("server.key_secret", "the host's CURVE secret key");
   }
 
-  void Start(const std::string& sandbox = "") {
+  void Start(const std::string& sandbox = "", const std::string& plugin = "evil") {
+    plugin_ = plugin;
     host_ = std::make_unique<HostProcess>(HostProcess::Options{
-        .config_yaml = TestConfigYaml("  evil: {isolation: process, processes: 1, settings: {media_roots: [" +
+        .config_yaml = TestConfigYaml("  " + plugin + ": {isolation: process, processes: 1, settings: {media_roots: [" +
                                       media_.string() + "], output_root: " + out_.string() + "}" + sandbox + "}\n"),
         .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}});
   }
@@ -100,7 +101,7 @@ class Sandbox : public ::testing::Test {
   Result Try(const std::string& attempt, std::map<std::string, std::string> strings = {},
              std::map<std::string, int64_t> numbers = {}) {
     strings["attempt"] = attempt;
-    host_->Send(PackTask({.id = attempt + std::to_string(++sent_), .plugin = "evil", .input = numbers,
+    host_->Send(PackTask({.id = attempt + std::to_string(++sent_), .plugin = plugin_, .input = numbers,
                           .string_input = strings}));
     return host_->NextResult();
   }
@@ -129,6 +130,7 @@ class Sandbox : public ::testing::Test {
   TempDir files_;
   fs::path media_, out_, secret_;
   std::unique_ptr<HostProcess> host_;
+  std::string plugin_;
   int sent_ = 0;
 };
 
@@ -187,6 +189,23 @@ TEST_F(Sandbox, DeclaredExecRunsHelpersAndKillsWhatATaskLeftRunning) {
   // Killed before the result was sent: nothing to wait for.
   EXPECT_FALSE(AnyMarked("UMI_TEST_MARK=" + mark));
   ExpectStopped(Try("connect", {}, {{"port", Listener().port()}}), "socket");  // exec is all it was granted
+}
+
+TEST_F(Sandbox, WhatAPluginDeclaresIsGrantedWithoutAnyYaml) {
+  Start("", "evil_exec");  // Info().sandbox.exec = true
+  const Result spawned = Try("spawn");
+  ASSERT_EQ(spawned.status, "ok") << spawned.error_message;
+  EXPECT_EQ(spawned.Output("exit_code")->as<int64_t>(), 0);
+  ExpectStopped(Try("connect", {}, {{"port", Listener().port()}}), "socket");  // it did not declare network
+  const CommandOutput listing = RunCommand({UMI_HOST_BINARY, "plugins", "--json", "--config",
+                                            host_->config_path().string(), "--plugins", UMI_TEST_INSPECT_PLUGIN_DIR});
+  const nlohmann::json listed = nlohmann::json::parse(listing.out);
+  for (const nlohmann::json& plugin : listed.at("plugins")) {
+    if (plugin.at("name") == "evil_exec") {
+      EXPECT_TRUE(plugin.at("sandbox_needs").at("exec")) << plugin.dump();
+      EXPECT_TRUE(plugin.at("sandbox").at("exec")) << plugin.dump();
+    }
+  }
 }
 
 TEST_F(Sandbox, WithoutTheSandboxEveryEscapeWorks) {

@@ -132,6 +132,12 @@ def describe(path: str, source: bytes | None = None) -> dict[str, Any]:
     for key, value in settings.items():
         kind, text = value if isinstance(value, tuple) and len(value) == 2 else ("", value)
         declared_settings.append({"name": key, "type": str(kind), "description": str(text)})
+    sandbox = getattr(module, "SANDBOX", {})
+    if not isinstance(sandbox, dict) or set(sandbox) - {"exec", "network", "read"}:
+        return {"ok": False, "reason": "SANDBOX must be a dict of exec (bool), network (bool), read (a list of paths)"}
+    read = sandbox.get("read", [])
+    if not isinstance(read, (list, tuple)) or not all(isinstance(path, str) for path in read):
+        return {"ok": False, "reason": "SANDBOX['read'] must be a list of paths"}
     doc = (module.__doc__ or "").strip().splitlines()
     return {
         "ok": True,
@@ -142,6 +148,8 @@ def describe(path: str, source: bytes | None = None) -> dict[str, Any]:
         "task_group": str(getattr(module, "TASK_GROUP", "")),
         "requirement": declared,
         "settings": declared_settings,
+        "sandbox": {"exec": bool(sandbox.get("exec", False)), "network": bool(sandbox.get("network", False)),
+                    "read": list(read)},
     }
 
 

@@ -42,7 +42,12 @@ class Evil : public umi::Plugin {
  public:
   static umi::PluginInfo Info() {
     umi::PluginInfo info;
+#ifdef UMI_EVIL_DECLARES_EXEC  // evil_exec: the same, declaring that it starts processes
+    info.name = "evil_exec";
+    info.sandbox.exec = true;
+#else
     info.name = "evil";
+#endif
     info.version = "1.0.0";
     info.description = "Tries to escape its sandbox, as asked";
     info.requirement = {.cpu_cores = 0.5, .cpu_threads = 1, .memory_mb = 64};

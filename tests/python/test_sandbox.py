@@ -98,3 +98,26 @@ def test_without_the_sandbox_a_python_plugin_escapes(start_host, tmp_path):
         assert client.run("evil", {"attempt": "connect", "port": listener.getsockname()[1]}).status == "ok"
         assert client.run("evil", {"attempt": "fork"}).status == "ok"
     assert os.path.exists(tmp_path / "host" / "server.key_secret")
+
+
+_HELPER_RUNNER = '''"""Runs a helper program: it declares so."""
+import subprocess
+
+SANDBOX = {"exec": True}
+
+
+def execute(ctx, input):
+    return {"exit_code": subprocess.run(["/bin/true"]).returncode}
+'''
+
+
+def test_what_a_python_plugin_declares_in_sandbox_is_granted(start_host, tmp_path):
+    (tmp_path / "runner.py").write_text(_HELPER_RUNNER)
+    (tmp_path / "bad.py").write_text('SANDBOX = {"exec": True, "shell": True}\n\ndef execute(ctx, input):\n    return {}\n')
+    host = start_host(plugin_dirs=[str(tmp_path)])
+    with umi.Client(host.rpc) as client:
+        ran = client.run("runner", {})
+        assert (ran.status, ran.output) == ("ok", {"exit_code": 0}), ran
+        refused = client.run("bad", {})
+        assert refused.error_code == "unknown_plugin", refused
+    assert "SANDBOX must be a dict of exec (bool), network (bool), read (a list of paths)" in host.log()

@@ -67,6 +67,10 @@ nlohmann::json PluginsJson(const PluginRegistry& registry, const HardwareConfig&
     if (std::filesystem::is_symlink(p->path, error)) {
       plugin["resolved_path"] = std::filesystem::canonical(p->path, error).string();
     }
+    nlohmann::json needs_read = nlohmann::json::array();
+    for (const auto& path : p->sandbox_needs.read) needs_read.push_back(path.string());
+    plugin["sandbox_needs"] = {
+        {"exec", p->sandbox_needs.exec}, {"network", p->sandbox_needs.network}, {"read", needs_read}};
     plugin.update(SandboxJson(*p, config));
     plugins.push_back(std::move(plugin));
   }

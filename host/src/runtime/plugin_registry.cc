@@ -324,6 +324,11 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
       plugin->settings.push_back({setting.name, setting.type ? setting.type : "", setting.description ? setting.description : ""});
     }
   }
+  if (d->struct_size >= offsetof(UMI_PluginDescriptor, sandbox_read) + sizeof(d->sandbox_read)) {
+    plugin->sandbox_needs.exec = (d->sandbox_needs & UMI_SANDBOX_NEED_EXEC) != 0;
+    plugin->sandbox_needs.network = (d->sandbox_needs & UMI_SANDBOX_NEED_NETWORK) != 0;
+    for (const char* const* read = d->sandbox_read; read && *read; ++read) plugin->sandbox_needs.read.emplace_back(*read);
+  }
   if (!Resolve(path, *plugin)) return false;
   plugin->execute = lib.get<UMI_Error*(UMI_Context*)>("UMI_PluginExecute");
   if (lib.has("UMI_InstanceInitialize") != lib.has("UMI_InstanceFinalize")) {

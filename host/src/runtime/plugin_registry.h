@@ -55,6 +55,12 @@ struct LoadedPlugin {
     std::string name, type, description;
   };
   std::vector<Setting> settings;  // declared (plugin API 1.2, SETTINGS in Python); empty: none
+  struct SandboxNeeds {  // declared (plugin API 1.3, SANDBOX in Python): what its sandbox grants
+    bool exec = false;
+    bool network = false;
+    std::vector<std::filesystem::path> read;
+  };
+  SandboxNeeds sandbox_needs;
   std::filesystem::path path;
   // The file as it was loaded: a reload reports a plugin whose file changed
   // since (a running process keeps the code it loaded).

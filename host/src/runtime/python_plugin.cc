@@ -250,6 +250,12 @@ Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plu
         plugin.settings.push_back({setting.at("name"), setting.at("type"), setting.at("description")});
       }
     }
+    if (const auto sandbox = fields.find("sandbox"); sandbox != fields.end()) {
+      const auto needs = sandbox->second.as<std::map<std::string, msgpack::object>>();
+      plugin.sandbox_needs.exec = needs.at("exec").as<bool>();
+      plugin.sandbox_needs.network = needs.at("network").as<bool>();
+      for (const std::string& path : needs.at("read").as<std::vector<std::string>>()) plugin.sandbox_needs.read.emplace_back(path);
+    }
   } catch (const std::exception& e) {
     return Status(ErrorCode::kUnavailable, std::string("the descriptor could not be read: ") + e.what());
   }

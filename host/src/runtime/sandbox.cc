@@ -247,8 +247,9 @@ std::optional<SandboxPolicy> MakeSandboxPolicy(const SandboxConfig& config, cons
   if (!config.enabled) return std::nullopt;
   SandboxPolicy policy;
   policy.required = config.required;
-  policy.exec = config.exec;
-  policy.network = config.network;
+  // What the plugin declares, and what the operator's YAML adds.
+  policy.exec = config.exec || plugin.sandbox_needs.exec;
+  policy.network = config.network || plugin.sandbox_needs.network;
   policy.max_file_bytes = config.max_file_mb << 20;
   std::error_code error;
   for (const char* path : kSystemReadPaths) {
@@ -263,6 +264,7 @@ std::optional<SandboxPolicy> MakeSandboxPolicy(const SandboxConfig& config, cons
   for (const std::filesystem::path& path : SettingPaths(settings_msgpack, "media_roots")) {
     if (std::filesystem::exists(path, error)) policy.read.push_back(path);
   }
+  policy.read.insert(policy.read.end(), plugin.sandbox_needs.read.begin(), plugin.sandbox_needs.read.end());
   policy.read.insert(policy.read.end(), config.read.begin(), config.read.end());
   for (const std::filesystem::path& path : SettingPaths(settings_msgpack, "output_root")) {
     if (std::filesystem::exists(path, error)) policy.write.push_back(path);

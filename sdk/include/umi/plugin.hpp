@@ -76,6 +76,15 @@ struct PluginInfo {
   // The keys its settings may hold; the host warns about any other key (a
   // typo would be ignored without a word). Empty: none declared, all taken.
   std::vector<SettingInfo> settings = {};
+  // What the sandbox of its worker processes must grant beyond its task's
+  // files (plugin API 1.3, docs/reliability.md): starting processes,
+  // sockets, files it reads (a model). The host's YAML may grant more.
+  struct SandboxNeeds {
+    bool exec = false;
+    bool network = false;
+    std::vector<std::string> read = {};
+  };
+  SandboxNeeds sandbox = {};
 };
 
 // A failure with a stable machine-readable code (e.g. "bad_input").
@@ -309,6 +318,12 @@ struct Registration {
       }
       return out;
     }();
+    static const std::vector<const char*> sandbox_read = [] {
+      std::vector<const char*> out;
+      for (const std::string& path : info->sandbox.read) out.push_back(path.c_str());
+      out.push_back(nullptr);
+      return out;
+    }();
     static const UMI_PluginDescriptor descriptor = {
         sizeof(UMI_PluginDescriptor),
         info->name.c_str(),
@@ -323,6 +338,8 @@ struct Registration {
         info->run_inline ? 1 : 0,
         settings.empty() ? nullptr : settings.data(),
         static_cast<int32_t>(settings.size()),
+        (info->sandbox.exec ? UMI_SANDBOX_NEED_EXEC : 0u) | (info->sandbox.network ? UMI_SANDBOX_NEED_NETWORK : 0u),
+        sandbox_read.data(),
     };
     return &descriptor;
   }

@@ -29,7 +29,7 @@ extern "C" {
 #endif
 
 #define UMI_API_VERSION_MAJOR 1
-#define UMI_API_VERSION_MINOR 2
+#define UMI_API_VERSION_MINOR 3
 
 #if defined(__GNUC__)
 #define UMI_EXPORT __attribute__((visibility("default")))
@@ -92,7 +92,18 @@ typedef struct UMI_PluginDescriptor {
    * a word (a typo). NULL or 0: none declared, every key is taken. */
   const UMI_SettingDescriptor* settings;
   int32_t setting_count;
+  /* Since 1.3 (older descriptors end before it: nothing declared). What the
+   * sandbox of its worker processes must grant beyond its task's files
+   * (docs/reliability.md): UMI_SANDBOX_NEED_* bits, and the files or
+   * directories it reads (a model), NULL-terminated (NULL: none). The
+   * host's YAML, plugins.<name>.sandbox, may grant more. */
+  uint32_t sandbox_needs;
+  const char* const* sandbox_read;
 } UMI_PluginDescriptor;
+
+/* UMI_PluginDescriptor.sandbox_needs */
+#define UMI_SANDBOX_NEED_EXEC 1u    /* start processes: fork, exec a helper */
+#define UMI_SANDBOX_NEED_NETWORK 2u /* open sockets */
 
 /* What the pool granted the running task. gpu_ids points into host memory
  * that stays valid until Execute returns. */
