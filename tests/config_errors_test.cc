@@ -52,6 +52,10 @@ const std::map<std::string, std::string> kExpected = {
     {"bad_prefetch.yaml", "transport.prefetch: expected auto or a number of tasks, got 'soon' (line 5, column 13)"},
     {"threads_twice.yaml", "plugins.probe.threads: give cpu_threads or its alias threads, not both (line 5, column 36)"},
     {"negative_threads.yaml", "hardware.cpu.threads: must be 1..65536, got -2 (line 4, column 14)"},
+    {"sandbox_unknown_key.yaml", "plugins.probe.sandbox.netwrok: unknown key, did you mean 'network'? (expected one of: "
+                                 "exec, max_file_mb, network, read, required, write) (line 5, column 41)"},
+    {"sandbox_not_a_bool.yaml", "plugins.probe.sandbox: expected false (no sandbox) or a map {required, read, write, "
+                                "exec, network, max_file_mb}, got 'none' (line 5, column 40)"},
 };
 
 TEST(ConfigErrors, EachFileGivesItsExactMessage) {
