@@ -208,6 +208,24 @@ TEST_F(Sandbox, WhatAPluginDeclaresIsGrantedWithoutAnyYaml) {
   }
 }
 
+TEST_F(Sandbox, APluginThatRequiresItsSandboxRunsInOneOrNotAtAll) {
+  {  // no isolation: process in the YAML: a worker anyway
+    HostProcess host({.config_yaml = TestConfigYaml(), .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}});
+    host.Send(PackTask({.id = "r", .plugin = "evil_exec", .string_input = {{"attempt", "read"}, {"path", secret_.string()}}}));
+    const Result read = host.NextResult();
+    EXPECT_EQ(read.error_code, "denied") << read.error_message;
+  }
+  HostProcess host({.config_yaml = TestConfigYaml("  evil_exec: {sandbox: false}\n"),
+                    .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}});
+  host.Send(PackTask({.id = "r", .plugin = "evil_exec", .string_input = {{"attempt", "read"}, {"path", secret_.string()}}}));
+  const Result refused = host.NextResult();
+  EXPECT_NE(refused.status, "ok");
+  EXPECT_NE(refused.error_message.find("evil_exec runs only in its sandbox (it declares so), and "
+                                       "plugins.evil_exec.sandbox is false"),
+            std::string::npos)
+      << refused.error_message;
+}
+
 TEST_F(Sandbox, WithoutTheSandboxEveryEscapeWorks) {
   Start(", sandbox: false");
   const Result secret = Try("read", {{"path", secret_.string()}});

@@ -133,8 +133,9 @@ def describe(path: str, source: bytes | None = None) -> dict[str, Any]:
         kind, text = value if isinstance(value, tuple) and len(value) == 2 else ("", value)
         declared_settings.append({"name": key, "type": str(kind), "description": str(text)})
     sandbox = getattr(module, "SANDBOX", {})
-    if not isinstance(sandbox, dict) or set(sandbox) - {"exec", "network", "read"}:
-        return {"ok": False, "reason": "SANDBOX must be a dict of exec (bool), network (bool), read (a list of paths)"}
+    if not isinstance(sandbox, dict) or set(sandbox) - {"exec", "network", "read", "required"}:
+        return {"ok": False, "reason": "SANDBOX must be a dict of exec (bool), network (bool), read (a list of paths), "
+                                       "required (bool)"}
     read = sandbox.get("read", [])
     if not isinstance(read, (list, tuple)) or not all(isinstance(path, str) for path in read):
         return {"ok": False, "reason": "SANDBOX['read'] must be a list of paths"}
@@ -149,7 +150,7 @@ def describe(path: str, source: bytes | None = None) -> dict[str, Any]:
         "requirement": declared,
         "settings": declared_settings,
         "sandbox": {"exec": bool(sandbox.get("exec", False)), "network": bool(sandbox.get("network", False)),
-                    "read": list(read)},
+                    "read": list(read), "required": bool(sandbox.get("required", False))},
     }
 
 

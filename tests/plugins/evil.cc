@@ -42,9 +42,10 @@ class Evil : public umi::Plugin {
  public:
   static umi::PluginInfo Info() {
     umi::PluginInfo info;
-#ifdef UMI_EVIL_DECLARES_EXEC  // evil_exec: the same, declaring that it starts processes
+#ifdef UMI_EVIL_DECLARES_EXEC  // evil_exec: the same, declaring that it starts processes and needs its sandbox
     info.name = "evil_exec";
     info.sandbox.exec = true;
+    info.sandbox.required = true;
 #else
     info.name = "evil";
 #endif

@@ -120,4 +120,4 @@ def test_what_a_python_plugin_declares_in_sandbox_is_granted(start_host, tmp_pat
         assert (ran.status, ran.output) == ("ok", {"exit_code": 0}), ran
         refused = client.run("bad", {})
         assert refused.error_code == "unknown_plugin", refused
-    assert "SANDBOX must be a dict of exec (bool), network (bool), read (a list of paths)" in host.log()
+    assert "SANDBOX must be a dict of exec (bool), network (bool), read (a list of paths), required (bool)" in host.log()

@@ -68,7 +68,7 @@ std::string ConfigReport(const LoadedConfig& loaded, const Machine& machine, con
     field("memory_mb", std::to_string(r.memory_mb));
     field("gpu_count", r.gpu_count.ToString());
     field("exclusive_gpu", r.exclusive_gpu ? "true" : "false");
-    if (const auto config = c.plugins.find(name); config != c.plugins.end() && (config->second.isolate_process || p->python)) {
+    if (const auto config = c.plugins.find(name); config != c.plugins.end() && (config->second.isolate_process || p->python || p->sandbox_needs.required)) {
       out << "    isolation = process (" << config->second.processes << " worker(s) started ahead)\n";
     } else if (p->python) {
       out << "    isolation = process (a Python plugin; 1 worker started ahead)\n";

@@ -18,7 +18,9 @@ namespace {
 nlohmann::json SandboxJson(const LoadedPlugin& plugin, const HardwareConfig& config) {
   const auto entry = config.plugins.find(plugin.name);
   const PluginConfig plugin_config = entry == config.plugins.end() ? PluginConfig{} : entry->second;
-  if (!plugin_config.isolate_process && !plugin.python) return {{"isolation", "thread"}, {"sandbox", nullptr}};
+  if (!plugin_config.isolate_process && !plugin.python && !plugin.sandbox_needs.required) {
+    return {{"isolation", "thread"}, {"sandbox", nullptr}};
+  }
   const std::optional<SandboxPolicy> policy =
       MakeSandboxPolicy(plugin_config.sandbox, plugin_config.settings_msgpack, plugin);
   if (!policy) return {{"isolation", "process"}, {"sandbox", {{"enabled", false}}}};
@@ -69,8 +71,10 @@ nlohmann::json PluginsJson(const PluginRegistry& registry, const HardwareConfig&
     }
     nlohmann::json needs_read = nlohmann::json::array();
     for (const auto& path : p->sandbox_needs.read) needs_read.push_back(path.string());
-    plugin["sandbox_needs"] = {
-        {"exec", p->sandbox_needs.exec}, {"network", p->sandbox_needs.network}, {"read", needs_read}};
+    plugin["sandbox_needs"] = {{"exec", p->sandbox_needs.exec},
+                               {"network", p->sandbox_needs.network},
+                               {"read", needs_read},
+                               {"required", p->sandbox_needs.required}};
     plugin.update(SandboxJson(*p, config));
     plugins.push_back(std::move(plugin));
   }

@@ -187,15 +187,17 @@ bool TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint no
 }
 
 const PluginConfig* TaskFlow::IsolatedConfig(const LoadedPlugin& plugin) const {
-  static const PluginConfig kPythonDefaults = [] {
+  static const PluginConfig kWorkerDefaults = [] {
     PluginConfig defaults;
     defaults.settings_msgpack = std::string("\x80", 1);  // an empty map
     defaults.isolate_process = true;
     return defaults;
   }();
+  // Python plugins, and plugins that require their sandbox, always run in worker processes.
+  const bool always = plugin.python || plugin.sandbox_needs.required;
   const auto found = config_.plugins.find(plugin.name);
-  if (found != config_.plugins.end() && (found->second.isolate_process || plugin.python)) return &found->second;
-  return plugin.python ? &kPythonDefaults : nullptr;
+  if (found != config_.plugins.end() && (found->second.isolate_process || always)) return &found->second;
+  return always ? &kWorkerDefaults : nullptr;
 }
 
 std::shared_ptr<const WorkerSpec> TaskFlow::IsolatedSpec(const LoadedPlugin& plugin) {
@@ -203,8 +205,12 @@ std::shared_ptr<const WorkerSpec> TaskFlow::IsolatedSpec(const LoadedPlugin& plu
   if (!isolated) return nullptr;
   std::shared_ptr<const WorkerSpec>& spec = worker_specs_[plugin.path.string()];
   if (!spec) {
-    spec = std::make_shared<const WorkerSpec>(WorkerSpec{
-        isolated->settings_msgpack, MakeSandboxPolicy(isolated->sandbox, isolated->settings_msgpack, plugin)});
+    WorkerSpec made{isolated->settings_msgpack, MakeSandboxPolicy(isolated->sandbox, isolated->settings_msgpack, plugin), ""};
+    if (!made.sandbox && plugin.sandbox_needs.required) {
+      made.refusal = plugin.name + " runs only in its sandbox (it declares so), and plugins." + plugin.name +
+                     ".sandbox is false";
+    }
+    spec = std::make_shared<const WorkerSpec>(std::move(made));
   }
   return spec;
 }

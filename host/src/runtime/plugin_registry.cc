@@ -327,6 +327,7 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
   if (d->struct_size >= offsetof(UMI_PluginDescriptor, sandbox_read) + sizeof(d->sandbox_read)) {
     plugin->sandbox_needs.exec = (d->sandbox_needs & UMI_SANDBOX_NEED_EXEC) != 0;
     plugin->sandbox_needs.network = (d->sandbox_needs & UMI_SANDBOX_NEED_NETWORK) != 0;
+    plugin->sandbox_needs.required = (d->sandbox_needs & UMI_SANDBOX_REQUIRED) != 0;
     for (const char* const* read = d->sandbox_read; read && *read; ++read) plugin->sandbox_needs.read.emplace_back(*read);
   }
   if (!Resolve(path, *plugin)) return false;

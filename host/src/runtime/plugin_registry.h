@@ -59,6 +59,7 @@ struct LoadedPlugin {
     bool exec = false;
     bool network = false;
     std::vector<std::filesystem::path> read;
+    bool required = false;  // only in a complete sandbox: always isolated, never `sandbox: false`
   };
   SandboxNeeds sandbox_needs;
   std::filesystem::path path;

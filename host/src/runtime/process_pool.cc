@@ -205,6 +205,10 @@ void ProcessPool::Reap(Worker& worker, bool kill_first) {
 
 ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const WorkerSpec& spec, std::string* why,
                                        std::stop_token stop) {
+  if (!spec.refusal.empty()) {
+    *why = spec.refusal;
+    return {};
+  }
   std::optional<SandboxPolicy> sandbox = spec.sandbox;
   if (sandbox && sandbox->required) {
     if (const auto missing = MissingMechanisms(*sandbox, SandboxSupport::Get()); !missing.empty()) {

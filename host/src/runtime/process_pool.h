@@ -67,6 +67,7 @@ struct IsolatedOutcome {
 struct WorkerSpec {
   std::string settings;                  // the plugin's settings, a msgpack map
   std::optional<SandboxPolicy> sandbox;  // none: `sandbox: false`
+  std::string refusal;                   // non-empty: why no worker may start (a required sandbox turned off)
 };
 
 class ProcessPool {

@@ -254,6 +254,7 @@ Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plu
       const auto needs = sandbox->second.as<std::map<std::string, msgpack::object>>();
       plugin.sandbox_needs.exec = needs.at("exec").as<bool>();
       plugin.sandbox_needs.network = needs.at("network").as<bool>();
+      plugin.sandbox_needs.required = needs.at("required").as<bool>();
       for (const std::string& path : needs.at("read").as<std::vector<std::string>>()) plugin.sandbox_needs.read.emplace_back(path);
     }
   } catch (const std::exception& e) {

@@ -246,7 +246,7 @@ std::optional<SandboxPolicy> MakeSandboxPolicy(const SandboxConfig& config, cons
                                                const LoadedPlugin& plugin) {
   if (!config.enabled) return std::nullopt;
   SandboxPolicy policy;
-  policy.required = config.required;
+  policy.required = config.required || plugin.sandbox_needs.required;
   // What the plugin declares, and what the operator's YAML adds.
   policy.exec = config.exec || plugin.sandbox_needs.exec;
   policy.network = config.network || plugin.sandbox_needs.network;

@@ -83,6 +83,9 @@ struct PluginInfo {
     bool exec = false;
     bool network = false;
     std::vector<std::string> read = {};
+    // Run only in a complete sandbox: always in worker processes, and
+    // refused where it is turned off or the kernel lacks a mechanism.
+    bool required = false;
   };
   SandboxNeeds sandbox = {};
 };
@@ -338,7 +341,8 @@ struct Registration {
         info->run_inline ? 1 : 0,
         settings.empty() ? nullptr : settings.data(),
         static_cast<int32_t>(settings.size()),
-        (info->sandbox.exec ? UMI_SANDBOX_NEED_EXEC : 0u) | (info->sandbox.network ? UMI_SANDBOX_NEED_NETWORK : 0u),
+        (info->sandbox.exec ? UMI_SANDBOX_NEED_EXEC : 0u) | (info->sandbox.network ? UMI_SANDBOX_NEED_NETWORK : 0u) |
+            (info->sandbox.required ? UMI_SANDBOX_REQUIRED : 0u),
         sandbox_read.data(),
     };
     return &descriptor;

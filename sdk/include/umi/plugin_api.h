@@ -104,6 +104,10 @@ typedef struct UMI_PluginDescriptor {
 /* UMI_PluginDescriptor.sandbox_needs */
 #define UMI_SANDBOX_NEED_EXEC 1u    /* start processes: fork, exec a helper */
 #define UMI_SANDBOX_NEED_NETWORK 2u /* open sockets */
+#define UMI_SANDBOX_REQUIRED 4u     /* runs only in a complete sandbox: in a worker
+                                       process even without `isolation: process`,
+                                       refused with `sandbox: false` or where the
+                                       kernel lacks a mechanism */
 
 /* What the pool granted the running task. gpu_ids points into host memory
  * that stays valid until Execute returns. */
