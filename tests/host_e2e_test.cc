@@ -335,7 +335,8 @@ TEST(HostE2E, CheckConfigShowsIsolationAndCurve) {
   for (const std::string& line : {std::string("  http                  off\n"),
                                   "  curve                 on, key " + (dir.path() / "k.key").string() + ", clients " +
                                       (dir.path() / "c.pub").string() + "\n",
-                                  std::string("    isolation = process (3 worker(s) started ahead)\n")}) {
+                                  std::string("    isolation = process (3 worker(s) started ahead)\n"),
+                                  std::string("    sandbox = on (exec no, network no, max_file_mb 4096; this kernel lacks:")}) {
     EXPECT_NE(run.out.find(line), std::string::npos) << "missing: " << line << "in:\n" << run.out;
   }
 }

@@ -2,6 +2,8 @@
 
 #include <sstream>
 
+#include "runtime/sandbox.h"
+
 namespace umi {
 namespace {
 
@@ -68,11 +70,20 @@ std::string ConfigReport(const LoadedConfig& loaded, const Machine& machine, con
     field("memory_mb", std::to_string(r.memory_mb));
     field("gpu_count", r.gpu_count.ToString());
     field("exclusive_gpu", r.exclusive_gpu ? "true" : "false");
-    if (const auto config = c.plugins.find(name); config != c.plugins.end() && (config->second.isolate_process || p->python || p->sandbox_needs.required)) {
-      out << "    isolation = process (" << config->second.processes << " worker(s) started ahead)\n";
-    } else if (p->python) {
-      out << "    isolation = process (a Python plugin; 1 worker started ahead)\n";
+    const auto config = c.plugins.find(name);
+    const PluginConfig plugin_config = config == c.plugins.end() ? PluginConfig{} : config->second;
+    if (!plugin_config.isolate_process && !p->python && !p->sandbox_needs.required) continue;
+    out << "    isolation = process (" << plugin_config.processes << " worker(s) started ahead)\n";
+    const std::optional<SandboxPolicy> sandbox = MakeSandboxPolicy(plugin_config.sandbox, plugin_config.settings_msgpack, *p);
+    if (!sandbox) {
+      out << "    sandbox = off\n";
+      continue;
     }
+    std::string lacking;
+    for (const std::string& mechanism : MissingMechanisms(*sandbox, SandboxSupport::Get())) lacking += " " + mechanism;
+    out << "    sandbox = on (exec " << (sandbox->exec ? "yes" : "no") << ", network " << (sandbox->network ? "yes" : "no")
+        << ", max_file_mb " << (sandbox->max_file_bytes >> 20) << "; this kernel lacks:" << (lacking.empty() ? " nothing" : lacking)
+        << ")\n";
   }
   for (const RefusedLibrary& refused : registry.refused()) {
     out << "  REFUSED " << refused.path.string() << ": " << refused.reason << "\n";
