@@ -426,7 +426,7 @@ double Median(std::vector<double> values) {
 
 void SandboxCost(int copies, int noops) {
   const std::string shipped = ReadFile(UMI_SOURCE_DIR "/config/hardware/default.yaml");
-  constexpr int kWorkers = 16, kRounds = 3;
+  constexpr int kWorkers = 16, kRounds = 5;
   // Worker start: the host is ready once its workers are (they start one
   // after another), so the difference from a host with none is theirs.
   auto ready_s = [&](const std::string& noop) {
