@@ -158,8 +158,8 @@ TEST_F(Sandbox, APluginWritesOnlyItsOutputRootAndItsTempDir) {
 
 TEST_F(Sandbox, NoNetworkNoExecNoForkNoSignalsNoPtraceAndEachIsCounted) {
   Start();
-  Listener listener;  // the Redis server, the host's sockets: anything on the machine
-  ExpectStopped(Try("connect", {}, {{"port", listener.port()}}), "socket");
+  const RedisServer redis(/*append_only=*/false, /*password=*/{}, /*tcp=*/true);  // a farm's Redis, on this machine
+  ExpectStopped(Try("connect", {}, {{"port", redis.port()}}), "socket");
   ExpectStopped(Try("exec"), "execve");
   ExpectStopped(Try("spawn"), "clone");
   ExpectStopped(Try("fork_bomb", {}, {{"count", 10000}}), "clone");
@@ -232,8 +232,8 @@ TEST_F(Sandbox, WithoutTheSandboxEveryEscapeWorks) {
   ASSERT_EQ(secret.status, "ok") << secret.error_message;
   EXPECT_EQ(secret.Output("data")->as<std::string>(), "the host's CURVE secret key");
   EXPECT_EQ(Try("write", {{"path", (files_.path() / "evil.jpg").string()}}).status, "ok");
-  Listener listener;
-  EXPECT_EQ(Try("connect", {}, {{"port", listener.port()}}).status, "ok");
+  const RedisServer redis(/*append_only=*/false, /*password=*/{}, /*tcp=*/true);
+  EXPECT_EQ(Try("connect", {}, {{"port", redis.port()}}).status, "ok");
   const std::string mark = "umi-unsandboxed-test-" + std::to_string(getpid());
   EXPECT_EQ(Try("leave_child", {{"mark", mark}}).status, "ok");
   EXPECT_TRUE(AnyMarked("UMI_TEST_MARK=" + mark, /*kill_them=*/true));  // it outlives its task (and the host)
