@@ -372,7 +372,9 @@ TEST(FarmFaults, ADrainingHostLeavesNewTasksToOtherHosts) {
   RedisServer redis;
   RedisClient producer(redis.url());
   auto draining = std::make_unique<HostProcess>(FarmHost(redis, "draining"));
-  producer.Submit("sleep", PackTask({.id = "running", .plugin = "sleep", .input = {{"ms", 1500}}}));
+  // Long enough that the drain is still under way when it is looked for, on a loaded machine too
+  // (with 1.5 s a busy CI box saw the host finish and exit first).
+  producer.Submit("sleep", PackTask({.id = "running", .plugin = "sleep", .input = {{"ms", 4000}}}));
   ASSERT_TRUE(Eventually([&] { return producer.Pending("umi:tasks:sleep") == 1; }));
   kill(draining->pid(), SIGTERM);
   ASSERT_TRUE(Eventually([&] { return ReadyStatus(*draining) == 503; })) << "the drain began";

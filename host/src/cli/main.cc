@@ -29,7 +29,7 @@
 #include "config/machine.h"
 #include "runtime/plugin_registry.h"
 #include "cli/plugin_report.h"
-#include "runtime/process_pool.h"
+#include "runtime/plugin_worker.h"
 #include "common/version.h"
 
 namespace fs = std::filesystem;
@@ -66,7 +66,7 @@ int BlockSignalsIntoFd() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  // A worker process for a plugin with isolation: process (process_pool.h).
+  // A worker process for a plugin with isolation: process (plugin_worker.h).
   if ((argc == 6 || argc == 7) && std::string_view(argv[1]) == "__worker") {
     return umi::RunPluginWorker(std::atoi(argv[3]), argv[5], argc == 7 && std::string_view(argv[6]) == "--sandbox");
   }

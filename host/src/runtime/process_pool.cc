@@ -1,17 +1,11 @@
 #include "runtime/process_pool.h"
 
-#include <malloc.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
-#include <spawn.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <boost/dll/shared_library.hpp>
 #include <msgpack.hpp>
 #include <spdlog/spdlog.h>
 
@@ -21,13 +15,13 @@
 #include <deque>
 #include <map>
 #include <optional>
-#include <set>
-#include <fstream>
 #include <stdexcept>
 #include <thread>
 
 #include "common/log_format.h"
 #include "runtime/python_plugin.h"
+#include "runtime/worker_frames.h"
+#include "runtime/worker_launch.h"
 
 extern char** environ;
 
@@ -36,78 +30,9 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// kStarted: the worker took the task and is about to run the plugin.
-// kLog: a line for the host's log ({level: 0 debug..3 error, message}),
-// from Python workers (python/umi/_worker.py speaks this protocol too).
-// kSandbox: what the worker confines itself to (sandbox.h), before kInit.
-// kDenied: the sandbox stopped a system call (its number); the worker exits.
-enum FrameType : uint8_t {
-  kInit = 1, kReady, kInitFailed, kTask, kCancel, kProgress, kDone, kStarted, kLog, kSandbox, kDenied
-};
-
-constexpr uint32_t kMaxFrameBytes = 1u << 30;
 constexpr auto kStartTimeout = std::chrono::seconds(30);
 // Workers tried for a task whose worker died before it started.
 constexpr int kStartAttempts = 3;
-
-bool WriteAll(int fd, const char* data, size_t size) {
-  while (size > 0) {
-    const ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
-bool ReadAll(int fd, char* data, size_t size) {
-  while (size > 0) {
-    const ssize_t n = read(fd, data, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    data += n;
-    size -= static_cast<size_t>(n);
-  }
-  return true;
-}
-
-bool WriteFrame(int fd, FrameType type, const std::string& payload) {
-  char header[5];
-  header[0] = static_cast<char>(type);
-  const uint32_t length = static_cast<uint32_t>(payload.size());
-  std::memcpy(header + 1, &length, sizeof(length));
-  return WriteAll(fd, header, sizeof(header)) && WriteAll(fd, payload.data(), payload.size());
-}
-
-// False on EOF, error or an oversized frame.
-bool ReadFrame(int fd, FrameType& type, std::string& payload) {
-  char header[5];
-  if (!ReadAll(fd, header, sizeof(header))) return false;
-  type = static_cast<FrameType>(header[0]);
-  uint32_t length = 0;
-  std::memcpy(&length, header + 1, sizeof(length));
-  if (length > kMaxFrameBytes) return false;
-  payload.resize(length);
-  return ReadAll(fd, payload.data(), length);
-}
-
-template <typename Fill>
-std::string Pack(Fill fill) {
-  msgpack::sbuffer buffer;
-  msgpack::packer<msgpack::sbuffer> packer(buffer);
-  fill(packer);
-  return std::string(buffer.data(), buffer.size());
-}
-
-std::string ErrorPayload(const std::string& code, const std::string& message) {
-  return Pack([&](auto& p) {
-    p.pack_map(3);
-    p.pack("ok").pack(false);
-    p.pack("code").pack(code);
-    p.pack("message").pack(message);
-  });
-}
 
 void LogWorkerLine(const std::string& plugin, const std::string& task, const std::string& payload) {
   static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::debug, spdlog::level::info,
@@ -165,14 +90,6 @@ void RemoveTempDir(const std::string& dir) {
   if (dir.empty()) return;
   std::error_code error;
   std::filesystem::remove_all(dir, error);
-}
-
-int64_t AddressSpaceBytes() {
-  std::ifstream status("/proc/self/status");
-  for (std::string line; std::getline(status, line);) {
-    if (line.rfind("VmSize:", 0) == 0) return std::stoll(line.substr(7)) * 1024;
-  }
-  return 0;
 }
 
 }  // namespace
@@ -568,216 +485,6 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpe
     idle_[plugin.name].push_back(worker);
     return outcome;
   }
-}
-
-// ---- the worker process ------------------------------------------------------
-
-namespace {
-
-int g_host_fd = -1;  // the worker's socket, for the SIGSYS handler
-
-// In the SIGSYS handler: a kDenied frame naming the call, by number.
-void ReportDenied(int number) {
-  char frame[5 + 12];
-  int length = 0;
-  char digits[12];
-  unsigned value = static_cast<unsigned>(number);
-  do {
-    digits[length++] = static_cast<char>('0' + value % 10);
-    value /= 10;
-  } while (value > 0 && length < 11);
-  frame[0] = static_cast<char>(kDenied);
-  const uint32_t size = static_cast<uint32_t>(length);
-  std::memcpy(frame + 1, &size, sizeof(size));
-  for (int i = 0; i < length; ++i) frame[5 + i] = digits[length - 1 - i];
-  [[maybe_unused]] ssize_t n = send(g_host_fd, frame, 5 + static_cast<size_t>(length), MSG_NOSIGNAL);
-}
-
-// A worker that is pid 1 of its namespace: what the task started, killed.
-void KillLeftoverProcesses() {
-  kill(-1, SIGKILL);  // every process of the namespace but this one
-  while (waitpid(-1, nullptr, 0) > 0 || errno == EINTR) {
-  }
-}
-
-}  // namespace
-
-int RunPluginWorker(int fd, const std::filesystem::path& library_path, bool sandboxed) {
-  prctl(PR_SET_PDEATHSIG, SIGKILL);
-  if (getppid() == 1) return 1;  // the host died before PDEATHSIG was armed
-  // One malloc arena: RLIMIT_AS then bounds what the plugin allocates, not
-  // the 64 MiB of address space glibc reserves per thread arena.
-  mallopt(M_ARENA_MAX, 1);
-
-  FrameType type{};
-  bool reap_after_each_task = false;
-  if (sandboxed) {  // before the plugin's code runs at all
-    std::string frame;
-    if (!ReadFrame(fd, type, frame) || type != kSandbox) return 1;
-    g_host_fd = fd;
-    if (Status entered = EnterSandbox(frame, ReportDenied, &reap_after_each_task); !entered.ok()) {
-      WriteFrame(fd, kInitFailed, "cannot enter the sandbox: " + entered.message());
-      return 1;
-    }
-  }
-  std::string settings;
-  if (!ReadFrame(fd, type, settings) || type != kInit) return 1;
-  boost::dll::shared_library library;
-  LoadedPlugin plugin;
-  try {
-    library.load(library_path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
-    plugin.name = library.get<const UMI_PluginDescriptor*()>("UMI_PluginDescribe")()->name;
-    plugin.execute = library.get<UMI_Error*(UMI_Context*)>("UMI_PluginExecute");
-    if (library.has("UMI_InstanceInitialize")) {
-      plugin.instance_initialize = library.get<UMI_Error*(void**)>("UMI_InstanceInitialize");
-      plugin.instance_finalize = library.get<void(void*)>("UMI_InstanceFinalize");
-    }
-    auto initialize = library.get<UMI_Error*(const UMI_HostApi*, const uint8_t*, size_t)>("UMI_PluginInitialize");
-    if (UMI_Error* error = initialize(HostApi(), reinterpret_cast<const uint8_t*>(settings.data()), settings.size())) {
-      WriteFrame(fd, kInitFailed, "initialize failed: " + error->code + ": " + error->message);
-      delete error;
-      return 1;
-    }
-  } catch (const std::exception& e) {
-    WriteFrame(fd, kInitFailed, std::string("cannot load: ") + e.what());
-    return 1;
-  }
-  if (!WriteFrame(fd, kReady, {})) return 1;
-
-  cpu_set_t all_cpus;
-  sched_getaffinity(0, sizeof(all_cpus), &all_cpus);
-  rlimit unlimited{};
-  getrlimit(RLIMIT_AS, &unlimited);
-
-  // The reader thread hands tasks to this thread and turns a cancel frame
-  // into a cancelled context while the plugin runs. A cancel can overtake
-  // its task (it names the task): it is kept until that task starts.
-  std::mutex mutex;
-  std::condition_variable wake;
-  std::deque<std::string> tasks;
-  bool closed = false;
-  UMI_Context* running = nullptr;
-  std::set<std::string> early_cancels;
-  std::mutex write_mutex;  // progress may come from the plugin's own threads
-  std::thread reader([&] {
-    FrameType frame{};
-    std::string payload;
-    while (ReadFrame(fd, frame, payload)) {
-      std::lock_guard lock(mutex);
-      if (frame == kTask) tasks.push_back(std::move(payload));
-      if (frame == kCancel) {
-        if (running && running->task_id == payload) {
-          running->Cancel();
-        } else {
-          early_cancels.insert(payload);
-        }
-      }
-      wake.notify_one();
-    }
-    std::lock_guard lock(mutex);
-    closed = true;
-    if (running) running->Cancel();
-    wake.notify_one();
-  });
-
-  while (true) {
-    std::string payload;
-    {
-      std::unique_lock lock(mutex);
-      wake.wait(lock, [&] { return closed || !tasks.empty(); });
-      if (closed) break;
-      payload = std::move(tasks.front());
-      tasks.pop_front();
-    }
-    const msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
-    const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
-    Allocation allocation;
-    allocation.cpu_cores = Quantity::FromDouble(fields.at("cpu_cores").as<double>());
-    allocation.cpu_threads = fields.at("cpu_threads").as<int>();
-    allocation.memory_mb = fields.at("memory_mb").as<int64_t>();
-    allocation.cpu_ids = fields.at("cpu_ids").as<std::vector<int>>();
-    allocation.gpu_ids = fields.at("gpu_ids").as<std::vector<int>>();
-    const msgpack::object& input = fields.at("input");
-    UMI_Context context(fields.at("id").as<std::string>(), plugin.name, std::string(input.via.bin.ptr, input.via.bin.size),
-                        allocation);
-    context.on_progress = [&](double fraction, std::string_view message) {
-      const std::string frame = Pack([&](auto& p) {
-        p.pack_map(3);
-        p.pack("task").pack(context.task_id);
-        p.pack("fraction").pack(fraction);
-        p.pack("message").pack(message);
-      });
-      std::lock_guard lock(write_mutex);
-      WriteFrame(fd, kProgress, frame);
-    };
-
-    if (!allocation.cpu_ids.empty()) {
-      cpu_set_t granted;
-      CPU_ZERO(&granted);
-      for (int cpu : allocation.cpu_ids) CPU_SET(cpu, &granted);
-      sched_setaffinity(0, sizeof(granted), &granted);
-    }
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-    // Sanitizer runtimes map shadow memory as they go: a limit kills them.
-    const bool limit_memory = false;
-#else
-    const bool limit_memory = allocation.memory_mb > 0 && allocation.gpu_ids.empty();
-#endif
-    if (limit_memory) {
-      rlimit limit = unlimited;
-      limit.rlim_cur = static_cast<rlim_t>(AddressSpaceBytes() + allocation.memory_mb * (int64_t{1} << 20));
-      setrlimit(RLIMIT_AS, &limit);
-    }
-    {
-      std::lock_guard lock(mutex);
-      running = &context;
-      // Only this task's cancel can still matter; older ones arrived late.
-      if (early_cancels.count(context.task_id)) context.Cancel();
-      early_cancels.clear();
-    }
-    {
-      std::lock_guard lock(write_mutex);
-      WriteFrame(fd, kStarted, {});  // a closed socket shows again at kDone
-    }
-    UMI_Error* error = nullptr;
-    try {
-      error = AcquireInstanceState(plugin, &context.instance_state);
-      if (!error) error = plugin.execute(&context);
-    } catch (const std::bad_alloc&) {
-      error = new UMI_Error{"out_of_memory", "the plugin ran out of its memory_mb=" +
-                                                 std::to_string(allocation.memory_mb) + " limit"};
-    } catch (const std::exception& e) {
-      error = new UMI_Error{"plugin_error", std::string("exception escaped the plugin ABI: ") + e.what()};
-    } catch (...) {
-      error = new UMI_Error{"plugin_error", "exception escaped the plugin ABI"};
-    }
-    {
-      std::lock_guard lock(mutex);
-      running = nullptr;
-    }
-    if (limit_memory) setrlimit(RLIMIT_AS, &unlimited);
-    if (!allocation.cpu_ids.empty()) sched_setaffinity(0, sizeof(all_cpus), &all_cpus);
-
-    std::string done;
-    if (error) {
-      done = ErrorPayload(error->code, error->message);
-      delete error;
-    } else {
-      done = Pack([&](auto& p) {
-        p.pack_map(2);
-        p.pack("ok").pack(true);
-        p.pack("output").pack_bin(static_cast<uint32_t>(context.output_msgpack.size()));
-        p.pack_bin_body(context.output_msgpack.data(), static_cast<uint32_t>(context.output_msgpack.size()));
-      });
-    }
-    if (reap_after_each_task) KillLeftoverProcesses();
-    std::lock_guard lock(write_mutex);
-    if (!WriteFrame(fd, kDone, done)) break;
-  }
-  // The host closed the socket (it is stopping, or gave up on this worker).
-  shutdown(fd, SHUT_RDWR);
-  reader.join();
-  std::_Exit(0);  // plugin threads and globals are not ours to tear down
 }
 
 }  // namespace umi

@@ -2,10 +2,10 @@
 // `plugins.<name>.isolation: process` in worker processes, so a plugin that
 // segfaults, aborts or is killed costs one task (`crashed`), never the host.
 //
-// A worker is umi-host itself re-executed as `umi-host __worker`, holding
-// one end of a socketpair: it loads the plugin's library, runs
-// UMI_PluginInitialize with the plugin's settings, then runs one task at a
-// time. Frames on the socket are [type:u8][length:u32][msgpack payload].
+// A worker is umi-host itself re-executed as `umi-host __worker`
+// (plugin_worker.h), holding one end of a socketpair: it loads the plugin's
+// library, runs UMI_PluginInitialize with the plugin's settings, then runs
+// one task at a time. worker_frames.h is what they say to each other.
 // `processes` workers per plugin start with the host; more start when
 // tasks of that plugin run side by side; a worker that died while busy ends
 // its task `crashed`; one that died while idle is reaped (ReapDeadIdle, on
@@ -142,10 +142,5 @@ class ProcessPool {
   std::condition_variable_any start_wanted_;
   std::jthread starter_;  // started by the first PrestartInBackground
 };
-
-// The worker's side (`umi-host __worker --fd N --library PATH [--sandbox]`):
-// enters the sandbox the host sends first (with --sandbox), then serves
-// tasks on `fd` until the host closes it. Returns the exit code.
-int RunPluginWorker(int fd, const std::filesystem::path& library, bool sandboxed);
 
 }  // namespace umi

@@ -85,21 +85,7 @@ std::optional<SandboxPolicy> MakeSandboxPolicy(const SandboxConfig& config, cons
 // What `policy` would use that `support` lacks; empty when nothing.
 std::vector<std::string> MissingMechanisms(const SandboxPolicy& policy, const SandboxSupport& support);
 
-// ---- the host's side ----
-
-struct WorkerLaunch {
-  std::vector<std::string> argv;  // argv[0] is looked up in PATH
-  std::vector<std::string> environment;
-  std::vector<std::pair<int, int>> fds;  // (host descriptor, descriptor in the worker)
-  const SandboxPolicy* sandbox = nullptr;
-};
-struct LaunchedWorker {
-  pid_t pid = -1;
-  bool own_pid_namespace = false;  // it is pid 1 of its own namespace
-};
-// Starts the worker in its own process group; with a sandbox, in fresh
-// namespaces, with no_new_privs, no capabilities and the sandbox's rlimits.
-StatusOr<LaunchedWorker> LaunchWorker(const WorkerLaunch& launch);
+// ---- the host's side (worker_launch.h starts the process) ----
 
 // A Landlock ruleset (close-on-exec) for `policy`; -1 where Landlock is
 // not offered; kInvalidConfig when a path of the policy cannot be opened.
