@@ -51,7 +51,8 @@ TEST(LogFormat, TextLinesCannotBeForged) {
   sink->set_formatter(MakeTextFormatter("%l %v"));
   spdlog::logger logger("text-test", sink);
   logger.info("rejected task 'x\n2026-01-01 error FAKE: disk full\x1b[31m\xff'");
-  EXPECT_EQ(out.str(), "info rejected task 'x\\n2026-01-01 error FAKE: disk full\\x1b[31m\\xff'\n");
+  // The forged line is indented, a continuation of the real one.
+  EXPECT_EQ(out.str(), "info rejected task 'x\n    2026-01-01 error FAKE: disk full\\x1b[31m\\xff'\n");
 }
 
 TEST(LogFormat, JsonStringReplacesIllFormedUtf8) {

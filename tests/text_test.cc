@@ -26,6 +26,7 @@ TEST(Text, ToValidUtf8ReplacesEachBadByte) {
 TEST(Text, EscapeForLogKeepsOneLine) {
   EXPECT_EQ(EscapeForLog("a\nb\r\tc\\d\x7f\x01"), "a\\nb\\r\\tc\\\\d\\x7f\\x01");
   EXPECT_EQ(EscapeForLog("caf\xC3\xA9\xff"), "caf\xC3\xA9\\xff");
+  EXPECT_EQ(EscapeForLog("Traceback:\n  File x\r\n", /*indent_newlines=*/true), "Traceback:\n      File x\\r\n    ");
 }
 
 TEST(Text, ClosestMatchSuggestsOnlyNearMisses) {

@@ -214,3 +214,15 @@ def test_plugin_dirs_come_from_the_config_or_the_environment(tmp_path):
     config.write_text("hardware:\n  cpu: {cores: 2, threads: 2}\n  memory: {total_gb: 4}\nplugin_dirs: plugins\n")
     check = subprocess.run([HOST_BINARY, "check-config", str(config)], capture_output=True, text=True, env=env)
     assert check.returncode != 0 and "plugin_dirs" in check.stdout + check.stderr, check.stdout + check.stderr
+
+
+def test_at_debug_every_task_end_is_logged_by_id_and_a_traceback_reads_as_indented_lines(start_host):
+    # Before: an ok task's end was never logged (an operator could not find it by id), and a traceback
+    # was one line of literal \n.
+    host = start_host(extra_args=["--log-level", "debug"])
+    with umi.Client(host.rpc) as client:
+        client.run("echo", {"x": 1}, id="find-me-later").raise_for_status()
+        assert client.run("faulty", {"mode": "raise"}).error_code == "plugin_error"
+    log = host.log()
+    assert "task 'find-me-later' (echo) ended ok: queued" in log
+    assert "\n    Traceback (most recent call last):\n      File " in log, log

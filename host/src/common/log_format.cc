@@ -74,8 +74,8 @@ class JsonFormatter : public spdlog::formatter {
   std::string host_;
 };
 
-// Text lines: the message escaped (text.h), so a value carrying a newline
-// cannot forge a line of its own.
+// Text lines: the message escaped (text.h), its continuation lines
+// indented, so a value carrying a newline cannot forge a line of its own.
 class EscapingFormatter : public spdlog::formatter {
  public:
   // Times in UTC, so a pattern's %H:%M means the same on every host.
@@ -84,7 +84,8 @@ class EscapingFormatter : public spdlog::formatter {
         inner_(std::make_unique<spdlog::pattern_formatter>(pattern, spdlog::pattern_time_type::utc)) {}
 
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const std::string escaped = EscapeForLog(std::string_view(msg.payload.data(), msg.payload.size()));
+    const std::string escaped =
+        EscapeForLog(std::string_view(msg.payload.data(), msg.payload.size()), /*indent_newlines=*/true);
     spdlog::details::log_msg copy = msg;
     copy.payload = spdlog::string_view_t(escaped.data(), escaped.size());
     inner_->format(copy, dest);

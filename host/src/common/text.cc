@@ -62,7 +62,7 @@ std::string ToValidUtf8(std::string_view text) {
   return out;
 }
 
-std::string EscapeForLog(std::string_view text) {
+std::string EscapeForLog(std::string_view text, bool indent_newlines) {
   std::string out;
   out.reserve(text.size());
   const auto hex = [&out](uint8_t c) {
@@ -80,7 +80,7 @@ std::string EscapeForLog(std::string_view text) {
     }
     if (length == 1) {
       switch (c) {
-        case '\n': out += "\\n"; break;
+        case '\n': out += indent_newlines ? "\n    " : "\\n"; break;
         case '\r': out += "\\r"; break;
         case '\t': out += "\\t"; break;
         case '\\': out += "\\\\"; break;

@@ -52,6 +52,12 @@ void TaskLedger::Answer(const TaskResult& result, const ReplyRoute& route, uint6
     const std::string id = result.id.value_or(""), status = ToString(result.status);
     LogTaskScope scope(result.plugin, id, status, result.error_code);
     spdlog::info("task '{}' ({}) ended {}: {}: {}", id, result.plugin, status, result.error_code, result.error_message);
+  } else if (result.status == TaskStatus::kOk && spdlog::should_log(spdlog::level::debug)) {
+    // At debug, every task's end: an operator can find any task by its id.
+    const std::string id = result.id.value_or("");
+    LogTaskScope scope(result.plugin, id, "ok", "");
+    spdlog::debug("task '{}' ({}) ended ok: queued {:.1f} ms, ran {:.1f} ms", id, result.plugin, result.queued_ms,
+                  result.run_ms);
   }
   EncodeResultInto(result, host_, encoded_);
   if (result.id && result.status != TaskStatus::kRejected) {
