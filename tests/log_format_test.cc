@@ -41,6 +41,27 @@ TEST(LogFormat, JsonLinesCarryTheTaskWhileInScope) {
   EXPECT_FALSE(entries[2].contains("plugin"));
 }
 
+// A plugin's own line: "[plugin task] " in text, fields only in JSON (before,
+// the JSON message repeated them).
+TEST(LogFormat, APluginsLineNamesItsTaskOnceInEachFormat) {
+  const std::string plugin = "probe", task = "t\n7";
+  std::ostringstream text, json;
+  auto text_sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(text);
+  text_sink->set_formatter(MakeTextFormatter("%v"));
+  auto json_sink = std::make_shared<spdlog::sinks::ostream_sink_mt>(json);
+  json_sink->set_formatter(MakeJsonFormatter("h"));
+  spdlog::logger logger("plugin-line-test", {text_sink, json_sink});
+  {
+    LogTaskScope scope(LogTaskScope::PluginLine{}, plugin, task);
+    logger.info("decoded 25 frames");
+  }
+  logger.info("after");
+  EXPECT_EQ(text.str(), "[probe t\\n7] decoded 25 frames\nafter\n");
+  const auto entry = nlohmann::json::parse(json.str().substr(0, json.str().find('\n')));
+  EXPECT_EQ(entry["message"], "decoded 25 frames");
+  EXPECT_EQ(entry["task"], "t\n7");
+}
+
 TEST(LogFormat, JsonStringEscapesControlCharacters) {
   EXPECT_EQ(JsonString(std::string("a\x01" "b\tc", 5)), "\"a\\u0001b\\tc\"");
 }

@@ -18,6 +18,7 @@ struct TaskFields {
   const std::string* task = nullptr;
   const std::string* status = nullptr;  // with code: a line about how the task ended
   const std::string* code = nullptr;
+  bool plugin_line = false;  // the plugin's own: text names it, "[plugin task] "
 };
 thread_local TaskFields current_task;
 
@@ -84,8 +85,11 @@ class EscapingFormatter : public spdlog::formatter {
         inner_(std::make_unique<spdlog::pattern_formatter>(pattern, spdlog::pattern_time_type::utc)) {}
 
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const std::string escaped =
+    std::string escaped =
         EscapeForLog(std::string_view(msg.payload.data(), msg.payload.size()), /*indent_newlines=*/true);
+    if (current_task.plugin_line) {
+      escaped = "[" + EscapeForLog(*current_task.plugin) + " " + EscapeForLog(*current_task.task) + "] " + escaped;
+    }
     spdlog::details::log_msg copy = msg;
     copy.payload = spdlog::string_view_t(escaped.data(), escaped.size());
     inner_->format(copy, dest);
@@ -129,6 +133,10 @@ std::unique_ptr<spdlog::formatter> MakeTextFormatter(const std::string& pattern)
 
 std::unique_ptr<spdlog::formatter> MakeJsonFormatter(const std::string& host_name) {
   return std::make_unique<JsonFormatter>(host_name);
+}
+
+LogTaskScope::LogTaskScope(PluginLine, const std::string& plugin, const std::string& task) {
+  current_task = {&plugin, &task, nullptr, nullptr, true};
 }
 
 LogTaskScope::LogTaskScope(const std::string& plugin, const std::string& task) {

@@ -28,6 +28,10 @@ void ConfigureLogging(LogFormat format, const std::string& level, const std::str
 // `status` and `code`). The strings must outlive the scope.
 class LogTaskScope {
  public:
+  // A plugin's own line: a text line starts "[plugin task] "; a JSON line
+  // has them as fields only.
+  struct PluginLine {};
+  LogTaskScope(PluginLine, const std::string& plugin, const std::string& task);
   LogTaskScope(const std::string& plugin, const std::string& task);
   LogTaskScope(const std::string& plugin, const std::string& task, const std::string& status, const std::string& code);
   ~LogTaskScope();

@@ -47,8 +47,8 @@ void LogWorkerLine(const std::string& plugin, const std::string& task, const std
                                      named->second.via.str.size > 0
                                  ? named->second.as<std::string>()
                                  : task;
-    LogTaskScope scope(plugin, from);
-    spdlog::log(kLevels[level], "[{} {}] {}", plugin, from, fields.at("message").as<std::string>());
+    LogTaskScope scope(LogTaskScope::PluginLine{}, plugin, from);
+    spdlog::log(kLevels[level], "{}", fields.at("message").as<std::string>());
   } catch (const std::exception& e) {
     spdlog::warn("plugin {}: its worker sent an unreadable log line: {}", plugin, e.what());
   }

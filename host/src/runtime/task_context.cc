@@ -76,8 +76,8 @@ void ContextLog(const UMI_Context* ctx, UMI_LogLevel level, const char* message)
   const auto spd_level = (level >= UMI_LOG_DEBUG && level <= UMI_LOG_ERROR) ? kLevels[level]
                                                                            : spdlog::level::info;
   // Text lines name the plugin and task inline; JSON lines carry them as fields.
-  LogTaskScope scope(ctx->plugin, ctx->task_id);
-  spdlog::log(spd_level, "[{} {}] {}", ctx->plugin, ctx->task_id, message ? message : "");
+  LogTaskScope scope(LogTaskScope::PluginLine{}, ctx->plugin, ctx->task_id);
+  spdlog::log(spd_level, "{}", message ? message : "");
 }
 
 UMI_Error* ErrorNew(const char* code, const char* message) {
