@@ -325,6 +325,19 @@ TEST(HostE2E, CheckConfigPrintsTheSeedPool) {
   }
 }
 
+// A preflight: a valid config passes though some plugins cannot load here
+// (they are warned of, by name); each plugin's max_instances is shown.
+// Before: exit 1 for any refused library, and no max_instances.
+TEST(HostE2E, CheckConfigPassesAValidConfigAndWarnsOfPluginsThatCannotLoad) {
+  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "check-config", UMI_SOURCE_DIR "/config/hardware/default.yaml",
+                                        "--plugins", UMI_TEST_PLUGIN_DIR, "--plugins", UMI_TEST_BAD_PLUGIN_DIR});
+  EXPECT_EQ(run.exit_code, 0) << run.out;
+  for (const char* line : {"warning: wrong_major.so will not load here: ", "    max_instances = 8  <- task_groups.cpu_task\n",
+                           "    max_instances = unlimited  <- none set\n"}) {
+    EXPECT_NE(run.out.find(line), std::string::npos) << "missing: " << line << "in:\n" << run.out;
+  }
+}
+
 TEST(HostE2E, CheckConfigShowsIsolationAndCurve) {
   TempDir dir;
   const auto config = dir.Write("umi.yaml", TestConfigYaml("  noop: {isolation: process, processes: 3}\n") +

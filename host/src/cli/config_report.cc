@@ -71,6 +71,17 @@ std::string ConfigReport(const LoadedConfig& loaded, const Machine& machine, con
     field("gpu_count", r.gpu_count.ToString());
     field("exclusive_gpu", r.exclusive_gpu ? "true" : "false");
     const auto config = c.plugins.find(name);
+    // Its cap on tasks running at once: its own, else its task group's.
+    std::string cap = "unlimited", cap_source = "none set";
+    if (config != c.plugins.end() && config->second.max_instances) {
+      cap = std::to_string(*config->second.max_instances);
+      cap_source = "plugins." + name;
+    } else if (const auto group = c.task_groups.find(p->task_group);
+               group != c.task_groups.end() && group->second.max_instances) {
+      cap = std::to_string(*group->second.max_instances);
+      cap_source = "task_groups." + p->task_group;
+    }
+    out << "    max_instances = " << cap << "  <- " << cap_source << "\n";
     const PluginConfig plugin_config = config == c.plugins.end() ? PluginConfig{} : config->second;
     if (!plugin_config.isolate_process && !p->python && !p->sandbox_needs.required) continue;
     out << "    isolation = process (" << plugin_config.processes << " worker(s) started ahead)\n";
@@ -85,6 +96,8 @@ std::string ConfigReport(const LoadedConfig& loaded, const Machine& machine, con
         << ", max_file_mb " << (sandbox->max_file_bytes >> 20) << "; this kernel lacks:" << (lacking.empty() ? " nothing" : lacking)
         << ")\n";
   }
+  // A library that cannot run here (a GPU plugin on a pool without one, a
+  // newer API) is listed, and warned of below: the config is still valid.
   for (const RefusedLibrary& refused : registry.refused()) {
     out << "  REFUSED " << refused.path.string() << ": " << refused.reason << "\n";
   }
@@ -96,6 +109,9 @@ std::string ConfigReport(const LoadedConfig& loaded, const Machine& machine, con
   for (const std::string& error : loaded.errors) out << "ERROR: " << error << "\n";
   for (const std::string& warning : loaded.warnings) out << "warning: " << warning << "\n";
   for (const std::string& unmatched : registry.ConfigWarnings()) out << "warning: " << unmatched << "\n";
+  for (const RefusedLibrary& refused : registry.refused()) {
+    out << "warning: " << refused.path.filename().string() << " will not load here: " << refused.reason << "\n";
+  }
   return out.str();
 }
 
