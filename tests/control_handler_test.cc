@@ -14,7 +14,8 @@ TEST(ControlHandler, RoutesByOpAndNamesTheKnownOnesForAnUnknownOne) {
     return EncodeCancelReply("queued");
   });
   handler.Add("health", [](const ControlRequest&) { return EncodeHealthReply(false, "h", 1); });
-  EXPECT_EQ(handler.Handle({"cancel", "t-1"}), EncodeCancelReply("queued"));
+  EXPECT_EQ(handler.Handle({"cancel", "t-1"}),
+            WithStringField(WithStringField(EncodeCancelReply("queued"), "op", "cancel"), "task", "t-1"));
   EXPECT_EQ(seen_id, "t-1");
   const std::string unknown = handler.Handle({"bogus", ""});
   const auto reply = msgpack::unpack(unknown.data(), unknown.size());
@@ -23,6 +24,27 @@ TEST(ControlHandler, RoutesByOpAndNamesTheKnownOnesForAnUnknownOne) {
   const auto error = fields.at("error").as<std::map<std::string, std::string>>();
   EXPECT_EQ(error.at("code"), "unknown_op");
   EXPECT_EQ(error.at("message"), "unknown op 'bogus' (known: cancel, health)");
+}
+
+// A reply says which request it answers (its op, and the task it named):
+// a client with several in flight matches them. Not as `id`, which would
+// pass for a task's result on the rpc socket. Before: nothing.
+TEST(ControlHandler, AReplySaysWhichRequestItAnswers) {
+  ControlHandler handler;
+  handler.Add("health", [](const ControlRequest&) { return EncodeHealthReply(false, "h", 3); });
+  for (const ControlRequest& request : {ControlRequest{"health", "probe-7"}, ControlRequest{"bogus", "probe-8"}}) {
+    const std::string bytes = handler.Handle(request);
+    const auto reply = msgpack::unpack(bytes.data(), bytes.size());
+    const auto fields = reply.get().as<std::map<std::string, msgpack::object>>();
+    EXPECT_EQ(fields.at("op").as<std::string>(), request.op);
+    EXPECT_EQ(fields.at("task").as<std::string>(), request.id);
+    EXPECT_EQ(fields.count("id"), 0u);
+  }
+  const std::string bytes = handler.Handle({"health", ""});
+  const auto handle = msgpack::unpack(bytes.data(), bytes.size());
+  const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
+  EXPECT_EQ(fields.count("task"), 0u);
+  EXPECT_EQ(fields.at("plugins").as<int>(), 3);  // a count
 }
 
 }  // namespace

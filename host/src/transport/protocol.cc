@@ -12,6 +12,7 @@
 #include <cmath>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <span>
 #include <stdexcept>
 
@@ -483,6 +484,29 @@ std::string EncodeControlError(const Status& why) {
     p.pack("code").pack(code);
     p.pack("message").pack(IsValidUtf8(message) ? std::string(message) : ToValidUtf8(message));
   });
+}
+
+std::string WithStringField(std::string map, std::string_view key, std::string_view value) {
+  // The map's header says how many pairs follow: rewritten one larger.
+  const auto head = static_cast<uint8_t>(map.at(0));
+  size_t pairs = 0, header = 1;
+  if ((head & 0xF0) == 0x80) {
+    pairs = head & 0x0F;
+  } else if (head == 0xDE) {
+    pairs = (static_cast<uint8_t>(map.at(1)) << 8) | static_cast<uint8_t>(map.at(2));
+    header = 3;
+  } else if (head == 0xDF) {
+    for (int i = 1; i <= 4; ++i) pairs = (pairs << 8) | static_cast<uint8_t>(map.at(static_cast<size_t>(i)));
+    header = 5;
+  } else {
+    throw std::invalid_argument("not a msgpack map");
+  }
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_map(static_cast<uint32_t>(pairs + 1));
+  buffer.write(map.data() + header, map.size() - header);
+  packer.pack(key).pack(value);
+  return std::string(buffer.data(), buffer.size());
 }
 
 std::string EncodeHealthReply(bool draining, std::string_view host, size_t plugins) {

@@ -74,6 +74,8 @@ std::string EncodeProgressEvent(std::string_view id, std::string_view plugin, do
 // Control replies (docs/protocol.md, "Control requests").
 std::string EncodeControlOk();                                              // {ok: true}
 std::string EncodeControlError(const Status& why);  // {ok: false, error: {code, message}}
+// `map` (an encoded msgpack map) with `key: value` added.
+std::string WithStringField(std::string map, std::string_view key, std::string_view value);
 std::string EncodeHealthReply(bool draining, std::string_view host, size_t plugins);
 std::string EncodeCancelReply(std::string_view state);  // "queued" or "running"
 // `applied`: the changed keys now in force (config/reload_plan.h).
