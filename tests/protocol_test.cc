@@ -164,6 +164,30 @@ TEST(Protocol, ResultsEncodeEveryField) {
   EXPECT_EQ(map.count("error"), 0u);
 }
 
+// A plugin's error may carry a detail (a traceback): in the error map, as
+// valid text; absent when there is none.
+TEST(Protocol, AnErrorsDetailIsEncodedWhenThereIsOne) {
+  TaskResult result;
+  result.id = "t";
+  result.plugin = "p";
+  result.status = TaskStatus::kError;
+  result.error_code = "plugin_error";
+  result.error_message = "KeyError: 'x'";
+  for (const std::string& detail : {std::string("Traceback (most recent call last):\n  ...\xff"), std::string()}) {
+    result.error_detail = detail;
+    const std::string bytes = EncodeResult(result, "h");
+    const auto handle = msgpack::unpack(bytes.data(), bytes.size());
+    const auto map = handle.get().as<std::map<std::string, msgpack::object>>();
+    const auto error = map.at("error").as<std::map<std::string, std::string>>();
+    EXPECT_EQ(error.at("code"), "plugin_error");
+    if (detail.empty()) {
+      EXPECT_EQ(error.count("detail"), 0u);
+    } else {
+      EXPECT_EQ(error.at("detail"), "Traceback (most recent call last):\n  ...\xEF\xBF\xBD");
+    }
+  }
+}
+
 TEST(Protocol, RejectionsCarryCodeAndNoTimes) {
   const std::string bytes = EncodeResult(RejectedResult(std::nullopt, "", Status(ErrorCode::kBadRequest, "why")), "h");
   const auto handle = msgpack::unpack(bytes.data(), bytes.size());

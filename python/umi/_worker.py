@@ -356,9 +356,11 @@ def serve(fd: int, path: str, source: bytes | None = None, sandboxed: bool = Fal
             done = {"ok": False, "code": error.code, "message": error.message}
         except BaseException as error:  # SystemExit and KeyboardInterrupt end the task, not the worker
             frames = error.__traceback__.tb_next if error.__traceback__ else None  # from the plugin's frame on
-            logger.error("task '%s' raised:\n%s", task_id,
-                         "".join(traceback.format_exception(type(error), error, frames)).rstrip())
-            done = {"ok": False, "code": "plugin_error", "message": _fail_reason(error)}
+            trace = "".join(traceback.format_exception(type(error), error, frames)).rstrip()
+            logger.error("task '%s' raised:\n%s", task_id, trace)
+            # The traceback's end says most: kept when it must be cut (the host allows 4096 bytes).
+            detail = trace.encode()[-4000:].decode(errors="ignore")
+            done = {"ok": False, "code": "plugin_error", "message": _fail_reason(error), "detail": detail}
         if os.getpid() != worker_pid:  # a forked child returned from execute: it has no task to answer
             os._exit(0)
         if reap:

@@ -20,6 +20,7 @@ class Result:
     output: dict[str, Any] | None = None  # status ok only
     error_code: str = ""
     error_message: str = ""
+    error_detail: str = ""  # more for people (a plugin's traceback); empty: none
     host: str = ""
     queued_ms: float = 0.0
     run_ms: float = 0.0
@@ -51,6 +52,7 @@ class Result:
             output=get("output") if status == "ok" else None,
             error_code=error.get("code", ""),
             error_message=error.get("message", ""),
+            error_detail=error.get("detail", ""),
             host=get("host", ""),
             queued_ms=get("queued_ms", 0.0),
             run_ms=get("run_ms", 0.0),

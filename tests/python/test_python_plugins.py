@@ -41,6 +41,10 @@ def test_an_exception_is_an_error_result_with_type_and_message_and_a_traceback_i
         wrong = client.run("faulty", {"mode": "not_a_dict"})
         after = client.run("faulty", {"mode": "fine"})
     assert (raised.status, raised.error_code, raised.error_message) == ("error", "plugin_error", "KeyError: 'no such thing'")
+    # The traceback, in the result too (before: only in the host's log), from the plugin's frame on.
+    assert raised.error_detail.startswith("Traceback (most recent call last):"), raised.error_detail
+    assert "faulty.py" in raised.error_detail and raised.error_detail.endswith("KeyError: 'no such thing'")
+    assert "_worker.py" not in raised.error_detail and coded.error_detail == ""
     assert (coded.error_code, coded.error_message) == ("bad_input", "mode 'code' asks for a custom code")
     assert wrong.error_code == "plugin_error" and "not a dict" in wrong.error_message
     assert after.ok

@@ -54,6 +54,7 @@ TaskResult CompleteRun(const TaskMessage& task, Allocation allocation, RunOutcom
          outcome.error_code.empty() ? "the plugin's worker process died" : outcome.error_message);
   } else if (!outcome.error_code.empty()) {
     Fail(result, TaskStatus::kError, outcome.error_code, outcome.error_message);
+    result.error_detail = std::move(outcome.error_detail);
   } else if (!outcome.output_msgpack.empty() && !IsMsgpackMap(outcome.output_msgpack)) {
     Fail(result, TaskStatus::kError, ErrorCode::kBadOutput, "the plugin's output is not a msgpack map");
   } else {

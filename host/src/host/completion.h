@@ -23,6 +23,7 @@ struct RunOutcome {
   bool killed = false;   // its worker process was SIGKILLed after the grace period
   std::string error_code = {};  // the plugin's error; empty: none
   std::string error_message = {};
+  std::string error_detail = {};  // a traceback or the like; empty: none
   std::string output_msgpack = {};
   // Timing.
   double queued_ms = 0, run_ms = 0, started_at = 0, finished_at = 0;

@@ -294,6 +294,7 @@ void TaskFlow::Finish(uint64_t key, RunningTask& running, const Finished& finish
   if (error) {
     outcome.error_code = error->code.empty() ? std::string(WireCode(ErrorCode::kPluginError)) : error->code;
     outcome.error_message = error->message;
+    outcome.error_detail = error->detail;
   }
   outcome.output_msgpack = std::move(running.context->output_msgpack);
   outcome.queued_ms = running.queued_ms;

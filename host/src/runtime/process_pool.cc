@@ -20,6 +20,7 @@
 
 #include "common/log_format.h"
 #include "runtime/python_plugin.h"
+#include "scheduling/task.h"
 #include "runtime/worker_frames.h"
 #include "runtime/worker_launch.h"
 
@@ -472,6 +473,9 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpe
         context.output_msgpack.assign(output.via.bin.ptr, output.via.bin.size);
       } else {
         outcome.error = new UMI_Error{fields.at("code").as<std::string>(), fields.at("message").as<std::string>()};
+        if (const auto detail = fields.find("detail"); detail != fields.end() && detail->second.type == msgpack::type::STR) {
+          outcome.error->detail = detail->second.as<std::string>().substr(0, kMaxErrorDetail);
+        }
       }
     } catch (const std::exception& e) {
       // A worker that breaks the frame protocol cannot be trusted with more tasks.

@@ -27,6 +27,7 @@
 struct UMI_Error {
   std::string code;
   std::string message;
+  std::string detail = {};  // more for people (a Python traceback), bounded; empty: none
 };
 
 struct UMI_Context {

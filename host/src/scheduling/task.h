@@ -40,6 +40,9 @@ enum class TaskStatus { kOk, kError, kRejected, kTimeout, kCancelled, kCrashed }
 inline constexpr size_t kTaskStatusCount = 6;
 const char* ToString(TaskStatus status);
 
+// An error's detail (a traceback) is cut to this many bytes: a result stays small.
+inline constexpr size_t kMaxErrorDetail = 4096;
+
 struct TaskResult {
   std::optional<std::string> id;
   std::string plugin;
@@ -49,6 +52,7 @@ struct TaskResult {
   // or the code a plugin chose.
   std::string error_code;
   std::string error_message;
+  std::string error_detail;  // kError from a plugin: more for people (a traceback, at most kMaxErrorDetail bytes)
   double queued_ms = 0;
   double run_ms = 0;
   std::optional<double> started_at;  // Unix seconds

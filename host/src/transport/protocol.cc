@@ -408,11 +408,12 @@ void EncodeResultInto(const TaskResult& result, std::string_view host, std::stri
       buffer.write(result.output_msgpack.data(), result.output_msgpack.size());
     }
   } else {
-    packer.pack("error").pack_map(2);
+    packer.pack("error").pack_map(result.error_detail.empty() ? 2 : 3);
     packer.pack("code").pack(result.error_code);
     // Messages quote what was sent; the result must stay valid text.
     packer.pack("message").pack(IsValidUtf8(result.error_message) ? result.error_message
                                                                    : ToValidUtf8(result.error_message));
+    if (!result.error_detail.empty()) packer.pack("detail").pack(ToValidUtf8(result.error_detail));
   }
   packer.pack("host").pack(host);
   packer.pack("queued_ms").pack(result.queued_ms);
