@@ -156,7 +156,7 @@ TEST_F(Sandbox, APluginWritesOnlyItsOutputRootAndItsTempDir) {
   EXPECT_EQ(std::string(std::istreambuf_iterator<char>(clip), {}), "media bytes");
 }
 
-TEST_F(Sandbox, NoNetworkNoExecNoForkNoSignalsNoPtraceAndEachIsCounted) {
+TEST_F(Sandbox, NoNetworkNoExecNoForkNoSignalsNoPtraceNoIoUringAndEachIsCounted) {
   Start();
   const RedisServer redis(/*append_only=*/false, /*password=*/{}, /*tcp=*/true);  // a farm's Redis, on this machine
   ExpectStopped(Try("connect", {}, {{"port", redis.port()}}), "socket");
@@ -165,8 +165,9 @@ TEST_F(Sandbox, NoNetworkNoExecNoForkNoSignalsNoPtraceAndEachIsCounted) {
   ExpectStopped(Try("fork_bomb", {}, {{"count", 10000}}), "clone");
   ExpectStopped(Try("signal", {}, {{"pid", host_->pid()}, {"signal", SIGSTOP}}), "kill");
   ExpectStopped(Try("ptrace", {}, {{"pid", host_->pid()}}), "ptrace");
+  ExpectStopped(Try("io_uring"), "io_uring_setup");
   ExpectServing();  // the host was not stopped, and a fresh worker took over
-  EXPECT_EQ(MetricValue(*host_, "umi_sandbox_kills_total{plugin=\"evil\"}"), 6);
+  EXPECT_EQ(MetricValue(*host_, "umi_sandbox_kills_total{plugin=\"evil\"}"), 7);
   EXPECT_EQ(host_->Stop(), 0);
 }
 

@@ -11,6 +11,7 @@
 //     signal {pid, signal}   kill(pid, signal)
 //     ptrace {pid}           PTRACE_ATTACH to pid
 //     big_write {path, mb}   write `mb` MiB to a file
+//     io_uring               set up an io_uring (its operations pass no system call filter)
 // A path starting $TMPDIR is in the worker's temp dir.
 // An escape that works answers ok; one the kernel refuses with an errno
 // answers error `denied` with it; a system call the sandbox stops ends
@@ -23,6 +24,7 @@
 #include <signal.h>
 #include <sys/ptrace.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -141,6 +143,11 @@ class Evil : public umi::Plugin {
       const pid_t target = static_cast<pid_t>(task.input().Get<int64_t>("pid", 0));
       if (ptrace(PTRACE_ATTACH, target, nullptr, nullptr) != 0) Denied("ptrace");
       ptrace(PTRACE_DETACH, target, nullptr, nullptr);
+    } else if (attempt == "io_uring") {
+      char params[120] = {};  // struct io_uring_params
+      const long ring = syscall(SYS_io_uring_setup, 4, params);
+      if (ring < 0) Denied("io_uring_setup");
+      close(static_cast<int>(ring));
     } else if (attempt == "big_write") {
       const int fd = open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
       if (fd < 0) Denied("create " + path);

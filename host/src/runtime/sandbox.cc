@@ -281,7 +281,11 @@ StatusOr<std::string> MakeSandboxFrame(const SandboxPolicy& policy, bool has_rul
           "finit_module", "delete_module", "setns", "unshare", "reboot", "swapon", "swapoff", "acct", "iopl",
           "ioperm", "userfaultfd", "pidfd_getfd", "pidfd_send_signal", "open_by_handle_at", "name_to_handle_at",
           "quotactl", "setsid", "setpgid", "syslog", "settimeofday", "clock_settime", "adjtimex", "sethostname",
-          "setdomainname", "vhangup", "tkill"}) {
+          "setdomainname", "vhangup", "tkill",
+          // io_uring runs socket, open and connect operations no filter sees;
+          // these reach other processes' memory and scheduling.
+          "io_uring_setup", "io_uring_enter", "io_uring_register", "process_madvise", "kcmp", "move_pages",
+          "migrate_pages"}) {
       deny(name);
     }
     // Typing into the host's terminal.

@@ -12,7 +12,8 @@
 //   |                             | abstract sockets outside the sandbox)           | plugin is loaded              |
 //   | seccomp-bpf (libseccomp)    | sockets, ptrace, process_vm_*, mount, bpf,      | program made by the host, in  |
 //   |                             | perf_event_open, keyctl, kexec, modules,        | the kSandbox frame; loaded by |
-//   |                             | namespaces, fork and exec (unless declared),    | the worker with the ruleset   |
+//   |                             | namespaces, io_uring, fork and exec (unless     | the worker with the ruleset   |
+//   |                             | declared),                                      |                               |
 //   |                             | signals to other processes, TIOCSTI             |                               |
 //   | network namespace           | any network: the worker's is empty              | at clone                      |
 //   | pid namespace (exec plugins)| a process outliving its task (killed after it)  | at clone                      |
