@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import AsyncIterator, Iterable
-from typing import Any
+from typing import Any, cast
 
 import zmq
 import zmq.asyncio
@@ -198,11 +198,11 @@ class Client:
 
     @property
     def tasks_endpoint(self) -> str:
-        return self._send_socket.last_endpoint.decode()
+        return self._send_socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     @property
     def results_endpoint(self) -> str:
-        return self._receive_socket.last_endpoint.decode()
+        return self._receive_socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def close(self) -> None:
         """Stops the client; unfinished futures fail with ClientClosed. Idempotent."""
@@ -210,7 +210,7 @@ class Client:
             return
         self._closed = True
         if self._loop is not None:
-            self._loop.remove_reader(self._receive_socket.getsockopt(zmq.FD))
+            self._loop.remove_reader(cast(int, self._receive_socket.getsockopt(zmq.FD)))
         if self._timer is not None:
             self._timer.cancel()
         closed = ClientClosed("the client was closed before the result came")
@@ -236,7 +236,7 @@ class Client:
             raise ClientClosed("the client is closed")
         if self._loop is None:
             self._loop = asyncio.get_running_loop()
-            self._loop.add_reader(self._receive_socket.getsockopt(zmq.FD), self._drain)
+            self._loop.add_reader(cast(int, self._receive_socket.getsockopt(zmq.FD)), self._drain)
             self._arm_timer()
         return self._loop
 
@@ -279,7 +279,7 @@ class Client:
                 data = socket.recv(_NOBLOCK)
             except zmq.Again:
                 # Reading EVENTS re-arms the edge-triggered FD; a message may have come meanwhile.
-                if not socket.getsockopt(_EVENTS) & _POLLIN:
+                if not cast(int, socket.getsockopt(_EVENTS)) & _POLLIN:
                     return
                 continue
             for future, value in tracker.receive(data):

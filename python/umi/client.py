@@ -18,7 +18,7 @@ import queue
 import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future
-from typing import Any
+from typing import Any, cast
 
 import zmq
 
@@ -119,7 +119,8 @@ class Client:
         self._connected_changed = threading.Condition()
         self._tracker = _core.Tracker(self._options, self._send)
         self._inbox: collections.deque[tuple[Any, ...]] = collections.deque()
-        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
+        # Debian 12's mypy (1.0) has typeshed from before os.eventfd (Python 3.10): its calls are ignored.
+        self._wake = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)  # type: ignore[attr-defined]
         self._sleeping = False
         self._closed = False
         self._thread = threading.Thread(target=self._loop, name="umi-client", daemon=True)
@@ -209,11 +210,11 @@ class Client:
     @property
     def tasks_endpoint(self) -> str:
         """The endpoint the sending socket got (for tasks='@tcp://127.0.0.1:*')."""
-        return self._send_socket.last_endpoint.decode()
+        return self._send_socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     @property
     def results_endpoint(self) -> str:
-        return self._receive_socket.last_endpoint.decode()
+        return self._receive_socket.getsockopt_string(zmq.LAST_ENDPOINT)
 
     def close(self) -> None:
         """Stops the client; unfinished futures fail with ClientClosed. Idempotent."""
@@ -221,7 +222,7 @@ class Client:
             return
         self._closed = True
         self._inbox.append((_CLOSE,))
-        os.eventfd_write(self._wake, 1)
+        os.eventfd_write(self._wake, 1)  # type: ignore[attr-defined]
         self._thread.join()
         # A submit racing this close from another thread may have posted after the I/O thread's last look.
         closed = ClientClosed("the client was closed before the task was sent")
@@ -249,7 +250,7 @@ class Client:
             raise ClientClosed("the client is closed")
         self._inbox.append(item)
         if self._sleeping:
-            os.eventfd_write(self._wake, 1)
+            os.eventfd_write(self._wake, 1)  # type: ignore[attr-defined]
 
     def _control(self, op: str, timeout: float, task_id: str | None = None) -> dict[str, Any]:
         if not self._options.rpc:
@@ -289,7 +290,7 @@ class Client:
                 ready = dict(poller.poll(int(tracker.seconds_to_next_deadline(1.0) * 1000) + 1))
                 self._sleeping = False
                 if self._wake in ready:
-                    os.eventfd_read(self._wake)
+                    os.eventfd_read(self._wake)  # type: ignore[attr-defined]
                 if self._receive_socket in ready:
                     self._receive()
                 if self._monitor in ready:

@@ -141,7 +141,8 @@ class RedisClient:
         in_flight = 0
         exhausted = False
         while True:
-            requests, futures = [], []
+            requests: list[dict[str, Any]] = []
+            futures: list[Future[Result]] = []
             while not exhausted and in_flight + len(requests) < max_in_flight:
                 try:
                     task_input = next(source)
