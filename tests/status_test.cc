@@ -31,6 +31,14 @@ TEST(Status, StatusOrCarriesAValueOrTheStatus) {
   EXPECT_EQ(error.error(), "bad key");
 }
 
+// Reading an error's value is a bug said at once, with the status; before,
+// it read an empty optional (undefined behaviour).
+TEST(StatusDeathTest, TheValueOfAnErrorAbortsWithTheStatus) {
+  GTEST_FLAG_SET(death_test_style, "threadsafe");  // re-executes: safe beside sanitizer threads
+  const StatusOr<std::string> error = Status(ErrorCode::kInvalidConfig, "bad key");
+  EXPECT_DEATH((void)error.value(), "StatusOr::value\\(\\) on an error: bad key");
+}
+
 // The one table between codes and the protocol: every code has a word, and
 // the words a producer branches on are the documented ones.
 TEST(Status, EveryCodeHasOneWireWord) {

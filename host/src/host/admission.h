@@ -10,7 +10,8 @@
 // (bad_request unless allowed and valid); the demand cannot fit the whole
 // pool (infeasible).
 //
-// The loop looks things up and passes what it found; Decide is pure.
+// The loop looks things up and passes what it found (AdmissionFacts); Admit
+// is pure.
 //
 // Thread safety: stateless.
 #pragma once
