@@ -23,6 +23,12 @@ TEST(Text, ToValidUtf8ReplacesEachBadByte) {
   EXPECT_EQ(ToValidUtf8("caf\xC3\xA9"), "caf\xC3\xA9");
 }
 
+TEST(Text, SplitColonListKeepsTheNonEmptyParts) {
+  EXPECT_EQ(SplitColonList("/a::/b c:"), (std::vector<std::string>{"/a", "/b c"}));
+  EXPECT_TRUE(SplitColonList("").empty());
+  EXPECT_TRUE(SplitColonList(nullptr).empty());
+}
+
 TEST(Text, EscapeForLogKeepsOneLine) {
   EXPECT_EQ(EscapeForLog("a\nb\r\tc\\d\x7f\x01"), "a\\nb\\r\\tc\\\\d\\x7f\\x01");
   EXPECT_EQ(EscapeForLog("caf\xC3\xA9\xff"), "caf\xC3\xA9\\xff");

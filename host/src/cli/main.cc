@@ -18,11 +18,11 @@
 #include <cstring>
 #include <filesystem>
 #include <iostream>
-#include <sstream>
 #include <tuple>
 
 #include "config/config_loader.h"
 #include "cli/config_report.h"
+#include "common/text.h"
 #include "transport/curve_auth.h"
 #include "host/host.h"
 #include "common/log_format.h"
@@ -180,11 +180,8 @@ int main(int argc, char** argv) {
 
   // --plugins, else UMI_PLUGIN_DIRS (a colon-separated list), else the
   // config's plugin_dirs, else <prefix>/lib/umi/plugins.
-  if (const char* from_environment = std::getenv("UMI_PLUGIN_DIRS"); plugin_dirs.empty() && from_environment) {
-    std::stringstream dirs(from_environment);
-    for (std::string dir; std::getline(dirs, dir, ':');) {
-      if (!dir.empty()) plugin_dirs.emplace_back(dir);
-    }
+  if (plugin_dirs.empty()) {
+    for (const std::string& dir : umi::SplitColonList(std::getenv("UMI_PLUGIN_DIRS"))) plugin_dirs.emplace_back(dir);
   }
   if (plugin_dirs.empty()) plugin_dirs = config.plugin_dirs;
   if (plugin_dirs.empty()) plugin_dirs.push_back((exe_dir / "../lib/umi/plugins").lexically_normal());

@@ -122,4 +122,15 @@ std::string ClosestMatch(const std::string& word, const std::vector<std::string>
   return closest;
 }
 
+std::vector<std::string> SplitColonList(const char* list) {
+  std::vector<std::string> parts;
+  const std::string_view text = list ? list : "";
+  for (size_t begin = 0; begin < text.size();) {
+    const size_t end = std::min(text.find(':', begin), text.size());
+    if (end > begin) parts.emplace_back(text.substr(begin, end - begin));
+    begin = end + 1;
+  }
+  return parts;
+}
+
 }  // namespace umi

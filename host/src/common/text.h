@@ -27,6 +27,10 @@ std::string EscapeForLog(std::string_view text, bool indent_newlines = false);
 
 // The candidate nearest to `word` by edit distance when that is below 3
 // (a near miss worth a "did you mean"), else empty.
+// The non-empty parts of a colon-separated list (PATH, PYTHONPATH,
+// UMI_PLUGIN_DIRS); none for null.
+std::vector<std::string> SplitColonList(const char* list);
+
 std::string ClosestMatch(const std::string& word, const std::vector<std::string>& candidates);
 
 }  // namespace umi

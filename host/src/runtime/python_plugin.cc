@@ -19,7 +19,9 @@
 #include <iterator>
 #include <map>
 
+#include "common/text.h"
 #include "runtime/plugin_registry.h"
+#include "runtime/worker_launch.h"
 
 extern char** environ;
 
@@ -35,19 +37,7 @@ std::string Interpreter() {
 
 // The interpreter as a path, for messages: `python3` is whichever PATH
 // finds first (pyenv, conda and venvs put their own there).
-std::string InterpreterPath() {
-  const std::string name = Interpreter();
-  if (name.find('/') != std::string::npos) return name;
-  const char* path = std::getenv("PATH");
-  std::string directories = path ? path : "";
-  for (size_t begin = 0; begin <= directories.size();) {
-    const size_t end = std::min(directories.find(':', begin), directories.size());
-    const std::filesystem::path candidate = std::filesystem::path(directories.substr(begin, end - begin)) / name;
-    if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
-    begin = end + 1;
-  }
-  return name;
-}
+std::string InterpreterPath() { return FindProgram(Interpreter()); }
 
 std::filesystem::path PackageDir() {
   std::error_code error;
@@ -124,13 +114,7 @@ std::vector<std::filesystem::path> PythonReadPaths() {
   if (interpreter.is_absolute()) paths.push_back(interpreter.parent_path().parent_path());
   const std::filesystem::path real = std::filesystem::canonical(interpreter, error);
   if (!error) paths.push_back(real.parent_path().parent_path());
-  const char* python_path = std::getenv("PYTHONPATH");
-  const std::string entries = python_path ? python_path : "";
-  for (size_t begin = 0; begin < entries.size();) {
-    const size_t end = std::min(entries.find(':', begin), entries.size());
-    if (end > begin) paths.emplace_back(entries.substr(begin, end - begin));
-    begin = end + 1;
-  }
+  for (const std::string& entry : SplitColonList(std::getenv("PYTHONPATH"))) paths.emplace_back(entry);
   return paths;
 }
 

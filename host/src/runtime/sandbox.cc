@@ -24,6 +24,7 @@
 #include <map>
 #include <sys/stat.h>
 
+#include "common/text.h"
 #include "runtime/plugin_registry.h"
 #include "runtime/python_plugin.h"
 
@@ -96,18 +97,6 @@ std::vector<std::filesystem::path> SettingPaths(const std::string& settings_msgp
   return paths;
 }
 
-std::vector<std::filesystem::path> SplitPathList(const char* variable) {
-  std::vector<std::filesystem::path> paths;
-  const char* value = std::getenv(variable);
-  const std::string list = value ? value : "";
-  for (size_t begin = 0; begin < list.size();) {
-    const size_t end = std::min(list.find(':', begin), list.size());
-    if (end > begin) paths.emplace_back(list.substr(begin, end - begin));
-    begin = end + 1;
-  }
-  return paths;
-}
-
 bool ProbeNamespaces(int flags) {
   // In a child: unshare changes the caller, and the host must stay as it is.
   const pid_t pid = fork();
@@ -172,7 +161,7 @@ std::optional<SandboxPolicy> MakeSandboxPolicy(const SandboxConfig& config, cons
     if (std::filesystem::exists(path, error)) policy.read.emplace_back(path);
   }
   policy.read.push_back(plugin.path.parent_path());  // its library (and what it links beside it), its helpers
-  for (const std::filesystem::path& path : SplitPathList("LD_LIBRARY_PATH")) policy.read.push_back(path);
+  for (const std::string& path : SplitColonList(std::getenv("LD_LIBRARY_PATH"))) policy.read.emplace_back(path);
   if (plugin.python) {
     for (const std::filesystem::path& path : PythonReadPaths()) policy.read.push_back(path);
   }

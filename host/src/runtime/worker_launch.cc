@@ -16,23 +16,12 @@
 #include <cstring>
 #include <filesystem>
 
+#include "common/text.h"
+
 namespace umi {
 namespace {
 
 std::string Errno(const std::string& what) { return what + ": " + std::strerror(errno); }
-
-std::string ResolveProgram(const std::string& name) {
-  if (name.find('/') != std::string::npos) return name;
-  const char* path = std::getenv("PATH");
-  const std::string directories = path ? path : "";
-  for (size_t begin = 0; begin < directories.size();) {
-    const size_t end = std::min(directories.find(':', begin), directories.size());
-    const std::filesystem::path candidate = std::filesystem::path(directories.substr(begin, end - begin)) / name;
-    if (end > begin && access(candidate.c_str(), X_OK) == 0) return candidate.string();
-    begin = end + 1;
-  }
-  return name;
-}
 
 // ---- between clone and exec: system calls only ----
 
@@ -111,6 +100,15 @@ const char* const kStepNames[] = {"", "mapping its user namespace", "making its 
 
 }  // namespace
 
+std::string FindProgram(const std::string& name) {
+  if (name.find('/') != std::string::npos) return name;
+  for (const std::string& directory : SplitColonList(std::getenv("PATH"))) {
+    const std::filesystem::path candidate = std::filesystem::path(directory) / name;
+    if (access(candidate.c_str(), X_OK) == 0) return candidate.string();
+  }
+  return name;
+}
+
 StatusOr<LaunchedWorker> LaunchWorker(const WorkerLaunch& launch) {
   const SandboxSupport& support = SandboxSupport::Get();
   const SandboxPolicy* sandbox = launch.sandbox;
@@ -127,7 +125,7 @@ StatusOr<LaunchedWorker> LaunchWorker(const WorkerLaunch& launch) {
   // only make system calls (the host has other threads, holding locks).
   std::vector<std::string> argv_strings = launch.argv;
   std::vector<std::string> environment = launch.environment;
-  const std::string path = ResolveProgram(argv_strings.at(0));
+  const std::string path = FindProgram(argv_strings.at(0));
   std::vector<char*> argv, envp;
   for (std::string& arg : argv_strings) argv.push_back(arg.data());
   argv.push_back(nullptr);

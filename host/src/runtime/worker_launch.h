@@ -30,6 +30,9 @@ struct LaunchedWorker {
   pid_t pid = -1;
   bool own_pid_namespace = false;  // it is pid 1 of its own namespace
 };
+// `name` as PATH finds it (itself when it holds a '/' or is not found).
+std::string FindProgram(const std::string& name);
+
 // Starts the worker in its own process group; with a sandbox, in fresh
 // namespaces, with no_new_privs, no capabilities and the sandbox's rlimits.
 StatusOr<LaunchedWorker> LaunchWorker(const WorkerLaunch& launch);

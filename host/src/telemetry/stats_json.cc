@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <map>
+#include <set>
 
 namespace umi {
 namespace {
@@ -45,8 +46,15 @@ nlohmann::json RenderStats(const Telemetry::Snapshot& s) {
     const auto found = counts.find(name);
     return found == counts.end() ? size_t{0} : found->second;
   };
+  // Every plugin that ran, and every loaded one that has not yet: its counts from zero.
+  std::set<std::string> names = s.known_plugins;
   for (const auto& [name, stats] : s.plugins) {
-    if (name.empty()) continue;
+    if (!name.empty()) names.insert(name);
+  }
+  const Telemetry::PluginStats none;
+  for (const std::string& name : names) {
+    const auto found = s.plugins.find(name);
+    const Telemetry::PluginStats& stats = found == s.plugins.end() ? none : found->second;
     plugins[name] = {{"done", stats.done},
                      {"failures", failures(stats)},
                      {"queued", count_of(s.queued_by_plugin, name)},
@@ -54,18 +62,8 @@ nlohmann::json RenderStats(const Telemetry::Snapshot& s) {
                      {"queued_ms", PercentilesJson(stats.queued_ms)},
                      {"run_ms", PercentilesJson(stats.run_ms)}};
   }
-  for (const std::string& name : s.known_plugins) {  // loaded, nothing finished yet
-    if (plugins.contains(name)) continue;
-    plugins[name] = {{"done", nlohmann::json::object()},
-                     {"failures", nlohmann::json::object()},
-                     {"queued", count_of(s.queued_by_plugin, name)},
-                     {"running", count_of(s.running_by_plugin, name)},
-                     {"queued_ms", PercentilesJson({})},
-                     {"run_ms", PercentilesJson({})}};
-  }
   const auto all = s.plugins.find("");
-  const Telemetry::PluginStats empty;
-  const Telemetry::PluginStats& totals = all == s.plugins.end() ? empty : all->second;
+  const Telemetry::PluginStats& totals = all == s.plugins.end() ? none : all->second;
   std::vector<double> gpus;
   for (const Quantity& used : s.pool.gpu_used) gpus.push_back(used.ToDouble());
   return {
