@@ -79,6 +79,39 @@ TEST(FarmFaults, AResultRedisRefusesNeverTakesTheOthersOfItsBatchDown) {
   EXPECT_TRUE(Eventually([&] { return MetricValue(host, "umi_redis_redirected_results_total") == 2; }));
 }
 
+// Results to a reply_to that took results before go in a watched
+// transaction, where a failed XADD does not stop its XACK: a reply_to
+// replaced by a string between two tasks still loses no result (it goes to
+// umi:results with the reason) and leaves nothing pending.
+TEST(FarmFaults, AReplyStreamTurnedIntoAnotherTypeStillLosesNoResult) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  HostProcess host(FarmHost(redis, "type-host"));
+  for (int i = 0; i < 3; ++i) {
+    producer.Submit("noop", PackTask({.id = "before-" + std::to_string(i), .plugin = "noop", .reply_to = "umi:mine"}));
+  }
+  for (const Result& r : producer.Results(3, "umi:mine")) EXPECT_EQ(r.status, "ok") << r.error_message;
+  producer.Command({"DEL", "umi:mine"});
+  producer.Command({"SET", "umi:mine", "not a stream any more"});
+  producer.Submit("noop", PackTask({.id = "after", .plugin = "noop", .reply_to = "umi:mine"}));
+  RedisClient fallback_reader(redis.url());  // a client's reads go on from its last entry: one per stream
+  const std::vector<Result> redirected = fallback_reader.Results(1);
+  ASSERT_EQ(redirected.size(), 1u);
+  EXPECT_EQ(redirected[0].id, "after");
+  EXPECT_EQ(redirected[0].status, "ok");
+  const RedisReply entries = producer.Command({"XRANGE", "umi:results", "-", "+"});
+  ASSERT_EQ(entries->elements, 1u);
+  const redisReply* fields = entries->element[0]->element[1];
+  std::map<std::string, std::string> by_name;
+  for (size_t f = 0; f + 1 < fields->elements; f += 2) {
+    by_name[ReplyText(fields->element[f])] = ReplyText(fields->element[f + 1]);
+  }
+  EXPECT_EQ(by_name["reply_to"], "umi:mine");
+  EXPECT_NE(by_name["reason"].find("WRONGTYPE"), std::string::npos) << by_name["reason"];
+  EXPECT_EQ(producer.Pending("umi:tasks:noop"), 0);
+  EXPECT_TRUE(Eventually([&] { return MetricValue(host, "umi_redis_redirected_results_total") == 1; }));
+}
+
 // Redis at maxmemory with noeviction refuses every write of a result: the
 // host holds them (not ready, held results on /metrics) and sends them once
 // Redis takes writes again. Before, the refused batch was dropped and its

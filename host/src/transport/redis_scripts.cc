@@ -80,6 +80,10 @@ const char* const kGiveBack =
 const char* const kClaimLapsed =
     "local p = redis.call('XPENDING', KEYS[1], ARGV[1], 'IDLE', ARGV[3], ARGV[4], ARGV[4], 1)\n"
     "if #p == 0 then return nil end\n"
+    "-- Moves the farm's fence first (a failed write stops the script here, with\n"
+    "-- nothing done): a host that publishes through a transaction watching it\n"
+    "-- sees that an entry may have changed hands.\n"
+    "redis.call('INCR', 'umi:fence')\n"
     "local entry\n"
     "local started = redis.call('HDEL', ARGV[5], ARGV[4]) == 1 or redis.call('HEXISTS', ARGV[5], '*' .. p[1][2]) == 1\n"
     "if started then\n"

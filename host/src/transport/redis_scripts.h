@@ -35,21 +35,26 @@
 //                   the stream counts as started: run on arrival): a task
 //                   merely read ahead beside a poison task is not charged for
 //                   the crash. Returns {entry, deliveries}, or nil when it
-//                   was not there to take.
+//                   was not there to take. Increments `umi:fence` before it
+//                   takes anything: the fence of RedisTransport's
+//                   transactions (a claim is the only way an entry leaves its
+//                   holder without the holder's own act).
 //   kTakeLevels     KEYS: the task streams of one or more plugins, each
 //                   plugin's highest priority level first. ARGV: group,
 //                   consumer, then per plugin: how many of KEYS are its
 //                   streams, and how many entries to take in all. Reads
 //                   (XREADGROUP >) each plugin's streams in order until its
 //                   count is reached; returns them as XREADGROUP does:
-//                   [stream, entries] per stream that gave any.
+//                   [stream, entries] per stream that gave any. Used for
+//                   single entries (a starving task taken to reserve for).
 //   kPlanTake       KEYS and ARGV as kTakeLevels. Returns how many entries
 //                   to take from each stream (one count per key, in order),
 //                   from the group's lag (entries not delivered yet), the
 //                   highest level first, each plugin's counts adding up to at
 //                   most its count; the caller reads them with plain
-//                   XREADGROUPs. Cheaper than kTakeLevels for many entries:
-//                   entries read inside a script pass through Lua twice.
+//                   XREADGROUPs: how a host drains its streams. Cheaper than
+//                   kTakeLevels even for a few entries, which pass through
+//                   Lua twice there.
 //   kHeartbeat      KEYS: host key. ARGV: consumer, ttl ms, unix ms now,
 //                   longest gap ms, field, value... Writes the heartbeat hash
 //                   and the host's last-seen time (umi:hosts-seen) unless

@@ -25,6 +25,7 @@ namespace {
 
 constexpr const char* kGroup = "umi";
 constexpr const char* kDefaultResults = "umi:results";
+constexpr const char* kFenceKey = "umi:fence";  // incremented by every claim (redis_scripts::kClaimLapsed)
 // At start a slow server gets longer than a heartbeat to answer.
 constexpr auto kConnectTimeout = std::chrono::milliseconds(2000);
 // Reconnects and refused results retry at most this far apart: below a
@@ -161,6 +162,10 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   planned_.clear();
   plan_fresh_until_ = {};
   blocking_read_ = false;
+  // Whatever this host read before may have changed hands while it was away.
+  watch_ = Watch::kNone;
+  fence_known_ = false;
+  ++fence_epoch_;
   return {};
 }
 
@@ -261,9 +266,14 @@ void RedisTransport::Disconnected(const Status& why) {
   // Results whose call got no reply are sent again: if they were written,
   // the script finds the entries acknowledged and writes nothing twice.
   for (auto call = publishing_.rbegin(); call != publishing_.rend(); ++call) {
-    held_.insert(held_.begin(), std::make_move_iterator(call->begin()), std::make_move_iterator(call->end()));
+    held_.insert(held_.begin(), std::make_move_iterator(call->results.begin()),
+                 std::make_move_iterator(call->results.end()));
   }
   publishing_.clear();
+  held_.insert(held_.begin(), std::make_move_iterator(awaiting_fence_.begin()),
+               std::make_move_iterator(awaiting_fence_.end()));
+  awaiting_fence_.clear();
+  watch_ = Watch::kNone;
   reader_.Close();
   writer_.Close();
   replies_due_ = 0;
@@ -377,19 +387,14 @@ void RedisTransport::StartRead() {
     return;
   }
   if (draining_streams_) {
-    // One script call for every plugin with room. Few entries are taken in
-    // one round trip; many are planned, then read by plain reads (a second
-    // round trip, but each entry passes through Lua twice in kTakeLevels).
-    constexpr size_t kPlanFrom = 64;
-    const size_t total = std::accumulate(wanted.begin(), wanted.end(), size_t{0},
-                                         [](size_t n, const auto& plugin) { return n + plugin.second; });
-    const Script script = total >= kPlanFrom ? Script::kPlanTake : Script::kTakeLevels;
-    if (Status sent = reader_.Send(LevelsCommand(script, wanted)); !sent.ok()) return Disconnected(sent);
-    if (script == Script::kPlanTake) {
-      for (auto& [streams, count] : wanted) planned_.insert(planned_.end(), streams.begin(), streams.end());
-    }
+    // One script call for every plugin with room says how many to take from
+    // each level; plain reads take them (ReadPlanned), and for kPlanFresh
+    // a plugin with one level waiting reads it directly. Reading inside a
+    // script (kTakeLevels) would pass each entry through Lua twice, which
+    // cost more than the plan's extra round trip even for a few entries.
+    if (Status sent = SendRead(LevelsCommand(Script::kPlanTake, wanted)); !sent.ok()) return Disconnected(sent);
+    for (auto& [streams, count] : wanted) planned_.insert(planned_.end(), streams.begin(), streams.end());
     draining_streams_ = false;  // until a reply brings entries
-    replies_due_ = 1;
     blocking_read_ = false;
     return;
   }
@@ -405,9 +410,15 @@ void RedisTransport::StartRead() {
     read_streams_.insert(plugin_streams.first.begin(), plugin_streams.first.end());
   }
   args.insert(args.end(), read_streams_.size(), ">");
-  if (Status sent = reader_.Send(args); !sent.ok()) return Disconnected(sent);
-  replies_due_ = 1;
+  if (Status sent = SendRead(args); !sent.ok()) return Disconnected(sent);
   blocking_read_ = true;
+}
+
+Status RedisTransport::SendRead(const std::vector<std::string>& args) {
+  if (replies_due_ == 0) read_epoch_ = fence_epoch_;
+  Status sent = reader_.Send(args);
+  if (sent.ok()) ++replies_due_;
+  return sent;
 }
 
 std::vector<std::string> RedisTransport::LevelsCommand(
@@ -437,7 +448,7 @@ void RedisTransport::OnReadable() {
       grouped_.clear();
     } else if (streams->type == REDIS_REPLY_ARRAY && streams->elements > 0) {
       draining_streams_ = true;  // entries came: more may wait
-      HandleEntries(streams);
+      HandleEntries(streams, read_epoch_);
     }
     planned_.clear();
     if (replies_due_ == 0 || !reader_.connected()) return;
@@ -462,11 +473,10 @@ bool RedisTransport::ReadAsPlanned(const std::vector<std::pair<std::vector<std::
   }
   if (reads.empty()) return false;
   for (const std::vector<std::string>& read : reads) {
-    if (Status sent = reader_.Send(read); !sent.ok()) {
+    if (Status sent = SendRead(read); !sent.ok()) {
       Disconnected(sent);
       return true;
     }
-    ++replies_due_;
   }
   return true;
 }
@@ -483,17 +493,16 @@ void RedisTransport::ReadPlanned(const redisReply* counts) {
     std::string& level = single_levels_[plugin];
     if (!level.empty()) several.insert(plugin);
     level = planned_[i];
-    if (Status sent = reader_.Send({"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT", std::to_string(count->integer),
-                                    "STREAMS", planned_[i], ">"});
+    if (Status sent = SendRead({"XREADGROUP", "GROUP", kGroup, consumer_, "COUNT", std::to_string(count->integer),
+                                "STREAMS", planned_[i], ">"});
         !sent.ok()) {
       return Disconnected(sent);
     }
-    ++replies_due_;
   }
   for (const std::string& plugin : several) single_levels_.erase(plugin);
 }
 
-void RedisTransport::HandleEntries(const redisReply* streams) {
+void RedisTransport::HandleEntries(const redisReply* streams, uint64_t epoch) {
   if (streams->type != REDIS_REPLY_ARRAY) return;  // nil: the block timed out
   for (size_t s = 0; s < streams->elements; ++s) {
     const redisReply* pair = streams->element[s];
@@ -501,7 +510,7 @@ void RedisTransport::HandleEntries(const redisReply* streams) {
     const std::string stream = Text(pair->element[0]);
     const redisReply* entries = pair->element[1];
     MarkRunsOnArrival(stream);
-    for (size_t e = 0; e < entries->elements; ++e) HandleEntry(stream, entries->element[e], 1, "");
+    for (size_t e = 0; e < entries->elements; ++e) HandleEntry(stream, entries->element[e], 1, "", epoch);
   }
 }
 
@@ -519,10 +528,10 @@ void RedisTransport::MarkRunsOnArrival(const std::string& stream) {
 }
 
 void RedisTransport::HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
-                                 const std::string& claimed_from) {
+                                 const std::string& claimed_from, uint64_t epoch) {
   if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) return;
   const std::string id = Text(entry->element[0]);
-  leases_[stream].insert(id);
+  leases_[stream].emplace(id, epoch);
   const redisReply* fields = entry->element[1];
   std::string body;
   bool has_body = false;
@@ -596,18 +605,39 @@ void RedisTransport::Answer(const std::string& stream, const std::string& id, co
 }
 
 void RedisTransport::WriteHeld() {
-  // One script call per task stream carries that stream's results of the
-  // turn. The calls go out without waiting: their replies come back through
-  // the poller (TakePublished), so the loop runs tasks while Redis writes.
+  // The turn's results leave without the loop waiting: their replies come
+  // back through the poller (TakePublished), so the loop runs tasks while
+  // Redis writes. Those the fence vouches for go in one transaction; the
+  // others in one script call per task stream.
   constexpr size_t kBatch = 512;
   constexpr size_t kMaxCallsInFlight = 8;
   bool sent = false;
+  if (watch_ == Watch::kNone && writer_.connected()) {
+    if (Status armed = ArmFence(); !armed.ok()) return Disconnected(armed);
+    sent = true;
+  }
   while (!held_.empty() && writer_.connected() && Clock::now() >= write_at_ &&
          publishing_.size() < kMaxCallsInFlight) {
+    std::vector<Held> fast;
     std::map<std::string, std::vector<Held>> by_stream;
     for (size_t i = std::min(held_.size(), kBatch); i > 0; --i) {
-      by_stream[held_.front().stream].push_back(std::move(held_.front()));
+      Held& held = held_.front();
+      if (watch_ == Watch::kArmed && Vouched(held)) {
+        fast.push_back(std::move(held));
+      } else if (watch_ == Watch::kArming && Vouched(held)) {
+        awaiting_fence_.push_back(std::move(held));  // a round trip away from the cheap way
+      } else {
+        by_stream[held.stream].push_back(std::move(held));
+      }
       held_.pop_front();
+    }
+    if (!fast.empty()) {
+      if (Status appended = AppendTransaction(std::move(fast)); !appended.ok()) {
+        for (auto& [unsent_stream, unsent] : by_stream) {
+          held_.insert(held_.end(), std::make_move_iterator(unsent.begin()), std::make_move_iterator(unsent.end()));
+        }
+        return Disconnected(appended);
+      }
     }
     for (auto& [stream, results] : by_stream) {
       std::optional<StreamId> first, last;
@@ -632,7 +662,7 @@ void RedisTransport::WriteHeld() {
       const Status appended = writer_.AppendForLater(command);
       // hiredis copied the command: the bodies come back, for a retry.
       for (size_t k = 0; k < results.size(); ++k) results[k].body = std::move(command[4 + 7 + 3 * k + 2]);
-      publishing_.push_back(std::move(results));  // Disconnected puts it back in held_
+      publishing_.push_back({Call::Kind::kScript, 0, std::move(results)});  // Disconnected puts it back in held_
       if (!appended.ok()) {
         for (auto& [unsent_stream, unsent] : by_stream) {
           if (unsent_stream > stream) held_.insert(held_.end(), std::make_move_iterator(unsent.begin()),
@@ -648,20 +678,139 @@ void RedisTransport::WriteHeld() {
   }
 }
 
+bool RedisTransport::Vouched(const Held& held) const {
+  if (!verified_reply_to_.count(held.reply_to)) return false;
+  const auto leased = leases_.find(held.stream);
+  if (leased == leases_.end()) return false;
+  const auto entry = leased->second.find(held.entry);
+  return entry != leased->second.end() && entry->second == fence_epoch_;
+}
+
+Status RedisTransport::ArmFence() {
+  if (Status watched = writer_.AppendForLater({"WATCH", kFenceKey}); !watched.ok()) return watched;
+  if (Status read = writer_.AppendForLater({"GET", kFenceKey}); !read.ok()) return read;
+  publishing_.push_back({Call::Kind::kFence, 1, {}});
+  watch_ = Watch::kArming;
+  return {};
+}
+
+Status RedisTransport::AppendTransaction(std::vector<Held> results) {
+  // If a claim moved the fence since the WATCH, EXEC does nothing and the
+  // results go the checked way. Inside the transaction each XADD and XACK
+  // runs whatever the others do, which is why only reply_to streams known
+  // to take entries come here.
+  size_t ignored = 0;
+  Status appended = writer_.AppendForLater({"MULTI"});
+  ++ignored;
+  std::map<std::string, std::vector<std::string>> acks;  // stream -> entries
+  for (Held& held : results) {
+    if (!appended.ok()) break;
+    std::vector<std::string> add = {"XADD", held.reply_to, "*", "m", std::move(held.body)};
+    appended = writer_.AppendForLater(add);
+    held.body = std::move(add[4]);  // hiredis copied it: kept for a retry
+    ++ignored;
+    acks[held.stream].push_back(held.entry);
+  }
+  for (auto& [stream, entries] : acks) {
+    if (!appended.ok()) break;
+    std::vector<std::string> ack = {"XACK", stream, kGroup};
+    ack.insert(ack.end(), entries.begin(), entries.end());
+    std::vector<std::string> unmark = {"HDEL", StartedKey(stream)};
+    unmark.insert(unmark.end(), entries.begin(), entries.end());
+    appended = writer_.AppendForLater(ack);
+    if (appended.ok()) appended = writer_.AppendForLater(unmark);
+    ignored += 2;
+  }
+  if (appended.ok()) appended = writer_.AppendForLater({"EXEC"});
+  publishing_.push_back({Call::Kind::kTransaction, ignored, std::move(results)});  // Disconnected puts it back
+  if (!appended.ok()) return appended;
+  return ArmFence();
+}
+
+void RedisTransport::TakeFence(const redisReply* value) {
+  held_.insert(held_.begin(), std::make_move_iterator(awaiting_fence_.begin()),
+               std::make_move_iterator(awaiting_fence_.end()));
+  awaiting_fence_.clear();
+  std::optional<std::string> now;
+  if (value->type == REDIS_REPLY_STRING) now = Text(value);
+  if (value->type == REDIS_REPLY_ERROR) {  // not read: trust nothing read so far
+    ++fence_epoch_;
+    watch_ = Watch::kNone;
+    return;
+  }
+  if (!fence_known_ || now != fence_) {
+    ++fence_epoch_;
+    fence_ = std::move(now);
+    fence_known_ = true;
+  }
+  watch_ = Watch::kArmed;
+}
+
+bool RedisTransport::TakeTransaction(const redisReply* replies, std::vector<Held> results,
+                                     std::deque<Held>& refused) {
+  if (replies->type != REDIS_REPLY_ARRAY) {
+    // nil: the watch saw a claim; an error: Redis refused the transaction
+    // (EXECABORT: OOM, READONLY, NOPERM, ...). Nothing was written: the
+    // results go again, the checked way, each with its own fate.
+    if (replies->type == REDIS_REPLY_ERROR) {
+      spdlog::debug("redis refused a transaction of {} result(s): {}; sent again by script", results.size(),
+                    Text(replies));
+    }
+    ++fence_epoch_;
+    refused.insert(refused.end(), std::make_move_iterator(results.begin()), std::make_move_iterator(results.end()));
+    return false;
+  }
+  for (size_t k = 0; k < results.size(); ++k) {
+    Held& held = results[k];
+    const redisReply* added = k < replies->elements ? replies->element[k] : replies;
+    if (added->type == REDIS_REPLY_ERROR) {
+      // reply_to changed type since it took a result, and the entry was
+      // acknowledged in the same transaction: the result goes where an
+      // unusable reply_to's results go.
+      ++report_.redirected_results;
+      verified_reply_to_.erase(held.reply_to);
+      spdlog::error("redis {} entry {}: task {}: reply_to {} cannot take a stream entry ({}); the result went to {}",
+                    held.stream, held.entry, held.task_id, held.reply_to, Text(added), kDefaultResults);
+      auto moved = writer_.Command(
+          {"XADD", kDefaultResults, "*", "m", held.body, "reply_to", held.reply_to, "reason", Text(added)});
+      if (!moved.ok()) {
+        spdlog::error("redis: the result of task {} is lost: {}", held.task_id, moved.status().message());
+      }
+    }
+    if (auto leased = leases_.find(held.stream); leased != leases_.end()) leased->second.erase(held.entry);
+  }
+  return true;
+}
+
 void RedisTransport::TakePublished() {
-  // Inside a call each result's fate is its own, so one refused result (OOM,
-  // an ACL limit) never takes the others down.
+  // Inside a script call each result's fate is its own, so one refused
+  // result (OOM, an ACL limit) never takes the others down.
   if (writer_.later_due() == 0) return;
   auto replies = writer_.TakeLater();
   if (!replies.ok()) return Disconnected(replies.status());
   std::deque<Held> refused;
   std::string refusal;
+  size_t written = 0;  // calls Redis carried out
   for (const RedisReply& reply : replies.value()) {
-    std::vector<Held> results = std::move(publishing_.front());
+    Call& call = publishing_.front();
+    if (call.ignored_before > 0) {
+      --call.ignored_before;
+      continue;
+    }
+    Call taken = std::move(call);
     publishing_.pop_front();
+    if (taken.kind == Call::Kind::kFence) {
+      TakeFence(reply.get());
+      continue;
+    }
+    if (taken.kind == Call::Kind::kTransaction) {
+      if (TakeTransaction(reply.get(), std::move(taken.results), refused)) ++written;
+      continue;
+    }
+    ++written;
     const redisReply* codes = reply.get();
-    for (size_t k = 0; k < results.size(); ++k) {
-      Held& held = results[k];
+    for (size_t k = 0; k < taken.results.size(); ++k) {
+      Held& held = taken.results[k];
       const redisReply* code = codes->type == REDIS_REPLY_ARRAY && k < codes->elements ? codes->element[k] : codes;
       if (code->type != REDIS_REPLY_INTEGER) {
         if (refusal.empty()) refusal = Text(code);
@@ -673,6 +822,9 @@ void RedisTransport::TakePublished() {
         spdlog::warn("redis {} entry {}: task {}: result dropped, another host holds the entry now (this host's "
                      "lease lapsed)",
                      held.stream, held.entry, held.task_id);
+      } else if (code->integer == 1) {
+        if (verified_reply_to_.size() >= 4096) verified_reply_to_.clear();  // bounded; relearned
+        verified_reply_to_.insert(held.reply_to);
       } else if (code->integer == 2) {
         ++report_.redirected_results;
         spdlog::error("redis {} entry {}: task {}: reply_to {} cannot take a stream entry; the result went to {}",
@@ -681,8 +833,9 @@ void RedisTransport::TakePublished() {
       if (auto leased = leases_.find(held.stream); leased != leases_.end()) leased->second.erase(held.entry);
     }
   }
-  if (refused.empty()) {
-    if (refused_ && !replies.value().empty()) {
+  if (refusal.empty()) {
+    held_.insert(held_.begin(), std::make_move_iterator(refused.begin()), std::make_move_iterator(refused.end()));
+    if (refused_ && written > 0) {
       spdlog::info("redis takes results again");
       refused_ = false;
       refusal_backoff_ = std::chrono::milliseconds(100);
@@ -705,8 +858,8 @@ void RedisTransport::TakePublished() {
 
 size_t RedisTransport::waiting() const {
   size_t publishing = 0;
-  for (const std::vector<Held>& call : publishing_) publishing += call.size();
-  return held_.size() + publishing;
+  for (const Call& call : publishing_) publishing += call.results.size();
+  return held_.size() + awaiting_fence_.size() + publishing;
 }
 
 void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
@@ -780,12 +933,12 @@ void RedisTransport::RenewLeases() {
   // A result on its way acknowledges its entry: renewing that one too would
   // find it gone and take it for lost.
   std::set<std::pair<std::string_view, std::string_view>> publishing;
-  for (const std::vector<Held>& call : publishing_) {
-    for (const Held& held : call) publishing.emplace(held.stream, held.entry);
+  for (const Call& call : publishing_) {
+    for (const Held& held : call.results) publishing.emplace(held.stream, held.entry);
   }
   for (const auto& [stream, entries] : leases_) {
     std::vector<std::string> args = {kGroup, consumer_};
-    for (const std::string& entry : entries) {
+    for (const auto& [entry, epoch] : entries) {
       if (publishing.count({stream, entry})) continue;
       args.push_back(entry);
       if (args.size() - 2 == kPerCall) {
@@ -873,7 +1026,7 @@ bool RedisTransport::ClaimLapsed() {
         ++report_.redeliveries;
         --room;
         HandleEntry(stream, claim->element[0], claim->element[1]->integer,
-                    holder + " (" + std::to_string(idle) + " ms idle)");
+                    holder + " (" + std::to_string(idle) + " ms idle)", fence_epoch_);
         if (!writer_.connected()) return false;
       }
     }
@@ -1001,7 +1154,7 @@ void RedisTransport::TakeStarving(const std::map<std::string, std::chrono::milli
     }
     spdlog::info("redis: a task of {} waited {} ms with no host able to start it; taken to reserve for it", plugin,
                  waited.count());
-    HandleEntries(taken.value().get());
+    HandleEntries(taken.value().get(), fence_epoch_);
     if (!writer_.connected()) return;
   }
 }

@@ -24,10 +24,17 @@
 //              live hosts renew first, unless Redis was calm that long (up,
 //              and the hosts' heartbeats without a gap: umi:tick,
 //              umi:resumed)
-//   a result   redis_scripts::kPublishResults, one call per stream per turn:
-//              XADD to reply_to and XACK only while this consumer holds the
-//              entry;
-//              a stale result is dropped and counted; a refusal (OOM,
+//   a result   XADD to reply_to and XACK only while this consumer holds the
+//              entry, in one of two ways. Fast: a MULTI/EXEC of the turn's
+//              XADDs and XACKs under WATCH umi:fence, a key every claim
+//              increments (redis_scripts::kClaimLapsed), for entries read
+//              since the fence was last seen unchanged and reply_to streams
+//              that took a result before; an EXEC the watch aborted, or
+//              any doubt (a fence that moved, a reconnect), sends those
+//              results the checked way: redis_scripts::kPublishResults, one
+//              call per stream, which looks each entry up in the pending
+//              list (2-3x the server time of the transaction).
+//              A stale result is dropped and counted; a refusal (OOM,
 //              READONLY, NOPERM, LOADING, MASTERDOWN, BUSY, ...) holds that
 //              result alone and retries it with backoff; a reply_to that
 //              cannot take a stream entry sends the result to umi:results
@@ -68,9 +75,11 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -129,6 +138,14 @@ class RedisTransport final : public Transport {
   struct Held {  // a result waiting for Redis
     std::string stream, entry, reply_to, body, task_id;
   };
+  // A command on writer_ whose reply TakePublished reads: after
+  // `ignored_before` replies it takes no notice of (WATCH, MULTI, QUEUED).
+  struct Call {
+    enum class Kind { kScript, kTransaction, kFence } kind;
+    size_t ignored_before = 0;
+    std::vector<Held> results;  // kScript, kTransaction
+  };
+  enum class Watch { kNone, kArming, kArmed };
   // In the order Connect loads them.
   enum class Script {
     kPublishResults, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kTakeLevels, kPlanTake, kCount
@@ -158,11 +175,28 @@ class RedisTransport final : public Transport {
   // level first) and count.
   std::vector<std::string> LevelsCommand(Script script,
                                          const std::vector<std::pair<std::vector<std::string>, size_t>>& wanted) const;
-  void HandleEntries(const redisReply* streams);
+  // `epoch`: the fence epoch the read was sent in (FenceEpochOfReads for
+  // reader_, fence_epoch_ for a command on writer_).
+  void HandleEntries(const redisReply* streams, uint64_t epoch);
   void MarkRunsOnArrival(const std::string& stream);
   // `claimed_from`: the consumer whose lapsed lease it was taken from; empty for a read.
   void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
-                   const std::string& claimed_from);
+                   const std::string& claimed_from, uint64_t epoch);
+  // reader_.Send for a read; the first of a run of reads in flight notes
+  // the fence epoch it was sent in.
+  Status SendRead(const std::vector<std::string>& args);
+  // Whether `held` may go in the fenced transaction once the watch is
+  // armed: its entry was read in this fence epoch and its reply_to took a
+  // result before.
+  bool Vouched(const Held& held) const;
+  // WATCH umi:fence and GET it, their replies read later.
+  Status ArmFence();
+  // One MULTI/EXEC of `results` (XADD, then per stream XACK and HDEL of
+  // the start marks), then ArmFence again.
+  Status AppendTransaction(std::vector<Held> results);
+  void TakeFence(const redisReply* value);
+  // True when Redis carried it out; else the results go to `refused`.
+  bool TakeTransaction(const redisReply* replies, std::vector<Held> results, std::deque<Held>& refused);
   void RenewLeases();
   // Takes entries whose lease lapsed, up to the room; true when some were
   // left for want of room.
@@ -211,9 +245,21 @@ class RedisTransport final : public Transport {
   bool displaced_ = false;  // another process took this host's name
   bool ready_ = false;  // as last told on_ready_
   std::deque<Held> held_;  // results of this turn, or waiting for Redis
-  // Results sent, one kPublishResults call each, their replies due in order.
-  std::deque<std::vector<Held>> publishing_;
-  std::map<std::string, std::set<std::string>> leases_;  // stream -> entries this process holds
+  std::deque<Held> awaiting_fence_;  // vouched for, waiting for the watch's GET reply (TakeFence)
+  // Calls sent on writer_ for results and the fence, their replies due in order.
+  std::deque<Call> publishing_;
+  // stream -> entry this process holds -> the fence epoch it was read in.
+  std::map<std::string, std::map<std::string, uint64_t>> leases_;
+  // The fence: umi:fence as last read (nullopt: no key), and an epoch that
+  // moves whenever that value may have changed (a new value, a reconnect,
+  // an aborted transaction). An entry read in the current epoch, while the
+  // watch still holds, cannot have been claimed from this host.
+  Watch watch_ = Watch::kNone;
+  bool fence_known_ = false;
+  std::optional<std::string> fence_;
+  uint64_t fence_epoch_ = 0;
+  uint64_t read_epoch_ = 0;  // the epoch the oldest read in flight on reader_ was sent in
+  std::set<std::string> verified_reply_to_;  // streams that took a result (not another type, not refused)
   std::set<std::string> marked_on_arrival_;  // streams whose every entry here counts as started
   FarmReport report_;
 };
