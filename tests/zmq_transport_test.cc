@@ -22,6 +22,8 @@ class RecordingInbox final : public Inbox {
  public:
   bool accepting = true;
   std::vector<Recorded> delivered;
+  size_t dropped = 0;
+  void RepliesDropped(size_t n) override { dropped += n; }
   bool accepting_tasks() const override { return accepting; }
   size_t Room(const std::string&) const override { return accepting ? 1 : 0; }
   size_t ReadAhead(const std::string&, size_t) const override { return 0; }
@@ -57,10 +59,9 @@ class ZmqTransportTest : public ::testing::Test {
     return socket;
   }
 
-  size_t dropped_ = 0;
   Poller poller_;
   RecordingInbox inbox_;
-  ZmqTransport transport_{LoopbackOptions(), [this](size_t n) { dropped_ += n; }};
+  ZmqTransport transport_{LoopbackOptions()};
   zmq::context_t peer_context_;
 };
 
@@ -130,7 +131,7 @@ TEST_F(ZmqTransportTest, ResultsNobodyTakesAreCountedAsDroppedAtTheEnd) {
   transport_.Send("b", ReplyRoute{&transport_, false, {}});
   EXPECT_EQ(transport_.waiting(), 2u);
   EXPECT_EQ(transport_.Flush(std::chrono::steady_clock::now()), 2u);
-  EXPECT_EQ(dropped_, 2u);
+  EXPECT_EQ(inbox_.dropped, 2u);
 }
 
 }  // namespace

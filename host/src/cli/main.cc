@@ -229,7 +229,12 @@ int main(int argc, char** argv) {
       return reloaded->config;
     };
   }
-  umi::Host host(options, config, registry);
+  umi::StatusOr<umi::HostTransports> transports = umi::WireTransports(options, config);
+  if (!transports.ok()) {
+    spdlog::critical("{}", transports.status().message());
+    return 1;
+  }
+  umi::Host host(options, config, registry, std::move(transports).value());
   if (const umi::Status opened = host.Open(); !opened.ok()) {
     spdlog::critical("{}", opened.message());
     return 1;

@@ -9,8 +9,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <fstream>
-#include <mutex>
 #include <set>
 #include <variant>
 
@@ -25,9 +23,6 @@
 #include "transport/curve_auth.h"
 #include "transport/poller.h"
 #include "transport/protocol.h"
-#include "transport/redis_cluster.h"
-#include "transport/redis_transport.h"
-#include "transport/zmq_transport.h"
 
 namespace umi {
 namespace {
@@ -48,20 +43,6 @@ std::string Join(const std::vector<std::string>& items) {
   return out;
 }
 
-ZmqTransportOptions TransportOptions(const HostOptions& options, const HardwareConfig& config) {
-  ZmqTransportOptions zmq;
-  zmq.tasks_endpoint = options.tasks_endpoint;
-  zmq.results_endpoint = options.results_endpoint;
-  zmq.rpc_endpoint = options.rpc_endpoint;
-  zmq.events_endpoint = options.events_endpoint;
-  zmq.curve_secret_key_file = config.security.curve.secret_key_file;
-  zmq.curve_authorized_keys_file = config.security.curve.authorized_keys_file;
-  zmq.tasks_hwm = config.transport.tasks_hwm;
-  zmq.max_message_bytes = config.transport.max_message_bytes;
-  zmq.max_pending_results = config.transport.max_pending_results;
-  return zmq;
-}
-
 TaskFlowOptions FlowOptions(const HostOptions& options) {
   return {options.name, options.self_binary, kWorkerKillGrace, options.machine_cores};
 }
@@ -79,41 +60,28 @@ Status CheckCurveKeyFiles(const HardwareConfig& config) {
   return {};
 }
 
-// The dashboard's farm view (/api/cluster): a connection of its own, used on
-// the HTTP server's thread, opened when first asked for and again after it broke.
-class ClusterView {
+// Events go nowhere when no transport carries them.
+class NoEvents final : public EventSink {
  public:
-  explicit ClusterView(RedisUrl url) : url_(std::move(url)) {}
-
-  StatusOr<std::string> Read() {
-    std::lock_guard lock(mutex_);
-    if (!connection_.connected()) {
-      if (Status connected = connection_.Connect(url_, std::chrono::seconds(1)); !connected.ok()) return connected;
-    }
-    const nlohmann::json view = ReadCluster(connection_);
-    if (!connection_.connected()) return Status(ErrorCode::kUnavailable, "redis " + url_.Redacted() + ": connection lost");
-    return view.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  }
-
- private:
-  RedisUrl url_;
-  std::mutex mutex_;
-  RedisConnection connection_;
+  bool listening() const override { return false; }
+  void Publish(std::string_view, std::string_view) override {}
 };
 
 }  // namespace
 
-// Polls and routes: the transport delivers messages (Inbox), TaskFlow runs
+// Polls and routes: the transports deliver messages (Inbox), TaskFlow runs
 // tasks, Lifecycle says when to drain, cancel and give up, ControlHandler
 // answers ops. The loop owns the config in force and applies reloads.
 class Host::Loop final : public Inbox {
  public:
-  Loop(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins)
+  Loop(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins, HostTransports transports)
       : options_(std::move(options)),
         clock_(options_.clock ? *options_.clock : SystemClock::Instance()),
         config_(config),
         plugins_(plugins),
-        transport_(TransportOptions(options_, config), [this](size_t n) { telemetry_.CountDroppedReply(n); }) {}
+        transports_(std::move(transports.transports)),
+        events_(transports.events ? *transports.events : no_events_),
+        cluster_view_(std::move(transports.cluster_view)) {}
 
   Status Open() {
     // What the workers' sandbox lacks on this kernel is said, never skipped silently.
@@ -127,8 +95,11 @@ class Host::Loop final : public Inbox {
     // this host's heartbeat).
     flow_.PrestartWorkers(TaskFlow::WorkerStart::kWait);
     poller_.Add(flow_.mail_fd(), [] { return static_cast<short>(ZMQ_POLLIN); }, [this](short) { flow_.HandleMail(); });
-    if (Status opened = transport_.Open(poller_, *this); !opened.ok()) return opened;
-    if (Status opened = OpenRedis(); !opened.ok()) return opened;
+    for (const auto& transport : transports_) {
+      transport->SetPlugins(LoadedNames());
+      if (Status opened = transport->Open(poller_, *this); !opened.ok()) return opened;
+    }
+    if (cluster_view_) http_.SetClusterSource(cluster_view_);
     if (!options_.http_listen.empty()) {
       if (Status started = http_.Start(options_.http_listen); !started.ok()) return started;
     }
@@ -143,8 +114,8 @@ class Host::Loop final : public Inbox {
   }
 
   std::map<std::string, std::string> endpoints() const {
-    std::map<std::string, std::string> endpoints = transport_.endpoints();
-    if (redis_) endpoints.merge(redis_->endpoints());
+    std::map<std::string, std::string> endpoints;
+    for (const auto& transport : transports_) endpoints.merge(transport->endpoints());
     if (!http_.url().empty()) endpoints["http"] = http_.url();
     return endpoints;
   }
@@ -156,13 +127,13 @@ class Host::Loop final : public Inbox {
     while (true) {
       poller_.PollOnce(NextWakeup());
       PetWatchdog();
-      if (redis_) redis_->AfterPoll();
       CheckDeadlines();
       start_more_ = lifecycle_.serving() && flow_.StartRunnable();
       UpdateLoad();
       // Last: this turn's results leave in one batch, after the load they
-      // leave behind is published.
-      transport_.AfterPoll();
+      // leave behind is published; a pulling transport reads with the room
+      // this turn's starts left.
+      for (const auto& transport : transports_) transport->AfterPoll();
       if (!lifecycle_.serving() && flow_.running() == 0) return FinishDrain();
     }
   }
@@ -204,51 +175,20 @@ class Host::Loop final : public Inbox {
     flow_.Accept(std::get<TaskMessage>(std::move(message)), std::move(route), lifecycle_.serving());
   }
 
- private:
-  // With a Redis URL (--redis, else transport.redis), tasks also come from
-  // Redis Streams; ZeroMQ stays for rpc, events and local producers.
-  Status OpenRedis() {
-    const std::string url = !options_.redis_url.empty() ? options_.redis_url : config_.transport.redis;
-    if (url.empty()) return {};
-    StatusOr<RedisUrl> parsed = RedisUrl::Parse(url);
-    if (!parsed.ok()) return parsed.status();
-    RedisTransportOptions redis;
-    redis.url = std::move(parsed).value();
-    if (const std::string& file = config_.transport.redis_password_file; redis.url.password.empty() && !file.empty()) {
-      std::ifstream secret(file);
-      if (!secret || !std::getline(secret, redis.url.password) || redis.url.password.empty()) {
-        return Status(ErrorCode::kInvalidConfig, "transport.redis_password_file: cannot read a password from " + file);
-      }
-    }
-    const RedisUrl redis_url = redis.url;
-    redis.host = options_.name;
-    redis.max_deliveries = config_.transport.max_deliveries;
-    redis.reserve_after = std::chrono::milliseconds(config_.scheduler.reserve_after_ms);
-    if (config_.transport.prefetch >= 0) redis.prefetch = static_cast<size_t>(config_.transport.prefetch);
-    redis_ = std::make_unique<RedisTransport>(
-        std::move(redis),
-        [this] { return HeartbeatFields(); },
-        [this](bool ready) { telemetry_.SetReady(ready); }, [this](const FarmReport& report) {
-          telemetry_.SetFarm(report);
-        });
-    redis_->SetPlugins(LoadedNames());
-    http_.SetClusterSource([view = std::make_shared<ClusterView>(redis_url)] { return view->Read(); });
-    return redis_->Open(poller_, *this);
-  }
-
-  // What `umi-submit --op cluster` shows of this host (umi:hosts:<name>).
-  std::vector<std::string> HeartbeatFields() const {
+  void RepliesDropped(size_t n) override { telemetry_.CountDroppedReply(n); }
+  void ReadyChanged(bool ready) override { telemetry_.SetReady(ready); }
+  void FarmReported(const FarmReport& report) override { telemetry_.SetFarm(report); }
+  HostLoad load() const override {
     const PoolUsage pool = flow_.usage();
-    int gpus_busy = 0;
-    for (const Quantity& used : pool.gpu_used) gpus_busy += used > Quantity() ? 1 : 0;
-    return {"running", std::to_string(flow_.running()),
-            "queued", std::to_string(flow_.queued()),
-            "draining", lifecycle_.serving() ? "0" : "1",
-            "cpu_threads", std::to_string(pool.cpu_threads_used) + "/" + std::to_string(pool.cpu_threads_total),
-            "memory_mb", std::to_string(pool.memory_mb_used) + "/" + std::to_string(pool.memory_mb_total),
-            "gpus", std::to_string(gpus_busy) + "/" + std::to_string(pool.gpu_used.size())};
+    HostLoad load{.running = flow_.running(), .queued = flow_.queued(), .draining = !lifecycle_.serving(),
+                  .cpu_threads_used = pool.cpu_threads_used, .cpu_threads_total = pool.cpu_threads_total,
+                  .memory_mb_used = pool.memory_mb_used, .memory_mb_total = pool.memory_mb_total,
+                  .gpus_total = static_cast<int>(pool.gpu_used.size())};
+    for (const Quantity& used : pool.gpu_used) load.gpus_busy += used > Quantity() ? 1 : 0;
+    return load;
   }
 
+ private:
   void CheckDeadlines() {
     flow_.ExpireDeadlines();
     switch (lifecycle_.Tick(clock_.Now())) {
@@ -282,15 +222,17 @@ class Host::Loop final : public Inbox {
     if (const auto deadline = flow_.NextDeadline()) next = std::min(next, *deadline);
     if (const auto deadline = lifecycle_.NextDeadline()) next = std::min(next, *deadline);
     if (watchdog_) next = std::min(next, next_watchdog_ping_);
-    if (const auto retry = transport_.RetryIn()) next = std::min(next, now + *retry);
-    if (const auto retry = redis_ ? redis_->RetryIn() : std::nullopt) next = std::min(next, now + *retry);
+    for (const auto& transport : transports_) {
+      if (const auto retry = transport->RetryIn()) next = std::min(next, now + *retry);
+    }
     return std::max(std::chrono::ceil<std::chrono::milliseconds>(next - now), std::chrono::milliseconds(0));
   }
 
   // After each release (whoever reads a task's answer and then scrapes sees
   // the grant given back) and, as the loop's heartbeat (/healthz), each turn.
   void PublishLoad(bool heartbeat = false) {
-    const size_t unsent = transport_.waiting() + (redis_ ? redis_->waiting() : 0);
+    size_t unsent = 0;
+    for (const auto& transport : transports_) unsent += transport->waiting();
     flow_.FillUsage(usage_);
     telemetry_.SetLoad(flow_.queued(), flow_.running(), unsent, usage_, heartbeat);
     // Worker processes change rarely (a start, a death): pushed when they do.
@@ -312,7 +254,12 @@ class Host::Loop final : public Inbox {
     if (now < next_queue_sample_) return;
     next_queue_sample_ = now + kQueueSampleInterval;
     telemetry_.SetQueue(flow_.scheduler().queued_by_plugin(), flow_.scheduler().oldest_enqueued_at(),
-                        accepting_tasks() && !transport_.results_backlogged());
+                        accepting_tasks() && !Backlogged());
+  }
+
+  bool Backlogged() const {
+    return std::any_of(transports_.begin(), transports_.end(),
+                       [](const auto& transport) { return transport->backlogged(); });
   }
 
   std::set<std::string> LoadedNames() const {
@@ -421,8 +368,10 @@ class Host::Loop final : public Inbox {
     telemetry_.SetPlugins(plugins_.refusals_total(), static_cast<int64_t>(plugins_.plugins().size()),
                           static_cast<int64_t>(plugins_.refused().size()));
     telemetry_.SetKnownPlugins(LoadedNames());
-    transport_.set_max_pending_results(config_.transport.max_pending_results);
-    if (redis_) redis_->SetPlugins(LoadedNames());
+    for (const auto& transport : transports_) {
+      transport->SetMaxPendingResults(config_.transport.max_pending_results);
+      transport->SetPlugins(LoadedNames());
+    }
     flow_.Reconfigure(config_);  // after the new libraries: their caps join the pool
     return outcome;
   }
@@ -433,7 +382,7 @@ class Host::Loop final : public Inbox {
     if (!lifecycle_.BeginDrain(clock_.Now(), timeout)) return;
     telemetry_.SetDraining(true);
     NotifyService("STOPPING=1\nSTATUS=draining");
-    if (redis_) redis_->StopReading();
+    for (const auto& transport : transports_) transport->StopReading();
     const size_t running = flow_.running();
     const size_t queued =
         flow_.RejectQueued(Status(ErrorCode::kShuttingDown, "the host shut down before the task started"));
@@ -448,15 +397,17 @@ class Host::Loop final : public Inbox {
     spdlog::error("exiting without waiting for {} running task(s): {}", flow_.running(), why);
     flow_.AbandonRunning(why);
     FinishDrain();
-    transport_.Close();
+    for (const auto& transport : transports_) transport->Close();
     spdlog::shutdown();
     std::_Exit(0);
   }
 
   int FinishDrain() {
     const auto deadline = std::chrono::steady_clock::now() + kFlushTimeout;
-    if (redis_) redis_->Flush(deadline);
-    transport_.Flush(deadline);
+    // The farm's results first: their entries wait, pending, until written.
+    for (auto transport = transports_.rbegin(); transport != transports_.rend(); ++transport) {
+      (*transport)->Flush(deadline);
+    }
     http_.Stop();
     spdlog::info("stopped");
     return 0;
@@ -467,8 +418,10 @@ class Host::Loop final : public Inbox {
   HardwareConfig config_;  // replaced by a reload
   PluginRegistry& plugins_;
   Poller poller_;
-  ZmqTransport transport_;
-  std::unique_ptr<RedisTransport> redis_;  // with a Redis URL
+  std::vector<std::unique_ptr<Transport>> transports_;
+  NoEvents no_events_;
+  EventSink& events_;
+  std::function<StatusOr<std::string>()> cluster_view_;  // /api/cluster; empty: no farm
   Lifecycle lifecycle_{kCancelGrace};
   const std::optional<std::chrono::microseconds> watchdog_ = WatchdogInterval();
   Clock::TimePoint next_watchdog_ping_{};
@@ -481,11 +434,11 @@ class Host::Loop final : public Inbox {
   // Declared last: destroyed first, so its threads finish before what they reach goes away.
   PoolUsage usage_;  // PublishLoad's, kept for its vectors
   bool start_more_ = false;  // StartRunnable stopped at its budget
-  TaskFlow flow_{FlowOptions(options_), clock_, config_, plugins_, telemetry_, transport_, [this] { PublishLoad(); }};
+  TaskFlow flow_{FlowOptions(options_), clock_, config_, plugins_, telemetry_, events_, [this] { PublishLoad(); }};
 };
 
-Host::Host(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins)
-    : loop_(std::make_unique<Loop>(std::move(options), config, plugins)) {}
+Host::Host(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins, HostTransports transports)
+    : loop_(std::make_unique<Loop>(std::move(options), config, plugins, std::move(transports))) {}
 Host::~Host() = default;
 Status Host::Open() { return loop_->Open(); }
 std::map<std::string, std::string> Host::endpoints() const { return loop_->endpoints(); }

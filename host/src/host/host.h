@@ -21,6 +21,10 @@
 // reported as applied. An invalid config, or key files that cannot be read,
 // refuse the reload with the reason and change nothing.
 //
+// Transports come from outside (host_wiring.h builds the ZeroMQ and Redis
+// ones; a test hands in its own): the loop opens them in order and routes
+// between them and the parts that run tasks, knowing none of their wires.
+//
 // Operators: an optional HTTP endpoint (http_server.h) and sd_notify
 // (READY, RELOADING, STOPPING) when started by systemd.
 //
@@ -37,6 +41,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "config/hardware_config.h"
+#include "host/host_wiring.h"
 #include "runtime/plugin_registry.h"
 
 namespace umi {
@@ -49,7 +54,7 @@ struct HostOptions {
   std::string events_endpoint = "tcp://127.0.0.1:5558";
   // Logical CPUs per physical core (from Machine), for hardware.cpu.pinning.
   std::vector<std::vector<int>> machine_cores;
-  std::string redis_url;  // Redis Streams transport; empty: transport.redis, else off
+  std::string redis_url;  // Redis Streams transport (host_wiring.h); empty: transport.redis, else off
   std::string http_listen;  // "host:port" (port 0 picks one); empty: no HTTP endpoint
   std::vector<std::filesystem::path> plugin_dirs;  // scanned again on reload
   std::string config_fallback;  // why the config in force is a fallback; empty: it is the one chosen
@@ -63,7 +68,7 @@ struct HostOptions {
 
 class Host {
  public:
-  Host(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins);
+  Host(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins, HostTransports transports);
   ~Host();
 
   // Binds or connects every endpoint and starts what serves them; else why not.

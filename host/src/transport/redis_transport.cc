@@ -107,17 +107,12 @@ TaskFields PeekTaskFields(std::string_view bytes) {
 
 }  // namespace
 
-RedisTransport::RedisTransport(RedisTransportOptions options, std::function<std::vector<std::string>()> heartbeat_fields,
-                               std::function<void(bool)> on_ready, std::function<void(const FarmReport&)> on_report)
-    : options_(std::move(options)),
-      consumer_(options_.host + "@" + InstanceSuffix()),
-      heartbeat_fields_(std::move(heartbeat_fields)),
-      on_ready_(std::move(on_ready)),
-      on_report_(std::move(on_report)) {}
+RedisTransport::RedisTransport(RedisTransportOptions options)
+    : options_(std::move(options)), consumer_(options_.host + "@" + InstanceSuffix()) {}
 
 RedisTransport::~RedisTransport() = default;
 
-void RedisTransport::SetPlugins(std::set<std::string> plugins) { plugins_ = std::move(plugins); }
+void RedisTransport::SetPlugins(const std::set<std::string>& plugins) { plugins_ = plugins; }
 
 Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   // A connection counts only once the server answered on it: a frozen
@@ -240,7 +235,7 @@ void RedisTransport::SetReady() {
   const bool ready = writer_.connected() && reader_.connected() && !refused_ && !displaced_;
   if (ready == ready_) return;
   ready_ = ready;
-  on_ready_(ready);
+  inbox_->ReadyChanged(ready);
 }
 
 bool RedisTransport::EnsureConnected() {
@@ -908,7 +903,15 @@ void RedisTransport::Heartbeat() {
   std::vector<std::string> args = {consumer_, std::to_string(3 * options_.heartbeat.count()),
                                    std::to_string(unix_ms), std::to_string(2 * options_.heartbeat.count()),
                                    "plugins", plugins};
-  for (std::string& field : heartbeat_fields_()) args.push_back(std::move(field));
+  // What `umi-submit --op cluster` shows of this host.
+  const HostLoad load = inbox_->load();
+  const std::vector<std::string> fields = {
+      "running", std::to_string(load.running), "queued", std::to_string(load.queued),
+      "draining", load.draining ? "1" : "0",
+      "cpu_threads", std::to_string(load.cpu_threads_used) + "/" + std::to_string(load.cpu_threads_total),
+      "memory_mb", std::to_string(load.memory_mb_used) + "/" + std::to_string(load.memory_mb_total),
+      "gpus", std::to_string(load.gpus_busy) + "/" + std::to_string(load.gpus_total)};
+  args.insert(args.end(), fields.begin(), fields.end());
   auto beat = writer_.Command(Eval(Script::kHeartbeat, HostKey(options_.host), std::move(args)));
   if (!beat.ok()) {
     if (beat.status().code() == ErrorCode::kUnavailable) return Disconnected(beat.status());
@@ -1133,7 +1136,7 @@ std::map<std::string, std::chrono::milliseconds> RedisTransport::ReadBacklog() {
   }
   report_.backlog = std::move(backlog);
   report_.held_results = held_.size();
-  on_report_(report_);
+  inbox_->FarmReported(report_);
   return oldest_waiting;
 }
 

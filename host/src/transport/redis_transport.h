@@ -77,7 +77,6 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
-#include <functional>
 #include <map>
 #include <optional>
 #include <set>
@@ -107,15 +106,14 @@ struct RedisTransportOptions {
 
 class RedisTransport final : public Transport {
  public:
-  // `heartbeat_fields`: what the heartbeat hash says besides `plugins`.
-  // `on_ready(bool)`: the farm can take results now, or cannot (readiness).
-  // `on_report`: counters and backlog, at every heartbeat.
-  RedisTransport(RedisTransportOptions options, std::function<std::vector<std::string>()> heartbeat_fields,
-                 std::function<void(bool)> on_ready, std::function<void(const FarmReport&)> on_report);
+  // The heartbeat hash says what Inbox::load says; readiness (the farm can
+  // take results now, or cannot) goes to Inbox::ReadyChanged, counters and
+  // backlog to Inbox::FarmReported at every heartbeat.
+  explicit RedisTransport(RedisTransportOptions options);
   ~RedisTransport() override;
 
   // The plugins whose streams this host reads; a reload may change them.
-  void SetPlugins(std::set<std::string> plugins);
+  void SetPlugins(const std::set<std::string>& plugins) override;
 
   Status Open(Poller& poller, Inbox& inbox) override;
   std::map<std::string, std::string> endpoints() const override { return {{"redis", options_.url.Redacted()}}; }
@@ -131,7 +129,7 @@ class RedisTransport final : public Transport {
   const std::string& consumer() const { return consumer_; }
   // The host drains: ends a blocking read under way, so tasks added from now
   // on wait for other hosts (Inbox::Room says 0 from now on).
-  void StopReading();
+  void StopReading() override;
 
  private:
   using Clock = std::chrono::steady_clock;
@@ -219,9 +217,6 @@ class RedisTransport final : public Transport {
 
   RedisTransportOptions options_;
   std::string consumer_;
-  std::function<std::vector<std::string>()> heartbeat_fields_;
-  std::function<void(bool)> on_ready_;
-  std::function<void(const FarmReport&)> on_report_;
   Inbox* inbox_ = nullptr;
   std::set<std::string> plugins_;
   std::set<std::string> grouped_;  // streams whose group exists
@@ -243,7 +238,7 @@ class RedisTransport final : public Transport {
   std::chrono::milliseconds backoff_{100}, refusal_backoff_{100};
   bool refused_ = false;  // Redis refused a result; retrying
   bool displaced_ = false;  // another process took this host's name
-  bool ready_ = false;  // as last told on_ready_
+  bool ready_ = false;  // as last told Inbox::ReadyChanged
   std::deque<Held> held_;  // results of this turn, or waiting for Redis
   std::deque<Held> awaiting_fence_;  // vouched for, waiting for the watch's GET reply (TakeFence)
   // Calls sent on writer_ for results and the fence, their replies due in order.

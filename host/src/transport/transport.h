@@ -16,10 +16,14 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
+
+#include "common/farm_report.h"
 
 #include "common/status.h"
 #include "scheduling/task.h"
@@ -27,6 +31,17 @@
 namespace umi {
 
 class Poller;
+
+// What a host is doing, for a transport that tells others (a farm's
+// heartbeat).
+struct HostLoad {
+  size_t running = 0;
+  size_t queued = 0;
+  bool draining = false;
+  int64_t cpu_threads_used = 0, cpu_threads_total = 0;
+  int64_t memory_mb_used = 0, memory_mb_total = 0;
+  int gpus_busy = 0, gpus_total = 0;
+};
 
 // Where a transport hands what it reads.
 class Inbox {
@@ -51,6 +66,17 @@ class Inbox {
   virtual bool MayHoldStarving(const std::string&) const { return false; }
   // One message, undecoded; `route.sink` is the transport that read it.
   virtual void Deliver(std::string_view bytes, ReplyRoute route) = 0;
+
+  // What a transport reports back (each a no-op unless the host counts it).
+  // `n` answers could not be delivered (the client is gone, or nobody took
+  // them by the end of a drain).
+  virtual void RepliesDropped(size_t /*n*/) {}
+  // The transport can (or cannot) deliver answers now: readiness.
+  virtual void ReadyChanged(bool /*ready*/) {}
+  // A farm transport's counters and backlog, at each of its heartbeats.
+  virtual void FarmReported(const FarmReport&) {}
+  // What the host is doing now.
+  virtual HostLoad load() const { return {}; }
 };
 
 // Where an answer goes: a result, a rejection or a control reply, encoded.
@@ -97,6 +123,21 @@ class Transport : public ResultSink {
   // The end of a drain: tries to deliver what waits until `deadline`; then
   // counts the rest as dropped and returns how many.
   virtual size_t Flush(std::chrono::steady_clock::time_point deadline) = 0;
+
+  // The plugins this host runs (a reload may change them): a pulling
+  // transport reads only their tasks. Called before Open, and after.
+  virtual void SetPlugins(const std::set<std::string>& /*plugins*/) {}
+  // The host drains: a pulling transport ends a read under way and takes
+  // nothing more.
+  virtual void StopReading() {}
+  // Answers a transport holds before it stops reading tasks (a reload may
+  // change it; transport.max_pending_results).
+  virtual void SetMaxPendingResults(int64_t /*limit*/) {}
+  // Its answers wait beyond that bound: it reads no tasks now.
+  virtual bool backlogged() const { return false; }
+  // Closes what it opened, delivering what it can on the way (an exit
+  // without a drain).
+  virtual void Close() {}
 };
 
 }  // namespace umi

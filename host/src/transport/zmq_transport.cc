@@ -32,14 +32,13 @@ Endpoint ParseEndpoint(const std::string& text) {
 
 }  // namespace
 
-ZmqTransport::ZmqTransport(ZmqTransportOptions options, std::function<void(size_t)> on_dropped)
+ZmqTransport::ZmqTransport(ZmqTransportOptions options)
     : options_(std::move(options)),
-      on_dropped_(std::move(on_dropped)),
       tasks_(context_, zmq::socket_type::pull),
       results_(context_, zmq::socket_type::push),
       rpc_(context_, zmq::socket_type::router),
       events_(context_, zmq::socket_type::xpub),
-      outbox_(results_, rpc_, [this] { on_dropped_(1); }) {}
+      outbox_(results_, rpc_, [this] { inbox_->RepliesDropped(1); }) {}
 
 ZmqTransport::~ZmqTransport() = default;
 
@@ -105,7 +104,7 @@ Status ZmqTransport::Open(Poller& poller, Inbox& inbox) {
       [this](short) { Receive(rpc_, /*is_rpc=*/true); });
   poller.Add(
       tasks_,
-      [this] { return static_cast<short>(inbox_->accepting_tasks() && !results_backlogged() ? ZMQ_POLLIN : 0); },
+      [this] { return static_cast<short>(inbox_->accepting_tasks() && !backlogged() ? ZMQ_POLLIN : 0); },
       [this](short) { Receive(tasks_, /*is_rpc=*/false); });
   poller.Add(events_, [] { return static_cast<short>(ZMQ_POLLIN); }, [this](short) { ReadSubscriptions(); });
   return {};
@@ -170,7 +169,7 @@ size_t ZmqTransport::Flush(std::chrono::steady_clock::time_point deadline) {
   }
   const size_t undelivered = outbox_.waiting();
   if (undelivered > 0) {
-    on_dropped_(undelivered);
+    inbox_->RepliesDropped(undelivered);
     spdlog::error("{} result(s) and {} rpc repl(ies) undelivered: nobody took them before the deadline",
                   outbox_.results_waiting(), outbox_.replies_waiting());
   }

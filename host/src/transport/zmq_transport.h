@@ -49,9 +49,8 @@ struct ZmqTransportOptions {
 
 class ZmqTransport final : public Transport, public EventSink {
  public:
-  // `on_dropped(n)`: n answers could not be delivered (the client is gone,
-  // or nobody took them by the end of a drain).
-  ZmqTransport(ZmqTransportOptions options, std::function<void(size_t)> on_dropped);
+  // Answers it cannot deliver are counted through Inbox::RepliesDropped.
+  explicit ZmqTransport(ZmqTransportOptions options);
   ~ZmqTransport() override;
 
   Status Open(Poller& poller, Inbox& inbox) override;
@@ -65,12 +64,11 @@ class ZmqTransport final : public Transport, public EventSink {
   bool listening() const override { return subscriptions_ > 0; }
   void Publish(std::string_view topic, std::string_view body) override;
 
-  // A reload may change it.
-  void set_max_pending_results(int64_t limit) { options_.max_pending_results = limit; }
+  void SetMaxPendingResults(int64_t limit) override { options_.max_pending_results = limit; }
   // Closes every socket, delivering what ZeroMQ has queued (linger).
-  void Close();
+  void Close() override;
   // transport.max_pending_results answers wait unsent: the tasks socket is not read.
-  bool results_backlogged() const {
+  bool backlogged() const override {
     return outbox_.results_waiting() >= static_cast<size_t>(options_.max_pending_results);
   }
 
@@ -79,7 +77,6 @@ class ZmqTransport final : public Transport, public EventSink {
   void ReadSubscriptions();
 
   ZmqTransportOptions options_;
-  std::function<void(size_t)> on_dropped_;
   Inbox* inbox_ = nullptr;
   zmq::context_t context_;
   zmq::socket_t tasks_, results_, rpc_, events_;
