@@ -95,6 +95,7 @@ class Host::Loop final : public Inbox {
     // this host's heartbeat).
     flow_.PrestartWorkers(TaskFlow::WorkerStart::kWait);
     poller_.Add(flow_.mail_fd(), [] { return static_cast<short>(ZMQ_POLLIN); }, [this](short) { flow_.HandleMail(); });
+    AddTimers();
     for (const auto& transport : transports_) {
       transport->SetPlugins(LoadedNames());
       if (Status opened = transport->Open(poller_, *this); !opened.ok()) return opened;
@@ -125,14 +126,14 @@ class Host::Loop final : public Inbox {
                 [this, signal_fd](short) { HandleSignal(signal_fd); });
     NotifyService("READY=1\nSTATUS=serving");
     while (true) {
-      poller_.PollOnce(NextWakeup());
-      PetWatchdog();
-      CheckDeadlines();
+      // Runnable tasks left from the last turn: look, do not wait. An idle
+      // loop still turns each kHeartbeatInterval (its heartbeat).
+      poller_.PollOnce(start_more_ ? std::chrono::milliseconds(0) : kHeartbeatInterval);
+      for (const auto& transport : transports_) transport->BeforeTasks();
       start_more_ = lifecycle_.serving() && flow_.StartRunnable();
       UpdateLoad();
       // Last: this turn's results leave in one batch, after the load they
-      // leave behind is published; a pulling transport reads with the room
-      // this turn's starts left.
+      // leave behind is published.
       for (const auto& transport : transports_) transport->AfterPoll();
       if (!lifecycle_.serving() && flow_.running() == 0) return FinishDrain();
     }
@@ -189,8 +190,7 @@ class Host::Loop final : public Inbox {
   }
 
  private:
-  void CheckDeadlines() {
-    flow_.ExpireDeadlines();
+  void OnDrainDeadline() {
     switch (lifecycle_.Tick(clock_.Now())) {
       case Lifecycle::Due::kNothing:
         break;
@@ -207,25 +207,22 @@ class Host::Loop final : public Inbox {
   // WATCHDOG=1 from the loop itself: a loop stuck anywhere stops it, and
   // systemd restarts the host (WatchdogSec= in the unit).
   void PetWatchdog() {
-    if (!watchdog_) return;
     const Clock::TimePoint now = clock_.Now();
-    if (now < next_watchdog_ping_) return;
     NotifyService("WATCHDOG=1");
     next_watchdog_ping_ = now + std::chrono::duration_cast<Clock::Duration>(*watchdog_ / 2);
   }
 
-  // How long the loop may wait for an event before it must look at the clock.
-  std::chrono::milliseconds NextWakeup() const {
-    if (start_more_) return std::chrono::milliseconds(0);  // runnable tasks left for the next turn
-    const Clock::TimePoint now = clock_.Now();
-    Clock::TimePoint next = now + kHeartbeatInterval;
-    if (const auto deadline = flow_.NextDeadline()) next = std::min(next, *deadline);
-    if (const auto deadline = lifecycle_.NextDeadline()) next = std::min(next, *deadline);
-    if (watchdog_) next = std::min(next, next_watchdog_ping_);
-    for (const auto& transport : transports_) {
-      if (const auto retry = transport->RetryIn()) next = std::min(next, now + *retry);
-    }
-    return std::max(std::chrono::ceil<std::chrono::milliseconds>(next - now), std::chrono::milliseconds(0));
+  // What happens at a time registers with the poller, which waits no longer
+  // than the earliest.
+  void AddTimers() {
+    poller_.AddTimer([this] { return DueIn(flow_.NextDeadline()); }, [this] { flow_.ExpireDeadlines(); });
+    poller_.AddTimer([this] { return DueIn(lifecycle_.NextDeadline()); }, [this] { OnDrainDeadline(); });
+    if (watchdog_) poller_.AddTimer([this] { return DueIn(next_watchdog_ping_); }, [this] { PetWatchdog(); });
+  }
+
+  std::optional<std::chrono::milliseconds> DueIn(std::optional<Clock::TimePoint> at) const {
+    if (!at) return std::nullopt;
+    return std::chrono::ceil<std::chrono::milliseconds>(*at - clock_.Now());
   }
 
   // After each release (whoever reads a task's answer and then scrapes sees

@@ -4,8 +4,9 @@
 //   serving --BeginDrain--> draining --drain timeout--> cancelling
 //                                     --cancel grace--> (abandon what runs)
 //
-// The loop asks Due(now) on every turn and acts on the answer; NextDeadline
-// says when it must look again. Time is passed in: tests use a virtual clock.
+// NextDeadline is a Poller timer of the loop's; when it is due the loop asks
+// Tick(now) and acts on the answer. Time is passed in: tests use a virtual
+// clock.
 //
 // Thread safety: none; the event loop owns it.
 #pragma once

@@ -1,5 +1,7 @@
 #include "transport/poller.h"
 
+#include <algorithm>
+
 namespace umi {
 
 void Poller::Add(zmq::socket_t& socket, Interest interest, Handler handler) {
@@ -14,7 +16,18 @@ void Poller::Add(std::function<int()> fd, Interest interest, Handler handler) {
   watches_.push_back({{nullptr, -1, 0, 0}, std::move(interest), std::move(handler), std::move(fd)});
 }
 
-void Poller::PollOnce(std::chrono::milliseconds timeout) {
+void Poller::AddTimer(DueIn due_in, std::function<void()> on_due) {
+  timers_.push_back({std::move(due_in), std::move(on_due)});
+}
+
+void Poller::PollOnce(std::chrono::milliseconds at_most) {
+  std::chrono::milliseconds timeout = at_most;
+  for (const Timer& timer : timers_) {
+    const std::optional<std::chrono::milliseconds> due = timer.due_in();
+    if (!due) continue;
+    const std::chrono::milliseconds wait = std::max(*due, std::chrono::milliseconds(0));
+    timeout = timeout.count() < 0 ? wait : std::min(timeout, wait);
+  }
   items_.resize(watches_.size());
   for (size_t i = 0; i < watches_.size(); ++i) {
     items_[i] = watches_[i].item;
@@ -25,6 +38,11 @@ void Poller::PollOnce(std::chrono::milliseconds timeout) {
   zmq::poll(items_.data(), items_.size(), timeout);
   for (size_t i = 0; i < watches_.size(); ++i) {
     if (items_[i].revents != 0) watches_[i].handler(items_[i].revents);
+  }
+  for (const Timer& timer : timers_) {
+    if (!timer.on_due) continue;
+    const std::optional<std::chrono::milliseconds> due = timer.due_in();
+    if (due && due->count() <= 0) timer.on_due();
   }
 }
 

@@ -227,6 +227,7 @@ Status RedisTransport::Open(Poller& poller, Inbox& inbox) {
   poller.Add([this] { return writer_.fd(); },
              [this] { return static_cast<short>(writer_.later_due() > 0 ? ZMQ_POLLIN : 0); },
              [this](short) { TakePublished(); });
+  poller.AddTimer([this] { return RetryIn(); });  // BeforeTasks does what is due
   SetReady();
   return {};
 }
@@ -286,7 +287,7 @@ std::vector<std::string> RedisTransport::Eval(Script script, const std::string& 
   return args;
 }
 
-void RedisTransport::AfterPoll() {
+void RedisTransport::BeforeTasks() {
   if (!EnsureConnected()) return;
   TakePublished();  // replies a command of the last turn read on the way
   if (!writer_.connected()) return;
@@ -858,7 +859,7 @@ size_t RedisTransport::waiting() const {
 }
 
 void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
-  // Written after this turn's handlers (AfterPoll), with the turn's other results.
+  // Written at the next BeforeTasks, with the other results of this turn.
   if (route.address.size() >= 5) {
     held_.push_back({route.address[0], route.address[1], route.address[2], std::string(body), route.address[4]});
   }

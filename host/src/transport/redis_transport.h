@@ -122,8 +122,9 @@ class RedisTransport final : public Transport {
   void Starting(const ReplyRoute& route) override;
   void FlushStarting() override;
   size_t waiting() const override;  // held, and on their way
-  void AfterPoll() override;
-  std::optional<std::chrono::milliseconds> RetryIn() const override;
+  // Results held, heartbeat and leases, claims, the next read: all of a
+  // turn's Redis work, sent before the turn's tasks run.
+  void BeforeTasks() override;
   size_t Flush(std::chrono::steady_clock::time_point deadline) override;
 
   const std::string& consumer() const { return consumer_; }
@@ -149,6 +150,8 @@ class RedisTransport final : public Transport {
     kPublishResults, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kTakeLevels, kPlanTake, kCount
   };
 
+  // When the loop must come back: a heartbeat, a claim, a retry.
+  std::optional<std::chrono::milliseconds> RetryIn() const;
   Status Connect(std::chrono::milliseconds timeout);
   // Another live process uses this host's name: an error saying so.
   Status CheckNameIsFree();

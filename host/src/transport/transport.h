@@ -116,10 +116,14 @@ class Transport : public ResultSink {
   virtual std::map<std::string, std::string> endpoints() const = 0;
   // Answers not yet taken by their reader.
   virtual size_t waiting() const = 0;
-  // Called once per loop turn, after the handlers: retries what waits.
+  // Called once per loop turn, after the poll's handlers and before tasks
+  // start: a pulling transport sends its next read here, so that Redis
+  // works while the turn's tasks run.
+  virtual void BeforeTasks() {}
+  // Called once per loop turn, last: sends the turn's answers, retries what
+  // waits (a transport that must come back even if nothing happens
+  // registers a timer with the Poller in Open).
   virtual void AfterPoll() {}
-  // When the loop must come back even if nothing happens (a retry); none: never.
-  virtual std::optional<std::chrono::milliseconds> RetryIn() const { return std::nullopt; }
   // The end of a drain: tries to deliver what waits until `deadline`; then
   // counts the rest as dropped and returns how many.
   virtual size_t Flush(std::chrono::steady_clock::time_point deadline) = 0;

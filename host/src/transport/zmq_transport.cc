@@ -107,6 +107,7 @@ Status ZmqTransport::Open(Poller& poller, Inbox& inbox) {
       [this] { return static_cast<short>(inbox_->accepting_tasks() && !backlogged() ? ZMQ_POLLIN : 0); },
       [this](short) { Receive(tasks_, /*is_rpc=*/false); });
   poller.Add(events_, [] { return static_cast<short>(ZMQ_POLLIN); }, [this](short) { ReadSubscriptions(); });
+  poller.AddTimer([this] { return RetryIn(); });  // AfterPoll retries
   return {};
 }
 

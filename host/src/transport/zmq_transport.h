@@ -58,7 +58,6 @@ class ZmqTransport final : public Transport, public EventSink {
   void Send(std::string_view body, const ReplyRoute& route) override;
   size_t waiting() const override { return outbox_.waiting(); }
   void AfterPoll() override;
-  std::optional<std::chrono::milliseconds> RetryIn() const override;
   size_t Flush(std::chrono::steady_clock::time_point deadline) override;
 
   bool listening() const override { return subscriptions_ > 0; }
@@ -73,6 +72,8 @@ class ZmqTransport final : public Transport, public EventSink {
   }
 
  private:
+  // When unsent rpc replies are tried again; none: nothing waits.
+  std::optional<std::chrono::milliseconds> RetryIn() const;
   void Receive(zmq::socket_t& socket, bool is_rpc);
   void ReadSubscriptions();
 
