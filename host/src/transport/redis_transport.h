@@ -71,6 +71,12 @@
 // heartbeats, claims) is short commands on a second connection, each bounded
 // by the heartbeat interval.
 //
+// Where its code is: redis_transport.cc (connections, entries, answers,
+// the turn), redis_reading.cc (taking tasks), redis_upkeep.cc (name,
+// heartbeat, leases renewed and claimed, consumers, backlog), and the parts
+// it owns: RedisResults (redis_results.h: results, fenced), the scripts
+// (redis_scripts.h), key names (redis_keys.h).
+//
 // Thread safety: none; the event loop owns it.
 #pragma once
 
@@ -85,6 +91,7 @@
 
 #include "common/farm_report.h"
 #include "transport/redis_connection.h"
+#include "transport/redis_results.h"
 #include "transport/transport.h"
 
 namespace umi {
@@ -134,17 +141,6 @@ class RedisTransport final : public Transport {
 
  private:
   using Clock = std::chrono::steady_clock;
-  struct Held {  // a result waiting for Redis
-    std::string stream, entry, reply_to, body, task_id;
-  };
-  // A command on writer_ whose reply TakePublished reads: after
-  // `ignored_before` replies it takes no notice of (WATCH, MULTI, QUEUED).
-  struct Call {
-    enum class Kind { kScript, kTransaction, kFence } kind;
-    size_t ignored_before = 0;
-    std::vector<Held> results;  // kScript, kTransaction
-  };
-  enum class Watch { kNone, kArming, kArmed };
   // In the order Connect loads them.
   enum class Script {
     kPublishResults, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kTakeLevels, kPlanTake, kCount
@@ -186,18 +182,6 @@ class RedisTransport final : public Transport {
   // reader_.Send for a read; the first of a run of reads in flight notes
   // the fence epoch it was sent in.
   Status SendRead(const std::vector<std::string>& args);
-  // Whether `held` may go in the fenced transaction once the watch is
-  // armed: its entry was read in this fence epoch and its reply_to took a
-  // result before.
-  bool Vouched(const Held& held) const;
-  // WATCH umi:fence and GET it, their replies read later.
-  Status ArmFence();
-  // One MULTI/EXEC of `results` (XADD, then per stream XACK and HDEL of
-  // the start marks), then ArmFence again.
-  Status AppendTransaction(std::vector<Held> results);
-  void TakeFence(const redisReply* value);
-  // True when Redis carried it out; else the results go to `refused`.
-  bool TakeTransaction(const redisReply* replies, std::vector<Held> results, std::deque<Held>& refused);
   void RenewLeases();
   // Takes entries whose lease lapsed, up to the room; true when some were
   // left for want of room.
@@ -211,10 +195,9 @@ class RedisTransport final : public Transport {
   // Takes one task of each plugin whose oldest waiting task passed
   // reserve_after, where Inbox::MayHoldStarving says so.
   void TakeStarving(const std::map<std::string, std::chrono::milliseconds>& oldest_waiting);
-  void WriteHeld();
-  // The replies of WriteHeld's calls that have come: each result is done,
-  // dropped as stale, or held again (refused).
-  void TakePublished();
+  // RedisResults::Write and TakeReplies, with what their failure means here.
+  void WriteResults();
+  void TakeResults();
   void Answer(const std::string& stream, const std::string& id, const std::string& reply_to,
               const std::optional<std::string>& task_id, const std::string& body);
 
@@ -230,36 +213,24 @@ class RedisTransport final : public Transport {
   // From the last plan, per plugin of one level (or none: empty) with
   // entries; read alone until plan_fresh_until_.
   static constexpr auto kPlanFresh = std::chrono::milliseconds(20);
+  // A consumer with nothing pending and idle this long is removed from the group.
+  static constexpr auto kIdleConsumer = std::chrono::minutes(1);
   std::map<std::string, std::string> single_levels_;
   Clock::time_point plan_fresh_until_{};
   bool blocking_read_ = false;  // the outstanding read is the blocking one
   bool draining_streams_ = false;  // the last read brought entries: read each stream's own count, unblocked
   std::set<std::string> read_streams_;  // the streams it reads
   long long reader_id_ = 0;  // CLIENT ID of reader_, to unblock its read
-  Clock::time_point reconnect_at_{}, next_heartbeat_{}, next_claim_{}, claim_from_{}, write_at_{},
+  Clock::time_point reconnect_at_{}, next_heartbeat_{}, next_claim_{}, claim_from_{},
       next_consumer_sweep_{}, next_unserved_read_{};
-  std::chrono::milliseconds backoff_{100}, refusal_backoff_{100};
-  bool refused_ = false;  // Redis refused a result; retrying
+  std::chrono::milliseconds backoff_{100};
   bool displaced_ = false;  // another process took this host's name
   bool ready_ = false;  // as last told Inbox::ReadyChanged
-  std::deque<Held> held_;  // results of this turn, or waiting for Redis
-  std::deque<Held> awaiting_fence_;  // vouched for, waiting for the watch's GET reply (TakeFence)
-  // Calls sent on writer_ for results and the fence, their replies due in order.
-  std::deque<Call> publishing_;
-  // stream -> entry this process holds -> the fence epoch it was read in.
-  std::map<std::string, std::map<std::string, uint64_t>> leases_;
-  // The fence: umi:fence as last read (nullopt: no key), and an epoch that
-  // moves whenever that value may have changed (a new value, a reconnect,
-  // an aborted transaction). An entry read in the current epoch, while the
-  // watch still holds, cannot have been claimed from this host.
-  Watch watch_ = Watch::kNone;
-  bool fence_known_ = false;
-  std::optional<std::string> fence_;
-  uint64_t fence_epoch_ = 0;
-  uint64_t read_epoch_ = 0;  // the epoch the oldest read in flight on reader_ was sent in
-  std::set<std::string> verified_reply_to_;  // streams that took a result (not another type, not refused)
+  RedisResults::Leases leases_;
+  uint64_t read_epoch_ = 0;  // the fence epoch the oldest read in flight on reader_ was sent in
   std::set<std::string> marked_on_arrival_;  // streams whose every entry here counts as started
   FarmReport report_;
+  RedisResults results_;  // after what it refers to
 };
 
 }  // namespace umi
