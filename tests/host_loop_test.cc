@@ -113,7 +113,7 @@ class HostLoopTest : public ::testing::Test {
     HostOptions options;
     options.name = "loop-test";
     options.clock = &clock_;
-    host_ = std::make_unique<Host>(options, config_, plugins_, std::move(transports));
+    host_ = std::make_unique<Host>(options, plugins_, std::move(transports));
     ASSERT_TRUE(host_->Open().ok());
     stop_fd_ = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);  // a signalfd that never fires
     loop_ = std::thread([this] { exit_code_ = host_->Run(stop_fd_); });

@@ -86,7 +86,7 @@ class TaskFlowTest : public ::testing::Test {
   Telemetry telemetry_{"h"};
   HardwareConfig config_ = Config();
   PluginRegistry plugins_{config_};
-  TaskFlow flow_{TaskFlowOptions{"h", {}, milliseconds(100), {}}, clock_, config_, plugins_, telemetry_, sink_, [] {}};
+  TaskFlow flow_{TaskFlowOptions{"h", {}, milliseconds(100), {}}, clock_, plugins_, telemetry_, sink_, [] {}};
 };
 
 TEST_F(TaskFlowTest, AnAcceptedTaskRunsAndIsAnsweredOnceOnItsRoute) {

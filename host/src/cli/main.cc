@@ -234,7 +234,7 @@ int main(int argc, char** argv) {
     spdlog::critical("{}", transports.status().message());
     return 1;
   }
-  umi::Host host(options, config, registry, std::move(transports).value());
+  umi::Host host(options, registry, std::move(transports).value());
   if (const umi::Status opened = host.Open(); !opened.ok()) {
     spdlog::critical("{}", opened.message());
     return 1;

@@ -10,9 +10,11 @@
 // a change to one is listed in restart_needed and never reported as applied.
 //
 // Applying is two-phase, like a LevelDB VersionEdit: PlanReload is pure; the
-// host then checks everything the plan needs (security.curve key files, the
-// new pool against running tasks, every plugin against the new pool) and
-// only when all pass applies the live keys. A failed check changes nothing.
+// host then builds the new version (PluginRegistry::PlanVersion: the config,
+// every plugin's requirement and the pool's capacity under it) and checks
+// what it needs (security.curve key files, the new pool against running
+// tasks), changing nothing; only when all pass does it install the version
+// in one step (PluginRegistry::Install) and apply what follows from it.
 //
 // Thread safety: stateless functions.
 #pragma once

@@ -74,10 +74,9 @@ class NoEvents final : public EventSink {
 // answers ops. The loop owns the config in force and applies reloads.
 class Host::Loop final : public Inbox {
  public:
-  Loop(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins, HostTransports transports)
+  Loop(HostOptions options, PluginRegistry& plugins, HostTransports transports)
       : options_(std::move(options)),
         clock_(options_.clock ? *options_.clock : SystemClock::Instance()),
-        config_(config),
         plugins_(plugins),
         transports_(std::move(transports.transports)),
         events_(transports.events ? *transports.events : no_events_),
@@ -149,7 +148,7 @@ class Host::Loop final : public Inbox {
   }
 
   bool accepting_tasks() const override {
-    return lifecycle_.serving() && flow_.queued() < static_cast<size_t>(config_.scheduler.max_queued);
+    return lifecycle_.serving() && flow_.queued() < static_cast<size_t>(config().scheduler.max_queued);
   }
 
   void Deliver(std::string_view bytes, ReplyRoute route) override {
@@ -254,6 +253,9 @@ class Host::Loop final : public Inbox {
                         accepting_tasks() && !Backlogged());
   }
 
+  // The config in force (a reload installs a new one in the registry).
+  const HardwareConfig& config() const { return plugins_.config(); }
+
   bool Backlogged() const {
     return std::any_of(transports_.begin(), transports_.end(),
                        [](const auto& transport) { return transport->backlogged(); });
@@ -335,8 +337,9 @@ class Host::Loop final : public Inbox {
     return outcome;
   }
 
-  // Phase one checks everything the new config needs and changes nothing;
-  // phase two applies the live keys (config/reload_plan.h).
+  // Phase one builds and checks the new config version and changes nothing;
+  // phase two installs it in one step and applies what follows
+  // (config/reload_plan.h). The config in force lives in the registry alone.
   StatusOr<ReloadOutcome> ApplyReload() {
     if (!lifecycle_.serving()) return Status(ErrorCode::kInvalidConfig, "the host is draining");
     if (!options_.reload_config) {
@@ -346,13 +349,16 @@ class Host::Loop final : public Inbox {
     if (!loaded.ok()) return Status(ErrorCode::kInvalidConfig, loaded.error());
     ReloadOutcome outcome;
     const std::set<std::string> instances = LoadedNames();
-    outcome.plan = PlanReload(config_, loaded.value(), std::vector<std::string>(instances.begin(), instances.end()));
+    outcome.plan = PlanReload(config(), loaded.value(), std::vector<std::string>(instances.begin(), instances.end()));
     if (outcome.plan.check_curve_keys) {
       if (Status keys = CheckCurveKeyFiles(loaded.value()); !keys.ok()) return keys;
     }
-    if (Status prepared = flow_.PrepareReconfigure(loaded.value()); !prepared.ok()) return prepared;
+    StatusOr<PluginRegistry::ConfigVersion> version = plugins_.PlanVersion(std::move(loaded).value());
+    if (!version.ok()) return version.status();
+    if (Status fits = flow_.PrepareReconfigure(version.value()); !fits.ok()) return fits;
 
-    config_ = std::move(loaded).value();
+    // Phase two: the new version in force in one step, then what follows from it.
+    plugins_.Install(std::move(version).value());
     PluginRegistry::LoadReport libraries = plugins_.LoadDirectories(options_.plugin_dirs);
     outcome.loaded = std::move(libraries.loaded);
     outcome.refused = std::move(libraries.refused);
@@ -366,16 +372,16 @@ class Host::Loop final : public Inbox {
                           static_cast<int64_t>(plugins_.refused().size()));
     telemetry_.SetKnownPlugins(LoadedNames());
     for (const auto& transport : transports_) {
-      transport->SetMaxPendingResults(config_.transport.max_pending_results);
+      transport->SetMaxPendingResults(config().transport.max_pending_results);
       transport->SetPlugins(LoadedNames());
     }
-    flow_.Reconfigure(config_);  // after the new libraries: their caps join the pool
+    flow_.Reconfigure();  // after the new libraries: their caps join the pool
     return outcome;
   }
 
   void BeginDrain(const std::string& reason) {
     const auto timeout = std::chrono::duration_cast<Clock::Duration>(
-        std::chrono::duration<double>(config_.shutdown.drain_timeout_s));
+        std::chrono::duration<double>(config().shutdown.drain_timeout_s));
     if (!lifecycle_.BeginDrain(clock_.Now(), timeout)) return;
     telemetry_.SetDraining(true);
     NotifyService("STOPPING=1\nSTATUS=draining");
@@ -412,7 +418,6 @@ class Host::Loop final : public Inbox {
 
   HostOptions options_;
   const Clock& clock_;
-  HardwareConfig config_;  // replaced by a reload
   PluginRegistry& plugins_;
   Poller poller_;
   std::vector<std::unique_ptr<Transport>> transports_;
@@ -426,16 +431,16 @@ class Host::Loop final : public Inbox {
   Clock::TimePoint next_queue_sample_{};
   static constexpr auto kQueueSampleInterval = std::chrono::milliseconds(250);
   ControlHandler controls_ = MakeControls();  // its handlers use the fields above
-  Telemetry telemetry_{options_.name, 1000, config_.http.histogram_buckets_s};
+  Telemetry telemetry_{options_.name, 1000, config().http.histogram_buckets_s};
   HttpServer http_{telemetry_};  // reads telemetry_: declared after it
   // Declared last: destroyed first, so its threads finish before what they reach goes away.
   PoolUsage usage_;  // PublishLoad's, kept for its vectors
   bool start_more_ = false;  // StartRunnable stopped at its budget
-  TaskFlow flow_{FlowOptions(options_), clock_, config_, plugins_, telemetry_, events_, [this] { PublishLoad(); }};
+  TaskFlow flow_{FlowOptions(options_), clock_, plugins_, telemetry_, events_, [this] { PublishLoad(); }};
 };
 
-Host::Host(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins, HostTransports transports)
-    : loop_(std::make_unique<Loop>(std::move(options), config, plugins, std::move(transports))) {}
+Host::Host(HostOptions options, PluginRegistry& plugins, HostTransports transports)
+    : loop_(std::make_unique<Loop>(std::move(options), plugins, std::move(transports))) {}
 Host::~Host() = default;
 Status Host::Open() { return loop_->Open(); }
 std::map<std::string, std::string> Host::endpoints() const { return loop_->endpoints(); }

@@ -68,7 +68,8 @@ struct HostOptions {
 
 class Host {
  public:
-  Host(HostOptions options, const HardwareConfig& config, PluginRegistry& plugins, HostTransports transports);
+  // The config in force is the registry's (PluginRegistry::config).
+  Host(HostOptions options, PluginRegistry& plugins, HostTransports transports);
   ~Host();
 
   // Binds or connects every endpoint and starts what serves them; else why not.

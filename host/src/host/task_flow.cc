@@ -21,20 +21,18 @@ Clock::Duration Seconds(double seconds) {
 
 }  // namespace
 
-TaskFlow::TaskFlow(TaskFlowOptions options, const Clock& clock, const HardwareConfig& config,
-                   PluginRegistry& plugins, Telemetry& telemetry, EventSink& events,
-                   std::function<void()> on_release)
+TaskFlow::TaskFlow(TaskFlowOptions options, const Clock& clock, PluginRegistry& plugins, Telemetry& telemetry,
+                   EventSink& events, std::function<void()> on_release)
     : options_(std::move(options)),
       clock_(clock),
-      config_(config),
       plugins_(plugins),
       telemetry_(telemetry),
       events_(events),
       on_release_(std::move(on_release)),
-      pool_(Capacity(config)),
-      scheduler_(pool_, std::chrono::milliseconds(config.scheduler.reserve_after_ms)),
-      ledger_(options_.host, clock, telemetry, events, Seconds(config.dedup.window_s),
-              static_cast<size_t>(config.dedup.max_entries)),
+      pool_(Capacity(plugins.config())),
+      scheduler_(pool_, std::chrono::milliseconds(plugins.config().scheduler.reserve_after_ms)),
+      ledger_(options_.host, clock, telemetry, events, Seconds(plugins.config().dedup.window_s),
+              static_cast<size_t>(plugins.config().dedup.max_entries)),
       executor_(options_.self_binary, options_.worker_kill_grace) {}
 
 PoolCapacity TaskFlow::Capacity(const HardwareConfig& config) const {
@@ -55,8 +53,8 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   facts.plugin = plugins_.Find(task.plugin);
   if (!facts.plugin) facts.plugin_refusal = plugins_.RefusalOf(task.plugin);
   facts.queued = scheduler_.size();
-  facts.max_queued = config_.scheduler.max_queued;
-  facts.allow_task_overrides = config_.allow_task_overrides;
+  facts.max_queued = config().scheduler.max_queued;
+  facts.allow_task_overrides = config().allow_task_overrides;
   Admission admission = Admit(task, facts, pool_);
   if (const auto* refused = std::get_if<Status>(&admission)) {
     const std::string status = "rejected", code(WireCode(refused->code()));
@@ -195,8 +193,8 @@ const PluginConfig* TaskFlow::IsolatedConfig(const LoadedPlugin& plugin) const {
   }();
   // Python plugins, and plugins that require their sandbox, always run in worker processes.
   const bool always = plugin.python || plugin.sandbox_needs.required;
-  const auto found = config_.plugins.find(plugin.name);
-  if (found != config_.plugins.end() && (found->second.isolate_process || always)) return &found->second;
+  const auto found = config().plugins.find(plugin.name);
+  if (found != config().plugins.end() && (found->second.isolate_process || always)) return &found->second;
   return always ? &kWorkerDefaults : nullptr;
 }
 
@@ -376,21 +374,19 @@ void TaskFlow::AbandonRunning(const std::string& why) {
   }
 }
 
-Status TaskFlow::PrepareReconfigure(const HardwareConfig& next) {
-  if (Status fits = ResourcePool(pool_).Reconfigure(Capacity(next)); !fits.ok()) return fits;
-  return plugins_.Reconfigure(next);
+Status TaskFlow::PrepareReconfigure(const PluginRegistry::ConfigVersion& next) const {
+  return ResourcePool(pool_).Reconfigure(Capacity(*next.config));  // a copy: nothing changes
 }
 
-void TaskFlow::Reconfigure(const HardwareConfig& config) {
-  config_ = config;
+void TaskFlow::Reconfigure() {
   worker_specs_.clear();
-  (void)pool_.Reconfigure(Capacity(config_));  // PrepareReconfigure tried it on a copy
+  (void)pool_.Reconfigure(Capacity(config()));  // PrepareReconfigure tried it on a copy
   queue_settled_ = false;
-  scheduler_.set_reserve_after(std::chrono::milliseconds(config_.scheduler.reserve_after_ms));
-  ledger_.SetDedupLimits(Seconds(config_.dedup.window_s), static_cast<size_t>(config_.dedup.max_entries));
+  scheduler_.set_reserve_after(std::chrono::milliseconds(config().scheduler.reserve_after_ms));
+  ledger_.SetDedupLimits(Seconds(config().dedup.window_s), static_cast<size_t>(config().dedup.max_entries));
   PrestartWorkers(WorkerStart::kInBackground);
   for (QueuedTask& task : scheduler_.TakeAll()) {
-    StatusOr<Demand> demand = MakeDemand(*task.plugin, task.message, config_.allow_task_overrides, pool_);
+    StatusOr<Demand> demand = MakeDemand(*task.plugin, task.message, config().allow_task_overrides, pool_);
     if (!demand.ok()) {
       const std::string status = "rejected", code(WireCode(demand.status().code()));
       LogTaskScope scope(task.message.plugin, task.message.id, status, code);

@@ -47,8 +47,9 @@ class TaskFlow {
 
   // `on_release`: called when a grant is released, before the task's answer
   // leaves (whoever reads the answer, then scrapes, sees the release).
-  TaskFlow(TaskFlowOptions options, const Clock& clock, const HardwareConfig& config, PluginRegistry& plugins,
-           Telemetry& telemetry, EventSink& events, std::function<void()> on_release);
+  // The config in force is the registry's (PluginRegistry::config).
+  TaskFlow(TaskFlowOptions options, const Clock& clock, PluginRegistry& plugins, Telemetry& telemetry,
+           EventSink& events, std::function<void()> on_release);
 
   // Readable when the Executor has mail; then call HandleMail.
   int mail_fd() const { return executor_.fd(); }
@@ -92,13 +93,14 @@ class TaskFlow {
   // Answers every running task `cancelled` with `why` without waiting for it.
   void AbandonRunning(const std::string& why);
 
-  // A reload, phase one: whether the pool for `next` can hold what runs
-  // (a held GPU must stay) and every plugin can run on it. Changes nothing
-  // but the plugins' resolved requirements, which it switches only when all pass.
-  Status PrepareReconfigure(const HardwareConfig& next);
-  // Phase two: `config` is in force; queued tasks take the new requirements
-  // in their old order (one that no longer fits ends rejected).
-  void Reconfigure(const HardwareConfig& config);
+  // A reload, phase one (PluginRegistry::PlanVersion built `next`):
+  // whether the pool for it can hold what runs (a held GPU must stay).
+  // Changes nothing.
+  Status PrepareReconfigure(const PluginRegistry::ConfigVersion& next) const;
+  // Phase two, once PluginRegistry::Install put the version in force: the
+  // pool takes its capacity, and queued tasks the new requirements in their
+  // old order (one that no longer fits ends rejected).
+  void Reconfigure();
   // Tops up every isolated plugin's idle worker processes to `processes`:
   // kWait before the loop runs; kInBackground from the loop, which must not
   // wait for a plugin's setup (leases, heartbeats and rpc go on meanwhile).
@@ -138,7 +140,7 @@ class TaskFlow {
 
   TaskFlowOptions options_;
   const Clock& clock_;
-  HardwareConfig config_;
+  const HardwareConfig& config() const { return plugins_.config(); }
   std::map<std::string, std::shared_ptr<const WorkerSpec>> worker_specs_;  // by plugin path; cleared by a reload
   PluginRegistry& plugins_;
   Telemetry& telemetry_;

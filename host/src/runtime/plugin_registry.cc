@@ -54,7 +54,7 @@ std::string ErrorText(UMI_Error* error) {
 }  // namespace
 
 PluginRegistry::PluginRegistry(const HardwareConfig& config)
-    : config_(config), capacity_(PoolCapacity::FromConfig(config)) {}
+    : config_(std::make_shared<const HardwareConfig>(config)), capacity_(PoolCapacity::FromConfig(config)) {}
 
 PluginRegistry::~PluginRegistry() {
   plugins_.clear();
@@ -126,7 +126,7 @@ std::vector<std::string> PluginRegistry::LoadDirectory(const std::filesystem::pa
 Status PluginRegistry::Register(std::unique_ptr<LoadedPlugin> plugin) {
   const std::string name = plugin->name;
   if (plugins_.count(name) > 0) return Status(ErrorCode::kInvalidConfig, "a plugin named " + name + " is loaded already");
-  EffectiveRequirement effective = ResolveRequirement(config_, name, plugin->declared, plugin->declared_task_group);
+  EffectiveRequirement effective = ResolveRequirement(*config_, name, plugin->declared, plugin->declared_task_group);
   plugin->requirement = effective.requirement;
   plugin->task_group = effective.task_group;
   plugin->requirement_sources = std::move(effective.sources);
@@ -154,29 +154,33 @@ PluginRegistry::LoadReport PluginRegistry::LoadDirectories(const std::vector<std
   return report;
 }
 
-Status PluginRegistry::Reconfigure(const HardwareConfig& config) {
-  const PoolCapacity capacity = PoolCapacity::FromConfig(config);
-  std::map<std::string, EffectiveRequirement> resolved;
+StatusOr<PluginRegistry::ConfigVersion> PluginRegistry::PlanVersion(HardwareConfig config) const {
+  ConfigVersion version;
+  version.capacity = PoolCapacity::FromConfig(config);
   for (const auto& [name, plugin] : plugins_) {
     EffectiveRequirement effective = ResolveRequirement(config, name, plugin->declared, plugin->declared_task_group);
     if (const Status valid = effective.requirement.Validate(); !valid.ok()) {
       return Status(ErrorCode::kInvalidConfig, "plugin " + name + ": effective requirement is invalid: " + valid.message());
     }
-    if (const Status feasible = CheckFeasible(capacity, effective.requirement); !feasible.ok()) {
+    if (const Status feasible = CheckFeasible(version.capacity, effective.requirement); !feasible.ok()) {
       return Status(ErrorCode::kInvalidConfig, "plugin " + name + " could never run on the new pool: " + feasible.message());
     }
-    resolved.emplace(name, std::move(effective));
+    version.requirements.emplace(name, std::move(effective));
   }
-  for (auto& [name, effective] : resolved) {
+  version.config = std::make_shared<const HardwareConfig>(std::move(config));
+  return version;
+}
+
+void PluginRegistry::Install(ConfigVersion version) {
+  for (auto& [name, effective] : version.requirements) {
     LoadedPlugin& plugin = *plugins_.at(name);
     if (!effective.warning.empty()) spdlog::warn("{}", effective.warning);
     plugin.requirement = effective.requirement;
     plugin.task_group = effective.task_group;
     plugin.requirement_sources = std::move(effective.sources);
   }
-  config_ = config;
-  capacity_ = capacity;
-  return {};
+  config_ = std::move(version.config);
+  capacity_ = std::move(version.capacity);
 }
 
 bool PluginRegistry::Resolve(const std::filesystem::path& path, LoadedPlugin& plugin) {
@@ -185,7 +189,7 @@ bool PluginRegistry::Resolve(const std::filesystem::path& path, LoadedPlugin& pl
     Refuse(path, "declared requirement is invalid: " + valid.message(), name);
     return false;
   }
-  EffectiveRequirement effective = ResolveRequirement(config_, name, plugin.declared, plugin.declared_task_group);
+  EffectiveRequirement effective = ResolveRequirement(*config_, name, plugin.declared, plugin.declared_task_group);
   if (!effective.warning.empty()) spdlog::warn("{}", effective.warning);
   plugin.requirement = effective.requirement;
   plugin.task_group = effective.task_group;
@@ -341,10 +345,10 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
     plugin->instance_finalize = lib.get<void(void*)>("UMI_InstanceFinalize");
   }
 
-  const auto config = config_.plugins.find(name);
+  const auto config = config_->plugins.find(name);
   static const std::string kEmptyMap("\x80", 1);
   const std::string& settings =
-      config != config_.plugins.end() ? config->second.settings_msgpack : kEmptyMap;
+      config != config_->plugins.end() ? config->second.settings_msgpack : kEmptyMap;
   auto initialize = lib.get<UMI_Error*(const UMI_HostApi*, const uint8_t*, size_t)>(
       "UMI_PluginInitialize");
   if (UMI_Error* error = initialize(HostApi(), reinterpret_cast<const uint8_t*>(settings.data()),
@@ -395,7 +399,7 @@ std::vector<std::string> PluginRegistry::ConfigWarnings() const {
   std::vector<std::string> loaded;
   for (const auto& [name, plugin] : plugins_) loaded.push_back(name);
   std::vector<std::string> lines;
-  for (const auto& [name, section] : config_.plugins) {
+  for (const auto& [name, section] : config_->plugins) {
     if (plugins_.count(name)) continue;
     const bool refused = std::any_of(refused_.begin(), refused_.end(),
                                      [&name](const RefusedLibrary& library) { return library.plugin == name; });
@@ -405,8 +409,8 @@ std::vector<std::string> PluginRegistry::ConfigWarnings() const {
                     (closest.empty() ? "" : " (did you mean '" + closest + "'?)") + "; the section is ignored");
   }
   for (const auto& [name, plugin] : plugins_) {
-    const auto section = config_.plugins.find(name);
-    if (plugin->settings.empty() || section == config_.plugins.end()) continue;
+    const auto section = config_->plugins.find(name);
+    if (plugin->settings.empty() || section == config_->plugins.end()) continue;
     std::vector<std::string> declared;
     for (const LoadedPlugin::Setting& setting : plugin->settings) declared.push_back(setting.name);
     for (const std::string& key : MsgpackMapKeys(section->second.settings_msgpack)) {

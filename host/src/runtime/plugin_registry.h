@@ -38,6 +38,8 @@
 #include "scheduling/resource_pool.h"
 #include "common/requirement.h"
 #include "common/status.h"
+#include "common/status_or.h"
+#include "config/effective_requirement.h"
 
 namespace umi {
 
@@ -121,9 +123,19 @@ class PluginRegistry {
     std::vector<std::string> refused;  // "path: why"
   };
   LoadReport LoadDirectories(const std::vector<std::filesystem::path>& dirs);
-  // Switches to `config`: re-resolves every loaded plugin's requirement.
-  // kInvalidConfig with why (and nothing changed) when a plugin could not run under it.
-  Status Reconfigure(const HardwareConfig& config);
+  // A config and what it means for the plugins loaded (their effective
+  // requirements, the pool's capacity): built and checked by PlanVersion
+  // with nothing changed, put in force by Install in one step.
+  struct ConfigVersion {
+    std::shared_ptr<const HardwareConfig> config;
+    PoolCapacity capacity;
+    std::map<std::string, EffectiveRequirement> requirements;  // per loaded plugin
+  };
+  // kInvalidConfig with why when a loaded plugin could not run under `config`.
+  StatusOr<ConfigVersion> PlanVersion(HardwareConfig config) const;
+  void Install(ConfigVersion version);
+  // The config in force: the one the host's parts read (none keeps a copy).
+  const HardwareConfig& config() const { return *config_; }
   // Adds a plugin that does not come from a shared library (a built-in, a
   // test's): `declared` and `declared_task_group` set, the rest resolved
   // against the config as for a library. kInvalidConfig when it could not run.
@@ -160,7 +172,7 @@ class PluginRegistry {
   // Registers an accepted plugin, noting its file's time and size.
   void Accept(std::unique_ptr<LoadedPlugin> plugin);
 
-  HardwareConfig config_;
+  std::shared_ptr<const HardwareConfig> config_;
   PoolCapacity capacity_;
   std::vector<std::unique_ptr<Library>> libraries_;  // finalized in reverse load order
   std::map<std::string, std::unique_ptr<LoadedPlugin>> plugins_;
