@@ -285,6 +285,173 @@ SandboxConfig ReadSandbox(const YAML::Node& node, const std::string& path, const
   return sandbox;
 }
 
+// allocation: how CPUs and GPUs are picked for a grant.
+void ReadAllocation(const YAML::Node& allocation, HardwareConfig& config) {
+  CheckKeys(allocation, "allocation", {"cpu", "gpu"});
+  IfPresent(allocation, "cpu", [&](auto n) { config.allocation.cpu = ReadStrategy(n, "allocation.cpu"); });
+  IfPresent(allocation, "gpu", [&](auto n) { config.allocation.gpu = ReadStrategy(n, "allocation.gpu"); });
+}
+
+// task_groups: shared requirements and instance caps; each must fit the pool.
+void ReadTaskGroups(const YAML::Node& groups, HardwareConfig& config) {
+  RequireMap(groups, "task_groups");
+  for (const auto& entry : groups) {
+    const std::string name = entry.first.as<std::string>();
+    const std::string path = "task_groups." + name;
+    CheckKeys(entry.second, path,
+              {"cpu_cores", "cpu_threads", "threads", "memory_mb", "gpu_count", "exclusive_gpu", "max_instances"});
+    TaskGroupConfig group;
+    ReadResources(entry.second, path, group.resources, group.max_instances);
+    CheckFits(config, path, group.resources, entry.second);
+    config.task_groups[name] = group;
+  }
+}
+
+// plugins.<name>: a plugin's overrides, isolation, sandbox and settings.
+void ReadPlugins(const YAML::Node& plugins, const std::filesystem::path& source, HardwareConfig& config) {
+  RequireMap(plugins, "plugins");
+  for (const auto& entry : plugins) {
+    const std::string name = entry.first.as<std::string>();
+    const std::string path = "plugins." + name;
+    CheckKeys(entry.second, path,
+              {"task_group", "cpu_cores", "cpu_threads", "threads", "memory_mb", "gpu_count", "exclusive_gpu",
+               "max_instances", "settings", "isolation", "processes", "sandbox"});
+    PluginConfig plugin;
+    ReadResources(entry.second, path, plugin.resources, plugin.max_instances);
+    CheckFits(config, path, plugin.resources, entry.second);
+    if (const YAML::Node group = entry.second["task_group"]) {
+      plugin.task_group = Read<std::string>(group, path + ".task_group", "a string");
+      if (!config.task_groups.count(*plugin.task_group)) {
+        Fail(group, path + ".task_group", "no task group named '" + *plugin.task_group + "'");
+      }
+    }
+    if (const YAML::Node isolation = entry.second["isolation"]) {
+      const std::string mode = Read<std::string>(isolation, path + ".isolation", "thread or process");
+      if (mode != "thread" && mode != "process") Fail(isolation, path + ".isolation", "expected thread or process, got '" + mode + "'");
+      plugin.isolate_process = mode == "process";
+    }
+    IfPresent(entry.second, "processes",
+              [&](auto n) { plugin.processes = ReadInt(n, path + ".processes", 0, 1024); });
+    if (const YAML::Node sandbox = entry.second["sandbox"]) plugin.sandbox = ReadSandbox(sandbox, path + ".sandbox", source);
+    const YAML::Node settings = entry.second["settings"];
+    if (settings && !settings.IsMap()) Fail(settings, path + ".settings", "expected a map");
+    plugin.settings_msgpack = YamlToMsgpack(settings ? settings : YAML::Node(YAML::NodeType::Map));
+    config.plugins[name] = std::move(plugin);
+  }
+}
+
+// plugin_dirs: relative paths are relative to the config file.
+void ReadPluginDirs(const YAML::Node& node, const std::filesystem::path& source, HardwareConfig& config) {
+  if (!node.IsSequence()) Fail(node, "plugin_dirs", "expected a list of directories (or plugin files)");
+  for (size_t i = 0; i < node.size(); ++i) {
+    const std::filesystem::path dir = Read<std::string>(node[i], "plugin_dirs[" + std::to_string(i) + "]", "a path");
+    config.plugin_dirs.push_back(dir.is_absolute() || source.empty() ? dir : (source.parent_path() / dir).lexically_normal());
+  }
+}
+
+// scheduler: the queue bound and when a waiting task is reserved for.
+void ReadScheduler(const YAML::Node& scheduler, HardwareConfig& config) {
+  CheckKeys(scheduler, "scheduler", {"max_queued", "reserve_after_ms"});
+  IfPresent(scheduler, "max_queued",
+            [&](auto n) { config.scheduler.max_queued = ReadInteger(n, "scheduler.max_queued", 1, kMaxQueue); });
+  IfPresent(scheduler, "reserve_after_ms",
+            [&](auto n) { config.scheduler.reserve_after_ms = ReadInteger(n, "scheduler.reserve_after_ms", 0, kMaxMs); });
+}
+
+// shutdown: how long a drain waits for running tasks.
+void ReadShutdown(const YAML::Node& shutdown, HardwareConfig& config) {
+  CheckKeys(shutdown, "shutdown", {"drain_timeout_s"});
+  IfPresent(shutdown, "drain_timeout_s",
+            [&](auto n) { config.shutdown.drain_timeout_s = ReadNumber(n, "shutdown.drain_timeout_s", 0, kMaxMs / 1000.0); });
+}
+
+// transport: endpoints, bounds, Redis.
+void ReadTransport(const YAML::Node& transport, HardwareConfig& config) {
+  CheckKeys(transport, "transport",
+            {"tasks", "results", "rpc", "events", "max_pending_results", "tasks_hwm", "max_message_bytes", "redis",
+             "redis_password_file", "max_deliveries", "prefetch"});
+  IfPresent(transport, "prefetch", [&](auto n) {
+    if (n.IsScalar() && n.Scalar() == "auto") {
+      config.transport.prefetch = TransportSection::kAutoPrefetch;
+    } else {
+      if (n.IsScalar() && !std::isfinite(Read<double>(n, "transport.prefetch", "auto or a number of tasks"))) {
+        Fail(n, "transport.prefetch", "expected auto or a number of tasks, got '" + n.Scalar() + "'");
+      }
+      config.transport.prefetch = ReadInt(n, "transport.prefetch", 0, 10000);
+    }
+  });
+  IfPresent(transport, "redis",
+            [&](auto n) { config.transport.redis = Read<std::string>(n, "transport.redis", "a Redis URL"); });
+  IfPresent(transport, "redis_password_file", [&](auto n) {
+    config.transport.redis_password_file = Read<std::string>(n, "transport.redis_password_file", "a file path");
+  });
+  IfPresent(transport, "max_deliveries", [&](auto n) {
+    config.transport.max_deliveries = ReadInt(n, "transport.max_deliveries", 1, 1000);
+  });
+  for (const char* socket : {"tasks", "results", "rpc", "events"}) {
+    IfPresent(transport, socket, [&](auto n) {
+      config.transport.endpoints[socket] = Read<std::string>(n, std::string("transport.") + socket, "an endpoint");
+    });
+  }
+  IfPresent(transport, "max_pending_results", [&](auto n) {
+    config.transport.max_pending_results = ReadInteger(n, "transport.max_pending_results", 1, kMaxQueue);
+  });
+  IfPresent(transport, "tasks_hwm",
+            [&](auto n) { config.transport.tasks_hwm = ReadInt(n, "transport.tasks_hwm", 1, kMaxQueue); });
+  IfPresent(transport, "max_message_bytes",
+            [&](auto n) {
+              config.transport.max_message_bytes = ReadInteger(n, "transport.max_message_bytes", 64, int64_t{1} << 40);
+            });
+}
+
+// dedup: the window a task id is remembered in.
+void ReadDedup(const YAML::Node& dedup, HardwareConfig& config) {
+  CheckKeys(dedup, "dedup", {"window_s", "max_entries"});
+  IfPresent(dedup, "window_s", [&](auto n) { config.dedup.window_s = ReadNumber(n, "dedup.window_s", 0, kMaxMs / 1000.0); });
+  IfPresent(dedup, "max_entries",
+            [&](auto n) { config.dedup.max_entries = ReadInteger(n, "dedup.max_entries", 0, kMaxQueue); });
+}
+
+// security.curve: key files, relative to the config file.
+void ReadSecurity(const YAML::Node& security, const std::filesystem::path& source, HardwareConfig& config) {
+  CheckKeys(security, "security", {"curve"});
+  if (const YAML::Node curve = security["curve"]) {
+    CheckKeys(curve, "security.curve", {"secret_key_file", "authorized_keys_file"});
+    for (const auto& [key, target] : {std::pair{"secret_key_file", &config.security.curve.secret_key_file},
+                                      std::pair{"authorized_keys_file", &config.security.curve.authorized_keys_file}}) {
+      const YAML::Node node = curve[key];
+      if (!node) Fail(curve, std::string("security.curve.") + key, "missing");
+      const std::filesystem::path file = Read<std::string>(node, std::string("security.curve.") + key, "a path");
+      *target = file.is_absolute() ? file : source.parent_path() / file;
+    }
+  }
+}
+
+// http: the listener and the duration histograms.
+void ReadHttp(const YAML::Node& http, HardwareConfig& config) {
+  CheckKeys(http, "http", {"enabled", "listen", "histogram_buckets_s"});
+  IfPresent(http, "enabled", [&](auto n) { config.http.enabled = Read<bool>(n, "http.enabled", "true or false"); });
+  IfPresent(http, "listen", [&](auto n) {
+    config.http.listen = Read<std::string>(n, "http.listen", "host:port");
+    if (config.http.listen.rfind(':') == std::string::npos) Fail(n, "http.listen", "expected host:port, e.g. 127.0.0.1:9090");
+  });
+  IfPresent(http, "histogram_buckets_s", [&](auto n) {
+    const std::string path = "http.histogram_buckets_s";
+    if (!n.IsSequence() || n.size() == 0 || n.size() > kMaxHistogramBuckets) {
+      Fail(n, path, "expected a list of 1 to " + std::to_string(kMaxHistogramBuckets) +
+                        " bucket bounds in seconds, ascending (e.g. [1, 10, 60, 600, 3600])");
+    }
+    for (size_t i = 0; i < n.size(); ++i) {
+      const double bound = ReadPositive(n[i], path + "[" + std::to_string(i) + "]", kMaxMs / 1000.0);
+      if (i > 0 && bound <= config.http.histogram_buckets_s.back()) {
+        Fail(n[i], path + "[" + std::to_string(i) + "]",
+             "bounds must be ascending: " + n[i].Scalar() + " comes after " + n[i - 1].Scalar());
+      }
+      config.http.histogram_buckets_s.push_back(bound);
+    }
+  });
+}
+
 HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source) {
   HardwareConfig config;
   config.source = source;
@@ -294,159 +461,19 @@ HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source
              "shutdown", "transport", "dedup", "http", "security"});
   if (!root["hardware"]) throw ConfigError("hardware: missing");
   ReadHardware(root["hardware"], config);
-  if (const YAML::Node allocation = root["allocation"]) {
-    CheckKeys(allocation, "allocation", {"cpu", "gpu"});
-    IfPresent(allocation, "cpu", [&](auto n) { config.allocation.cpu = ReadStrategy(n, "allocation.cpu"); });
-    IfPresent(allocation, "gpu", [&](auto n) { config.allocation.gpu = ReadStrategy(n, "allocation.gpu"); });
-  }
-
-  if (const YAML::Node groups = root["task_groups"]) {
-    RequireMap(groups, "task_groups");
-    for (const auto& entry : groups) {
-      const std::string name = entry.first.as<std::string>();
-      const std::string path = "task_groups." + name;
-      CheckKeys(entry.second, path,
-                {"cpu_cores", "cpu_threads", "threads", "memory_mb", "gpu_count", "exclusive_gpu", "max_instances"});
-      TaskGroupConfig group;
-      ReadResources(entry.second, path, group.resources, group.max_instances);
-      CheckFits(config, path, group.resources, entry.second);
-      config.task_groups[name] = group;
-    }
-  }
-
-  if (const YAML::Node plugins = root["plugins"]) {
-    RequireMap(plugins, "plugins");
-    for (const auto& entry : plugins) {
-      const std::string name = entry.first.as<std::string>();
-      const std::string path = "plugins." + name;
-      CheckKeys(entry.second, path,
-                {"task_group", "cpu_cores", "cpu_threads", "threads", "memory_mb", "gpu_count", "exclusive_gpu",
-                 "max_instances", "settings", "isolation", "processes", "sandbox"});
-      PluginConfig plugin;
-      ReadResources(entry.second, path, plugin.resources, plugin.max_instances);
-      CheckFits(config, path, plugin.resources, entry.second);
-      if (const YAML::Node group = entry.second["task_group"]) {
-        plugin.task_group = Read<std::string>(group, path + ".task_group", "a string");
-        if (!config.task_groups.count(*plugin.task_group)) {
-          Fail(group, path + ".task_group", "no task group named '" + *plugin.task_group + "'");
-        }
-      }
-      if (const YAML::Node isolation = entry.second["isolation"]) {
-        const std::string mode = Read<std::string>(isolation, path + ".isolation", "thread or process");
-        if (mode != "thread" && mode != "process") Fail(isolation, path + ".isolation", "expected thread or process, got '" + mode + "'");
-        plugin.isolate_process = mode == "process";
-      }
-      IfPresent(entry.second, "processes",
-                [&](auto n) { plugin.processes = ReadInt(n, path + ".processes", 0, 1024); });
-      if (const YAML::Node sandbox = entry.second["sandbox"]) plugin.sandbox = ReadSandbox(sandbox, path + ".sandbox", source);
-      const YAML::Node settings = entry.second["settings"];
-      if (settings && !settings.IsMap()) Fail(settings, path + ".settings", "expected a map");
-      plugin.settings_msgpack = YamlToMsgpack(settings ? settings : YAML::Node(YAML::NodeType::Map));
-      config.plugins[name] = std::move(plugin);
-    }
-  }
-
-  if (const YAML::Node node = root["plugin_dirs"]) {
-    if (!node.IsSequence()) Fail(node, "plugin_dirs", "expected a list of directories (or plugin files)");
-    for (size_t i = 0; i < node.size(); ++i) {
-      const std::filesystem::path dir = Read<std::string>(node[i], "plugin_dirs[" + std::to_string(i) + "]", "a path");
-      config.plugin_dirs.push_back(dir.is_absolute() || source.empty() ? dir : (source.parent_path() / dir).lexically_normal());
-    }
-  }
+  if (const YAML::Node allocation = root["allocation"]) ReadAllocation(allocation, config);
+  if (const YAML::Node groups = root["task_groups"]) ReadTaskGroups(groups, config);  // before plugins: they name groups
+  if (const YAML::Node plugins = root["plugins"]) ReadPlugins(plugins, source, config);
+  if (const YAML::Node node = root["plugin_dirs"]) ReadPluginDirs(node, source, config);
   if (const YAML::Node node = root["allow_task_overrides"]) {
     config.allow_task_overrides = Read<bool>(node, "allow_task_overrides", "true or false");
   }
-  if (const YAML::Node scheduler = root["scheduler"]) {
-    CheckKeys(scheduler, "scheduler", {"max_queued", "reserve_after_ms"});
-    IfPresent(scheduler, "max_queued",
-              [&](auto n) { config.scheduler.max_queued = ReadInteger(n, "scheduler.max_queued", 1, kMaxQueue); });
-    IfPresent(scheduler, "reserve_after_ms",
-              [&](auto n) { config.scheduler.reserve_after_ms = ReadInteger(n, "scheduler.reserve_after_ms", 0, kMaxMs); });
-  }
-  if (const YAML::Node shutdown = root["shutdown"]) {
-    CheckKeys(shutdown, "shutdown", {"drain_timeout_s"});
-    IfPresent(shutdown, "drain_timeout_s",
-              [&](auto n) { config.shutdown.drain_timeout_s = ReadNumber(n, "shutdown.drain_timeout_s", 0, kMaxMs / 1000.0); });
-  }
-  if (const YAML::Node transport = root["transport"]) {
-    CheckKeys(transport, "transport",
-              {"tasks", "results", "rpc", "events", "max_pending_results", "tasks_hwm", "max_message_bytes", "redis",
-               "redis_password_file", "max_deliveries", "prefetch"});
-    IfPresent(transport, "prefetch", [&](auto n) {
-      if (n.IsScalar() && n.Scalar() == "auto") {
-        config.transport.prefetch = TransportSection::kAutoPrefetch;
-      } else {
-        if (n.IsScalar() && !std::isfinite(Read<double>(n, "transport.prefetch", "auto or a number of tasks"))) {
-          Fail(n, "transport.prefetch", "expected auto or a number of tasks, got '" + n.Scalar() + "'");
-        }
-        config.transport.prefetch = ReadInt(n, "transport.prefetch", 0, 10000);
-      }
-    });
-    IfPresent(transport, "redis",
-              [&](auto n) { config.transport.redis = Read<std::string>(n, "transport.redis", "a Redis URL"); });
-    IfPresent(transport, "redis_password_file", [&](auto n) {
-      config.transport.redis_password_file = Read<std::string>(n, "transport.redis_password_file", "a file path");
-    });
-    IfPresent(transport, "max_deliveries", [&](auto n) {
-      config.transport.max_deliveries = ReadInt(n, "transport.max_deliveries", 1, 1000);
-    });
-    for (const char* socket : {"tasks", "results", "rpc", "events"}) {
-      IfPresent(transport, socket, [&](auto n) {
-        config.transport.endpoints[socket] = Read<std::string>(n, std::string("transport.") + socket, "an endpoint");
-      });
-    }
-    IfPresent(transport, "max_pending_results", [&](auto n) {
-      config.transport.max_pending_results = ReadInteger(n, "transport.max_pending_results", 1, kMaxQueue);
-    });
-    IfPresent(transport, "tasks_hwm",
-              [&](auto n) { config.transport.tasks_hwm = ReadInt(n, "transport.tasks_hwm", 1, kMaxQueue); });
-    IfPresent(transport, "max_message_bytes",
-              [&](auto n) {
-                config.transport.max_message_bytes = ReadInteger(n, "transport.max_message_bytes", 64, int64_t{1} << 40);
-              });
-  }
-  if (const YAML::Node dedup = root["dedup"]) {
-    CheckKeys(dedup, "dedup", {"window_s", "max_entries"});
-    IfPresent(dedup, "window_s", [&](auto n) { config.dedup.window_s = ReadNumber(n, "dedup.window_s", 0, kMaxMs / 1000.0); });
-    IfPresent(dedup, "max_entries",
-              [&](auto n) { config.dedup.max_entries = ReadInteger(n, "dedup.max_entries", 0, kMaxQueue); });
-  }
-  if (const YAML::Node security = root["security"]) {
-    CheckKeys(security, "security", {"curve"});
-    if (const YAML::Node curve = security["curve"]) {
-      CheckKeys(curve, "security.curve", {"secret_key_file", "authorized_keys_file"});
-      for (const auto& [key, target] : {std::pair{"secret_key_file", &config.security.curve.secret_key_file},
-                                        std::pair{"authorized_keys_file", &config.security.curve.authorized_keys_file}}) {
-        const YAML::Node node = curve[key];
-        if (!node) Fail(curve, std::string("security.curve.") + key, "missing");
-        const std::filesystem::path file = Read<std::string>(node, std::string("security.curve.") + key, "a path");
-        *target = file.is_absolute() ? file : source.parent_path() / file;
-      }
-    }
-  }
-  if (const YAML::Node http = root["http"]) {
-    CheckKeys(http, "http", {"enabled", "listen", "histogram_buckets_s"});
-    IfPresent(http, "enabled", [&](auto n) { config.http.enabled = Read<bool>(n, "http.enabled", "true or false"); });
-    IfPresent(http, "listen", [&](auto n) {
-      config.http.listen = Read<std::string>(n, "http.listen", "host:port");
-      if (config.http.listen.rfind(':') == std::string::npos) Fail(n, "http.listen", "expected host:port, e.g. 127.0.0.1:9090");
-    });
-    IfPresent(http, "histogram_buckets_s", [&](auto n) {
-      const std::string path = "http.histogram_buckets_s";
-      if (!n.IsSequence() || n.size() == 0 || n.size() > kMaxHistogramBuckets) {
-        Fail(n, path, "expected a list of 1 to " + std::to_string(kMaxHistogramBuckets) +
-                          " bucket bounds in seconds, ascending (e.g. [1, 10, 60, 600, 3600])");
-      }
-      for (size_t i = 0; i < n.size(); ++i) {
-        const double bound = ReadPositive(n[i], path + "[" + std::to_string(i) + "]", kMaxMs / 1000.0);
-        if (i > 0 && bound <= config.http.histogram_buckets_s.back()) {
-          Fail(n[i], path + "[" + std::to_string(i) + "]",
-               "bounds must be ascending: " + n[i].Scalar() + " comes after " + n[i - 1].Scalar());
-        }
-        config.http.histogram_buckets_s.push_back(bound);
-      }
-    });
-  }
+  if (const YAML::Node scheduler = root["scheduler"]) ReadScheduler(scheduler, config);
+  if (const YAML::Node shutdown = root["shutdown"]) ReadShutdown(shutdown, config);
+  if (const YAML::Node transport = root["transport"]) ReadTransport(transport, config);
+  if (const YAML::Node dedup = root["dedup"]) ReadDedup(dedup, config);
+  if (const YAML::Node security = root["security"]) ReadSecurity(security, source, config);
+  if (const YAML::Node http = root["http"]) ReadHttp(http, config);
   return config;
 }
 
