@@ -243,7 +243,104 @@ std::vector<std::string> PluginRegistry::ChangedOnDisk() const {
   return changed;
 }
 
+namespace {
+
+// The library's required entry points, its API version and its descriptor;
+// an error says why the library is refused.
+StatusOr<const UMI_PluginDescriptor*> Describe(boost::dll::shared_library& lib) {
+  for (const char* symbol : {"UMI_PluginApiVersion", "UMI_PluginDescribe", "UMI_PluginInitialize",
+                             "UMI_PluginExecute"}) {
+    if (!lib.has(symbol)) {
+      const bool none = !lib.has("UMI_PluginApiVersion") && !lib.has("UMI_PluginDescribe") &&
+                        !lib.has("UMI_PluginInitialize") && !lib.has("UMI_PluginExecute");
+      return Status(ErrorCode::kInvalidConfig,
+                    std::string("missing required entry point ") + symbol +
+                        (none ? " (it exports no UMI_* entry point: did you forget UMI_DECLARE_PLUGIN, or extern \"C\"?)"
+                              : ""));
+    }
+  }
+  uint32_t major = 0, minor = 0;
+  lib.get<void(uint32_t*, uint32_t*)>("UMI_PluginApiVersion")(&major, &minor);
+  if (major != UMI_API_VERSION_MAJOR || minor > UMI_API_VERSION_MINOR) {
+    return Status(ErrorCode::kInvalidConfig,
+                  "built for plugin API " + std::to_string(major) + "." + std::to_string(minor) +
+                      ", this host speaks " + std::to_string(UMI_API_VERSION_MAJOR) + "." +
+                      std::to_string(UMI_API_VERSION_MINOR) + " (major must match, minor must not be newer)");
+  }
+  const UMI_PluginDescriptor* d = nullptr;
+  try {  // an SDK plugin never throws here; a hand-written one might
+    d = lib.get<const UMI_PluginDescriptor*()>("UMI_PluginDescribe")();
+  } catch (const std::exception& e) {
+    return Status(ErrorCode::kInvalidConfig, std::string("UMI_PluginDescribe threw: ") + e.what());
+  } catch (...) {
+    return Status(ErrorCode::kInvalidConfig, "UMI_PluginDescribe threw");
+  }
+  if (!d) {
+    const char* why = lib.has("UMI_PluginDescribeError") ? lib.get<const char*()>("UMI_PluginDescribeError")() : nullptr;
+    return Status(ErrorCode::kInvalidConfig,
+                  std::string("UMI_PluginDescribe returned no descriptor") + (why && *why ? ": " + std::string(why) : ""));
+  }
+  // A 1.0 descriptor ends before run_inline; every later field is optional.
+  if (d->struct_size < offsetof(UMI_PluginDescriptor, run_inline)) {
+    return Status(ErrorCode::kInvalidConfig, "UMI_PluginDescribe returned a descriptor too small");
+  }
+  return d;
+}
+
+// What a descriptor declares, read as far as its struct_size reaches.
+std::unique_ptr<LoadedPlugin> FromDescriptor(const UMI_PluginDescriptor& d, const std::filesystem::path& path) {
+  auto plugin = std::make_unique<LoadedPlugin>();
+  plugin->name = d.name ? d.name : "";
+  plugin->version = d.version ? d.version : "";
+  plugin->description = d.description ? d.description : "";
+  plugin->license = d.license ? d.license : "";
+  plugin->kind = d.kind == UMI_PLUGIN_KIND_GPU ? UMI_PLUGIN_KIND_GPU : UMI_PLUGIN_KIND_CPU;
+  plugin->allow_concurrent = d.allow_concurrent != 0;
+  plugin->run_inline =
+      d.struct_size >= offsetof(UMI_PluginDescriptor, run_inline) + sizeof(d.run_inline) && d.run_inline != 0;
+  plugin->path = path;
+  plugin->declared.cpu_cores = Quantity::FromDouble(d.requirement.cpu_cores);
+  plugin->declared.cpu_threads = d.requirement.cpu_threads;
+  plugin->declared.gpu_count = Quantity::FromDouble(d.requirement.gpu_count);
+  plugin->declared.memory_mb = d.requirement.memory_mb;
+  plugin->declared.exclusive_gpu = d.requirement.exclusive_gpu != 0;
+  plugin->declared_task_group = d.task_group ? d.task_group : "";
+  const size_t settings_end = offsetof(UMI_PluginDescriptor, setting_count) + sizeof(d.setting_count);
+  if (d.struct_size >= settings_end && d.settings && d.setting_count > 0) {
+    for (int32_t i = 0; i < d.setting_count; ++i) {
+      const UMI_SettingDescriptor& setting = d.settings[i];
+      if (!setting.name || !*setting.name) continue;
+      plugin->settings.push_back(
+          {setting.name, setting.type ? setting.type : "", setting.description ? setting.description : ""});
+    }
+  }
+  if (d.struct_size >= offsetof(UMI_PluginDescriptor, sandbox_read) + sizeof(d.sandbox_read)) {
+    plugin->sandbox_needs.exec = (d.sandbox_needs & UMI_SANDBOX_NEED_EXEC) != 0;
+    plugin->sandbox_needs.network = (d.sandbox_needs & UMI_SANDBOX_NEED_NETWORK) != 0;
+    plugin->sandbox_needs.required = (d.sandbox_needs & UMI_SANDBOX_REQUIRED) != 0;
+    for (const char* const* read = d.sandbox_read; read && *read; ++read) plugin->sandbox_needs.read.emplace_back(*read);
+  }
+  return plugin;
+}
+
+// The entry points a task calls: execute, and the per-instance pair if any.
+Status BindEntryPoints(boost::dll::shared_library& lib, LoadedPlugin& plugin) {
+  if (lib.has("UMI_InstanceInitialize") != lib.has("UMI_InstanceFinalize")) {
+    return Status(ErrorCode::kInvalidConfig, "exports only one of UMI_InstanceInitialize and UMI_InstanceFinalize");
+  }
+  plugin.execute = lib.get<UMI_Error*(UMI_Context*)>("UMI_PluginExecute");
+  if (lib.has("UMI_InstanceInitialize")) {
+    plugin.instance_initialize = lib.get<UMI_Error*(void**)>("UMI_InstanceInitialize");
+    plugin.instance_finalize = lib.get<void(void*)>("UMI_InstanceFinalize");
+  }
+  return {};
+}
+
+}  // namespace
+
 bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
+  // Open and describe, then validate (name, requirement), then initialize
+  // with its settings and accept; any step's refusal is said with the path.
   auto library = std::make_unique<Library>();
   try {
     library->library.load(path, boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
@@ -252,49 +349,13 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
     return false;
   }
   boost::dll::shared_library& lib = library->library;
-  for (const char* symbol : {"UMI_PluginApiVersion", "UMI_PluginDescribe", "UMI_PluginInitialize",
-                             "UMI_PluginExecute"}) {
-    if (!lib.has(symbol)) {
-      const bool none = !lib.has("UMI_PluginApiVersion") && !lib.has("UMI_PluginDescribe") &&
-                        !lib.has("UMI_PluginInitialize") && !lib.has("UMI_PluginExecute");
-      Refuse(path, std::string("missing required entry point ") + symbol +
-                       (none ? " (it exports no UMI_* entry point: did you forget UMI_DECLARE_PLUGIN, or extern \"C\"?)"
-                             : ""));
-      return false;
-    }
-  }
-
-  uint32_t major = 0, minor = 0;
-  lib.get<void(uint32_t*, uint32_t*)>("UMI_PluginApiVersion")(&major, &minor);
-  if (major != UMI_API_VERSION_MAJOR || minor > UMI_API_VERSION_MINOR) {
-    Refuse(path, "built for plugin API " + std::to_string(major) + "." + std::to_string(minor) +
-                     ", this host speaks " + std::to_string(UMI_API_VERSION_MAJOR) + "." +
-                     std::to_string(UMI_API_VERSION_MINOR) +
-                     " (major must match, minor must not be newer)");
+  const StatusOr<const UMI_PluginDescriptor*> descriptor = Describe(lib);
+  if (!descriptor.ok()) {
+    Refuse(path, descriptor.error());
     return false;
   }
-
-  const UMI_PluginDescriptor* d = nullptr;
-  try {  // an SDK plugin never throws here; a hand-written one might
-    d = lib.get<const UMI_PluginDescriptor*()>("UMI_PluginDescribe")();
-  } catch (const std::exception& e) {
-    Refuse(path, std::string("UMI_PluginDescribe threw: ") + e.what());
-    return false;
-  } catch (...) {
-    Refuse(path, "UMI_PluginDescribe threw");
-    return false;
-  }
-  if (!d) {
-    const char* why = lib.has("UMI_PluginDescribeError") ? lib.get<const char*()>("UMI_PluginDescribeError")() : nullptr;
-    Refuse(path, std::string("UMI_PluginDescribe returned no descriptor") + (why && *why ? ": " + std::string(why) : ""));
-    return false;
-  }
-  // A 1.0 descriptor ends before run_inline; every later field is optional.
-  if (d->struct_size < offsetof(UMI_PluginDescriptor, run_inline)) {
-    Refuse(path, "UMI_PluginDescribe returned a descriptor too small");
-    return false;
-  }
-  const std::string name = d->name ? d->name : "";
+  std::unique_ptr<LoadedPlugin> plugin = FromDescriptor(*descriptor.value(), path);
+  const std::string name = plugin->name;
   if (!std::regex_match(name, std::regex("[a-z0-9_]{1,64}"))) {
     Refuse(path, "plugin name '" + name + "' is not 1-64 characters of [a-z0-9_]");
     return false;
@@ -303,56 +364,17 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
     Refuse(path, "plugin name '" + name + "' is already taken by " + existing->path.string(), name);
     return false;
   }
-
-  auto plugin = std::make_unique<LoadedPlugin>();
-  plugin->name = name;
-  plugin->version = d->version ? d->version : "";
-  plugin->description = d->description ? d->description : "";
-  plugin->license = d->license ? d->license : "";
-  plugin->kind = d->kind == UMI_PLUGIN_KIND_GPU ? UMI_PLUGIN_KIND_GPU : UMI_PLUGIN_KIND_CPU;
-  plugin->allow_concurrent = d->allow_concurrent != 0;
-  plugin->run_inline = d->struct_size >= offsetof(UMI_PluginDescriptor, run_inline) + sizeof(d->run_inline) &&
-                       d->run_inline != 0;
-  plugin->path = path;
-  plugin->declared.cpu_cores = Quantity::FromDouble(d->requirement.cpu_cores);
-  plugin->declared.cpu_threads = d->requirement.cpu_threads;
-  plugin->declared.gpu_count = Quantity::FromDouble(d->requirement.gpu_count);
-  plugin->declared.memory_mb = d->requirement.memory_mb;
-  plugin->declared.exclusive_gpu = d->requirement.exclusive_gpu != 0;
-  plugin->declared_task_group = d->task_group ? d->task_group : "";
-  const size_t settings_end = offsetof(UMI_PluginDescriptor, setting_count) + sizeof(d->setting_count);
-  if (d->struct_size >= settings_end && d->settings && d->setting_count > 0) {
-    for (int32_t i = 0; i < d->setting_count; ++i) {
-      const UMI_SettingDescriptor& setting = d->settings[i];
-      if (!setting.name || !*setting.name) continue;
-      plugin->settings.push_back({setting.name, setting.type ? setting.type : "", setting.description ? setting.description : ""});
-    }
-  }
-  if (d->struct_size >= offsetof(UMI_PluginDescriptor, sandbox_read) + sizeof(d->sandbox_read)) {
-    plugin->sandbox_needs.exec = (d->sandbox_needs & UMI_SANDBOX_NEED_EXEC) != 0;
-    plugin->sandbox_needs.network = (d->sandbox_needs & UMI_SANDBOX_NEED_NETWORK) != 0;
-    plugin->sandbox_needs.required = (d->sandbox_needs & UMI_SANDBOX_REQUIRED) != 0;
-    for (const char* const* read = d->sandbox_read; read && *read; ++read) plugin->sandbox_needs.read.emplace_back(*read);
-  }
   if (!Resolve(path, *plugin)) return false;
-  plugin->execute = lib.get<UMI_Error*(UMI_Context*)>("UMI_PluginExecute");
-  if (lib.has("UMI_InstanceInitialize") != lib.has("UMI_InstanceFinalize")) {
-    Refuse(path, "exports only one of UMI_InstanceInitialize and UMI_InstanceFinalize", name);
+  if (const Status bound = BindEntryPoints(lib, *plugin); !bound.ok()) {
+    Refuse(path, bound.message(), name);
     return false;
-  }
-  if (lib.has("UMI_InstanceInitialize")) {
-    plugin->instance_initialize = lib.get<UMI_Error*(void**)>("UMI_InstanceInitialize");
-    plugin->instance_finalize = lib.get<void(void*)>("UMI_InstanceFinalize");
   }
 
   const auto config = config_->plugins.find(name);
   static const std::string kEmptyMap("\x80", 1);
-  const std::string& settings =
-      config != config_->plugins.end() ? config->second.settings_msgpack : kEmptyMap;
-  auto initialize = lib.get<UMI_Error*(const UMI_HostApi*, const uint8_t*, size_t)>(
-      "UMI_PluginInitialize");
-  if (UMI_Error* error = initialize(HostApi(), reinterpret_cast<const uint8_t*>(settings.data()),
-                                    settings.size())) {
+  const std::string& settings = config != config_->plugins.end() ? config->second.settings_msgpack : kEmptyMap;
+  auto initialize = lib.get<UMI_Error*(const UMI_HostApi*, const uint8_t*, size_t)>("UMI_PluginInitialize");
+  if (UMI_Error* error = initialize(HostApi(), reinterpret_cast<const uint8_t*>(settings.data()), settings.size())) {
     Refuse(path, "initialize failed: " + ErrorText(error), name);
     return false;
   }
