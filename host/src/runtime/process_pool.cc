@@ -127,31 +127,45 @@ ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const WorkerS
     *why = spec.refusal;
     return {};
   }
-  std::optional<SandboxPolicy> sandbox = spec.sandbox;
-  if (sandbox && sandbox->required) {
-    if (const auto missing = MissingMechanisms(*sandbox, SandboxSupport::Get()); !missing.empty()) {
+  if (spec.sandbox && spec.sandbox->required) {
+    if (const auto missing = MissingMechanisms(*spec.sandbox, SandboxSupport::Get()); !missing.empty()) {
       std::string names;
       for (const std::string& name : missing) names += (names.empty() ? "" : ", ") + name;
       *why = "its sandbox is required (sandbox.required) and this kernel lacks " + names;
       return {};
     }
   }
+  StatusOr<Worker> launched = Launch(plugin, spec);
+  if (!launched.ok()) {
+    *why = launched.error();
+    return {};
+  }
+  Worker worker = std::move(launched).value();
+  if (Status ready = AwaitReady(worker, plugin, spec, stop); !ready.ok()) {
+    *why = ready.message();
+    return {};
+  }
+  CountStarted(plugin.name);
+  return worker;
+}
+
+StatusOr<ProcessPool::Worker> ProcessPool::Launch(const LoadedPlugin& plugin, const WorkerSpec& spec) {
+  std::optional<SandboxPolicy> sandbox = spec.sandbox;
   Worker worker;
+  const auto refused = [](std::string reason) { return Status(ErrorCode::kUnavailable, std::move(reason)); };
   if (sandbox) {  // a private temp dir: the one place it may write besides its output root
     const char* tmp = std::getenv("TMPDIR");
     std::string pattern = std::string(tmp && *tmp ? tmp : "/tmp") + "/umi-worker-XXXXXX";
     if (!mkdtemp(pattern.data())) {
-      *why = "cannot make the worker's temp dir " + pattern + ": " + std::strerror(errno);
-      return {};
+      return refused("cannot make the worker's temp dir " + pattern + ": " + std::strerror(errno));
     }
     worker.temp_dir = pattern;
     sandbox->write.push_back(pattern);
   }
   int fds[2];
   if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
-    *why = std::string("socketpair: ") + std::strerror(errno);
     RemoveTempDir(worker.temp_dir);
-    return {};
+    return refused(std::string("socketpair: ") + std::strerror(errno));
   }
   WorkerLaunch launch;
   launch.fds.emplace_back(fds[1], 3);
@@ -162,12 +176,11 @@ ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const WorkerS
     if (source_fd >= 0) close(source_fd);
     if (ruleset >= 0) close(ruleset);
   };
-  auto fail = [&](std::string reason) {
+  auto fail = [&](std::string reason) -> Status {
     close_all();
     close(fds[0]);
     RemoveTempDir(worker.temp_dir);
-    *why = std::move(reason);
-    return Worker{};
+    return refused(std::move(reason));
   };
   if (plugin.python) {
     launch.argv = PythonWorkerArgv(plugin);
@@ -193,22 +206,26 @@ ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const WorkerS
   close_all();
   worker.pid = launched->pid;
   worker.fd = fds[0];
-
-  bool started = true;
   if (sandbox) {
+    // The filter, sent before anything else: the worker applies it before it
+    // loads the plugin. A failed write shows as a worker that never says ready.
     StatusOr<std::string> frame =
         MakeSandboxFrame(*sandbox, ruleset >= 0, launched->own_pid_namespace ? 1 : launched->pid);
     if (!frame.ok()) {
-      *why = "worker for " + plugin.name + ": " + frame.status().message();
       Reap(worker, /*kill_first=*/true);
-      return {};
+      return refused("worker for " + plugin.name + ": " + frame.status().message());
     }
-    started = WriteFrame(worker.fd, kSandbox, frame.value());
+    (void)WriteFrame(worker.fd, kSandbox, frame.value());
   }
+  return worker;
+}
+
+Status ProcessPool::AwaitReady(Worker& worker, const LoadedPlugin& plugin, const WorkerSpec& spec,
+                               std::stop_token stop) {
   FrameType type{};
   std::string payload, denied;
   const auto deadline = Clock::now() + kStartTimeout;
-  started = started && WriteFrame(worker.fd, kInit, spec.settings);
+  bool started = WriteFrame(worker.fd, kInit, spec.settings);
   while (started) {  // log lines from the plugin's setup, then kReady
     pollfd ready{worker.fd, POLLIN, 0};
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
@@ -223,31 +240,28 @@ ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const WorkerS
     if (!started || type != kLog) break;
     LogWorkerLine(plugin.name, "setup", payload);
   }
-  if (!started || type != kReady) {
-    if (type == kInitFailed) {
-      *why = "worker for " + plugin.name + ": " + payload;
-      Reap(worker, /*kill_first=*/true);
-      return {};
-    }
-    // Why it ended, when it did (a crash, or the sandbox, in the plugin's
-    // setup); a worker still setting up was given up on.
-    int status = 0;
-    pid_t ended = 0;
-    const bool gave_up = Clock::now() >= deadline || stop.stop_requested();
-    if (!gave_up) {
-      kill(-worker.pid, SIGKILL);
-      while ((ended = waitpid(worker.pid, &status, 0)) < 0 && errno == EINTR) {
-      }
-    }
-    *why = "worker for " + plugin.name + " did not start" +
-           (ended == worker.pid ? ": " + DescribeExit(status, denied, &spec)
-                                : Clock::now() >= deadline ? " within " + std::to_string(kStartTimeout.count()) + " s" : "");
-    if (ended == worker.pid) worker.pid = -1;
+  if (started && type == kReady) return {};
+  if (type == kInitFailed) {
     Reap(worker, /*kill_first=*/true);
-    return {};
+    return Status(ErrorCode::kUnavailable, "worker for " + plugin.name + ": " + payload);
   }
-  CountStarted(plugin.name);
-  return worker;
+  // Why it ended, when it did (a crash, or the sandbox, in the plugin's
+  // setup); a worker still setting up was given up on.
+  int status = 0;
+  pid_t ended = 0;
+  const bool gave_up = Clock::now() >= deadline || stop.stop_requested();
+  if (!gave_up) {
+    kill(-worker.pid, SIGKILL);
+    while ((ended = waitpid(worker.pid, &status, 0)) < 0 && errno == EINTR) {
+    }
+  }
+  std::string why = "worker for " + plugin.name + " did not start" +
+                    (ended == worker.pid ? ": " + DescribeExit(status, denied, &spec)
+                     : Clock::now() >= deadline ? " within " + std::to_string(kStartTimeout.count()) + " s"
+                                                : "");
+  if (ended == worker.pid) worker.pid = -1;
+  Reap(worker, /*kill_first=*/true);
+  return Status(ErrorCode::kUnavailable, std::move(why));
 }
 
 void ProcessPool::CountStarted(const std::string& plugin) {

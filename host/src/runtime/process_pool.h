@@ -120,6 +120,12 @@ class ProcessPool {
   // until `stop` is requested).
   Worker Spawn(const LoadedPlugin& plugin, const WorkerSpec& spec, std::string* why,
                std::stop_token stop = {});
+  // Spawn's steps: start the process (temp dir, socketpair, argv, the
+  // sandbox's ruleset and filter), then send its settings and wait for
+  // kReady (the plugin's setup log lines passed on); an error says why, with
+  // the worker reaped.
+  StatusOr<Worker> Launch(const LoadedPlugin& plugin, const WorkerSpec& spec);
+  Status AwaitReady(Worker& worker, const LoadedPlugin& plugin, const WorkerSpec& spec, std::stop_token stop);
   void StartPending(std::stop_token stop);  // the starter thread
   // One try on one worker; `started` says whether the worker began the task.
   IsolatedOutcome RunOnce(const LoadedPlugin& plugin, const WorkerSpec& spec, UMI_Context& context,
