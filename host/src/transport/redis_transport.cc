@@ -130,6 +130,9 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   planned_.clear();
   plan_fresh_until_ = {};
   blocking_read_ = false;
+  // A command that found the connection broken closed it without
+  // Disconnected: calls whose replies died with it go again (by script).
+  results_.Disconnected();
   results_.Connected(script_sha_[static_cast<size_t>(Script::kPublishResults)]);
   return {};
 }
