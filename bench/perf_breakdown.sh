@@ -1,6 +1,6 @@
 #!/bin/bash
 # Where umi-host's CPU goes per task: runs `umi_workload_bench --only E2E`,
-# profiles the first host (config/hardware/default.yaml) with `perf record`
+# profiles the first host (config/hardware/reference.yaml) with `perf record`
 # for 3 s, and prints its CPU per task split into groups of symbols.
 #
 #   bench/perf_breakdown.sh [HOST_BINARY [PLUGIN_DIR]]   (defaults: build/release)

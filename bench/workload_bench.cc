@@ -266,7 +266,7 @@ void Throughput(int count) {
   waitpid(relay_pid, &relay_status, 0);
   close(relay_stdout);
 
-  const std::string shipped = ReadFile(UMI_SOURCE_DIR "/config/hardware/default.yaml");
+  const std::string shipped = ReadFile(UMI_SOURCE_DIR "/config/hardware/reference.yaml");
   const HostRate shipped_rate = ThroughHost(context, shipped, count);
   const HostRate wide_rate = ThroughHost(context, kWideConfig, count);
   // A worker process per task is two orders slower: 100,000 tasks say enough.
@@ -284,7 +284,7 @@ void Throughput(int count) {
     std::printf("%-58s %11.0f %9.3f %9.3f %12.2f\n", name, r.tasks_per_s, r.tasks_per_s / process_relay,
                 r.tasks_per_s / in_process, r.cpu_us_per_task);
   };
-  row("umi-host, config/hardware/default.yaml (8 concurrent)", shipped_rate);
+  row("umi-host, config/hardware/reference.yaml (8 concurrent)", shipped_rate);
   row("umi-host, 48 concurrent, max_queued 200000", wide_rate);
   row("umi-host, default.yaml, noop isolation: process (8)", isolated_rate);
 
@@ -425,7 +425,7 @@ double Median(std::vector<double> values) {
 }
 
 void SandboxCost(int copies, int noops) {
-  const std::string shipped = ReadFile(UMI_SOURCE_DIR "/config/hardware/default.yaml");
+  const std::string shipped = ReadFile(UMI_SOURCE_DIR "/config/hardware/reference.yaml");
   constexpr int kWorkers = 16, kRounds = 5;
   // Worker start: the host is ready once its workers are (they start one
   // after another), so the difference from a host with none is theirs.

@@ -47,8 +47,8 @@ const std::map<std::string, std::string> kExpected = {
     {"gpu_count_mismatch.yaml", "hardware.gpu.count: is 2 but devices lists 1 (line 4, column 12)"},
     {"unknown_top_level.yaml",
      "schedular: unknown key, did you mean 'scheduler'? (expected one of: allocation, allow_task_overrides, "
-     "dedup, hardware, http, plugin_dirs, plugins, scheduler, security, shutdown, task_groups, transport) (line 4, "
-     "column 1)"},
+     "dedup, hardware, http, oversubscribe, plugin_dirs, plugins, scheduler, security, shutdown, task_groups, "
+     "transport) (line 4, column 1)"},
     {"bad_prefetch.yaml", "transport.prefetch: expected auto or a number of tasks, got 'soon' (line 5, column 13)"},
     {"threads_twice.yaml", "plugins.probe.threads: give cpu_threads or its alias threads, not both (line 5, column 36)"},
     {"negative_threads.yaml", "hardware.cpu.threads: must be 1..65536, got -2 (line 4, column 14)"},

@@ -127,6 +127,46 @@ TEST_F(LoadConfigTest, PinningBeyondTheMachineIsAnError) {
       << loaded.error();
 }
 
+// --strict-config on a pool larger than the machine: before, it started
+// and scheduled 48 threads and a GPU on a 2-CPU box.
+TEST_F(LoadConfigTest, StrictConfigRefusesAPoolLargerThanTheMachineUnlessItSaysSo) {
+  std::ofstream(dir_ / "big.yaml") << "hardware:\n  cpu: {cores: 24, threads: 48}\n  memory: {total_gb: 4}\n";
+  std::ofstream(dir_ / "meant.yaml") << "oversubscribe: true\n"
+                                        "hardware:\n  cpu: {cores: 24, threads: 48}\n  memory: {total_gb: 4}\n";
+  ConfigChoice strict = Choice("big.yaml", true);
+  strict.refuse_oversubscribe = true;
+  const auto refused = LoadConfig(strict, Env({}), TwoCoreMachine());
+  ASSERT_FALSE(refused.ok());
+  EXPECT_NE(refused.error().find("big.yaml: the pool is larger than this machine (config cpu cores 24 exceeds this "
+                                 "machine's 2 physical cores, and 1 more)"),
+            std::string::npos)
+      << refused.error();
+  EXPECT_NE(refused.error().find("oversubscribe: true"), std::string::npos) << refused.error();
+
+  const auto lenient = LoadConfig(Choice("big.yaml", true), Env({}), TwoCoreMachine());
+  ASSERT_TRUE(lenient.ok()) << "without --strict-config it is a warning";
+  EXPECT_EQ(lenient->warnings.size(), 2u);
+
+  strict.explicit_path = dir_ / "meant.yaml";
+  const auto meant = LoadConfig(strict, Env({}), TwoCoreMachine());
+  ASSERT_TRUE(meant.ok()) << meant.error();
+  EXPECT_TRUE(meant->config.oversubscribe);
+  EXPECT_TRUE(meant->warnings.empty()) << "what is meant is not warned of";
+}
+
+// `hardware: detect` takes the machine LoadConfig is given.
+TEST_F(LoadConfigTest, DetectTakesTheMachine) {
+  std::ofstream(dir_ / "detect.yaml") << "hardware: detect\n";
+  ConfigChoice strict = Choice("detect.yaml", true);
+  strict.refuse_oversubscribe = true;
+  const auto loaded = LoadConfig(strict, Env({}), TwoCoreMachine());
+  ASSERT_TRUE(loaded.ok()) << loaded.error();
+  EXPECT_EQ(loaded->config.hardware.cpu.threads, 4);
+  EXPECT_EQ(loaded->config.origin, "file");
+  EXPECT_TRUE(loaded->config.hardware_detected);
+  EXPECT_TRUE(loaded->warnings.empty());
+}
+
 TEST_F(LoadConfigTest, HardwareConfigEnvironmentPicksTheFile) {
   const auto loaded = LoadConfig({std::nullopt, {dir_}, true}, Env({{"HARDWARE_CONFIG", "good"}}), TwoCoreMachine());
   ASSERT_TRUE(loaded.ok()) << loaded.error();

@@ -1,4 +1,5 @@
 #include "config/hardware_config.h"
+#include "config/machine.h"
 
 #include <gtest/gtest.h>
 
@@ -14,8 +15,8 @@ StatusOr<HardwareConfig> Parse(const std::string& yaml) { return ParseHardwareCo
 
 constexpr const char* kMinimal = "hardware:\n  cpu: {cores: 4}\n  memory: {total_gb: 2}\n";
 
-TEST(HardwareConfig, TheShippedDefaultLoads) {
-  const auto config = LoadHardwareConfig(UMI_SOURCE_DIR "/config/hardware/default.yaml");
+TEST(HardwareConfig, TheSeedsReferenceMachineLoads) {
+  const auto config = LoadHardwareConfig(UMI_SOURCE_DIR "/config/hardware/reference.yaml");
   ASSERT_TRUE(config.ok()) << config.error();
   EXPECT_EQ(config->hardware.cpu.cores, 24);
   EXPECT_EQ(config->hardware.cpu.threads, 48);
@@ -29,6 +30,35 @@ TEST(HardwareConfig, TheShippedDefaultLoads) {
   EXPECT_EQ(cpu_task.max_instances, 8);
   EXPECT_EQ(cpu_task.resources.cpu_cores, 2.0);
   EXPECT_EQ(config->plugins.at("sleep").task_group, "cpu_task");
+  EXPECT_TRUE(config->oversubscribe) << "it simulates the seed's machine anywhere";
+}
+
+// The installed default is the machine the host runs on: before, it was
+// the seed's 24-core RTX 4090 machine on every host.
+TEST(HardwareConfig, TheShippedDefaultIsTheDetectedMachine) {
+  Machine machine;
+  machine.cores = {{0, 1}, {2, 3}, {4, 5}};
+  machine.memory_mb = 8192;
+  machine.gpus = {GpuDevice{0, "Test GPU", 16}};
+  const auto config = LoadHardwareConfig(UMI_SOURCE_DIR "/config/hardware/default.yaml", &machine);
+  ASSERT_TRUE(config.ok()) << config.error();
+  EXPECT_TRUE(config->hardware_detected);
+  EXPECT_EQ(config->hardware.cpu.cores, 3);
+  EXPECT_EQ(config->hardware.cpu.threads, 6);
+  EXPECT_EQ(config->hardware.cpu.max_concurrent_tasks, 6);
+  EXPECT_EQ(config->memory_capacity_mb(), 8192);
+  ASSERT_EQ(config->hardware.gpus.size(), 1u);
+  EXPECT_EQ(config->hardware.gpus[0].model, "Test GPU");
+  EXPECT_FALSE(config->oversubscribe);
+  EXPECT_TRUE(config->plugins.at("probe").isolate_process);
+}
+
+TEST(HardwareConfig, HardwareIsDetectOrAMap) {
+  const auto config = Parse("hardware: detected\n");
+  ASSERT_FALSE(config.ok());
+  EXPECT_NE(config.error().find("hardware: expected detect or a map (cpu, gpu, memory), got 'detected'"),
+            std::string::npos)
+      << config.error();
 }
 
 TEST(HardwareConfig, DefaultsFillWhatIsOptional) {

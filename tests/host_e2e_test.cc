@@ -311,7 +311,7 @@ TEST(HostE2E, JsonLogsAreOneObjectPerLine) {
 }
 
 TEST(HostE2E, CheckConfigPrintsTheSeedPool) {
-  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "check-config", UMI_SOURCE_DIR "/config/hardware/default.yaml",
+  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "check-config", UMI_SOURCE_DIR "/config/hardware/reference.yaml",
                                         "--plugins", UMI_TEST_PLUGIN_DIR});
   EXPECT_EQ(run.exit_code, 0) << run.out;
   for (const char* line : {"  cpu_cores             24\n", "  cpu_threads           48\n",
@@ -329,7 +329,7 @@ TEST(HostE2E, CheckConfigPrintsTheSeedPool) {
 // (they are warned of, by name); each plugin's max_instances is shown.
 // Before: exit 1 for any refused library, and no max_instances.
 TEST(HostE2E, CheckConfigPassesAValidConfigAndWarnsOfPluginsThatCannotLoad) {
-  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "check-config", UMI_SOURCE_DIR "/config/hardware/default.yaml",
+  const CommandOutput run = RunCommand({UMI_HOST_BINARY, "check-config", UMI_SOURCE_DIR "/config/hardware/reference.yaml",
                                         "--plugins", UMI_TEST_PLUGIN_DIR, "--plugins", UMI_TEST_BAD_PLUGIN_DIR});
   EXPECT_EQ(run.exit_code, 0) << run.out;
   for (const char* line : {"warning: wrong_major.so will not load here: ", "    max_instances = 8  <- task_groups.cpu_task\n",

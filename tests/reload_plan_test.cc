@@ -58,6 +58,7 @@ TEST(ReloadPlan, EveryKeyIsAppliedOrListed) {
       [](HardwareConfig& c) { c.plugins["probe"].settings_msgpack = std::string("\x81\xa1y\x02", 4); },
       [](HardwareConfig& c) { c.plugins["new"].settings_msgpack = std::string("\x80", 1); },
       [](HardwareConfig& c) { c.allow_task_overrides = true; },
+      [](HardwareConfig& c) { c.oversubscribe = true; },
       [](HardwareConfig& c) { c.scheduler.max_queued = 1; },
       [](HardwareConfig& c) { c.scheduler.reserve_after_ms = 1; },
       [](HardwareConfig& c) { c.shutdown.drain_timeout_s = 1; },

@@ -26,7 +26,8 @@ std::string Override(const RequirementOverride& r, const std::optional<int>& max
 std::string ConfigReport(const LoadedConfig& loaded, const Machine& machine, const PluginRegistry& registry) {
   const HardwareConfig& c = loaded.config;
   std::ostringstream out;
-  out << "config: " << (c.origin == "file" ? c.source.string() : c.origin) << " (" << c.origin << ")\n";
+  out << "config: " << (c.origin == "file" ? c.source.string() : c.origin) << " (" << c.origin
+      << (c.hardware_detected ? ", hardware: detect" : "") << (c.oversubscribe ? ", oversubscribe" : "") << ")\n";
   out << "pool:\n";
   out << "  cpu_cores             " << Number(c.hardware.cpu.cores) << "\n";
   out << "  cpu_threads           " << c.hardware.cpu.threads;

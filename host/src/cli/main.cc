@@ -88,7 +88,8 @@ void AddOptions(CLI::App& app, CommandLine& line) {
                  "Hardware config YAML (default: config/hardware/${HARDWARE_CONFIG:-default}.yaml)");
   app.add_flag("--strict-config", line.choice.strict,
                "Exit on any config error, even in the default config path, instead of falling back to UMI_* "
-               "variables, then detected hardware");
+               "variables, then detected hardware; and on a pool larger than this machine unless the config "
+               "says oversubscribe: true");
   app.add_flag("--allow-fallback", line.choice.allow_fallback,
                "Run on UMI_* variables or detected hardware when the config named by --config or "
                "HARDWARE_CONFIG cannot be used (default: exit; /readyz and umi_config_fallback say when a "
@@ -235,6 +236,9 @@ int main(int argc, char** argv) {
   const fs::path exe_dir = ExecutableDir();
   line.choice.search_dirs = {fs::current_path() / "config/hardware",
                              (exe_dir / "../share/umi/config/hardware").lexically_normal()};
+  // --strict-config also refuses a pool larger than the machine; check-config
+  // is strict only about errors (it lists what exceeds the machine).
+  line.choice.refuse_oversubscribe = line.choice.strict && !checking;
   if (checking) {
     if (line.check_file) line.choice.explicit_path = line.check_file;
     line.choice.strict = true;
@@ -251,8 +255,9 @@ int main(int argc, char** argv) {
   if (!checking) {  // check-config prints them in its report
     for (const std::string& warning : loaded->warnings) spdlog::warn("{}", warning);
   }
-  spdlog::info("config {} ({}): {} cores, {} threads, {} MiB memory, {} GPU(s), {} concurrent CPU tasks",
-               config.origin == "file" ? config.source.string() : "-", config.origin, config.hardware.cpu.cores,
+  spdlog::info("config {} ({}{}): {} cores, {} threads, {} MiB memory, {} GPU(s), {} concurrent CPU tasks",
+               config.origin == "file" ? config.source.string() : "-", config.origin,
+               config.hardware_detected ? ", hardware: detect" : "", config.hardware.cpu.cores,
                config.hardware.cpu.threads, config.memory_capacity_mb(), config.hardware.gpus.size(),
                config.hardware.cpu.max_concurrent_tasks);
 

@@ -110,10 +110,15 @@ StatusOr<LoadedConfig> LoadConfig(const ConfigChoice& choice, const EnvLookup& e
   const auto path = ResolveConfigPath(choice.explicit_path, env("HARDWARE_CONFIG"), choice.search_dirs);
   if (!path.ok()) {
     failure = path.error();
-  } else if (auto parsed = LoadHardwareConfig(path.value()); !parsed.ok()) {
+  } else if (auto parsed = LoadHardwareConfig(path.value(), &machine); !parsed.ok()) {
     failure = parsed.error();
   } else if (const Status runnable = CheckRunnableOn(parsed.value(), machine); !runnable.ok()) {
     failure = runnable.message();
+  } else if (const std::vector<std::string> larger = CompareWithMachine(parsed.value(), machine);
+             choice.refuse_oversubscribe && !parsed->oversubscribe && !larger.empty()) {
+    failure = path.value().string() + ": the pool is larger than this machine (" + larger.front() +
+              (larger.size() > 1 ? ", and " + std::to_string(larger.size() - 1) + " more" : "") +
+              "); size it to the machine (hardware: detect), or say `oversubscribe: true` if that is meant";
   } else {
     loaded.config = std::move(parsed).value();
   }
@@ -138,7 +143,7 @@ StatusOr<LoadedConfig> LoadConfig(const ConfigChoice& choice, const EnvLookup& e
                               "; using the detected hardware instead (" + Describe(loaded.config) + ")");
     }
   }
-  loaded.warnings = CompareWithMachine(loaded.config, machine);
+  if (!loaded.config.oversubscribe) loaded.warnings = CompareWithMachine(loaded.config, machine);
   return loaded;
 }
 

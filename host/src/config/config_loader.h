@@ -34,6 +34,9 @@ struct ConfigChoice {
   std::vector<std::filesystem::path> search_dirs;
   bool strict = false;
   bool allow_fallback = false;  // a named file may fall back too (--allow-fallback)
+  // A pool larger than the machine is an error unless the config says
+  // `oversubscribe: true` (--strict-config); else a warning.
+  bool refuse_oversubscribe = false;
 };
 
 struct LoadedConfig {

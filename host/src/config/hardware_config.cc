@@ -1,5 +1,8 @@
 #include "config/hardware_config.h"
 
+#include "config/config_loader.h"
+#include "config/machine.h"
+
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -452,21 +455,33 @@ void ReadHttp(const YAML::Node& http, HardwareConfig& config) {
   });
 }
 
-HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source) {
+HardwareConfig Parse(const YAML::Node& root, const std::filesystem::path& source, const Machine* machine) {
   HardwareConfig config;
   config.source = source;
   if (!root.IsMap()) throw ConfigError("the top level must be a map");
   CheckKeys(root, "",
-            {"hardware", "allocation", "task_groups", "plugins", "plugin_dirs", "allow_task_overrides", "scheduler",
-             "shutdown", "transport", "dedup", "http", "security"});
-  if (!root["hardware"]) throw ConfigError("hardware: missing");
-  ReadHardware(root["hardware"], config);
+            {"hardware", "allocation", "task_groups", "plugins", "plugin_dirs", "allow_task_overrides", "oversubscribe",
+             "scheduler", "shutdown", "transport", "dedup", "http", "security"});
+  const YAML::Node hardware = root["hardware"];
+  if (!hardware) throw ConfigError("hardware: missing");
+  if (hardware.IsScalar()) {
+    if (hardware.Scalar() != "detect") {
+      Fail(hardware, "hardware", "expected detect or a map (cpu, gpu, memory), got '" + hardware.Scalar() + "'");
+    }
+    config.hardware = ConfigFromMachine(machine ? *machine : DetectMachine()).hardware;
+    config.hardware_detected = true;
+  } else {
+    ReadHardware(hardware, config);
+  }
   if (const YAML::Node allocation = root["allocation"]) ReadAllocation(allocation, config);
   if (const YAML::Node groups = root["task_groups"]) ReadTaskGroups(groups, config);  // before plugins: they name groups
   if (const YAML::Node plugins = root["plugins"]) ReadPlugins(plugins, source, config);
   if (const YAML::Node node = root["plugin_dirs"]) ReadPluginDirs(node, source, config);
   if (const YAML::Node node = root["allow_task_overrides"]) {
     config.allow_task_overrides = Read<bool>(node, "allow_task_overrides", "true or false");
+  }
+  if (const YAML::Node node = root["oversubscribe"]) {
+    config.oversubscribe = Read<bool>(node, "oversubscribe", "true or false");
   }
   if (const YAML::Node scheduler = root["scheduler"]) ReadScheduler(scheduler, config);
   if (const YAML::Node shutdown = root["shutdown"]) ReadShutdown(shutdown, config);
@@ -485,11 +500,11 @@ int64_t HardwareConfig::memory_capacity_mb() const {
   return static_cast<int64_t>(std::floor(hardware.memory.total_gb * 1024.0 * hardware.memory.overcommit_ratio));
 }
 
-StatusOr<HardwareConfig> ParseHardwareConfig(const std::string& yaml_text,
-                                             const std::filesystem::path& source) {
+StatusOr<HardwareConfig> ParseHardwareConfig(const std::string& yaml_text, const std::filesystem::path& source,
+                                             const Machine* machine) {
   const std::string prefix = source.string() + ": ";
   try {
-    return Parse(YAML::Load(yaml_text), source);
+    return Parse(YAML::Load(yaml_text), source, machine);
   } catch (const ConfigError& e) {
     return Status(ErrorCode::kInvalidConfig, prefix + e.what());
   } catch (const YAML::Exception& e) {
@@ -497,12 +512,12 @@ StatusOr<HardwareConfig> ParseHardwareConfig(const std::string& yaml_text,
   }
 }
 
-StatusOr<HardwareConfig> LoadHardwareConfig(const std::filesystem::path& path) {
+StatusOr<HardwareConfig> LoadHardwareConfig(const std::filesystem::path& path, const Machine* machine) {
   std::ifstream file(path);
   if (!file) return Status(ErrorCode::kInvalidConfig, path.string() + ": cannot open");
   std::stringstream text;
   text << file.rdbuf();
-  return ParseHardwareConfig(text.str(), path);
+  return ParseHardwareConfig(text.str(), path, machine);
 }
 
 StatusOr<std::filesystem::path> ResolveConfigPath(

@@ -2,6 +2,8 @@
 //
 // Layout (docs/configuration.md is the reference):
 //
+//   hardware: detect              # what this machine has (cores, threads, memory,
+//                                 # GPUs; max_concurrent_tasks = threads), or:
 //   hardware:
 //     cpu:    {cores, threads, max_concurrent_tasks, threads_per_core, pinning}
 //     gpu:    {count, model, memory_gb} or {devices: [{id, model, memory_gb}]}
@@ -19,6 +21,8 @@
 //   plugin_dirs: [dir, ...]       # (default none) where plugins load from, relative
 //                                 # to the config file; --plugins and UMI_PLUGIN_DIRS win
 //   allow_task_overrides: false   # honour a task's own `resources`
+//   oversubscribe: false          # the pool may be larger than the machine on
+//                                 # purpose (else --strict-config refuses it)
 //   scheduler: {max_queued (default 100000), reserve_after_ms (default 1000)}
 //   shutdown:  {drain_timeout_s (default 30)}
 //   transport: {tasks, results, rpc, events: endpoint ('>' connects, else binds),
@@ -203,6 +207,9 @@ struct HardwareConfig {
   // <prefix>/lib/umi/plugins).
   std::vector<std::filesystem::path> plugin_dirs;
   bool allow_task_overrides = false;
+  // The pool is meant to be larger than the machine (simulating a bigger
+  // one, slots that mostly wait): --strict-config accepts it.
+  bool oversubscribe = false;
   SchedulerSection scheduler;
   ShutdownSection shutdown;
   TransportSection transport;
@@ -212,13 +219,16 @@ struct HardwareConfig {
   // Where it came from; not config, so not compared.
   std::filesystem::path source;  // the file it came from
   std::string origin = "file";   // file, environment or detected
+  bool hardware_detected = false;  // `hardware: detect`
 
   int64_t memory_capacity_mb() const;
 };
 
-StatusOr<HardwareConfig> LoadHardwareConfig(const std::filesystem::path& path);
-StatusOr<HardwareConfig> ParseHardwareConfig(const std::string& yaml_text,
-                                             const std::filesystem::path& source);
+struct Machine;
+// `machine`: what `hardware: detect` takes (null: detected now).
+StatusOr<HardwareConfig> LoadHardwareConfig(const std::filesystem::path& path, const Machine* machine = nullptr);
+StatusOr<HardwareConfig> ParseHardwareConfig(const std::string& yaml_text, const std::filesystem::path& source,
+                                             const Machine* machine = nullptr);
 
 // Which file to load: `explicit_path` if given, else
 // <dir>/<HARDWARE_CONFIG or "default">.yaml for the first of `search_dirs`

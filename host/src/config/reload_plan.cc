@@ -7,8 +7,8 @@ namespace umi {
 
 const std::vector<std::string>& LiveKeys() {
   static const std::vector<std::string> keys = {
-      "hardware", "allocation", "task_groups", "plugins.<name>", "allow_task_overrides", "scheduler",
-      "shutdown", "dedup",      "transport.max_pending_results",
+      "hardware", "allocation", "task_groups", "plugins.<name>", "allow_task_overrides", "oversubscribe",
+      "scheduler", "shutdown", "dedup", "transport.max_pending_results",
   };
   return keys;
 }
@@ -46,6 +46,7 @@ ReloadPlan PlanReload(const HardwareConfig& current, const HardwareConfig& next,
   live(current.allocation != next.allocation, "allocation");
   live(current.task_groups != next.task_groups, "task_groups");
   live(current.allow_task_overrides != next.allow_task_overrides, "allow_task_overrides");
+  live(current.oversubscribe != next.oversubscribe, "oversubscribe");
   live(current.scheduler != next.scheduler, "scheduler");
   live(current.shutdown != next.shutdown, "shutdown");
   live(current.dedup != next.dedup, "dedup");
