@@ -188,6 +188,16 @@ TEST(HttpE2E, ApiGivesStatsAndRecentTasksWithTheirGrants) {
   EXPECT_EQ(tasks["g"]["gpu_share"], 1.0);
   EXPECT_LE(tasks["g"]["started_at"].get<double>(), tasks["g"]["finished_at"].get<double>());
 
+  // The backlog the host sampled since it started (a sample a second, the
+  // first as it opened): what a dashboard opened now draws first.
+  const auto backlog_response = http.Get("/api/backlog");
+  ASSERT_TRUE(backlog_response);
+  const auto backlog = nlohmann::json::parse(backlog_response->body);
+  ASSERT_TRUE(backlog.is_array());
+  ASSERT_GE(backlog.size(), 1u);
+  EXPECT_TRUE(backlog[0].contains("queued") && backlog[0].contains("running"));
+  EXPECT_LE(backlog[0]["t"].get<double>(), recent["now"].get<double>() * 1000);
+
   const auto bad_limit = http.Get("/api/tasks/recent?limit=lots");
   ASSERT_TRUE(bad_limit);
   EXPECT_EQ(bad_limit->status, 400);
@@ -235,7 +245,7 @@ TEST(HttpE2E, DashboardDrawsTheTasksThatRanInHeadlessChromium) {
                                             "--disable-dev-shm-usage", "--user-data-dir=" + profile.path().string(),
                                             "--window-size=1200,900", "--virtual-time-budget=5000"};
   std::vector<std::string> dump = browser;
-  dump.insert(dump.end(), {"--dump-dom", host.endpoint("http") + "/"});
+  dump.insert(dump.end(), {"--dump-dom", host.endpoint("http") + "/?task=cpu-1"});
   const CommandOutput dom = RunCommand(dump);
   ASSERT_EQ(dom.exit_code, 0) << dom.out;
 
@@ -257,6 +267,23 @@ TEST(HttpE2E, DashboardDrawsTheTasksThatRanInHeadlessChromium) {
     EXPECT_NE(dom.out.find(std::string("data-figure=\"") + figure + "\""), std::string::npos) << figure;
   }
   EXPECT_NE(dom.out.find("data-series=\"queued\""), std::string::npos);
+  // The backlog line starts from the host's own samples (before: empty on a
+  // fresh page); ?task= looks a task up by id; plugins get colours apart
+  // (before: a hash that gave two near-identical greens).
+  static const std::regex seeded(R"re(id="backlog"[^>]*data-seeded="([0-9]+)")re");
+  std::smatch seeded_match;
+  ASSERT_TRUE(std::regex_search(dom.out, seeded_match, seeded)) << dom.out.substr(0, 2000);
+  EXPECT_GE(std::stoi(seeded_match[1]), 1);
+  EXPECT_NE(dom.out.find("<tr data-found=\"status\"><th>status</th><td>ok</td></tr>"), std::string::npos);
+  EXPECT_NE(dom.out.find("<tr data-found=\"plugin\"><th>plugin</th><td>sleep</td></tr>"), std::string::npos);
+  static const std::regex swatch(R"re(<i style="background:([^"]+)"></i>([a-z_]+)<)re");
+  std::map<std::string, std::string> colours;
+  for (auto it = std::sregex_iterator(dom.out.begin(), dom.out.end(), swatch); it != std::sregex_iterator(); ++it) {
+    colours[(*it)[2]] = (*it)[1];
+  }
+  ASSERT_TRUE(colours.count("sleep") && colours.count("gpu_sleep")) << dom.out.substr(0, 2000);
+  EXPECT_NE(colours["sleep"], colours["gpu_sleep"]);
+  EXPECT_EQ(colours["sleep"].front(), '#') << "from the palette, not a hashed hue: " << colours["sleep"];
   EXPECT_NE(dom.out.find("data-series=\"running\""), std::string::npos);
   EXPECT_NE(dom.out.find("<tr data-plugin-row=\"sleep\"><td>sleep</td>"), std::string::npos);
   EXPECT_NE(dom.out.find("<tr data-code=\"unknown_plugin\"><td>unknown_plugin</td><td>1</td>"), std::string::npos)

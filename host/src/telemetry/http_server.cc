@@ -247,6 +247,9 @@ void HttpServer::Route(const std::string& path, const char* limit_text, unsigned
       return;
     }
     body = std::move(view).value();
+  } else if (path == "/api/backlog") {
+    content_type = "application/json";
+    body = telemetry_.BacklogJson();
   } else if (path == "/api/stats") {
     content_type = "application/json";
     body = telemetry_.StatsJson();

@@ -9,6 +9,8 @@
 //                          draining), else 503 with the reason; the body
 //                          names a config fallback in force
 //   GET /api/stats         JSON: counts, percentiles, pool use
+//   GET /api/backlog       JSON: queued and running over the last 5 min, a
+//                          sample a second (Telemetry::Backlog)
 //   GET /api/tasks/recent  JSON: recent and running tasks with their grants;
 //                          ?limit=N (default 500, at most 10000)
 //   GET /api/cluster       JSON: the farm as Redis sees it (transport/redis_cluster.h),

@@ -138,10 +138,18 @@ void Telemetry::SetLoad(size_t queued, size_t running, size_t unsent_results, co
 
 void Telemetry::SetQueue(std::map<std::string, size_t> queued_by_plugin,
                          std::optional<std::chrono::steady_clock::time_point> oldest_enqueued_at, bool reading_tasks) {
+  const int64_t unix_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
   std::lock_guard lock(mutex_);
   state_.queued_by_plugin = std::move(queued_by_plugin);
   state_.oldest_enqueued_at = oldest_enqueued_at;
   state_.reading_tasks = reading_tasks;
+  if (backlog_.empty() || unix_ms - backlog_.back().unix_ms >= 1000) {
+    backlog_.push_back({unix_ms, state_.queued, state_.running});
+    const int64_t span_ms = std::chrono::duration_cast<std::chrono::milliseconds>(kBacklogSpan).count();
+    while (backlog_.front().unix_ms < unix_ms - span_ms) backlog_.pop_front();
+  }
 }
 
 void Telemetry::SetWorkerProcesses(std::map<std::string, WorkerProcesses> workers) {
@@ -252,6 +260,19 @@ nlohmann::json Telemetry::Stats() const { return RenderStats(Take()); }
 std::string Telemetry::StatsJson() const { return Stats().dump(-1, ' ', false, nlohmann::json::error_handler_t::replace); }
 
 std::string Telemetry::RecentJson(size_t limit) const { return RenderRecent(Take(), Recent(limit)); }
+
+std::vector<Telemetry::BacklogSample> Telemetry::Backlog() const {
+  std::lock_guard lock(mutex_);
+  return {backlog_.begin(), backlog_.end()};
+}
+
+std::string Telemetry::BacklogJson() const {
+  nlohmann::json samples = nlohmann::json::array();
+  for (const BacklogSample& sample : Backlog()) {
+    samples.push_back({{"t", sample.unix_ms}, {"queued", sample.queued}, {"running", sample.running}});
+  }
+  return samples.dump();
+}
 
 
 }  // namespace umi

@@ -162,6 +162,17 @@ class Telemetry {
   std::string StatsJson() const;
   std::string RecentJson(size_t limit) const;
 
+  // Queued and running tasks over the last kBacklogSpan, one sample a
+  // second (taken as the loop samples the queue): what a dashboard opened
+  // now draws before its own polls add to it. /api/backlog.
+  struct BacklogSample {
+    int64_t unix_ms = 0;
+    size_t queued = 0, running = 0;
+  };
+  static constexpr auto kBacklogSpan = std::chrono::minutes(5);
+  std::vector<BacklogSample> Backlog() const;
+  std::string BacklogJson() const;
+
  private:
   // Where a plugin's finished tasks are counted: pointers into
   // state_.plugins, whose entries are never erased (std::map nodes stay put),
@@ -184,6 +195,7 @@ class Telemetry {
   size_t recent_oldest_ = 0;
   std::unordered_map<uint64_t, TaskRecord> running_;
   std::unordered_map<uint64_t, TaskRecord>::node_type spare_running_;  // reused by the next TaskStarted
+  std::deque<BacklogSample> backlog_;  // oldest first, kBacklogSpan of them at most
 };
 
 // Nearest-rank percentile of `samples` (copied); 0 when empty.
