@@ -373,125 +373,119 @@ std::string KeyFromFile(const std::string& path, const std::string& label) {
   return {};
 }
 
-int Run(int argc, char** argv) {
-  CLI::App app{"Sends tasks (JSON lines) to umi hosts and writes their results as JSON lines"};
+// What the command line says.
+struct SubmitOptions {
   std::string input_path = "-";
-  umi::ClientOptions options;
+  umi::ClientOptions client;
   std::string op, op_id;
   int retry_after_ms = 30000;
   size_t max_in_flight = 1000;
   double wait_s = 3600;
   bool quiet = false;
-  app.add_option("file", input_path, "JSON lines of tasks; - for stdin")->capture_default_str();
+  std::string redis_url;
+  std::string curve_server, curve_key;
+};
+
+void AddOptions(CLI::App& app, SubmitOptions& o) {
+  app.add_option("file", o.input_path, "JSON lines of tasks; - for stdin")->capture_default_str();
   // One value per flag (repeat the flag for several hosts), so a file name
   // after it stays the positional argument.
-  app.add_option("--rpc", options.rpc, "Host rpc endpoint; repeat for several hosts (default tcp://127.0.0.1:5557)")
+  app.add_option("--rpc", o.client.rpc, "Host rpc endpoint; repeat for several hosts (default tcp://127.0.0.1:5557)")
       ->allow_extra_args(false);
-  std::string redis_url;
-  app.add_option("--redis", redis_url,
+  app.add_option("--redis", o.redis_url,
                  "Instead of ZeroMQ: a farm on Redis Streams (redis://[:password@]host:port/db or unix:///path)");
-  app.add_option("--tasks", options.tasks, "Instead of rpc: PUSH endpoint ('@' binds, for hosts that connect)");
-  app.add_option("--results", options.results, "Instead of rpc: PULL endpoint ('@' binds)");
-  app.add_option("--retry-after-ms", retry_after_ms, "Re-send a task with no result after this long (plus its timeout_ms)")
+  app.add_option("--tasks", o.client.tasks, "Instead of rpc: PUSH endpoint ('@' binds, for hosts that connect)");
+  app.add_option("--results", o.client.results, "Instead of rpc: PULL endpoint ('@' binds)");
+  app.add_option("--retry-after-ms", o.retry_after_ms, "Re-send a task with no result after this long (plus its timeout_ms)")
       ->capture_default_str();
-  app.add_option("--attempts", options.max_attempts, "Sends in a row with no answer before a task gives up (a host saying it still holds the task starts the count again)")->capture_default_str();
-  app.add_option("--max-in-flight", max_in_flight, "Tasks sent and not yet answered")->capture_default_str();
-  app.add_option("--wait-s", wait_s, "Give up when no result arrives for this long")->capture_default_str();
-  app.add_option("--op", op,
+  app.add_option("--attempts", o.client.max_attempts, "Sends in a row with no answer before a task gives up (a host saying it still holds the task starts the count again)")->capture_default_str();
+  app.add_option("--max-in-flight", o.max_in_flight, "Tasks sent and not yet answered")->capture_default_str();
+  app.add_option("--wait-s", o.wait_s, "Give up when no result arrives for this long")->capture_default_str();
+  app.add_option("--op", o.op,
                  "Send a control request instead (health, stats, drain, cancel, reload) and print the reply; "
                  "with --redis: cluster (live hosts and each plugin's backlog)");
-  app.add_option("--id", op_id, "Task id for --op cancel");
-  app.add_flag("--quiet", quiet, "No progress bar");
-  std::string curve_server, curve_key;
-  app.add_option("--curve-server", curve_server, "The host's CURVE public key file (its keygen .pub)")
+  app.add_option("--id", o.op_id, "Task id for --op cancel");
+  app.add_flag("--quiet", o.quiet, "No progress bar");
+  app.add_option("--curve-server", o.curve_server, "The host's CURVE public key file (its keygen .pub)")
       ->check(CLI::ExistingFile);
-  app.add_option("--curve-key", curve_key, "This client's CURVE key file (keygen .key); its .pub must be authorized")
+  app.add_option("--curve-key", o.curve_key, "This client's CURVE key file (keygen .key); its .pub must be authorized")
       ->check(CLI::ExistingFile);
-  CLI11_PARSE(app, argc, argv);
-  if (curve_server.empty() != curve_key.empty()) {
+}
+
+// The CURVE keys into the client options; false (said on stderr) when they cannot be used.
+bool LoadCurveKeys(SubmitOptions& o) {
+  if (o.curve_server.empty() != o.curve_key.empty()) {
     std::cerr << "umi-submit: --curve-server and --curve-key go together\n";
-    return 2;
+    return false;
   }
-  if (!curve_server.empty()) {
-    options.curve_server_key = KeyFromFile(curve_server, "");
-    options.curve_public_key = KeyFromFile(curve_key, "public");
-    options.curve_secret_key = KeyFromFile(curve_key, "secret");
-    if (options.curve_server_key.size() != 40 || options.curve_public_key.size() != 40 ||
-        options.curve_secret_key.size() != 40) {
-      std::cerr << "umi-submit: cannot read the CURVE keys (make them with umi-host keygen)\n";
-      return 2;
-    }
+  if (o.curve_server.empty()) return true;
+  o.client.curve_server_key = KeyFromFile(o.curve_server, "");
+  o.client.curve_public_key = KeyFromFile(o.curve_key, "public");
+  o.client.curve_secret_key = KeyFromFile(o.curve_key, "secret");
+  if (o.client.curve_server_key.size() != 40 || o.client.curve_public_key.size() != 40 ||
+      o.client.curve_secret_key.size() != 40) {
+    std::cerr << "umi-submit: cannot read the CURVE keys (make them with umi-host keygen)\n";
+    return false;
   }
-  options.retry_after = std::chrono::milliseconds(retry_after_ms);
-  const auto wait_for = std::chrono::milliseconds(static_cast<int64_t>(wait_s * 1000));
-  if (!redis_url.empty()) {
-    if ((!op.empty() && op != "cluster") || !options.rpc.empty() || !options.tasks.empty()) {
-      std::cerr << "umi-submit: with --redis, the only --op is cluster; give no --rpc or --tasks\n";
-      return 2;
-    }
-    if (op == "cluster") {
-      auto url = umi::RedisUrl::Parse(redis_url);
-      umi::RedisConnection redis;
-      const umi::Status connected = url.ok() ? redis.Connect(url.value(), wait_for) : url.status();
-      if (!connected.ok()) {
-        std::cerr << "umi-submit: " << connected.message() << "\n";
-        return 1;
-      }
-      return PrintCluster(redis);
-    }
-    const int fd = OpenInput(input_path);
-    if (fd < 0) return 2;
-    TaskReader reader(fd, input_path == "-" ? "stdin" : input_path);
-    Progress progress(!quiet && isatty(STDERR_FILENO));
-    return RunOnRedis(redis_url, reader, max_in_flight, wait_for, progress);
-  }
-  if (options.rpc.empty() && options.tasks.empty()) options.rpc = {"tcp://127.0.0.1:5557"};
-  if (options.rpc.empty() != !options.results.empty()) {
-    std::cerr << "umi-submit: give --rpc, or both --tasks and --results\n";
-    return 2;
-  }
-  const auto wait = std::chrono::milliseconds(static_cast<int64_t>(wait_s * 1000));
+  return true;
+}
 
-  zmq::context_t context;
-  std::optional<umi::Client> connected;
-  try {
-    connected.emplace(context, options);
-  } catch (const zmq::error_t& error) {
-    std::cerr << "umi-submit: cannot use the endpoints given (--rpc " << Joined(options.rpc) << ", --tasks "
-              << options.tasks << ", --results " << options.results << "): " << error.what() << "\n";
+// --redis: the tasks through the farm's streams, or --op cluster.
+int SubmitToRedis(const SubmitOptions& o, std::chrono::milliseconds wait) {
+  if ((!o.op.empty() && o.op != "cluster") || !o.client.rpc.empty() || !o.client.tasks.empty()) {
+    std::cerr << "umi-submit: with --redis, the only --op is cluster; give no --rpc or --tasks\n";
     return 2;
   }
-  umi::Client& client = *connected;
-
-  if (!op.empty()) {
-    if (options.rpc.empty()) {
-      std::cerr << "umi-submit: --op needs --rpc\n";
-      return 2;
-    }
-    const auto reply = client.Control(op, wait, op_id);
-    if (!reply) {
-      std::cerr << "umi-submit: no reply from " << options.rpc.front() << "\n";
+  if (o.op == "cluster") {
+    auto url = umi::RedisUrl::Parse(o.redis_url);
+    umi::RedisConnection redis;
+    const umi::Status connected = url.ok() ? redis.Connect(url.value(), wait) : url.status();
+    if (!connected.ok()) {
+      std::cerr << "umi-submit: " << connected.message() << "\n";
       return 1;
     }
-    const json answer = json::from_msgpack(*reply, true, false);
-    if (answer.is_discarded()) {
-      std::cerr << "umi-submit: the reply is not msgpack\n";
-      return 1;
-    }
-    std::cout << Dump(answer, 2) << "\n";
-    return answer.value("ok", false) ? 0 : 1;
+    return PrintCluster(redis);
   }
-
-  const int fd = OpenInput(input_path);
+  const int fd = OpenInput(o.input_path);
   if (fd < 0) return 2;
-  TaskReader reader(fd, input_path == "-" ? "stdin" : input_path);
-  Progress progress(!quiet && isatty(STDERR_FILENO));
+  TaskReader reader(fd, o.input_path == "-" ? "stdin" : o.input_path);
+  Progress progress(!o.quiet && isatty(STDERR_FILENO));
+  return RunOnRedis(o.redis_url, reader, o.max_in_flight, wait, progress);
+}
+
+// --op over rpc: the reply, printed.
+int SendControl(umi::Client& client, const SubmitOptions& o, std::chrono::milliseconds wait) {
+  if (o.client.rpc.empty()) {
+    std::cerr << "umi-submit: --op needs --rpc\n";
+    return 2;
+  }
+  const auto reply = client.Control(o.op, wait, o.op_id);
+  if (!reply) {
+    std::cerr << "umi-submit: no reply from " << o.client.rpc.front() << "\n";
+    return 1;
+  }
+  const json answer = json::from_msgpack(*reply, true, false);
+  if (answer.is_discarded()) {
+    std::cerr << "umi-submit: the reply is not msgpack\n";
+    return 1;
+  }
+  std::cout << Dump(answer, 2) << "\n";
+  return answer.value("ok", false) ? 0 : 1;
+}
+
+// Every task of the input through `client`, at most max_in_flight at once;
+// each result a JSON line on stdout as it comes.
+int SubmitAll(umi::Client& client, const SubmitOptions& o, std::chrono::milliseconds wait) {
+  const int fd = OpenInput(o.input_path);
+  if (fd < 0) return 2;
+  TaskReader reader(fd, o.input_path == "-" ? "stdin" : o.input_path);
+  Progress progress(!o.quiet && isatty(STDERR_FILENO));
   size_t sent = 0, done = 0, failed = 0;
   bool reading = true, bad = false;
   auto last_result = std::chrono::steady_clock::now();
   while (true) {
     if (reading) {
-      reading = Feed(reader, bad, client.pending(), max_in_flight, sent, [&](umi::TaskRequest request) {
+      reading = Feed(reader, bad, client.pending(), o.max_in_flight, sent, [&](umi::TaskRequest request) {
         client.Submit(std::move(request));
         last_result = std::chrono::steady_clock::now();  // the wait counts from the latest task sent too
       });
@@ -501,7 +495,7 @@ int Run(int argc, char** argv) {
     const auto outcome = client.Next(reading ? kReadSlice : wait);
     if (!outcome) {
       if (reading && std::chrono::steady_clock::now() - last_result < wait) continue;
-      std::cerr << "\numi-submit: no result for " << wait_s << " s; " << client.pending() << " task(s) unanswered\n";
+      std::cerr << "\numi-submit: no result for " << o.wait_s << " s; " << client.pending() << " task(s) unanswered\n";
       return 1;
     }
     last_result = std::chrono::steady_clock::now();
@@ -519,6 +513,32 @@ int Run(int argc, char** argv) {
     progress.Update(done, failed);
   }
   return Finish(progress, reader, bad, done, failed);
+}
+
+int Run(int argc, char** argv) {
+  CLI::App app{"Sends tasks (JSON lines) to umi hosts and writes their results as JSON lines"};
+  SubmitOptions o;
+  AddOptions(app, o);
+  CLI11_PARSE(app, argc, argv);
+  if (!LoadCurveKeys(o)) return 2;
+  o.client.retry_after = std::chrono::milliseconds(o.retry_after_ms);
+  const auto wait = std::chrono::milliseconds(static_cast<int64_t>(o.wait_s * 1000));
+  if (!o.redis_url.empty()) return SubmitToRedis(o, wait);
+  if (o.client.rpc.empty() && o.client.tasks.empty()) o.client.rpc = {"tcp://127.0.0.1:5557"};
+  if (o.client.rpc.empty() != !o.client.results.empty()) {
+    std::cerr << "umi-submit: give --rpc, or both --tasks and --results\n";
+    return 2;
+  }
+  zmq::context_t context;
+  std::optional<umi::Client> connected;
+  try {
+    connected.emplace(context, o.client);
+  } catch (const zmq::error_t& error) {
+    std::cerr << "umi-submit: cannot use the endpoints given (--rpc " << Joined(o.client.rpc) << ", --tasks "
+              << o.client.tasks << ", --results " << o.client.results << "): " << error.what() << "\n";
+    return 2;
+  }
+  return o.op.empty() ? SubmitAll(*connected, o, wait) : SendControl(*connected, o, wait);
 }
 
 int main(int argc, char** argv) {
