@@ -71,7 +71,8 @@ class NoEvents final : public EventSink {
 
 // Polls and routes: the transports deliver messages (Inbox), TaskFlow runs
 // tasks, Lifecycle says when to drain, cancel and give up, ControlHandler
-// answers ops. The loop owns the config in force and applies reloads.
+// answers ops. The loop applies reloads; the config in force is the
+// registry's (PluginRegistry::config).
 class Host::Loop final : public Inbox {
  public:
   Loop(HostOptions options, PluginRegistry& plugins, HostTransports transports)
