@@ -118,11 +118,18 @@ std::vector<std::filesystem::path> PythonReadPaths() {
   return paths;
 }
 
-Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plugin) {
-  // The code is read once, here: what is described is what the workers run.
-  std::ifstream in(file, std::ios::binary);
-  std::string source((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  if (!in.good() && !in.eof()) return Status(ErrorCode::kUnavailable, "cannot read it");
+namespace {
+
+// What `python3 -m umi._worker --describe` wrote, and whether it ran out of time.
+struct DescribeRun {
+  std::string out, err;
+  bool timed_out = false;
+};
+
+// Runs the interpreter on the plugin's source (handed on a memfd) and reads
+// what it writes, for at most kDescribeTimeout.
+StatusOr<DescribeRun> RunDescribe(const std::filesystem::path& file, const std::string& source,
+                                  const LoadedPlugin& plugin) {
   const int source_fd = PythonSourceFd(source);
   if (source_fd < 0) return Status(ErrorCode::kUnavailable, std::string("memfd_create: ") + std::strerror(errno));
   int out[2], err[2];
@@ -149,7 +156,6 @@ Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plu
   posix_spawnattr_setsigmask(&attributes, &none);
   posix_spawnattr_setsigdefault(&attributes, &all);
   posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-  plugin.path = file;
   std::vector<std::string> args = {Interpreter(), "-m", "umi._worker", "--describe", file.string(), "--source-fd",
                                    std::to_string(kPythonSourceFd)};
   std::vector<std::string> environment = PythonWorkerEnvironment(plugin);
@@ -198,24 +204,13 @@ Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plu
   int status = 0;
   while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }
-  if (!read[1].empty()) spdlog::debug("python plugin {}: the interpreter wrote: {}", file.string(), read[1]);
-  if (timed_out) {
-    return Status(ErrorCode::kUnavailable, "importing it took over " + std::to_string(kDescribeTimeout.count()) + " s");
-  }
-  if (read[0].empty()) {
-    const std::string tail = LastLine(read[1]);
-    if (tail.rfind("ModuleNotFoundError", 0) == 0) {  // an interpreter without what the worker needs
-      return Status(ErrorCode::kUnavailable,
-                    "the Python interpreter " + InterpreterPath() + " cannot run plugins: " + tail +
-                        "; install it for that interpreter, or set UMI_PYTHON to one that has it (Debian: "
-                        "/usr/bin/python3 with python3-msgpack)");
-    }
-    return Status(ErrorCode::kUnavailable, "the Python interpreter " + InterpreterPath() + " gave no descriptor" +
-                                               (tail.empty() ? "" : ": " + tail) +
-                                               " (is the umi package at " + PackageDir().string() + "?)");
-  }
+  return DescribeRun{std::move(read[0]), std::move(read[1]), timed_out};
+}
+
+// The descriptor's fields into `plugin`; an error says what could not be read.
+Status ReadDescriptor(const std::string& bytes, LoadedPlugin& plugin) {
   try {
-    const msgpack::object_handle handle = msgpack::unpack(read[0].data(), read[0].size());
+    const msgpack::object_handle handle = msgpack::unpack(bytes.data(), bytes.size());
     const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
     if (!fields.at("ok").as<bool>()) return Status(ErrorCode::kUnavailable, fields.at("reason").as<std::string>());
     plugin.name = fields.at("name").as<std::string>();
@@ -244,6 +239,37 @@ Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plu
   } catch (const std::exception& e) {
     return Status(ErrorCode::kUnavailable, std::string("the descriptor could not be read: ") + e.what());
   }
+  return {};
+}
+
+}  // namespace
+
+Status DescribePythonPlugin(const std::filesystem::path& file, LoadedPlugin& plugin) {
+  // The code is read once, here: what is described is what the workers run.
+  std::ifstream in(file, std::ios::binary);
+  std::string source((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (!in.good() && !in.eof()) return Status(ErrorCode::kUnavailable, "cannot read it");
+  plugin.path = file;
+  StatusOr<DescribeRun> ran = RunDescribe(file, source, plugin);
+  if (!ran.ok()) return ran.status();
+  const auto& [out, err, timed_out] = ran.value();
+  if (!err.empty()) spdlog::debug("python plugin {}: the interpreter wrote: {}", file.string(), err);
+  if (timed_out) {
+    return Status(ErrorCode::kUnavailable, "importing it took over " + std::to_string(kDescribeTimeout.count()) + " s");
+  }
+  if (out.empty()) {
+    const std::string tail = LastLine(err);
+    if (tail.rfind("ModuleNotFoundError", 0) == 0) {  // an interpreter without what the worker needs
+      return Status(ErrorCode::kUnavailable,
+                    "the Python interpreter " + InterpreterPath() + " cannot run plugins: " + tail +
+                        "; install it for that interpreter, or set UMI_PYTHON to one that has it (Debian: "
+                        "/usr/bin/python3 with python3-msgpack)");
+    }
+    return Status(ErrorCode::kUnavailable, "the Python interpreter " + InterpreterPath() + " gave no descriptor" +
+                                               (tail.empty() ? "" : ": " + tail) +
+                                               " (is the umi package at " + PackageDir().string() + "?)");
+  }
+  if (Status read = ReadDescriptor(out, plugin); !read.ok()) return read;
   plugin.kind = plugin.declared.gpu_count.units() > 0 ? UMI_PLUGIN_KIND_GPU : UMI_PLUGIN_KIND_CPU;
   plugin.python = true;
   plugin.python_source = std::move(source);
