@@ -35,7 +35,7 @@ Finished RunOne(Executor& executor, uint64_t key, UMI_Error* (*execute)(UMI_Cont
         if (progress) progress->push_back(*p);
         continue;
       }
-      return std::get<Finished>(mail);
+      return std::move(std::get<Finished>(mail));
     }
   }
 }
@@ -57,12 +57,10 @@ TEST(Executor, ThePluginsErrorAndAnEscapedExceptionComeBackAsErrors) {
   const Finished failed = RunOne(executor, 1, &Fail, nullptr);
   ASSERT_NE(failed.error, nullptr);
   EXPECT_EQ(failed.error->code, "bad_input");
-  delete failed.error;
   const Finished thrown = RunOne(executor, 2, &Throw, nullptr);
   ASSERT_NE(thrown.error, nullptr);
   EXPECT_EQ(thrown.error->code, "plugin_error");
   EXPECT_NE(thrown.error->message.find("escaped"), std::string::npos);
-  delete thrown.error;
 }
 
 }  // namespace

@@ -8,20 +8,13 @@
 
 #include <msgpack.hpp>
 
+#include "support/recording_sink.h"
 #include "transport/protocol.h"
 
 namespace umi {
 namespace {
 
 using std::chrono::milliseconds;
-
-class RecordingSink final : public ResultSink, public EventSink {
- public:
-  std::vector<std::string> sent;
-  void Send(std::string_view body, const ReplyRoute&) override { sent.emplace_back(body); }
-  bool listening() const override { return false; }
-  void Publish(std::string_view, std::string_view) override {}
-};
 
 // Runs until cancelled: only the flow's timeout or cancel ends it.
 UMI_Error* WaitForCancel(UMI_Context* context) {

@@ -4,21 +4,13 @@
 
 #include <vector>
 
+#include "support/recording_sink.h"
 #include "transport/protocol.h"
 
 namespace umi {
 namespace {
 
 using std::chrono::seconds;
-
-class RecordingSink final : public ResultSink, public EventSink {
- public:
-  std::vector<std::string> sent, published;
-  bool subscribed = false;
-  void Send(std::string_view body, const ReplyRoute&) override { sent.emplace_back(body); }
-  bool listening() const override { return subscribed; }
-  void Publish(std::string_view topic, std::string_view) override { published.emplace_back(topic); }
-};
 
 class TaskLedgerTest : public ::testing::Test {
  protected:

@@ -244,7 +244,7 @@ void TaskFlow::HandleMail() {
         PublishProgress(*running, progress->fraction, progress->message);
       }
     } else {
-      Complete(std::get<Finished>(mail));
+      Complete(std::move(std::get<Finished>(mail)));
     }
   }
 }
@@ -260,18 +260,15 @@ void TaskFlow::PublishProgress(RunningTask& running, double fraction, std::strin
                   EncodeProgressEvent(running.task.message.id, running.task.message.plugin, fraction, message));
 }
 
-void TaskFlow::Complete(const Finished& finished) {
+void TaskFlow::Complete(Finished finished) {
   std::unique_ptr<RunningTask> running = running_.Take(finished.key);
-  if (!running) {  // already answered after an abandoned drain
-    delete finished.error;
-    return;
-  }
+  if (!running) return;  // already answered after an abandoned drain
   Finish(finished.key, *running, finished);
   queue_settled_ = false;  // its grant may let a queued task start
 }
 
 void TaskFlow::Finish(uint64_t key, RunningTask& running, const Finished& finished, TaskRecord* ran) {
-  std::unique_ptr<UMI_Error> error(finished.error);
+  const OwnedError& error = finished.error;
   pool_.Release(key);
   on_release_();
 

@@ -131,7 +131,7 @@ class TaskFlow {
   // config; null when it runs on threads.
   std::shared_ptr<const WorkerSpec> IsolatedSpec(const LoadedPlugin& plugin);
   // A Finished from the mailbox: the task leaves running_ and is finished.
-  void Complete(const Finished& finished);
+  void Complete(Finished finished);
   // Releases the task's grant and answers it; `ran`: an inline task's
   // timeline record (it never reached Telemetry::TaskStarted).
   void Finish(uint64_t key, RunningTask& running, const Finished& finished, TaskRecord* ran = nullptr);

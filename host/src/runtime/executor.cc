@@ -26,14 +26,14 @@ double Millis(Clock::duration d) { return std::chrono::duration<double, std::mil
 // Acquires the task's instance state (`acquire`), then runs the plugin's
 // execute; an exception that escapes the plugin becomes its error.
 template <typename Acquire>
-UMI_Error* Execute(const LoadedPlugin& plugin, UMI_Context& context, Acquire acquire) {
+OwnedError Execute(const LoadedPlugin& plugin, UMI_Context& context, Acquire acquire) {
   try {
-    if (UMI_Error* error = acquire()) return error;
-    return plugin.execute(&context);
+    if (OwnedError error = acquire()) return error;
+    return OwnedError(plugin.execute(&context));
   } catch (const std::exception& e) {
-    return new UMI_Error{"plugin_error", std::string("exception escaped the plugin ABI: ") + e.what()};
+    return MakeError("plugin_error", std::string("exception escaped the plugin ABI: ") + e.what());
   } catch (...) {
-    return new UMI_Error{"plugin_error", "exception escaped the plugin ABI"};
+    return MakeError("plugin_error", "exception escaped the plugin ABI");
   }
 }
 
@@ -95,8 +95,8 @@ void Executor::Run(uint64_t key, std::shared_ptr<UMI_Context> context, const Loa
     finished->started_at = UnixNow();
     const auto start = Clock::now();
     if (spec) {  // the worker process pins itself and limits its memory
-      const IsolatedOutcome outcome = processes_.Run(*plugin, *spec, *context, allocation);
-      finished->error = outcome.error;
+      IsolatedOutcome outcome = processes_.Run(*plugin, *spec, *context, allocation);
+      finished->error = std::move(outcome.error);
       finished->crashed = outcome.crashed;
       finished->killed = outcome.killed;
       finished->run_ms = Millis(Clock::now() - start);
@@ -113,7 +113,7 @@ void Executor::Run(uint64_t key, std::shared_ptr<UMI_Context> context, const Loa
     if (!cpus.empty()) pthread_setaffinity_np(pthread_self(), sizeof(process_cpus_), &process_cpus_);
   };
   // Posted once the worker is idle again, so the next task can reuse it.
-  workers_.Submit(std::move(run), [this, finished] { mailbox_.Post(*finished); });
+  workers_.Submit(std::move(run), [this, finished] { mailbox_.Post(std::move(*finished)); });
 }
 
 Finished Executor::RunInline(uint64_t key, UMI_Context& context, const LoadedPlugin& plugin) {

@@ -36,10 +36,10 @@
 
 namespace umi {
 
-// A run that ended. `error` is owned by whoever takes the message.
+// A run that ended.
 struct Finished {
   uint64_t key = 0;
-  UMI_Error* error = nullptr;  // null on success
+  OwnedError error;  // null on success
   double started_at = 0, finished_at = 0, run_ms = 0;
   bool crashed = false;  // its worker process died
   bool killed = false;   // its worker process was SIGKILLed after the grace

@@ -45,11 +45,7 @@ std::string Join(const std::vector<std::string>& words) {
   return text;
 }
 
-std::string ErrorText(UMI_Error* error) {
-  std::string text = error->code + ": " + error->message;
-  delete error;
-  return text;
-}
+std::string ErrorText(const UMI_Error& error) { return error.code + ": " + error.message; }
 
 }  // namespace
 
@@ -374,8 +370,8 @@ bool PluginRegistry::LoadLibrary(const std::filesystem::path& path) {
   static const std::string kEmptyMap("\x80", 1);
   const std::string& settings = config != config_->plugins.end() ? config->second.settings_msgpack : kEmptyMap;
   auto initialize = lib.get<UMI_Error*(const UMI_HostApi*, const uint8_t*, size_t)>("UMI_PluginInitialize");
-  if (UMI_Error* error = initialize(HostApi(), reinterpret_cast<const uint8_t*>(settings.data()), settings.size())) {
-    Refuse(path, "initialize failed: " + ErrorText(error), name);
+  if (OwnedError error{initialize(HostApi(), reinterpret_cast<const uint8_t*>(settings.data()), settings.size())}) {
+    Refuse(path, "initialize failed: " + ErrorText(*error), name);
     return false;
   }
   if (lib.has("UMI_PluginFinalize")) library->finalize = lib.get<void()>("UMI_PluginFinalize");
@@ -395,19 +391,19 @@ InstanceStates::~InstanceStates() {
   for (const auto& [plugin, state] : states_) plugin->instance_finalize(state);
 }
 
-UMI_Error* InstanceStates::Acquire(const LoadedPlugin& plugin, void** state) {
+OwnedError InstanceStates::Acquire(const LoadedPlugin& plugin, void** state) {
   *state = nullptr;
   if (!plugin.instance_initialize) return nullptr;
   if (const auto existing = states_.find(&plugin); existing != states_.end()) {
     *state = existing->second;
     return nullptr;
   }
-  if (UMI_Error* error = plugin.instance_initialize(state)) return error;
+  if (OwnedError error{plugin.instance_initialize(state)}) return error;
   states_.emplace(&plugin, *state);
   return nullptr;
 }
 
-UMI_Error* AcquireInstanceState(const LoadedPlugin& plugin, void** state) {
+OwnedError AcquireInstanceState(const LoadedPlugin& plugin, void** state) {
   thread_local InstanceStates instances;
   return instances.Acquire(plugin, state);
 }

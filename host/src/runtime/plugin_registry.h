@@ -40,6 +40,7 @@
 #include "common/status.h"
 #include "common/status_or.h"
 #include "config/effective_requirement.h"
+#include "runtime/task_context.h"
 
 namespace umi {
 
@@ -89,7 +90,7 @@ class InstanceStates {
   InstanceStates& operator=(const InstanceStates&) = delete;
   // `plugin`'s state, made on first use; the plugin's error (owned by the
   // caller) if that failed.
-  UMI_Error* Acquire(const LoadedPlugin& plugin, void** state);
+  OwnedError Acquire(const LoadedPlugin& plugin, void** state);
 
  private:
   std::map<const LoadedPlugin*, void*> states_;
@@ -98,7 +99,7 @@ class InstanceStates {
 // The calling worker thread's instance state for `plugin`, created on first
 // use and finalized when the thread exits. Returns the plugin's error, owned
 // by the caller, if initialization failed.
-UMI_Error* AcquireInstanceState(const LoadedPlugin& plugin, void** state);
+OwnedError AcquireInstanceState(const LoadedPlugin& plugin, void** state);
 
 struct RefusedLibrary {
   std::filesystem::path path;

@@ -98,9 +98,8 @@ class PluginWorker {
         plugin_.instance_finalize = library_.get<void(void*)>("UMI_InstanceFinalize");
       }
       auto initialize = library_.get<UMI_Error*(const UMI_HostApi*, const uint8_t*, size_t)>("UMI_PluginInitialize");
-      if (UMI_Error* error = initialize(HostApi(), reinterpret_cast<const uint8_t*>(settings.data()), settings.size())) {
+      if (OwnedError error{initialize(HostApi(), reinterpret_cast<const uint8_t*>(settings.data()), settings.size())}) {
         WriteFrame(fd_, kInitFailed, "initialize failed: " + error->code + ": " + error->message);
-        delete error;
         return false;
       }
     } catch (const std::exception& e) {
@@ -197,7 +196,7 @@ class PluginWorker {
       std::lock_guard lock(write_mutex_);
       WriteFrame(fd_, kStarted, {});  // a closed socket shows again at kDone
     }
-    UMI_Error* error = Execute(context, allocation);
+    const OwnedError error = Execute(context, allocation);
     {
       std::lock_guard lock(mutex_);
       running_ = nullptr;
@@ -205,11 +204,7 @@ class PluginWorker {
     if (limit_memory) setrlimit(RLIMIT_AS, &unlimited_);
     if (!allocation.cpu_ids.empty()) sched_setaffinity(0, sizeof(all_cpus_), &all_cpus_);
 
-    if (error) {
-      std::string done = ErrorPayload(error->code, error->message);
-      delete error;
-      return done;
-    }
+    if (error) return ErrorPayload(error->code, error->message);
     return Pack([&](auto& p) {
       p.pack_map(2);
       p.pack("ok").pack(true);
@@ -241,17 +236,17 @@ class PluginWorker {
   }
 
   // The plugin's execute; what escapes it becomes its error.
-  UMI_Error* Execute(UMI_Context& context, const Allocation& allocation) {
+  OwnedError Execute(UMI_Context& context, const Allocation& allocation) {
     try {
-      UMI_Error* error = AcquireInstanceState(plugin_, &context.instance_state);
-      return error ? error : plugin_.execute(&context);
+      if (OwnedError error = AcquireInstanceState(plugin_, &context.instance_state)) return error;
+      return OwnedError(plugin_.execute(&context));
     } catch (const std::bad_alloc&) {
-      return new UMI_Error{"out_of_memory",
-                           "the plugin ran out of its memory_mb=" + std::to_string(allocation.memory_mb) + " limit"};
+      return MakeError("out_of_memory",
+                       "the plugin ran out of its memory_mb=" + std::to_string(allocation.memory_mb) + " limit");
     } catch (const std::exception& e) {
-      return new UMI_Error{"plugin_error", std::string("exception escaped the plugin ABI: ") + e.what()};
+      return MakeError("plugin_error", std::string("exception escaped the plugin ABI: ") + e.what());
     } catch (...) {
-      return new UMI_Error{"plugin_error", "exception escaped the plugin ABI"};
+      return MakeError("plugin_error", "exception escaped the plugin ABI");
     }
   }
 

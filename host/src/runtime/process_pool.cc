@@ -383,7 +383,6 @@ IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const WorkerSpec& s
     if (started || !outcome.crashed || attempt == kStartAttempts) return outcome;
     spdlog::warn("task '{}': its worker process died before starting it ({}); trying a fresh worker",
                  context.task_id, outcome.error ? outcome.error->message : "");
-    delete outcome.error;
   }
 }
 
@@ -409,7 +408,7 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpe
     std::string why;
     worker = Spawn(plugin, spec, &why);
     if (worker.pid < 0) {
-      outcome.error = new UMI_Error{"plugin_error", why};
+      outcome.error = MakeError("plugin_error", why);
       return outcome;
     }
   }
@@ -423,9 +422,9 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpe
     }
     RemoveTempDir(worker.temp_dir);
     outcome.crashed = true;
-    outcome.error = new UMI_Error{"crashed", DescribeExit(status, denied, &spec)};
+    outcome.error = MakeError("crashed", DescribeExit(status, denied, &spec));
     CountEnded(plugin.name, StoppedBySandbox(status, denied, spec));
-    return outcome;
+    return std::move(outcome);
   };
   if (!WriteFrame(worker.fd, kTask, task)) return died();
 
@@ -440,8 +439,8 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpe
       CountEnded(plugin.name);
       started = true;  // whatever it did, it was told to stop: no second try
       outcome.killed = true;
-      outcome.error = new UMI_Error{"killed", "the worker process ignored cancellation and was killed after " +
-                                                  std::to_string(kill_grace_.count()) + " ms"};
+      outcome.error = MakeError("killed", "the worker process ignored cancellation and was killed after " +
+                                                  std::to_string(kill_grace_.count()) + " ms");
       return outcome;
     }
     // The tick bounds how late a cancellation reaches the worker.
@@ -486,7 +485,7 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpe
         const msgpack::object& output = fields.at("output");
         context.output_msgpack.assign(output.via.bin.ptr, output.via.bin.size);
       } else {
-        outcome.error = new UMI_Error{fields.at("code").as<std::string>(), fields.at("message").as<std::string>()};
+        outcome.error = MakeError(fields.at("code").as<std::string>(), fields.at("message").as<std::string>());
         if (const auto detail = fields.find("detail"); detail != fields.end() && detail->second.type == msgpack::type::STR) {
           outcome.error->detail = detail->second.as<std::string>().substr(0, kMaxErrorDetail);
         }
@@ -496,7 +495,7 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpe
       Reap(worker, /*kill_first=*/true);
       CountEnded(plugin.name);
       outcome.crashed = true;
-      outcome.error = new UMI_Error{"crashed", std::string("the plugin's worker process sent a bad frame: ") + e.what()};
+      outcome.error = MakeError("crashed", std::string("the plugin's worker process sent a bad frame: ") + e.what());
       return outcome;
     }
     std::lock_guard lock(mutex_);

@@ -58,7 +58,7 @@
 namespace umi {
 
 struct IsolatedOutcome {
-  UMI_Error* error = nullptr;  // owned by the caller; null on success
+  OwnedError error;     // null on success
   bool crashed = false;        // the worker died (error says how)
   bool killed = false;         // SIGKILLed after the grace period
 };

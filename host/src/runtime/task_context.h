@@ -30,6 +30,16 @@ struct UMI_Error {
   std::string detail = {};  // more for people (a Python traceback), bounded; empty: none
 };
 
+namespace umi {
+// A plugin's error, owned. The host makes every UMI_Error (its HostApi's
+// error_new, or itself), so whoever holds one frees it with delete.
+using OwnedError = std::unique_ptr<UMI_Error>;
+// A host-made error.
+inline OwnedError MakeError(std::string code, std::string message) {
+  return std::make_unique<UMI_Error>(UMI_Error{std::move(code), std::move(message)});
+}
+}  // namespace umi
+
 struct UMI_Context {
   UMI_Context(std::string task_id, std::string plugin, std::string input_msgpack,
               const umi::Allocation& allocation);

@@ -1,6 +1,6 @@
 // The task as every part of the host sees it: the message a producer sent
-// (TaskMessage), where its answer goes (ReplyRoute), and how it ended
-// (TaskResult). The protocol codec (transport/protocol.h) turns bytes into
+// (TaskMessage), where its answer goes (ReplyRoute, through a ResultSink), and
+// how it ended (TaskResult). The protocol codec (transport/protocol.h) turns bytes into
 // these and these into bytes; nothing else knows the wire.
 //
 // Thread safety: value types.
@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/requirement.h"
@@ -16,7 +17,7 @@
 
 namespace umi {
 
-class ResultSink;  // transport/transport.h
+class ResultSink;  // below
 
 struct TaskMessage {
   std::string id;
@@ -34,6 +35,29 @@ struct ReplyRoute {
   ResultSink* sink = nullptr;  // null: nowhere (unit tests)
   bool rpc = false;  // a request/reply peer: it may send control requests; a full queue answers it queue_full
   std::vector<std::string> address;
+};
+
+// Where an answer goes: a result, a rejection or a control reply, encoded.
+// Every transport is one (transport/transport.h); it is declared here, beside
+// the route that names it, so that the layers below transport can carry a
+// route without knowing any transport.
+class ResultSink {
+ public:
+  virtual ~ResultSink() = default;
+  // Copies `body` if it keeps it: the caller's buffer is reused.
+  virtual void Send(std::string_view body, const ReplyRoute& route) = 0;
+  // A task taken but not started when the host drains: true when the
+  // transport put it back for another host (it needs no answer); false:
+  // answer it (rejected/shutting_down).
+  virtual bool GiveBack(const ReplyRoute&) { return false; }
+  // A task is about to run inside the host process (inline or on a worker
+  // thread), where a crash takes the host down: a transport that redelivers
+  // a dead host's tasks records it, so only tasks that were running are
+  // charged a delivery, not those merely read ahead. Records of several
+  // tasks starting together go out in one write at FlushStarting, which the
+  // caller calls before any of them runs.
+  virtual void Starting(const ReplyRoute&) {}
+  virtual void FlushStarting() {}
 };
 
 enum class TaskStatus { kOk, kError, kRejected, kTimeout, kCancelled, kCrashed };

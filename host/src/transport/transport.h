@@ -79,26 +79,6 @@ class Inbox {
   virtual HostLoad load() const { return {}; }
 };
 
-// Where an answer goes: a result, a rejection or a control reply, encoded.
-class ResultSink {
- public:
-  virtual ~ResultSink() = default;
-  // Copies `body` if it keeps it: the caller's buffer is reused.
-  virtual void Send(std::string_view body, const ReplyRoute& route) = 0;
-  // A task taken but not started when the host drains: true when the
-  // transport put it back for another host (it needs no answer); false:
-  // answer it (rejected/shutting_down).
-  virtual bool GiveBack(const ReplyRoute&) { return false; }
-  // A task is about to run inside the host process (inline or on a worker
-  // thread), where a crash takes the host down: a transport that redelivers
-  // a dead host's tasks records it, so only tasks that were running are
-  // charged a delivery, not those merely read ahead. Records of several
-  // tasks starting together go out in one write at FlushStarting, which the
-  // caller calls before any of them runs.
-  virtual void Starting(const ReplyRoute&) {}
-  virtual void FlushStarting() {}
-};
-
 // task.* events for whoever listens.
 class EventSink {
  public:
