@@ -94,6 +94,11 @@ class Client:
     "still queued or running" starts the count again): at-least-once
     delivery. curve_*: Z85 keys for a host with
     security.curve.
+
+    submit and run take ``input`` and ``id``, the protocol's own field names
+    (docs/protocol.md), although they shadow Python builtins inside these
+    methods: a producer reading the protocol finds the same words here, and
+    neither method needs the builtins.
     """
 
     def __init__(

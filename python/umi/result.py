@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, cast
 
 from umi.errors import error_for
 
-__all__ = ["Result", "Event"]
+__all__ = ["Result", "Event", "Status"]
+
+# How a task ended: the protocol's six words (docs/protocol.md, "Results").
+Status = Literal["ok", "error", "rejected", "timeout", "cancelled", "crashed"]
 
 
 @dataclass(slots=True)
@@ -16,7 +19,7 @@ class Result:
 
     id: str
     plugin: str
-    status: str  # ok, error, rejected, timeout, cancelled, crashed
+    status: Status
     output: dict[str, Any] | None = None  # status ok only
     error_code: str = ""
     error_message: str = ""
@@ -48,7 +51,7 @@ class Result:
         return cls(
             id=get("id", ""),
             plugin=get("plugin", ""),
-            status=status,
+            status=cast(Status, status),  # the host sends only the six words
             output=get("output") if status == "ok" else None,
             error_code=error.get("code", ""),
             error_message=error.get("message", ""),
