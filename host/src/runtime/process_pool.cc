@@ -21,6 +21,7 @@
 #include "common/log_format.h"
 #include "runtime/python_plugin.h"
 #include "scheduling/task.h"
+#include "runtime/worker_exchange.h"
 #include "runtime/worker_frames.h"
 #include "runtime/worker_launch.h"
 
@@ -35,57 +36,7 @@ constexpr auto kStartTimeout = std::chrono::seconds(30);
 // Workers tried for a task whose worker died before it started.
 constexpr int kStartAttempts = 3;
 
-void LogWorkerLine(const std::string& plugin, const std::string& task, const std::string& payload) {
-  static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::debug, spdlog::level::info,
-                                                          spdlog::level::warn, spdlog::level::err};
-  try {
-    const msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
-    const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
-    const int level = std::clamp(fields.at("level").as<int>(), 0, 3);
-    // A line names its task: one from a thread that outlived its task is that task's, not the running one's.
-    const auto named = fields.find("task");
-    const std::string from = named != fields.end() && named->second.type == msgpack::type::STR &&
-                                     named->second.via.str.size > 0
-                                 ? named->second.as<std::string>()
-                                 : task;
-    LogTaskScope scope(LogTaskScope::PluginLine{}, plugin, from);
-    spdlog::log(kLevels[level], "{}", fields.at("message").as<std::string>());
-  } catch (const std::exception& e) {
-    spdlog::warn("plugin {}: its worker sent an unreadable log line: {}", plugin, e.what());
-  }
-}
-
-// How a worker ended; `denied`: the system call its sandbox stopped, if it said.
-std::string DescribeExit(int status, const std::string& denied = {}, const WorkerSpec* spec = nullptr) {
-  if (!denied.empty()) {
-    std::string grant;
-    if (denied == "socket" || denied == "socketpair") grant = " (sandbox: {network: true} grants it)";
-    if (denied == "execve" || denied == "execveat" || denied == "clone" || denied == "fork" || denied == "vfork") {
-      grant = " (sandbox: {exec: true} grants it)";
-    }
-    return "the sandbox stopped the plugin's worker process: it called " + denied + ", which the sandbox denies" + grant;
-  }
-  if (spec && spec->sandbox && WIFSIGNALED(status) && WTERMSIG(status) == SIGSYS) {
-    return "the sandbox stopped the plugin's worker process: it made a system call the sandbox denies (signal 31, SIGSYS)";
-  }
-  if (spec && spec->sandbox && WIFSIGNALED(status) && WTERMSIG(status) == SIGXFSZ) {
-    return "the sandbox stopped the plugin's worker process: it wrote a file past the sandbox's max_file_mb=" +
-           std::to_string(spec->sandbox->max_file_bytes >> 20);
-  }
-  if (WIFSIGNALED(status)) {
-    const int signal = WTERMSIG(status);
-    return "the plugin's worker process died of signal " + std::to_string(signal) + " (" + strsignal(signal) + ")";
-  }
-  if (WIFEXITED(status)) {
-    return "the plugin's worker process exited with code " + std::to_string(WEXITSTATUS(status));
-  }
-  return "the plugin's worker process ended";
-}
-
-bool StoppedBySandbox(int status, const std::string& denied, const WorkerSpec& spec) {
-  if (!spec.sandbox) return false;
-  return !denied.empty() || (WIFSIGNALED(status) && (WTERMSIG(status) == SIGSYS || WTERMSIG(status) == SIGXFSZ));
-}
+const SandboxPolicy* SandboxOf(const WorkerSpec& spec) { return spec.sandbox ? &*spec.sandbox : nullptr; }
 
 void RemoveTempDir(const std::string& dir) {
   if (dir.empty()) return;
@@ -109,16 +60,17 @@ ProcessPool::~ProcessPool() {
   }
 }
 
-void ProcessPool::Reap(Worker& worker, bool kill_first) {
+int ProcessPool::Reap(Worker& worker, bool kill_first) {
+  int status = 0;
   if (worker.pid > 0) {
     if (kill_first) kill(-worker.pid, SIGKILL);  // the worker's process group: what its plugin started too
-    int status = 0;
     while (waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
     }
   }
   if (worker.fd >= 0) close(worker.fd);
   RemoveTempDir(worker.temp_dir);
   worker = Worker{};
+  return status;
 }
 
 ProcessPool::Worker ProcessPool::Spawn(const LoadedPlugin& plugin, const WorkerSpec& spec, std::string* why,
@@ -256,7 +208,7 @@ Status ProcessPool::AwaitReady(Worker& worker, const LoadedPlugin& plugin, const
     }
   }
   std::string why = "worker for " + plugin.name + " did not start" +
-                    (ended == worker.pid ? ": " + DescribeExit(status, denied, &spec)
+                    (ended == worker.pid ? ": " + DescribeExit(status, denied, SandboxOf(spec))
                      : Clock::now() >= deadline ? " within " + std::to_string(kStartTimeout.count()) + " s"
                                                 : "");
   if (ended == worker.pid) worker.pid = -1;
@@ -386,24 +338,25 @@ IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const WorkerSpec& s
   }
 }
 
+ProcessPool::Worker ProcessPool::TakeIdle(const std::string& plugin) {
+  std::lock_guard lock(mutex_);
+  auto& idle = idle_[plugin];
+  while (!idle.empty()) {
+    Worker worker = idle.back();
+    idle.pop_back();
+    if (!ReapIfDead(worker)) return worker;
+    // Killed while idle (the OOM killer): never given a task.
+    --counts_[plugin].live;
+    ++counts_[plugin].ended;
+    ++counts_generation_;
+  }
+  return {};
+}
+
 IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpec& spec, UMI_Context& context,
                                      const std::string& task, bool& started) {
   IsolatedOutcome outcome;
-  Worker worker;
-  {
-    std::lock_guard lock(mutex_);
-    auto& idle = idle_[plugin.name];
-    while (!idle.empty() && worker.pid < 0) {
-      worker = idle.back();
-      idle.pop_back();
-      if (ReapIfDead(worker)) {  // killed while idle (OOM killer): never given a task
-        worker = Worker{};
-        --counts_[plugin.name].live;
-        ++counts_[plugin.name].ended;
-        ++counts_generation_;
-      }
-    }
-  }
+  Worker worker = TakeIdle(plugin.name);
   if (worker.pid < 0) {
     std::string why;
     worker = Spawn(plugin, spec, &why);
@@ -412,96 +365,38 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpe
       return outcome;
     }
   }
-
-  std::string denied;  // the system call the sandbox stopped, as the worker reported it
-  auto died = [&] {
-    int status = 0;
-    close(worker.fd);
-    kill(-worker.pid, SIGKILL);  // what the plugin started (its process group) goes with it
-    while (waitpid(worker.pid, &status, 0) < 0 && errno == EINTR) {
+  ExchangeEnd end = ExchangeTask({.fd = worker.fd, .plugin = plugin.name, .kill_grace = kill_grace_,
+                                  .late_frame = [this, &plugin] { CountLateFrame(plugin.name); }},
+                                 context, task);
+  started = end.started;
+  outcome.error = std::move(end.error);
+  switch (end.how) {
+    case ExchangeEnd::How::kAnswered: {
+      std::lock_guard lock(mutex_);
+      idle_[plugin.name].push_back(worker);
+      break;
     }
-    RemoveTempDir(worker.temp_dir);
-    outcome.crashed = true;
-    outcome.error = MakeError("crashed", DescribeExit(status, denied, &spec));
-    CountEnded(plugin.name, StoppedBySandbox(status, denied, spec));
-    return std::move(outcome);
-  };
-  if (!WriteFrame(worker.fd, kTask, task)) return died();
-
-  std::optional<Clock::time_point> kill_at;
-  while (true) {
-    if (!kill_at && context.cancelled()) {
-      kill_at = Clock::now() + kill_grace_;
-      WriteFrame(worker.fd, kCancel, context.task_id);
+    case ExchangeEnd::How::kWorkerGone: {
+      const int status = Reap(worker, /*kill_first=*/true);  // what the plugin started goes with it
+      outcome.crashed = true;
+      outcome.error = MakeError("crashed", DescribeExit(status, end.denied, SandboxOf(spec)));
+      CountEnded(plugin.name, StoppedBySandbox(status, end.denied, SandboxOf(spec)));
+      break;
     }
-    if (kill_at && Clock::now() >= *kill_at) {
+    case ExchangeEnd::How::kCancelIgnored:
       Reap(worker, /*kill_first=*/true);
       CountEnded(plugin.name);
-      started = true;  // whatever it did, it was told to stop: no second try
       outcome.killed = true;
       outcome.error = MakeError("killed", "the worker process ignored cancellation and was killed after " +
-                                                  std::to_string(kill_grace_.count()) + " ms");
-      return outcome;
-    }
-    // The tick bounds how late a cancellation reaches the worker.
-    pollfd readable{worker.fd, POLLIN, 0};
-    if (poll(&readable, 1, 10) <= 0) continue;
-    FrameType type{};
-    std::string payload;
-    if (!ReadFrame(worker.fd, type, payload)) return died();
-    if (type == kStarted) {
-      started = true;
-      continue;
-    }
-    if (type == kDenied) {
-      denied = SystemCallName(std::atoi(payload.c_str()));
-      continue;  // its end follows
-    }
-    started = true;  // any other frame comes from a task that ran
-    if (type == kLog) {
-      LogWorkerLine(plugin.name, context.task_id, payload);
-      continue;
-    }
-    try {
-      const msgpack::object_handle handle = msgpack::unpack(payload.data(), payload.size());
-      const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
-      // A frame names its task: one from an earlier task (a thread or a
-      // forked process the plugin left behind) is not this task's answer.
-      if (const auto from = fields.find("task"); from != fields.end() && from->second.as<std::string>() != context.task_id) {
-        CountLateFrame(plugin.name);
-        spdlog::warn("plugin {}: a {} frame of task '{}' came while task '{}' ran (something the plugin left "
-                     "running); dropped",
-                     plugin.name, type == kDone ? "result" : "progress", from->second.as<std::string>(), context.task_id);
-        continue;
-      }
-      if (type == kProgress) {
-        if (context.on_progress) {
-          context.on_progress(fields.at("fraction").as<double>(), fields.at("message").as<std::string>());
-        }
-        continue;
-      }
-      if (type != kDone) throw std::runtime_error("unexpected frame type " + std::to_string(type));
-      if (fields.at("ok").as<bool>()) {
-        const msgpack::object& output = fields.at("output");
-        context.output_msgpack.assign(output.via.bin.ptr, output.via.bin.size);
-      } else {
-        outcome.error = MakeError(fields.at("code").as<std::string>(), fields.at("message").as<std::string>());
-        if (const auto detail = fields.find("detail"); detail != fields.end() && detail->second.type == msgpack::type::STR) {
-          outcome.error->detail = detail->second.as<std::string>().substr(0, kMaxErrorDetail);
-        }
-      }
-    } catch (const std::exception& e) {
-      // A worker that breaks the frame protocol cannot be trusted with more tasks.
+                                              std::to_string(kill_grace_.count()) + " ms");
+      break;
+    case ExchangeEnd::How::kBadFrame:  // a worker that breaks the frame protocol gets no more tasks
       Reap(worker, /*kill_first=*/true);
       CountEnded(plugin.name);
       outcome.crashed = true;
-      outcome.error = MakeError("crashed", std::string("the plugin's worker process sent a bad frame: ") + e.what());
-      return outcome;
-    }
-    std::lock_guard lock(mutex_);
-    idle_[plugin.name].push_back(worker);
-    return outcome;
+      break;
   }
+  return outcome;
 }
 
 }  // namespace umi

@@ -5,7 +5,8 @@
 // A worker is umi-host itself re-executed as `umi-host __worker`
 // (plugin_worker.h), holding one end of a socketpair: it loads the plugin's
 // library, runs UMI_PluginInitialize with the plugin's settings, then runs
-// one task at a time. worker_frames.h is what they say to each other.
+// one task at a time. worker_frames.h is what they say to each other;
+// worker_exchange.h is the host's side of one task.
 // `processes` workers per plugin start with the host; more start when
 // tasks of that plugin run side by side; a worker that died while busy ends
 // its task `crashed`; one that died while idle is reaped (ReapDeadIdle, on
@@ -58,9 +59,9 @@
 namespace umi {
 
 struct IsolatedOutcome {
-  OwnedError error;     // null on success
-  bool crashed = false;        // the worker died (error says how)
-  bool killed = false;         // SIGKILLed after the grace period
+  OwnedError error;      // null on success
+  bool crashed = false;  // the worker died (error says how)
+  bool killed = false;   // SIGKILLed after the grace period
 };
 
 // How a plugin's workers start: the same for all of them until a restart.
@@ -128,9 +129,12 @@ class ProcessPool {
   Status AwaitReady(Worker& worker, const LoadedPlugin& plugin, const WorkerSpec& spec, std::stop_token stop);
   void StartPending(std::stop_token stop);  // the starter thread
   // One try on one worker; `started` says whether the worker began the task.
+  // An idle worker of `plugin` that is still alive, or none (pid < 0).
+  Worker TakeIdle(const std::string& plugin);
   IsolatedOutcome RunOnce(const LoadedPlugin& plugin, const WorkerSpec& spec, UMI_Context& context,
                           const std::string& task, bool& started);
-  static void Reap(Worker& worker, bool kill_first);
+  // Returns the worker's wait status (0 if it had none).
+  static int Reap(Worker& worker, bool kill_first);
   // True (and the worker reaped and cleared) when an idle worker is gone.
   static bool ReapIfDead(Worker& worker);
   void CountStarted(const std::string& plugin);

@@ -130,96 +130,115 @@ std::string Pack(const msgpack::object& object) {
   return packed;
 }
 
+// A message's known top-level fields (null: absent); other keys are ignored.
+struct Fields {
+  const msgpack::object *v = nullptr, *id = nullptr, *plugin = nullptr, *input = nullptr, *priority = nullptr,
+                        *timeout_ms = nullptr, *resources = nullptr, *op = nullptr;
+};
+
+Fields Gather(const msgpack::object& root) {
+  Fields fields;
+  for (const auto& kv : Entries(root)) {
+    if (kv.key.type != msgpack::type::STR) continue;
+    const std::string_view key = AsString(kv.key);
+    if (key == "v") fields.v = &kv.val;
+    else if (key == "id") fields.id = &kv.val;
+    else if (key == "plugin") fields.plugin = &kv.val;
+    else if (key == "input") fields.input = &kv.val;
+    else if (key == "priority") fields.priority = &kv.val;
+    else if (key == "timeout_ms") fields.timeout_ms = &kv.val;
+    else if (key == "resources") fields.resources = &kv.val;
+    else if (key == "op") fields.op = &kv.val;
+  }
+  return fields;
+}
+
+// The id and plugin as far as they can be read, so that even a refusal
+// names its task; what is wrong with each, if anything.
+struct Identity {
+  std::optional<std::string> id;
+  std::string plugin;
+  std::string id_problem, plugin_problem;
+};
+
+Identity ReadIdentity(const Fields& fields) {
+  Identity identity;
+  if (const msgpack::object* id = fields.id) {
+    if (id->type != msgpack::type::STR) {
+      identity.id_problem = "'id' must be a string";
+    } else if (id->via.str.size == 0 || id->via.str.size > kMaxIdBytes) {
+      identity.id_problem = "'id' must be 1.." + std::to_string(kMaxIdBytes) + " bytes, got " +
+                            std::to_string(id->via.str.size);
+    } else if (!IsValidUtf8(AsString(*id))) {
+      identity.id_problem = "'id' is not valid UTF-8";
+    } else {
+      identity.id = std::string(AsString(*id));
+    }
+  }
+  if (const msgpack::object* plugin = fields.plugin; plugin && plugin->type == msgpack::type::STR) {
+    if (plugin->via.str.size > kMaxPluginNameBytes) {
+      identity.plugin_problem = "'plugin' must be at most " + std::to_string(kMaxPluginNameBytes) + " bytes";
+    } else if (!IsValidUtf8(AsString(*plugin))) {
+      identity.plugin_problem = "'plugin' is not valid UTF-8";
+    } else {
+      identity.plugin = std::string(AsString(*plugin));
+    }
+  }
+  return identity;
+}
+
+// A task from its fields; throws Invalid (or msgpack::type_error) when one is wrong.
+TaskMessage ReadTask(const Fields& fields, const Identity& identity) {
+  if (!identity.id_problem.empty()) throw Invalid{identity.id_problem};
+  if (!identity.id) throw Invalid{"missing 'id'"};
+  if (!fields.plugin) throw Invalid{"missing 'plugin'"};
+  if (fields.plugin->type != msgpack::type::STR || fields.plugin->via.str.size == 0) {
+    throw Invalid{"'plugin' must be a non-empty string"};
+  }
+  if (!identity.plugin_problem.empty()) throw Invalid{identity.plugin_problem};
+  TaskMessage task;
+  task.id = *identity.id;
+  task.plugin = identity.plugin;
+  if (const msgpack::object* input = fields.input) {
+    if (input->type != msgpack::type::MAP) throw Invalid{"'input' must be a map"};
+    task.input_msgpack = input->via.map.size == 0 ? std::string(kEmptyMap) : Pack(*input);
+  } else {
+    task.input_msgpack = std::string(kEmptyMap);
+  }
+  if (fields.priority) task.priority = ReadInteger(*fields.priority, "priority", INT64_MIN);
+  if (fields.timeout_ms) task.timeout_ms = ReadInteger(*fields.timeout_ms, "timeout_ms", 0, kMaxMs);
+  if (fields.resources) task.resources = ReadResources(*fields.resources);
+  return task;
+}
+
 Message Decode(const msgpack::object& root) {
   if (root.type != msgpack::type::MAP) {
     return BadMessage{std::nullopt, "", Status(ErrorCode::kBadRequest, "a message must be a msgpack map")};
   }
-  const msgpack::object* fields[7] = {};
-  enum { kV, kId, kPlugin, kInput, kPriority, kTimeout, kResources };
-  const msgpack::object* op = nullptr;
-  for (const auto& kv : Entries(root)) {
-    if (kv.key.type != msgpack::type::STR) continue;
-    const std::string_view key = AsString(kv.key);
-    if (key == "v") fields[kV] = &kv.val;
-    else if (key == "id") fields[kId] = &kv.val;
-    else if (key == "plugin") fields[kPlugin] = &kv.val;
-    else if (key == "input") fields[kInput] = &kv.val;
-    else if (key == "priority") fields[kPriority] = &kv.val;
-    else if (key == "timeout_ms") fields[kTimeout] = &kv.val;
-    else if (key == "resources") fields[kResources] = &kv.val;
-    else if (key == "op") op = &kv.val;
-  }
-
-  BadMessage bad{std::nullopt, "", Status(ErrorCode::kBadRequest, "")};
+  const Fields fields = Gather(root);
+  const Identity identity = ReadIdentity(fields);
   ErrorCode bad_code = ErrorCode::kBadRequest;
-  std::string id_problem;
-  if (const msgpack::object* id = fields[kId]) {
-    if (id->type != msgpack::type::STR) {
-      id_problem = "'id' must be a string";
-    } else if (id->via.str.size == 0 || id->via.str.size > kMaxIdBytes) {
-      id_problem = "'id' must be 1.." + std::to_string(kMaxIdBytes) + " bytes, got " +
-                   std::to_string(id->via.str.size);
-    } else if (!IsValidUtf8(AsString(*id))) {
-      id_problem = "'id' is not valid UTF-8";
-    } else {
-      bad.id = std::string(AsString(*id));
-    }
-  }
-  std::string plugin_problem;
-  if (const msgpack::object* plugin = fields[kPlugin]; plugin && plugin->type == msgpack::type::STR) {
-    if (plugin->via.str.size > kMaxPluginNameBytes) {
-      plugin_problem = "'plugin' must be at most " + std::to_string(kMaxPluginNameBytes) + " bytes";
-    } else if (!IsValidUtf8(AsString(*plugin))) {
-      plugin_problem = "'plugin' is not valid UTF-8";
-    } else {
-      bad.plugin = std::string(AsString(*plugin));
-    }
-  }
-
   try {
-    if (const msgpack::object* v = fields[kV]) {
-      const int64_t version = ReadInteger(*v, "v", INT64_MIN);
+    if (fields.v) {
+      const int64_t version = ReadInteger(*fields.v, "v", INT64_MIN);
       if (version != kProtocolVersion) {
         bad_code = ErrorCode::kUnsupportedVersion;
         throw Invalid{"protocol version " + std::to_string(version) + " is not supported (this host speaks " +
                       std::to_string(kProtocolVersion) + ")"};
       }
     }
-    if (op) {
-      ControlRequest request{ReadText(*op, "op"), bad.id.value_or("")};
-      if (fields[kId] && fields[kId]->type == msgpack::type::STR && !IsValidUtf8(AsString(*fields[kId]))) {
+    if (fields.op) {
+      ControlRequest request{ReadText(*fields.op, "op"), identity.id.value_or("")};
+      if (fields.id && fields.id->type == msgpack::type::STR && !IsValidUtf8(AsString(*fields.id))) {
         throw Invalid{"'id' is not valid UTF-8"};
       }
       return request;
     }
-    if (!id_problem.empty()) throw Invalid{id_problem};
-    if (!bad.id) throw Invalid{"missing 'id'"};
-    const msgpack::object* plugin = fields[kPlugin];
-    if (!plugin) throw Invalid{"missing 'plugin'"};
-    if (plugin->type != msgpack::type::STR || plugin->via.str.size == 0) {
-      throw Invalid{"'plugin' must be a non-empty string"};
-    }
-    if (!plugin_problem.empty()) throw Invalid{plugin_problem};
-
-    TaskMessage task;
-    task.id = *bad.id;
-    task.plugin = bad.plugin;
-    if (const msgpack::object* input = fields[kInput]) {
-      if (input->type != msgpack::type::MAP) throw Invalid{"'input' must be a map"};
-      task.input_msgpack = input->via.map.size == 0 ? std::string(kEmptyMap) : Pack(*input);
-    } else {
-      task.input_msgpack = std::string(kEmptyMap);
-    }
-    if (fields[kPriority]) task.priority = ReadInteger(*fields[kPriority], "priority", INT64_MIN);
-    if (fields[kTimeout]) task.timeout_ms = ReadInteger(*fields[kTimeout], "timeout_ms", 0, kMaxMs);
-    if (fields[kResources]) task.resources = ReadResources(*fields[kResources]);
-    return task;
+    return ReadTask(fields, identity);
   } catch (const Invalid& invalid) {
-    bad.status = Status(bad_code, invalid.message);
-    return bad;
+    return BadMessage{identity.id, identity.plugin, Status(bad_code, invalid.message)};
   } catch (const msgpack::type_error&) {
-    bad.status = Status(bad_code, "a field has the wrong type");
-    return bad;
+    return BadMessage{identity.id, identity.plugin, Status(bad_code, "a field has the wrong type")};
   }
 }
 
