@@ -9,131 +9,22 @@
 #include <cmath>
 #include <fstream>
 #include <regex>
-#include <set>
 #include <sstream>
-#include <stdexcept>
 
 #include "common/text.h"
 #include "config/yaml_msgpack.h"
+#include "config/yaml_read.h"
 
 namespace umi {
 namespace {
 
-// Internal to the parser: carries the first error out of nested helpers.
-struct ConfigError : std::runtime_error {
-  using std::runtime_error::runtime_error;
-};
-
-std::string Where(const YAML::Node& node) {
-  const YAML::Mark mark = node.Mark();
-  return mark.line >= 0
-             ? " (line " + std::to_string(mark.line + 1) + ", column " + std::to_string(mark.column + 1) + ")"
-             : "";
-}
-
-[[noreturn]] void Fail(const YAML::Node& node, const std::string& path, const std::string& what) {
-  throw ConfigError(path + ": " + what + Where(node));
-}
-
-void RequireMap(const YAML::Node& node, const std::string& path) {
-  if (!node.IsMap()) Fail(node, path, "expected a map");
-}
-
-void CheckKeys(const YAML::Node& node, const std::string& path,
-               const std::set<std::string>& allowed) {
-  RequireMap(node, path);
-  for (const auto& entry : node) {
-    const std::string key = entry.first.as<std::string>();
-    if (allowed.count(key)) continue;
-    std::string known;
-    for (const auto& name : allowed) known += (known.empty() ? "" : ", ") + name;
-    const std::string closest = ClosestMatch(key, std::vector<std::string>(allowed.begin(), allowed.end()));
-    Fail(entry.first, path.empty() ? key : path + "." + key,
-         "unknown key" + (closest.empty() ? "" : ", did you mean '" + closest + "'?") +
-             " (expected one of: " + known + ")");
-  }
-}
-
-template <typename T>
-T Read(const YAML::Node& node, const std::string& path, const char* type_name) {
-  if (!node.IsScalar()) Fail(node, path, std::string("expected ") + type_name);
-  try {
-    return node.as<T>();
-  } catch (const YAML::BadConversion&) {
-    Fail(node, path, std::string("expected ") + type_name + ", got '" + node.Scalar() + "'");
-  }
-}
-
-double ReadNumber(const YAML::Node& node, const std::string& path, double min_value, double max_value) {
-  const double value = Read<double>(node, path, "a number");
-  if (!std::isfinite(value) || value < min_value || value > max_value) {
-    Fail(node, path, "must be a number " + Quantity::FromDouble(min_value).ToString() + ".." +
-                         Quantity::FromDouble(max_value).ToString() + ", got " + node.Scalar());
-  }
-  return value;
-}
-
-double ReadPositive(const YAML::Node& node, const std::string& path, double max_value) {
-  const double value = Read<double>(node, path, "a number");
-  if (!std::isfinite(value) || value <= 0 || value > max_value) {
-    Fail(node, path, "must be a number > 0 and at most " + Quantity::FromDouble(max_value).ToString() + ", got " +
-                         node.Scalar());
-  }
-  return value;
-}
+using namespace yaml_read;  // the typed readers are this parser's vocabulary
 
 Strategy ReadStrategy(const YAML::Node& node, const std::string& path) {
   const std::string text = Read<std::string>(node, path, "pack or spread");
   if (text == "pack") return Strategy::kPack;
   if (text == "spread") return Strategy::kSpread;
   Fail(node, path, "expected pack or spread, got '" + text + "'");
-}
-
-// An integer in [min_value, max_value]: checked before any narrowing, so
-// 4294967297 is an error, never 1.
-int64_t ReadInteger(const YAML::Node& node, const std::string& path, int64_t min_value, int64_t max_value) {
-  if (!node.IsScalar()) Fail(node, path, "expected an integer");
-  int64_t value = 0;
-  try {
-    value = node.as<int64_t>();
-  } catch (const YAML::BadConversion&) {
-    bool is_integer = false;
-    try {  // a whole number too large for int64 is out of range, not mistyped
-      const double number = node.as<double>();
-      is_integer = std::isfinite(number) && number == std::floor(number);
-    } catch (const YAML::BadConversion&) {
-    }
-    Fail(node, path, is_integer ? "must be " + std::to_string(min_value) + ".." + std::to_string(max_value) +
-                                      ", got " + node.Scalar()
-                                : "expected an integer, got '" + node.Scalar() + "'");
-  }
-  if (value < min_value || value > max_value) {
-    Fail(node, path, "must be " + std::to_string(min_value) + ".." + std::to_string(max_value) + ", got " +
-                         std::to_string(value));
-  }
-  return value;
-}
-
-int ReadInt(const YAML::Node& node, const std::string& path, int min_value, int max_value) {
-  return static_cast<int>(ReadInteger(node, path, min_value, max_value));
-}
-
-// A resource amount (cores, GPUs): finite, in [0, max_value], and not a
-// positive value below the pool's unit (it would round to nothing).
-double ReadAmount(const YAML::Node& node, const std::string& path, double max_value) {
-  const double value = Read<double>(node, path, "a number");
-  if (!std::isfinite(value) || value < 0 || value > max_value) {
-    Fail(node, path, "must be a number 0.." + Quantity::FromDouble(max_value).ToString() + ", got " + node.Scalar());
-  }
-  if (value > 0 && Quantity::FromDouble(value) == Quantity()) {
-    Fail(node, path, "is below the smallest unit (0.0001), got " + node.Scalar());
-  }
-  return value;
-}
-
-template <typename Sink>
-void IfPresent(const YAML::Node& parent, const char* key, Sink sink) {
-  if (const YAML::Node node = parent[key]) sink(node);
 }
 
 // Fields shared by task_groups.<g> and plugins.<p>.

@@ -98,6 +98,19 @@ const char* const kStepNames[] = {"", "mapping its user namespace", "making its 
   FailChild(plan, kStepExec);
 }
 
+// The namespaces a worker under `sandbox` (null: none) gets, as clone flags.
+int CloneFlags(const SandboxPolicy* sandbox, const SandboxSupport& support) {
+  int flags = SIGCHLD;
+  if (sandbox) {
+    if (!sandbox->network && support.network_namespace) flags |= CLONE_NEWNET;
+    // A worker that may start processes is pid 1 of its own namespace: it
+    // kills them all after each task (kill(-1) reaches only its namespace).
+    if (sandbox->exec && support.pid_namespace) flags |= CLONE_NEWPID;
+    if ((flags & (CLONE_NEWNET | CLONE_NEWPID)) && support.user_namespace) flags |= CLONE_NEWUSER;
+  }
+  return flags;
+}
+
 }  // namespace
 
 std::string FindProgram(const std::string& name) {
@@ -110,16 +123,8 @@ std::string FindProgram(const std::string& name) {
 }
 
 StatusOr<LaunchedWorker> LaunchWorker(const WorkerLaunch& launch) {
-  const SandboxSupport& support = SandboxSupport::Get();
   const SandboxPolicy* sandbox = launch.sandbox;
-  int flags = SIGCHLD;
-  if (sandbox) {
-    if (!sandbox->network && support.network_namespace) flags |= CLONE_NEWNET;
-    // A worker that may start processes is pid 1 of its own namespace: it
-    // kills them all after each task (kill(-1) reaches only its namespace).
-    if (sandbox->exec && support.pid_namespace) flags |= CLONE_NEWPID;
-    if ((flags & (CLONE_NEWNET | CLONE_NEWPID)) && support.user_namespace) flags |= CLONE_NEWUSER;
-  }
+  const int flags = CloneFlags(sandbox, SandboxSupport::Get());
 
   // Everything the child uses is made here: between clone and exec it may
   // only make system calls (the host has other threads, holding locks).
