@@ -12,7 +12,7 @@
 #include <set>
 #include <variant>
 
-#include "config/reload_plan.h"
+#include "host/config_reload.h"
 #include "host/control_handler.h"
 #include "host/lifecycle.h"
 #include "host/task_flow.h"
@@ -20,7 +20,6 @@
 #include "telemetry/http_server.h"
 #include "telemetry/service_notify.h"
 #include "telemetry/telemetry.h"
-#include "transport/curve_auth.h"
 #include "transport/poller.h"
 #include "transport/protocol.h"
 
@@ -47,19 +46,6 @@ TaskFlowOptions FlowOptions(const HostOptions& options) {
   return {options.name, options.self_binary, kWorkerKillGrace, options.machine_cores};
 }
 
-// Key files named by a reloaded config must be usable before anything is
-// said about them; they take effect at the next start.
-Status CheckCurveKeyFiles(const HardwareConfig& config) {
-  if (auto keys = ReadCurveKeyPair(config.security.curve.secret_key_file); !keys.ok()) {
-    return Status(ErrorCode::kInvalidConfig, keys.status().Prefixed("security.curve.secret_key_file").message());
-  }
-  if (auto authorized = ReadCurvePublicKeys(config.security.curve.authorized_keys_file); !authorized.ok()) {
-    return Status(ErrorCode::kInvalidConfig,
-                  authorized.status().Prefixed("security.curve.authorized_keys_file").message());
-  }
-  return {};
-}
-
 // Events go nowhere when no transport carries them.
 class NoEvents final : public EventSink {
  public:
@@ -71,8 +57,8 @@ class NoEvents final : public EventSink {
 
 // Polls and routes: the transports deliver messages (Inbox), TaskFlow runs
 // tasks, Lifecycle says when to drain, cancel and give up, ControlHandler
-// answers ops. The loop applies reloads; the config in force is the
-// registry's (PluginRegistry::config).
+// answers ops, ApplyReload (config_reload.h) puts a reloaded config in
+// force; the config in force is the registry's (PluginRegistry::config).
 class Host::Loop final : public Inbox {
  public:
   Loop(HostOptions options, PluginRegistry& plugins, HostTransports transports)
@@ -315,12 +301,6 @@ class Host::Loop final : public Inbox {
     }
   }
 
-  struct ReloadOutcome {
-    ReloadPlan plan;
-    std::vector<std::string> loaded;   // plugins loaded by this reload
-    std::vector<std::string> refused;  // libraries refused by this reload: "path: why"
-  };
-
   StatusOr<ReloadOutcome> Reload(const std::string& reason) {
     NotifyService("RELOADING=1\nSTATUS=reloading");
     StatusOr<ReloadOutcome> outcome = ApplyReload();
@@ -338,9 +318,8 @@ class Host::Loop final : public Inbox {
     return outcome;
   }
 
-  // Phase one builds and checks the new config version and changes nothing;
-  // phase two installs it in one step and applies what follows
-  // (config/reload_plan.h). The config in force lives in the registry alone.
+  // The reload itself is ApplyReload's (config_reload.h): two phases, the
+  // first changing nothing.
   StatusOr<ReloadOutcome> ApplyReload() {
     if (!lifecycle_.serving()) return Status(ErrorCode::kInvalidConfig, "the host is draining");
     if (!options_.reload_config) {
@@ -348,36 +327,7 @@ class Host::Loop final : public Inbox {
     }
     StatusOr<HardwareConfig> loaded = options_.reload_config();
     if (!loaded.ok()) return Status(ErrorCode::kInvalidConfig, loaded.error());
-    ReloadOutcome outcome;
-    const std::set<std::string> instances = LoadedNames();
-    outcome.plan = PlanReload(config(), loaded.value(), std::vector<std::string>(instances.begin(), instances.end()));
-    if (outcome.plan.check_curve_keys) {
-      if (Status keys = CheckCurveKeyFiles(loaded.value()); !keys.ok()) return keys;
-    }
-    StatusOr<PluginRegistry::ConfigVersion> version = plugins_.PlanVersion(std::move(loaded).value());
-    if (!version.ok()) return version.status();
-    if (Status fits = flow_.PrepareReconfigure(version.value()); !fits.ok()) return fits;
-
-    // Phase two: the new version in force in one step, then what follows from it.
-    plugins_.Install(std::move(version).value());
-    PluginRegistry::LoadReport libraries = plugins_.LoadDirectories(options_.plugin_dirs);
-    outcome.loaded = std::move(libraries.loaded);
-    outcome.refused = std::move(libraries.refused);
-    for (const std::string& name : plugins_.ChangedOnDisk()) {
-      spdlog::warn("plugin {}: {} changed on disk since it was loaded; restart the host to run the new version", name,
-                   plugins_.Find(name)->path.string());
-      outcome.plan.restart_needed.push_back("plugins." + name + ".library");
-    }
-    for (const std::string& unmatched : plugins_.ConfigWarnings()) spdlog::warn("{}", unmatched);
-    telemetry_.SetPlugins(plugins_.refusals_total(), static_cast<int64_t>(plugins_.plugins().size()),
-                          static_cast<int64_t>(plugins_.refused().size()));
-    telemetry_.SetKnownPlugins(LoadedNames());
-    for (const auto& transport : transports_) {
-      transport->SetMaxPendingResults(config().transport.max_pending_results);
-      transport->SetPlugins(LoadedNames());
-    }
-    flow_.Reconfigure();  // after the new libraries: their caps join the pool
-    return outcome;
+    return umi::ApplyReload(std::move(loaded).value(), {plugins_, flow_, telemetry_, transports_, options_.plugin_dirs});
   }
 
   void BeginDrain(const std::string& reason) {
