@@ -4,6 +4,7 @@
 
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "support/host_process.h"
 #include "support/wire.h"
@@ -112,6 +113,40 @@ TEST(SchedulingE2E, CancelEndsQueuedAndRunningTasks) {
   const std::string missing = rpc.Receive();
   EXPECT_EQ(AsMap(missing)["ok"], "false");
   EXPECT_NE(missing.find("not_found"), std::string::npos);
+}
+
+TEST(SchedulingE2E, AResultRequestFindsATaskQueuedRunningFinishedOrUnknown) {
+  HostProcess host({.config_yaml = SmallPool()});
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackTask({.id = "done", .plugin = "noop"}));
+  const std::string sent_result = rpc.Receive();
+  rpc.Send(PackTask({.id = "run", .plugin = "sleep", .input = {{"ms", 600000}}, .resources = {{"cpu_threads", 4}}}));
+  rpc.Send(PackTask({.id = "wait", .plugin = "sleep", .input = {{"ms", 1}}, .resources = {{"cpu_threads", 4}}}));
+  ASSERT_TRUE(Fence(rpc).empty());
+
+  auto lookup = [&](const std::string& id) {
+    rpc.Send(PackControl("result", id));
+    return rpc.Receive();
+  };
+  EXPECT_EQ(AsMap(lookup("run"))["state"], "running");
+  EXPECT_EQ(AsMap(lookup("wait"))["state"], "queued");
+  EXPECT_EQ(AsMap(lookup("never-sent"))["state"], "unknown");
+  const std::string finished = lookup("done");
+  EXPECT_EQ(AsMap(finished)["state"], "finished");
+  EXPECT_EQ(AsMap(finished)["task"], "done");
+  // The stored result is the one that was sent, byte for byte, as a map value.
+  const auto handle = msgpack::unpack(finished.data(), finished.size());
+  const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
+  ASSERT_EQ(fields.at("result").type, msgpack::type::MAP);
+  std::stringstream repacked;
+  msgpack::pack(repacked, fields.at("result"));
+  EXPECT_EQ(repacked.str(), sent_result);
+  EXPECT_EQ(ParseResult(repacked.str()).status, "ok");
+
+  rpc.Send(PackControl("result"));
+  const std::string no_id = rpc.Receive();
+  EXPECT_EQ(AsMap(no_id)["ok"], "false");
+  EXPECT_NE(no_id.find("needs the task's id"), std::string::npos);
 }
 
 TEST(SchedulingE2E, ABigTaskIsNotStarvedByAnEndlessStreamOfSmallOnes) {

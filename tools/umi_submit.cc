@@ -402,9 +402,9 @@ void AddOptions(CLI::App& app, SubmitOptions& o) {
   app.add_option("--max-in-flight", o.max_in_flight, "Tasks sent and not yet answered")->capture_default_str();
   app.add_option("--wait-s", o.wait_s, "Give up when no result arrives for this long")->capture_default_str();
   app.add_option("--op", o.op,
-                 "Send a control request instead (health, stats, drain, cancel, reload) and print the reply; "
+                 "Send a control request instead (health, stats, drain, cancel, result, reload) and print the reply; "
                  "with --redis: cluster (live hosts and each plugin's backlog)");
-  app.add_option("--id", o.op_id, "Task id for --op cancel");
+  app.add_option("--id", o.op_id, "Task id for --op cancel and --op result");
   app.add_flag("--quiet", o.quiet, "No progress bar");
   app.add_option("--curve-server", o.curve_server, "The host's CURVE public key file (its keygen .pub)")
       ->check(CLI::ExistingFile);

@@ -19,17 +19,17 @@ from umi.errors import (
 if TYPE_CHECKING:
     from umi.client import Client
     from umi.redis_client import RedisClient
-    from umi.result import Event, Result, Status
+    from umi.result import Event, Lookup, Result, Status
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "Client", "RedisClient", "Result", "Event", "Status", "UmiError", "UsageError", "ClientClosed", "ControlError", "TaskError",
+    "Client", "RedisClient", "Result", "Event", "Status", "Lookup", "UmiError", "UsageError", "ClientClosed", "ControlError", "TaskError",
     "TaskRejected", "TaskFailed", "NoResult", "TaskTimedOut", "TaskCancelled", "TaskCrashed", "__version__",
 ]
 
 _LAZY = {"Client": "umi.client", "RedisClient": "umi.redis_client", "Result": "umi.result", "Event": "umi.result",
-         "Status": "umi.result"}
+         "Status": "umi.result", "Lookup": "umi.result"}
 
 
 def __getattr__(name: str) -> Any:

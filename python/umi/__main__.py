@@ -170,8 +170,14 @@ def _submit(args: argparse.Namespace) -> int:
 
 def _control(args: argparse.Namespace) -> int:
     with _client(args) as client:
-        method = getattr(client, args.command)
-        reply = method(args.id) if args.command == "cancel" else method()
+        assert isinstance(client, Client)  # control commands take no --redis
+        reply: dict[str, Any]
+        if args.command == "result":
+            lookup = client.result(args.id)
+            reply = {"state": lookup.state, **({"result": lookup.result.raw} if lookup.result else {})}
+        else:
+            method = getattr(client, args.command)
+            reply = method(args.id) if args.command == "cancel" else method()
     print(json.dumps(_finite(reply), default=_json_default, ensure_ascii=False, indent=2, allow_nan=False))
     return 0
 
@@ -187,9 +193,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="give up when no result came for this many seconds (default 600)")
     submit.add_argument("--redis", help="a farm's Redis URL (redis://, rediss://, redis+sentinel://) instead of --rpc")
     submit.add_argument("--redis-password-file", help="a file holding the Redis password")
-    for op in ("health", "stats", "drain", "reload", "cancel"):
+    for op in ("health", "stats", "drain", "reload", "cancel", "result"):
         command = commands.add_parser(op, help=f"the {op} control request; prints its reply")
-        if op == "cancel":
+        if op in ("cancel", "result"):
             command.add_argument("id", help="the task's id")
     for command in list(commands.choices.values()):
         command.add_argument("--rpc", action="append", help="a host's rpc endpoint (repeatable)")

@@ -24,7 +24,7 @@ import zmq.asyncio
 
 from umi import _core
 from umi.errors import ClientClosed, ControlError, UsageError
-from umi.result import Event, Result
+from umi.result import Event, Lookup, Result
 
 __all__ = ["Client", "EventStream"]
 
@@ -185,6 +185,10 @@ class Client:
 
     async def cancel(self, task_id: str, timeout: float = 10.0) -> dict[str, Any]:
         return await self._control("cancel", timeout, task_id)
+
+    async def result(self, task_id: str, timeout: float = 10.0) -> Lookup:
+        """As umi.Client.result: the task by id, queued, running, finished (with its Result) or unknown."""
+        return Lookup.from_reply(await self._control("result", timeout, task_id))
 
     async def drain(self, timeout: float = 10.0) -> dict[str, Any]:
         return await self._control("drain", timeout)

@@ -24,7 +24,7 @@ import zmq
 
 from umi import _core
 from umi.errors import ClientClosed, ControlError, UsageError
-from umi.result import Event, Result
+from umi.result import Event, Lookup, Result
 
 __all__ = ["Client", "EventStream"]
 
@@ -194,6 +194,11 @@ class Client:
         """Cancels a queued or running task: {ok, state}; its own result (cancelled) follows.
         ControlError with code not_found when the host does not have it."""
         return self._control("cancel", timeout, task_id)
+
+    def result(self, task_id: str, timeout: float = 10.0) -> Lookup:
+        """Looks a task up by id on the host: queued, running, finished (with its
+        Result, within the host's dedup window) or unknown. Sends nothing to run."""
+        return Lookup.from_reply(self._control("result", timeout, task_id))
 
     def drain(self, timeout: float = 10.0) -> dict[str, Any]:
         return self._control("drain", timeout)

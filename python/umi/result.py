@@ -7,7 +7,7 @@ from typing import Any, Literal, cast
 
 from umi.errors import error_for
 
-__all__ = ["Result", "Event", "Status"]
+__all__ = ["Result", "Event", "Status", "Lookup"]
 
 # How a task ended: the protocol's six words (docs/protocol.md, "Results").
 Status = Literal["ok", "error", "rejected", "timeout", "cancelled", "crashed"]
@@ -70,6 +70,22 @@ class Result:
     def no_result(cls, task_id: str, plugin: str, attempts: int) -> Result:
         return cls(id=task_id, plugin=plugin, status="error", error_code="no_result",
                    error_message=f"no result after {attempts} attempt(s)", attempts=attempts)
+
+
+@dataclass(slots=True)
+class Lookup:
+    """Where a host has a task, by id (``op: result``): ``queued``, ``running``,
+    ``finished`` (with its ``result``, as it was sent, within ``dedup.window_s``)
+    or ``unknown`` (never seen here, refused, or forgotten after the window)."""
+
+    state: Literal["queued", "running", "finished", "unknown"]
+    result: Result | None = None
+
+    @classmethod
+    def from_reply(cls, reply: dict[str, Any]) -> Lookup:
+        stored = reply.get("result")
+        return cls(state=reply.get("state", "unknown"),
+                   result=Result.from_message(stored) if isinstance(stored, dict) else None)
 
 
 @dataclass

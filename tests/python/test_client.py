@@ -106,6 +106,27 @@ def test_control_requests(host):
         assert host.process.wait(30) == 0
 
 
+def test_a_task_is_looked_up_by_id_running_finished_or_unknown(host):
+    with umi.Client(host.rpc, events=host.events) as client, client.events() as stream:
+        assert client.result("never-sent") == umi.Lookup("unknown")
+        done = client.run("echo", {"a": 1}, id="looked-up")
+        found = client.result("looked-up")
+        assert found.state == "finished" and found.result is not None
+        assert (found.result.id, found.result.status, found.result.output) == ("looked-up", "ok", done.output)
+        assert found.result.started_at == done.started_at, "the stored result, as it was sent"
+        await_subscription(client, stream)
+        running = client.submit("slow", {"ms": 60000}, id="lookup-slow")
+        while not ((event := stream.get()).topic == "task.started" and event.id == "lookup-slow"):
+            pass
+        assert client.result("lookup-slow") == umi.Lookup("running")
+        client.cancel("lookup-slow")
+        assert running.result(30).status == "cancelled"
+        assert client.result("lookup-slow").result.status == "cancelled"
+        with pytest.raises(umi.ControlError) as no_id:
+            client._control("result", 10)
+        assert no_id.value.code == "bad_request"
+
+
 def test_bad_use_gets_a_clear_exception(host):
     with pytest.raises(umi.UsageError, match="not connected"):
         umi.Client()
@@ -241,3 +262,8 @@ def test_python_m_umi_submit(host, tmp_path):
     stats = subprocess.run([sys.executable, "-m", "umi", "stats", "--rpc", host.rpc], capture_output=True, text=True,
                            env=env)
     assert stats.returncode == 0 and json.loads(stats.stdout)["host"] == "pytest"
+    looked_up = subprocess.run([sys.executable, "-m", "umi", "result", "a", "--rpc", host.rpc], capture_output=True,
+                               text=True, env=env)
+    assert looked_up.returncode == 0, looked_up.stderr
+    found = json.loads(looked_up.stdout)
+    assert (found["state"], found["result"]["id"], found["result"]["output"]["echo"]) == ("finished", "a", {"n": 1})

@@ -1,4 +1,5 @@
-// ControlHandler: the rpc control ops (health, stats, cancel, drain, reload)
+// ControlHandler: the rpc control ops (health, stats, cancel, result, drain,
+// reload)
 // as a table from op name to handler; each handler returns the encoded reply.
 // An op nobody registered is answered `unknown_op`, naming the known ones.
 // A reply says which request it answers: its `op`, and the `task` a request

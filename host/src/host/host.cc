@@ -271,6 +271,17 @@ class Host::Loop final : public Inbox {
       }
       return EncodeControlError(Status(ErrorCode::kNotFound, "no queued or running task has id '" + request.id + "'"));
     });
+    controls.Add("result", [this](const ControlRequest& request) {
+      if (request.id.empty()) return EncodeControlError(Status(ErrorCode::kBadRequest, "op result needs the task's id"));
+      const TaskFlow::Lookup found = flow_.Find(request.id);
+      switch (found.state) {
+        case TaskFlow::Lookup::State::kQueued: return EncodeResultReply("queued");
+        case TaskFlow::Lookup::State::kRunning: return EncodeResultReply("running");
+        case TaskFlow::Lookup::State::kFinished: return EncodeResultReply("finished", found.result);
+        case TaskFlow::Lookup::State::kUnknown: break;
+      }
+      return EncodeResultReply("unknown");
+    });
     controls.Add("drain", [this](const ControlRequest&) {
       BeginDrain("drain request");
       return EncodeControlOk();

@@ -320,6 +320,16 @@ TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {
   return CancelState::kNotFound;
 }
 
+TaskFlow::Lookup TaskFlow::Find(const std::string& id) {
+  if (const uint64_t key = ledger_.KeyOf(id)) {
+    return {running_.Find(key) ? Lookup::State::kRunning : Lookup::State::kQueued, {}};
+  }
+  if (const ResultCache::Entry* stored = ledger_.finished(id, clock_.Now())) {
+    return {Lookup::State::kFinished, stored->body};
+  }
+  return {};
+}
+
 size_t TaskFlow::RejectQueued(const Status& why) {
   size_t answered = 0;
   for (const QueuedTask& task : scheduler_.TakeAll()) {

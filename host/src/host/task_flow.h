@@ -71,6 +71,13 @@ class TaskFlow {
 
   // A queued task ends `cancelled` now; a running one is asked to stop.
   CancelState Cancel(const std::string& id);
+  // Where the task with this id is: queued, running, finished within the
+  // dedup window (with its stored result), or unknown here.
+  struct Lookup {
+    enum class State { kUnknown, kQueued, kRunning, kFinished } state = State::kUnknown;
+    std::string_view result;  // kFinished: the result as it was sent, encoded
+  };
+  Lookup Find(const std::string& id);
   // How many tasks of `plugin` could start now beside what is queued.
   size_t Room(const std::string& plugin) const;
   // run_inline and not isolated: its tasks run on the loop as they arrive.

@@ -78,6 +78,8 @@ std::string EncodeControlError(const Status& why);  // {ok: false, error: {code,
 std::string WithStringField(std::string map, std::string_view key, std::string_view value);
 std::string EncodeHealthReply(bool draining, std::string_view host, size_t plugins);
 std::string EncodeCancelReply(std::string_view state);  // "queued" or "running"
+// {ok: true, state}, and `result` (the stored result, encoded) when there is one.
+std::string EncodeResultReply(std::string_view state, std::string_view stored_result = {});
 // `applied`: the changed keys now in force (config/reload_plan.h).
 std::string EncodeReloadReply(const std::vector<std::string>& loaded, const std::vector<std::string>& refused,
                               const std::vector<std::string>& restart_needed, const std::vector<std::string>& applied);

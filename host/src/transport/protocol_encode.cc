@@ -208,6 +208,17 @@ std::string EncodeCancelReply(std::string_view state) {
   });
 }
 
+std::string EncodeResultReply(std::string_view state, std::string_view stored_result) {
+  std::string reply = Packed([&](auto& p) {
+    p.pack_map(stored_result.empty() ? 2 : 3);
+    p.pack("ok").pack(true);
+    p.pack("state").pack(state);
+    if (!stored_result.empty()) p.pack("result");
+  });
+  reply.append(stored_result);  // already a msgpack map: the value as it was sent
+  return reply;
+}
+
 std::string EncodeReloadReply(const std::vector<std::string>& loaded, const std::vector<std::string>& refused,
                               const std::vector<std::string>& restart_needed, const std::vector<std::string>& applied) {
   return Packed([&](auto& p) {
