@@ -54,6 +54,10 @@ const std::map<std::string, std::string> kExpected = {
     {"negative_threads.yaml", "hardware.cpu.threads: must be 1..65536, got -2 (line 4, column 14)"},
     {"sandbox_unknown_key.yaml", "plugins.probe.sandbox.netwrok: unknown key, did you mean 'network'? (expected one of: "
                                  "exec, max_file_mb, network, read, required, write) (line 5, column 41)"},
+    {"retry_on_bad_input.yaml",
+     "plugins.probe.retry.on: bad_input never retries (the same input fails the same way) (line 6, column 12)"},
+    {"retry_unknown_key.yaml", "plugins.probe.retry.backof_ms: unknown key, did you mean 'backoff_ms'? (expected one of: "
+                               "attempts, backoff_ms, max_backoff_ms, on) (line 6, column 26)"},
     {"sandbox_not_a_bool.yaml", "plugins.probe.sandbox: expected false (no sandbox) or a map {required, read, write, "
                                 "exec, network, max_file_mb}, got 'none' (line 5, column 40)"},
 };

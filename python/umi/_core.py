@@ -115,8 +115,12 @@ def make_sockets(context: zmq.Context, options: Options) -> tuple[zmq.Socket, zm
     return push, pull
 
 
+# A task's retry policy (docs/protocol.md): runs in all, the first backoff, its cap, the codes that retry.
+_RETRY_KEYS = {"attempts", "backoff_ms", "max_backoff_ms", "on"}
+
+
 def make_request(plugin: str, input: dict[str, Any] | None, id: str | None, priority: int, timeout_ms: int,
-                 resources: dict[str, Any] | None) -> dict[str, Any]:
+                 resources: dict[str, Any] | None, retry: dict[str, Any] | None = None) -> dict[str, Any]:
     if not isinstance(plugin, str) or not plugin:
         raise UsageError(f"plugin must be a non-empty str, not {plugin!r}")
     if input is not None and not isinstance(input, dict):
@@ -135,6 +139,11 @@ def make_request(plugin: str, input: dict[str, Any] | None, id: str | None, prio
             raise UsageError(f"unknown resources key(s) {', '.join(sorted(unknown))}; "
                              f"known: {', '.join(sorted(_REQUIREMENT_KEYS))}")
         request["resources"] = dict(resources)
+    if retry:
+        unknown = set(retry) - _RETRY_KEYS
+        if unknown:
+            raise UsageError(f"unknown retry key(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(_RETRY_KEYS))}")
+        request["retry"] = dict(retry)
     return request
 
 

@@ -125,21 +125,24 @@ class Client:
     # ---- the surface ---------------------------------------------------------------------
 
     def submit(self, plugin: str, input: dict[str, Any] | None = None, *, id: str | None = None, priority: int = 0,
-               timeout_ms: int = 0, resources: dict[str, Any] | None = None) -> asyncio.Future[Result]:
+               timeout_ms: int = 0, resources: dict[str, Any] | None = None,
+               retry: dict[str, Any] | None = None) -> asyncio.Future[Result]:
         """Sends a task now; the future resolves to its Result. Call it on the event loop."""
         loop = self._start()
-        request = _core.make_request(plugin, input, id, priority, timeout_ms, resources)
+        request = _core.make_request(plugin, input, id, priority, timeout_ms, resources, retry)
         future: asyncio.Future[Result] = loop.create_future()
         self._tracker.submit(request, future)
         self._schedule_drain()
         return future
 
     async def run(self, plugin: str, input: dict[str, Any] | None = None, *, id: str | None = None,
-                  priority: int = 0, timeout_ms: int = 0, resources: dict[str, Any] | None = None) -> Result:
-        return await self.submit(plugin, input, id=id, priority=priority, timeout_ms=timeout_ms, resources=resources)
+                  priority: int = 0, timeout_ms: int = 0, resources: dict[str, Any] | None = None,
+                  retry: dict[str, Any] | None = None) -> Result:
+        return await self.submit(plugin, input, id=id, priority=priority, timeout_ms=timeout_ms, resources=resources, retry=retry)
 
     async def map(self, plugin: str, inputs: Iterable[dict[str, Any]], *, max_in_flight: int = 64, priority: int = 0,
-                  timeout_ms: int = 0, resources: dict[str, Any] | None = None) -> AsyncIterator[Result]:
+                  timeout_ms: int = 0, resources: dict[str, Any] | None = None,
+                  retry: dict[str, Any] | None = None) -> AsyncIterator[Result]:
         """One task per input, at most max_in_flight at a time; Results as they complete."""
         if max_in_flight < 1:
             raise UsageError("max_in_flight must be >= 1")
@@ -155,7 +158,7 @@ class Client:
                 except StopIteration:
                     exhausted = True
                     break
-                self._tracker.submit(_core.make_request(plugin, task_input, None, priority, timeout_ms, resources),
+                self._tracker.submit(_core.make_request(plugin, task_input, None, priority, timeout_ms, resources, retry),
                                      collector)
                 in_flight += 1
             self._schedule_drain()

@@ -134,21 +134,24 @@ class Client:
     # ---- the surface ---------------------------------------------------------------------
 
     def submit(self, plugin: str, input: dict[str, Any] | None = None, *, id: str | None = None, priority: int = 0,
-               timeout_ms: int = 0, resources: dict[str, Any] | None = None) -> Future[Result]:
+               timeout_ms: int = 0, resources: dict[str, Any] | None = None,
+               retry: dict[str, Any] | None = None) -> Future[Result]:
         """Sends a task; the future resolves to its Result (never raises for a failed task)."""
-        request = _core.make_request(plugin, input, id, priority, timeout_ms, resources)
+        request = _core.make_request(plugin, input, id, priority, timeout_ms, resources, retry)
         future: Future[Result] = Future()
         self._post(("task", request, future))
         return future
 
     def run(self, plugin: str, input: dict[str, Any] | None = None, *, id: str | None = None, priority: int = 0,
-            timeout_ms: int = 0, resources: dict[str, Any] | None = None) -> Result:
+            timeout_ms: int = 0, resources: dict[str, Any] | None = None,
+            retry: dict[str, Any] | None = None) -> Result:
         """submit and wait for the Result."""
         return self.submit(plugin, input, id=id, priority=priority, timeout_ms=timeout_ms,
-                           resources=resources).result()
+                           resources=resources, retry=retry).result()
 
     def map(self, plugin: str, inputs: Iterable[dict[str, Any]], *, max_in_flight: int = 64, priority: int = 0,
-            timeout_ms: int = 0, resources: dict[str, Any] | None = None) -> Iterator[Result]:
+            timeout_ms: int = 0, resources: dict[str, Any] | None = None,
+            retry: dict[str, Any] | None = None) -> Iterator[Result]:
         """One task per input, at most max_in_flight at a time; Results as they complete."""
         if max_in_flight < 1:
             raise UsageError("max_in_flight must be >= 1")
@@ -163,7 +166,7 @@ class Client:
                 except StopIteration:
                     exhausted = True
                     break
-                self._post(("task", _core.make_request(plugin, task_input, None, priority, timeout_ms, resources),
+                self._post(("task", _core.make_request(plugin, task_input, None, priority, timeout_ms, resources, retry),
                             collector))
                 in_flight += 1
             if in_flight == 0:

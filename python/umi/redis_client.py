@@ -112,17 +112,19 @@ class RedisClient:
         self._thread.start()
 
     def submit(self, plugin: str, input: dict[str, Any] | None = None, *, id: str | None = None, priority: int = 0,
-               timeout_ms: int = 0, resources: dict[str, Any] | None = None) -> Future[Result]:
+               timeout_ms: int = 0, resources: dict[str, Any] | None = None,
+               retry: dict[str, Any] | None = None) -> Future[Result]:
         """XADDs the task; the future resolves to the first Result for its id."""
-        request = _core.make_request(plugin, input, id, priority, timeout_ms, resources)
+        request = _core.make_request(plugin, input, id, priority, timeout_ms, resources, retry)
         future: Future[Result] = Future()
         self._add([request], [future])
         return future
 
     def run(self, plugin: str, input: dict[str, Any] | None = None, *, id: str | None = None, priority: int = 0,
-            timeout_ms: int = 0, resources: dict[str, Any] | None = None, wait: float | None = None) -> Result:
+            timeout_ms: int = 0, resources: dict[str, Any] | None = None,
+            retry: dict[str, Any] | None = None, wait: float | None = None) -> Result:
         """submit and wait, at most `wait` seconds (None: forever): then error/no_result."""
-        future = self.submit(plugin, input, id=id, priority=priority, timeout_ms=timeout_ms, resources=resources)
+        future = self.submit(plugin, input, id=id, priority=priority, timeout_ms=timeout_ms, resources=resources, retry=retry)
         try:
             return future.result(wait)
         except FutureTimeout:
@@ -131,7 +133,8 @@ class RedisClient:
                           error_message=f"no result within {wait} s", attempts=1)
 
     def map(self, plugin: str, inputs: Iterable[dict[str, Any]], *, max_in_flight: int = 256, priority: int = 0,
-            timeout_ms: int = 0, resources: dict[str, Any] | None = None) -> Iterator[Result]:
+            timeout_ms: int = 0, resources: dict[str, Any] | None = None,
+            retry: dict[str, Any] | None = None) -> Iterator[Result]:
         """One task per input, added in pipelined batches, at most max_in_flight unanswered."""
         if max_in_flight < 1:
             raise UsageError("max_in_flight must be >= 1")
@@ -149,7 +152,7 @@ class RedisClient:
                 except StopIteration:
                     exhausted = True
                     break
-                requests.append(_core.make_request(plugin, task_input, None, priority, timeout_ms, resources))
+                requests.append(_core.make_request(plugin, task_input, None, priority, timeout_ms, resources, retry))
                 futures.append(Future())
             if requests:
                 for future in futures:

@@ -31,6 +31,7 @@ class Result:
     started_at: float | None = None
     finished_at: float | None = None
     attempts: int = 0  # sends by this client (retries included)
+    runs: int = 0  # the host's runs of a task with a retry policy (the wire's `attempts`); 0: it had none
     raw: dict[str, Any] = field(default_factory=dict, repr=False)  # the result map as received
 
     @property
@@ -63,6 +64,7 @@ class Result:
             started_at=get("started_at"),
             finished_at=get("finished_at"),
             attempts=attempts,
+            runs=get("attempts", 0),
             raw=message,
         )
 

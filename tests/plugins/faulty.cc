@@ -3,7 +3,11 @@
 //               "hang" (ignores cancellation), "leak" (allocates and touches
 //               input.mb MiB, never frees), "pid" (reports its process id),
 //               "wait" (returns when cancelled), "bad_utf8" (outputs
-//               {"text": "ok \xff\xfe"}, not valid UTF-8)
+//               {"text": "ok \xff\xfe"}, not valid UTF-8), "flaky" (each run
+//               appends a byte to the file input.runs_file; the first
+//               input.fail_times runs fail: input.how "error" (code
+//               input.code, default "busy") or "segv"; then it outputs
+//               {runs: N})
 //   settings.hold_setup_while: a path; setup (in a worker process) waits
 //               while that file exists, as a slow model load would
 #include <umi/plugin.hpp>
@@ -11,6 +15,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <filesystem>
 #include <cstdlib>
 #include <cstring>
@@ -44,6 +49,18 @@ class Faulty : public umi::Plugin {
     if (mode == "exit") std::_Exit(3);
     if (mode == "hang") {
       while (true) std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    if (mode == "flaky") {
+      const std::string runs_file = task.input().Get<std::string>("runs_file", "");
+      if (FILE* file = std::fopen(runs_file.c_str(), "a")) {
+        std::fputc('x', file);
+        std::fclose(file);
+      }
+      const auto runs = static_cast<int64_t>(std::filesystem::file_size(runs_file));
+      task.output().Set("runs", runs);
+      if (runs > task.input().Get<int64_t>("fail_times", 0)) return;
+      if (task.input().Get<std::string>("how", "error") == "segv") std::raise(SIGSEGV);
+      throw umi::Error(task.input().Get<std::string>("code", "busy"), "flaky run " + std::to_string(runs));
     }
     if (mode == "bad_utf8") {
       task.output().Set("text", std::string("ok \xff\xfe"));

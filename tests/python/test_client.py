@@ -34,6 +34,17 @@ def test_run_returns_the_result_and_failures_raise_their_subclass(host):
         timed_out.raise_for_status()
 
 
+def test_a_retry_policy_runs_a_failing_task_again(host):
+    with umi.Client(host.rpc) as client:
+        failed = client.run("faulty", {"mode": "raise"}, retry={"attempts": 3, "backoff_ms": 10, "on": ["plugin_error"]})
+        once = client.run("faulty", {"mode": "raise"})
+        with pytest.raises(umi.UsageError, match="unknown retry key"):
+            client.submit("noop", retry={"attemps": 2})
+    assert (failed.status, failed.error_code, failed.runs) == ("error", "plugin_error", 3)
+    assert failed.attempts == 1, "one send by the client; the host ran it three times"
+    assert (once.status, once.runs) == ("error", 0)
+
+
 def test_map_yields_one_result_per_input_with_a_bounded_number_in_flight(host):
     with umi.Client(host.rpc) as client:
         results = list(client.map("echo", ({"i": i} for i in range(200)), max_in_flight=8))

@@ -22,7 +22,8 @@ std::string PackTask(const TaskSpec& task) {
   msgpack::sbuffer buffer;
   msgpack::packer<msgpack::sbuffer> packer(buffer);
   packer.pack_map(4 + (task.priority ? 1 : 0) + (task.timeout_ms ? 1 : 0) +
-                  (task.resources.empty() ? 0 : 1) + (task.reply_to.empty() ? 0 : 1));
+                  (task.resources.empty() ? 0 : 1) + (task.reply_to.empty() ? 0 : 1) +
+                  (task.retry.empty() && task.retry_on.empty() ? 0 : 1));
   packer.pack("v").pack(1);
   packer.pack("id").pack(task.id);
   packer.pack("plugin").pack(task.plugin);
@@ -32,6 +33,11 @@ std::string PackTask(const TaskSpec& task) {
   if (task.priority) packer.pack("priority").pack(*task.priority);
   if (task.timeout_ms) packer.pack("timeout_ms").pack(*task.timeout_ms);
   if (!task.reply_to.empty()) packer.pack("reply_to").pack(task.reply_to);
+  if (!task.retry.empty() || !task.retry_on.empty()) {
+    packer.pack("retry").pack_map(static_cast<uint32_t>(task.retry.size() + (task.retry_on.empty() ? 0 : 1)));
+    for (const auto& [key, value] : task.retry) packer.pack(key).pack(value);
+    if (!task.retry_on.empty()) packer.pack("on").pack(task.retry_on);
+  }
   if (!task.resources.empty()) {
     packer.pack("resources").pack_map(static_cast<uint32_t>(task.resources.size()));
     for (const auto& [key, value] : task.resources) {
@@ -78,6 +84,7 @@ Result ParseResult(const std::string& bytes) {
   if (auto* r = Find(root, "run_ms")) result.run_ms = r->as<double>();
   if (auto* s = Find(root, "started_at")) result.started_at = s->as<double>();
   if (auto* f = Find(root, "finished_at")) result.finished_at = f->as<double>();
+  if (auto* a = Find(root, "attempts")) result.attempts = a->as<int64_t>();
   if (auto* allocation = Find(root, "allocation")) {
     result.has_allocation = true;
     if (auto* t = Find(*allocation, "cpu_threads")) result.cpu_threads = t->as<int64_t>();

@@ -21,6 +21,10 @@ struct TaskSpec {
   std::optional<int64_t> timeout_ms = {};
   std::map<std::string, double> resources = {};
   std::string reply_to = {};  // Redis Streams: the result's stream; empty: not sent
+  // retry: {attempts, backoff_ms, max_backoff_ms} from `retry`, `on` from
+  // `retry_on`; not sent when both are empty.
+  std::map<std::string, int64_t> retry = {};
+  std::vector<std::string> retry_on = {};
 };
 
 std::string PackTask(const TaskSpec& task);
@@ -37,6 +41,7 @@ struct Result {
   double run_ms = -1;
   std::optional<double> started_at;
   std::optional<double> finished_at;
+  std::optional<int64_t> attempts;
   std::optional<int64_t> cpu_threads;
   std::optional<double> cpu_cores;
   std::vector<int> gpu_ids;

@@ -202,6 +202,31 @@ void ReadTaskGroups(const YAML::Node& groups, HardwareConfig& config) {
 }
 
 // plugins.<name>: a plugin's overrides, isolation, sandbox and settings.
+// plugins.<p>.retry (common/retry_policy.h).
+RetryPolicy ReadRetry(const YAML::Node& node, const std::string& plugin_path) {
+  const std::string path = plugin_path + ".retry";
+  CheckKeys(node, path, {"attempts", "backoff_ms", "max_backoff_ms", "on"});
+  RetryPolicy retry;
+  IfPresent(node, "attempts", [&](auto n) { retry.attempts = ReadInt(n, path + ".attempts", 1, kMaxRetryAttempts); });
+  IfPresent(node, "backoff_ms",
+            [&](auto n) { retry.backoff_ms = ReadInteger(n, path + ".backoff_ms", 0, kMaxBackoffMs); });
+  // A backoff given without its cap raises the default cap with it.
+  retry.max_backoff_ms = std::max(retry.max_backoff_ms, retry.backoff_ms);
+  IfPresent(node, "max_backoff_ms", [&](auto n) {
+    retry.max_backoff_ms = ReadInteger(n, path + ".max_backoff_ms", retry.backoff_ms, kMaxBackoffMs);
+  });
+  IfPresent(node, "on", [&](auto n) {
+    if (!n.IsSequence()) Fail(n, path + ".on", "expected a list of codes");
+    retry.on.clear();
+    for (const YAML::Node& code : n) retry.on.push_back(Read<std::string>(code, path + ".on", "a code"));
+  });
+  if (const Status valid = retry.Validate(); !valid.ok()) {  // "retry.on: ...": the field, then what is wrong
+    const std::string& why = valid.message();
+    Fail(node, plugin_path + "." + why.substr(0, why.find(": ")), why.substr(why.find(": ") + 2));
+  }
+  return retry;
+}
+
 void ReadPlugins(const YAML::Node& plugins, const std::filesystem::path& source, HardwareConfig& config) {
   RequireMap(plugins, "plugins");
   for (const auto& entry : plugins) {
@@ -209,7 +234,7 @@ void ReadPlugins(const YAML::Node& plugins, const std::filesystem::path& source,
     const std::string path = "plugins." + name;
     CheckKeys(entry.second, path,
               {"task_group", "cpu_cores", "cpu_threads", "threads", "memory_mb", "gpu_count", "exclusive_gpu",
-               "max_instances", "settings", "isolation", "processes", "sandbox"});
+               "max_instances", "settings", "isolation", "processes", "sandbox", "retry"});
     PluginConfig plugin;
     ReadResources(entry.second, path, plugin.resources, plugin.max_instances);
     CheckFits(config, path, plugin.resources, entry.second);
@@ -227,6 +252,7 @@ void ReadPlugins(const YAML::Node& plugins, const std::filesystem::path& source,
     IfPresent(entry.second, "processes",
               [&](auto n) { plugin.processes = ReadInt(n, path + ".processes", 0, 1024); });
     if (const YAML::Node sandbox = entry.second["sandbox"]) plugin.sandbox = ReadSandbox(sandbox, path + ".sandbox", source);
+    if (const YAML::Node retry = entry.second["retry"]) plugin.retry = ReadRetry(retry, path);
     const YAML::Node settings = entry.second["settings"];
     if (settings && !settings.IsMap()) Fail(settings, path + ".settings", "expected a map");
     plugin.settings_msgpack = YamlToMsgpack(settings ? settings : YAML::Node(YAML::NodeType::Map));

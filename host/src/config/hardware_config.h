@@ -57,6 +57,7 @@
 #include <vector>
 
 #include "common/requirement.h"
+#include "common/retry_policy.h"
 #include "common/status_or.h"
 
 namespace umi {
@@ -105,6 +106,7 @@ struct PluginConfig {
   bool isolate_process = false;  // isolation: process (see process_pool.h)
   int processes = 1;             // worker processes started with the host
   SandboxConfig sandbox;
+  std::optional<RetryPolicy> retry;  // for tasks that bring none of their own
   friend bool operator==(const PluginConfig&, const PluginConfig&) = default;
 };
 

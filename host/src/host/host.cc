@@ -202,6 +202,7 @@ class Host::Loop final : public Inbox {
   // than the earliest.
   void AddTimers() {
     poller_.AddTimer([this] { return DueIn(flow_.NextDeadline()); }, [this] { flow_.ExpireDeadlines(); });
+    poller_.AddTimer([this] { return DueIn(flow_.NextRetryDue()); }, [this] { flow_.ReleaseDueRetries(); });
     poller_.AddTimer([this] { return DueIn(lifecycle_.NextDeadline()); }, [this] { OnDrainDeadline(); });
     if (watchdog_) poller_.AddTimer([this] { return DueIn(next_watchdog_ping_); }, [this] { PetWatchdog(); });
   }

@@ -298,8 +298,74 @@ void TaskFlow::Finish(uint64_t key, RunningTask& running, const Finished& finish
   if (!first) mean->second += (finished.run_ms - mean->second) / 16;
   outcome.started_at = finished.started_at;
   outcome.finished_at = finished.finished_at;
-  ledger_.End(CompleteRun(running.task.message, std::move(running.allocation), std::move(outcome)), running.task.reply,
-              key, ran);
+  TaskResult result = CompleteRun(running.task.message, std::move(running.allocation), std::move(outcome));
+  if (const RetryPolicy* policy = RetryPolicyOf(running.task.message)) {
+    result.attempts = running.task.runs + 1;
+    if (const std::optional<std::chrono::milliseconds> wait = RetryWaitFor(*policy, result)) {
+      telemetry_.RunRetried(key, result, ran);
+      WaitToRetry(std::move(running.task), running.context->input_msgpack, result, *policy, *wait);
+      return;
+    }
+  }
+  ledger_.End(result, running.task.reply, key, ran);
+}
+
+const RetryPolicy* TaskFlow::RetryPolicyOf(const TaskMessage& task) const {
+  if (task.retry) return &*task.retry;
+  const auto plugin = config().plugins.find(task.plugin);
+  return plugin != config().plugins.end() && plugin->second.retry ? &*plugin->second.retry : nullptr;
+}
+
+std::optional<std::chrono::milliseconds> TaskFlow::RetryWaitFor(const RetryPolicy& policy, const TaskResult& result) {
+  if (retries_closed_) return std::nullopt;  // draining: what fails now is answered
+  if (result.status != TaskStatus::kError && result.status != TaskStatus::kTimeout &&
+      result.status != TaskStatus::kCrashed) {
+    return std::nullopt;
+  }
+  return NextRetry(policy, result.error_code, result.attempts, jitter_(random_));
+}
+
+void TaskFlow::WaitToRetry(QueuedTask task, const std::string& input, const TaskResult& failed,
+                           const RetryPolicy& policy, std::chrono::milliseconds wait) {
+  ++task.runs;
+  task.message.input_msgpack = input;  // the run took it; the next one gets the same
+  LogTaskScope scope(task.message.plugin, task.message.id, ToString(failed.status), failed.error_code);
+  spdlog::info("task '{}' ({}) ended {}: {}: {}; run {} of {} in {} ms", task.message.id, task.message.plugin,
+               ToString(failed.status), failed.error_code, failed.error_message, task.runs + 1, policy.attempts,
+               wait.count());
+  if (events_.listening()) {
+    events_.Publish("task.retrying", EncodeRetryEvent(task.message.id, task.message.plugin, task.runs, wait.count(),
+                                                      failed.error_code, failed.error_message));
+  }
+  std::string last_failure = std::string(ToString(failed.status)) + "/" + failed.error_code;
+  retry_waits_.emplace(clock_.Now() + wait, RetryWait{std::move(task), std::move(last_failure)});
+}
+
+std::optional<Clock::TimePoint> TaskFlow::NextRetryDue() const {
+  if (retry_waits_.empty()) return std::nullopt;
+  return retry_waits_.begin()->first;
+}
+
+void TaskFlow::ReleaseDueRetries() {
+  const Clock::TimePoint now = clock_.Now();
+  while (!retry_waits_.empty() && retry_waits_.begin()->first <= now) {
+    QueuedTask task = std::move(retry_waits_.begin()->second.task);
+    retry_waits_.erase(retry_waits_.begin());
+    task.enqueued_at = now;
+    Publish("task.queued", task.message);
+    scheduler_.Enqueue(std::move(task));
+    queue_settled_ = false;
+  }
+}
+
+std::optional<TaskFlow::RetryWait> TaskFlow::TakeRetryWait(uint64_t key) {
+  for (auto wait = retry_waits_.begin(); wait != retry_waits_.end(); ++wait) {
+    if (wait->second.task.key != key) continue;
+    RetryWait taken = std::move(wait->second);
+    retry_waits_.erase(wait);
+    return taken;
+  }
+  return std::nullopt;
 }
 
 TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {
@@ -317,6 +383,16 @@ TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {
     ledger_.End(result, queued->reply);
     return CancelState::kQueued;
   }
+  if (std::optional<RetryWait> waiting = TakeRetryWait(key)) {
+    TaskResult result =
+        EndedResult(waiting->task.message.id, waiting->task.message.plugin, TaskStatus::kCancelled,
+                    Status(ErrorCode::kCancelled, "cancelled by request while it waited to run again (run " +
+                                                      std::to_string(waiting->task.runs) + " ended " +
+                                                      waiting->last_failure + ")"));
+    result.attempts = waiting->task.runs;
+    ledger_.End(result, waiting->task.reply);
+    return CancelState::kQueued;
+  }
   return CancelState::kNotFound;
 }
 
@@ -332,7 +408,13 @@ TaskFlow::Lookup TaskFlow::Find(const std::string& id) {
 
 size_t TaskFlow::RejectQueued(const Status& why) {
   size_t answered = 0;
-  for (const QueuedTask& task : scheduler_.TakeAll()) {
+  // A task waiting to run again is answered (or given back) as a queued one,
+  // and from now on what fails is answered, not retried.
+  retries_closed_ = true;
+  std::vector<QueuedTask> queued = scheduler_.TakeAll();
+  for (auto& [due, waiting] : retry_waits_) queued.push_back(std::move(waiting.task));
+  retry_waits_.clear();
+  for (const QueuedTask& task : queued) {
     if (task.reply.sink && task.reply.sink->GiveBack(task.reply)) {
       ledger_.Forget(task.message.id);
       continue;

@@ -17,6 +17,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <random>
 #include <string>
 #include <unordered_map>
 
@@ -123,6 +124,10 @@ class TaskFlow {
   PoolUsage usage() const { return pool_.Usage(); }
   void FillUsage(PoolUsage& usage) const { pool_.FillUsage(usage); }
   std::optional<Clock::TimePoint> NextDeadline() const { return running_.NextDeadline(); }
+  // When the next task that failed and waits to run again is due; then call
+  // ReleaseDueRetries, which queues every due one (a Poller timer of the loop's).
+  std::optional<Clock::TimePoint> NextRetryDue() const;
+  void ReleaseDueRetries();
 
  private:
   PoolCapacity Capacity(const HardwareConfig& config) const;
@@ -143,6 +148,19 @@ class TaskFlow {
   // timeline record (it never reached Telemetry::TaskStarted).
   void Finish(uint64_t key, RunningTask& running, const Finished& finished, TaskRecord* ran = nullptr);
   void PublishProgress(RunningTask& running, double fraction, std::string_view message);
+  // Retries (common/retry_policy.h): a failed run whose policy lets it run
+  // again waits in retry_waits_, holding no grant and blocking no queue,
+  // until its backoff has passed; it then queues again under its key.
+  struct RetryWait {
+    QueuedTask task;
+    std::string last_failure;  // "timeout/timeout", "error/busy": for a cancel's or a drain's answer
+  };
+  const RetryPolicy* RetryPolicyOf(const TaskMessage& task) const;
+  // How long until the run that ended with `result` runs again; none: it does not.
+  std::optional<std::chrono::milliseconds> RetryWaitFor(const RetryPolicy& policy, const TaskResult& result);
+  void WaitToRetry(QueuedTask task, const std::string& input, const TaskResult& failed, const RetryPolicy& policy,
+                   std::chrono::milliseconds wait);
+  std::optional<RetryWait> TakeRetryWait(uint64_t key);
   void Publish(std::string_view topic, const TaskMessage& task);
 
   TaskFlowOptions options_;
@@ -159,6 +177,10 @@ class TaskFlow {
   TaskLedger ledger_;
   std::unordered_map<std::string, double> mean_run_ms_;  // per plugin, a moving average
   uint64_t last_key_ = 0;
+  std::multimap<Clock::TimePoint, RetryWait> retry_waits_;  // by when each is due
+  bool retries_closed_ = false;  // a drain began: failures are answered
+  std::mt19937_64 random_{std::random_device{}()};
+  std::uniform_real_distribution<double> jitter_{0.0, 1.0};
   // True from a StartRunnable pass that left the queue blocked until a task
   // is queued, a grant is given back or the pool changes: a run_inline task
   // may then run on arrival past what is queued (it takes nothing they could use).

@@ -44,6 +44,7 @@ struct QueuedTask {
   const LoadedPlugin* plugin = nullptr;
   ReplyRoute reply;
   std::chrono::steady_clock::time_point enqueued_at;
+  int runs = 0;  // runs that failed and were retried (its retry policy)
 };
 
 class Scheduler {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "common/requirement.h"
+#include "common/retry_policy.h"
 #include "scheduling/resource_pool.h"
 
 namespace umi {
@@ -26,6 +27,7 @@ struct TaskMessage {
   int64_t priority = 0;
   int64_t timeout_ms = 0;  // 0: none
   std::optional<RequirementOverride> resources;
+  std::optional<RetryPolicy> retry;  // none: the plugin's (plugins.<name>.retry), if any
 };
 
 // Where a task's answer goes: back through the transport that delivered it.
@@ -82,6 +84,7 @@ struct TaskResult {
   std::optional<double> started_at;  // Unix seconds
   std::optional<double> finished_at;
   std::optional<Allocation> allocation;
+  int attempts = 0;  // runs of a task with a retry policy, retries included; 0: no policy (not sent)
 };
 
 }  // namespace umi

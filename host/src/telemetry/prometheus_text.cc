@@ -196,6 +196,8 @@ void WriteHostCounters(Writer& w, const Telemetry::Snapshot& s) {
   w.Single("umi_malformed_messages_total", "counter", "Messages that could not be decoded as protocol v1.", s.malformed);
   w.Single("umi_deduplicated_tasks_total", "counter", "Retries answered with a stored result instead of running.",
            s.deduplicated);
+  w.Single("umi_retried_runs_total", "counter", "Runs that failed and ran again under their retry policy.",
+           s.retried);
   w.Single("umi_plugin_load_failures_total", "counter", "Plugin libraries refused at start or reload.",
            s.plugin_load_failures);
   w.Single("umi_plugins_loaded", "gauge", "Plugins loaded now.", s.plugins_loaded);

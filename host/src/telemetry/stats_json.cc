@@ -74,6 +74,7 @@ nlohmann::json RenderStats(const Telemetry::Snapshot& s) {
       {"unsent_results", s.unsent_results},
       {"malformed", s.malformed},
       {"deduplicated", s.deduplicated},
+      {"retried", s.retried},
       {"dropped_replies", s.dropped_replies},
       {"config_fallback", s.config_fallback},
       {"plugin_load_failures", s.plugin_load_failures},

@@ -214,10 +214,20 @@ void Telemetry::TaskFinished(uint64_t key, const TaskResult& result, TaskRecord*
       stats->next_sample = (stats->next_sample + 1) % kTimingSamples;
     }
   }
+  EndRecord(key, ToString(result.status), result, ran);
+}
+
+void Telemetry::RunRetried(uint64_t key, const TaskResult& failed_run, TaskRecord* ran) {
+  std::lock_guard lock(mutex_);
+  ++state_.retried;
+  EndRecord(key, "retrying", failed_run, ran);
+}
+
+void Telemetry::EndRecord(uint64_t key, const char* status, const TaskResult& result, TaskRecord* ran) {
   const auto found = ran ? running_.end() : running_.find(key);
   if (!ran && found == running_.end()) return;
   TaskRecord& record = ran ? *ran : found->second;
-  record.status = ToString(result.status);
+  record.status = status;
   record.finished_at = result.finished_at.value_or(UnixNow());
   if (result.started_at) record.started_at = *result.started_at;
   if (recent_capacity_ > 0) {

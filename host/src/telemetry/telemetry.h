@@ -79,7 +79,7 @@ class Telemetry {
     bool ready = false;
     bool draining = false;
     size_t queued = 0, running = 0, unsent_results = 0;
-    uint64_t malformed = 0, deduplicated = 0, plugin_load_failures = 0, reloads = 0, failed_reloads = 0;
+    uint64_t malformed = 0, deduplicated = 0, retried = 0, plugin_load_failures = 0, reloads = 0, failed_reloads = 0;
     int64_t plugins_loaded = 0, plugins_refused = 0;
     uint64_t dropped_replies = 0;
     std::string config_fallback;  // why the named config is not in force; empty: it is
@@ -150,6 +150,9 @@ class Telemetry {
   // timeline record of a task that started and ended within one call of the
   // loop (run_inline), which skipped TaskStarted.
   void TaskFinished(uint64_t key, const TaskResult& result, TaskRecord* ran = nullptr);
+  // A run that failed and will run again (its retry policy): counted as a
+  // retry, not a result; its timeline record ends as "retrying".
+  void RunRetried(uint64_t key, const TaskResult& failed_run, TaskRecord* ran = nullptr);
 
   Snapshot Take() const;
   // Finished (newest last, at most `limit`) then running tasks.
@@ -184,6 +187,9 @@ class Telemetry {
   };
   static constexpr size_t kMaxCounterCacheEntries = 1024;
   Counters& CountersFor(const std::string& plugin);
+  // Ends the timeline record of `key` (or `ran`) with `status`, into the
+  // recent ring. Called with mutex_ held.
+  void EndRecord(uint64_t key, const char* status, const TaskResult& result, TaskRecord* ran);
 
   mutable std::mutex mutex_;
   Snapshot state_;

@@ -94,6 +94,42 @@ std::string ReadText(const msgpack::object& value, std::string_view key) {
   return std::string(text);
 }
 
+bool HasKey(const msgpack::object& map, std::string_view key) {
+  for (const auto& kv : Entries(map)) {
+    if (kv.key.type == msgpack::type::STR && AsString(kv.key) == key) return true;
+  }
+  return false;
+}
+
+RetryPolicy ReadRetry(const msgpack::object& map) {
+  if (map.type != msgpack::type::MAP) throw Invalid{"'retry' must be a map"};
+  RetryPolicy out;
+  for (const auto& kv : Entries(map)) {
+    if (kv.key.type != msgpack::type::STR) throw Invalid{"'retry' keys must be strings"};
+    const std::string_view key = AsString(kv.key);
+    if (key == "attempts") {
+      out.attempts = static_cast<int>(ReadInteger(kv.val, "retry.attempts", 1, kMaxRetryAttempts));
+    } else if (key == "backoff_ms") {
+      out.backoff_ms = ReadInteger(kv.val, "retry.backoff_ms", 0, kMaxBackoffMs);
+    } else if (key == "max_backoff_ms") {
+      out.max_backoff_ms = ReadInteger(kv.val, "retry.max_backoff_ms", 0, kMaxBackoffMs);
+    } else if (key == "on") {
+      if (kv.val.type != msgpack::type::ARRAY) throw Invalid{"'retry.on' must be an array of codes"};
+      out.on.clear();
+      for (const msgpack::object& code : std::span(kv.val.via.array.ptr, kv.val.via.array.size)) {
+        out.on.push_back(ReadText(code, "retry.on"));
+      }
+    } else {
+      throw Invalid{"'retry." + std::string(key) + "' is not a retry setting (known: attempts, backoff_ms, "
+                    "max_backoff_ms, on)"};
+    }
+  }
+  // A backoff given without its cap raises the default cap with it.
+  if (out.max_backoff_ms < out.backoff_ms && !HasKey(map, "max_backoff_ms")) out.max_backoff_ms = out.backoff_ms;
+  if (const Status valid = out.Validate(); !valid.ok()) throw Invalid{valid.message()};
+  return out;
+}
+
 RequirementOverride ReadResources(const msgpack::object& map) {
   if (map.type != msgpack::type::MAP) throw Invalid{"'resources' must be a map"};
   RequirementOverride out;
@@ -133,7 +169,7 @@ std::string Pack(const msgpack::object& object) {
 // A message's known top-level fields (null: absent); other keys are ignored.
 struct Fields {
   const msgpack::object *v = nullptr, *id = nullptr, *plugin = nullptr, *input = nullptr, *priority = nullptr,
-                        *timeout_ms = nullptr, *resources = nullptr, *op = nullptr;
+                        *timeout_ms = nullptr, *resources = nullptr, *retry = nullptr, *op = nullptr;
 };
 
 Fields Gather(const msgpack::object& root) {
@@ -148,6 +184,7 @@ Fields Gather(const msgpack::object& root) {
     else if (key == "priority") fields.priority = &kv.val;
     else if (key == "timeout_ms") fields.timeout_ms = &kv.val;
     else if (key == "resources") fields.resources = &kv.val;
+    else if (key == "retry") fields.retry = &kv.val;
     else if (key == "op") fields.op = &kv.val;
   }
   return fields;
@@ -208,6 +245,7 @@ TaskMessage ReadTask(const Fields& fields, const Identity& identity) {
   if (fields.priority) task.priority = ReadInteger(*fields.priority, "priority", INT64_MIN);
   if (fields.timeout_ms) task.timeout_ms = ReadInteger(*fields.timeout_ms, "timeout_ms", 0, kMaxMs);
   if (fields.resources) task.resources = ReadResources(*fields.resources);
+  if (fields.retry) task.retry = ReadRetry(*fields.retry);
   return task;
 }
 

@@ -70,6 +70,9 @@ void EncodeResultInto(const TaskResult& result, std::string_view host, std::stri
 std::string EncodeTaskEvent(std::string_view id, std::string_view plugin);
 std::string EncodeProgressEvent(std::string_view id, std::string_view plugin, double fraction,
                                 std::string_view message);
+// task.retrying: run `attempts` failed with `code` and the task runs again in `retry_in_ms`.
+std::string EncodeRetryEvent(std::string_view id, std::string_view plugin, int attempts, int64_t retry_in_ms,
+                             std::string_view code, std::string_view message);
 
 // Control replies (docs/protocol.md, "Control requests").
 std::string EncodeControlOk();                                              // {ok: true}

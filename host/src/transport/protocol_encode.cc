@@ -77,7 +77,7 @@ void EncodeResultInto(const TaskResult& result, std::string_view host, std::stri
   msgpack::packer<StringStream> packer(buffer);
   const bool ok = result.status == TaskStatus::kOk;
   const uint32_t fields = 7 + (result.id ? 1 : 0) + (result.started_at ? 1 : 0) +
-                          (result.finished_at ? 1 : 0) + (result.allocation ? 1 : 0);
+                          (result.finished_at ? 1 : 0) + (result.allocation ? 1 : 0) + (result.attempts > 0 ? 1 : 0);
   packer.pack_map(fields);
   packer.pack("v").pack(kProtocolVersion);
   if (result.id) packer.pack("id").pack(*result.id);
@@ -103,6 +103,7 @@ void EncodeResultInto(const TaskResult& result, std::string_view host, std::stri
   packer.pack("run_ms").pack(result.run_ms);
   if (result.started_at) packer.pack("started_at").pack(*result.started_at);
   if (result.finished_at) packer.pack("finished_at").pack(*result.finished_at);
+  if (result.attempts > 0) packer.pack("attempts").pack(result.attempts);
   if (result.allocation) {
     const Allocation& a = *result.allocation;
     packer.pack("allocation").pack_map(a.cpu_ids.empty() ? 4 : 5);
@@ -145,6 +146,21 @@ std::string EncodeProgressEvent(std::string_view id, std::string_view plugin, do
     p.pack("plugin").pack(plugin);
     p.pack("progress").pack(std::isnan(fraction) ? 0.0 : std::clamp(fraction, 0.0, 1.0));
     if (!message.empty()) p.pack("message").pack(IsValidUtf8(message) ? std::string(message) : ToValidUtf8(message));
+  });
+}
+
+std::string EncodeRetryEvent(std::string_view id, std::string_view plugin, int attempts, int64_t retry_in_ms,
+                             std::string_view code, std::string_view message) {
+  return Packed([&](auto& p) {
+    p.pack_map(6);
+    p.pack("v").pack(kProtocolVersion);
+    p.pack("id").pack(id);
+    p.pack("plugin").pack(plugin);
+    p.pack("attempts").pack(attempts);
+    p.pack("retry_in_ms").pack(retry_in_ms);
+    p.pack("error").pack_map(2);
+    p.pack("code").pack(ToValidUtf8(code));
+    p.pack("message").pack(ToValidUtf8(message));
   });
 }
 
