@@ -85,6 +85,7 @@ Result ParseResult(const std::string& bytes) {
   if (auto* s = Find(root, "started_at")) result.started_at = s->as<double>();
   if (auto* f = Find(root, "finished_at")) result.finished_at = f->as<double>();
   if (auto* a = Find(root, "attempts")) result.attempts = a->as<int64_t>();
+  if (auto* f = Find(root, "flow")) result.flow = Str(*f);
   if (auto* allocation = Find(root, "allocation")) {
     result.has_allocation = true;
     if (auto* t = Find(*allocation, "cpu_threads")) result.cpu_threads = t->as<int64_t>();

@@ -42,6 +42,7 @@ struct Result {
   std::optional<double> started_at;
   std::optional<double> finished_at;
   std::optional<int64_t> attempts;
+  std::string flow;  // a flow step's result or event: its flow
   std::optional<int64_t> cpu_threads;
   std::optional<double> cpu_cores;
   std::vector<int> gpu_ids;

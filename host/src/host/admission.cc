@@ -16,6 +16,33 @@ StatusOr<Demand> MakeDemand(const LoadedPlugin& plugin, const TaskMessage& task,
   return demand;
 }
 
+FlowAdmission AdmitFlow(const FlowMessage& flow, const FlowFacts& facts, const ResourcePool& pool) {
+  if (!facts.serving) return Status(ErrorCode::kShuttingDown, "the host is draining and takes no new flows");
+  if (facts.id_active) return Status(ErrorCode::kDuplicateId, "a flow or task with id '" + flow.id + "' is already running");
+  const TaskFingerprint fingerprint = Fingerprint(flow);
+  if (facts.finished) {
+    if (facts.finished->fingerprint != fingerprint) {
+      return Status(ErrorCode::kIdConflict,
+                    "id '" + flow.id + "' belongs to an earlier flow or task with other steps; give each flow its own id");
+    }
+    return Retry{&facts.finished->body};
+  }
+  for (const FlowStep& step : flow.steps) {
+    const LoadedPlugin* plugin = facts.find_plugin(step.task.plugin);
+    if (!plugin) {
+      const std::string refusal = facts.plugin_refusal(step.task.plugin);
+      return Status(ErrorCode::kUnknownPlugin,
+                    "flow step '" + step.name + "': " +
+                        (refusal.empty() ? "no plugin named '" + step.task.plugin + "' is loaded"
+                                         : "plugin '" + step.task.plugin + "' was refused at load: " + refusal));
+    }
+    if (auto demand = MakeDemand(*plugin, step.task, facts.allow_task_overrides, pool); !demand.ok()) {
+      return demand.status().Prefixed("flow step '" + step.name + "'");
+    }
+  }
+  return AdmittedFlow{fingerprint};
+}
+
 Admission Admit(const TaskMessage& task, const AdmissionFacts& facts, const ResourcePool& pool) {
   if (!facts.serving) return Status(ErrorCode::kShuttingDown, "the host is draining and takes no new tasks");
   if (facts.id_active) return Status(ErrorCode::kDuplicateId, "a task with id '" + task.id + "' is already queued or running");

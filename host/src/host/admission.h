@@ -17,6 +17,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <variant>
 
@@ -51,6 +52,27 @@ struct Admitted {
 using Admission = std::variant<Status, Retry, Admitted>;
 
 Admission Admit(const TaskMessage& task, const AdmissionFacts& facts, const ResourcePool& pool);
+
+// A flow (scheduling/flow.h) is admitted whole or not at all: the same
+// checks for the flow's id (draining, duplicate_id, its stored result or
+// id_conflict), then every step's plugin must be loaded (unknown_plugin,
+// naming the step) and its demand fit the whole pool (infeasible, or
+// bad_request for its resources). Queue length does not refuse a flow: its
+// steps queue as they are released.
+struct FlowFacts {
+  bool serving = true;
+  bool id_active = false;
+  const ResultCache::Entry* finished = nullptr;
+  std::function<const LoadedPlugin*(const std::string&)> find_plugin;
+  std::function<std::string(const std::string&)> plugin_refusal;  // why a library of that name was refused
+  bool allow_task_overrides = false;
+};
+struct AdmittedFlow {
+  TaskFingerprint fingerprint;
+};
+using FlowAdmission = std::variant<Status, Retry, AdmittedFlow>;
+
+FlowAdmission AdmitFlow(const FlowMessage& flow, const FlowFacts& facts, const ResourcePool& pool);
 
 // The plugin's effective requirement with the task's own `resources` on top
 // (also for queued tasks after a reload): a Demand, or why not.

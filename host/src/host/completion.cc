@@ -36,6 +36,7 @@ TaskResult CompleteRun(const TaskMessage& task, Allocation allocation, RunOutcom
   TaskResult result;
   result.id = task.id;
   result.plugin = task.plugin;
+  result.flow = task.flow;
   result.queued_ms = outcome.queued_ms;
   result.run_ms = outcome.run_ms;
   result.started_at = outcome.started_at;

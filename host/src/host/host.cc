@@ -116,7 +116,12 @@ class Host::Loop final : public Inbox {
       // loop still turns each kHeartbeatInterval (its heartbeat).
       poller_.PollOnce(start_more_ ? std::chrono::milliseconds(0) : kHeartbeatInterval);
       for (const auto& transport : transports_) transport->BeforeTasks();
-      start_more_ = lifecycle_.serving() && flow_.StartRunnable();
+      if (lifecycle_.serving()) {
+        start_more_ = flow_.StartRunnable();
+      } else {
+        flow_.PumpFlows(/*serving=*/false);  // flows whose steps ended in the drain are answered
+        start_more_ = false;
+      }
       UpdateLoad();
       // Last: this turn's results leave in one batch, after the load they
       // leave behind is published.
@@ -159,6 +164,9 @@ class Host::Loop final : public Inbox {
     // A farm task read just as the drain began (the read was under way) is
     // another host's to run: back to its stream, not answered shutting_down.
     if (!lifecycle_.serving() && route.sink && route.sink->GiveBack(route)) return;
+    if (auto* flow = std::get_if<FlowMessage>(&message)) {
+      return flow_.AcceptFlow(std::move(*flow), std::move(route), lifecycle_.serving());
+    }
     flow_.Accept(std::get<TaskMessage>(std::move(message)), std::move(route), lifecycle_.serving());
   }
 

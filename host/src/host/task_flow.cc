@@ -99,19 +99,53 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   queue_settled_ = false;
 }
 
+void TaskFlow::AcceptFlow(FlowMessage flow, ReplyRoute route, bool serving) {
+  FlowFacts facts;
+  facts.serving = serving;
+  facts.id_active = ledger_.active(flow.id);
+  facts.finished = ledger_.finished(flow.id, clock_.Now());
+  facts.find_plugin = [this](const std::string& name) { return plugins_.Find(name); };
+  facts.plugin_refusal = [this](const std::string& name) { return plugins_.RefusalOf(name); };
+  facts.allow_task_overrides = config().allow_task_overrides;
+  FlowAdmission admission = AdmitFlow(flow, facts, pool_);
+  if (const auto* refused = std::get_if<Status>(&admission)) {
+    const std::string status = "rejected", code(WireCode(refused->code()));
+    LogTaskScope scope("flow", flow.id, status, code);
+    spdlog::info("rejected flow '{}' ({}): {}", flow.id, code, refused->message());
+    return ledger_.Refuse(RejectedResult(flow.id, "flow", *refused), route);
+  }
+  if (const auto* retry = std::get_if<Retry>(&admission)) {
+    telemetry_.CountDeduplicated();
+    return SendOn(route, *retry->result);
+  }
+  const uint64_t key = ++last_key_;
+  ledger_.Accepted(flow.id, key, std::get<AdmittedFlow>(admission).fingerprint);
+  spdlog::debug("flow '{}' accepted: {} step(s)", flow.id, flow.steps.size());
+  flows_.Start(std::move(flow), std::move(route), key);
+}
+
+void TaskFlow::PumpFlows(bool serving) {
+  if (!flows_.has_work()) return;
+  flows_.Pump([this, serving](TaskMessage step, ReplyRoute route) { Accept(std::move(step), std::move(route), serving); },
+              [this](const TaskResult& result, const ReplyRoute& route, uint64_t) { ledger_.EndFlow(result, route); },
+              serving);
+}
+
 bool TaskFlow::StartRunnable() {
   // Inline tasks give their grants back as they end, within this call, and
   // no mail will wake the loop for them: the queue is taken again while
   // they do, up to a budget, so other work is not held up for long either.
   size_t started = 0;
   while (true) {
+    PumpFlows(true);  // steps a flow released since the last pass join the queue first
     const Clock::TimePoint now = clock_.Now();
     std::vector<std::pair<QueuedTask, Allocation>> runnable = scheduler_.TakeRunnable(now);
     AnnounceStarts(runnable);
     size_t ended = 0;
     for (auto& [task, allocation] : runnable) ended += Start(std::move(task), std::move(allocation), now) ? 1 : 0;
     started += runnable.size();
-    if (ended == 0 || scheduler_.size() == 0) {
+    // An inline step that ended may have released more steps: another pass.
+    if (!flows_.has_work() && (ended == 0 || scheduler_.size() == 0)) {
       queue_settled_ = true;  // what is queued now waits for a release
       return false;
     }
@@ -369,6 +403,10 @@ std::optional<TaskFlow::RetryWait> TaskFlow::TakeRetryWait(uint64_t key) {
 }
 
 TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {
+  if (flows_.has(id)) {  // its steps that were released are cancelled as tasks
+    for (const std::string& step : flows_.Cancel(id)) Cancel(step);
+    return CancelState::kRunning;
+  }
   const uint64_t key = ledger_.KeyOf(id);
   if (RunningTask* running = running_.Find(key)) {
     running->cancel_requested = true;
@@ -397,6 +435,7 @@ TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {
 }
 
 TaskFlow::Lookup TaskFlow::Find(const std::string& id) {
+  if (flows_.has(id)) return {Lookup::State::kRunning, {}};
   if (const uint64_t key = ledger_.KeyOf(id)) {
     return {running_.Find(key) ? Lookup::State::kRunning : Lookup::State::kQueued, {}};
   }
@@ -490,7 +529,7 @@ void TaskFlow::Reconfigure() {
 }
 
 void TaskFlow::Publish(std::string_view topic, const TaskMessage& task) {
-  if (events_.listening()) events_.Publish(topic, EncodeTaskEvent(task.id, task.plugin));
+  if (events_.listening()) events_.Publish(topic, EncodeTaskEvent(task.id, task.plugin, task.flow));
 }
 
 }  // namespace umi

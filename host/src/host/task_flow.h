@@ -24,6 +24,7 @@
 #include "common/clock.h"
 #include "common/status.h"
 #include "config/hardware_config.h"
+#include "host/flow_runner.h"
 #include "host/running_tasks.h"
 #include "host/task_ledger.h"
 #include "runtime/executor.h"
@@ -58,6 +59,14 @@ class TaskFlow {
   // A decoded task: refused, answered from the dedup window, run at once
   // (a run_inline task that fits, none of its plugin queued) or queued.
   void Accept(TaskMessage task, ReplyRoute route, bool serving);
+  // A decoded flow (scheduling/flow.h): refused whole, answered from the
+  // dedup window, or accepted; its steps are released as tasks at the next
+  // StartRunnable.
+  void AcceptFlow(FlowMessage flow, ReplyRoute route, bool serving);
+  // Submits the flows' released steps and answers the flows that ended;
+  // StartRunnable does it, and the loop while draining (serving false: a
+  // released step is skipped, not run).
+  void PumpFlows(bool serving);
   // Answers a message that was never accepted.
   void Refuse(const TaskResult& result, const ReplyRoute& route) { ledger_.Refuse(result, route); }
   // Starts every queued task the pool grants now, and again as inline tasks
@@ -177,6 +186,7 @@ class TaskFlow {
   TaskLedger ledger_;
   std::unordered_map<std::string, double> mean_run_ms_;  // per plugin, a moving average
   uint64_t last_key_ = 0;
+  FlowRunner flows_{clock_};
   std::multimap<Clock::TimePoint, RetryWait> retry_waits_;  // by when each is due
   bool retries_closed_ = false;  // a drain began: failures are answered
   std::mt19937_64 random_{std::random_device{}()};

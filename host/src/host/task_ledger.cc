@@ -32,22 +32,30 @@ void TaskLedger::Accepted(const std::string& id, uint64_t key, TaskFingerprint f
   if (!inserted.inserted) spare_active_ = std::move(inserted.node);  // admission never lets an active id in twice
 }
 
-void TaskLedger::End(const TaskResult& result, const ReplyRoute& route, uint64_t key, TaskRecord* ran) {
+TaskFingerprint TaskLedger::Release(const std::optional<std::string>& id) {
   TaskFingerprint fingerprint;
-  if (result.id) {
-    if (const auto active = active_.find(*result.id); active != active_.end()) {
+  if (id) {
+    if (const auto active = active_.find(*id); active != active_.end()) {
       fingerprint = active->second.fingerprint;
       spare_active_ = active_.extract(active);
     }
   }
-  Answer(result, route, key, fingerprint, ran);
+  return fingerprint;
+}
+
+void TaskLedger::End(const TaskResult& result, const ReplyRoute& route, uint64_t key, TaskRecord* ran) {
+  Answer(result, route, key, Release(result.id), ran);
+}
+
+void TaskLedger::EndFlow(const TaskResult& result, const ReplyRoute& route) {
+  Answer(result, route, 0, Release(result.id), nullptr, /*counted=*/false);
 }
 
 void TaskLedger::Refuse(const TaskResult& result, const ReplyRoute& route) { Answer(result, route, 0, {}); }
 
 void TaskLedger::Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, TaskFingerprint fingerprint,
-                        TaskRecord* ran) {
-  telemetry_.TaskFinished(key, result, ran);
+                        TaskRecord* ran, bool counted) {
+  if (counted) telemetry_.TaskFinished(key, result, ran);
   if (result.status != TaskStatus::kOk && result.status != TaskStatus::kRejected) {
     const std::string id = result.id.value_or(""), status = ToString(result.status);
     LogTaskScope scope(result.plugin, id, status, result.error_code);

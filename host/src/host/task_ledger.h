@@ -43,6 +43,9 @@ class TaskLedger {
   // Ends an accepted task. `key`: its key if it started (for the timeline),
   // else 0; `ran`: the timeline record of an inline run (Telemetry::TaskFinished).
   void End(const TaskResult& result, const ReplyRoute& route, uint64_t key = 0, TaskRecord* ran = nullptr);
+  // Ends an accepted flow (host/flow_runner.h): as End, but not counted as a
+  // task (its steps were).
+  void EndFlow(const TaskResult& result, const ReplyRoute& route);
   // Answers a message that was never accepted.
   void Refuse(const TaskResult& result, const ReplyRoute& route);
 
@@ -56,7 +59,9 @@ class TaskLedger {
     TaskFingerprint fingerprint;
   };
   void Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, TaskFingerprint fingerprint,
-              TaskRecord* ran = nullptr);
+              TaskRecord* ran = nullptr, bool counted = true);
+  // The fingerprint of an active id, which leaves the active set.
+  TaskFingerprint Release(const std::optional<std::string>& id);
 
   const std::string host_;
   const Clock& clock_;

@@ -28,6 +28,7 @@ struct TaskMessage {
   int64_t timeout_ms = 0;  // 0: none
   std::optional<RequirementOverride> resources;
   std::optional<RetryPolicy> retry;  // none: the plugin's (plugins.<name>.retry), if any
+  std::string flow;  // the flow this task is a step of (scheduling/flow.h); empty: none
 };
 
 // Where a task's answer goes: back through the transport that delivered it.
@@ -73,7 +74,8 @@ struct TaskResult {
   std::optional<std::string> id;
   std::string plugin;
   TaskStatus status = TaskStatus::kOk;
-  std::string output_msgpack;  // a msgpack map, for kOk
+  std::string output_msgpack;  // a msgpack map, for kOk (and for every status of a flow's result)
+  bool output_whatever_status = false;  // a flow's result: its steps are its output, failed or not
   // For every status but kOk: the wire word (transport/protocol.h, WireCode)
   // or the code a plugin chose.
   std::string error_code;
@@ -85,6 +87,7 @@ struct TaskResult {
   std::optional<double> finished_at;
   std::optional<Allocation> allocation;
   int attempts = 0;  // runs of a task with a retry policy, retries included; 0: no policy (not sent)
+  std::string flow;  // a step's flow (its task's `flow`); empty: not sent
 };
 
 }  // namespace umi

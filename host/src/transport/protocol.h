@@ -1,7 +1,8 @@
 // Protocol v1 codec: msgpack task and control messages in, results out.
 //
 // docs/protocol.md is the wire reference. DecodeMessage never throws: any
-// byte string yields a TaskMessage, a ControlRequest or a BadMessage that
+// byte string yields a TaskMessage, a ControlRequest, a FlowMessage (a
+// message with `flow`: scheduling/flow.h) or a BadMessage that
 // carries the task id when one could be read, so the host can answer it.
 // Decoding limits nesting depth and container sizes so hostile input costs
 // bounded memory.
@@ -21,6 +22,7 @@
 #include "common/requirement.h"
 #include "common/fingerprint.h"
 #include "common/status.h"
+#include "scheduling/flow.h"
 #include "scheduling/task.h"
 
 namespace umi {
@@ -42,7 +44,7 @@ struct BadMessage {
   Status status;  // kBadRequest or kUnsupportedVersion, and why
 };
 
-using Message = std::variant<TaskMessage, ControlRequest, BadMessage>;
+using Message = std::variant<TaskMessage, ControlRequest, BadMessage, FlowMessage>;
 
 Message DecodeMessage(std::string_view bytes);
 
@@ -51,6 +53,8 @@ Message DecodeMessage(std::string_view bytes);
 // even one made to: the hash (XXH3-128) is keyed with a secret drawn at
 // random once per process.
 TaskFingerprint Fingerprint(const TaskMessage& task);
+// A flow's: the whole `flow` map as sent.
+TaskFingerprint Fingerprint(const FlowMessage& flow);
 
 // The wire word of a code: "bad_request", "infeasible", ... (docs/protocol.md,
 // "Error codes"). The one table between ErrorCode and the protocol.
@@ -67,7 +71,8 @@ void EncodeResultInto(const TaskResult& result, std::string_view host, std::stri
 
 // Events (the events socket): the body of task.queued and task.started, and
 // of task.progress (fraction clamped to 0..1; an empty message is left out).
-std::string EncodeTaskEvent(std::string_view id, std::string_view plugin);
+// task.queued and task.started; `flow`: the flow of a step (empty: none).
+std::string EncodeTaskEvent(std::string_view id, std::string_view plugin, std::string_view flow = {});
 std::string EncodeProgressEvent(std::string_view id, std::string_view plugin, double fraction,
                                 std::string_view message);
 // task.retrying: run `attempts` failed with `code` and the task runs again in `retry_in_ms`.
@@ -79,6 +84,8 @@ std::string EncodeControlOk();                                              // {
 std::string EncodeControlError(const Status& why);  // {ok: false, error: {code, message}}
 // `map` (an encoded msgpack map) with `key: value` added.
 std::string WithStringField(std::string map, std::string_view key, std::string_view value);
+// `map` with `key` and a value already packed (`packed_value`) added.
+std::string WithPackedField(std::string map, std::string_view key, std::string_view packed_value);
 std::string EncodeHealthReply(bool draining, std::string_view host, size_t plugins);
 std::string EncodeCancelReply(std::string_view state);  // "queued" or "running"
 // {ok: true, state}, and `result` (the stored result, encoded) when there is one.

@@ -76,21 +76,24 @@ void EncodeResultInto(const TaskResult& result, std::string_view host, std::stri
   StringStream buffer{encoded};
   msgpack::packer<StringStream> packer(buffer);
   const bool ok = result.status == TaskStatus::kOk;
-  const uint32_t fields = 7 + (result.id ? 1 : 0) + (result.started_at ? 1 : 0) +
-                          (result.finished_at ? 1 : 0) + (result.allocation ? 1 : 0) + (result.attempts > 0 ? 1 : 0);
+  const bool output = ok || result.output_whatever_status;
+  const uint32_t fields = 6 + (output ? 1 : 0) + (ok ? 0 : 1) + (result.id ? 1 : 0) + (result.started_at ? 1 : 0) +
+                          (result.finished_at ? 1 : 0) + (result.allocation ? 1 : 0) + (result.attempts > 0 ? 1 : 0) +
+                          (result.flow.empty() ? 0 : 1);
   packer.pack_map(fields);
   packer.pack("v").pack(kProtocolVersion);
   if (result.id) packer.pack("id").pack(*result.id);
   packer.pack("plugin").pack(result.plugin);
   packer.pack("status").pack(ToString(result.status));
-  if (ok) {
+  if (output) {
     packer.pack("output");
     if (result.output_msgpack.empty()) {
       packer.pack_map(0);
     } else {
       buffer.write(result.output_msgpack.data(), result.output_msgpack.size());
     }
-  } else {
+  }
+  if (!ok) {
     packer.pack("error").pack_map(result.error_detail.empty() ? 2 : 3);
     packer.pack("code").pack(result.error_code);
     // Messages quote what was sent; the result must stay valid text.
@@ -104,6 +107,7 @@ void EncodeResultInto(const TaskResult& result, std::string_view host, std::stri
   if (result.started_at) packer.pack("started_at").pack(*result.started_at);
   if (result.finished_at) packer.pack("finished_at").pack(*result.finished_at);
   if (result.attempts > 0) packer.pack("attempts").pack(result.attempts);
+  if (!result.flow.empty()) packer.pack("flow").pack(result.flow);
   if (result.allocation) {
     const Allocation& a = *result.allocation;
     packer.pack("allocation").pack_map(a.cpu_ids.empty() ? 4 : 5);
@@ -128,12 +132,13 @@ std::string Packed(Fill fill) {
 
 }  // namespace
 
-std::string EncodeTaskEvent(std::string_view id, std::string_view plugin) {
+std::string EncodeTaskEvent(std::string_view id, std::string_view plugin, std::string_view flow) {
   return Packed([&](auto& p) {
-    p.pack_map(3);
+    p.pack_map(flow.empty() ? 3 : 4);
     p.pack("v").pack(kProtocolVersion);
     p.pack("id").pack(id);
     p.pack("plugin").pack(plugin);
+    if (!flow.empty()) p.pack("flow").pack(flow);
   });
 }
 
@@ -184,6 +189,13 @@ std::string EncodeControlError(const Status& why) {
 }
 
 std::string WithStringField(std::string map, std::string_view key, std::string_view value) {
+  std::string packed;
+  StringStream stream{packed};
+  msgpack::packer<StringStream>(stream).pack(value);
+  return WithPackedField(std::move(map), key, packed);
+}
+
+std::string WithPackedField(std::string map, std::string_view key, std::string_view packed_value) {
   // The map's header says how many pairs follow: rewritten one larger.
   const auto head = static_cast<uint8_t>(map.at(0));
   size_t pairs = 0, header = 1;
@@ -202,7 +214,8 @@ std::string WithStringField(std::string map, std::string_view key, std::string_v
   msgpack::packer<msgpack::sbuffer> packer(buffer);
   packer.pack_map(static_cast<uint32_t>(pairs + 1));
   buffer.write(map.data() + header, map.size() - header);
-  packer.pack(key).pack(value);
+  packer.pack(key);
+  buffer.write(packed_value.data(), packed_value.size());
   return std::string(buffer.data(), buffer.size());
 }
 

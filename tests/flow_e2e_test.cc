@@ -1,0 +1,211 @@
+// Flows through the real host: a diamond in order with each step's
+// upstream outputs, a failure that skips its dependents while an
+// independent branch runs, bad flows refused with the reason, a flow id
+// sent again, cancel and drain in the middle of a flow.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <map>
+
+#include "support/host_process.h"
+#include "support/redis_server.h"
+#include "support/wire.h"
+
+namespace umi::testing {
+namespace {
+
+struct Step {
+  std::string name;
+  std::map<std::string, std::string> input = {};
+  std::vector<std::string> after = {};
+  std::string plugin = "faulty";
+};
+
+std::string PackFlow(const std::string& id, const std::vector<Step>& steps) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_map(3);
+  packer.pack("v").pack(1);
+  packer.pack("id").pack(id);
+  packer.pack("flow").pack_map(static_cast<uint32_t>(steps.size()));
+  for (const Step& step : steps) {
+    packer.pack(step.name).pack_map(step.after.empty() ? 2 : 3);
+    packer.pack("plugin").pack(step.plugin);
+    packer.pack("input").pack(step.input);
+    if (!step.after.empty()) packer.pack("after").pack(step.after);
+  }
+  return std::string(buffer.data(), buffer.size());
+}
+
+HostProcess::Options Options(const std::string& extra = "") {
+  return {.config_yaml = R"(hardware:
+  cpu: {cores: 4, threads: 4, max_concurrent_tasks: 4}
+  memory: {total_gb: 8}
+)" + extra,
+          .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR, UMI_TEST_PLUGIN_DIR}};
+}
+
+// output.steps of a flow's result, by step name.
+std::map<std::string, Result> Steps(const Result& flow) {
+  std::map<std::string, Result> steps;
+  const msgpack::object* all = flow.Output("steps");
+  if (!all) return steps;
+  for (const auto& [name, result] : all->as<std::map<std::string, msgpack::object>>()) {
+    std::stringstream packed;
+    msgpack::pack(packed, result);
+    steps[name] = ParseResult(packed.str());
+  }
+  return steps;
+}
+
+// The echo step's input.upstream.<from>.input.<key>.
+std::string Upstream(const Result& step, const std::string& from, const std::string& key) {
+  const auto input = step.Output("input")->as<std::map<std::string, msgpack::object>>();
+  const auto upstream = input.at("upstream").as<std::map<std::string, msgpack::object>>();
+  const auto output = upstream.at(from).as<std::map<std::string, msgpack::object>>();
+  return output.at("input").as<std::map<std::string, msgpack::object>>().at(key).as<std::string>();
+}
+
+std::vector<Step> Diamond() {
+  return {{"probe", {{"mode", "echo"}, {"tag", "p"}}},
+          {"thumb", {{"mode", "echo"}, {"tag", "t"}}, {"probe"}},
+          {"scenes", {{"mode", "echo"}, {"tag", "s"}}, {"probe"}},
+          {"report", {{"mode", "echo"}, {"tag", "r"}}, {"thumb", "scenes"}}};
+}
+
+TEST(FlowE2E, ADiamondRunsInOrderAndEachStepGetsItsUpstreamOutputs) {
+  HostProcess host(Options());
+  EventsClient events(host.context(), host.endpoint("events"));
+  AwaitSubscription(host, events);
+  host.Send(PackFlow("ingest-42", Diamond()));
+  const Result flow = host.NextResult();
+  ASSERT_EQ(flow.status, "ok") << flow.error_message;
+  EXPECT_EQ(flow.id, "ingest-42");
+  EXPECT_EQ(flow.plugin, "flow");
+  std::map<std::string, Result> steps = Steps(flow);
+  ASSERT_EQ(steps.size(), 4u);
+  for (const auto& [name, step] : steps) {
+    EXPECT_EQ(step.status, "ok") << name;
+    EXPECT_EQ(step.id, "ingest-42/" + name);
+    EXPECT_EQ(step.flow, "ingest-42");
+  }
+  EXPECT_LE(*steps["probe"].finished_at, *steps["thumb"].started_at);
+  EXPECT_LE(*steps["probe"].finished_at, *steps["scenes"].started_at);
+  EXPECT_LE(*steps["thumb"].finished_at, *steps["report"].started_at);
+  EXPECT_LE(*steps["scenes"].finished_at, *steps["report"].started_at);
+  EXPECT_EQ(Upstream(steps["thumb"], "probe", "tag"), "p");
+  EXPECT_EQ(Upstream(steps["report"], "thumb", "tag"), "t");
+  EXPECT_EQ(Upstream(steps["report"], "scenes", "tag"), "s");
+  // Each step's events name the flow.
+  int started = 0;
+  while (started < 4) {
+    const auto [topic, event] = events.Next();
+    if (topic != "task.started" || !event.id || event.id->rfind("ingest-42/", 0) != 0) continue;
+    EXPECT_EQ(event.flow, "ingest-42");
+    ++started;
+  }
+}
+
+TEST(FlowE2E, AFailedStepSkipsItsDependentsAndAnIndependentBranchStillRuns) {
+  HostProcess host(Options());
+  host.Send(PackFlow("f", {{"a", {{"mode", "echo"}, {"fail", "yes"}}},
+                           {"b", {{"mode", "echo"}}, {"a"}},
+                           {"c", {{"mode", "echo"}}, {"b"}},
+                           {"d", {{"mode", "echo"}}}}));
+  const Result flow = host.NextResult();
+  EXPECT_EQ(flow.status, "error");
+  EXPECT_EQ(flow.error_code, "step_failed");
+  EXPECT_EQ(flow.error_message, "step 'a' ended error: asked_to_fail: failed as asked");
+  std::map<std::string, Result> steps = Steps(flow);
+  EXPECT_EQ(steps["a"].status, "error");
+  EXPECT_EQ(steps["b"].status, "skipped");
+  EXPECT_EQ(steps["b"].error_code, "upstream_failed");
+  EXPECT_EQ(steps["c"].status, "skipped");
+  EXPECT_EQ(steps["d"].status, "ok");
+  EXPECT_FALSE(steps["b"].started_at.has_value()) << "a skipped step never ran";
+}
+
+TEST(FlowE2E, BadFlowsAreRefusedAtOnceWithTheReason) {
+  HostProcess host(Options());
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  auto refusal = [&](const std::string& id, const std::vector<Step>& steps) {
+    rpc.Send(PackFlow(id, steps));
+    const Result result = ParseResult(rpc.Receive());
+    EXPECT_EQ(result.id, id);
+    EXPECT_EQ(result.status, "rejected");
+    return result.error_code + ": " + result.error_message;
+  };
+  EXPECT_EQ(refusal("cycle", {{"a", {}, {"c"}}, {"b", {}, {"a"}}, {"c", {}, {"b"}}}),
+            "bad_request: flow steps form a cycle (each waits for the next): a -> c -> b -> a");
+  EXPECT_EQ(refusal("unknown-after", {{"a", {}, {"nope"}}}),
+            "bad_request: flow step 'a' comes after 'nope', which is not a step of the flow");
+  EXPECT_EQ(refusal("unknown-plugin", {{"a"}, {"b", {}, {"a"}, "no_such_plugin"}}),
+            "unknown_plugin: flow step 'b': no plugin named 'no_such_plugin' is loaded");
+  EXPECT_EQ(refusal("filled", {{"a", {{"upstream", "mine"}}}}),
+            "bad_request: flow step 'a': its input has 'upstream', which the flow fills with the outputs of its "
+            "'after' steps");
+  std::vector<Step> many;
+  for (int i = 0; i <= 10000; ++i) many.push_back({"s" + std::to_string(i)});
+  EXPECT_EQ(refusal("huge", many), "bad_request: 'flow' has 10001 steps, at most 10000");
+  EXPECT_EQ(refusal("empty", {}), "bad_request: 'flow' has no steps");
+}
+
+TEST(FlowE2E, AFlowIdSentAgainGetsTheStoredResultAndOtherStepsAConflict) {
+  HostProcess host(Options());
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackFlow("again", Diamond()));
+  const std::string first = rpc.Receive();
+  ASSERT_EQ(ParseResult(first).status, "ok");
+  rpc.Send(PackFlow("again", Diamond()));
+  EXPECT_EQ(rpc.Receive(), first) << "the stored result, byte for byte";
+  rpc.Send(PackFlow("again", {{"other"}}));
+  EXPECT_EQ(ParseResult(rpc.Receive()).error_code, "id_conflict");
+  rpc.Send(PackControl("result", "again/report"));
+  EXPECT_NE(rpc.Receive().find("finished"), std::string::npos) << "a step is a task: looked up by its id";
+}
+
+TEST(FlowE2E, CancellingAFlowCancelsItsRunningStepAndSkipsTheRest) {
+  HostProcess host(Options());
+  EventsClient events(host.context(), host.endpoint("events"));
+  AwaitSubscription(host, events);
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackFlow("stop-me", {{"a", {{"mode", "wait"}}}, {"b", {{"mode", "echo"}}, {"a"}}}));
+  while (true) {
+    const auto [topic, event] = events.Next();
+    if (topic == "task.started" && event.id == "stop-me/a") break;
+  }
+  rpc.Send(PackControl("result", "stop-me"));
+  EXPECT_NE(rpc.Receive().find("running"), std::string::npos);
+  rpc.Send(PackControl("cancel", "stop-me"));
+  std::optional<Result> flow;
+  while (!flow) {  // the cancel's reply and the flow's result, in either order
+    const std::string reply = rpc.Receive();
+    Result parsed = ParseResult(reply);
+    if (parsed.id == "stop-me") flow = parsed;
+  }
+  EXPECT_EQ(flow->status, "cancelled");
+  std::map<std::string, Result> steps = Steps(*flow);
+  EXPECT_EQ(steps["a"].status, "cancelled");
+  EXPECT_EQ(steps["b"].status, "skipped");
+}
+
+TEST(FlowE2E, ADrainLetsTheRunningStepEndAndAnswersTheFlow) {
+  HostProcess host(Options("shutdown: {drain_timeout_s: 0.2}\n"));
+  EventsClient events(host.context(), host.endpoint("events"));
+  AwaitSubscription(host, events);
+  host.Send(PackFlow("drained", {{"a", {{"mode", "wait"}}}, {"b", {{"mode", "echo"}}, {"a"}}}));
+  while (true) {
+    const auto [topic, event] = events.Next();
+    if (topic == "task.started" && event.id == "drained/a") break;
+  }
+  kill(host.pid(), SIGTERM);  // the drain cancels "a" after its timeout; "b" is never released
+  const Result flow = host.NextResult();
+  EXPECT_EQ(flow.id, "drained");
+  EXPECT_EQ(flow.status, "error");
+  std::map<std::string, Result> steps = Steps(flow);
+  EXPECT_EQ(steps["b"].status, "skipped");
+  EXPECT_EQ(host.Stop(), 0);
+}
+
+}  // namespace
+}  // namespace umi::testing
