@@ -19,6 +19,7 @@ struct Step {
   std::map<std::string, std::string> input = {};
   std::vector<std::string> after = {};
   std::string plugin = "faulty";
+  std::map<std::string, int64_t> numbers = {};  // more input, integers
 };
 
 std::string PackFlow(const std::string& id, const std::vector<Step>& steps) {
@@ -31,7 +32,9 @@ std::string PackFlow(const std::string& id, const std::vector<Step>& steps) {
   for (const Step& step : steps) {
     packer.pack(step.name).pack_map(step.after.empty() ? 2 : 3);
     packer.pack("plugin").pack(step.plugin);
-    packer.pack("input").pack(step.input);
+    packer.pack("input").pack_map(static_cast<uint32_t>(step.input.size() + step.numbers.size()));
+    for (const auto& [key, value] : step.input) packer.pack(key).pack(value);
+    for (const auto& [key, value] : step.numbers) packer.pack(key).pack(value);
     if (!step.after.empty()) packer.pack("after").pack(step.after);
   }
   return std::string(buffer.data(), buffer.size());
@@ -205,6 +208,51 @@ TEST(FlowE2E, ADrainLetsTheRunningStepEndAndAnswersTheFlow) {
   std::map<std::string, Result> steps = Steps(flow);
   EXPECT_EQ(steps["b"].status, "skipped");
   EXPECT_EQ(host.Stop(), 0);
+}
+
+TEST(FlowE2E, AFlowTakenFromARedisStreamRunsOnTheHostThatReadItAndIsAnsweredThere) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  HostProcess::Options options = FarmHost(redis, "flow-host", R"(hardware:
+  cpu: {cores: 4, threads: 4, max_concurrent_tasks: 4}
+  memory: {total_gb: 8}
+)");
+  options.plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR, UMI_TEST_PLUGIN_DIR};
+  HostProcess host(options);
+  // A flow goes on the stream of its first step's plugin.
+  producer.Submit("faulty", PackFlow("farm-flow", Diamond()));
+  const std::vector<Result> results = producer.Results(1);
+  EXPECT_EQ(results[0].id, "farm-flow");
+  EXPECT_EQ(results[0].status, "ok") << results[0].error_message;
+  EXPECT_EQ(Steps(results[0]).size(), 4u);
+  EXPECT_EQ(producer.Pending("umi:tasks:faulty"), 0) << "the flow's entry is acknowledged with its result";
+}
+
+TEST(FlowE2E, AFlowWhoseHostWasKilledRunsAgainWholeOnALiveHost) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  auto farm_host = [&](const std::string& name) {
+    HostProcess::Options options = FarmHost(redis, name);
+    options.plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR, UMI_TEST_PLUGIN_DIR};
+    return options;
+  };
+  auto doomed = std::make_unique<HostProcess>(farm_host("doomed"));
+  EventsClient events(doomed->context(), doomed->endpoint("events"));
+  AwaitSubscription(*doomed, events);
+  producer.Submit("sleep", PackFlow("survives", {{"a", {{"mode", "echo"}}, {}, "faulty"},
+                                                 {"b", {}, {"a"}, "sleep", {{"ms", 1500}}},
+                                                 {"c", {{"mode", "echo"}}, {"b"}, "faulty"}}));
+  AwaitStarted(events, 1, "survives/b");  // "a" ended, "b" runs: the host dies mid-flow
+  kill(doomed->pid(), SIGKILL);
+  waitpid(doomed->pid(), nullptr, 0);
+
+  HostProcess survivor(farm_host("survivor"));
+  const std::vector<Result> results = producer.Results(1);
+  EXPECT_EQ(results[0].id, "survives");
+  EXPECT_EQ(results[0].status, "ok") << results[0].error_message;
+  EXPECT_EQ(results[0].host, "survivor");
+  EXPECT_EQ(Steps(results[0]).size(), 3u);
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
 }
 
 }  // namespace

@@ -147,6 +147,25 @@ def make_request(plugin: str, input: dict[str, Any] | None, id: str | None, prio
     return request
 
 
+_STEP_KEYS = {"plugin", "input", "after", "priority", "timeout_ms", "resources", "retry"}
+
+
+def make_flow_request(steps: dict[str, dict[str, Any]], id: str | None) -> dict[str, Any]:
+    """A flow (docs/flows.md): steps by name, each a task's fields plus `after`."""
+    if not isinstance(steps, dict) or not steps:
+        raise UsageError("a flow needs a non-empty dict of steps, {name: {plugin, input, after, ...}}")
+    for name, step in steps.items():
+        if not isinstance(step, dict) or not isinstance(step.get("plugin"), str) or not step["plugin"]:
+            raise UsageError(f"flow step {name!r} must be a dict with a non-empty 'plugin'")
+        unknown = set(step) - _STEP_KEYS
+        if unknown:
+            raise UsageError(f"flow step {name!r}: unknown key(s) {', '.join(sorted(unknown))}; "
+                             f"known: {', '.join(sorted(_STEP_KEYS))}")
+    if id is not None and (not isinstance(id, str) or not id):
+        raise UsageError(f"id must be a non-empty str, not {id!r}")
+    return {"v": 1, "id": id or new_id(), "flow": steps}
+
+
 def decode_event(frames: list[bytes]) -> Event | None:
     if len(frames) != 2:
         return None
@@ -248,7 +267,7 @@ class Tracker:
                 self._transmit(entry, now)
             else:
                 del self.pending[task_id]
-                resolved.append((entry.future, Result.no_result(task_id, entry.request["plugin"], entry.attempts)))
+                resolved.append((entry.future, Result.no_result(task_id, entry.request.get("plugin", "flow"), entry.attempts)))
         return resolved
 
     def seconds_to_next_deadline(self, cap: float) -> float:

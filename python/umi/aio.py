@@ -135,6 +135,14 @@ class Client:
         self._schedule_drain()
         return future
 
+    def submit_flow(self, steps: dict[str, dict[str, Any]], *, id: str | None = None) -> asyncio.Future[Result]:
+        """As umi.Client.submit_flow; call it on the event loop."""
+        loop = self._start()
+        future: asyncio.Future[Result] = loop.create_future()
+        self._tracker.submit(_core.make_flow_request(steps, id), future)
+        self._schedule_drain()
+        return future
+
     async def run(self, plugin: str, input: dict[str, Any] | None = None, *, id: str | None = None,
                   priority: int = 0, timeout_ms: int = 0, resources: dict[str, Any] | None = None,
                   retry: dict[str, Any] | None = None) -> Result:

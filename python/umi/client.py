@@ -149,6 +149,17 @@ class Client:
         return self.submit(plugin, input, id=id, priority=priority, timeout_ms=timeout_ms,
                            resources=resources, retry=retry).result()
 
+    def submit_flow(self, steps: dict[str, dict[str, Any]], *, id: str | None = None) -> Future[Result]:
+        """Sends a flow (docs/flows.md): {name: {plugin, input, after, ...}}. Its one Result has
+        status ok, error (step_failed) or cancelled, and every step's result in output["steps"]."""
+        future: Future[Result] = Future()
+        self._post(("task", _core.make_flow_request(steps, id), future))
+        return future
+
+    def run_flow(self, steps: dict[str, dict[str, Any]], *, id: str | None = None) -> Result:
+        """submit_flow and wait for the flow's Result."""
+        return self.submit_flow(steps, id=id).result()
+
     def map(self, plugin: str, inputs: Iterable[dict[str, Any]], *, max_in_flight: int = 64, priority: int = 0,
             timeout_ms: int = 0, resources: dict[str, Any] | None = None,
             retry: dict[str, Any] | None = None) -> Iterator[Result]:

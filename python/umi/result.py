@@ -20,7 +20,7 @@ class Result:
     id: str
     plugin: str
     status: Status
-    output: dict[str, Any] | None = None  # status ok only
+    output: dict[str, Any] | None = None  # status ok only (a flow: always, its "steps")
     error_code: str = ""
     error_message: str = ""
     error_detail: str = ""  # more for people (a plugin's traceback); empty: none
@@ -53,7 +53,7 @@ class Result:
             id=get("id", ""),
             plugin=get("plugin", ""),
             status=cast(Status, status),  # the host sends only the six words
-            output=get("output") if status == "ok" else None,
+            output=get("output"),  # a task's when ok; a flow's steps whatever its status
             error_code=error.get("code", ""),
             error_message=error.get("message", ""),
             error_detail=error.get("detail", ""),

@@ -45,6 +45,22 @@ def test_a_retry_policy_runs_a_failing_task_again(host):
     assert (once.status, once.runs) == ("error", 0)
 
 
+def test_a_flow_runs_its_steps_in_order_and_answers_once(host):
+    with umi.Client(host.rpc) as client:
+        done = client.run_flow({"a": {"plugin": "echo", "input": {"n": 1}},
+                                "b": {"plugin": "echo", "input": {}, "after": ["a"]}}, id="py-flow")
+        failed = client.run_flow({"a": {"plugin": "faulty", "input": {"mode": "raise"}},
+                                  "b": {"plugin": "echo", "after": ["a"]}})
+        found = client.result("py-flow")
+        with pytest.raises(umi.UsageError, match="unknown key"):
+            client.submit_flow({"a": {"plugin": "echo", "inptu": {}}})
+    assert (done.status, done.plugin, done.id) == ("ok", "flow", "py-flow")
+    assert done.output["steps"]["b"]["output"]["echo"]["upstream"]["a"]["echo"] == {"n": 1}
+    assert (failed.status, failed.error_code) == ("error", "step_failed")
+    assert failed.output["steps"]["b"]["status"] == "skipped"
+    assert found.state == "finished" and found.result.output["steps"].keys() == {"a", "b"}
+
+
 def test_map_yields_one_result_per_input_with_a_bounded_number_in_flight(host):
     with umi.Client(host.rpc) as client:
         results = list(client.map("echo", ({"i": i} for i in range(200)), max_in_flight=8))
