@@ -14,32 +14,6 @@
 namespace umi::testing {
 namespace {
 
-struct Step {
-  std::string name;
-  std::map<std::string, std::string> input = {};
-  std::vector<std::string> after = {};
-  std::string plugin = "faulty";
-  std::map<std::string, int64_t> numbers = {};  // more input, integers
-};
-
-std::string PackFlow(const std::string& id, const std::vector<Step>& steps) {
-  msgpack::sbuffer buffer;
-  msgpack::packer<msgpack::sbuffer> packer(buffer);
-  packer.pack_map(3);
-  packer.pack("v").pack(1);
-  packer.pack("id").pack(id);
-  packer.pack("flow").pack_map(static_cast<uint32_t>(steps.size()));
-  for (const Step& step : steps) {
-    packer.pack(step.name).pack_map(step.after.empty() ? 2 : 3);
-    packer.pack("plugin").pack(step.plugin);
-    packer.pack("input").pack_map(static_cast<uint32_t>(step.input.size() + step.numbers.size()));
-    for (const auto& [key, value] : step.input) packer.pack(key).pack(value);
-    for (const auto& [key, value] : step.numbers) packer.pack(key).pack(value);
-    if (!step.after.empty()) packer.pack("after").pack(step.after);
-  }
-  return std::string(buffer.data(), buffer.size());
-}
-
 HostProcess::Options Options(const std::string& extra = "") {
   return {.config_yaml = R"(hardware:
   cpu: {cores: 4, threads: 4, max_concurrent_tasks: 4}
@@ -69,7 +43,7 @@ std::string Upstream(const Result& step, const std::string& from, const std::str
   return output.at("input").as<std::map<std::string, msgpack::object>>().at(key).as<std::string>();
 }
 
-std::vector<Step> Diamond() {
+std::vector<FlowStepSpec> Diamond() {
   return {{"probe", {{"mode", "echo"}, {"tag", "p"}}},
           {"thumb", {{"mode", "echo"}, {"tag", "t"}}, {"probe"}},
           {"scenes", {{"mode", "echo"}, {"tag", "s"}}, {"probe"}},
@@ -131,7 +105,7 @@ TEST(FlowE2E, AFailedStepSkipsItsDependentsAndAnIndependentBranchStillRuns) {
 TEST(FlowE2E, BadFlowsAreRefusedAtOnceWithTheReason) {
   HostProcess host(Options());
   RpcClient rpc(host.context(), host.endpoint("rpc"));
-  auto refusal = [&](const std::string& id, const std::vector<Step>& steps) {
+  auto refusal = [&](const std::string& id, const std::vector<FlowStepSpec>& steps) {
     rpc.Send(PackFlow(id, steps));
     const Result result = ParseResult(rpc.Receive());
     EXPECT_EQ(result.id, id);
@@ -147,7 +121,7 @@ TEST(FlowE2E, BadFlowsAreRefusedAtOnceWithTheReason) {
   EXPECT_EQ(refusal("filled", {{"a", {{"upstream", "mine"}}}}),
             "bad_request: flow step 'a': its input has 'upstream', which the flow fills with the outputs of its "
             "'after' steps");
-  std::vector<Step> many;
+  std::vector<FlowStepSpec> many;
   for (int i = 0; i <= 10000; ++i) many.push_back({"s" + std::to_string(i)});
   EXPECT_EQ(refusal("huge", many), "bad_request: 'flow' has 10001 steps, at most 10000");
   EXPECT_EQ(refusal("empty", {}), "bad_request: 'flow' has no steps");

@@ -54,6 +54,24 @@ std::string PackTask(const TaskSpec& task) {
   return std::string(buffer.data(), buffer.size());
 }
 
+std::string PackFlow(const std::string& id, const std::vector<FlowStepSpec>& steps) {
+  msgpack::sbuffer buffer;
+  msgpack::packer<msgpack::sbuffer> packer(buffer);
+  packer.pack_map(3);
+  packer.pack("v").pack(1);
+  packer.pack("id").pack(id);
+  packer.pack("flow").pack_map(static_cast<uint32_t>(steps.size()));
+  for (const FlowStepSpec& step : steps) {
+    packer.pack(step.name).pack_map(step.after.empty() ? 2 : 3);
+    packer.pack("plugin").pack(step.plugin);
+    packer.pack("input").pack_map(static_cast<uint32_t>(step.input.size() + step.numbers.size()));
+    for (const auto& [key, value] : step.input) packer.pack(key).pack(value);
+    for (const auto& [key, value] : step.numbers) packer.pack(key).pack(value);
+    if (!step.after.empty()) packer.pack("after").pack(step.after);
+  }
+  return std::string(buffer.data(), buffer.size());
+}
+
 std::string PackControl(const std::string& op, const std::string& id) {
   msgpack::sbuffer buffer;
   msgpack::packer<msgpack::sbuffer> packer(buffer);

@@ -30,6 +30,16 @@ struct TaskSpec {
 std::string PackTask(const TaskSpec& task);
 std::string PackControl(const std::string& op, const std::string& id = "");
 
+// A flow step (docs/flows.md): its input is `input` and `numbers` together.
+struct FlowStepSpec {
+  std::string name;
+  std::map<std::string, std::string> input = {};
+  std::vector<std::string> after = {};
+  std::string plugin = "faulty";
+  std::map<std::string, int64_t> numbers = {};
+};
+std::string PackFlow(const std::string& id, const std::vector<FlowStepSpec>& steps);
+
 struct Result {
   std::optional<std::string> id;
   std::string plugin;
