@@ -1,10 +1,16 @@
 #!/usr/bin/env python3
-"""Ingest a folder of media through a running umi-host.
+"""Ingest a folder of media through a running umi-host, one flow per file.
 
-For every file it submits `probe` and `checksum`; for files with video also
-`thumbnail` and `scenes`. It shows progress on stderr and writes
-OUT/report.json and OUT/index.html (a contact sheet: thumbnail, duration,
-codecs and cut count per file). Exits 1 if any task failed.
+Each file is one flow (docs/flows.md): `probe` and `checksum` first, then
+`thumbnail` and `scenes` after `probe`, then `entry` (the ingest_entry
+plugin in ./plugins, which writes OUT/entries/<file>.json from its upstream
+steps) after `probe` and `checksum`. The host runs each step on its own
+grant, side by side where the pool has room; this script only waits for one
+result per file. A file without video has no thumbnail or cuts (those steps
+end `unsupported`); any other failed step counts. It shows progress on
+stderr and writes OUT/report.json and OUT/index.html (a contact sheet:
+thumbnail, duration, codecs and cut count per file). Exits 1 if any step
+failed.
 
     ingest.py FOLDER --rpc tcp://127.0.0.1:5557 --out ingest-report
 """
@@ -29,8 +35,8 @@ class Host:
         self.timeout_ms = int(timeout_s * 1000)
         self.sent = 0
 
-    def submit(self, task_id, plugin, **inputs):
-        self.socket.send(msgpack.packb({"v": 1, "id": task_id, "plugin": plugin, "input": inputs}))
+    def submit_flow(self, flow_id, steps):
+        self.socket.send(msgpack.packb({"v": 1, "id": flow_id, "flow": steps}))
         self.sent += 1
 
     def results(self, count, progress):
@@ -50,7 +56,7 @@ def progress_printer(phase, total):
 
     def show(done):
         rate = done / max(time.monotonic() - start, 1e-6)
-        line = f"{phase}: {done}/{total} tasks, {rate:.1f}/s"
+        line = f"{phase}: {done}/{total} files, {rate:.1f}/s"
         if tty:
             print("\r" + line, end="" if done < total else "\n", file=sys.stderr, flush=True)
         elif done == total:
@@ -59,19 +65,40 @@ def progress_printer(phase, total):
     return show
 
 
-def run_phase(host, phase, tasks, files):
-    """tasks: list of (file, plugin, inputs); stores outputs/errors in files[file]."""
-    for number, (name, plugin, inputs) in enumerate(tasks):
-        host.submit(f"{phase}/{number}/{plugin}/{name}", plugin, **inputs)
+def file_flow(path, name, out_dir):
+    """The steps of one file's flow."""
+    thumb = os.path.join(out_dir, "thumbnails", os.path.splitext(name)[0] + ".jpg")
+    return {
+        "probe": {"plugin": "probe", "input": {"path": path}},
+        "checksum": {"plugin": "checksum", "input": {"path": path}},
+        "thumbnail": {"plugin": "thumbnail", "after": ["probe"],
+                      "input": {"path": path, "at_fraction": 0.1, "width": 320, "output": thumb}},
+        "scenes": {"plugin": "scenes", "after": ["probe"], "input": {"path": path}},
+        "entry": {"plugin": "ingest_entry", "after": ["probe", "checksum"], "input": {"name": name}},
+    }
+
+
+def run_flows(host, files, out_dir):
+    """One flow per file; stores each step's output (or error) in files[name]. Returns the failed steps."""
+    names = sorted(files)
+    for number, name in enumerate(names):
+        host.submit_flow(f"ingest/{number}", file_flow(files[name]["path"], name, out_dir))
     failed = 0
-    for result in host.results(len(tasks), progress_printer(phase, len(tasks))):
-        name = result["id"].split("/", 3)[3]
-        entry = files[name]
-        if result["status"] == "ok":
-            entry[result["plugin"]] = result["output"]
-        else:
+    for result in host.results(len(names), progress_printer("ingest", len(names))):
+        entry = files[names[int(result["id"].split("/")[1])]]
+        if "output" not in result:  # the flow was refused whole
             failed += 1
-            entry.setdefault("errors", {})[result["plugin"]] = result["error"]
+            entry.setdefault("errors", {})["flow"] = result["error"]
+            print(f"ingest: {entry['path']}: {result['error']['code']}: {result['error']['message']}", file=sys.stderr)
+            continue
+        for step, outcome in result["output"]["steps"].items():
+            if outcome["status"] == "ok":
+                entry[step] = outcome["output"]
+            elif step in ("thumbnail", "scenes") and outcome["error"]["code"] == "unsupported":
+                continue  # no video: nothing to show, nothing failed
+            else:
+                failed += 1
+                entry.setdefault("errors", {})[step] = outcome["error"]
     return failed
 
 
@@ -111,17 +138,10 @@ def main():
     files = {name: {"path": os.path.join(folder, name)} for name in names}
     host = Host(args.rpc, args.timeout_s)
 
-    failed = run_phase(host, "probe", [(n, p, {"path": files[n]["path"]}) for n in names for p in ("probe", "checksum")], files)
-    video = [n for n in names if any(s.get("codec_type") == "video" for s in files[n].get("probe", {}).get("streams", []))]
-    second = []
-    for n in video:
-        thumb = os.path.join(out_dir, "thumbnails", os.path.splitext(n)[0] + ".jpg")
-        second.append((n, "thumbnail", {"path": files[n]["path"], "at_fraction": 0.1, "width": 320, "output": thumb}))
-        second.append((n, "scenes", {"path": files[n]["path"]}))
-    failed += run_phase(host, "analyse", second, files)
+    failed = run_flows(host, files, out_dir)
 
     with open(os.path.join(out_dir, "report.json"), "w") as report:
-        json.dump({"folder": folder, "files": files, "failed_tasks": failed}, report, indent=2, default=str)
+        json.dump({"folder": folder, "files": files, "failed_steps": failed}, report, indent=2, default=str)
     with open(os.path.join(out_dir, "index.html"), "w") as sheet:
         sheet.write(contact_sheet(files, out_dir))
     print(os.path.join(out_dir, "index.html"))
