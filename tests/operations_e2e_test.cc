@@ -234,7 +234,8 @@ TEST(HttpE2E, DashboardDrawsTheTasksThatRanInHeadlessChromium) {
     host.Send(PackTask({.id = "cpu-" + std::to_string(i), .plugin = "sleep", .input = {{"ms", 900}}}));
   }
   host.Send(PackTask({.id = "lost", .plugin = "no_such_plugin"}));
-  host.Results(7);
+  host.Send(PackFlow("fl", {{"first", {}, {}, "sleep", {{"ms", 50}}}, {"second", {}, {"first"}, "sleep", {{"ms", 50}}}}));
+  host.Results(8);
 
   const fs::path artifacts = fs::path(UMI_TEST_ARTIFACT_DIR);
   fs::create_directories(artifacts);
@@ -259,7 +260,7 @@ TEST(HttpE2E, DashboardDrawsTheTasksThatRanInHeadlessChromium) {
     EXPECT_EQ(rows["gpu-" + std::to_string(i)], "gpu0") << dom.out.substr(0, 2000);
     EXPECT_EQ(rows["cpu-" + std::to_string(i)], "cpu");
   }
-  EXPECT_EQ(rows.size(), 6u);
+  EXPECT_EQ(rows.size(), 8u);
   EXPECT_NE(dom.out.find("serving"), std::string::npos);
   // Rates, queue-time percentiles and the oldest wait; the backlog over time;
   // the breakdowns by plugin and by error code.
@@ -276,6 +277,20 @@ TEST(HttpE2E, DashboardDrawsTheTasksThatRanInHeadlessChromium) {
   EXPECT_GE(std::stoi(seeded_match[1]), 1);
   EXPECT_NE(dom.out.find("<tr data-found=\"status\"><th>status</th><td>ok</td></tr>"), std::string::npos);
   EXPECT_NE(dom.out.find("<tr data-found=\"plugin\"><th>plugin</th><td>sleep</td></tr>"), std::string::npos);
+  // A flow's id shows its steps in the order they ran, and marks their bars.
+  std::vector<std::string> flow_dump = browser;
+  flow_dump.insert(flow_dump.end(), {"--dump-dom", host.endpoint("http") + "/?task=fl"});
+  const CommandOutput flow_dom = RunCommand(flow_dump);
+  ASSERT_EQ(flow_dom.exit_code, 0) << flow_dom.out;
+  const size_t first_row = flow_dom.out.find("<tr data-flow-step=\"first\"><td>first</td><td>sleep</td><td>ok</td>");
+  const size_t second_row = flow_dom.out.find("<tr data-flow-step=\"second\"><td>second</td><td>sleep</td><td>ok</td>");
+  ASSERT_NE(first_row, std::string::npos) << flow_dom.out.substr(0, 4000);
+  ASSERT_NE(second_row, std::string::npos);
+  EXPECT_LT(first_row, second_row);
+  EXPECT_NE(flow_dom.out.find("data-task=\"fl/second\" data-plugin=\"sleep\" data-row=\"cpu\""), std::string::npos);
+  static const std::regex selected(R"re(<rect [^>]*data-flow="selected")re");
+  EXPECT_EQ(std::distance(std::sregex_iterator(flow_dom.out.begin(), flow_dom.out.end(), selected),
+                          std::sregex_iterator()), 2);
   static const std::regex swatch(R"re(<i style="background:([^"]+)"></i>([a-z_]+)<)re");
   std::map<std::string, std::string> colours;
   for (auto it = std::sregex_iterator(dom.out.begin(), dom.out.end(), swatch); it != std::sregex_iterator(); ++it) {
