@@ -403,7 +403,7 @@ void AddOptions(CLI::App& app, SubmitOptions& o) {
   app.add_option("--wait-s", o.wait_s, "Give up when no result arrives for this long")->capture_default_str();
   app.add_option("--op", o.op,
                  "Send a control request instead (health, stats, drain, cancel, result, reload) and print the reply; "
-                 "with --redis: cluster (live hosts and each plugin's backlog)");
+                 "with --redis: cluster (live hosts and each plugin's backlog) or result (a result kept in Redis)");
   app.add_option("--id", o.op_id, "Task id for --op cancel and --op result");
   app.add_flag("--quiet", o.quiet, "No progress bar");
   app.add_option("--curve-server", o.curve_server, "The host's CURVE public key file (its keygen .pub)")
@@ -430,13 +430,34 @@ bool LoadCurveKeys(SubmitOptions& o) {
   return true;
 }
 
-// --redis: the tasks through the farm's streams, or --op cluster.
+// --op result --id ID on a farm: the result its host kept under
+// umi:result:<id> (for dedup.window_s), as {state, result}.
+int PrintKeptResult(umi::RedisConnection& redis, const std::string& id) {
+  auto kept = redis.Command({"GET", umi::RedisResultKey(id)});
+  if (!kept.ok()) {
+    std::cerr << "umi-submit: " << kept.status().message() << "\n";
+    return 1;
+  }
+  json answer = {{"state", "unknown"}};
+  if (kept.value()->type == REDIS_REPLY_STRING) {
+    answer["state"] = "finished";
+    answer["result"] = json::from_msgpack(std::string(kept.value()->str, kept.value()->len), true, false);
+  }
+  std::cout << Dump(answer, 2) << "\n";
+  return 0;
+}
+
+// --redis: the tasks through the farm's streams, or --op cluster / result.
 int SubmitToRedis(const SubmitOptions& o, std::chrono::milliseconds wait) {
-  if ((!o.op.empty() && o.op != "cluster") || !o.client.rpc.empty() || !o.client.tasks.empty()) {
-    std::cerr << "umi-submit: with --redis, the only --op is cluster; give no --rpc or --tasks\n";
+  if ((!o.op.empty() && o.op != "cluster" && o.op != "result") || !o.client.rpc.empty() || !o.client.tasks.empty()) {
+    std::cerr << "umi-submit: with --redis, --op is cluster or result; give no --rpc or --tasks\n";
     return 2;
   }
-  if (o.op == "cluster") {
+  if (o.op == "result" && o.op_id.empty()) {
+    std::cerr << "umi-submit: --op result needs --id\n";
+    return 2;
+  }
+  if (!o.op.empty()) {
     auto url = umi::RedisUrl::Parse(o.redis_url);
     umi::RedisConnection redis;
     const umi::Status connected = url.ok() ? redis.Connect(url.value(), wait) : url.status();
@@ -444,7 +465,7 @@ int SubmitToRedis(const SubmitOptions& o, std::chrono::milliseconds wait) {
       std::cerr << "umi-submit: " << connected.message() << "\n";
       return 1;
     }
-    return PrintCluster(redis);
+    return o.op == "cluster" ? PrintCluster(redis) : PrintKeptResult(redis, o.op_id);
   }
   const int fd = OpenInput(o.input_path);
   if (fd < 0) return 2;

@@ -31,7 +31,7 @@ import msgpack
 
 from umi import _core
 from umi.errors import ClientClosed, UsageError
-from umi.result import Result
+from umi.result import Lookup, Result
 
 __all__ = ["RedisClient"]
 
@@ -177,6 +177,15 @@ class RedisClient:
         if result is not None:
             future.set_result(result)
         return future
+
+    def result(self, task_id: str) -> Lookup:
+        """A finished task's result as its host kept it in Redis (umi:result:<id>, for the
+        hosts' dedup.window_s): Lookup("finished", Result), or Lookup("unknown") when no
+        host has answered that id within the window. Sends nothing to run."""
+        kept = self._redis.get(f"umi:result:{task_id}")
+        if kept is None:
+            return Lookup("unknown")
+        return Lookup("finished", Result.from_message(msgpack.unpackb(kept, raw=False)))
 
     @property
     def pending(self) -> int:

@@ -9,7 +9,7 @@ import sys
 import redis
 
 import umi
-from conftest import CONFIG, SOURCE
+from conftest import CONFIG, SOURCE, SUBMIT_BINARY
 
 
 def test_the_redis_client_runs_maps_and_trims_its_stream(start_host, redis_url):
@@ -70,3 +70,23 @@ def test_python_m_umi_submit_sends_to_a_farm(start_host, redis_url):
     assert run.returncode == 0, run.stderr
     results = {r["id"]: r for r in map(json.loads, run.stdout.splitlines())}
     assert results["r1"]["output"]["echo"] == {"n": 1} and results["r2"]["status"] == "ok"
+
+
+def test_a_farms_results_are_kept_in_redis_for_lookups_by_id(start_host, redis_url):
+    start_host(config=CONFIG + f"transport: {{redis: '{redis_url}'}}\ndedup: {{window_s: 60}}\n")
+    with umi.RedisClient(redis_url) as client:
+        assert client.result("kept-1") == umi.Lookup("unknown")
+        done = client.run("echo", {"k": 1}, id="kept-1", wait=60).raise_for_status()
+        found = client.result("kept-1")
+        # The first result to a reply stream goes by script, later ones in a watched transaction: both keep it.
+        later = client.run("echo", {"k": 2}, id="kept-2", wait=60).raise_for_status()
+        assert client.result("kept-2").result.output == later.output
+    assert found.state == "finished" and found.result is not None
+    assert (found.result.id, found.result.output, found.result.host) == ("kept-1", done.output, "pytest")
+    ttl_ms = redis.Redis.from_url(redis_url).pttl("umi:result:kept-1")
+    assert 0 < ttl_ms <= 60_000, "kept for the dedup window"
+    run = subprocess.run([SUBMIT_BINARY, "--redis", redis_url, "--op", "result", "--id", "kept-1"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["result"]["output"]["echo"] == {"k": 1}
+

@@ -4,6 +4,7 @@
 
 #include <set>
 
+#include "host/host_wiring.h"
 #include "transport/curve_auth.h"
 
 namespace umi {
@@ -46,6 +47,7 @@ void ApplyInstalled(const ReloadTargets& targets, ReloadOutcome& outcome) {
   targets.telemetry.SetKnownPlugins(names);
   for (const auto& transport : targets.transports) {
     transport->SetMaxPendingResults(plugins.config().transport.max_pending_results);
+    transport->KeepResultsFor(KeptResults(plugins.config()));
     transport->SetPlugins(names);
   }
   targets.flow.Reconfigure();  // after the new libraries: their caps join the pool

@@ -41,6 +41,7 @@ StatusOr<RedisTransportOptions> RedisOptions(const std::string& url, const HostO
   redis.max_deliveries = config.transport.max_deliveries;
   redis.reserve_after = std::chrono::milliseconds(config.scheduler.reserve_after_ms);
   if (config.transport.prefetch >= 0) redis.prefetch = static_cast<size_t>(config.transport.prefetch);
+  redis.keep_results = KeptResults(config);
   return redis;
 }
 

@@ -36,6 +36,11 @@ struct HostTransports {
 };
 
 // An error names the setting at fault (a bad URL, an unreadable password file).
+// How long a farm keeps each result for lookups by id: the dedup window.
+inline std::chrono::milliseconds KeptResults(const HardwareConfig& config) {
+  return std::chrono::milliseconds(static_cast<int64_t>(config.dedup.window_s * 1000));
+}
+
 StatusOr<HostTransports> WireTransports(const HostOptions& options, const HardwareConfig& config);
 
 }  // namespace umi

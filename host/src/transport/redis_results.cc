@@ -136,6 +136,14 @@ Status RedisResults::AppendTransaction(std::vector<Result> results) {
     if (appended.ok()) appended = writer_.AppendForLater(unmark);
     ignored += 2;
   }
+  // Each result kept for lookups by id, in the same transaction: after the
+  // XADDs, so the replies the caller reads by position stay where they were.
+  for (const Result& result : results) {
+    if (!appended.ok() || keep_for_.count() <= 0 || result.task_id.empty()) continue;
+    appended = writer_.AppendForLater(
+        {"SET", RedisResultKey(result.task_id), result.body, "PX", std::to_string(keep_for_.count())});
+    ++ignored;
+  }
   if (appended.ok()) appended = writer_.AppendForLater({"EXEC"});
   calls_.push_back({Call::Kind::kTransaction, ignored, std::move(results)});  // Disconnected puts it back
   if (!appended.ok()) return appended;
@@ -154,17 +162,19 @@ Status RedisResults::AppendScript(const std::string& stream, std::vector<Result>
   const size_t holding = results.size() + (leased == leases_.end() ? 0 : leased->second.size());
   std::vector<std::string> command = {"EVALSHA", publish_sha_, "1", stream, kGroup, consumer_, kDefaultResults,
                                       StartedKey(stream), first ? first->Text() : "0-0",
-                                      last ? last->Text() : "0-0", std::to_string(holding)};
-  constexpr size_t kFixed = 11;
-  command.reserve(kFixed + 3 * results.size());
+                                      last ? last->Text() : "0-0", std::to_string(holding),
+                                      std::to_string(keep_for_.count())};
+  constexpr size_t kFixed = 12;
+  command.reserve(kFixed + 4 * results.size());
   for (Result& result : results) {
     command.push_back(result.entry);
     command.push_back(result.reply_to);
     command.push_back(std::move(result.body));
+    command.push_back(result.task_id.empty() ? std::string() : RedisResultKey(result.task_id));
   }
   const Status appended = writer_.AppendForLater(command);
   // hiredis copied the command: the bodies come back, for a retry.
-  for (size_t k = 0; k < results.size(); ++k) results[k].body = std::move(command[kFixed + 3 * k + 2]);
+  for (size_t k = 0; k < results.size(); ++k) results[k].body = std::move(command[kFixed + 4 * k + 2]);
   calls_.push_back({Call::Kind::kScript, 0, std::move(results)});  // Disconnected puts it back in held_
   return appended;
 }

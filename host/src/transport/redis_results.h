@@ -58,6 +58,9 @@ class RedisResults {
   // After each connect: the script to publish by; whatever this host read
   // before may have changed hands while it was away.
   void Connected(std::string publish_sha);
+  // How long a written result is kept under umi:result:<id> for lookups by
+  // id (dedup.window_s); 0: not kept. Default 300 s.
+  void KeepFor(std::chrono::milliseconds keep_for) { keep_for_ = keep_for; }
   // The connection broke: results whose call got no reply are held again
   // (sent again by script, which writes nothing twice).
   void Disconnected();
@@ -111,6 +114,7 @@ class RedisResults {
   Leases& leases_;
   FarmReport& report_;
   std::string publish_sha_;
+  std::chrono::milliseconds keep_for_{300000};
   std::deque<Result> held_;  // results of this turn, or waiting for Redis
   std::deque<Result> awaiting_fence_;  // vouched for, waiting for the watch's GET reply
   std::deque<Call> calls_;  // sent, their replies due in order

@@ -7,7 +7,10 @@
 //   kPublishResults KEYS: task stream. ARGV: group, consumer, fallback
 //                   stream, started key, the batch's first and last entry,
 //                   how many entries the consumer may hold between them,
-//                   then (entry, reply_to, body) per result. Returns one code per result, each result's fate
+//                   how long to keep a result for lookups (ms; 0: not
+//                   kept), then (entry, reply_to, body, key to keep it
+//                   under or "") per result. A result written is also SET
+//                   under its key for that long. Returns one code per result, each result's fate
 //                   its own: 1: on reply_to, entry acknowledged, its start
 //                   mark cleared; 2: reply_to cannot take a stream entry
 //                   (another type, or outside the ACL user's keys): the

@@ -81,7 +81,9 @@ TaskFields PeekTaskFields(std::string_view bytes) {
 RedisTransport::RedisTransport(RedisTransportOptions options)
     : options_(std::move(options)),
       consumer_(options_.host + "@" + InstanceSuffix()),
-      results_(writer_, consumer_, leases_, report_) {}
+      results_(writer_, consumer_, leases_, report_) {
+  results_.KeepFor(options_.keep_results);
+}
 
 RedisTransport::~RedisTransport() = default;
 

@@ -109,6 +109,9 @@ struct RedisTransportOptions {
   // here: take it anyway and queue it, so this host reserves for it
   // (scheduler.reserve_after_ms).
   std::chrono::milliseconds reserve_after{1000};
+  // How long a result stays under umi:result:<id> for lookups by id
+  // (dedup.window_s); 0: not kept.
+  std::chrono::milliseconds keep_results{300000};
 };
 
 class RedisTransport final : public Transport {
@@ -121,6 +124,7 @@ class RedisTransport final : public Transport {
 
   // The plugins whose streams this host reads; a reload may change them.
   void SetPlugins(const std::set<std::string>& plugins) override;
+  void KeepResultsFor(std::chrono::milliseconds keep) override { results_.KeepFor(keep); }
 
   Status Open(Poller& poller, Inbox& inbox) override;
   std::map<std::string, std::string> endpoints() const override { return {{"redis", options_.url.Redacted()}}; }

@@ -117,6 +117,9 @@ class Transport : public ResultSink {
   // Answers a transport holds before it stops reading tasks (a reload may
   // change it; transport.max_pending_results).
   virtual void SetMaxPendingResults(int64_t /*limit*/) {}
+  // How long a transport that stores results for lookups by id keeps each
+  // (dedup.window_s; a reload may change it).
+  virtual void KeepResultsFor(std::chrono::milliseconds /*keep*/) {}
   // Its answers wait beyond that bound: it reads no tasks now.
   virtual bool backlogged() const { return false; }
   // Closes what it opened, delivering what it can on the way (an exit

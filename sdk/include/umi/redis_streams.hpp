@@ -21,6 +21,11 @@
 
 namespace umi {
 
+// A finished task's result, kept by the host that wrote it for
+// dedup.window_s (docs/flows.md, "Results by id"): its result map as it
+// went to the reply stream.
+inline std::string RedisResultKey(std::string_view task_id) { return "umi:result:" + std::string(task_id); }
+
 // The levels, highest first: the order in which hosts take from them.
 inline constexpr int64_t kRedisPriorityLevels[] = {9, 6, 3, 0};
 
