@@ -217,6 +217,22 @@ TEST(CppClient, SubmitsAndAwaitsOverRpc) {
   EXPECT_EQ(nlohmann::json::from_msgpack(*health)["status"], "serving");
 }
 
+TEST(CppClient, ATasksRetryPolicyAndALookupById) {
+  HostProcess host;
+  zmq::context_t context;
+  Client client(context, {.rpc = {host.endpoint("rpc")}});
+  client.Submit({.id = "policy", .plugin = "noop", .retry = PackMap({{"attempts", 3}, {"backoff_ms", 10}})});
+  const auto done = client.Await("policy", milliseconds(60000));
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->status, "ok");
+  EXPECT_EQ(nlohmann::json::from_msgpack(done->result)["attempts"], 1) << "a task with a policy says how often it ran";
+  const auto lookup = client.Control("result", milliseconds(60000), "policy");
+  ASSERT_TRUE(lookup);
+  const nlohmann::json found = nlohmann::json::from_msgpack(*lookup);
+  EXPECT_EQ(found["state"], "finished");
+  EXPECT_EQ(found["result"]["id"], "policy");
+}
+
 TEST(CppClient, GivesUpWithNoResultWhenNoHostAnswers) {
   zmq::context_t context;
   Client client(context, {.tasks = "@tcp://127.0.0.1:*", .results = "@tcp://127.0.0.1:*",

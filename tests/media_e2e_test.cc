@@ -372,13 +372,20 @@ TEST_P(MediaTest, FilesThatNameOtherFilesCannotLeaveTheMediaRoots) {
   EXPECT_TRUE(std::filesystem::is_empty(out.path())) << "no thumbnail of an outside file";
 }
 
+// One flow per file: probe and checksum, thumbnail and scenes after probe,
+// and the example's own Python plugin writing each file's entry from its
+// upstream steps.
 TEST(IngestExample, WritesAReportAndAContactSheet) {
   TempDir dir;
   const auto media = dir.path() / "media";
   ASSERT_EQ(RunCommand({"/bin/bash", UMI_SOURCE_DIR "/examples/ingest/make_samples.sh", media.string()}).exit_code, 0);
   const auto out = dir.path() / "report";
-  std::filesystem::create_directories(out);
-  HostProcess host({.config_yaml = TestConfigYaml(MediaPlugins(media.string(), out.string()))});
+  std::filesystem::create_directories(out);  // the workers' sandbox grants what exists when they start
+  setenv("UMI_PYTHON", "/usr/bin/python3", 0);  // Debian's, with python3-msgpack
+  HostProcess host({.config_yaml = TestConfigYaml(MediaPlugins(media.string(), out.string(),
+                                                               "isolation: process, processes: 0, ") +
+                                                  "  ingest_entry: {settings: {output_root: " + out.string() + "}}\n"),
+                    .plugin_dirs = {UMI_TEST_PLUGIN_DIR, UMI_SOURCE_DIR "/examples/ingest/plugins"}});
   const CommandOutput run = RunCommand({"/usr/bin/python3", UMI_SOURCE_DIR "/examples/ingest/ingest.py", media.string(),
                                         "--rpc", host.endpoint("rpc"), "--out", out.string()});
   ASSERT_EQ(run.exit_code, 0) << run.out;
@@ -386,7 +393,7 @@ TEST(IngestExample, WritesAReportAndAContactSheet) {
   std::ifstream report_file(out / "report.json");
   const json report = json::parse(report_file);
   ASSERT_EQ(report["files"].size(), 4u);
-  EXPECT_EQ(report["failed_tasks"], 0);
+  EXPECT_EQ(report["failed_steps"], 0);
   EXPECT_EQ(report["files"]["cuts.mp4"]["scenes"]["cuts"].size(), 2u);
   EXPECT_EQ(report["files"]["tone.wav"]["probe"]["streams"][0]["codec_type"], "audio");
   EXPECT_FALSE(report["files"]["tone.wav"].contains("thumbnail")) << "no video, no thumbnail";
@@ -398,6 +405,11 @@ TEST(IngestExample, WritesAReportAndAContactSheet) {
   const std::string sheet((std::istreambuf_iterator<char>(sheet_file)), std::istreambuf_iterator<char>());
   EXPECT_NE(sheet.find("<img src=\"thumbnails/cuts.jpg\""), std::string::npos);
   EXPECT_NE(sheet.find("<td>cuts.mp4</td><td>4.00 s</td><td>mpeg4</td><td>2</td>"), std::string::npos) << sheet;
+  // The entry step read its upstream: the same checksum, the probe's streams.
+  std::ifstream entry_file(out / "entries" / "pattern.mp4.json");
+  const json entry = json::parse(entry_file);
+  EXPECT_EQ(entry["checksum"], report["files"]["pattern.mp4"]["checksum"]);
+  EXPECT_EQ(entry["streams"].size(), 2u);
 }
 
 }  // namespace

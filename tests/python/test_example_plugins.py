@@ -4,19 +4,17 @@ file the test wrote."""
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import shutil
 import subprocess
-import sys
 import wave
 
 import numpy as np
 import pytest
 
 import umi
-from conftest import CONFIG, CPP_PLUGINS, SOURCE
+from conftest import CONFIG, SOURCE
 
 EXAMPLES = str(SOURCE / "examples/plugins/python")
 
@@ -82,24 +80,3 @@ def test_loudness_per_channel_against_numpy_and_its_errors(start_host, tmp_path)
     assert not_wav.error_code == "bad_input" and "is not a PCM WAV file" in not_wav.error_message
     assert (directory.error_code, directory.error_message) == ("bad_input", f"cannot read {tmp_path}: Is a directory")
 
-
-@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg is not installed (scripts/bootstrap installs it)")
-def test_the_ingest_example_runs_one_flow_per_file(start_host, tmp_path):
-    media, out = tmp_path / "media", tmp_path / "out"
-    subprocess.run(["bash", str(SOURCE / "examples/ingest/make_samples.sh"), str(media)], check=True)
-    out.mkdir()  # the workers' sandbox grants what exists when they start
-    data = f"{{media_roots: [{media}], output_root: {out}}}"
-    config = CONFIG + "plugins:\n" + "".join(
-        f"  {plugin}: {{isolation: process, processes: 0, settings: {data}}}\n"
-        for plugin in ("probe", "checksum", "thumbnail", "scenes")) + f"  ingest_entry: {{settings: {data}}}\n"
-    host = start_host(plugin_dirs=[CPP_PLUGINS, str(SOURCE / "examples/ingest/plugins")], config=config)
-    run = subprocess.run([sys.executable, str(SOURCE / "examples/ingest/ingest.py"), str(media), "--rpc", host.rpc,
-                          "--out", str(out)], capture_output=True, text=True, timeout=300)
-    assert run.returncode == 0, run.stderr
-    report = json.loads((out / "report.json").read_text())
-    assert report["failed_steps"] == 0
-    assert report["files"]["cuts.mp4"]["scenes"]["cuts"], "the scene cuts came through the flow"
-    assert "thumbnail" not in report["files"]["tone.wav"], "no video: its thumbnail step is not a failure"
-    entry = json.loads((out / "entries" / "pattern.mp4.json").read_text())
-    assert entry["checksum"] == report["files"]["pattern.mp4"]["checksum"], "the entry step read its upstream"
-    assert {s["codec_type"] for s in entry["streams"]} == {"video", "audio"}

@@ -28,6 +28,7 @@ struct TaskRequest {
   int64_t priority = 0;
   int64_t timeout_ms = 0;
   std::string resources = {};  // a msgpack map of requirement overrides, or empty
+  std::string retry = {};      // a msgpack map {attempts, backoff_ms, max_backoff_ms, on}, or empty (docs/flows.md)
 };
 
 struct TaskOutcome {
@@ -54,7 +55,7 @@ inline std::string EncodeTask(const TaskRequest& r, const EncodeOptions& options
   msgpack::sbuffer buffer;
   msgpack::packer<msgpack::sbuffer> packer(buffer);
   packer.pack_map(5 + (options.attempt > 0 ? 1 : 0) + (r.timeout_ms > 0 ? 1 : 0) + (r.resources.empty() ? 0 : 1) +
-                  (options.reply_to.empty() ? 0 : 1));
+                  (r.retry.empty() ? 0 : 1) + (options.reply_to.empty() ? 0 : 1));
   packer.pack("v").pack(1);
   packer.pack("id").pack(r.id);
   packer.pack("plugin").pack(r.plugin);
@@ -66,6 +67,10 @@ inline std::string EncodeTask(const TaskRequest& r, const EncodeOptions& options
   if (!r.resources.empty()) {
     packer.pack("resources");
     buffer.write(r.resources.data(), r.resources.size());
+  }
+  if (!r.retry.empty()) {
+    packer.pack("retry");
+    buffer.write(r.retry.data(), r.retry.size());
   }
   if (!options.reply_to.empty()) packer.pack("reply_to").pack(options.reply_to);
   return std::string(buffer.data(), buffer.size());
