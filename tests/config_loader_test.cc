@@ -187,5 +187,21 @@ TEST(ConfigLoader, WarnsWhereTheConfigExceedsTheMachine) {
   EXPECT_TRUE(CompareWithMachine(ConfigFromMachine(TwoCoreMachine()), TwoCoreMachine()).empty());
 }
 
+
+TEST(ConfigLoader, ResolvePathFollowsTheSeedsRule) {
+  std::string pattern = (std::filesystem::temp_directory_path() / "umi-config-resolve-XXXXXX").string();
+  const std::filesystem::path dir = mkdtemp(pattern.data());
+  std::ofstream(dir / "default.yaml") << "hardware:\n  cpu: {cores: 4}\n  memory: {total_gb: 2}\n";
+  std::ofstream(dir / "big.yaml") << "hardware:\n  cpu: {cores: 4}\n  memory: {total_gb: 2}\n";
+  EXPECT_EQ(ResolveConfigPath(std::nullopt, nullptr, {dir}).value(), dir / "default.yaml");
+  EXPECT_EQ(ResolveConfigPath(std::nullopt, "big", {dir}).value(), dir / "big.yaml");
+  EXPECT_EQ(ResolveConfigPath(std::filesystem::path("/x.yaml"), "big", {dir}).value(), "/x.yaml");
+  const auto missing = ResolveConfigPath(std::nullopt, "nope", {dir});
+  ASSERT_FALSE(missing.ok());
+  EXPECT_NE(missing.error().find("nope.yaml"), std::string::npos);
+  EXPECT_FALSE(ResolveConfigPath(std::nullopt, "../etc/passwd", {dir}).ok());
+  std::filesystem::remove_all(dir);
+}
+
 }  // namespace
 }  // namespace umi

@@ -129,21 +129,6 @@ TEST(HardwareConfig, PluginSettingsBecomeAMsgpackMap) {
   EXPECT_EQ(settings.at("name").as<std::string>(), "x");
 }
 
-TEST(HardwareConfig, ResolvePathFollowsTheSeedsRule) {
-  std::string pattern = (std::filesystem::temp_directory_path() / "umi-config-resolve-XXXXXX").string();
-  const std::filesystem::path dir = mkdtemp(pattern.data());
-  std::ofstream(dir / "default.yaml") << kMinimal;
-  std::ofstream(dir / "big.yaml") << kMinimal;
-  EXPECT_EQ(ResolveConfigPath(std::nullopt, nullptr, {dir}).value(), dir / "default.yaml");
-  EXPECT_EQ(ResolveConfigPath(std::nullopt, "big", {dir}).value(), dir / "big.yaml");
-  EXPECT_EQ(ResolveConfigPath(std::filesystem::path("/x.yaml"), "big", {dir}).value(), "/x.yaml");
-  const auto missing = ResolveConfigPath(std::nullopt, "nope", {dir});
-  ASSERT_FALSE(missing.ok());
-  EXPECT_NE(missing.error().find("nope.yaml"), std::string::npos);
-  EXPECT_FALSE(ResolveConfigPath(std::nullopt, "../etc/passwd", {dir}).ok());
-  std::filesystem::remove_all(dir);
-}
-
 // cpu_threads, as the SDK and the protocol spell it; threads, the alias.
 TEST(HardwareConfig, CpuThreadsAndItsAliasThreadsMeanTheSame) {
   const std::string pool = "hardware:\n  cpu: {cores: 4, threads: 8}\n  memory: {total_gb: 8}\n";

@@ -56,4 +56,11 @@ Status CheckRunnableOn(const HardwareConfig& config, const Machine& machine);
 // Where the config promises more than the machine has.
 std::vector<std::string> CompareWithMachine(const HardwareConfig& config, const Machine& machine);
 
+// Which file to load: `explicit_path` if given, else
+// <dir>/<HARDWARE_CONFIG or "default">.yaml for the first of `search_dirs`
+// that has it.
+StatusOr<std::filesystem::path> ResolveConfigPath(
+    const std::optional<std::filesystem::path>& explicit_path, const char* hardware_config_env,
+    const std::vector<std::filesystem::path>& search_dirs);
+
 }  // namespace umi

@@ -8,7 +8,6 @@
 #include <algorithm>
 #include <cmath>
 #include <fstream>
-#include <regex>
 #include <sstream>
 
 #include "common/text.h"
@@ -435,26 +434,6 @@ StatusOr<HardwareConfig> LoadHardwareConfig(const std::filesystem::path& path, c
   std::stringstream text;
   text << file.rdbuf();
   return ParseHardwareConfig(text.str(), path, machine);
-}
-
-StatusOr<std::filesystem::path> ResolveConfigPath(
-    const std::optional<std::filesystem::path>& explicit_path, const char* hardware_config_env,
-    const std::vector<std::filesystem::path>& search_dirs) {
-  if (explicit_path) return *explicit_path;
-  const std::string name =
-      hardware_config_env && *hardware_config_env ? hardware_config_env : "default";
-  if (!std::regex_match(name, std::regex("[A-Za-z0-9_.-]+")) || name.find("..") != std::string::npos) {
-    return Status(ErrorCode::kInvalidConfig, 
-        "HARDWARE_CONFIG='" + name + "' is not a config name (letters, digits, '_', '-', '.')");
-  }
-  std::string tried;
-  for (const auto& dir : search_dirs) {
-    const std::filesystem::path candidate = dir / (name + ".yaml");
-    if (std::filesystem::is_regular_file(candidate)) return candidate;
-    tried += "\n  " + candidate.string();
-  }
-  return Status(ErrorCode::kInvalidConfig, "no hardware config '" + name + "'; looked for:" +
-                                                tried);
 }
 
 }  // namespace umi

@@ -232,11 +232,4 @@ StatusOr<HardwareConfig> LoadHardwareConfig(const std::filesystem::path& path, c
 StatusOr<HardwareConfig> ParseHardwareConfig(const std::string& yaml_text, const std::filesystem::path& source,
                                              const Machine* machine = nullptr);
 
-// Which file to load: `explicit_path` if given, else
-// <dir>/<HARDWARE_CONFIG or "default">.yaml for the first of `search_dirs`
-// that has it.
-StatusOr<std::filesystem::path> ResolveConfigPath(
-    const std::optional<std::filesystem::path>& explicit_path, const char* hardware_config_env,
-    const std::vector<std::filesystem::path>& search_dirs);
-
 }  // namespace umi

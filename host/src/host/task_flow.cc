@@ -218,59 +218,6 @@ bool TaskFlow::Start(QueuedTask task, Allocation allocation, Clock::TimePoint no
   return false;
 }
 
-const PluginConfig* TaskFlow::IsolatedConfig(const LoadedPlugin& plugin) const {
-  static const PluginConfig kWorkerDefaults = [] {
-    PluginConfig defaults;
-    defaults.settings_msgpack = std::string("\x80", 1);  // an empty map
-    defaults.isolate_process = true;
-    return defaults;
-  }();
-  // Python plugins, and plugins that require their sandbox, always run in worker processes.
-  const bool always = plugin.python || plugin.sandbox_needs.required;
-  const auto found = config().plugins.find(plugin.name);
-  if (found != config().plugins.end() && (found->second.isolate_process || always)) return &found->second;
-  return always ? &kWorkerDefaults : nullptr;
-}
-
-std::shared_ptr<const WorkerSpec> TaskFlow::IsolatedSpec(const LoadedPlugin& plugin) {
-  const PluginConfig* isolated = IsolatedConfig(plugin);
-  if (!isolated) return nullptr;
-  std::shared_ptr<const WorkerSpec>& spec = worker_specs_[plugin.path.string()];
-  if (!spec) {
-    WorkerSpec made{isolated->settings_msgpack, MakeSandboxPolicy(isolated->sandbox, isolated->settings_msgpack, plugin), ""};
-    if (!made.sandbox && plugin.sandbox_needs.required) {
-      made.refusal = plugin.name + " runs only in its sandbox (it declares so), and plugins." + plugin.name +
-                     ".sandbox is false";
-    }
-    spec = std::make_shared<const WorkerSpec>(std::move(made));
-  }
-  return spec;
-}
-
-void TaskFlow::PrestartWorkers(WorkerStart start) {
-  ProcessPool& processes = executor_.processes();
-  for (const auto& [name, plugin] : plugins_.plugins()) {
-    const std::shared_ptr<const WorkerSpec> spec = IsolatedSpec(*plugin);
-    if (!spec) continue;
-    const int missing = IsolatedConfig(*plugin)->processes - static_cast<int>(processes.idle_or_starting_workers(name));
-    if (missing <= 0) continue;
-    if (start == WorkerStart::kInBackground) {
-      processes.PrestartInBackground(*plugin, *spec, missing);
-    } else if (Status started = processes.Prestart(*plugin, *spec, missing); !started.ok()) {
-      spdlog::error("plugin {}: {}; its tasks will try to start a worker again", name, started.message());
-    }
-  }
-}
-
-size_t TaskFlow::ReplaceDeadWorkers(bool restart) {
-  const size_t dead = executor_.processes().ReapDeadIdle();
-  if (dead > 0) {
-    spdlog::warn("{} idle worker process(es) died{}", dead, restart ? "; starting replacements" : "");
-    if (restart) PrestartWorkers(WorkerStart::kInBackground);
-  }
-  return dead;
-}
-
 void TaskFlow::HandleMail() {
   for (Mail& mail : executor_.TakeAll()) {
     if (auto* progress = std::get_if<Progress>(&mail)) {
@@ -344,64 +291,6 @@ void TaskFlow::Finish(uint64_t key, RunningTask& running, const Finished& finish
   ledger_.End(result, running.task.reply, key, ran);
 }
 
-const RetryPolicy* TaskFlow::RetryPolicyOf(const TaskMessage& task) const {
-  if (task.retry) return &*task.retry;
-  const auto plugin = config().plugins.find(task.plugin);
-  return plugin != config().plugins.end() && plugin->second.retry ? &*plugin->second.retry : nullptr;
-}
-
-std::optional<std::chrono::milliseconds> TaskFlow::RetryWaitFor(const RetryPolicy& policy, const TaskResult& result) {
-  if (retries_closed_) return std::nullopt;  // draining: what fails now is answered
-  if (result.status != TaskStatus::kError && result.status != TaskStatus::kTimeout &&
-      result.status != TaskStatus::kCrashed) {
-    return std::nullopt;
-  }
-  return NextRetry(policy, result.error_code, result.attempts, jitter_(random_));
-}
-
-void TaskFlow::WaitToRetry(QueuedTask task, const std::string& input, const TaskResult& failed,
-                           const RetryPolicy& policy, std::chrono::milliseconds wait) {
-  ++task.runs;
-  task.message.input_msgpack = input;  // the run took it; the next one gets the same
-  LogTaskScope scope(task.message.plugin, task.message.id, ToString(failed.status), failed.error_code);
-  spdlog::info("task '{}' ({}) ended {}: {}: {}; run {} of {} in {} ms", task.message.id, task.message.plugin,
-               ToString(failed.status), failed.error_code, failed.error_message, task.runs + 1, policy.attempts,
-               wait.count());
-  if (events_.listening()) {
-    events_.Publish("task.retrying", EncodeRetryEvent(task.message.id, task.message.plugin, task.runs, wait.count(),
-                                                      failed.error_code, failed.error_message));
-  }
-  std::string last_failure = std::string(ToString(failed.status)) + "/" + failed.error_code;
-  retry_waits_.emplace(clock_.Now() + wait, RetryWait{std::move(task), std::move(last_failure)});
-}
-
-std::optional<Clock::TimePoint> TaskFlow::NextRetryDue() const {
-  if (retry_waits_.empty()) return std::nullopt;
-  return retry_waits_.begin()->first;
-}
-
-void TaskFlow::ReleaseDueRetries() {
-  const Clock::TimePoint now = clock_.Now();
-  while (!retry_waits_.empty() && retry_waits_.begin()->first <= now) {
-    QueuedTask task = std::move(retry_waits_.begin()->second.task);
-    retry_waits_.erase(retry_waits_.begin());
-    task.enqueued_at = now;
-    Publish("task.queued", task.message);
-    scheduler_.Enqueue(std::move(task));
-    queue_settled_ = false;
-  }
-}
-
-std::optional<TaskFlow::RetryWait> TaskFlow::TakeRetryWait(uint64_t key) {
-  for (auto wait = retry_waits_.begin(); wait != retry_waits_.end(); ++wait) {
-    if (wait->second.task.key != key) continue;
-    RetryWait taken = std::move(wait->second);
-    retry_waits_.erase(wait);
-    return taken;
-  }
-  return std::nullopt;
-}
-
 TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {
   if (flows_.has(id)) {  // its steps that were released are cancelled as tasks
     for (const std::string& step : flows_.Cancel(id)) Cancel(step);
@@ -421,7 +310,7 @@ TaskFlow::CancelState TaskFlow::Cancel(const std::string& id) {
     ledger_.End(result, queued->reply);
     return CancelState::kQueued;
   }
-  if (std::optional<RetryWait> waiting = TakeRetryWait(key)) {
+  if (std::optional<RetryWaits::Waiting> waiting = retry_waits_.Take(key)) {
     TaskResult result =
         EndedResult(waiting->task.message.id, waiting->task.message.plugin, TaskStatus::kCancelled,
                     Status(ErrorCode::kCancelled, "cancelled by request while it waited to run again (run " +
@@ -451,8 +340,7 @@ size_t TaskFlow::RejectQueued(const Status& why) {
   // and from now on what fails is answered, not retried.
   retries_closed_ = true;
   std::vector<QueuedTask> queued = scheduler_.TakeAll();
-  for (auto& [due, waiting] : retry_waits_) queued.push_back(std::move(waiting.task));
-  retry_waits_.clear();
+  for (QueuedTask& waiting : retry_waits_.TakeAll()) queued.push_back(std::move(waiting));
   for (const QueuedTask& task : queued) {
     if (task.reply.sink && task.reply.sink->GiveBack(task.reply)) {
       ledger_.Forget(task.message.id);

@@ -25,6 +25,7 @@
 #include "common/status.h"
 #include "config/hardware_config.h"
 #include "host/flow_runner.h"
+#include "host/retry_waits.h"
 #include "host/running_tasks.h"
 #include "host/task_ledger.h"
 #include "runtime/executor.h"
@@ -158,18 +159,13 @@ class TaskFlow {
   void Finish(uint64_t key, RunningTask& running, const Finished& finished, TaskRecord* ran = nullptr);
   void PublishProgress(RunningTask& running, double fraction, std::string_view message);
   // Retries (common/retry_policy.h): a failed run whose policy lets it run
-  // again waits in retry_waits_, holding no grant and blocking no queue,
-  // until its backoff has passed; it then queues again under its key.
-  struct RetryWait {
-    QueuedTask task;
-    std::string last_failure;  // "timeout/timeout", "error/busy": for a cancel's or a drain's answer
-  };
+  // again waits in retry_waits_ until its backoff has passed; it then
+  // queues again under its key.
   const RetryPolicy* RetryPolicyOf(const TaskMessage& task) const;
   // How long until the run that ended with `result` runs again; none: it does not.
   std::optional<std::chrono::milliseconds> RetryWaitFor(const RetryPolicy& policy, const TaskResult& result);
   void WaitToRetry(QueuedTask task, const std::string& input, const TaskResult& failed, const RetryPolicy& policy,
                    std::chrono::milliseconds wait);
-  std::optional<RetryWait> TakeRetryWait(uint64_t key);
   void Publish(std::string_view topic, const TaskMessage& task);
 
   TaskFlowOptions options_;
@@ -187,7 +183,7 @@ class TaskFlow {
   std::unordered_map<std::string, double> mean_run_ms_;  // per plugin, a moving average
   uint64_t last_key_ = 0;
   FlowRunner flows_{clock_};
-  std::multimap<Clock::TimePoint, RetryWait> retry_waits_;  // by when each is due
+  RetryWaits retry_waits_;
   bool retries_closed_ = false;  // a drain began: failures are answered
   std::mt19937_64 random_{std::random_device{}()};
   std::uniform_real_distribution<double> jitter_{0.0, 1.0};
