@@ -33,6 +33,7 @@ TaskFlow::TaskFlow(TaskFlowOptions options, const Clock& clock, PluginRegistry& 
       scheduler_(pool_, std::chrono::milliseconds(plugins.config().scheduler.reserve_after_ms)),
       ledger_(options_.host, clock, telemetry, events, Seconds(plugins.config().dedup.window_s),
               static_cast<size_t>(plugins.config().dedup.max_entries)),
+      plugin_retries_(AnyPluginRetries(plugins.config())),
       executor_(options_.self_binary, options_.worker_kill_grace) {}
 
 PoolCapacity TaskFlow::Capacity(const HardwareConfig& config) const {
@@ -400,6 +401,7 @@ void TaskFlow::Reconfigure() {
   queue_settled_ = false;
   scheduler_.set_reserve_after(std::chrono::milliseconds(config().scheduler.reserve_after_ms));
   ledger_.SetDedupLimits(Seconds(config().dedup.window_s), static_cast<size_t>(config().dedup.max_entries));
+  plugin_retries_ = AnyPluginRetries(config());
   PrestartWorkers(WorkerStart::kInBackground);
   for (QueuedTask& task : scheduler_.TakeAll()) {
     StatusOr<Demand> demand = MakeDemand(*task.plugin, task.message, config().allow_task_overrides, pool_);

@@ -162,6 +162,7 @@ class TaskFlow {
   // again waits in retry_waits_ until its backoff has passed; it then
   // queues again under its key.
   const RetryPolicy* RetryPolicyOf(const TaskMessage& task) const;
+  static bool AnyPluginRetries(const HardwareConfig& config);
   // How long until the run that ended with `result` runs again; none: it does not.
   std::optional<std::chrono::milliseconds> RetryWaitFor(const RetryPolicy& policy, const TaskResult& result);
   void WaitToRetry(QueuedTask task, const std::string& input, const TaskResult& failed, const RetryPolicy& policy,
@@ -184,6 +185,7 @@ class TaskFlow {
   uint64_t last_key_ = 0;
   FlowRunner flows_{clock_};
   RetryWaits retry_waits_;
+  bool plugin_retries_ = false;  // some plugins.<name>.retry is set: look a finished task's plugin up
   bool retries_closed_ = false;  // a drain began: failures are answered
   std::mt19937_64 random_{std::random_device{}()};
   std::uniform_real_distribution<double> jitter_{0.0, 1.0};

@@ -2,14 +2,22 @@
 // run runs again, its wait (RetryWaits), and its return to the queue.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "common/log_format.h"
 #include "host/task_flow.h"
 #include "transport/protocol.h"
 
 namespace umi {
 
+bool TaskFlow::AnyPluginRetries(const HardwareConfig& config) {
+  return std::any_of(config.plugins.begin(), config.plugins.end(),
+                     [](const auto& plugin) { return plugin.second.retry.has_value(); });
+}
+
 const RetryPolicy* TaskFlow::RetryPolicyOf(const TaskMessage& task) const {
   if (task.retry) return &*task.retry;
+  if (!plugin_retries_) return nullptr;  // the common case: no lookup per task
   const auto plugin = config().plugins.find(task.plugin);
   return plugin != config().plugins.end() && plugin->second.retry ? &*plugin->second.retry : nullptr;
 }
