@@ -46,6 +46,9 @@ namespace {
 double Seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
 
 constexpr int kAuto = -1;  // transport.prefetch left at its default (auto)
+// --dedup-window-s: the hosts' dedup.window_s, which is also how long each
+// keeps its results in Redis for lookups by id (0: not kept); below 0: the default.
+double dedup_window_s = -1;
 
 std::string PoolYaml(int slots, bool gpu, int prefetch = kAuto) {
   return "hardware:\n  cpu: {cores: " + std::to_string(slots) + ", threads: " + std::to_string(slots) +
@@ -53,7 +56,8 @@ std::string PoolYaml(int slots, bool gpu, int prefetch = kAuto) {
          (gpu ? "  gpu: {count: 1, model: bench, memory_gb: 24}\n" : "") +
          "  memory: {total_gb: 64}\nplugins:\n  sleep: {cpu_cores: 1, threads: 1, memory_mb: 1}\n" +
          (gpu ? "  gpu_sleep: {cpu_cores: 1, threads: 1, memory_mb: 1, gpu_count: 1, exclusive_gpu: true}\n" : "") +
-         (prefetch != kAuto ? "transport: {prefetch: " + std::to_string(prefetch) + "}\n" : "");
+         (prefetch != kAuto ? "transport: {prefetch: " + std::to_string(prefetch) + "}\n" : "") +
+         (dedup_window_s >= 0 ? "dedup: {window_s: " + std::to_string(dedup_window_s) + "}\n" : "");
 }
 
 struct HostSpec {
@@ -342,6 +346,8 @@ int main(int argc, char** argv) {
   app.add_option("--only", only, "Run only these (F1, F2, F3, F4)");
   int throughput_tasks = 100000;
   app.add_option("--f4-tasks", throughput_tasks, "No-op tasks per F4 run")->capture_default_str();
+  app.add_option("--dedup-window-s", dedup_window_s,
+                 "The hosts' dedup.window_s, also how long they keep results in Redis (0: not kept; default: theirs)");
   CLI11_PARSE(app, argc, argv);
   auto wanted = [&only](const char* name) { return only.empty() || only.count(name) > 0; };
   if (wanted("F1")) Mismatched();
