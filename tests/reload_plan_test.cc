@@ -70,6 +70,7 @@ TEST(ReloadPlan, EveryKeyIsAppliedOrListed) {
       [](HardwareConfig& c) { c.transport.redis = "redis://r:6379"; },
       [](HardwareConfig& c) { c.transport.max_deliveries = 5; },
       [](HardwareConfig& c) { c.transport.prefetch = 8; },
+      [](HardwareConfig& c) { c.transport.keep_results = false; },
       [](HardwareConfig& c) { c.transport.redis_password_file = "/run/secrets/redis"; },
       [](HardwareConfig& c) { c.dedup.window_s = 1; },
       [](HardwareConfig& c) { c.dedup.max_entries = 1; },

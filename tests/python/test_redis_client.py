@@ -90,3 +90,12 @@ def test_a_farms_results_are_kept_in_redis_for_lookups_by_id(start_host, redis_u
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout)["result"]["output"]["echo"] == {"k": 1}
 
+
+
+def test_a_farm_that_keeps_no_results_keeps_none(start_host, redis_url):
+    start_host(config=CONFIG + f"transport: {{redis: '{redis_url}', keep_results: false}}\n")
+    with umi.RedisClient(redis_url) as client:
+        client.run("echo", {"k": 1}, id="not-kept", wait=60).raise_for_status()
+        client.run("echo", {"k": 2}, id="not-kept-2", wait=60).raise_for_status()  # the transaction's path too
+        assert client.result("not-kept") == umi.Lookup("unknown")
+        assert client.result("not-kept-2") == umi.Lookup("unknown")

@@ -288,7 +288,10 @@ void ReadShutdown(const YAML::Node& shutdown, HardwareConfig& config) {
 void ReadTransport(const YAML::Node& transport, HardwareConfig& config) {
   CheckKeys(transport, "transport",
             {"tasks", "results", "rpc", "events", "max_pending_results", "tasks_hwm", "max_message_bytes", "redis",
-             "redis_password_file", "max_deliveries", "prefetch"});
+             "redis_password_file", "max_deliveries", "prefetch", "keep_results"});
+  IfPresent(transport, "keep_results", [&](auto n) {
+    config.transport.keep_results = Read<bool>(n, "transport.keep_results", "true or false");
+  });
   IfPresent(transport, "prefetch", [&](auto n) {
     if (n.IsScalar() && n.Scalar() == "auto") {
       config.transport.prefetch = TransportSection::kAutoPrefetch;

@@ -170,6 +170,10 @@ struct TransportSection {
   // recent run time (so long tasks keep a fair pull, no-op tasks batch).
   static constexpr int kAutoPrefetch = -1;
   int prefetch = kAutoPrefetch;
+  // Redis: each result written is kept under umi:result:<id> for
+  // dedup.window_s, for lookups by id (docs/flows.md). It costs Redis a
+  // write and memory per result: off for a farm that never looks one up.
+  bool keep_results = true;
   friend bool operator==(const TransportSection&, const TransportSection&) = default;
 };
 

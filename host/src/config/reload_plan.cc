@@ -8,7 +8,7 @@ namespace umi {
 const std::vector<std::string>& LiveKeys() {
   static const std::vector<std::string> keys = {
       "hardware", "allocation", "task_groups", "plugins.<name>", "allow_task_overrides", "oversubscribe",
-      "scheduler", "shutdown", "dedup", "transport.max_pending_results",
+      "scheduler", "shutdown", "dedup", "transport.max_pending_results", "transport.keep_results",
   };
   return keys;
 }
@@ -82,6 +82,7 @@ ReloadPlan PlanReload(const HardwareConfig& current, const HardwareConfig& next,
   restart(current.transport.max_deliveries != next.transport.max_deliveries, "transport.max_deliveries");
   restart(current.transport.prefetch != next.transport.prefetch, "transport.prefetch");
   live(current.transport.max_pending_results != next.transport.max_pending_results, "transport.max_pending_results");
+  live(current.transport.keep_results != next.transport.keep_results, "transport.keep_results");
   // A transport key this function does not know yet is not in force either.
   TransportSection known = next.transport;
   known.endpoints = current.transport.endpoints;
@@ -92,6 +93,7 @@ ReloadPlan PlanReload(const HardwareConfig& current, const HardwareConfig& next,
   known.redis_password_file = current.transport.redis_password_file;
   known.max_deliveries = current.transport.max_deliveries;
   known.prefetch = current.transport.prefetch;
+  known.keep_results = current.transport.keep_results;
   restart(known != current.transport, "transport");
 
   restart(current.plugin_dirs != next.plugin_dirs, "plugin_dirs");

@@ -36,8 +36,10 @@ struct HostTransports {
 };
 
 // An error names the setting at fault (a bad URL, an unreadable password file).
-// How long a farm keeps each result for lookups by id: the dedup window.
+// How long a farm keeps each result for lookups by id: the dedup window,
+// unless transport.keep_results is false.
 inline std::chrono::milliseconds KeptResults(const HardwareConfig& config) {
+  if (!config.transport.keep_results) return std::chrono::milliseconds(0);
   return std::chrono::milliseconds(static_cast<int64_t>(config.dedup.window_s * 1000));
 }
 
