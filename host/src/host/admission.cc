@@ -1,6 +1,15 @@
 #include "host/admission.h"
 
 namespace umi {
+namespace {
+
+// Why no plugin of that name runs here: none was loaded, or its library was refused.
+std::string NotLoaded(const std::string& plugin, const std::string& refusal) {
+  return refusal.empty() ? "no plugin named '" + plugin + "' is loaded"
+                         : "plugin '" + plugin + "' was refused at load: " + refusal;
+}
+
+}  // namespace
 
 StatusOr<Demand> MakeDemand(const LoadedPlugin& plugin, const TaskMessage& task,
                                          bool allow_task_overrides, const ResourcePool& pool) {
@@ -30,11 +39,8 @@ FlowAdmission AdmitFlow(const FlowMessage& flow, const FlowFacts& facts, const R
   for (const FlowStep& step : flow.steps) {
     const LoadedPlugin* plugin = facts.find_plugin(step.task.plugin);
     if (!plugin) {
-      const std::string refusal = facts.plugin_refusal(step.task.plugin);
-      return Status(ErrorCode::kUnknownPlugin,
-                    "flow step '" + step.name + "': " +
-                        (refusal.empty() ? "no plugin named '" + step.task.plugin + "' is loaded"
-                                         : "plugin '" + step.task.plugin + "' was refused at load: " + refusal));
+      return Status(ErrorCode::kUnknownPlugin, "flow step '" + step.name + "': " +
+                                                   NotLoaded(step.task.plugin, facts.plugin_refusal(step.task.plugin)));
     }
     if (auto demand = MakeDemand(*plugin, step.task, facts.allow_task_overrides, pool); !demand.ok()) {
       return demand.status().Prefixed("flow step '" + step.name + "'");
@@ -56,10 +62,7 @@ Admission Admit(const TaskMessage& task, const AdmissionFacts& facts, const Reso
     return Retry{&facts.finished->body};
   }
   if (!facts.plugin) {
-    return Status(ErrorCode::kUnknownPlugin,
-                  facts.plugin_refusal.empty()
-                      ? "no plugin named '" + task.plugin + "' is loaded"
-                      : "plugin '" + task.plugin + "' was refused at load: " + facts.plugin_refusal);
+    return Status(ErrorCode::kUnknownPlugin, NotLoaded(task.plugin, facts.plugin_refusal));
   }
   if (facts.from_rpc && facts.queued >= static_cast<size_t>(facts.max_queued)) {
     return Status(ErrorCode::kQueueFull,
