@@ -22,27 +22,6 @@ HostProcess::Options Options(const std::string& extra = "") {
           .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR, UMI_TEST_PLUGIN_DIR}};
 }
 
-// output.steps of a flow's result, by step name.
-std::map<std::string, Result> Steps(const Result& flow) {
-  std::map<std::string, Result> steps;
-  const msgpack::object* all = flow.Output("steps");
-  if (!all) return steps;
-  for (const auto& [name, result] : all->as<std::map<std::string, msgpack::object>>()) {
-    std::stringstream packed;
-    msgpack::pack(packed, result);
-    steps[name] = ParseResult(packed.str());
-  }
-  return steps;
-}
-
-// The echo step's input.upstream.<from>.input.<key>.
-std::string Upstream(const Result& step, const std::string& from, const std::string& key) {
-  const auto input = step.Output("input")->as<std::map<std::string, msgpack::object>>();
-  const auto upstream = input.at("upstream").as<std::map<std::string, msgpack::object>>();
-  const auto output = upstream.at(from).as<std::map<std::string, msgpack::object>>();
-  return output.at("input").as<std::map<std::string, msgpack::object>>().at(key).as<std::string>();
-}
-
 std::vector<FlowStepSpec> Diamond() {
   return {{"probe", {{"mode", "echo"}, {"tag", "p"}}},
           {"thumb", {{"mode", "echo"}, {"tag", "t"}}, {"probe"}},
@@ -59,7 +38,7 @@ TEST(FlowE2E, ADiamondRunsInOrderAndEachStepGetsItsUpstreamOutputs) {
   ASSERT_EQ(flow.status, "ok") << flow.error_message;
   EXPECT_EQ(flow.id, "ingest-42");
   EXPECT_EQ(flow.plugin, "flow");
-  std::map<std::string, Result> steps = Steps(flow);
+  std::map<std::string, Result> steps = FlowSteps(flow);
   ASSERT_EQ(steps.size(), 4u);
   for (const auto& [name, step] : steps) {
     EXPECT_EQ(step.status, "ok") << name;
@@ -70,9 +49,9 @@ TEST(FlowE2E, ADiamondRunsInOrderAndEachStepGetsItsUpstreamOutputs) {
   EXPECT_LE(*steps["probe"].finished_at, *steps["scenes"].started_at);
   EXPECT_LE(*steps["thumb"].finished_at, *steps["report"].started_at);
   EXPECT_LE(*steps["scenes"].finished_at, *steps["report"].started_at);
-  EXPECT_EQ(Upstream(steps["thumb"], "probe", "tag"), "p");
-  EXPECT_EQ(Upstream(steps["report"], "thumb", "tag"), "t");
-  EXPECT_EQ(Upstream(steps["report"], "scenes", "tag"), "s");
+  EXPECT_EQ(EchoedUpstream(steps["thumb"], "probe", "tag"), "p");
+  EXPECT_EQ(EchoedUpstream(steps["report"], "thumb", "tag"), "t");
+  EXPECT_EQ(EchoedUpstream(steps["report"], "scenes", "tag"), "s");
   // Each step's events name the flow.
   int started = 0;
   while (started < 4) {
@@ -93,7 +72,7 @@ TEST(FlowE2E, AFailedStepSkipsItsDependentsAndAnIndependentBranchStillRuns) {
   EXPECT_EQ(flow.status, "error");
   EXPECT_EQ(flow.error_code, "step_failed");
   EXPECT_EQ(flow.error_message, "step 'a' ended error: asked_to_fail: failed as asked");
-  std::map<std::string, Result> steps = Steps(flow);
+  std::map<std::string, Result> steps = FlowSteps(flow);
   EXPECT_EQ(steps["a"].status, "error");
   EXPECT_EQ(steps["b"].status, "skipped");
   EXPECT_EQ(steps["b"].error_code, "upstream_failed");
@@ -161,7 +140,7 @@ TEST(FlowE2E, CancellingAFlowCancelsItsRunningStepAndSkipsTheRest) {
     if (parsed.id == "stop-me") flow = parsed;
   }
   EXPECT_EQ(flow->status, "cancelled");
-  std::map<std::string, Result> steps = Steps(*flow);
+  std::map<std::string, Result> steps = FlowSteps(*flow);
   EXPECT_EQ(steps["a"].status, "cancelled");
   EXPECT_EQ(steps["b"].status, "skipped");
 }
@@ -179,54 +158,9 @@ TEST(FlowE2E, ADrainLetsTheRunningStepEndAndAnswersTheFlow) {
   const Result flow = host.NextResult();
   EXPECT_EQ(flow.id, "drained");
   EXPECT_EQ(flow.status, "error");
-  std::map<std::string, Result> steps = Steps(flow);
+  std::map<std::string, Result> steps = FlowSteps(flow);
   EXPECT_EQ(steps["b"].status, "skipped");
   EXPECT_EQ(host.Stop(), 0);
-}
-
-TEST(FlowE2E, AFlowTakenFromARedisStreamRunsOnTheHostThatReadItAndIsAnsweredThere) {
-  RedisServer redis;
-  RedisClient producer(redis.url());
-  HostProcess::Options options = FarmHost(redis, "flow-host", R"(hardware:
-  cpu: {cores: 4, threads: 4, max_concurrent_tasks: 4}
-  memory: {total_gb: 8}
-)");
-  options.plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR, UMI_TEST_PLUGIN_DIR};
-  HostProcess host(options);
-  // A flow goes on the stream of its first step's plugin.
-  producer.Submit("faulty", PackFlow("farm-flow", Diamond()));
-  const std::vector<Result> results = producer.Results(1);
-  EXPECT_EQ(results[0].id, "farm-flow");
-  EXPECT_EQ(results[0].status, "ok") << results[0].error_message;
-  EXPECT_EQ(Steps(results[0]).size(), 4u);
-  EXPECT_EQ(producer.Pending("umi:tasks:faulty"), 0) << "the flow's entry is acknowledged with its result";
-}
-
-TEST(FlowE2E, AFlowWhoseHostWasKilledRunsAgainWholeOnALiveHost) {
-  RedisServer redis;
-  RedisClient producer(redis.url());
-  auto farm_host = [&](const std::string& name) {
-    HostProcess::Options options = FarmHost(redis, name);
-    options.plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR, UMI_TEST_PLUGIN_DIR};
-    return options;
-  };
-  auto doomed = std::make_unique<HostProcess>(farm_host("doomed"));
-  EventsClient events(doomed->context(), doomed->endpoint("events"));
-  AwaitSubscription(*doomed, events);
-  producer.Submit("sleep", PackFlow("survives", {{"a", {{"mode", "echo"}}, {}, "faulty"},
-                                                 {"b", {}, {"a"}, "sleep", {{"ms", 1500}}},
-                                                 {"c", {{"mode", "echo"}}, {"b"}, "faulty"}}));
-  AwaitStarted(events, 1, "survives/b");  // "a" ended, "b" runs: the host dies mid-flow
-  kill(doomed->pid(), SIGKILL);
-  waitpid(doomed->pid(), nullptr, 0);
-
-  HostProcess survivor(farm_host("survivor"));
-  const std::vector<Result> results = producer.Results(1);
-  EXPECT_EQ(results[0].id, "survives");
-  EXPECT_EQ(results[0].status, "ok") << results[0].error_message;
-  EXPECT_EQ(results[0].host, "survivor");
-  EXPECT_EQ(Steps(results[0]).size(), 3u);
-  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
 }
 
 }  // namespace

@@ -7,8 +7,9 @@
 //               appends a byte to the file input.runs_file; the first
 //               input.fail_times runs fail: input.how "error" (code
 //               input.code, default "busy") or "segv"; then it outputs
-//               {runs: N}), "echo" (outputs {input: its input}; with
-//               input.fail "yes", then fails with code asked_to_fail)
+//               {runs: N}), "echo" (outputs {input: its input}, after
+//               input.sleep_ms if given; with input.fail "yes", then fails
+//               with code asked_to_fail)
 //   settings.hold_setup_while: a path; setup (in a worker process) waits
 //               while that file exists, as a slow model load would
 #include <umi/plugin.hpp>
@@ -52,6 +53,7 @@ class Faulty : public umi::Plugin {
       while (true) std::this_thread::sleep_for(std::chrono::seconds(1));
     }
     if (mode == "echo") {  // its whole input back: a flow step's upstream shows
+      std::this_thread::sleep_for(std::chrono::milliseconds(task.input().Get<int64_t>("sleep_ms", 0)));
       task.output().Set("input", task.input().raw());
       if (task.input().Get<std::string>("fail", "") == "yes") throw umi::Error("asked_to_fail", "failed as asked");
       return;

@@ -1,5 +1,6 @@
 #include "wire.h"
 
+#include <sstream>
 #include <stdexcept>
 
 namespace umi::testing {
@@ -116,6 +117,25 @@ Result ParseResult(const std::string& bytes) {
 
 bool Overlap(const Result& a, const Result& b) {
   return *a.started_at < *b.finished_at && *b.started_at < *a.finished_at;
+}
+
+std::map<std::string, Result> FlowSteps(const Result& flow) {
+  std::map<std::string, Result> steps;
+  const msgpack::object* all = flow.Output("steps");
+  if (!all) return steps;
+  for (const auto& [name, result] : all->as<std::map<std::string, msgpack::object>>()) {
+    std::stringstream packed;
+    msgpack::pack(packed, result);
+    steps[name] = ParseResult(packed.str());
+  }
+  return steps;
+}
+
+std::string EchoedUpstream(const Result& step, const std::string& from, const std::string& key) {
+  const auto input = step.Output("input")->as<std::map<std::string, msgpack::object>>();
+  const auto upstream = input.at("upstream").as<std::map<std::string, msgpack::object>>();
+  const auto output = upstream.at(from).as<std::map<std::string, msgpack::object>>();
+  return output.at("input").as<std::map<std::string, msgpack::object>>().at(key).as<std::string>();
 }
 
 }  // namespace umi::testing

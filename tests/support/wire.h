@@ -69,4 +69,9 @@ Result ParseResult(const std::string& bytes);
 // Overlap of two [started_at, finished_at) intervals.
 bool Overlap(const Result& a, const Result& b);
 
+// output.steps of a flow's result, by step name.
+std::map<std::string, Result> FlowSteps(const Result& flow);
+// A step of the faulty plugin in echo mode: its input.upstream.<from>.input.<key>.
+std::string EchoedUpstream(const Result& step, const std::string& from, const std::string& key);
+
 }  // namespace umi::testing

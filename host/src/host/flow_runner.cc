@@ -6,6 +6,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "transport/flow_results.h"
 #include "transport/protocol.h"
 
 namespace umi {
@@ -25,32 +26,6 @@ std::string Packed(Fill fill) {
   msgpack::packer<StringStream> packer(stream);
   fill(packer, bytes);
   return bytes;
-}
-
-// What the flow needs of a step's result: its status, its output packed
-// again, and its error for the flow's message.
-struct StepAnswer {
-  std::string status, output, code, message;
-};
-
-StepAnswer Read(std::string_view body) {
-  StepAnswer answer;
-  try {
-    const msgpack::object_handle handle = msgpack::unpack(body.data(), body.size());
-    const auto fields = handle.get().as<std::map<std::string, msgpack::object>>();
-    answer.status = fields.at("status").as<std::string>();
-    if (const auto output = fields.find("output"); output != fields.end()) {
-      answer.output = Packed([&](auto& p, std::string&) { p.pack(output->second); });
-    }
-    if (const auto error = fields.find("error"); error != fields.end()) {
-      const auto details = error->second.as<std::map<std::string, msgpack::object>>();
-      answer.code = details.at("code").as<std::string>();
-      answer.message = details.at("message").as<std::string>();
-    }
-  } catch (const std::exception& e) {  // the host's own encoding: never expected
-    answer = {"error", "", "internal", std::string("unreadable step result: ") + e.what()};
-  }
-  return answer;
 }
 
 std::string StepRoute(size_t index) { return std::to_string(index); }
@@ -86,15 +61,11 @@ void FlowRunner::Send(std::string_view body, const ReplyRoute& route) {
   const size_t index = std::stoul(route.address[1]);
   Step& step = flow.steps.at(index);
   if (step.state == Step::State::kEnded) return;
-  StepAnswer answer = Read(body);
+  StepOutcome outcome = ReadStepOutcome(step.spec.name, body);
   step.result.assign(body);
-  step.output = std::move(answer.output);
-  const bool ok = answer.status == "ok";
-  if (!ok && flow.first_failure.empty()) {
-    flow.first_failure = "step '" + step.spec.name + "' ended " + answer.status + ": " + answer.code + ": " +
-                         answer.message;
-  }
-  EndStep(flow, index, ok);
+  step.output = std::move(outcome.output);
+  if (!outcome.ok && flow.first_failure.empty()) flow.first_failure = std::move(outcome.failure);
+  EndStep(flow, index, outcome.ok);
 }
 
 void FlowRunner::EndStep(Flow& flow, size_t index, bool ok) {
@@ -129,16 +100,7 @@ void FlowRunner::Skip(Flow& flow, size_t index, const std::string& code, const s
   Step& step = flow.steps[index];
   step.state = Step::State::kEnded;
   if (flow.first_failure.empty()) flow.first_failure = "step '" + step.spec.name + "' skipped: " + code + ": " + message;
-  step.result = Packed([&](auto& p, std::string&) {
-    p.pack_map(5);
-    p.pack("id").pack(step.spec.task.id);
-    p.pack("plugin").pack(step.spec.task.plugin);
-    p.pack("status").pack("skipped");
-    p.pack("error").pack_map(2);
-    p.pack("code").pack(code);
-    p.pack("message").pack(message);
-    p.pack("flow").pack(flow.id);
-  });
+  step.result = SkippedStepResult(step.spec.task.id, step.spec.task.plugin, flow.id, code, message);
   ++flow.ended;
   if (flow.ended == flow.steps.size()) ended_.push_back(flow.id);
 }
@@ -205,31 +167,21 @@ std::vector<std::string> FlowRunner::Cancel(const std::string& flow_id) {
 }
 
 TaskResult FlowRunner::FlowResult(const Flow& flow) const {
-  TaskResult result;
-  result.id = flow.id;
-  result.plugin = "flow";
-  result.output_whatever_status = true;
-  result.output_msgpack = Packed([&](auto& p, std::string& bytes) {
-    p.pack_map(1);
-    p.pack("steps").pack_map(static_cast<uint32_t>(flow.steps.size()));
-    for (const Step& step : flow.steps) {
-      p.pack(step.spec.name);
-      bytes += step.result;
-    }
-  });
-  if (flow.cancelled) {
-    result.status = TaskStatus::kCancelled;
-    result.error_code = std::string(WireCode(ErrorCode::kCancelled));
-    result.error_message = "the flow was cancelled by request";
-  } else if (!flow.first_failure.empty()) {
-    result.status = TaskStatus::kError;
-    result.error_code = "step_failed";
-    result.error_message = flow.first_failure;
-  }
-  result.run_ms = std::chrono::duration<double, std::milli>(clock_.Now() - flow.accepted).count();
-  result.started_at = flow.started_at;
-  result.finished_at = clock_.UnixSeconds();
-  return result;
+  std::vector<std::string> names;
+  names.reserve(flow.steps.size());
+  std::vector<std::pair<std::string_view, std::string_view>> steps;
+  steps.reserve(flow.steps.size());
+  for (const Step& step : flow.steps) names.push_back(PackedString(step.spec.name));
+  for (size_t i = 0; i < flow.steps.size(); ++i) steps.emplace_back(names[i], flow.steps[i].result);
+  FlowEnd end;
+  end.id = flow.id;
+  end.output = FlowOutput(steps);
+  end.first_failure = flow.first_failure;
+  end.cancelled = flow.cancelled;
+  end.run_ms = std::chrono::duration<double, std::milli>(clock_.Now() - flow.accepted).count();
+  end.started_at = flow.started_at;
+  end.finished_at = clock_.UnixSeconds();
+  return umi::FlowResult(end);
 }
 
 }  // namespace umi

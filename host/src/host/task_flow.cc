@@ -119,6 +119,10 @@ void TaskFlow::AcceptFlow(FlowMessage flow, ReplyRoute route, bool serving) {
     telemetry_.CountDeduplicated();
     return SendOn(route, *retry->result);
   }
+  if (route.sink && route.sink->TakeFlow(flow, route)) {
+    spdlog::debug("flow '{}' ({} step(s)) handed to the farm: its steps run on any host", flow.id, flow.steps.size());
+    return;
+  }
   const uint64_t key = ++last_key_;
   ledger_.Accepted(flow.id, key, std::get<AdmittedFlow>(admission).fingerprint);
   spdlog::debug("flow '{}' accepted: {} step(s)", flow.id, flow.steps.size());

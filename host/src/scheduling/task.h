@@ -34,6 +34,8 @@ struct TaskMessage {
 // Where a task's answer goes: back through the transport that delivered it.
 // `address` is that transport's own (an rpc client's routing frames, a
 // stream entry); the rest of the host only carries it.
+struct FlowMessage;
+
 struct ReplyRoute {
   ResultSink* sink = nullptr;  // null: nowhere (unit tests)
   bool rpc = false;  // a request/reply peer: it may send control requests; a full queue answers it queue_full
@@ -61,6 +63,10 @@ class ResultSink {
   // caller calls before any of them runs.
   virtual void Starting(const ReplyRoute&) {}
   virtual void FlushStarting() {}
+  // A flow admitted here: true when the sink runs its steps itself (a farm
+  // spreads them over its hosts, transport/redis_flows.h) and answers it;
+  // the host then does nothing more with it. False: the host runs it.
+  virtual bool TakeFlow(const FlowMessage&, const ReplyRoute&) { return false; }
 };
 
 enum class TaskStatus { kOk, kError, kRejected, kTimeout, kCancelled, kCrashed };

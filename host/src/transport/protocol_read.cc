@@ -164,6 +164,7 @@ Fields Gather(const msgpack::object& root) {
     else if (key == "op") fields.op = &kv.val;
     else if (key == "flow") fields.flow = &kv.val;
     else if (key == "after") fields.after = &kv.val;
+    else if (key == "step_of") fields.step_of = &kv.val;
   }
   return fields;
 }
@@ -217,6 +218,12 @@ TaskMessage ReadTask(const Fields& fields, const Identity& identity) {
   if (fields.timeout_ms) task.timeout_ms = ReadInteger(*fields.timeout_ms, "timeout_ms", 0, kMaxMs);
   if (fields.resources) task.resources = ReadResources(*fields.resources);
   if (fields.retry) task.retry = ReadRetry(*fields.retry);
+  if (const msgpack::object* step_of = fields.step_of) {
+    if (step_of->type != msgpack::type::STR || step_of->via.str.size == 0 || step_of->via.str.size > kMaxIdBytes) {
+      throw Invalid{"'step_of' must be a flow's id: a string of 1.." + std::to_string(kMaxIdBytes) + " bytes"};
+    }
+    task.flow = std::string(AsString(*step_of));
+  }
   return task;
 }
 

@@ -43,7 +43,7 @@ std::string Pack(const msgpack::object& object);
 struct Fields {
   const msgpack::object *v = nullptr, *id = nullptr, *plugin = nullptr, *input = nullptr, *priority = nullptr,
                         *timeout_ms = nullptr, *resources = nullptr, *retry = nullptr, *op = nullptr,
-                        *flow = nullptr, *after = nullptr;
+                        *flow = nullptr, *after = nullptr, *step_of = nullptr;
 };
 Fields Gather(const msgpack::object& map);
 

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "transport/protocol.h"
+#include "transport/redis_flows.h"
 #include "transport/redis_keys.h"
 
 namespace umi {
@@ -14,8 +16,8 @@ using redis_keys::StartedKey;
 using redis_keys::StreamId;
 using redis_keys::Text;
 
-void RedisResults::Connected(std::string publish_sha) {
-  publish_sha_ = std::move(publish_sha);
+void RedisResults::Connected(Scripts scripts) {
+  scripts_ = std::move(scripts);
   watch_ = Watch::kNone;
   fence_known_ = false;
   ++fence_epoch_;
@@ -65,11 +67,13 @@ Status RedisResults::Write() {
     sent = true;
   }
   while (!held_.empty() && Clock::now() >= write_at_ && calls_.size() < kMaxCallsInFlight) {
-    std::vector<Result> fast;
+    std::vector<Result> fast, flows;
     std::map<std::string, std::vector<Result>> by_stream;
     for (size_t i = std::min(held_.size(), kBatch); i > 0; --i) {
       Result& result = held_.front();
-      if (watch_ == Watch::kArmed && Vouched(result)) {
+      if (result.write != Write::kResult) {
+        flows.push_back(std::move(result));
+      } else if (watch_ == Watch::kArmed && Vouched(result)) {
         fast.push_back(std::move(result));
       } else if (watch_ == Watch::kArming && Vouched(result)) {
         awaiting_fence_.push_back(std::move(result));  // a round trip away from the cheap way
@@ -80,6 +84,13 @@ Status RedisResults::Write() {
     }
     Status appended;
     if (!fast.empty()) appended = AppendTransaction(std::move(fast));
+    for (Result& flow : flows) {
+      if (appended.ok()) {
+        appended = AppendFlowWrite(std::move(flow));
+      } else {
+        held_.push_back(std::move(flow));
+      }
+    }
     for (auto& [stream, results] : by_stream) {
       if (appended.ok()) {
         appended = AppendScript(stream, std::move(results));
@@ -160,7 +171,7 @@ Status RedisResults::AppendScript(const std::string& stream, std::vector<Result>
   }
   const auto leased = leases_.find(stream);
   const size_t holding = results.size() + (leased == leases_.end() ? 0 : leased->second.size());
-  std::vector<std::string> command = {"EVALSHA", publish_sha_, "1", stream, kGroup, consumer_, kDefaultResults,
+  std::vector<std::string> command = {"EVALSHA", scripts_.publish, "1", stream, kGroup, consumer_, kDefaultResults,
                                       StartedKey(stream), first ? first->Text() : "0-0",
                                       last ? last->Text() : "0-0", std::to_string(holding),
                                       std::to_string(keep_for_.count())};
@@ -177,6 +188,70 @@ Status RedisResults::AppendScript(const std::string& stream, std::vector<Result>
   for (size_t k = 0; k < results.size(); ++k) results[k].body = std::move(command[kFixed + 4 * k + 2]);
   calls_.push_back({Call::Kind::kScript, 0, std::move(results)});  // Disconnected puts it back in held_
   return appended;
+}
+
+Status RedisResults::AppendFlowWrite(Result result) {
+  const std::string& sha = result.write == Write::kOpenFlow  ? scripts_.open_flow
+                           : result.write == Write::kEndStep ? scripts_.end_step
+                                                             : scripts_.end_flow;
+  std::vector<std::string> command = {"EVALSHA", sha, "2", result.stream, redis_flows::FlowKey(result.flow),
+                                      kGroup, consumer_, result.entry, StartedKey(result.stream)};
+  if (result.write == Write::kEndFlow) {
+    command.insert(command.end(), {result.reply_to, result.body,
+                                   keep_for_.count() > 0 ? RedisResultKey(result.flow) : std::string(),
+                                   std::to_string(keep_for_.count()), kDefaultResults});
+  } else {
+    command.insert(command.end(), result.args.begin(), result.args.end());
+  }
+  const Status appended = writer_.AppendForLater(command);
+  calls_.push_back({Call::Kind::kFlow, 0, {}});
+  calls_.back().results.push_back(std::move(result));  // Disconnected puts it back in held_
+  return appended;
+}
+
+std::string RedisResults::TakeFlowWrite(const redisReply* reply, Result result, std::deque<Result>& refused) {
+  if (reply->type == REDIS_REPLY_ERROR) {
+    std::string refusal = Text(reply);
+    refused.push_back(std::move(result));
+    return refusal;
+  }
+  if (reply->type == REDIS_REPLY_ARRAY) {  // kEndStep on the flow's last step
+    auto answer = redis_flows::FlowAnswerFrom(reply, result.flow, host_);
+    if (!answer) {
+      spdlog::error("redis {} entry {}: flow {}: unreadable state at its last step; the entry stays pending",
+                    result.stream, result.entry, result.flow);
+      return {};
+    }
+    result.write = Write::kEndFlow;
+    result.reply_to = std::move(answer->reply_to);
+    result.body = std::move(answer->body);
+    result.args.clear();
+    held_.push_back(std::move(result));
+    return {};
+  }
+  const long long code = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
+  if (code == 0) {
+    ++report_.stale_results;
+    spdlog::warn("redis {} entry {}: flow {}: write dropped, another host holds the entry now (this host's lease "
+                 "lapsed)",
+                 result.stream, result.entry, result.flow);
+  } else if (code == 2 && result.write == Write::kOpenFlow) {
+    spdlog::info("redis {} entry {}: flow {} is running in the farm already; this copy is answered duplicate_id",
+                 result.stream, result.entry, result.flow);
+    const Status why(ErrorCode::kDuplicateId, "a flow with id '" + result.flow + "' is already running in the farm");
+    held_.push_back({.stream = result.stream,
+                     .entry = result.entry,
+                     .reply_to = result.reply_to,
+                     .body = EncodeResult(RejectedResult(result.flow, "flow", why), host_),
+                     .task_id = result.flow});
+    return {};
+  } else if (code == 2) {
+    ++report_.redirected_results;
+    spdlog::error("redis {} entry {}: flow {}: reply_to {} cannot take a stream entry; the result went to {}",
+                  result.stream, result.entry, result.flow, result.reply_to, kDefaultResults);
+  }
+  Forget(result);
+  return {};
 }
 
 void RedisResults::TakeFence(const redisReply* value) {
@@ -261,6 +336,12 @@ Status RedisResults::TakeReplies() {
     }
     if (taken.kind == Call::Kind::kTransaction) {
       if (TakeTransaction(reply.get(), std::move(taken.results), refused)) ++written;
+      continue;
+    }
+    if (taken.kind == Call::Kind::kFlow) {
+      std::string flow_refusal = TakeFlowWrite(reply.get(), std::move(taken.results.front()), refused);
+      if (flow_refusal.empty()) ++written;
+      if (refusal.empty()) refusal = std::move(flow_refusal);
       continue;
     }
     ++written;

@@ -44,20 +44,36 @@ namespace umi {
 class RedisResults {
  public:
   using Clock = std::chrono::steady_clock;
+  // What a held write does with its entry.
+  enum class Write {
+    kResult,    // writes `body` to reply_to
+    kOpenFlow,  // opens the flow `flow` (redis_scripts::kOpenFlow with `args`)
+    kEndStep,   // records the end of a step of `flow` (kEndStep with `args`)
+    kEndFlow,   // writes `body`, the flow's result, to reply_to (kEndFlow)
+  };
   struct Result {
     std::string stream, entry, reply_to, body, task_id;
+    Write write = Write::kResult;
+    std::string flow{};
+    std::vector<std::string> args{};  // the script's arguments after (group, consumer, entry, started key)
+  };
+  // The SHAs of the scripts results are written by.
+  struct Scripts {
+    std::string publish, open_flow, end_step, end_flow;
   };
   // stream -> entry this process holds -> the fence epoch it was read in.
   using Leases = std::map<std::string, std::map<std::string, uint64_t>>;
 
   // `leases`: the transport's; a result written or found stale leaves it.
-  // `report`: stale and redirected results are counted there.
-  RedisResults(RedisConnection& writer, const std::string& consumer, Leases& leases, FarmReport& report)
-      : writer_(writer), consumer_(consumer), leases_(leases), report_(report) {}
+  // `report`: stale and redirected results are counted there. `host`: the
+  // results' `host` (a flow's result is encoded here).
+  RedisResults(RedisConnection& writer, const std::string& consumer, const std::string& host, Leases& leases,
+               FarmReport& report)
+      : writer_(writer), consumer_(consumer), host_(host), leases_(leases), report_(report) {}
 
-  // After each connect: the script to publish by; whatever this host read
+  // After each connect: the scripts to write by; whatever this host read
   // before may have changed hands while it was away.
-  void Connected(std::string publish_sha);
+  void Connected(Scripts scripts);
   // How long a written result is kept under umi:result:<id> for lookups by
   // id (dedup.window_s); 0: not kept. Default 300 s.
   void KeepFor(std::chrono::milliseconds keep_for) { keep_for_ = keep_for; }
@@ -90,9 +106,9 @@ class RedisResults {
   // A command whose reply TakeReplies reads: after `ignored_before` replies
   // it takes no notice of (WATCH, MULTI, QUEUED).
   struct Call {
-    enum class Kind { kScript, kTransaction, kFence } kind;
+    enum class Kind { kScript, kTransaction, kFence, kFlow } kind;
     size_t ignored_before = 0;
-    std::vector<Result> results;  // kScript, kTransaction
+    std::vector<Result> results;  // kScript, kTransaction; kFlow: one
   };
   enum class Watch { kNone, kArming, kArmed };
 
@@ -104,6 +120,9 @@ class RedisResults {
   // the start marks), then ArmFence again.
   Status AppendTransaction(std::vector<Result> results);
   Status AppendScript(const std::string& stream, std::vector<Result> results);
+  Status AppendFlowWrite(Result result);
+  // A kFlow call's reply: what happened to `result`; a refusal's text, or empty.
+  std::string TakeFlowWrite(const redisReply* reply, Result result, std::deque<Result>& refused);
   void TakeFence(const redisReply* value);
   // True when Redis carried it out; else the results go to `refused`.
   bool TakeTransaction(const redisReply* replies, std::vector<Result> results, std::deque<Result>& refused);
@@ -111,9 +130,10 @@ class RedisResults {
 
   RedisConnection& writer_;
   const std::string& consumer_;
+  const std::string& host_;
   Leases& leases_;
   FarmReport& report_;
-  std::string publish_sha_;
+  Scripts scripts_;
   std::chrono::milliseconds keep_for_{300000};
   std::deque<Result> held_;  // results of this turn, or waiting for Redis
   std::deque<Result> awaiting_fence_;  // vouched for, waiting for the watch's GET reply

@@ -171,4 +171,110 @@ const char* const kPlanTake =
 
 #undef UMI_LUA_HOLDS
 
+// The flow scripts (redis_flows.h). A flow's hash: reply_to, n (steps),
+// left (steps not ended), t0 (opened, server ms), failure (the first), and
+// per step index i: m:i its task, q:i its stream, a:i and n:i the indices
+// it waits for and that wait for it, w:i how many of those it still waits
+// for, k:i its name packed, uh:i the header of its upstream map, x:i its
+// record if skipped, r:i its result once ended, o:i its output if ok;
+// i:<name> its index.
+#define UMI_LUA_FLOW_HELPERS                                                        \
+  "local group, consumer, entry, started = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"    \
+  "local flow = KEYS[2]\n"                                                          \
+  "local function held()\n"                                                         \
+  "  local p = redis.call('XPENDING', KEYS[1], group, entry, entry, 1)\n"           \
+  "  return #p == 1 and p[1][2] == consumer\n"                                      \
+  "end\n"                                                                           \
+  "local function done(code)\n"                                                     \
+  "  redis.call('XACK', KEYS[1], group, entry)\n"                                   \
+  "  redis.call('HDEL', started, entry)\n"                                          \
+  "  return code\n"                                                                 \
+  "end\n"                                                                           \
+  "local function indices(list)\n"                                                  \
+  "  local out = {}\n"                                                              \
+  "  for i in string.gmatch(list or '', '[^,]+') do out[#out + 1] = i end\n"        \
+  "  return out\n"                                                                  \
+  "end\n"
+
+const char* const kOpenFlow =
+    UMI_LUA_FLOW_HELPERS
+    "if not held() then return 0 end\n"
+    "if redis.call('EXISTS', flow) == 1 then return 2 end\n"
+    "local last = 5 + 2 * tonumber(ARGV[5])\n"
+    "for i = 6, last, 200 do\n"
+    "  redis.call('HSET', flow, unpack(ARGV, i, math.min(i + 199, last)))\n"
+    "end\n"
+    "local time = redis.call('TIME')\n"
+    "redis.call('HSET', flow, 't0', tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000))\n"
+    "for i = last + 1, #ARGV, 2 do\n"
+    "  redis.call('XADD', ARGV[i], '*', 'm', ARGV[i + 1])\n"
+    "end\n"
+    "return done(1)\n";
+
+const char* const kEndStep =
+    UMI_LUA_FLOW_HELPERS
+    "if not held() then return 0 end\n"
+    "if redis.call('EXISTS', flow) == 0 then return done(1) end  -- the flow has its result already\n"
+    "local step = redis.call('HGET', flow, 'i:' .. ARGV[5])\n"
+    "if not step then return done(1) end  -- no such step: not the flow's own entry\n"
+    "if redis.call('HSETNX', flow, 'r:' .. step, ARGV[6]) == 1 then\n"
+    "  local ended = 1\n"
+    "  if ARGV[8] == '1' then\n"
+    "    redis.call('HSET', flow, 'o:' .. step, ARGV[7])\n"
+    "    for _, next in ipairs(indices(redis.call('HGET', flow, 'n:' .. step))) do\n"
+    "      if redis.call('HINCRBY', flow, 'w:' .. next, -1) == 0 and redis.call('HEXISTS', flow, 'r:' .. next) == 0 then\n"
+    "        local upstream = {redis.call('HGET', flow, 'uh:' .. next)}\n"
+    "        for _, before in ipairs(indices(redis.call('HGET', flow, 'a:' .. next))) do\n"
+    "          upstream[#upstream + 1] = redis.call('HGET', flow, 'k:' .. before)\n"
+    "          upstream[#upstream + 1] = redis.call('HGET', flow, 'o:' .. before)\n"
+    "        end\n"
+    "        redis.call('XADD', redis.call('HGET', flow, 'q:' .. next), '*', 'm', redis.call('HGET', flow, 'm:' .. next),\n"
+    "                   'u', table.concat(upstream))\n"
+    "      end\n"
+    "    end\n"
+    "  else\n"
+    "    redis.call('HSETNX', flow, 'failure', ARGV[9])\n"
+    "    local skipping = indices(redis.call('HGET', flow, 'n:' .. step))\n"
+    "    while #skipping > 0 do\n"
+    "      local next = table.remove(skipping)\n"
+    "      if redis.call('HSETNX', flow, 'r:' .. next, redis.call('HGET', flow, 'x:' .. next)) == 1 then\n"
+    "        ended = ended + 1\n"
+    "        for _, after in ipairs(indices(redis.call('HGET', flow, 'n:' .. next))) do skipping[#skipping + 1] = after end\n"
+    "      end\n"
+    "    end\n"
+    "  end\n"
+    "  if redis.call('HINCRBY', flow, 'left', -ended) > 0 then return done(1) end\n"
+    "elseif tonumber(redis.call('HGET', flow, 'left')) > 0 then\n"
+    "  return done(1)  -- recorded already (a copy of the entry)\n"
+    "end\n"
+    "-- Every step ended. The entry stays pending until kEndFlow writes the\n"
+    "-- flow's result: a host that dies in between leaves it to be claimed.\n"
+    "local out = {redis.call('HGET', flow, 'reply_to'), redis.call('HGET', flow, 't0'),\n"
+    "             redis.call('HGET', flow, 'failure') or ''}\n"
+    "for s = 0, tonumber(redis.call('HGET', flow, 'n')) - 1 do\n"
+    "  out[#out + 1] = redis.call('HGET', flow, 'k:' .. s)\n"
+    "  out[#out + 1] = redis.call('HGET', flow, 'r:' .. s)\n"
+    "end\n"
+    "return out\n";
+
+const char* const kEndFlow =
+    UMI_LUA_FLOW_HELPERS
+    "local reply_to, body, kept, keep_ms, fallback = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]\n"
+    "if not held() then return 0 end\n"
+    "if redis.call('EXISTS', flow) == 0 then return done(1) end\n"
+    "local code = 1\n"
+    "local added = redis.pcall('XADD', reply_to, '*', 'm', body)\n"
+    "if type(added) == 'table' and added.err then\n"
+    "  if not (string.find(added.err, 'WRONGTYPE', 1, true) or string.find(added.err, 'NOPERM', 1, true)) then\n"
+    "    return added  -- refused (OOM, ...): nothing written, retried\n"
+    "  end\n"
+    "  redis.call('XADD', fallback, '*', 'm', body, 'reply_to', reply_to, 'reason', added.err)\n"
+    "  code = 2\n"
+    "end\n"
+    "if kept ~= '' and keep_ms > 0 then redis.call('SET', kept, body, 'PX', keep_ms) end\n"
+    "redis.call('DEL', flow)\n"
+    "return done(code)\n";
+
+#undef UMI_LUA_FLOW_HELPERS
+
 }  // namespace umi::redis_scripts

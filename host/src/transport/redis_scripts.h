@@ -70,6 +70,30 @@
 //                   only while it has nothing pending (a plain XGROUP
 //                   DELCONSUMER would drop entries it just took).
 //
+//   kOpenFlow       KEYS: the flow entry's stream, the flow's hash
+//                   (redis_flows.h). ARGV: group, consumer, entry, started
+//                   key, how many hash fields follow, the fields (name,
+//                   value...), then (stream, task) per step that waits for
+//                   nothing. Writes the hash with the flow's start time
+//                   (t0, server ms), adds those steps, acknowledges the
+//                   entry: 1. 0: the entry is not this consumer's; 2: a
+//                   flow with that id is running (nothing written).
+//   kEndStep        KEYS: the step entry's stream, the flow's hash. ARGV:
+//                   group, consumer, entry, started key, step name, its
+//                   result, its output (if ok), "1" if ok, its failure.
+//                   Records the result (once), releases or skips what
+//                   follows, acknowledges the entry: 1; 0: stale. On the
+//                   flow's last step: the entry stays pending and it returns
+//                   reply_to, t0, the first failure, then (name packed,
+//                   result) per step in order.
+//   kEndFlow        KEYS as kEndStep. ARGV: group, consumer, entry, started
+//                   key, reply_to, the flow's result, the key to keep it
+//                   under (or ""), for how long (ms), the fallback stream.
+//                   Writes the result (1; 2: to the fallback, as
+//                   kPublishResults does), keeps it, deletes the hash,
+//                   acknowledges the entry; 0: stale; an error: refused,
+//                   nothing written.
+//
 // Scripts that renew or heartbeat declare `allow-oom`: they do not grow the
 // data set, and a full Redis must not make live hosts look dead.
 //
@@ -86,5 +110,8 @@ extern const char* const kClaimLapsed;
 extern const char* const kTakeLevels;
 extern const char* const kHeartbeat;
 extern const char* const kDropConsumer;
+extern const char* const kOpenFlow;
+extern const char* const kEndStep;
+extern const char* const kEndFlow;
 
 }  // namespace umi::redis_scripts

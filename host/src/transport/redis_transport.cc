@@ -14,6 +14,7 @@
 
 #include "transport/poller.h"
 #include "transport/protocol.h"
+#include "transport/redis_flows.h"
 #include "transport/redis_keys.h"
 #include "transport/redis_scripts.h"
 
@@ -50,7 +51,7 @@ std::string InstanceSuffix() {
 // The top-level string fields of a task map that the transport itself
 // needs, without decoding the task.
 struct TaskFields {
-  std::optional<std::string> id, plugin, reply_to;
+  std::optional<std::string> id, plugin, reply_to, step_of;
 };
 
 TaskFields PeekTaskFields(std::string_view bytes) {
@@ -67,6 +68,7 @@ TaskFields PeekTaskFields(std::string_view bytes) {
       std::optional<std::string>* field = key == "id"         ? &fields.id
                                           : key == "plugin"   ? &fields.plugin
                                           : key == "reply_to" ? &fields.reply_to
+                                          : key == "step_of"  ? &fields.step_of
                                                               : nullptr;
       if (field) field->emplace(kv.val.via.str.ptr, kv.val.via.str.size);
     }
@@ -81,7 +83,7 @@ TaskFields PeekTaskFields(std::string_view bytes) {
 RedisTransport::RedisTransport(RedisTransportOptions options)
     : options_(std::move(options)),
       consumer_(options_.host + "@" + InstanceSuffix()),
-      results_(writer_, consumer_, leases_, report_) {
+      results_(writer_, consumer_, options_.host, leases_, report_) {
   results_.KeepFor(options_.keep_results);
 }
 
@@ -102,7 +104,8 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   if (status.ok()) {
     const char* const sources[] = {redis_scripts::kPublishResults, redis_scripts::kRenewLeases, redis_scripts::kGiveBack,
                                    redis_scripts::kHeartbeat, redis_scripts::kDropConsumer,
-                                   redis_scripts::kClaimLapsed, redis_scripts::kTakeLevels, redis_scripts::kPlanTake};
+                                   redis_scripts::kClaimLapsed, redis_scripts::kTakeLevels, redis_scripts::kPlanTake,
+                                   redis_scripts::kOpenFlow, redis_scripts::kEndStep, redis_scripts::kEndFlow};
     static_assert(std::size(sources) == static_cast<size_t>(Script::kCount));
     std::vector<std::vector<std::string>> loads;
     for (const char* source : sources) loads.push_back({"SCRIPT", "LOAD", source});
@@ -135,7 +138,8 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   // A command that found the connection broken closed it without
   // Disconnected: calls whose replies died with it go again (by script).
   results_.Disconnected();
-  results_.Connected(script_sha_[static_cast<size_t>(Script::kPublishResults)]);
+  const auto sha = [this](Script script) { return script_sha_[static_cast<size_t>(script)]; };
+  results_.Connected({sha(Script::kPublishResults), sha(Script::kOpenFlow), sha(Script::kEndStep), sha(Script::kEndFlow)});
   return {};
 }
 
@@ -277,13 +281,16 @@ void RedisTransport::HandleEntry(const std::string& stream, const redisReply* en
   const std::string id = Text(entry->element[0]);
   leases_[stream].emplace(id, epoch);
   const redisReply* fields = entry->element[1];
-  std::string body;
-  bool has_body = false;
+  std::string body, upstream;
+  bool has_body = false, has_upstream = false;
   for (size_t f = 0; fields && fields->type == REDIS_REPLY_ARRAY && f + 1 < fields->elements; f += 2) {
     const std::string field = Text(fields->element[f]);
     if (field == "m") {
       body = Text(fields->element[f + 1]);
       has_body = true;
+    } else if (field == "u") {  // a flow's step, released with its upstream steps' outputs (kEndStep)
+      upstream = Text(fields->element[f + 1]);
+      has_upstream = true;
     } else if (field == "d") {  // charged before a drain gave it back (kGiveBack)
       deliveries += std::max(0LL, std::atoll(Text(fields->element[f + 1]).c_str()));
     }
@@ -291,21 +298,29 @@ void RedisTransport::HandleEntry(const std::string& stream, const redisReply* en
   const std::string plugin = PluginOf(stream);
   if (!has_body) {
     spdlog::warn("redis {} entry {}: no field 'm'; answered bad_request", stream, id);
-    return Answer(stream, id, kDefaultResults, std::nullopt,
+    return Answer(stream, id, kDefaultResults, std::nullopt, "",
                   EncodeResult(RejectedResult(std::nullopt, plugin,
                                               Status(ErrorCode::kBadRequest, "stream entry " + id + " has no field 'm'")),
                                options_.host));
   }
+  if (has_upstream) {
+    try {
+      body = redis_flows::WithUpstream(body, upstream);
+    } catch (const std::exception& e) {  // left as it is: decoding it answers what is wrong
+      spdlog::warn("redis {} entry {}: field 'u' not added to the task: {}", stream, id, e.what());
+    }
+  }
   const TaskFields peeked = PeekTaskFields(body);
   const std::string results = peeked.reply_to.value_or("").empty() ? kDefaultResults : *peeked.reply_to;
   const std::optional<std::string>& task_id = peeked.id;
+  const std::string flow = peeked.step_of.value_or("");
   if (!claimed_from.empty()) {
     spdlog::warn("redis {} entry {}: task {}: the lease of consumer {} lapsed; taken here (delivery {}{})", stream, id,
                  task_id.value_or("(no id)"), claimed_from, deliveries,
                  deliveries > 1 ? "" : ", not counted: it had not started");
   }
   if (peeked.plugin && *peeked.plugin != plugin) {
-    return Answer(stream, id, results, task_id,
+    return Answer(stream, id, results, task_id, flow,
                   EncodeResult(RejectedResult(task_id, *peeked.plugin,
                                               Status(ErrorCode::kBadRequest, "a task for plugin '" + *peeked.plugin +
                                                                                  "' in stream " + stream)),
@@ -326,25 +341,27 @@ void RedisTransport::HandleEntry(const std::string& stream, const redisReply* en
                                     Status(ErrorCode::kMaxDeliveries,
                                            std::to_string(deliveries - 1) +
                                                " host(s) died running it (transport.max_deliveries)"));
-    return Answer(stream, id, results, task_id, EncodeResult(result, options_.host));
+    return Answer(stream, id, results, task_id, flow, EncodeResult(result, options_.host));
   }
   ReplyRoute route;
   route.sink = this;
-  route.address.reserve(5);
+  route.address.reserve(6);
   route.address.push_back(stream);
   route.address.push_back(id);
   route.address.push_back(results);
   route.address.push_back(std::move(body));
   route.address.push_back(task_id.value_or(""));
+  route.address.push_back(flow);
   const std::string_view task = route.address[3];  // moving the route keeps its strings in place
   inbox_->Deliver(task, std::move(route));
 }
 
 void RedisTransport::Answer(const std::string& stream, const std::string& id, const std::string& reply_to,
-                            const std::optional<std::string>& task_id, const std::string& body) {
+                            const std::optional<std::string>& task_id, const std::string& flow,
+                            const std::string& body) {
   ReplyRoute route;
   route.sink = this;
-  route.address = {stream, id, reply_to, "", task_id.value_or("")};
+  route.address = {stream, id, reply_to, "", task_id.value_or(""), flow};
   Send(body, route);
 }
 
@@ -362,9 +379,25 @@ void RedisTransport::TakeResults() {
 
 void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
   // Written at the next BeforeTasks, with the other results of this turn.
-  if (route.address.size() >= 5) {
-    results_.Hold({route.address[0], route.address[1], route.address[2], std::string(body), route.address[4]});
+  if (route.address.size() < 5) return;
+  const std::string& flow = route.address.size() > 5 ? route.address[5] : std::string();
+  if (flow.empty()) {
+    results_.Hold({.stream = route.address[0],
+                   .entry = route.address[1],
+                   .reply_to = route.address[2],
+                   .body = std::string(body),
+                   .task_id = route.address[4]});
+    return;
   }
+  results_.Hold({route.address[0], route.address[1], route.address[2], "", route.address[4],
+                 RedisResults::Write::kEndStep, flow, redis_flows::EndStepArgs(flow, route.address[4], body)});
+}
+
+bool RedisTransport::TakeFlow(const FlowMessage& flow, const ReplyRoute& route) {
+  if (route.address.size() < 5) return false;
+  results_.Hold({route.address[0], route.address[1], route.address[2], "", flow.id, RedisResults::Write::kOpenFlow,
+                 flow.id, redis_flows::OpenArgs(flow, route.address[2])});
+  return true;
 }
 
 bool RedisTransport::GiveBack(const ReplyRoute& route) {

@@ -129,6 +129,9 @@ class RedisTransport final : public Transport {
   Status Open(Poller& poller, Inbox& inbox) override;
   std::map<std::string, std::string> endpoints() const override { return {{"redis", options_.url.Redacted()}}; }
   void Send(std::string_view body, const ReplyRoute& route) override;
+  // A flow read from a stream: opened in Redis, its steps spread over the
+  // farm's hosts (redis_flows.h).
+  bool TakeFlow(const FlowMessage& flow, const ReplyRoute& route) override;
   bool GiveBack(const ReplyRoute& route) override;
   void Starting(const ReplyRoute& route) override;
   void FlushStarting() override;
@@ -147,7 +150,8 @@ class RedisTransport final : public Transport {
   using Clock = std::chrono::steady_clock;
   // In the order Connect loads them.
   enum class Script {
-    kPublishResults, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kTakeLevels, kPlanTake, kCount
+    kPublishResults, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kTakeLevels, kPlanTake,
+    kOpenFlow, kEndStep, kEndFlow, kCount
   };
 
   // When the loop must come back: a heartbeat, a claim, a retry.
@@ -202,8 +206,9 @@ class RedisTransport final : public Transport {
   // RedisResults::Write and TakeReplies, with what their failure means here.
   void WriteResults();
   void TakeResults();
+  // `flow`: the flow the entry is a step of (its answer ends the step); empty: none.
   void Answer(const std::string& stream, const std::string& id, const std::string& reply_to,
-              const std::optional<std::string>& task_id, const std::string& body);
+              const std::optional<std::string>& task_id, const std::string& flow, const std::string& body);
 
   RedisTransportOptions options_;
   std::string consumer_;

@@ -1,0 +1,144 @@
+// Flows in a farm of real umi-host processes on a real redis-server: a
+// flow's steps run on whichever host has room for them, in order, each with
+// its upstream steps' outputs; a failure skips its dependents across hosts;
+// a host killed mid-flow costs only the step it was running; a second copy
+// of a running flow is refused; each flow gets exactly one result, and its
+// state leaves Redis with it.
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+
+#include <map>
+
+#include <umi/redis_client.hpp>
+
+#include "support/host_process.h"
+#include "support/redis_server.h"
+#include "support/wire.h"
+
+namespace umi::testing {
+namespace {
+
+HostProcess::Options FlowHost(const RedisServer& redis, const std::string& name, int slots) {
+  HostProcess::Options options = FarmHost(redis, name, R"(hardware:
+  cpu: {cores: 4, threads: 4, max_concurrent_tasks: )" + std::to_string(slots) + R"(}
+  memory: {total_gb: 8}
+)");
+  options.plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR, UMI_TEST_PLUGIN_DIR};
+  return options;
+}
+
+// The flow has its one result and nothing of it is left in Redis.
+void ExpectEndedOnce(RedisClient& producer, const std::string& flow_id) {
+  EXPECT_EQ(producer.Command({"EXISTS", "umi:flow:" + flow_id})->integer, 0) << "the flow's state left with it";
+  EXPECT_EQ(producer.Command({"XLEN", "umi:results"})->integer, 1) << "one result for the flow, nothing for its steps";
+  EXPECT_EQ(producer.Pending("umi:tasks:faulty"), 0);
+}
+
+}  // namespace
+
+TEST(FarmFlows, ADiamondsStepsRunOnSeveralHostsInOrderWithTheirUpstreamOutputs) {
+  RedisServer redis;
+  // One task at a time per host: the two middle steps, released together,
+  // can only run side by side on two hosts.
+  HostProcess a(FlowHost(redis, "host-a", 1));
+  HostProcess b(FlowHost(redis, "host-b", 1));
+  HostProcess c(FlowHost(redis, "host-c", 1));
+  RedisClient producer(redis.url());
+  producer.Submit("faulty", PackFlow("spread", {{"probe", {{"mode", "echo"}, {"tag", "p"}}},
+                                                {"thumb", {{"mode", "echo"}, {"tag", "t"}}, {"probe"}, "faulty",
+                                                 {{"sleep_ms", 400}}},
+                                                {"scenes", {{"mode", "echo"}, {"tag", "s"}}, {"probe"}, "faulty",
+                                                 {{"sleep_ms", 400}}},
+                                                {"report", {{"mode", "echo"}, {"tag", "r"}}, {"thumb", "scenes"}}}));
+  const Result flow = producer.Results(1).at(0);
+  ASSERT_EQ(flow.status, "ok") << flow.error_message;
+  EXPECT_EQ(flow.id, "spread");
+  EXPECT_EQ(flow.plugin, "flow");
+  std::map<std::string, Result> steps = FlowSteps(flow);
+  ASSERT_EQ(steps.size(), 4u);
+  for (const auto& [name, step] : steps) {
+    EXPECT_EQ(step.status, "ok") << name;
+    EXPECT_EQ(step.id, "spread/" + name);
+    EXPECT_EQ(step.flow, "spread");
+  }
+  EXPECT_LE(*steps["probe"].finished_at, *steps["thumb"].started_at);
+  EXPECT_LE(*steps["probe"].finished_at, *steps["scenes"].started_at);
+  EXPECT_LE(*steps["thumb"].finished_at, *steps["report"].started_at);
+  EXPECT_LE(*steps["scenes"].finished_at, *steps["report"].started_at);
+  EXPECT_NE(steps["thumb"].host, steps["scenes"].host);
+  EXPECT_TRUE(Overlap(steps["thumb"], steps["scenes"]));
+  EXPECT_EQ(EchoedUpstream(steps["thumb"], "probe", "tag"), "p");
+  EXPECT_EQ(EchoedUpstream(steps["scenes"], "probe", "tag"), "p");
+  EXPECT_EQ(EchoedUpstream(steps["report"], "thumb", "tag"), "t");
+  EXPECT_EQ(EchoedUpstream(steps["report"], "scenes", "tag"), "s");
+  ExpectEndedOnce(producer, "spread");
+  EXPECT_EQ(producer.Command({"EXISTS", "umi:result:spread"})->integer, 1) << "kept for lookups by id";
+}
+
+TEST(FarmFlows, AFailedStepSkipsItsDependentsWhileAnIndependentBranchRunsOn) {
+  RedisServer redis;
+  HostProcess a(FlowHost(redis, "host-a", 2));
+  HostProcess b(FlowHost(redis, "host-b", 2));
+  RedisClient producer(redis.url());
+  producer.Submit("faulty", PackFlow("f", {{"a", {{"mode", "echo"}, {"fail", "yes"}}},
+                                           {"b", {{"mode", "echo"}}, {"a"}},
+                                           {"c", {{"mode", "echo"}}, {"b"}},
+                                           {"d", {{"mode", "echo"}}}}));
+  const Result flow = producer.Results(1).at(0);
+  EXPECT_EQ(flow.status, "error");
+  EXPECT_EQ(flow.error_code, "step_failed");
+  EXPECT_EQ(flow.error_message, "step 'a' ended error: asked_to_fail: failed as asked");
+  std::map<std::string, Result> steps = FlowSteps(flow);
+  EXPECT_EQ(steps["a"].status, "error");
+  EXPECT_EQ(steps["b"].status, "skipped");
+  EXPECT_EQ(steps["b"].error_code, "upstream_failed");
+  EXPECT_EQ(steps["c"].status, "skipped");
+  EXPECT_EQ(steps["d"].status, "ok");
+  EXPECT_FALSE(steps["b"].started_at.has_value()) << "a skipped step never ran";
+  ExpectEndedOnce(producer, "f");
+}
+
+TEST(FarmFlows, AHostKilledMidFlowCostsOnlyTheStepItWasRunning) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  auto doomed = std::make_unique<HostProcess>(FlowHost(redis, "doomed", 4));
+  EventsClient events(doomed->context(), doomed->endpoint("events"));
+  AwaitSubscription(*doomed, events);
+  producer.Submit("sleep", PackFlow("survives", {{"a", {{"mode", "echo"}}, {}, "faulty"},
+                                                 {"b", {}, {"a"}, "sleep", {{"ms", 1500}}},
+                                                 {"c", {{"mode", "echo"}}, {"b"}, "faulty"}}));
+  AwaitStarted(events, 1, "survives/b");  // "a" ended, "b" runs: the host dies mid-flow
+  kill(doomed->pid(), SIGKILL);
+  waitpid(doomed->pid(), nullptr, 0);
+
+  HostProcess survivor(FlowHost(redis, "survivor", 4));
+  const Result flow = producer.Results(1).at(0);
+  EXPECT_EQ(flow.id, "survives");
+  EXPECT_EQ(flow.status, "ok") << flow.error_message;
+  std::map<std::string, Result> steps = FlowSteps(flow);
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(steps["a"].host, "doomed") << "a step that ended is not run again";
+  EXPECT_EQ(steps["b"].host, "survivor") << "the step the dead host held is claimed as any task";
+  EXPECT_EQ(steps["c"].host, "survivor");
+  ExpectEndedOnce(producer, "survives");
+  EXPECT_EQ(producer.Pending("umi:tasks:sleep"), 0);
+}
+
+TEST(FarmFlows, ASecondCopyOfARunningFlowIsRefusedAndTheFirstEndsOnce) {
+  RedisServer redis;
+  HostProcess host(FlowHost(redis, "host", 2));
+  RedisClient producer(redis.url());
+  const std::string flow = PackFlow("twice", {{"slow", {{"mode", "echo"}}, {}, "faulty", {{"sleep_ms", 500}}}});
+  producer.Submit("faulty", flow);
+  producer.Submit("faulty", flow);
+  std::map<std::string, Result> by_status;
+  for (const Result& result : producer.Results(2)) by_status[result.status] = result;
+  ASSERT_EQ(by_status.size(), 2u);
+  EXPECT_EQ(by_status["rejected"].error_code, "duplicate_id");
+  EXPECT_EQ(by_status["rejected"].error_message, "a flow with id 'twice' is already running in the farm");
+  EXPECT_EQ(by_status["ok"].id, "twice");
+  EXPECT_EQ(producer.Command({"EXISTS", "umi:flow:twice"})->integer, 0);
+}
+
+}  // namespace umi::testing
