@@ -74,6 +74,7 @@ TEST(FarmFlows, ADiamondsStepsRunOnSeveralHostsInOrderWithTheirUpstreamOutputs) 
   EXPECT_EQ(EchoedUpstream(steps["report"], "scenes", "tag"), "s");
   ExpectEndedOnce(producer, "spread");
   EXPECT_EQ(producer.Command({"EXISTS", "umi:result:spread"})->integer, 1) << "kept for lookups by id";
+  EXPECT_EQ(producer.Command({"EXISTS", "umi:result:spread/thumb"})->integer, 1) << "and each step, as any task";
 }
 
 TEST(FarmFlows, AFailedStepSkipsItsDependentsWhileAnIndependentBranchRunsOn) {

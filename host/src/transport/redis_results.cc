@@ -203,6 +203,10 @@ Status RedisResults::AppendFlowWrite(Result result) {
   } else {
     command.insert(command.end(), result.args.begin(), result.args.end());
   }
+  if (result.write == Write::kEndStep) {  // a step is looked up by id as any task
+    command.insert(command.end(), {keep_for_.count() > 0 ? RedisResultKey(result.task_id) : std::string(),
+                                   std::to_string(keep_for_.count())});
+  }
   const Status appended = writer_.AppendForLater(command);
   calls_.push_back({Call::Kind::kFlow, 0, {}});
   calls_.back().results.push_back(std::move(result));  // Disconnected puts it back in held_

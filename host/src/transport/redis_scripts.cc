@@ -218,6 +218,7 @@ const char* const kEndStep =
     "local step = redis.call('HGET', flow, 'i:' .. ARGV[5])\n"
     "if not step then return done(1) end  -- no such step: not the flow's own entry\n"
     "if redis.call('HSETNX', flow, 'r:' .. step, ARGV[6]) == 1 then\n"
+    "  if ARGV[10] ~= '' and tonumber(ARGV[11]) > 0 then redis.call('SET', ARGV[10], ARGV[6], 'PX', ARGV[11]) end\n"
     "  local ended = 1\n"
     "  if ARGV[8] == '1' then\n"
     "    redis.call('HSET', flow, 'o:' .. step, ARGV[7])\n"

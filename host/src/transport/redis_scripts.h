@@ -80,8 +80,9 @@
 //                   flow with that id is running (nothing written).
 //   kEndStep        KEYS: the step entry's stream, the flow's hash. ARGV:
 //                   group, consumer, entry, started key, step name, its
-//                   result, its output (if ok), "1" if ok, its failure.
-//                   Records the result (once), releases or skips what
+//                   result, its output (if ok), "1" if ok, its failure,
+//                   the key to keep its result under (or ""), for how long
+//                   (ms). Records the result (once), releases or skips what
 //                   follows, acknowledges the entry: 1; 0: stale. On the
 //                   flow's last step: the entry stays pending and it returns
 //                   reply_to, t0, the first failure, then (name packed,
