@@ -62,6 +62,30 @@ TEST(Farm, HostsTakeOnlyWhatTheyCanRunAndEveryTaskEndsOkOnce) {
   EXPECT_EQ(producer.Pending("umi:tasks:gpu_sleep"), 0);
 }
 
+// Duplicate ids are farm-wide: a second submission of an id one host
+// answered, read by another host, gets the stored result without running
+// again; the same id with other content is a conflict.
+TEST(Farm, AnIdOneHostAnsweredIsAnsweredByAnotherFromRedisAndOtherContentConflicts) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  const std::string task = PackTask({.id = "once", .plugin = "sleep", .input = {{"ms", 5}}});
+  auto first = std::make_unique<HostProcess>(FarmHost(redis, "first"));
+  producer.Submit("sleep", task);
+  const Result ran = producer.Results(1).at(0);
+  ASSERT_EQ(ran.status, "ok") << ran.error_message;
+  first.reset();  // drained and gone: only Redis remembers
+
+  HostProcess second(FarmHost(redis, "second"));
+  producer.Submit("sleep", task);
+  producer.Submit("sleep", PackTask({.id = "once", .plugin = "sleep", .input = {{"ms", 6}}}));
+  std::map<std::string, Result> by_status;
+  for (const Result& r : producer.Results(2)) by_status[r.status] = r;
+  EXPECT_EQ(by_status["ok"].host, "first") << "the stored result, not a second run";
+  EXPECT_EQ(by_status["ok"].started_at, ran.started_at);
+  EXPECT_EQ(by_status["rejected"].error_code, "id_conflict");
+  EXPECT_EQ(MetricValue(second, "umi_deduplicated_tasks_total"), 1);
+}
+
 // Entries that every group delivered and nobody has pending are trimmed at
 // a heartbeat, so a stream's memory stays bounded however many tasks pass.
 TEST(Farm, DoneEntriesAreTrimmedFromTaskStreams) {

@@ -142,4 +142,24 @@ TEST(FarmFlows, ASecondCopyOfARunningFlowIsRefusedAndTheFirstEndsOnce) {
   EXPECT_EQ(producer.Command({"EXISTS", "umi:flow:twice"})->integer, 0);
 }
 
+TEST(FarmFlows, AFlowIdAnsweredByOneHostIsAnsweredByAnotherFromRedis) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  const std::string flow = PackFlow("ingest-7", {{"probe", {{"mode", "echo"}}}, {"report", {{"mode", "echo"}}, {"probe"}}});
+  auto first = std::make_unique<HostProcess>(FlowHost(redis, "first", 2));
+  producer.Submit("faulty", flow);
+  const Result ran = producer.Results(1).at(0);
+  ASSERT_EQ(ran.status, "ok") << ran.error_message;
+  first.reset();
+
+  HostProcess second(FlowHost(redis, "second", 2));
+  producer.Submit("faulty", flow);
+  producer.Submit("faulty", PackFlow("ingest-7", {{"probe", {{"mode", "echo"}}}}));
+  std::map<std::string, Result> by_status;
+  for (const Result& r : producer.Results(2)) by_status[r.status] = r;
+  EXPECT_EQ(by_status["ok"].host, "first") << "the stored result, not a second run";
+  EXPECT_EQ(by_status["ok"].finished_at, ran.finished_at);
+  EXPECT_EQ(by_status["rejected"].error_code, "id_conflict");
+}
+
 }  // namespace umi::testing

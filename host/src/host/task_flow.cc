@@ -19,6 +19,11 @@ Clock::Duration Seconds(double seconds) {
   return std::chrono::duration_cast<Clock::Duration>(std::chrono::duration<double>(seconds));
 }
 
+// Another farm host's answer, as this host's own dedup window holds one.
+ResultCache::Entry ElsewhereEntry(const AnsweredElsewhere& answered, Clock::TimePoint now) {
+  return {answered.body, now, answered.fingerprint};
+}
+
 }  // namespace
 
 TaskFlow::TaskFlow(TaskFlowOptions options, const Clock& clock, PluginRegistry& plugins, Telemetry& telemetry,
@@ -51,6 +56,8 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   facts.from_rpc = route.rpc;
   facts.id_active = ledger_.active(task.id);
   facts.finished = ledger_.finished(task.id, now);
+  std::optional<ResultCache::Entry> elsewhere;  // another host of the farm answered the id
+  if (!facts.finished && route.answered) facts.finished = &elsewhere.emplace(ElsewhereEntry(*route.answered, now));
   facts.plugin = plugins_.Find(task.plugin);
   if (!facts.plugin) facts.plugin_refusal = plugins_.RefusalOf(task.plugin);
   facts.queued = scheduler_.size();
@@ -72,6 +79,7 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   queued.key = ++last_key_;
   queued.demand = std::move(admitted.demand);
   queued.plugin = facts.plugin;
+  route.fingerprint = admitted.fingerprint;
   queued.reply = std::move(route);
   queued.enqueued_at = now;
   queued.message = std::move(task);
@@ -105,6 +113,8 @@ void TaskFlow::AcceptFlow(FlowMessage flow, ReplyRoute route, bool serving) {
   facts.serving = serving;
   facts.id_active = ledger_.active(flow.id);
   facts.finished = ledger_.finished(flow.id, clock_.Now());
+  std::optional<ResultCache::Entry> elsewhere;
+  if (!facts.finished && route.answered) facts.finished = &elsewhere.emplace(ElsewhereEntry(*route.answered, clock_.Now()));
   facts.find_plugin = [this](const std::string& name) { return plugins_.Find(name); };
   facts.plugin_refusal = [this](const std::string& name) { return plugins_.RefusalOf(name); };
   facts.allow_task_overrides = config().allow_task_overrides;
@@ -119,6 +129,7 @@ void TaskFlow::AcceptFlow(FlowMessage flow, ReplyRoute route, bool serving) {
     telemetry_.CountDeduplicated();
     return SendOn(route, *retry->result);
   }
+  route.fingerprint = std::get<AdmittedFlow>(admission).fingerprint;
   if (route.sink && route.sink->TakeFlow(flow, route)) {
     spdlog::debug("flow '{}' ({} step(s)) handed to the farm: its steps run on any host", flow.id, flow.steps.size());
     return;

@@ -7,11 +7,13 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "common/fingerprint.h"
 #include "common/requirement.h"
 #include "common/retry_policy.h"
 #include "scheduling/resource_pool.h"
@@ -36,10 +38,22 @@ struct TaskMessage {
 // stream entry); the rest of the host only carries it.
 struct FlowMessage;
 
+// A result another host of a farm wrote for an id within dedup.window_s,
+// found by the transport that read a second submission of that id:
+// admission weighs it as it weighs its own dedup window.
+struct AnsweredElsewhere {
+  std::string body;              // the result, encoded
+  TaskFingerprint fingerprint;  // of the task or flow it answered
+};
+
 struct ReplyRoute {
   ResultSink* sink = nullptr;  // null: nowhere (unit tests)
   bool rpc = false;  // a request/reply peer: it may send control requests; a full queue answers it queue_full
   std::vector<std::string> address;
+  std::shared_ptr<const AnsweredElsewhere> answered = nullptr;  // set by the transport; null: none found
+  // Set by admission: what makes a retry the same task, for a sink that
+  // keeps it with the result (a farm, for its other hosts).
+  std::optional<TaskFingerprint> fingerprint = std::nullopt;
 };
 
 // Where an answer goes: a result, a rejection or a control reply, encoded.

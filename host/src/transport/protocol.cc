@@ -134,12 +134,13 @@ Message DecodeMessage(std::string_view bytes) {
   }
 }
 
-// The secret is drawn once per process: a hash with a known key (std::hash
-// has a fixed seed) lets anyone make a second input with a task's
-// fingerprint and have the real task answered with the forgery's result.
-const std::array<unsigned char, 192>& FingerprintSecret() {
-  static const std::array<unsigned char, 192> secret = [] {
-    std::array<unsigned char, 192> bytes{};
+// The secret is drawn once per process (a farm's hosts then share one):
+// a hash with a known key (std::hash has a fixed seed) lets anyone make a
+// second input with a task's fingerprint and have the real task answered
+// with the forgery's result.
+std::array<unsigned char, kFingerprintSecretBytes>& FingerprintSecret() {
+  static std::array<unsigned char, kFingerprintSecretBytes> secret = [] {
+    std::array<unsigned char, kFingerprintSecretBytes> bytes{};
     for (size_t got = 0; got < bytes.size();) {
       const ssize_t n = getrandom(bytes.data() + got, bytes.size() - got, 0);
       if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("getrandom: ") + std::strerror(errno));
@@ -148,6 +149,32 @@ const std::array<unsigned char, 192>& FingerprintSecret() {
     return bytes;
   }();
   return secret;
+}
+
+std::string FingerprintKey() {
+  const auto& secret = FingerprintSecret();
+  return std::string(reinterpret_cast<const char*>(secret.data()), secret.size());
+}
+
+bool UseFingerprintKey(std::string_view key) {
+  if (key.size() != kFingerprintSecretBytes) return false;
+  std::copy(key.begin(), key.end(), FingerprintSecret().begin());
+  return true;
+}
+
+std::string FingerprintBytes(const TaskFingerprint& fingerprint) {
+  std::string bytes(sizeof(fingerprint.low) + sizeof(fingerprint.high), '\0');
+  std::memcpy(bytes.data(), &fingerprint.low, sizeof(fingerprint.low));
+  std::memcpy(bytes.data() + sizeof(fingerprint.low), &fingerprint.high, sizeof(fingerprint.high));
+  return bytes;
+}
+
+std::optional<TaskFingerprint> FingerprintFromBytes(std::string_view bytes) {
+  TaskFingerprint fingerprint;
+  if (bytes.size() != sizeof(fingerprint.low) + sizeof(fingerprint.high)) return std::nullopt;
+  std::memcpy(&fingerprint.low, bytes.data(), sizeof(fingerprint.low));
+  std::memcpy(&fingerprint.high, bytes.data() + sizeof(fingerprint.low), sizeof(fingerprint.high));
+  return fingerprint;
 }
 
 TaskFingerprint Fingerprint(const FlowMessage& flow) {

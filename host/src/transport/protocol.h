@@ -56,6 +56,18 @@ TaskFingerprint Fingerprint(const TaskMessage& task);
 // A flow's: the whole `flow` map as sent.
 TaskFingerprint Fingerprint(const FlowMessage& flow);
 
+// The fingerprints' key, for a farm whose hosts share one (so that a retry
+// read by any host matches the result another host kept): RedisTransport
+// reads it from Redis at its first connect, before any task is
+// fingerprinted, and the loop's thread is the only one that fingerprints.
+inline constexpr size_t kFingerprintSecretBytes = 192;
+std::string FingerprintKey();
+// False (and the key unchanged) unless `key` has kFingerprintSecretBytes.
+bool UseFingerprintKey(std::string_view key);
+// A fingerprint as 16 bytes, as a farm keeps it in Redis, and back.
+std::string FingerprintBytes(const TaskFingerprint& fingerprint);
+std::optional<TaskFingerprint> FingerprintFromBytes(std::string_view bytes);
+
 // The wire word of a code: "bad_request", "infeasible", ... (docs/protocol.md,
 // "Error codes"). The one table between ErrorCode and the protocol.
 std::string_view WireCode(ErrorCode code);

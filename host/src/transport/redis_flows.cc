@@ -64,7 +64,8 @@ std::string StepTask(const FlowMessage& flow, const FlowStep& step, const msgpac
 
 std::string FlowKey(std::string_view flow_id) { return "umi:flow:" + std::string(flow_id); }
 
-std::vector<std::string> OpenArgs(const FlowMessage& flow, const std::string& reply_to) {
+std::vector<std::string> OpenArgs(const FlowMessage& flow, const std::string& reply_to,
+                                  const std::string& fingerprint) {
   const msgpack::object_handle handle = msgpack::unpack(flow.packed.data(), flow.packed.size());
   std::unordered_map<std::string_view, const msgpack::object*> fields_of;
   const msgpack::object& steps = handle.get();
@@ -81,6 +82,7 @@ std::vector<std::string> OpenArgs(const FlowMessage& flow, const std::string& re
 
   std::vector<std::string> fields = {"reply_to", reply_to, "n", std::to_string(flow.steps.size()), "left",
                                      std::to_string(flow.steps.size())};
+  if (!fingerprint.empty()) fields.insert(fields.end(), {"fp", fingerprint});
   std::vector<std::string> roots;
   for (size_t i = 0; i < flow.steps.size(); ++i) {
     const FlowStep& step = flow.steps[i];

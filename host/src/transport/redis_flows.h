@@ -40,8 +40,10 @@ namespace umi::redis_flows {
 
 std::string FlowKey(std::string_view flow_id);
 
-// kOpenFlow's arguments after (group, consumer, entry, started key).
-std::vector<std::string> OpenArgs(const FlowMessage& flow, const std::string& reply_to);
+// kOpenFlow's arguments after (group, consumer, entry, started key);
+// `fingerprint`: the flow's (FingerprintBytes), kept with its result, or "".
+std::vector<std::string> OpenArgs(const FlowMessage& flow, const std::string& reply_to,
+                                  const std::string& fingerprint = "");
 
 // The step `step_id` of flow `flow_id` ended with `result`: kEndStep's
 // arguments after (group, consumer, entry, started key).

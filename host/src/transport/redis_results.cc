@@ -154,6 +154,10 @@ Status RedisResults::AppendTransaction(std::vector<Result> results) {
     appended = writer_.AppendForLater(
         {"SET", RedisResultKey(result.task_id), result.body, "PX", std::to_string(keep_for_.count())});
     ++ignored;
+    if (!appended.ok() || result.fingerprint.empty()) continue;
+    appended = writer_.AppendForLater(
+        {"SET", redis_keys::SeenKey(result.task_id), result.fingerprint, "PX", std::to_string(keep_for_.count())});
+    ++ignored;
   }
   if (appended.ok()) appended = writer_.AppendForLater({"EXEC"});
   calls_.push_back({Call::Kind::kTransaction, ignored, std::move(results)});  // Disconnected puts it back
@@ -175,17 +179,18 @@ Status RedisResults::AppendScript(const std::string& stream, std::vector<Result>
                                       StartedKey(stream), first ? first->Text() : "0-0",
                                       last ? last->Text() : "0-0", std::to_string(holding),
                                       std::to_string(keep_for_.count())};
-  constexpr size_t kFixed = 12;
-  command.reserve(kFixed + 4 * results.size());
+  constexpr size_t kFixed = 12, kPerResult = 5;
+  command.reserve(kFixed + kPerResult * results.size());
   for (Result& result : results) {
     command.push_back(result.entry);
     command.push_back(result.reply_to);
     command.push_back(std::move(result.body));
     command.push_back(result.task_id.empty() ? std::string() : RedisResultKey(result.task_id));
+    command.push_back(result.fingerprint);
   }
   const Status appended = writer_.AppendForLater(command);
   // hiredis copied the command: the bodies come back, for a retry.
-  for (size_t k = 0; k < results.size(); ++k) results[k].body = std::move(command[kFixed + 4 * k + 2]);
+  for (size_t k = 0; k < results.size(); ++k) results[k].body = std::move(command[kFixed + kPerResult * k + 2]);
   calls_.push_back({Call::Kind::kScript, 0, std::move(results)});  // Disconnected puts it back in held_
   return appended;
 }

@@ -55,7 +55,8 @@ class RedisResults {
     std::string stream, entry, reply_to, body, task_id;
     Write write = Write::kResult;
     std::string flow{};
-    std::vector<std::string> args{};  // the script's arguments after (group, consumer, entry, started key)
+    std::vector<std::string> args{};
+    std::string fingerprint{};  // FingerprintBytes of the task, kept beside its result; empty: none  // the script's arguments after (group, consumer, entry, started key)
   };
   // The SHAs of the scripts results are written by.
   struct Scripts {
@@ -77,6 +78,7 @@ class RedisResults {
   // How long a written result is kept under umi:result:<id> for lookups by
   // id (dedup.window_s); 0: not kept. Default 300 s.
   void KeepFor(std::chrono::milliseconds keep_for) { keep_for_ = keep_for; }
+  std::chrono::milliseconds kept_for() const { return keep_for_; }
   // The connection broke: results whose call got no reply are held again
   // (sent again by script, which writes nothing twice).
   void Disconnected();

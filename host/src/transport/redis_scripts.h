@@ -9,8 +9,9 @@
 //                   how many entries the consumer may hold between them,
 //                   how long to keep a result for lookups (ms; 0: not
 //                   kept), then (entry, reply_to, body, key to keep it
-//                   under or "") per result. A result written is also SET
-//                   under its key for that long. Returns one code per result, each result's fate
+//                   under or "", the task's fingerprint or "") per result.
+//                   A result written is also SET under its key for that
+//                   long, and its fingerprint under umi:seen:<id>. Returns one code per result, each result's fate
 //                   its own: 1: on reply_to, entry acknowledged, its start
 //                   mark cleared; 2: reply_to cannot take a stream entry
 //                   (another type, or outside the ACL user's keys): the
@@ -91,7 +92,8 @@
 //                   key, reply_to, the flow's result, the key to keep it
 //                   under (or ""), for how long (ms), the fallback stream.
 //                   Writes the result (1; 2: to the fallback, as
-//                   kPublishResults does), keeps it, deletes the hash,
+//                   kPublishResults does), keeps it (with the flow's
+//                   fingerprint, hash field fp), deletes the hash,
 //                   acknowledges the entry; 0: stale; an error: refused,
 //                   nothing written.
 //

@@ -138,6 +138,7 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   // A command that found the connection broken closed it without
   // Disconnected: calls whose replies died with it go again (by script).
   results_.Disconnected();
+  ShareFingerprintKey();
   const auto sha = [this](Script script) { return script_sha_[static_cast<size_t>(script)]; };
   results_.Connected({sha(Script::kPublishResults), sha(Script::kOpenFlow), sha(Script::kEndStep), sha(Script::kEndFlow)});
   return {};
@@ -252,13 +253,91 @@ std::optional<std::chrono::milliseconds> RedisTransport::RetryIn() const {
 
 void RedisTransport::HandleEntries(const redisReply* streams, uint64_t epoch) {
   if (streams->type != REDIS_REPLY_ARRAY) return;  // nil: the block timed out
+  const auto answered = FindAnswered(streams);
   for (size_t s = 0; s < streams->elements; ++s) {
     const redisReply* pair = streams->element[s];
     if (pair->type != REDIS_REPLY_ARRAY || pair->elements != 2) continue;
     const std::string stream = Text(pair->element[0]);
     const redisReply* entries = pair->element[1];
     MarkRunsOnArrival(stream);
-    for (size_t e = 0; e < entries->elements; ++e) HandleEntry(stream, entries->element[e], 1, "", epoch);
+    for (size_t e = 0; e < entries->elements; ++e) HandleEntry(stream, entries->element[e], 1, "", epoch, answered);
+  }
+}
+
+std::map<std::string, std::shared_ptr<const AnsweredElsewhere>> RedisTransport::FindAnswered(
+    const redisReply* streams) {
+  std::map<std::string, std::shared_ptr<const AnsweredElsewhere>> found;
+  if (results_.kept_for().count() <= 0 || !writer_.connected() || !fingerprint_key_shared_) return found;
+  std::vector<std::string> ids, seen = {"MGET"};
+  for (size_t s = 0; s < streams->elements; ++s) {
+    const redisReply* pair = streams->element[s];
+    if (pair->type != REDIS_REPLY_ARRAY || pair->elements != 2) continue;
+    const redisReply* entries = pair->element[1];
+    for (size_t e = 0; e < entries->elements; ++e) {
+      const redisReply* fields = entries->element[e]->type == REDIS_REPLY_ARRAY && entries->element[e]->elements == 2
+                                     ? entries->element[e]->element[1]
+                                     : nullptr;
+      for (size_t f = 0; fields && fields->type == REDIS_REPLY_ARRAY && f + 1 < fields->elements; f += 2) {
+        if (Text(fields->element[f]) != "m") continue;
+        const redisReply* body = fields->element[f + 1];
+        if (auto id = PeekTaskFields(std::string_view(body->str, body->len)).id) {
+          seen.push_back(redis_keys::SeenKey(*id));
+          ids.push_back(std::move(*id));
+        }
+      }
+    }
+  }
+  if (ids.empty()) return found;
+  auto fingerprints = writer_.Command(seen);
+  if (!fingerprints.ok() || fingerprints.value()->type != REDIS_REPLY_ARRAY) return found;  // each host's window still holds
+  std::vector<std::pair<std::string, TaskFingerprint>> answered;
+  std::vector<std::vector<std::string>> gets;
+  for (size_t i = 0; i < ids.size() && i < fingerprints.value()->elements; ++i) {
+    const redisReply* bytes = fingerprints.value()->element[i];
+    if (bytes->type != REDIS_REPLY_STRING) continue;
+    if (const auto fingerprint = FingerprintFromBytes(std::string_view(bytes->str, bytes->len))) {
+      answered.emplace_back(ids[i], *fingerprint);
+      gets.push_back({"GET", RedisResultKey(ids[i])});
+    }
+  }
+  if (gets.empty()) return found;
+  auto results = writer_.Pipeline(gets);
+  for (size_t i = 0; results.ok() && i < results.value().size(); ++i) {
+    const redisReply* body = results.value()[i].get();
+    if (body->type != REDIS_REPLY_STRING) continue;  // expired in between: run it
+    found.emplace(answered[i].first,
+                  std::make_shared<const AnsweredElsewhere>(AnsweredElsewhere{Text(body), answered[i].second}));
+  }
+  return found;
+}
+
+std::string RedisTransport::SharedFingerprint(const ReplyRoute& route) const {
+  // Made with another key, it would pass another host's retry for a conflict.
+  return route.fingerprint && fingerprint_key_shared_ ? FingerprintBytes(*route.fingerprint) : std::string();
+}
+
+void RedisTransport::ShareFingerprintKey() {
+  // A retry read by any host must match the result another host kept, so
+  // the farm's hosts fingerprint with one key: the first host's, kept in
+  // Redis. Only before this process fingerprinted anything: its own dedup
+  // window holds fingerprints made with the key it has.
+  auto offered = writer_.Command({"SET", redis_keys::kFingerprintKey, FingerprintKey(), "NX"});
+  auto farm = offered.ok() ? writer_.Command({"GET", redis_keys::kFingerprintKey}) : std::move(offered);
+  if (!farm.ok() || farm.value()->type != REDIS_REPLY_STRING) {
+    spdlog::warn("redis: cannot share the fingerprint key ({}): a retry is matched only by the host that ran it",
+                 farm.ok() ? Text(farm.value().get()) : farm.status().message());
+    return;
+  }
+  const std::string key = Text(farm.value().get());
+  if (key == FingerprintKey()) {
+    fingerprint_key_shared_ = true;
+  } else if (!fingerprint_key_shared_ && UseFingerprintKey(key)) {
+    fingerprint_key_shared_ = true;
+  } else {
+    fingerprint_key_shared_ = false;
+    spdlog::warn("redis: {} is not the key this host fingerprints with (Redis lost its data, or it is malformed); "
+                 "a retry is matched only by the host that ran it until this host restarts",
+                 redis_keys::kFingerprintKey);
   }
 }
 
@@ -276,7 +355,8 @@ void RedisTransport::MarkRunsOnArrival(const std::string& stream) {
 }
 
 void RedisTransport::HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
-                                 const std::string& claimed_from, uint64_t epoch) {
+                                 const std::string& claimed_from, uint64_t epoch,
+                                 const std::map<std::string, std::shared_ptr<const AnsweredElsewhere>>& answered) {
   if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) return;
   const std::string id = Text(entry->element[0]);
   leases_[stream].emplace(id, epoch);
@@ -352,6 +432,9 @@ void RedisTransport::HandleEntry(const std::string& stream, const redisReply* en
   route.address.push_back(std::move(body));
   route.address.push_back(task_id.value_or(""));
   route.address.push_back(flow);
+  if (!answered.empty() && task_id) {
+    if (const auto found = answered.find(*task_id); found != answered.end()) route.answered = found->second;
+  }
   const std::string_view task = route.address[3];  // moving the route keeps its strings in place
   inbox_->Deliver(task, std::move(route));
 }
@@ -386,7 +469,8 @@ void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
                    .entry = route.address[1],
                    .reply_to = route.address[2],
                    .body = std::string(body),
-                   .task_id = route.address[4]});
+                   .task_id = route.address[4],
+                   .fingerprint = SharedFingerprint(route)});
     return;
   }
   results_.Hold({route.address[0], route.address[1], route.address[2], "", route.address[4],
@@ -396,7 +480,7 @@ void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
 bool RedisTransport::TakeFlow(const FlowMessage& flow, const ReplyRoute& route) {
   if (route.address.size() < 5) return false;
   results_.Hold({route.address[0], route.address[1], route.address[2], "", flow.id, RedisResults::Write::kOpenFlow,
-                 flow.id, redis_flows::OpenArgs(flow, route.address[2])});
+                 flow.id, redis_flows::OpenArgs(flow, route.address[2], SharedFingerprint(route))});
   return true;
 }
 

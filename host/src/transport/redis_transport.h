@@ -185,8 +185,21 @@ class RedisTransport final : public Transport {
   void HandleEntries(const redisReply* streams, uint64_t epoch);
   void MarkRunsOnArrival(const std::string& stream);
   // `claimed_from`: the consumer whose lapsed lease it was taken from; empty for a read.
+  // `answered`: what other hosts answered for ids read now (FindAnswered).
   void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
-                   const std::string& claimed_from, uint64_t epoch);
+                   const std::string& claimed_from, uint64_t epoch,
+                   const std::map<std::string, std::shared_ptr<const AnsweredElsewhere>>& answered = {});
+  // The ids among `streams`' entries that a host of the farm answered within
+  // the window (their fingerprint and result kept in Redis): one MGET for
+  // the read, then the results of those found. Empty when results are not
+  // kept, or Redis did not say.
+  std::map<std::string, std::shared_ptr<const AnsweredElsewhere>> FindAnswered(const redisReply* streams);
+  // One fingerprint key for the farm (umi:fingerprint-key), taken at the
+  // first connect, before any task is fingerprinted.
+  void ShareFingerprintKey();
+  // The route's fingerprint to keep with its result (FingerprintBytes), if
+  // it was made with the farm's key; else "".
+  std::string SharedFingerprint(const ReplyRoute& route) const;
   // reader_.Send for a read; the first of a run of reads in flight notes
   // the fence epoch it was sent in.
   Status SendRead(const std::vector<std::string>& args);
@@ -212,6 +225,7 @@ class RedisTransport final : public Transport {
 
   RedisTransportOptions options_;
   std::string consumer_;
+  bool fingerprint_key_shared_ = false;
   Inbox* inbox_ = nullptr;
   std::set<std::string> plugins_;
   std::set<std::string> grouped_;  // streams whose group exists
