@@ -5,7 +5,8 @@
 //     client that sends a, waits, sends b and c, waits, sends d, waits
 //     (three round trips), one diamond at a time, over rpc and over Redis;
 //   - flows of 1,000 steps: a chain (each after the one before) and a fan
-//     (999 independent steps, then one after all of them).
+//     (999 independent steps, then one after all of them), over rpc and
+//     over a Redis farm of one host and of three.
 // Prints one table; ratios are within this run.
 //
 //   umi_flow_bench [--diamonds 300]
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -104,29 +106,62 @@ Pair DiamondsOverRedis(int diamonds) {
   return {Median(flow), Median(client)};
 }
 
-// One flow of `steps` no-op steps; its time per step, in microseconds.
-double BigFlow(int steps, bool chain) {
-  HostProcess host(Options());
-  RpcClient rpc(host.context(), host.endpoint("rpc"));
+// `steps` no-op steps: a chain (each after the one before) or a fan (all
+// independent, then the last after every other).
+std::vector<FlowStepSpec> BigFlowSteps(int steps, bool chain) {
   std::vector<FlowStepSpec> flow;
   for (int i = 0; i < steps; ++i) {
     FlowStepSpec step{.name = "s" + std::to_string(i), .plugin = "noop"};
     if (chain && i > 0) step.after = {"s" + std::to_string(i - 1)};
     flow.push_back(std::move(step));
   }
-  if (!chain) {  // the fan-in: the last step waits for every other
+  if (!chain) {
     flow.back().after.clear();
     for (int i = 0; i + 1 < steps; ++i) flow.back().after.push_back("s" + std::to_string(i));
   }
-  // Warm up: the host's first flow pays for its buffers and the plugin's first calls.
-  rpc.Send(PackFlow("warm", flow));
-  rpc.Receive();
+  return flow;
+}
+
+// One flow's time per step, in microseconds; `run(id)` sends it and waits
+// for its result. A first flow warms up: the host's first flow pays for its
+// buffers and the plugin's first calls.
+template <typename Run>
+double PerStep(int steps, Run run) {
+  run("warm");
   const auto start = Clock::now();
-  rpc.Send(PackFlow("big", flow));
-  const Result result = ParseResult(rpc.Receive());
+  const Result result = run("big");
   const double us = Micros(Clock::now() - start);
   if (result.status != "ok") std::fprintf(stderr, "flow of %d steps ended %s\n", steps, result.status.c_str());
   return us / steps;
+}
+
+double BigFlowOverRpc(int steps, bool chain) {
+  HostProcess host(Options());
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  const std::vector<FlowStepSpec> flow = BigFlowSteps(steps, chain);
+  return PerStep(steps, [&](const std::string& id) {
+    rpc.Send(PackFlow(id, flow));
+    return ParseResult(rpc.Receive());
+  });
+}
+
+// Over a farm of `hosts` hosts: the flow's state in Redis, each step a
+// stream entry and a script call.
+double BigFlowOverRedis(int steps, bool chain, int hosts) {
+  RedisServer redis;
+  RedisClient producer(redis.url());
+  std::vector<std::unique_ptr<HostProcess>> farm;
+  for (int i = 0; i < hosts; ++i) {
+    HostProcess::Options options = FarmHost(redis, "bench-" + std::to_string(i), kConfig);
+    options.plugin_dirs = {UMI_TEST_PLUGIN_DIR};
+    options.log_level = "error";
+    farm.push_back(std::make_unique<HostProcess>(options));
+  }
+  const std::vector<FlowStepSpec> flow = BigFlowSteps(steps, chain);
+  return PerStep(steps, [&](const std::string& id) {
+    producer.Submit("noop", PackFlow(id, flow));
+    return producer.Results(1).at(0);
+  });
 }
 
 }  // namespace
@@ -145,7 +180,10 @@ int main(int argc, char** argv) {
   std::printf("  over Redis Streams                             %10.0f %10.0f %20.3f\n", redis.flow_us,
               redis.client_us, redis.flow_us / redis.client_us);
   std::printf("flows of 1,000 no-op steps                         us per step\n");
-  std::printf("  a chain (each after the one before)            %10.1f\n", BigFlow(1000, true));
-  std::printf("  a fan (999 independent, then one after all)    %10.1f\n", BigFlow(1000, false));
+  std::printf("  a chain (each after the one before), rpc       %10.1f\n", BigFlowOverRpc(1000, true));
+  std::printf("  a fan (999 independent, then one after all), rpc %8.1f\n", BigFlowOverRpc(1000, false));
+  std::printf("  a chain, Redis, 1 host                         %10.1f\n", BigFlowOverRedis(1000, true, 1));
+  std::printf("  a fan, Redis, 1 host                           %10.1f\n", BigFlowOverRedis(1000, false, 1));
+  std::printf("  a fan, Redis, 3 hosts                          %10.1f\n", BigFlowOverRedis(1000, false, 3));
   return 0;
 }

@@ -134,6 +134,30 @@ Message DecodeMessage(std::string_view bytes) {
   }
 }
 
+TaskFields PeekTaskFields(std::string_view bytes) {
+  // One zone per thread, cleared after each peek, as DecodeMessage does: a
+  // zone per call costs an 8 KiB allocation per task.
+  thread_local msgpack::zone zone;
+  TaskFields fields;
+  try {
+    const msgpack::object root = msgpack::unpack(zone, bytes.data(), bytes.size());
+    for (uint32_t i = 0; root.type == msgpack::type::MAP && i < root.via.map.size; ++i) {
+      const auto& kv = root.via.map.ptr[i];
+      if (kv.key.type != msgpack::type::STR || kv.val.type != msgpack::type::STR) continue;
+      const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
+      std::optional<std::string>* field = key == "id"         ? &fields.id
+                                          : key == "plugin"   ? &fields.plugin
+                                          : key == "reply_to" ? &fields.reply_to
+                                          : key == "step_of"  ? &fields.step_of
+                                                              : nullptr;
+      if (field) field->emplace(kv.val.via.str.ptr, kv.val.via.str.size);
+    }
+  } catch (const std::exception&) {
+  }
+  zone.clear();
+  return fields;
+}
+
 // The secret is drawn once per process (a farm's hosts then share one):
 // a hash with a known key (std::hash has a fixed seed) lets anyone make a
 // second input with a task's fingerprint and have the real task answered

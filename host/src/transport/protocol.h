@@ -48,6 +48,14 @@ using Message = std::variant<TaskMessage, ControlRequest, BadMessage, FlowMessag
 
 Message DecodeMessage(std::string_view bytes);
 
+// The top-level string fields of a task map a transport needs (a farm's,
+// to route an entry and answer it), without decoding the task; each absent
+// when missing or not a string, all of them when the bytes are not msgpack.
+struct TaskFields {
+  std::optional<std::string> id, plugin, reply_to, step_of;
+};
+TaskFields PeekTaskFields(std::string_view bytes);
+
 // What makes two messages the same task: plugin, input and resources. A
 // retry carries the same fingerprint; another task reusing the id does not,
 // even one made to: the hash (XXH3-128) is keyed with a secret drawn at

@@ -9,6 +9,7 @@
 
 #include <numeric>
 
+#include "transport/protocol.h"
 #include "transport/redis_keys.h"
 #include "transport/redis_scripts.h"
 
@@ -101,8 +102,79 @@ void RedisTransport::StartRead() {
 Status RedisTransport::SendRead(const std::vector<std::string>& args) {
   if (replies_due_ == 0) read_epoch_ = results_.epoch();
   Status sent = reader_.Send(args);
-  if (sent.ok()) ++replies_due_;
+  if (sent.ok()) {
+    ++replies_due_;
+    reply_is_lookup_.push_back(false);
+  }
   return sent;
+}
+
+std::vector<std::string> RedisTransport::IdsToLookUp(const redisReply* streams) const {
+  std::vector<std::string> ids;
+  if (results_.kept_for().count() <= 0 || !fingerprint_key_shared_) return ids;
+  for (size_t s = 0; s < streams->elements; ++s) {
+    const redisReply* pair = streams->element[s];
+    if (pair->type != REDIS_REPLY_ARRAY || pair->elements != 2) continue;
+    const redisReply* entries = pair->element[1];
+    for (size_t e = 0; e < entries->elements; ++e) {
+      const redisReply* entry = entries->element[e];
+      const redisReply* fields = entry->type == REDIS_REPLY_ARRAY && entry->elements == 2 ? entry->element[1] : nullptr;
+      for (size_t f = 0; fields && fields->type == REDIS_REPLY_ARRAY && f + 1 < fields->elements; f += 2) {
+        const redisReply* name = fields->element[f];
+        if (name->len != 1 || name->str[0] != 'm') continue;
+        TaskFields peeked = PeekTaskFields(std::string_view(fields->element[f + 1]->str, fields->element[f + 1]->len));
+        if (peeked.id && !peeked.step_of) ids.push_back(std::move(*peeked.id));  // a step's id is the host's own
+      }
+    }
+  }
+  return ids;
+}
+
+Status RedisTransport::LookUp(RedisReply read, std::vector<std::string> ids) {
+  std::vector<std::string> seen = {"MGET"};
+  seen.reserve(ids.size() + 1);
+  for (const std::string& id : ids) seen.push_back(redis_keys::SeenKey(id));
+  Status sent = reader_.Send(seen);
+  if (!sent.ok()) return sent;
+  ++replies_due_;
+  reply_is_lookup_.push_back(true);
+  awaiting_lookup_.push_back({std::move(read), read_epoch_, std::move(ids)});
+  return {};
+}
+
+RedisTransport::Answers RedisTransport::AnsweredFrom(const redisReply* fingerprints,
+                                                     const std::vector<std::string>& ids) {
+  Answers found;
+  if (fingerprints->type != REDIS_REPLY_ARRAY) return found;  // each host's own window still holds
+  std::vector<std::pair<std::string, TaskFingerprint>> answered;
+  std::vector<std::vector<std::string>> gets;
+  for (size_t i = 0; i < ids.size() && i < fingerprints->elements; ++i) {
+    const redisReply* bytes = fingerprints->element[i];
+    if (bytes->type != REDIS_REPLY_STRING) continue;
+    if (const auto fingerprint = FingerprintFromBytes(std::string_view(bytes->str, bytes->len))) {
+      answered.emplace_back(ids[i], *fingerprint);
+      gets.push_back({"GET", RedisResultKey(ids[i])});
+    }
+  }
+  if (gets.empty() || !writer_.connected()) return found;
+  auto results = writer_.Pipeline(gets);  // rare: a producer's retry
+  for (size_t i = 0; results.ok() && i < results.value().size(); ++i) {
+    const redisReply* body = results.value()[i].get();
+    if (body->type != REDIS_REPLY_STRING) continue;  // expired in between: it runs
+    found.emplace(answered[i].first,
+                  std::make_shared<const AnsweredElsewhere>(AnsweredElsewhere{Text(body), answered[i].second}));
+  }
+  return found;
+}
+
+RedisTransport::Answers RedisTransport::FindAnswered(const redisReply* streams) {
+  const std::vector<std::string> ids = IdsToLookUp(streams);
+  if (ids.empty()) return {};
+  std::vector<std::string> seen = {"MGET"};
+  for (const std::string& id : ids) seen.push_back(redis_keys::SeenKey(id));
+  auto fingerprints = writer_.Command(seen);
+  if (!fingerprints.ok()) return {};
+  return AnsweredFrom(fingerprints.value().get(), ids);
 }
 
 std::vector<std::string> RedisTransport::LevelsCommand(
@@ -123,8 +195,14 @@ void RedisTransport::OnReadable() {
   StatusOr<RedisReply> reply = reader_.ReadReady();
   while (reply.ok() && reply.value()) {
     --replies_due_;
+    const bool lookup = !reply_is_lookup_.empty() && reply_is_lookup_.front();
+    if (!reply_is_lookup_.empty()) reply_is_lookup_.pop_front();
     const redisReply* streams = reply.value().get();
-    if (!planned_.empty() && streams->type == REDIS_REPLY_ARRAY) {
+    if (lookup && !awaiting_lookup_.empty()) {
+      AwaitingLookup read = std::move(awaiting_lookup_.front());
+      awaiting_lookup_.pop_front();
+      HandleEntries(read.read.get(), read.epoch, AnsweredFrom(streams, read.ids));
+    } else if (!planned_.empty() && streams->type == REDIS_REPLY_ARRAY) {
       ReadPlanned(streams);
     } else if (streams->type == REDIS_REPLY_ERROR) {
       // NOGROUP after a server restart: create the groups again next time.
@@ -132,7 +210,11 @@ void RedisTransport::OnReadable() {
       grouped_.clear();
     } else if (streams->type == REDIS_REPLY_ARRAY && streams->elements > 0) {
       draining_streams_ = true;  // entries came: more may wait
-      HandleEntries(streams, read_epoch_);
+      if (std::vector<std::string> ids = IdsToLookUp(streams); !ids.empty()) {
+        if (Status sent = LookUp(std::move(reply.value()), std::move(ids)); !sent.ok()) return Disconnected(sent);
+      } else {
+        HandleEntries(streams, read_epoch_);
+      }
     }
     planned_.clear();
     if (replies_due_ == 0 || !reader_.connected()) return;

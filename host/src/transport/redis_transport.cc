@@ -48,36 +48,6 @@ std::string InstanceSuffix() {
   return text;
 }
 
-// The top-level string fields of a task map that the transport itself
-// needs, without decoding the task.
-struct TaskFields {
-  std::optional<std::string> id, plugin, reply_to, step_of;
-};
-
-TaskFields PeekTaskFields(std::string_view bytes) {
-  // One zone per thread, cleared after each peek, as DecodeMessage does: a
-  // zone per call costs an 8 KiB allocation per task.
-  thread_local msgpack::zone zone;
-  TaskFields fields;
-  try {
-    const msgpack::object root = msgpack::unpack(zone, bytes.data(), bytes.size());
-    for (uint32_t i = 0; root.type == msgpack::type::MAP && i < root.via.map.size; ++i) {
-      const auto& kv = root.via.map.ptr[i];
-      if (kv.key.type != msgpack::type::STR || kv.val.type != msgpack::type::STR) continue;
-      const std::string_view key(kv.key.via.str.ptr, kv.key.via.str.size);
-      std::optional<std::string>* field = key == "id"         ? &fields.id
-                                          : key == "plugin"   ? &fields.plugin
-                                          : key == "reply_to" ? &fields.reply_to
-                                          : key == "step_of"  ? &fields.step_of
-                                                              : nullptr;
-      if (field) field->emplace(kv.val.via.str.ptr, kv.val.via.str.size);
-    }
-  } catch (const std::exception&) {
-  }
-  zone.clear();
-  return fields;
-}
-
 }  // namespace
 
 RedisTransport::RedisTransport(RedisTransportOptions options)
@@ -132,6 +102,8 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   grouped_.clear();  // a restarted server may have lost them
   marked_on_arrival_.clear();  // and the marks
   replies_due_ = 0;
+  reply_is_lookup_.clear();
+  awaiting_lookup_.clear();
   planned_.clear();
   plan_fresh_until_ = {};
   blocking_read_ = false;
@@ -193,6 +165,8 @@ void RedisTransport::Disconnected(const Status& why) {
   reader_.Close();
   writer_.Close();
   replies_due_ = 0;
+  reply_is_lookup_.clear();
+  awaiting_lookup_.clear();
   planned_.clear();
   plan_fresh_until_ = {};
   blocking_read_ = false;
@@ -251,9 +225,8 @@ std::optional<std::chrono::milliseconds> RedisTransport::RetryIn() const {
   return std::max(std::chrono::ceil<std::chrono::milliseconds>(due - now), std::chrono::milliseconds(0));
 }
 
-void RedisTransport::HandleEntries(const redisReply* streams, uint64_t epoch) {
+void RedisTransport::HandleEntries(const redisReply* streams, uint64_t epoch, const Answers& answered) {
   if (streams->type != REDIS_REPLY_ARRAY) return;  // nil: the block timed out
-  const auto answered = FindAnswered(streams);
   for (size_t s = 0; s < streams->elements; ++s) {
     const redisReply* pair = streams->element[s];
     if (pair->type != REDIS_REPLY_ARRAY || pair->elements != 2) continue;
@@ -262,53 +235,6 @@ void RedisTransport::HandleEntries(const redisReply* streams, uint64_t epoch) {
     MarkRunsOnArrival(stream);
     for (size_t e = 0; e < entries->elements; ++e) HandleEntry(stream, entries->element[e], 1, "", epoch, answered);
   }
-}
-
-std::map<std::string, std::shared_ptr<const AnsweredElsewhere>> RedisTransport::FindAnswered(
-    const redisReply* streams) {
-  std::map<std::string, std::shared_ptr<const AnsweredElsewhere>> found;
-  if (results_.kept_for().count() <= 0 || !writer_.connected() || !fingerprint_key_shared_) return found;
-  std::vector<std::string> ids, seen = {"MGET"};
-  for (size_t s = 0; s < streams->elements; ++s) {
-    const redisReply* pair = streams->element[s];
-    if (pair->type != REDIS_REPLY_ARRAY || pair->elements != 2) continue;
-    const redisReply* entries = pair->element[1];
-    for (size_t e = 0; e < entries->elements; ++e) {
-      const redisReply* fields = entries->element[e]->type == REDIS_REPLY_ARRAY && entries->element[e]->elements == 2
-                                     ? entries->element[e]->element[1]
-                                     : nullptr;
-      for (size_t f = 0; fields && fields->type == REDIS_REPLY_ARRAY && f + 1 < fields->elements; f += 2) {
-        if (Text(fields->element[f]) != "m") continue;
-        const redisReply* body = fields->element[f + 1];
-        if (auto id = PeekTaskFields(std::string_view(body->str, body->len)).id) {
-          seen.push_back(redis_keys::SeenKey(*id));
-          ids.push_back(std::move(*id));
-        }
-      }
-    }
-  }
-  if (ids.empty()) return found;
-  auto fingerprints = writer_.Command(seen);
-  if (!fingerprints.ok() || fingerprints.value()->type != REDIS_REPLY_ARRAY) return found;  // each host's window still holds
-  std::vector<std::pair<std::string, TaskFingerprint>> answered;
-  std::vector<std::vector<std::string>> gets;
-  for (size_t i = 0; i < ids.size() && i < fingerprints.value()->elements; ++i) {
-    const redisReply* bytes = fingerprints.value()->element[i];
-    if (bytes->type != REDIS_REPLY_STRING) continue;
-    if (const auto fingerprint = FingerprintFromBytes(std::string_view(bytes->str, bytes->len))) {
-      answered.emplace_back(ids[i], *fingerprint);
-      gets.push_back({"GET", RedisResultKey(ids[i])});
-    }
-  }
-  if (gets.empty()) return found;
-  auto results = writer_.Pipeline(gets);
-  for (size_t i = 0; results.ok() && i < results.value().size(); ++i) {
-    const redisReply* body = results.value()[i].get();
-    if (body->type != REDIS_REPLY_STRING) continue;  // expired in between: run it
-    found.emplace(answered[i].first,
-                  std::make_shared<const AnsweredElsewhere>(AnsweredElsewhere{Text(body), answered[i].second}));
-  }
-  return found;
 }
 
 std::string RedisTransport::SharedFingerprint(const ReplyRoute& route) const {
@@ -356,7 +282,7 @@ void RedisTransport::MarkRunsOnArrival(const std::string& stream) {
 
 void RedisTransport::HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
                                  const std::string& claimed_from, uint64_t epoch,
-                                 const std::map<std::string, std::shared_ptr<const AnsweredElsewhere>>& answered) {
+                                 const Answers& answered) {
   if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2) return;
   const std::string id = Text(entry->element[0]);
   leases_[stream].emplace(id, epoch);

@@ -182,18 +182,26 @@ class RedisTransport final : public Transport {
                                          const std::vector<std::pair<std::vector<std::string>, size_t>>& wanted) const;
   // `epoch`: the fence epoch the read was sent in (FenceEpochOfReads for
   // reader_, fence_epoch_ for a command on writer_).
-  void HandleEntries(const redisReply* streams, uint64_t epoch);
+  // What other hosts of the farm answered, by task id (FindAnswered).
+  using Answers = std::map<std::string, std::shared_ptr<const AnsweredElsewhere>>;
+  void HandleEntries(const redisReply* streams, uint64_t epoch, const Answers& answered = {});
   void MarkRunsOnArrival(const std::string& stream);
   // `claimed_from`: the consumer whose lapsed lease it was taken from; empty for a read.
-  // `answered`: what other hosts answered for ids read now (FindAnswered).
+  // `answered`: what other hosts answered for ids read now.
   void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
-                   const std::string& claimed_from, uint64_t epoch,
-                   const std::map<std::string, std::shared_ptr<const AnsweredElsewhere>>& answered = {});
-  // The ids among `streams`' entries that a host of the farm answered within
-  // the window (their fingerprint and result kept in Redis): one MGET for
-  // the read, then the results of those found. Empty when results are not
-  // kept, or Redis did not say.
-  std::map<std::string, std::shared_ptr<const AnsweredElsewhere>> FindAnswered(const redisReply* streams);
+                   const std::string& claimed_from, uint64_t epoch, const Answers& answered = {});
+  // Duplicate ids across the farm: the ids of `streams`' entries (not a
+  // flow's steps) to look up in umi:seen:<id>, where a host that answered
+  // one within the window kept its fingerprint; none when results are not
+  // kept. A read's lookup is one MGET sent on reader_ behind it, so the
+  // loop never waits for it (LookUp, then OnReadable hands the entries on
+  // with what it found).
+  std::vector<std::string> IdsToLookUp(const redisReply* streams) const;
+  Status LookUp(RedisReply read, std::vector<std::string> ids);
+  // The results kept for the ids an MGET of their umi:seen keys found.
+  Answers AnsweredFrom(const redisReply* fingerprints, const std::vector<std::string>& ids);
+  // The same, waiting for Redis (a single entry taken to reserve for it).
+  Answers FindAnswered(const redisReply* streams);
   // One fingerprint key for the farm (umi:fingerprint-key), taken at the
   // first connect, before any task is fingerprinted.
   void ShareFingerprintKey();
@@ -232,6 +240,13 @@ class RedisTransport final : public Transport {
   RedisConnection reader_, writer_;
   std::string script_sha_[static_cast<size_t>(Script::kCount)];
   size_t replies_due_ = 0;  // reads sent on reader_ and not answered yet
+  std::deque<bool> reply_is_lookup_;  // per reply due on reader_: a lookup's MGET (true) or a read
+  struct AwaitingLookup {
+    RedisReply read;
+    uint64_t epoch;
+    std::vector<std::string> ids;
+  };
+  std::deque<AwaitingLookup> awaiting_lookup_;  // reads whose lookup's reply is due
   std::vector<std::string> planned_;  // while a kPlanTake reply is due: its streams, in order
   // From the last plan, per plugin of one level (or none: empty) with
   // entries; read alone until plan_fresh_until_.

@@ -342,7 +342,7 @@ void RedisTransport::TakeStarving(const std::map<std::string, std::chrono::milli
     }
     spdlog::info("redis: a task of {} waited {} ms with no host able to start it; taken to reserve for it", plugin,
                  waited.count());
-    HandleEntries(taken.value().get(), results_.epoch());
+    HandleEntries(taken.value().get(), results_.epoch(), FindAnswered(taken.value().get()));
     if (!writer_.connected()) return;
   }
 }
