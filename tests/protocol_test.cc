@@ -359,3 +359,30 @@ TEST(Protocol, ATwinForgedAgainstAnUnkeyedHashHasItsOwnFingerprint) {
 
 }  // namespace
 }  // namespace umi
+
+namespace umi {
+namespace {
+
+// A farm keeps a result with its task's fingerprint; a retry gets the
+// result back byte for byte, whatever the map's header size.
+TEST(Protocol, AKeptResultGivesBackTheResultAsSentAndItsFingerprint) {
+  for (const size_t fields : {size_t{1}, size_t{14}, size_t{15}, size_t{16}, size_t{40}}) {
+    msgpack::sbuffer buffer;
+    msgpack::packer<msgpack::sbuffer> p(buffer);
+    p.pack_map(static_cast<uint32_t>(fields));
+    for (size_t i = 0; i < fields; ++i) p.pack("k" + std::to_string(i)).pack(i);
+    const std::string result(buffer.data(), buffer.size());
+    const TaskFingerprint fingerprint{0x0123456789abcdefULL, 0xfedcba9876543210ULL};
+    const std::string kept = WithFingerprint(result, fingerprint);
+    const msgpack::object_handle decoded = msgpack::unpack(kept.data(), kept.size());
+    EXPECT_EQ(decoded.get().via.map.size, fields + 1) << "a valid map with one field more";
+    const auto split = SplitFingerprint(kept);
+    ASSERT_TRUE(split.has_value()) << fields;
+    EXPECT_EQ(split->first, result) << fields;
+    EXPECT_EQ(split->second, fingerprint);
+  }
+  EXPECT_FALSE(SplitFingerprint(std::string("\x81\xa1k\x01", 4)).has_value()) << "kept without a fingerprint";
+}
+
+}  // namespace
+}  // namespace umi

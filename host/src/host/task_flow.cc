@@ -72,6 +72,7 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   }
   if (const auto* retry = std::get_if<Retry>(&admission)) {
     telemetry_.CountDeduplicated();
+    route.fingerprint = facts.finished->fingerprint;  // the same task: kept again as it was
     return SendOn(route, *retry->result);
   }
   Admitted& admitted = std::get<Admitted>(admission);
@@ -127,6 +128,7 @@ void TaskFlow::AcceptFlow(FlowMessage flow, ReplyRoute route, bool serving) {
   }
   if (const auto* retry = std::get_if<Retry>(&admission)) {
     telemetry_.CountDeduplicated();
+    route.fingerprint = facts.finished->fingerprint;  // the same task: kept again as it was
     return SendOn(route, *retry->result);
   }
   route.fingerprint = std::get<AdmittedFlow>(admission).fingerprint;

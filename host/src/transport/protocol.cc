@@ -186,19 +186,51 @@ bool UseFingerprintKey(std::string_view key) {
   return true;
 }
 
-std::string FingerprintBytes(const TaskFingerprint& fingerprint) {
-  std::string bytes(sizeof(fingerprint.low) + sizeof(fingerprint.high), '\0');
-  std::memcpy(bytes.data(), &fingerprint.low, sizeof(fingerprint.low));
-  std::memcpy(bytes.data() + sizeof(fingerprint.low), &fingerprint.high, sizeof(fingerprint.high));
-  return bytes;
+namespace {
+
+constexpr std::string_view kFingerprintField = "fingerprint";
+constexpr size_t kFingerprintBytes = sizeof(TaskFingerprint::low) + sizeof(TaskFingerprint::high);
+// What WithFingerprint appends after the map's pairs: the key (fixstr), a
+// bin 8 header and the 16 bytes.
+constexpr size_t kFingerprintTail = 1 + kFingerprintField.size() + 2 + kFingerprintBytes;
+
+}  // namespace
+
+std::string WithFingerprint(std::string result, const TaskFingerprint& fingerprint) {
+  std::string packed = {static_cast<char>(0xc4), static_cast<char>(kFingerprintBytes)};
+  packed.append(reinterpret_cast<const char*>(&fingerprint.low), sizeof(fingerprint.low));
+  packed.append(reinterpret_cast<const char*>(&fingerprint.high), sizeof(fingerprint.high));
+  return WithPackedField(std::move(result), kFingerprintField, packed);
 }
 
-std::optional<TaskFingerprint> FingerprintFromBytes(std::string_view bytes) {
+std::optional<std::pair<std::string, TaskFingerprint>> SplitFingerprint(std::string_view kept) {
+  if (kept.size() < kFingerprintTail + 1) return std::nullopt;
+  const std::string_view tail = kept.substr(kept.size() - kFingerprintTail);
+  if (static_cast<uint8_t>(tail[0]) != (0xa0 | kFingerprintField.size()) ||
+      tail.substr(1, kFingerprintField.size()) != kFingerprintField ||
+      static_cast<uint8_t>(tail[1 + kFingerprintField.size()]) != 0xc4 ||
+      static_cast<uint8_t>(tail[2 + kFingerprintField.size()]) != kFingerprintBytes) {
+    return std::nullopt;
+  }
+  // The map's header, one pair fewer, written as the encoder writes it.
+  const auto head = static_cast<uint8_t>(kept[0]);
+  size_t pairs = 0, header = 1;
+  if ((head & 0xF0) == 0x80) {
+    pairs = head & 0x0F;
+  } else if (head == 0xDE && kept.size() > 3) {
+    pairs = (static_cast<uint8_t>(kept[1]) << 8) | static_cast<uint8_t>(kept[2]);
+    header = 3;
+  } else {
+    return std::nullopt;  // results never have 65,536 fields
+  }
+  if (pairs == 0) return std::nullopt;
+  msgpack::sbuffer result;
+  msgpack::packer<msgpack::sbuffer>(result).pack_map(static_cast<uint32_t>(pairs - 1));
+  result.write(kept.data() + header, kept.size() - header - kFingerprintTail);
   TaskFingerprint fingerprint;
-  if (bytes.size() != sizeof(fingerprint.low) + sizeof(fingerprint.high)) return std::nullopt;
-  std::memcpy(&fingerprint.low, bytes.data(), sizeof(fingerprint.low));
-  std::memcpy(&fingerprint.high, bytes.data() + sizeof(fingerprint.low), sizeof(fingerprint.high));
-  return fingerprint;
+  std::memcpy(&fingerprint.low, tail.data() + tail.size() - kFingerprintBytes, sizeof(fingerprint.low));
+  std::memcpy(&fingerprint.high, tail.data() + tail.size() - sizeof(fingerprint.high), sizeof(fingerprint.high));
+  return std::make_pair(std::string(result.data(), result.size()), fingerprint);
 }
 
 TaskFingerprint Fingerprint(const FlowMessage& flow) {

@@ -72,9 +72,12 @@ inline constexpr size_t kFingerprintSecretBytes = 192;
 std::string FingerprintKey();
 // False (and the key unchanged) unless `key` has kFingerprintSecretBytes.
 bool UseFingerprintKey(std::string_view key);
-// A fingerprint as 16 bytes, as a farm keeps it in Redis, and back.
-std::string FingerprintBytes(const TaskFingerprint& fingerprint);
-std::optional<TaskFingerprint> FingerprintFromBytes(std::string_view bytes);
+// A result as a farm keeps it for lookups by id: the result map with
+// `fingerprint` (16 bytes, bin) added last, what a retry read by another
+// host is compared with. SplitFingerprint gives back the result as it was
+// sent, byte for byte, and the fingerprint; nothing when `kept` has none.
+std::string WithFingerprint(std::string result, const TaskFingerprint& fingerprint);
+std::optional<std::pair<std::string, TaskFingerprint>> SplitFingerprint(std::string_view kept);
 
 // The wire word of a code: "bad_request", "infeasible", ... (docs/protocol.md,
 // "Error codes"). The one table between ErrorCode and the protocol.

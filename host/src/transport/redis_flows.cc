@@ -3,6 +3,7 @@
 #include <msgpack.hpp>
 
 #include <chrono>
+#include <cstring>
 #include <unordered_map>
 
 #include <umi/redis_streams.hpp>
@@ -65,7 +66,7 @@ std::string StepTask(const FlowMessage& flow, const FlowStep& step, const msgpac
 std::string FlowKey(std::string_view flow_id) { return "umi:flow:" + std::string(flow_id); }
 
 std::vector<std::string> OpenArgs(const FlowMessage& flow, const std::string& reply_to,
-                                  const std::string& fingerprint) {
+                                  std::optional<TaskFingerprint> fingerprint) {
   const msgpack::object_handle handle = msgpack::unpack(flow.packed.data(), flow.packed.size());
   std::unordered_map<std::string_view, const msgpack::object*> fields_of;
   const msgpack::object& steps = handle.get();
@@ -82,7 +83,11 @@ std::vector<std::string> OpenArgs(const FlowMessage& flow, const std::string& re
 
   std::vector<std::string> fields = {"reply_to", reply_to, "n", std::to_string(flow.steps.size()), "left",
                                      std::to_string(flow.steps.size())};
-  if (!fingerprint.empty()) fields.insert(fields.end(), {"fp", fingerprint});
+  if (fingerprint) {
+    std::string bytes(sizeof(TaskFingerprint), '\0');
+    std::memcpy(bytes.data(), &*fingerprint, sizeof(TaskFingerprint));
+    fields.insert(fields.end(), {"fp", std::move(bytes)});
+  }
   std::vector<std::string> roots;
   for (size_t i = 0; i < flow.steps.size(); ++i) {
     const FlowStep& step = flow.steps[i];
@@ -129,11 +134,16 @@ std::vector<std::string> EndStepArgs(std::string_view flow_id, std::string_view 
 
 std::optional<FlowAnswer> FlowAnswerFrom(const redisReply* reply, const std::string& flow_id,
                                          std::string_view host) {
-  if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 3 || (reply->elements - 3) % 2 != 0) {
+  constexpr size_t kFirstStep = 4;
+  if (reply->type != REDIS_REPLY_ARRAY || reply->elements < kFirstStep || (reply->elements - kFirstStep) % 2 != 0) {
     return std::nullopt;
   }
+  std::optional<TaskFingerprint> fingerprint;
+  if (reply->element[3]->type == REDIS_REPLY_STRING && reply->element[3]->len == sizeof(TaskFingerprint)) {
+    std::memcpy(&fingerprint.emplace(), reply->element[3]->str, sizeof(TaskFingerprint));
+  }
   std::vector<std::pair<std::string_view, std::string_view>> steps;
-  for (size_t i = 3; i + 1 < reply->elements; i += 2) {
+  for (size_t i = kFirstStep; i + 1 < reply->elements; i += 2) {
     steps.emplace_back(std::string_view(reply->element[i]->str, reply->element[i]->len),
                        std::string_view(reply->element[i + 1]->str, reply->element[i + 1]->len));
   }
@@ -147,7 +157,7 @@ std::optional<FlowAnswer> FlowAnswerFrom(const redisReply* reply, const std::str
   end.started_at = started_ms / 1000;
   end.finished_at = now_ms / 1000;
   end.run_ms = std::max(0.0, now_ms - started_ms);
-  return FlowAnswer{ReplyText(reply->element[0]), EncodeResult(FlowResult(end), host)};
+  return FlowAnswer{ReplyText(reply->element[0]), EncodeResult(FlowResult(end), host), fingerprint};
 }
 
 std::string WithUpstream(std::string_view task, std::string_view upstream) {

@@ -34,6 +34,7 @@
 #include <string_view>
 #include <vector>
 
+#include "common/fingerprint.h"
 #include "scheduling/flow.h"
 
 namespace umi::redis_flows {
@@ -41,19 +42,21 @@ namespace umi::redis_flows {
 std::string FlowKey(std::string_view flow_id);
 
 // kOpenFlow's arguments after (group, consumer, entry, started key);
-// `fingerprint`: the flow's (FingerprintBytes), kept with its result, or "".
+// `fingerprint`: the flow's, kept with its result (hash field fp).
 std::vector<std::string> OpenArgs(const FlowMessage& flow, const std::string& reply_to,
-                                  const std::string& fingerprint = "");
+                                  std::optional<TaskFingerprint> fingerprint = std::nullopt);
 
 // The step `step_id` of flow `flow_id` ended with `result`: kEndStep's
 // arguments after (group, consumer, entry, started key).
 std::vector<std::string> EndStepArgs(std::string_view flow_id, std::string_view step_id, std::string_view result);
 
 // kEndStep's reply on the flow's last step (reply_to, start time, first
-// failure, then each step's name and result): where the flow's result goes
-// and the result, encoded; nothing for any other reply.
+// failure, fingerprint, then each step's name and result): where the
+// flow's result goes, the result, encoded, and the flow's fingerprint;
+// nothing for any other reply.
 struct FlowAnswer {
   std::string reply_to, body;
+  std::optional<TaskFingerprint> fingerprint;
 };
 std::optional<FlowAnswer> FlowAnswerFrom(const redisReply* reply, const std::string& flow_id,
                                          std::string_view host);

@@ -34,10 +34,9 @@ inline std::vector<std::string> LevelStreams(const std::string& plugin) {
 }
 inline std::string PluginOf(const std::string& stream) { return RedisStreamPlugin(stream); }
 
-// The fingerprint of the task or flow whose result umi:result:<id> keeps,
-// for as long: a second submission of the id read by any host is compared
-// with it (the hosts share the fingerprints' key, umi:fingerprint-key).
-inline std::string SeenKey(const std::string& task_id) { return "umi:seen:" + task_id; }
+// The key the farm's hosts fingerprint tasks with, so that a second
+// submission of an id read by any host compares with the fingerprint kept
+// in umi:result:<id> (protocol.h, WithFingerprint).
 inline constexpr const char* kFingerprintKey = "umi:fingerprint-key";
 
 inline std::string HostKey(const std::string& host) { return "umi:hosts:" + host; }

@@ -131,10 +131,10 @@ std::vector<std::string> RedisTransport::IdsToLookUp(const redisReply* streams) 
 }
 
 Status RedisTransport::LookUp(RedisReply read, std::vector<std::string> ids) {
-  std::vector<std::string> seen = {"MGET"};
-  seen.reserve(ids.size() + 1);
-  for (const std::string& id : ids) seen.push_back(redis_keys::SeenKey(id));
-  Status sent = reader_.Send(seen);
+  std::vector<std::string> kept = {"MGET"};
+  kept.reserve(ids.size() + 1);
+  for (const std::string& id : ids) kept.push_back(RedisResultKey(id));
+  Status sent = reader_.Send(kept);
   if (!sent.ok()) return sent;
   ++replies_due_;
   reply_is_lookup_.push_back(true);
@@ -142,27 +142,17 @@ Status RedisTransport::LookUp(RedisReply read, std::vector<std::string> ids) {
   return {};
 }
 
-RedisTransport::Answers RedisTransport::AnsweredFrom(const redisReply* fingerprints,
-                                                     const std::vector<std::string>& ids) {
+RedisTransport::Answers RedisTransport::AnsweredFrom(const redisReply* kept, const std::vector<std::string>& ids) {
   Answers found;
-  if (fingerprints->type != REDIS_REPLY_ARRAY) return found;  // each host's own window still holds
-  std::vector<std::pair<std::string, TaskFingerprint>> answered;
-  std::vector<std::vector<std::string>> gets;
-  for (size_t i = 0; i < ids.size() && i < fingerprints->elements; ++i) {
-    const redisReply* bytes = fingerprints->element[i];
-    if (bytes->type != REDIS_REPLY_STRING) continue;
-    if (const auto fingerprint = FingerprintFromBytes(std::string_view(bytes->str, bytes->len))) {
-      answered.emplace_back(ids[i], *fingerprint);
-      gets.push_back({"GET", RedisResultKey(ids[i])});
+  if (kept->type != REDIS_REPLY_ARRAY) return found;  // each host's own window still holds
+  for (size_t i = 0; i < ids.size() && i < kept->elements; ++i) {
+    const redisReply* result = kept->element[i];
+    if (result->type != REDIS_REPLY_STRING) continue;
+    // Kept without a fingerprint (a host that shares no key): not comparable, it runs.
+    if (auto split = SplitFingerprint(std::string_view(result->str, result->len))) {
+      found.emplace(ids[i], std::make_shared<const AnsweredElsewhere>(
+                                AnsweredElsewhere{std::move(split->first), split->second}));
     }
-  }
-  if (gets.empty() || !writer_.connected()) return found;
-  auto results = writer_.Pipeline(gets);  // rare: a producer's retry
-  for (size_t i = 0; results.ok() && i < results.value().size(); ++i) {
-    const redisReply* body = results.value()[i].get();
-    if (body->type != REDIS_REPLY_STRING) continue;  // expired in between: it runs
-    found.emplace(answered[i].first,
-                  std::make_shared<const AnsweredElsewhere>(AnsweredElsewhere{Text(body), answered[i].second}));
   }
   return found;
 }
@@ -170,11 +160,11 @@ RedisTransport::Answers RedisTransport::AnsweredFrom(const redisReply* fingerpri
 RedisTransport::Answers RedisTransport::FindAnswered(const redisReply* streams) {
   const std::vector<std::string> ids = IdsToLookUp(streams);
   if (ids.empty()) return {};
-  std::vector<std::string> seen = {"MGET"};
-  for (const std::string& id : ids) seen.push_back(redis_keys::SeenKey(id));
-  auto fingerprints = writer_.Command(seen);
-  if (!fingerprints.ok()) return {};
-  return AnsweredFrom(fingerprints.value().get(), ids);
+  std::vector<std::string> kept = {"MGET"};
+  for (const std::string& id : ids) kept.push_back(RedisResultKey(id));
+  auto found = writer_.Command(kept);
+  if (!found.ok()) return {};
+  return AnsweredFrom(found.value().get(), ids);
 }
 
 std::vector<std::string> RedisTransport::LevelsCommand(

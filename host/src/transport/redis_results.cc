@@ -150,13 +150,9 @@ Status RedisResults::AppendTransaction(std::vector<Result> results) {
   // Each result kept for lookups by id, in the same transaction: after the
   // XADDs, so the replies the caller reads by position stay where they were.
   for (const Result& result : results) {
-    if (!appended.ok() || keep_for_.count() <= 0 || result.task_id.empty()) continue;
-    appended = writer_.AppendForLater(
-        {"SET", RedisResultKey(result.task_id), result.body, "PX", std::to_string(keep_for_.count())});
-    ++ignored;
-    if (!appended.ok() || result.fingerprint.empty()) continue;
-    appended = writer_.AppendForLater(
-        {"SET", redis_keys::SeenKey(result.task_id), result.fingerprint, "PX", std::to_string(keep_for_.count())});
+    if (!appended.ok() || keep_for_.count() <= 0 || result.task_id.empty() || !result.keep) continue;
+    appended = writer_.AppendForLater({"SET", RedisResultKey(result.task_id), Kept(result), "PX",
+                                       std::to_string(keep_for_.count())});
     ++ignored;
   }
   if (appended.ok()) appended = writer_.AppendForLater({"EXEC"});
@@ -182,17 +178,22 @@ Status RedisResults::AppendScript(const std::string& stream, std::vector<Result>
   constexpr size_t kFixed = 12, kPerResult = 5;
   command.reserve(kFixed + kPerResult * results.size());
   for (Result& result : results) {
+    std::string kept = result.fingerprint && keep_for_.count() > 0 ? Kept(result) : std::string();
     command.push_back(result.entry);
     command.push_back(result.reply_to);
     command.push_back(std::move(result.body));
-    command.push_back(result.task_id.empty() ? std::string() : RedisResultKey(result.task_id));
-    command.push_back(result.fingerprint);
+    command.push_back(result.task_id.empty() || !result.keep ? std::string() : RedisResultKey(result.task_id));
+    command.push_back(std::move(kept));
   }
   const Status appended = writer_.AppendForLater(command);
   // hiredis copied the command: the bodies come back, for a retry.
   for (size_t k = 0; k < results.size(); ++k) results[k].body = std::move(command[kFixed + kPerResult * k + 2]);
   calls_.push_back({Call::Kind::kScript, 0, std::move(results)});  // Disconnected puts it back in held_
   return appended;
+}
+
+std::string RedisResults::Kept(const Result& result) {
+  return result.fingerprint ? WithFingerprint(result.body, *result.fingerprint) : result.body;
 }
 
 Status RedisResults::AppendFlowWrite(Result result) {
@@ -204,7 +205,7 @@ Status RedisResults::AppendFlowWrite(Result result) {
   if (result.write == Write::kEndFlow) {
     command.insert(command.end(), {result.reply_to, result.body,
                                    keep_for_.count() > 0 ? RedisResultKey(result.flow) : std::string(),
-                                   std::to_string(keep_for_.count()), kDefaultResults});
+                                   std::to_string(keep_for_.count()), kDefaultResults, Kept(result)});
   } else {
     command.insert(command.end(), result.args.begin(), result.args.end());
   }
@@ -234,6 +235,7 @@ std::string RedisResults::TakeFlowWrite(const redisReply* reply, Result result, 
     result.write = Write::kEndFlow;
     result.reply_to = std::move(answer->reply_to);
     result.body = std::move(answer->body);
+    result.fingerprint = answer->fingerprint;
     result.args.clear();
     held_.push_back(std::move(result));
     return {};

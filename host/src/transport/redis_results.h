@@ -36,6 +36,7 @@
 #include <vector>
 
 #include "common/farm_report.h"
+#include "common/fingerprint.h"
 #include "common/status.h"
 #include "transport/redis_connection.h"
 
@@ -56,7 +57,8 @@ class RedisResults {
     Write write = Write::kResult;
     std::string flow{};
     std::vector<std::string> args{};
-    std::string fingerprint{};  // FingerprintBytes of the task, kept beside its result; empty: none  // the script's arguments after (group, consumer, entry, started key)
+    bool keep = false;  // kResult: kept under umi:result:<task_id> for lookups by id
+    std::optional<TaskFingerprint> fingerprint{};  // the task's, kept with its result (WithFingerprint)  // the script's arguments after (group, consumer, entry, started key)
   };
   // The SHAs of the scripts results are written by.
   struct Scripts {
@@ -123,6 +125,8 @@ class RedisResults {
   Status AppendTransaction(std::vector<Result> results);
   Status AppendScript(const std::string& stream, std::vector<Result> results);
   Status AppendFlowWrite(Result result);
+  // What is kept under umi:result:<id>: the body, with the fingerprint if any.
+  static std::string Kept(const Result& result);
   // A kFlow call's reply: what happened to `result`; a refusal's text, or empty.
   std::string TakeFlowWrite(const redisReply* reply, Result result, std::deque<Result>& refused);
   void TakeFence(const redisReply* value);

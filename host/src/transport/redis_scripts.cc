@@ -23,7 +23,7 @@ const char* const kPublishResults =
     "end\n"
     "local out, done = {}, {}\n"
     "for i = 9, #ARGV, 5 do\n"
-    "  local entry, reply_to, body, kept, seen = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]\n"
+    "  local entry, reply_to, body, kept, kept_body = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]\n"
     "  local code = 0\n"
     "  if mine[entry] then\n"
     "    code = 1\n"
@@ -39,8 +39,7 @@ const char* const kPublishResults =
     "      done[#done + 1] = entry\n"
     "      -- Kept for lookups by id (op: result), with the result it goes with.\n"
     "      if kept ~= '' and tonumber(keep_ms) > 0 then\n"
-    "        redis.call('SET', kept, body, 'PX', keep_ms)\n"
-    "        if seen ~= '' then redis.call('SET', 'umi:seen:' .. string.sub(kept, 12), seen, 'PX', keep_ms) end\n"
+    "        redis.call('SET', kept, kept_body ~= '' and kept_body or body, 'PX', keep_ms)\n"
     "      end\n"
     "    end\n"
     "  end\n"
@@ -254,7 +253,7 @@ const char* const kEndStep =
     "-- Every step ended. The entry stays pending until kEndFlow writes the\n"
     "-- flow's result: a host that dies in between leaves it to be claimed.\n"
     "local out = {redis.call('HGET', flow, 'reply_to'), redis.call('HGET', flow, 't0'),\n"
-    "             redis.call('HGET', flow, 'failure') or ''}\n"
+    "             redis.call('HGET', flow, 'failure') or '', redis.call('HGET', flow, 'fp') or ''}\n"
     "for s = 0, tonumber(redis.call('HGET', flow, 'n')) - 1 do\n"
     "  out[#out + 1] = redis.call('HGET', flow, 'k:' .. s)\n"
     "  out[#out + 1] = redis.call('HGET', flow, 'r:' .. s)\n"
@@ -263,7 +262,8 @@ const char* const kEndStep =
 
 const char* const kEndFlow =
     UMI_LUA_FLOW_HELPERS
-    "local reply_to, body, kept, keep_ms, fallback = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9]\n"
+    "local reply_to, body, kept, keep_ms, fallback, kept_body = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8]), ARGV[9],\n"
+    "                                                           ARGV[10]\n"
     "if not held() then return 0 end\n"
     "if redis.call('EXISTS', flow) == 0 then return done(1) end\n"
     "local code = 1\n"
@@ -275,11 +275,7 @@ const char* const kEndFlow =
     "  redis.call('XADD', fallback, '*', 'm', body, 'reply_to', reply_to, 'reason', added.err)\n"
     "  code = 2\n"
     "end\n"
-    "if kept ~= '' and keep_ms > 0 then\n"
-    "  redis.call('SET', kept, body, 'PX', keep_ms)\n"
-    "  local seen = redis.call('HGET', flow, 'fp')\n"
-    "  if seen then redis.call('SET', 'umi:seen:' .. string.sub(kept, 12), seen, 'PX', keep_ms) end\n"
-    "end\n"
+    "if kept ~= '' and keep_ms > 0 then redis.call('SET', kept, kept_body, 'PX', keep_ms) end\n"
     "redis.call('DEL', flow)\n"
     "return done(code)\n";
 

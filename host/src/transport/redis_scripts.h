@@ -9,9 +9,10 @@
 //                   how many entries the consumer may hold between them,
 //                   how long to keep a result for lookups (ms; 0: not
 //                   kept), then (entry, reply_to, body, key to keep it
-//                   under or "", the task's fingerprint or "") per result.
-//                   A result written is also SET under its key for that
-//                   long, and its fingerprint under umi:seen:<id>. Returns one code per result, each result's fate
+//                   under or "", what to keep there or "" for the body)
+//                   per result. A result written is also SET under its key
+//                   for that long (with its task's fingerprint added:
+//                   protocol.h, WithFingerprint). Returns one code per result, each result's fate
 //                   its own: 1: on reply_to, entry acknowledged, its start
 //                   mark cleared; 2: reply_to cannot take a stream entry
 //                   (another type, or outside the ACL user's keys): the
@@ -86,14 +87,14 @@
 //                   (ms). Records the result (once), releases or skips what
 //                   follows, acknowledges the entry: 1; 0: stale. On the
 //                   flow's last step: the entry stays pending and it returns
-//                   reply_to, t0, the first failure, then (name packed,
-//                   result) per step in order.
+//                   reply_to, t0, the first failure, the flow's fingerprint
+//                   (or ""), then (name packed, result) per step in order.
 //   kEndFlow        KEYS as kEndStep. ARGV: group, consumer, entry, started
 //                   key, reply_to, the flow's result, the key to keep it
-//                   under (or ""), for how long (ms), the fallback stream.
+//                   under (or ""), for how long (ms), the fallback stream,
+//                   what to keep (the result with the flow's fingerprint).
 //                   Writes the result (1; 2: to the fallback, as
-//                   kPublishResults does), keeps it (with the flow's
-//                   fingerprint, hash field fp), deletes the hash,
+//                   kPublishResults does), keeps it, deletes the hash,
 //                   acknowledges the entry; 0: stale; an error: refused,
 //                   nothing written.
 //

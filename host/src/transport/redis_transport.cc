@@ -237,9 +237,9 @@ void RedisTransport::HandleEntries(const redisReply* streams, uint64_t epoch, co
   }
 }
 
-std::string RedisTransport::SharedFingerprint(const ReplyRoute& route) const {
+std::optional<TaskFingerprint> RedisTransport::SharedFingerprint(const ReplyRoute& route) const {
   // Made with another key, it would pass another host's retry for a conflict.
-  return route.fingerprint && fingerprint_key_shared_ ? FingerprintBytes(*route.fingerprint) : std::string();
+  return fingerprint_key_shared_ ? route.fingerprint : std::nullopt;
 }
 
 void RedisTransport::ShareFingerprintKey() {
@@ -347,7 +347,7 @@ void RedisTransport::HandleEntry(const std::string& stream, const redisReply* en
                                     Status(ErrorCode::kMaxDeliveries,
                                            std::to_string(deliveries - 1) +
                                                " host(s) died running it (transport.max_deliveries)"));
-    return Answer(stream, id, results, task_id, flow, EncodeResult(result, options_.host));
+    return Answer(stream, id, results, task_id, flow, EncodeResult(result, options_.host), /*keep=*/true);
   }
   ReplyRoute route;
   route.sink = this;
@@ -367,11 +367,16 @@ void RedisTransport::HandleEntry(const std::string& stream, const redisReply* en
 
 void RedisTransport::Answer(const std::string& stream, const std::string& id, const std::string& reply_to,
                             const std::optional<std::string>& task_id, const std::string& flow,
-                            const std::string& body) {
+                            const std::string& body, bool keep) {
+  if (flow.empty()) {
+    results_.Hold({.stream = stream, .entry = id, .reply_to = reply_to, .body = body,
+                   .task_id = task_id.value_or(""), .keep = keep});
+    return;
+  }
   ReplyRoute route;
   route.sink = this;
   route.address = {stream, id, reply_to, "", task_id.value_or(""), flow};
-  Send(body, route);
+  Send(body, route);  // ends the step
 }
 
 size_t RedisTransport::waiting() const { return results_.waiting(); }
@@ -396,6 +401,9 @@ void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
                    .reply_to = route.address[2],
                    .body = std::string(body),
                    .task_id = route.address[4],
+                   // An answer to an admitted task (or a retry of one), not a
+                   // refusal: a refused duplicate must not replace what is kept.
+                   .keep = route.fingerprint.has_value(),
                    .fingerprint = SharedFingerprint(route)});
     return;
   }

@@ -191,23 +191,23 @@ class RedisTransport final : public Transport {
   void HandleEntry(const std::string& stream, const redisReply* entry, long long deliveries,
                    const std::string& claimed_from, uint64_t epoch, const Answers& answered = {});
   // Duplicate ids across the farm: the ids of `streams`' entries (not a
-  // flow's steps) to look up in umi:seen:<id>, where a host that answered
-  // one within the window kept its fingerprint; none when results are not
-  // kept. A read's lookup is one MGET sent on reader_ behind it, so the
+  // flow's steps) to look up in umi:result:<id>, where a host that answered
+  // one within the window kept its result and fingerprint; none when
+  // results are not kept. A read's lookup is one MGET sent on reader_ behind it, so the
   // loop never waits for it (LookUp, then OnReadable hands the entries on
   // with what it found).
   std::vector<std::string> IdsToLookUp(const redisReply* streams) const;
   Status LookUp(RedisReply read, std::vector<std::string> ids);
-  // The results kept for the ids an MGET of their umi:seen keys found.
-  Answers AnsweredFrom(const redisReply* fingerprints, const std::vector<std::string>& ids);
+  // What an MGET of the ids' umi:result keys found (SplitFingerprint).
+  static Answers AnsweredFrom(const redisReply* kept, const std::vector<std::string>& ids);
   // The same, waiting for Redis (a single entry taken to reserve for it).
   Answers FindAnswered(const redisReply* streams);
   // One fingerprint key for the farm (umi:fingerprint-key), taken at the
   // first connect, before any task is fingerprinted.
   void ShareFingerprintKey();
-  // The route's fingerprint to keep with its result (FingerprintBytes), if
-  // it was made with the farm's key; else "".
-  std::string SharedFingerprint(const ReplyRoute& route) const;
+  // The route's fingerprint to keep with its result, if it was made with
+  // the farm's key.
+  std::optional<TaskFingerprint> SharedFingerprint(const ReplyRoute& route) const;
   // reader_.Send for a read; the first of a run of reads in flight notes
   // the fence epoch it was sent in.
   Status SendRead(const std::vector<std::string>& args);
@@ -228,8 +228,10 @@ class RedisTransport final : public Transport {
   void WriteResults();
   void TakeResults();
   // `flow`: the flow the entry is a step of (its answer ends the step); empty: none.
+  // `keep`: kept for lookups by id (a task's last answer, not a refusal).
   void Answer(const std::string& stream, const std::string& id, const std::string& reply_to,
-              const std::optional<std::string>& task_id, const std::string& flow, const std::string& body);
+              const std::optional<std::string>& task_id, const std::string& flow, const std::string& body,
+              bool keep = false);
 
   RedisTransportOptions options_;
   std::string consumer_;
