@@ -23,6 +23,7 @@
 #include <umi/client.hpp>
 #include <umi/redis_client.hpp>
 
+#include "transport/protocol.h"
 #include "transport/redis_cluster.h"
 #include "transport/redis_connection.h"
 
@@ -441,7 +442,10 @@ int PrintKeptResult(umi::RedisConnection& redis, const std::string& id) {
   json answer = {{"state", "unknown"}};
   if (kept.value()->type == REDIS_REPLY_STRING) {
     answer["state"] = "finished";
-    answer["result"] = json::from_msgpack(std::string(kept.value()->str, kept.value()->len), true, false);
+    // The result as it was sent, without the fingerprint the farm keeps beside it.
+    std::string result(kept.value()->str, kept.value()->len);
+    if (auto split = umi::SplitFingerprint(result)) result = std::move(split->first);
+    answer["result"] = json::from_msgpack(result, true, false);
   }
   std::cout << Dump(answer, 2) << "\n";
   return 0;

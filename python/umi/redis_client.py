@@ -185,7 +185,9 @@ class RedisClient:
         kept = self._redis.get(f"umi:result:{task_id}")
         if kept is None:
             return Lookup("unknown")
-        return Lookup("finished", Result.from_message(msgpack.unpackb(kept, raw=False)))
+        message = msgpack.unpackb(kept, raw=False)
+        message.pop("fingerprint", None)  # the farm's, for duplicate ids: not part of the result
+        return Lookup("finished", Result.from_message(message))
 
     @property
     def pending(self) -> int:
