@@ -66,6 +66,12 @@ TEST(FarmFlows, ADiamondsStepsRunOnSeveralHostsInOrderWithTheirUpstreamOutputs) 
   EXPECT_LE(*steps["probe"].finished_at, *steps["scenes"].started_at);
   EXPECT_LE(*steps["thumb"].finished_at, *steps["report"].started_at);
   EXPECT_LE(*steps["scenes"].finished_at, *steps["report"].started_at);
+  // The flow's own times hold its steps (the result is put together in Redis).
+  ASSERT_TRUE(flow.started_at && flow.finished_at);
+  EXPECT_LE(*flow.started_at, *steps["probe"].started_at);
+  EXPECT_GE(*flow.finished_at, *steps["report"].finished_at);
+  EXPECT_GE(flow.run_ms, 400) << "two levels of the diamond slept 400 ms side by side";
+  EXPECT_FALSE(flow.host.empty());
   EXPECT_NE(steps["thumb"].host, steps["scenes"].host);
   EXPECT_TRUE(Overlap(steps["thumb"], steps["scenes"]));
   EXPECT_EQ(EchoedUpstream(steps["thumb"], "probe", "tag"), "p");

@@ -196,11 +196,25 @@ constexpr size_t kFingerprintTail = 1 + kFingerprintField.size() + 2 + kFingerpr
 
 }  // namespace
 
-std::string WithFingerprint(std::string result, const TaskFingerprint& fingerprint) {
+namespace {
+
+std::string PackedFingerprint(const TaskFingerprint& fingerprint) {
   std::string packed = {static_cast<char>(0xc4), static_cast<char>(kFingerprintBytes)};
   packed.append(reinterpret_cast<const char*>(&fingerprint.low), sizeof(fingerprint.low));
   packed.append(reinterpret_cast<const char*>(&fingerprint.high), sizeof(fingerprint.high));
-  return WithPackedField(std::move(result), kFingerprintField, packed);
+  return packed;
+}
+
+}  // namespace
+
+std::string WithFingerprint(std::string result, const TaskFingerprint& fingerprint) {
+  return WithPackedField(std::move(result), kFingerprintField, PackedFingerprint(fingerprint));
+}
+
+std::string FingerprintField(const TaskFingerprint& fingerprint) {
+  std::string field = {static_cast<char>(0xa0 | kFingerprintField.size())};
+  field.append(kFingerprintField);
+  return field + PackedFingerprint(fingerprint);
 }
 
 std::optional<std::pair<std::string, TaskFingerprint>> SplitFingerprint(std::string_view kept) {

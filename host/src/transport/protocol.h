@@ -77,6 +77,8 @@ bool UseFingerprintKey(std::string_view key);
 // host is compared with. SplitFingerprint gives back the result as it was
 // sent, byte for byte, and the fingerprint; nothing when `kept` has none.
 std::string WithFingerprint(std::string result, const TaskFingerprint& fingerprint);
+// The pair WithFingerprint appends: `fingerprint` and its 16 bytes, packed.
+std::string FingerprintField(const TaskFingerprint& fingerprint);
 std::optional<std::pair<std::string, TaskFingerprint>> SplitFingerprint(std::string_view kept);
 
 // The wire word of a code: "bad_request", "infeasible", ... (docs/protocol.md,

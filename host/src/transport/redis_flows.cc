@@ -3,14 +3,12 @@
 #include <msgpack.hpp>
 
 #include <chrono>
-#include <cstring>
 #include <unordered_map>
 
 #include <umi/redis_streams.hpp>
 
 #include "transport/flow_results.h"
 #include "transport/protocol.h"
-#include "transport/redis_connection.h"
 
 namespace umi::redis_flows {
 namespace {
@@ -83,11 +81,20 @@ std::vector<std::string> OpenArgs(const FlowMessage& flow, const std::string& re
 
   std::vector<std::string> fields = {"reply_to", reply_to, "n", std::to_string(flow.steps.size()), "left",
                                      std::to_string(flow.steps.size())};
-  if (fingerprint) {
-    std::string bytes(sizeof(TaskFingerprint), '\0');
-    std::memcpy(bytes.data(), &*fingerprint, sizeof(TaskFingerprint));
-    fields.insert(fields.end(), {"fp", std::move(bytes)});
+  // The flow's result is put together in Lua from these (kEndStep).
+  std::string head;
+  {
+    StringStream stream{head};
+    msgpack::packer<StringStream>(stream).pack("v").pack(kProtocolVersion).pack("id").pack(flow.id).pack("plugin").pack(
+        "flow");
   }
+  std::string steps_header;
+  {
+    StringStream stream{steps_header};
+    msgpack::packer<StringStream>(stream).pack_map(1).pack("steps").pack_map(static_cast<uint32_t>(flow.steps.size()));
+  }
+  fields.insert(fields.end(), {"head", std::move(head), "sh", std::move(steps_header)});
+  if (fingerprint) fields.insert(fields.end(), {"fp", FingerprintField(*fingerprint)});
   std::vector<std::string> roots;
   for (size_t i = 0; i < flow.steps.size(); ++i) {
     const FlowStep& step = flow.steps[i];
@@ -130,34 +137,6 @@ std::vector<std::string> EndStepArgs(std::string_view flow_id, std::string_view 
   StepOutcome outcome = ReadStepOutcome(name, result);
   return {std::string(name), std::string(result), std::move(outcome.output), outcome.ok ? "1" : "0",
           std::move(outcome.failure)};
-}
-
-std::optional<FlowAnswer> FlowAnswerFrom(const redisReply* reply, const std::string& flow_id,
-                                         std::string_view host) {
-  constexpr size_t kFirstStep = 4;
-  if (reply->type != REDIS_REPLY_ARRAY || reply->elements < kFirstStep || (reply->elements - kFirstStep) % 2 != 0) {
-    return std::nullopt;
-  }
-  std::optional<TaskFingerprint> fingerprint;
-  if (reply->element[3]->type == REDIS_REPLY_STRING && reply->element[3]->len == sizeof(TaskFingerprint)) {
-    std::memcpy(&fingerprint.emplace(), reply->element[3]->str, sizeof(TaskFingerprint));
-  }
-  std::vector<std::pair<std::string_view, std::string_view>> steps;
-  for (size_t i = kFirstStep; i + 1 < reply->elements; i += 2) {
-    steps.emplace_back(std::string_view(reply->element[i]->str, reply->element[i]->len),
-                       std::string_view(reply->element[i + 1]->str, reply->element[i + 1]->len));
-  }
-  const double now_ms =
-      std::chrono::duration<double, std::milli>(std::chrono::system_clock::now().time_since_epoch()).count();
-  const double started_ms = std::atof(ReplyText(reply->element[1]).c_str());
-  FlowEnd end;
-  end.id = flow_id;
-  end.output = FlowOutput(steps);
-  end.first_failure = ReplyText(reply->element[2]);
-  end.started_at = started_ms / 1000;
-  end.finished_at = now_ms / 1000;
-  end.run_ms = std::max(0.0, now_ms - started_ms);
-  return FlowAnswer{ReplyText(reply->element[0]), EncodeResult(FlowResult(end), host), fingerprint};
 }
 
 std::string WithUpstream(std::string_view task, std::string_view upstream) {

@@ -197,21 +197,16 @@ std::string RedisResults::Kept(const Result& result) {
 }
 
 Status RedisResults::AppendFlowWrite(Result result) {
-  const std::string& sha = result.write == Write::kOpenFlow  ? scripts_.open_flow
-                           : result.write == Write::kEndStep ? scripts_.end_step
-                                                             : scripts_.end_flow;
-  std::vector<std::string> command = {"EVALSHA", sha, "2", result.stream, redis_flows::FlowKey(result.flow),
-                                      kGroup, consumer_, result.entry, StartedKey(result.stream)};
-  if (result.write == Write::kEndFlow) {
-    command.insert(command.end(), {result.reply_to, result.body,
-                                   keep_for_.count() > 0 ? RedisResultKey(result.flow) : std::string(),
-                                   std::to_string(keep_for_.count()), kDefaultResults, Kept(result)});
-  } else {
-    command.insert(command.end(), result.args.begin(), result.args.end());
-  }
-  if (result.write == Write::kEndStep) {  // a step is looked up by id as any task
-    command.insert(command.end(), {keep_for_.count() > 0 ? RedisResultKey(result.task_id) : std::string(),
-                                   std::to_string(keep_for_.count())});
+  const bool open = result.write == Write::kOpenFlow;
+  std::vector<std::string> command = {"EVALSHA", open ? scripts_.open_flow : scripts_.end_step, "2", result.stream,
+                                      redis_flows::FlowKey(result.flow), kGroup, consumer_, result.entry,
+                                      StartedKey(result.stream)};
+  command.insert(command.end(), result.args.begin(), result.args.end());
+  if (!open) {  // the step is looked up by id as any task; the flow's result may be written here
+    const bool keep = keep_for_.count() > 0;
+    command.insert(command.end(), {keep ? RedisResultKey(result.task_id) : std::string(),
+                                   std::to_string(keep_for_.count()), host_,
+                                   keep ? RedisResultKey(result.flow) : std::string(), kDefaultResults});
   }
   const Status appended = writer_.AppendForLater(command);
   calls_.push_back({Call::Kind::kFlow, 0, {}});
@@ -224,21 +219,6 @@ std::string RedisResults::TakeFlowWrite(const redisReply* reply, Result result, 
     std::string refusal = Text(reply);
     refused.push_back(std::move(result));
     return refusal;
-  }
-  if (reply->type == REDIS_REPLY_ARRAY) {  // kEndStep on the flow's last step
-    auto answer = redis_flows::FlowAnswerFrom(reply, result.flow, host_);
-    if (!answer) {
-      spdlog::error("redis {} entry {}: flow {}: unreadable state at its last step; the entry stays pending",
-                    result.stream, result.entry, result.flow);
-      return {};
-    }
-    result.write = Write::kEndFlow;
-    result.reply_to = std::move(answer->reply_to);
-    result.body = std::move(answer->body);
-    result.fingerprint = answer->fingerprint;
-    result.args.clear();
-    held_.push_back(std::move(result));
-    return {};
   }
   const long long code = reply->type == REDIS_REPLY_INTEGER ? reply->integer : -1;
   if (code == 0) {

@@ -50,7 +50,6 @@ class RedisResults {
     kResult,    // writes `body` to reply_to
     kOpenFlow,  // opens the flow `flow` (redis_scripts::kOpenFlow with `args`)
     kEndStep,   // records the end of a step of `flow` (kEndStep with `args`)
-    kEndFlow,   // writes `body`, the flow's result, to reply_to (kEndFlow)
   };
   struct Result {
     std::string stream, entry, reply_to, body, task_id;
@@ -62,7 +61,7 @@ class RedisResults {
   };
   // The SHAs of the scripts results are written by.
   struct Scripts {
-    std::string publish, open_flow, end_step, end_flow;
+    std::string publish, open_flow, end_step;
   };
   // stream -> entry this process holds -> the fence epoch it was read in.
   using Leases = std::map<std::string, std::map<std::string, uint64_t>>;

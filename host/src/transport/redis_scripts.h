@@ -84,19 +84,15 @@
 //                   group, consumer, entry, started key, step name, its
 //                   result, its output (if ok), "1" if ok, its failure,
 //                   the key to keep its result under (or ""), for how long
-//                   (ms). Records the result (once), releases or skips what
-//                   follows, acknowledges the entry: 1; 0: stale. On the
-//                   flow's last step: the entry stays pending and it returns
-//                   reply_to, t0, the first failure, the flow's fingerprint
-//                   (or ""), then (name packed, result) per step in order.
-//   kEndFlow        KEYS as kEndStep. ARGV: group, consumer, entry, started
-//                   key, reply_to, the flow's result, the key to keep it
-//                   under (or ""), for how long (ms), the fallback stream,
-//                   what to keep (the result with the flow's fingerprint).
-//                   Writes the result (1; 2: to the fallback, as
-//                   kPublishResults does), keeps it, deletes the hash,
-//                   acknowledges the entry; 0: stale; an error: refused,
-//                   nothing written.
+//                   (ms), this host's name, the key to keep the flow's
+//                   result under (or ""), the fallback stream. Records the
+//                   result (once), releases or skips what follows,
+//                   acknowledges the entry: 1; 0: stale. On the flow's last
+//                   step it also writes the flow's one result to reply_to
+//                   (2: to the fallback, as kPublishResults does), keeps it
+//                   with the flow's fingerprint and deletes the hash; a
+//                   refused write (OOM, ...) returns the error, and the call
+//                   again finds the step recorded and ends the flow.
 //
 // Scripts that renew or heartbeat declare `allow-oom`: they do not grow the
 // data set, and a full Redis must not make live hosts look dead.
@@ -116,6 +112,5 @@ extern const char* const kHeartbeat;
 extern const char* const kDropConsumer;
 extern const char* const kOpenFlow;
 extern const char* const kEndStep;
-extern const char* const kEndFlow;
 
 }  // namespace umi::redis_scripts

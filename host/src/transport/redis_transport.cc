@@ -75,7 +75,7 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
     const char* const sources[] = {redis_scripts::kPublishResults, redis_scripts::kRenewLeases, redis_scripts::kGiveBack,
                                    redis_scripts::kHeartbeat, redis_scripts::kDropConsumer,
                                    redis_scripts::kClaimLapsed, redis_scripts::kTakeLevels, redis_scripts::kPlanTake,
-                                   redis_scripts::kOpenFlow, redis_scripts::kEndStep, redis_scripts::kEndFlow};
+                                   redis_scripts::kOpenFlow, redis_scripts::kEndStep};
     static_assert(std::size(sources) == static_cast<size_t>(Script::kCount));
     std::vector<std::vector<std::string>> loads;
     for (const char* source : sources) loads.push_back({"SCRIPT", "LOAD", source});
@@ -112,7 +112,7 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   results_.Disconnected();
   ShareFingerprintKey();
   const auto sha = [this](Script script) { return script_sha_[static_cast<size_t>(script)]; };
-  results_.Connected({sha(Script::kPublishResults), sha(Script::kOpenFlow), sha(Script::kEndStep), sha(Script::kEndFlow)});
+  results_.Connected({sha(Script::kPublishResults), sha(Script::kOpenFlow), sha(Script::kEndStep)});
   return {};
 }
 

@@ -151,7 +151,7 @@ class RedisTransport final : public Transport {
   // In the order Connect loads them.
   enum class Script {
     kPublishResults, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kTakeLevels, kPlanTake,
-    kOpenFlow, kEndStep, kEndFlow, kCount
+    kOpenFlow, kEndStep, kCount
   };
 
   // When the loop must come back: a heartbeat, a claim, a retry.
