@@ -168,4 +168,35 @@ TEST(FarmFlows, AFlowIdAnsweredByOneHostIsAnsweredByAnotherFromRedis) {
   EXPECT_EQ(by_status["rejected"].error_code, "id_conflict");
 }
 
+// A flow spread over the farm is on no one host: cancel on any host's rpc
+// socket marks it cancelled in Redis. The running step ends as it ends, the
+// steps not yet released end cancelled, and the flow's one result says so.
+TEST(FarmFlows, CancellingAFarmFlowOnAnyHostEndsItCancelled) {
+  RedisServer redis;
+  HostProcess runner(FlowHost(redis, "runner", 2));
+  HostProcess other(FarmHost(redis, "other"));  // without the faulty plugin: runs none of the flow
+  EventsClient events(runner.context(), runner.endpoint("events"));
+  AwaitSubscription(runner, events);
+  RedisClient producer(redis.url());
+  producer.Submit("faulty", PackFlow("stop-me", {{"a", {{"mode", "echo"}}, {}, "faulty", {{"sleep_ms", 800}}},
+                                                 {"b", {{"mode", "echo"}}, {"a"}},
+                                                 {"c", {{"mode", "echo"}}, {"b"}}}));
+  AwaitStarted(events, 1, "stop-me/a");
+  RpcClient rpc(other.context(), other.endpoint("rpc"));
+  rpc.Send(PackControl("cancel", "stop-me"));
+  EXPECT_NE(rpc.Receive().find("running"), std::string::npos);
+  rpc.Send(PackControl("cancel", "no-such-flow"));
+  EXPECT_NE(rpc.Receive().find("not_found"), std::string::npos);
+
+  const Result flow = producer.Results(1).at(0);
+  EXPECT_EQ(flow.status, "cancelled");
+  EXPECT_EQ(flow.error_code, "cancelled");
+  std::map<std::string, Result> steps = FlowSteps(flow);
+  EXPECT_EQ(steps["a"].status, "ok") << "a running step ends as it ends";
+  EXPECT_EQ(steps["b"].status, "skipped");
+  EXPECT_EQ(steps["b"].error_code, "cancelled");
+  EXPECT_EQ(steps["c"].error_code, "cancelled");
+  ExpectEndedOnce(producer, "stop-me");
+}
+
 }  // namespace umi::testing

@@ -278,6 +278,9 @@ class Host::Loop final : public Inbox {
         case TaskFlow::CancelState::kRunning: return EncodeCancelReply("running");
         case TaskFlow::CancelState::kNotFound: break;
       }
+      for (const auto& transport : transports_) {  // a flow spread over a farm
+        if (transport->CancelFlow(request.id)) return EncodeCancelReply("running");
+      }
       return EncodeControlError(Status(ErrorCode::kNotFound, "no queued or running task has id '" + request.id + "'"));
     });
     controls.Add("result", [this](const ControlRequest& request) {

@@ -119,6 +119,8 @@ std::vector<std::string> OpenArgs(const FlowMessage& flow, const std::string& re
         "uh:" + at,       MapHeader(after.size()),
         "x:" + at,        SkippedStepResult(step.task.id, step.task.plugin, flow.id, "upstream_failed",
                                             "a step it waits for (" + waits_for + ") did not end ok"),
+        "c:" + at,        SkippedStepResult(step.task.id, step.task.plugin, flow.id, "cancelled",
+                                            "the flow was cancelled before the step ran"),
     };
     fields.insert(fields.end(), step_fields.begin(), step_fields.end());
   }

@@ -93,6 +93,11 @@
 //                   with the flow's fingerprint and deletes the hash; a
 //                   refused write (OOM, ...) returns the error, and the call
 //                   again finds the step recorded and ends the flow.
+//   kCancelFlow     KEYS: the flow's hash. Marks the flow cancelled and
+//                   records every step not yet released cancelled (each
+//                   released step still ends as it ends, and the last to end
+//                   writes the flow's result, `cancelled`): 1; 0: no such
+//                   flow in progress.
 //
 // Scripts that renew or heartbeat declare `allow-oom`: they do not grow the
 // data set, and a full Redis must not make live hosts look dead.
@@ -112,5 +117,6 @@ extern const char* const kHeartbeat;
 extern const char* const kDropConsumer;
 extern const char* const kOpenFlow;
 extern const char* const kEndStep;
+extern const char* const kCancelFlow;
 
 }  // namespace umi::redis_scripts

@@ -75,7 +75,7 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
     const char* const sources[] = {redis_scripts::kPublishResults, redis_scripts::kRenewLeases, redis_scripts::kGiveBack,
                                    redis_scripts::kHeartbeat, redis_scripts::kDropConsumer,
                                    redis_scripts::kClaimLapsed, redis_scripts::kTakeLevels, redis_scripts::kPlanTake,
-                                   redis_scripts::kOpenFlow, redis_scripts::kEndStep};
+                                   redis_scripts::kOpenFlow, redis_scripts::kEndStep, redis_scripts::kCancelFlow};
     static_assert(std::size(sources) == static_cast<size_t>(Script::kCount));
     std::vector<std::vector<std::string>> loads;
     for (const char* source : sources) loads.push_back({"SCRIPT", "LOAD", source});
@@ -409,6 +409,16 @@ void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
   }
   results_.Hold({route.address[0], route.address[1], route.address[2], "", route.address[4],
                  RedisResults::Write::kEndStep, flow, redis_flows::EndStepArgs(flow, route.address[4], body)});
+}
+
+bool RedisTransport::CancelFlow(const std::string& id) {
+  if (!writer_.connected()) return false;
+  auto cancelled = writer_.Command(Eval(Script::kCancelFlow, redis_flows::FlowKey(id), {}));
+  if (!cancelled.ok()) {
+    if (cancelled.status().code() == ErrorCode::kUnavailable) Disconnected(cancelled.status());
+    return false;
+  }
+  return cancelled.value()->type == REDIS_REPLY_INTEGER && cancelled.value()->integer == 1;
 }
 
 bool RedisTransport::TakeFlow(const FlowMessage& flow, const ReplyRoute& route) {

@@ -132,6 +132,8 @@ class RedisTransport final : public Transport {
   // A flow read from a stream: opened in Redis, its steps spread over the
   // farm's hosts (redis_flows.h).
   bool TakeFlow(const FlowMessage& flow, const ReplyRoute& route) override;
+  // Marks a flow in progress in the farm cancelled (redis_scripts::kCancelFlow).
+  bool CancelFlow(const std::string& id) override;
   bool GiveBack(const ReplyRoute& route) override;
   void Starting(const ReplyRoute& route) override;
   void FlushStarting() override;
@@ -151,7 +153,7 @@ class RedisTransport final : public Transport {
   // In the order Connect loads them.
   enum class Script {
     kPublishResults, kRenewLeases, kGiveBack, kHeartbeat, kDropConsumer, kClaimLapsed, kTakeLevels, kPlanTake,
-    kOpenFlow, kEndStep, kCount
+    kOpenFlow, kEndStep, kCancelFlow, kCount
   };
 
   // When the loop must come back: a heartbeat, a claim, a retry.

@@ -120,6 +120,10 @@ class Transport : public ResultSink {
   // How long a transport that stores results for lookups by id keeps each
   // (dedup.window_s; a reload may change it).
   virtual void KeepResultsFor(std::chrono::milliseconds /*keep*/) {}
+  // Cancels a flow this transport runs elsewhere (a farm spreads flows over
+  // its hosts): true when it found the flow in progress. Called when no
+  // task or flow of that id is here.
+  virtual bool CancelFlow(const std::string& /*id*/) { return false; }
   // Its answers wait beyond that bound: it reads no tasks now.
   virtual bool backlogged() const { return false; }
   // Closes what it opened, delivering what it can on the way (an exit
