@@ -109,64 +109,6 @@ Status RedisTransport::SendRead(const std::vector<std::string>& args) {
   return sent;
 }
 
-std::vector<std::string> RedisTransport::IdsToLookUp(const redisReply* streams) const {
-  std::vector<std::string> ids;
-  if (results_.kept_for().count() <= 0 || !fingerprint_key_shared_) return ids;
-  for (size_t s = 0; s < streams->elements; ++s) {
-    const redisReply* pair = streams->element[s];
-    if (pair->type != REDIS_REPLY_ARRAY || pair->elements != 2) continue;
-    const redisReply* entries = pair->element[1];
-    for (size_t e = 0; e < entries->elements; ++e) {
-      const redisReply* entry = entries->element[e];
-      const redisReply* fields = entry->type == REDIS_REPLY_ARRAY && entry->elements == 2 ? entry->element[1] : nullptr;
-      for (size_t f = 0; fields && fields->type == REDIS_REPLY_ARRAY && f + 1 < fields->elements; f += 2) {
-        const redisReply* name = fields->element[f];
-        if (name->len != 1 || name->str[0] != 'm') continue;
-        TaskFields peeked = PeekTaskFields(std::string_view(fields->element[f + 1]->str, fields->element[f + 1]->len));
-        if (peeked.id && !peeked.step_of) ids.push_back(std::move(*peeked.id));  // a step's id is the host's own
-      }
-    }
-  }
-  return ids;
-}
-
-Status RedisTransport::LookUp(RedisReply read, std::vector<std::string> ids) {
-  std::vector<std::string> kept = {"MGET"};
-  kept.reserve(ids.size() + 1);
-  for (const std::string& id : ids) kept.push_back(RedisResultKey(id));
-  Status sent = reader_.Send(kept);
-  if (!sent.ok()) return sent;
-  ++replies_due_;
-  reply_is_lookup_.push_back(true);
-  awaiting_lookup_.push_back({std::move(read), read_epoch_, std::move(ids)});
-  return {};
-}
-
-RedisTransport::Answers RedisTransport::AnsweredFrom(const redisReply* kept, const std::vector<std::string>& ids) {
-  Answers found;
-  if (kept->type != REDIS_REPLY_ARRAY) return found;  // each host's own window still holds
-  for (size_t i = 0; i < ids.size() && i < kept->elements; ++i) {
-    const redisReply* result = kept->element[i];
-    if (result->type != REDIS_REPLY_STRING) continue;
-    // Kept without a fingerprint (a host that shares no key): not comparable, it runs.
-    if (auto split = SplitFingerprint(std::string_view(result->str, result->len))) {
-      found.emplace(ids[i], std::make_shared<const AnsweredElsewhere>(
-                                AnsweredElsewhere{std::move(split->first), split->second}));
-    }
-  }
-  return found;
-}
-
-RedisTransport::Answers RedisTransport::FindAnswered(const redisReply* streams) {
-  const std::vector<std::string> ids = IdsToLookUp(streams);
-  if (ids.empty()) return {};
-  std::vector<std::string> kept = {"MGET"};
-  for (const std::string& id : ids) kept.push_back(RedisResultKey(id));
-  auto found = writer_.Command(kept);
-  if (!found.ok()) return {};
-  return AnsweredFrom(found.value().get(), ids);
-}
-
 std::vector<std::string> RedisTransport::LevelsCommand(
     Script script, const std::vector<std::pair<std::vector<std::string>, size_t>>& wanted) const {
   std::vector<std::string> keys, args = {kGroup, consumer_};

@@ -237,36 +237,6 @@ void RedisTransport::HandleEntries(const redisReply* streams, uint64_t epoch, co
   }
 }
 
-std::optional<TaskFingerprint> RedisTransport::SharedFingerprint(const ReplyRoute& route) const {
-  // Made with another key, it would pass another host's retry for a conflict.
-  return fingerprint_key_shared_ ? route.fingerprint : std::nullopt;
-}
-
-void RedisTransport::ShareFingerprintKey() {
-  // A retry read by any host must match the result another host kept, so
-  // the farm's hosts fingerprint with one key: the first host's, kept in
-  // Redis. Only before this process fingerprinted anything: its own dedup
-  // window holds fingerprints made with the key it has.
-  auto offered = writer_.Command({"SET", redis_keys::kFingerprintKey, FingerprintKey(), "NX"});
-  auto farm = offered.ok() ? writer_.Command({"GET", redis_keys::kFingerprintKey}) : std::move(offered);
-  if (!farm.ok() || farm.value()->type != REDIS_REPLY_STRING) {
-    spdlog::warn("redis: cannot share the fingerprint key ({}): a retry is matched only by the host that ran it",
-                 farm.ok() ? Text(farm.value().get()) : farm.status().message());
-    return;
-  }
-  const std::string key = Text(farm.value().get());
-  if (key == FingerprintKey()) {
-    fingerprint_key_shared_ = true;
-  } else if (!fingerprint_key_shared_ && UseFingerprintKey(key)) {
-    fingerprint_key_shared_ = true;
-  } else {
-    fingerprint_key_shared_ = false;
-    spdlog::warn("redis: {} is not the key this host fingerprints with (Redis lost its data, or it is malformed); "
-                 "a retry is matched only by the host that ran it until this host restarts",
-                 redis_keys::kFingerprintKey);
-  }
-}
-
 void RedisTransport::MarkRunsOnArrival(const std::string& stream) {
   // Tasks that run on arrival (run_inline) run one after another as a read
   // is delivered: one mark, written once per connection before the first of
@@ -409,23 +379,6 @@ void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
   }
   results_.Hold({route.address[0], route.address[1], route.address[2], "", route.address[4],
                  RedisResults::Write::kEndStep, flow, redis_flows::EndStepArgs(flow, route.address[4], body)});
-}
-
-bool RedisTransport::CancelFlow(const std::string& id) {
-  if (!writer_.connected()) return false;
-  auto cancelled = writer_.Command(Eval(Script::kCancelFlow, redis_flows::FlowKey(id), {}));
-  if (!cancelled.ok()) {
-    if (cancelled.status().code() == ErrorCode::kUnavailable) Disconnected(cancelled.status());
-    return false;
-  }
-  return cancelled.value()->type == REDIS_REPLY_INTEGER && cancelled.value()->integer == 1;
-}
-
-bool RedisTransport::TakeFlow(const FlowMessage& flow, const ReplyRoute& route) {
-  if (route.address.size() < 5) return false;
-  results_.Hold({route.address[0], route.address[1], route.address[2], "", flow.id, RedisResults::Write::kOpenFlow,
-                 flow.id, redis_flows::OpenArgs(flow, route.address[2], SharedFingerprint(route))});
-  return true;
 }
 
 bool RedisTransport::GiveBack(const ReplyRoute& route) {

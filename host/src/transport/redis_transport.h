@@ -53,6 +53,12 @@
 //   starvation a plugin's oldest waiting task older than reserve_after and
 //              no room for it here: taken anyway, and the queue reserves
 //   Sentinel   redis+sentinel:// asks for the master at every connect
+//   flows      a flow read from a stream is opened in Redis and its steps
+//              run on any host (redis_flows.h)
+//   dup ids    each read's ids are looked up among the results the farm
+//              keeps (umi:result:<id>, with their fingerprints under the
+//              farm's key umi:fingerprint-key): a retry another host
+//              answered gets the kept answer
 //
 // Connection states:
 //
@@ -73,9 +79,11 @@
 //
 // Where its code is: redis_transport.cc (connections, entries, answers,
 // the turn), redis_reading.cc (taking tasks), redis_upkeep.cc (name,
-// heartbeat, leases renewed and claimed, consumers, backlog), and the parts
-// it owns: RedisResults (redis_results.h: results, fenced), the scripts
-// (redis_scripts.h), key names (redis_keys.h).
+// heartbeat, leases renewed and claimed, consumers, backlog),
+// redis_farm_wide.cc (flows spread over the hosts, duplicate ids across the
+// farm), and the parts it owns: RedisResults (redis_results.h: results,
+// fenced), the scripts (redis_scripts.h), key names (redis_keys.h), the
+// flows' script arguments (redis_flows.h).
 //
 // Thread safety: none; the event loop owns it.
 #pragma once
