@@ -199,4 +199,30 @@ TEST(FarmFlows, CancellingAFarmFlowOnAnyHostEndsItCancelled) {
   ExpectEndedOnce(producer, "stop-me");
 }
 
+// Hosts with different plugins: a flow read by a host that lacks one of its
+// steps' plugins is taken when another live host offers it, and that step
+// runs there; a plugin no live host offers is refused at once.
+TEST(FarmFlows, AStepOnlyAnotherHostCanRunRunsThere) {
+  RedisServer redis;
+  HostProcess::Options faulty_only = FarmHost(redis, "faulty-host", TestConfigYaml());
+  faulty_only.plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR};  // faulty, no sleep
+  HostProcess faulty_host(faulty_only);
+  HostProcess sleep_host(FarmHost(redis, "sleep-host"));  // sleep, no faulty: it reads the flow
+  RedisClient producer(redis.url());
+  producer.Submit("sleep", PackFlow("mixed", {{"nap", {}, {}, "sleep", {{"ms", 1}}},
+                                              {"echo", {{"mode", "echo"}}, {"nap"}, "faulty"}}));
+  producer.Submit("sleep", PackFlow("nowhere", {{"nap", {}, {}, "sleep", {{"ms", 1}}},
+                                                {"ghost", {}, {"nap"}, "no_such_plugin"}}));
+  std::map<std::string, Result> by_id;
+  for (const Result& r : producer.Results(2)) by_id[r.id.value_or("")] = r;
+  ASSERT_EQ(by_id["mixed"].status, "ok") << by_id["mixed"].error_message;
+  std::map<std::string, Result> steps = FlowSteps(by_id["mixed"]);
+  EXPECT_EQ(steps["nap"].host, "sleep-host");
+  EXPECT_EQ(steps["echo"].host, "faulty-host");
+  EXPECT_EQ(by_id["nowhere"].status, "rejected");
+  EXPECT_EQ(by_id["nowhere"].error_code, "unknown_plugin");
+  EXPECT_NE(by_id["nowhere"].error_message.find("no live host of the farm offers it"), std::string::npos)
+      << by_id["nowhere"].error_message;
+}
+
 }  // namespace umi::testing

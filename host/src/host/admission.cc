@@ -38,9 +38,11 @@ FlowAdmission AdmitFlow(const FlowMessage& flow, const FlowFacts& facts, const R
   }
   for (const FlowStep& step : flow.steps) {
     const LoadedPlugin* plugin = facts.find_plugin(step.task.plugin);
+    if (!plugin && facts.served_elsewhere && facts.served_elsewhere(step.task.plugin)) continue;
     if (!plugin) {
-      return Status(ErrorCode::kUnknownPlugin, "flow step '" + step.name + "': " +
-                                                   NotLoaded(step.task.plugin, facts.plugin_refusal(step.task.plugin)));
+      return Status(ErrorCode::kUnknownPlugin,
+                    "flow step '" + step.name + "': " + NotLoaded(step.task.plugin, facts.plugin_refusal(step.task.plugin)) +
+                        (facts.served_elsewhere ? ", and no live host of the farm offers it" : ""));
     }
     if (auto demand = MakeDemand(*plugin, step.task, facts.allow_task_overrides, pool); !demand.ok()) {
       return demand.status().Prefixed("flow step '" + step.name + "'");

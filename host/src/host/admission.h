@@ -57,7 +57,8 @@ Admission Admit(const TaskMessage& task, const AdmissionFacts& facts, const Reso
 // checks for the flow's id (draining, duplicate_id, its stored result or
 // id_conflict), then every step's plugin must be loaded (unknown_plugin,
 // naming the step) and its demand fit the whole pool (infeasible, or
-// bad_request for its resources). Queue length does not refuse a flow: its
+// bad_request for its resources), or, in a farm, be run by another live
+// host (which checks the step's demand when it takes it). Queue length does not refuse a flow: its
 // steps queue as they are released.
 struct FlowFacts {
   bool serving = true;
@@ -65,6 +66,9 @@ struct FlowFacts {
   const ResultCache::Entry* finished = nullptr;
   std::function<const LoadedPlugin*(const std::string&)> find_plugin;
   std::function<std::string(const std::string&)> plugin_refusal;  // why a library of that name was refused
+  // A plugin not loaded here that another host of the farm runs (null: no
+  // farm): its steps are checked by the host that takes them.
+  std::function<bool(const std::string&)> served_elsewhere;
   bool allow_task_overrides = false;
 };
 struct AdmittedFlow {

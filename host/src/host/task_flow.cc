@@ -118,6 +118,9 @@ void TaskFlow::AcceptFlow(FlowMessage flow, ReplyRoute route, bool serving) {
   if (!facts.finished && route.answered) facts.finished = &elsewhere.emplace(ElsewhereEntry(*route.answered, clock_.Now()));
   facts.find_plugin = [this](const std::string& name) { return plugins_.Find(name); };
   facts.plugin_refusal = [this](const std::string& name) { return plugins_.RefusalOf(name); };
+  if (route.sink && route.sink->SpreadsFlows()) {
+    facts.served_elsewhere = [&route](const std::string& name) { return route.sink->ServedElsewhere(name); };
+  }
   facts.allow_task_overrides = config().allow_task_overrides;
   FlowAdmission admission = AdmitFlow(flow, facts, pool_);
   if (const auto* refused = std::get_if<Status>(&admission)) {

@@ -81,6 +81,10 @@ class ResultSink {
   // spreads them over its hosts, transport/redis_flows.h) and answers it;
   // the host then does nothing more with it. False: the host runs it.
   virtual bool TakeFlow(const FlowMessage&, const ReplyRoute&) { return false; }
+  // A sink that spreads flows over a farm's hosts (its TakeFlow takes them):
+  // a flow it brings may name a step that only another live host runs.
+  virtual bool SpreadsFlows() const { return false; }
+  virtual bool ServedElsewhere(const std::string& /*plugin*/) { return false; }
 };
 
 enum class TaskStatus { kOk, kError, kRejected, kTimeout, kCancelled, kCrashed };

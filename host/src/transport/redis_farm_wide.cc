@@ -24,6 +24,12 @@ bool RedisTransport::CancelFlow(const std::string& id) {
   return cancelled.value()->type == REDIS_REPLY_INTEGER && cancelled.value()->integer == 1;
 }
 
+bool RedisTransport::ServedElsewhere(const std::string& plugin) {
+  if (farm_plugins_.count(plugin)) return true;
+  if (writer_.connected() && Clock::now() - farm_plugins_read_ > std::chrono::seconds(1)) ReadUnserved();
+  return farm_plugins_.count(plugin) > 0;
+}
+
 bool RedisTransport::TakeFlow(const FlowMessage& flow, const ReplyRoute& route) {
   if (route.address.size() < 5) return false;
   results_.Hold({route.address[0], route.address[1], route.address[2], "", flow.id, RedisResults::Write::kOpenFlow,

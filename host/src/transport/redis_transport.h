@@ -140,6 +140,11 @@ class RedisTransport final : public Transport {
   // A flow read from a stream: opened in Redis, its steps spread over the
   // farm's hosts (redis_flows.h).
   bool TakeFlow(const FlowMessage& flow, const ReplyRoute& route) override;
+  bool SpreadsFlows() const override { return true; }
+  // Whether a live host of the farm offers `plugin`: at the last look at
+  // the farm (every 5 s, with the unserved plugins), or at a new look when
+  // that one did not name it and is more than a second old.
+  bool ServedElsewhere(const std::string& plugin) override;
   // Marks a flow in progress in the farm cancelled (redis_scripts::kCancelFlow).
   bool CancelFlow(const std::string& id) override;
   bool GiveBack(const ReplyRoute& route) override;
@@ -246,6 +251,8 @@ class RedisTransport final : public Transport {
   RedisTransportOptions options_;
   std::string consumer_;
   bool fingerprint_key_shared_ = false;
+  std::set<std::string> farm_plugins_;  // offered by the farm's live hosts (ReadUnserved)
+  std::chrono::steady_clock::time_point farm_plugins_read_{};
   Inbox* inbox_ = nullptr;
   std::set<std::string> plugins_;
   std::set<std::string> grouped_;  // streams whose group exists

@@ -232,6 +232,18 @@ void RedisTransport::ReadUnserved() {
     unserved[plugin.get<std::string>()] = backlog.value("waiting", int64_t{0}) + backlog.value("pending", int64_t{0});
   }
   report_.unserved = std::move(unserved);
+  std::set<std::string> offered;
+  for (const auto& host : cluster["hosts"]) {
+    if (!host.value("alive", false)) continue;
+    const std::string plugins = host.value("plugins", std::string());
+    for (size_t from = 0; from < plugins.size();) {
+      const size_t comma = std::min(plugins.find(',', from), plugins.size());
+      if (comma > from) offered.insert(plugins.substr(from, comma - from));
+      from = comma + 1;
+    }
+  }
+  if (!cluster["hosts"].empty()) farm_plugins_ = std::move(offered);  // an empty view: Redis did not answer
+  farm_plugins_read_ = Clock::now();
 }
 
 void RedisTransport::DropIdleConsumers() {
