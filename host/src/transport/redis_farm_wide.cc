@@ -45,8 +45,8 @@ std::optional<TaskFingerprint> RedisTransport::SharedFingerprint(const ReplyRout
 void RedisTransport::ShareFingerprintKey() {
   // A retry read by any host must match the result another host kept, so
   // the farm's hosts fingerprint with one key: the first host's, kept in
-  // Redis. Only before this process fingerprinted anything: its own dedup
-  // window holds fingerprints made with the key it has.
+  // Redis. Taken only before this process fingerprinted anything (in Open):
+  // its own dedup window holds fingerprints made with the key it has.
   auto offered = writer_.Command({"SET", redis_keys::kFingerprintKey, FingerprintKey(), "NX"});
   auto farm = offered.ok() ? writer_.Command({"GET", redis_keys::kFingerprintKey}) : std::move(offered);
   if (!farm.ok() || farm.value()->type != REDIS_REPLY_STRING) {
@@ -57,7 +57,7 @@ void RedisTransport::ShareFingerprintKey() {
   const std::string key = Text(farm.value().get());
   if (key == FingerprintKey()) {
     fingerprint_key_shared_ = true;
-  } else if (!fingerprint_key_shared_ && UseFingerprintKey(key)) {
+  } else if (!fingerprinting_ && UseFingerprintKey(key)) {
     fingerprint_key_shared_ = true;
   } else {
     fingerprint_key_shared_ = false;

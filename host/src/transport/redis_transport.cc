@@ -110,7 +110,6 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
   // A command that found the connection broken closed it without
   // Disconnected: calls whose replies died with it go again (by script).
   results_.Disconnected();
-  ShareFingerprintKey();
   const auto sha = [this](Script script) { return script_sha_[static_cast<size_t>(script)]; };
   results_.Connected({sha(Script::kPublishResults), sha(Script::kOpenFlow), sha(Script::kEndStep)});
   return {};
@@ -119,7 +118,15 @@ Status RedisTransport::Connect(std::chrono::milliseconds timeout) {
 Status RedisTransport::Open(Poller& poller, Inbox& inbox) {
   inbox_ = &inbox;
   if (Status connected = Connect(kConnectTimeout); !connected.ok()) return connected;
-  if (Status free = CheckNameIsFree(); !free.ok()) return free;
+  // A busy server (a restart's AOF load, a flood of scripts) gets the
+  // start's longer bound for the name check too: a host that cannot start
+  // is worse than one that waits a little.
+  writer_.SetTimeout(kConnectTimeout);
+  const Status free = CheckNameIsFree();
+  if (free.ok()) ShareFingerprintKey();
+  writer_.SetTimeout(options_.heartbeat);
+  if (!free.ok()) return free;
+  fingerprinting_ = true;  // tasks come from now on: the key stays what it is
   spdlog::info("redis {}: taking tasks of {} plugin(s) as consumer '{}'", options_.url.Redacted(), plugins_.size(),
                consumer_);
   poller.Add([this] { return reader_.fd(); }, [this] { return static_cast<short>(replies_due_ > 0 ? ZMQ_POLLIN : 0); },
@@ -152,6 +159,7 @@ bool RedisTransport::EnsureConnected() {
                results_.held(), std::accumulate(leases_.begin(), leases_.end(), size_t{0},
                                              [](size_t n, const auto& stream) { return n + stream.second.size(); }));
   backoff_ = std::chrono::milliseconds(100);
+  ShareFingerprintKey();  // a Redis that lost its data gets the key back
   next_heartbeat_ = Clock::now();  // renew at once
   SetReady();
   return true;

@@ -217,8 +217,8 @@ class RedisTransport final : public Transport {
   static Answers AnsweredFrom(const redisReply* kept, const std::vector<std::string>& ids);
   // The same, waiting for Redis (a single entry taken to reserve for it).
   Answers FindAnswered(const redisReply* streams);
-  // One fingerprint key for the farm (umi:fingerprint-key), taken at the
-  // first connect, before any task is fingerprinted.
+  // One fingerprint key for the farm (umi:fingerprint-key), taken in Open,
+  // before any task is fingerprinted; offered again at each reconnect.
   void ShareFingerprintKey();
   // The route's fingerprint to keep with its result, if it was made with
   // the farm's key.
@@ -251,6 +251,7 @@ class RedisTransport final : public Transport {
   RedisTransportOptions options_;
   std::string consumer_;
   bool fingerprint_key_shared_ = false;
+  bool fingerprinting_ = false;  // Open is done: tasks may have been fingerprinted
   std::set<std::string> farm_plugins_;  // offered by the farm's live hosts (ReadUnserved)
   std::chrono::steady_clock::time_point farm_plugins_read_{};
   Inbox* inbox_ = nullptr;
