@@ -405,10 +405,14 @@ TEST(FarmFaults, ADrainingHostLeavesNewTasksToOtherHosts) {
   RedisServer redis;
   RedisClient producer(redis.url());
   auto draining = std::make_unique<HostProcess>(FarmHost(redis, "draining"));
+  EventsClient events(draining->context(), draining->endpoint("events"));
+  AwaitSubscription(*draining, events);
   // Long enough that the drain is still under way when it is looked for, on a loaded machine too
   // (with 1.5 s a busy CI box saw the host finish and exit first).
   producer.Submit("sleep", PackTask({.id = "running", .plugin = "sleep", .input = {{"ms", 4000}}}));
-  ASSERT_TRUE(Eventually([&] { return producer.Pending("umi:tasks:sleep") == 1; }));
+  // Started, not only read: a task read but not started is given back at
+  // once, and the host exits before its drain can be seen (TSan saw it).
+  AwaitStarted(events, 1, "running");
   kill(draining->pid(), SIGTERM);
   ASSERT_TRUE(Eventually([&] { return ReadyStatus(*draining) == 503; })) << "the drain began";
   for (int i = 0; i < 5; ++i) producer.Submit("noop", PackTask({.id = "t" + std::to_string(i), .plugin = "noop"}));
