@@ -12,6 +12,7 @@
 
 #include <umi/redis_client.hpp>
 
+#include "support/flow_checks.h"
 #include "support/host_process.h"
 #include "support/redis_server.h"
 #include "support/wire.h"
@@ -52,20 +53,8 @@ TEST(FarmFlows, ADiamondsStepsRunOnSeveralHostsInOrderWithTheirUpstreamOutputs) 
                                                  {{"sleep_ms", 400}}},
                                                 {"report", {{"mode", "echo"}, {"tag", "r"}}, {"thumb", "scenes"}}}));
   const Result flow = producer.Results(1).at(0);
-  ASSERT_EQ(flow.status, "ok") << flow.error_message;
-  EXPECT_EQ(flow.id, "spread");
-  EXPECT_EQ(flow.plugin, "flow");
-  std::map<std::string, Result> steps = FlowSteps(flow);
+  std::map<std::string, Result> steps = ExpectDiamondInOrder(flow, "spread");
   ASSERT_EQ(steps.size(), 4u);
-  for (const auto& [name, step] : steps) {
-    EXPECT_EQ(step.status, "ok") << name;
-    EXPECT_EQ(step.id, "spread/" + name);
-    EXPECT_EQ(step.flow, "spread");
-  }
-  EXPECT_LE(*steps["probe"].finished_at, *steps["thumb"].started_at);
-  EXPECT_LE(*steps["probe"].finished_at, *steps["scenes"].started_at);
-  EXPECT_LE(*steps["thumb"].finished_at, *steps["report"].started_at);
-  EXPECT_LE(*steps["scenes"].finished_at, *steps["report"].started_at);
   // The flow's own times hold its steps (the result is put together in Redis).
   ASSERT_TRUE(flow.started_at && flow.finished_at);
   EXPECT_LE(*flow.started_at, *steps["probe"].started_at);

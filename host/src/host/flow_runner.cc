@@ -1,6 +1,5 @@
 #include "host/flow_runner.h"
 
-#include <msgpack.hpp>
 #include <spdlog/spdlog.h>
 
 #include <map>
@@ -11,22 +10,6 @@
 
 namespace umi {
 namespace {
-
-struct StringStream {
-  std::string& out;
-  void write(const char* data, size_t size) { out.append(data, size); }
-};
-
-// `fill(packer, bytes)`: the packer writes straight into `bytes`, so a
-// value already packed can be appended between its calls.
-template <typename Fill>
-std::string Packed(Fill fill) {
-  std::string bytes;
-  StringStream stream{bytes};
-  msgpack::packer<StringStream> packer(stream);
-  fill(packer, bytes);
-  return bytes;
-}
 
 std::string StepRoute(size_t index) { return std::to_string(index); }
 
@@ -112,16 +95,16 @@ TaskMessage FlowRunner::Released(Flow& flow, size_t index) {
   step.spec.task.id = task.id;  // kept for a skipped or cancelled record
   step.spec.task.plugin = task.plugin;
   if (step.spec.after.empty()) return task;
-  const std::string upstream = Packed([&](auto& p, std::string& bytes) {
-    p.pack_map(static_cast<uint32_t>(step.spec.after.size()));
-    for (const std::string& before : step.spec.after) {
-      p.pack(before);
-      for (const Step& candidate : flow.steps) {
-        if (candidate.spec.name == before) bytes += candidate.output;
-      }
+  std::vector<std::string> names;
+  std::vector<std::pair<std::string_view, std::string_view>> outputs;
+  names.reserve(step.spec.after.size());
+  for (const std::string& before : step.spec.after) {
+    names.push_back(PackedString(before));
+    for (const Step& candidate : flow.steps) {
+      if (candidate.spec.name == before) outputs.emplace_back(names.back(), candidate.output);
     }
-  });
-  task.input_msgpack = WithPackedField(std::move(task.input_msgpack), "upstream", upstream);
+  }
+  task.input_msgpack = WithPackedField(std::move(task.input_msgpack), "upstream", PackedMap(outputs));
   return task;
 }
 

@@ -74,14 +74,21 @@ std::string PackedString(std::string_view name) {
   return Packed([&](auto& p, std::string&) { p.pack(name); });
 }
 
+std::string PackedMap(const std::vector<std::pair<std::string_view, std::string_view>>& pairs) {
+  return Packed([&](auto& p, std::string& bytes) {
+    p.pack_map(static_cast<uint32_t>(pairs.size()));
+    for (const auto& [key, value] : pairs) {
+      bytes += key;
+      bytes += value;
+    }
+  });
+}
+
 std::string FlowOutput(const std::vector<std::pair<std::string_view, std::string_view>>& steps) {
   return Packed([&](auto& p, std::string& bytes) {
     p.pack_map(1);
-    p.pack("steps").pack_map(static_cast<uint32_t>(steps.size()));
-    for (const auto& [name, result] : steps) {
-      bytes += name;
-      bytes += result;
-    }
+    p.pack("steps");
+    bytes += PackedMap(steps);
   });
 }
 

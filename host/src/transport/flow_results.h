@@ -31,6 +31,9 @@ std::string SkippedStepResult(std::string_view step_id, std::string_view plugin,
 
 // `name` as a msgpack string.
 std::string PackedString(std::string_view name);
+// A map of values already packed, from (key as PackedString, value) pairs
+// in order: a released step's `upstream` (step name -> its output).
+std::string PackedMap(const std::vector<std::pair<std::string_view, std::string_view>>& pairs);
 // {steps: {name: result, ...}} from (name as PackedString, result) pairs in order.
 std::string FlowOutput(const std::vector<std::pair<std::string_view, std::string_view>>& steps);
 
