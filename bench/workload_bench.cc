@@ -2,7 +2,8 @@
 // plugins, so the scheduler is measured, not the CPU). Prints one table.
 //
 //   umi_workload_bench [--only W3] [--w3-tasks 2000] [--w4-noops 20000]
-//   (workloads: W1..W5, and E2E for throughput and rpc latency)
+//   (workloads: W1..W5, E2E for throughput and rpc latency, Q1 for the memory
+//   a queued task costs, M1..M3 media, S1 the sandbox's cost)
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -138,6 +139,42 @@ double NoopRate(int blocked, int noops) {
   for (int i = 0; i < noops; ++i) host.Send(PackTask({.id = "noop-" + std::to_string(i), .plugin = "noop"}));
   for (int i = 0; i < noops; ++i) host.NextResult();
   return noops / Seconds(Clock::now() - start);
+}
+
+// The host's resident memory (VmRSS), in bytes.
+double RssBytes(pid_t pid) {
+  std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) return std::stod(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+// Q1: the host's memory with `count` no-op tasks queued behind the one slot,
+// which a long sleep holds; every task is read (max_queued: count).
+void QueuedMemory(int count) {
+  HostProcess host(Options(R"(hardware:
+  cpu: {cores: 1, threads: 1, max_concurrent_tasks: 1}
+  memory: {total_gb: 8}
+scheduler: {max_queued: )" + std::to_string(count) + "}\n"));
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  auto stats = [&] {
+    rpc.Send(PackControl("stats"));
+    const std::string reply = rpc.Receive();
+    const auto handle = msgpack::unpack(reply.data(), reply.size());
+    const auto map = handle.get().as<std::map<std::string, msgpack::object>>();
+    return std::make_pair(map.at("queued").as<int64_t>(), map.at("running").as<int64_t>());
+  };
+  host.Send(PackTask({.id = "holder", .plugin = "sleep", .input = {{"ms", 3600000}}}));
+  while (stats().second != 1) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  const double idle = RssBytes(host.pid());
+  for (int i = 0; i < count; ++i) host.Send(PackTask({.id = "noop-" + std::to_string(i), .plugin = "noop"}));
+  while (stats().first != count) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const double full = RssBytes(host.pid());
+  std::printf("\nQ1: no-op tasks queued behind one held slot (ids noop-<n>): the host's RSS\n");
+  std::printf("%10s %14s %14s %16s\n", "queued", "rss_idle_MiB", "rss_MiB", "bytes_per_task");
+  std::printf("%10d %14.1f %14.1f %16.0f\n", count, idle / (1 << 20), full / (1 << 20), (full - idle) / count);
 }
 
 // Small tasks of staggered length (50-150 ms), so threads never all free up
@@ -510,7 +547,7 @@ int main(int argc, char** argv) {
   CLI::App app{"umi workload benchmarks W1-W5 through the real host"};
   std::set<std::string> only;
   int w3_tasks = 2000, w4_noops = 20000;
-  app.add_option("--only", only, "Run only these (W1..W5, E2E, M1..M3, S1)");
+  app.add_option("--only", only, "Run only these (W1..W5, E2E, Q1, M1..M3, S1)");
   app.add_option("--host-binary", host_binary, "The umi-host to measure (another build's, for an A/B run)")
       ->capture_default_str();
   app.add_option("--plugin-dir", plugin_dir, "The plugins it loads (that build's)")->capture_default_str();
@@ -518,6 +555,8 @@ int main(int argc, char** argv) {
   app.add_option("--w4-noops", w4_noops, "Noop tasks timed per W4 point")->capture_default_str();
   int throughput_tasks = 100000;
   int media_files = 200;
+  int queued_tasks = 1000000;
+  app.add_option("--queued-tasks", queued_tasks, "Tasks queued in Q1")->capture_default_str();
   app.add_option("--media-files", media_files, "Files in the M1/M2 media runs")->capture_default_str();
   app.add_option("--throughput-tasks", throughput_tasks, "Tasks in the end-to-end throughput run")
       ->capture_default_str();
@@ -561,6 +600,7 @@ int main(int argc, char** argv) {
     }
   }
   if (wanted("E2E")) Throughput(throughput_tasks);
+  if (wanted("Q1")) QueuedMemory(queued_tasks);
   if (wanted("M1") || wanted("M2") || wanted("M3")) Media(only, media_files);
   if (wanted("S1")) SandboxCost(30, 20000);
   return 0;

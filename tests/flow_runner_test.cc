@@ -57,7 +57,7 @@ class FlowRunnerTest : public ::testing::Test {
     result.output_msgpack = output;
     if (status != TaskStatus::kOk) result.error_code = "boom";
     const ReplyRoute& route = routes_.at(id);
-    route.sink->Send(EncodeResult(result, "h"), route);
+    route.sink->Send(EncodeResult(result, "h"), route, nullptr);
   }
 
   ManualClock clock_;

@@ -43,7 +43,7 @@ class FakeTransport final : public Transport {
   std::map<std::string, std::string> endpoints() const override { return {{"fake", "fake://"}}; }
   size_t waiting() const override { return 0; }
   size_t Flush(std::chrono::steady_clock::time_point) override { return 0; }
-  void Send(std::string_view body, const ReplyRoute&) override {
+  void Send(std::string_view body, const ReplyRoute&, const TaskFingerprint*) override {
     std::lock_guard lock(mutex_);
     answers_.emplace_back(body);
     answered_.notify_all();

@@ -1,6 +1,7 @@
 // Retries with backoff through the real host: a task's own `retry`, a
 // plugin's from the config, the codes that retry and those that never do,
-// the queue moving on while a task waits, cancel during the wait.
+// the queue moving on while a task waits, cancel during the wait, a run
+// queued again as a new arrival.
 #include <gtest/gtest.h>
 
 #include <chrono>
@@ -149,6 +150,67 @@ TEST(RetryE2E, ACancelDuringTheWaitEndsTheTaskAndARetryingEventSaysWhen) {
   EXPECT_NE(result.error_message.find("while it waited to run again (run 1 ended error/busy)"), std::string::npos)
       << result.error_message;
   EXPECT_EQ(Runs(dir, "cancelled"), 1);
+}
+
+// A run that waited its backoff while the only slot was taken: it is queued
+// again as a new arrival. Returns once it is queued behind `behind`, with
+// `holder` (a long sleep) in the slot.
+void RequeueBehind(HostProcess& host, EventsClient& events, const TempDir& dir) {
+  TaskSpec again = Flaky("again", dir, 1);
+  again.retry = {{"attempts", 2}, {"backoff_ms", 200}};
+  again.retry_on = {"busy"};
+  host.Send(PackTask(again));
+  auto await = [&](const std::string& topic, const std::string& id) {
+    while (true) {
+      const auto [got, event] = events.Next();
+      if (got == topic && event.id == id) return;
+    }
+  };
+  await("task.retrying", "again");
+  host.Send(PackTask({.id = "holder", .plugin = "sleep", .input = {{"ms", 600000}}}));
+  await("task.started", "holder");
+  host.Send(PackTask({.id = "behind", .plugin = "noop"}));
+  await("task.queued", "behind");
+  await("task.queued", "again");
+}
+
+// Before: the run kept its first arrival's place and went ahead of "behind".
+TEST(RetryE2E, ARunQueuedAgainAfterItsBackoffGoesBehindWhatCameMeanwhile) {
+  HostProcess host(Options(OneAtATime()));
+  EventsClient events(host.context(), host.endpoint("events"));
+  AwaitSubscription(host, events);
+  TempDir dir;
+  RequeueBehind(host, events, dir);
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackControl("cancel", "holder"));
+  EXPECT_NE(rpc.Receive().find("running"), std::string::npos);
+  EXPECT_EQ(host.NextResult().id, "holder");
+  const Result first = host.NextResult();
+  const Result second = host.NextResult();
+  EXPECT_EQ(first.id, "behind");
+  EXPECT_EQ(second.id, "again");
+  EXPECT_EQ(second.status, "ok");
+  EXPECT_EQ(second.attempts, 2);
+}
+
+// The queued run is found by its id (its ledger entry follows its new place).
+TEST(RetryE2E, ARunQueuedAgainIsCancelledWhereItWaits) {
+  HostProcess host(Options(OneAtATime()));
+  EventsClient events(host.context(), host.endpoint("events"));
+  AwaitSubscription(host, events);
+  TempDir dir;
+  RequeueBehind(host, events, dir);
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackControl("cancel", "again"));
+  EXPECT_NE(rpc.Receive().find("queued"), std::string::npos);
+  const Result cancelled = host.NextResult();
+  EXPECT_EQ(cancelled.id, "again");
+  EXPECT_EQ(cancelled.status, "cancelled");
+  EXPECT_EQ(Runs(dir, "again"), 1);
+  rpc.Send(PackControl("cancel", "holder"));
+  EXPECT_NE(rpc.Receive().find("running"), std::string::npos);
+  EXPECT_EQ(host.NextResult().id, "holder");
+  EXPECT_EQ(host.NextResult().id, "behind");
 }
 
 TEST(RetryE2E, ABadRetryIsRefusedNamingTheField) {

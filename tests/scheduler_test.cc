@@ -228,6 +228,92 @@ TEST_F(SchedulerTest, RemoveTakesOneQueuedTask) {
   EXPECT_EQ(Run(), std::vector<std::string>{"b"});
 }
 
+// Cancelled tasks inside a level are skipped; the ends stay live, so the
+// oldest and the next to run are the right ones.
+TEST_F(SchedulerTest, TasksRemovedInsideTheQueueAreSkippedAndTheRestKeepTheirOrder) {
+  Add("hog", 16);
+  Run();
+  const auto start = now_;
+  for (const char* id : {"a", "b", "c", "d", "e"}) {
+    Add(id, 1);
+    Advance(milliseconds(10));
+  }
+  for (const char* id : {"c", "b", "a", "e"}) ASSERT_TRUE(scheduler_.Remove(keys_.at(id))) << id;
+  EXPECT_FALSE(scheduler_.Remove(keys_.at("b")));
+  EXPECT_EQ(scheduler_.size(), 1u);
+  EXPECT_EQ(scheduler_.oldest_enqueued_at(), start + milliseconds(30)) << "d's";
+  Add("f", 1);
+  Finish("hog");
+  EXPECT_EQ(Run(), (std::vector<std::string>{"d", "f"}));
+  EXPECT_EQ(scheduler_.size(), 0u);
+  EXPECT_EQ(scheduler_.shapes(), 0u);
+}
+
+TEST_F(SchedulerTest, AnOlderKeyIsQueuedInItsPlaceAndTakeAllGivesKeyOrder) {
+  Add("hog", 16);
+  Run();
+  Add("second", 1);
+  Add("other-shape", 2);
+  QueuedTask first;
+  first.key = 1;  // older than every other
+  first.message.id = "first";
+  first.message.plugin = first.demand.plugin = "cpu";
+  first.demand.requirement.cpu_threads = 1;
+  keys_["first"] = 1;
+  scheduler_.Enqueue(std::move(first));
+  std::vector<std::string> all;
+  for (QueuedTask& task : scheduler_.TakeAll()) all.push_back(task.message.id);
+  EXPECT_EQ(all, (std::vector<std::string>{"first", "second", "other-shape"}));
+}
+
+// The queue holds a task packed (its shape's parts once): all of it comes back.
+TEST_F(SchedulerTest, AQueuedTaskComesOutAsItWentIn) {
+  Add("hog", 16);
+  Run();
+  ResultSink* const sink = reinterpret_cast<ResultSink*>(0x1000);
+  auto make = [&](bool rare) {
+    QueuedTask task;
+    task.key = ++key_;
+    task.message.id = rare ? "rare-task-with-a-long-id" : "plain";
+    task.message.plugin = task.demand.plugin = "cpu";
+    task.message.input_msgpack = std::string("\x81\xa1k\xa1v", 5);
+    task.message.priority = -3;
+    task.demand.task_group = "group";
+    task.demand.requirement.cpu_threads = 1;
+    task.reply = {.sink = sink, .rpc = true, .address = {"peer", "entry"}};
+    task.enqueued_at = now_;
+    task.runs = 2;
+    if (rare) {
+      task.message.timeout_ms = 250;
+      task.message.resources.emplace().cpu_threads = 1;
+      task.message.retry.emplace().attempts = 3;
+      task.message.flow = "flow-1";
+    }
+    return task;
+  };
+  for (bool rare : {false, true}) {
+    const QueuedTask in = make(rare);
+    scheduler_.Enqueue(QueuedTask(in));
+    const std::optional<QueuedTask> out = scheduler_.Remove(in.key);
+    ASSERT_TRUE(out);
+    EXPECT_EQ(out->message.id, in.message.id);
+    EXPECT_EQ(out->message.plugin, "cpu");
+    EXPECT_EQ(out->message.input_msgpack, in.message.input_msgpack);
+    EXPECT_EQ(out->message.priority, -3);
+    EXPECT_EQ(out->message.timeout_ms, in.message.timeout_ms);
+    EXPECT_EQ(out->message.resources, in.message.resources);
+    EXPECT_EQ(out->message.retry, in.message.retry);
+    EXPECT_EQ(out->message.flow, in.message.flow);
+    EXPECT_EQ(out->demand.task_group, "group");
+    EXPECT_EQ(out->demand.requirement.cpu_threads, 1);
+    EXPECT_EQ(out->reply.sink, sink);
+    EXPECT_TRUE(out->reply.rpc);
+    EXPECT_EQ(out->reply.address, (std::vector<std::string>{"peer", "entry"}));
+    EXPECT_EQ(out->enqueued_at, now_);
+    EXPECT_EQ(out->runs, 2);
+  }
+}
+
 TEST_F(SchedulerTest, TakeAllEmptiesTheQueue) {
   Add("hog", 16);
   Run();

@@ -75,7 +75,7 @@ TEST_F(ZmqTransportTest, ATaskArrivesWithARouteBackToItsTransport) {
   EXPECT_EQ(got.route.sink, &transport_);
   EXPECT_FALSE(got.route.rpc);
 
-  got.route.sink->Send("result-bytes", got.route);
+  got.route.sink->Send("result-bytes", got.route, nullptr);
   PollUntil([&] { return transport_.waiting() == 0; });  // it waits while the collector connects
   zmq::message_t result;
   ASSERT_TRUE(collector.recv(result));
@@ -90,7 +90,7 @@ TEST_F(ZmqTransportTest, AnRpcReplyGoesBackToTheClientThatAsked) {
   PollUntil([&] { return inbox_.delivered.size() == 2; });
   for (const Recorded& got : inbox_.delivered) {
     EXPECT_TRUE(got.route.rpc);
-    got.route.sink->Send("reply-to-" + got.bytes, got.route);
+    got.route.sink->Send("reply-to-" + got.bytes, got.route, nullptr);
   }
   EXPECT_EQ(transport_.waiting(), 0u) << "a connected client's reply leaves at once";
   zmq::message_t reply;
@@ -127,8 +127,8 @@ TEST_F(ZmqTransportTest, EventsAreOnlyPublishedToSubscribers) {
 }
 
 TEST_F(ZmqTransportTest, ResultsNobodyTakesAreCountedAsDroppedAtTheEnd) {
-  transport_.Send("a", ReplyRoute{&transport_, false, {}});
-  transport_.Send("b", ReplyRoute{&transport_, false, {}});
+  transport_.Send("a", ReplyRoute{&transport_, false, {}}, nullptr);
+  transport_.Send("b", ReplyRoute{&transport_, false, {}}, nullptr);
   EXPECT_EQ(transport_.waiting(), 2u);
   EXPECT_EQ(transport_.Flush(std::chrono::steady_clock::now()), 2u);
   EXPECT_EQ(inbox_.dropped, 2u);

@@ -17,7 +17,7 @@ class RecordingSink final : public ResultSink, public EventSink {
  public:
   std::vector<std::string> sent, published;
   bool subscribed = false;
-  void Send(std::string_view body, const ReplyRoute&) override { sent.emplace_back(body); }
+  void Send(std::string_view body, const ReplyRoute&, const TaskFingerprint*) override { sent.emplace_back(body); }
   bool listening() const override { return subscribed; }
   void Publish(std::string_view topic, std::string_view) override { published.emplace_back(topic); }
 };

@@ -37,7 +37,7 @@ void FlowRunner::Start(FlowMessage message, ReplyRoute route, uint64_t key) {
   flows_.emplace(flow.id, std::move(flow));
 }
 
-void FlowRunner::Send(std::string_view body, const ReplyRoute& route) {
+void FlowRunner::Send(std::string_view body, const ReplyRoute& route, const TaskFingerprint* /*kept_as*/) {
   const auto found = route.address.size() == 2 ? flows_.find(route.address[0]) : flows_.end();
   if (found == flows_.end()) return;  // the flow already ended (cancelled): a late answer
   Flow& flow = found->second;

@@ -37,7 +37,7 @@ class FlowRunner final : public ResultSink {
   // Its steps with no `after` are released.
   void Start(FlowMessage flow, ReplyRoute route, uint64_t key);
   // A step's answer (the runner is the route's sink): recorded.
-  void Send(std::string_view body, const ReplyRoute& route) override;
+  void Send(std::string_view body, const ReplyRoute& route, const TaskFingerprint* kept_as) override;
 
   // Released steps and ended flows wait for Pump.
   bool has_work() const { return !released_.empty() || !ended_.empty(); }

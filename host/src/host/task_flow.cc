@@ -72,15 +72,14 @@ void TaskFlow::Accept(TaskMessage task, ReplyRoute route, bool serving) {
   }
   if (const auto* retry = std::get_if<Retry>(&admission)) {
     telemetry_.CountDeduplicated();
-    route.fingerprint = facts.finished->fingerprint;  // the same task: kept again as it was
-    return SendOn(route, *retry->result);
+    return SendOn(route, *retry->result, &facts.finished->fingerprint);  // the same task: kept again as it was
   }
   Admitted& admitted = std::get<Admitted>(admission);
   QueuedTask queued;
   queued.key = ++last_key_;
   queued.demand = std::move(admitted.demand);
   queued.plugin = facts.plugin;
-  route.fingerprint = admitted.fingerprint;
+  route.answered = nullptr;  // read: the queue need not hold it
   queued.reply = std::move(route);
   queued.enqueued_at = now;
   queued.message = std::move(task);
@@ -131,11 +130,9 @@ void TaskFlow::AcceptFlow(FlowMessage flow, ReplyRoute route, bool serving) {
   }
   if (const auto* retry = std::get_if<Retry>(&admission)) {
     telemetry_.CountDeduplicated();
-    route.fingerprint = facts.finished->fingerprint;  // the same task: kept again as it was
-    return SendOn(route, *retry->result);
+    return SendOn(route, *retry->result, &facts.finished->fingerprint);  // the same task: kept again as it was
   }
-  route.fingerprint = std::get<AdmittedFlow>(admission).fingerprint;
-  if (route.sink && route.sink->TakeFlow(flow, route)) {
+  if (route.sink && route.sink->TakeFlow(flow, route, std::get<AdmittedFlow>(admission).fingerprint)) {
     spdlog::debug("flow '{}' ({} step(s)) handed to the farm: its steps run on any host", flow.id, flow.steps.size());
     return;
   }

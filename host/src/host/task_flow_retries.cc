@@ -52,6 +52,9 @@ std::optional<Clock::TimePoint> TaskFlow::NextRetryDue() const { return retry_wa
 void TaskFlow::ReleaseDueRetries() {
   const Clock::TimePoint now = clock_.Now();
   for (QueuedTask& task : retry_waits_.TakeDue(now)) {
+    // Queued again as a new arrival: behind what came while it waited.
+    task.key = ++last_key_;
+    ledger_.Rekey(task.message.id, task.key);
     task.enqueued_at = now;
     Publish("task.queued", task.message);
     scheduler_.Enqueue(std::move(task));

@@ -20,6 +20,10 @@ uint64_t TaskLedger::KeyOf(const std::string& id) const {
   return found == active_.end() ? 0 : found->second.key;
 }
 
+void TaskLedger::Rekey(const std::string& id, uint64_t key) {
+  if (const auto found = active_.find(id); found != active_.end()) found->second.key = key;
+}
+
 void TaskLedger::Accepted(const std::string& id, uint64_t key, TaskFingerprint fingerprint) {
   if (spare_active_.empty()) {
     active_.emplace(id, Active{key, fingerprint});
@@ -32,8 +36,8 @@ void TaskLedger::Accepted(const std::string& id, uint64_t key, TaskFingerprint f
   if (!inserted.inserted) spare_active_ = std::move(inserted.node);  // admission never lets an active id in twice
 }
 
-TaskFingerprint TaskLedger::Release(const std::optional<std::string>& id) {
-  TaskFingerprint fingerprint;
+std::optional<TaskFingerprint> TaskLedger::Release(const std::optional<std::string>& id) {
+  std::optional<TaskFingerprint> fingerprint;
   if (id) {
     if (const auto active = active_.find(*id); active != active_.end()) {
       fingerprint = active->second.fingerprint;
@@ -51,10 +55,10 @@ void TaskLedger::EndFlow(const TaskResult& result, const ReplyRoute& route) {
   Answer(result, route, 0, Release(result.id), nullptr, /*counted=*/false);
 }
 
-void TaskLedger::Refuse(const TaskResult& result, const ReplyRoute& route) { Answer(result, route, 0, {}); }
+void TaskLedger::Refuse(const TaskResult& result, const ReplyRoute& route) { Answer(result, route, 0, std::nullopt); }
 
-void TaskLedger::Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, TaskFingerprint fingerprint,
-                        TaskRecord* ran, bool counted) {
+void TaskLedger::Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key,
+                        std::optional<TaskFingerprint> fingerprint, TaskRecord* ran, bool counted) {
   if (counted) telemetry_.TaskFinished(key, result, ran);
   if (result.status != TaskStatus::kOk && result.status != TaskStatus::kRejected) {
     const std::string id = result.id.value_or(""), status = ToString(result.status);
@@ -70,9 +74,9 @@ void TaskLedger::Answer(const TaskResult& result, const ReplyRoute& route, uint6
   EncodeResultInto(result, host_, encoded_);
   if (result.id && result.status != TaskStatus::kRejected) {
     if (events_.listening()) events_.Publish("task.finished", encoded_);
-    finished_.Remember(*result.id, encoded_, fingerprint, clock_.Now());
+    finished_.Remember(*result.id, encoded_, fingerprint.value_or(TaskFingerprint{}), clock_.Now());
   }
-  SendOn(route, encoded_);
+  SendOn(route, encoded_, fingerprint ? &*fingerprint : nullptr);
 }
 
 }  // namespace umi

@@ -38,6 +38,8 @@ class TaskLedger {
   uint64_t KeyOf(const std::string& id) const;
 
   void Accepted(const std::string& id, uint64_t key, TaskFingerprint fingerprint);
+  // An active task queued again under a new key (a retry's next run).
+  void Rekey(const std::string& id, uint64_t key);
   // The task went back to its transport unanswered (another host runs it).
   void Forget(const std::string& id) { active_.erase(id); }
   // Ends an accepted task. `key`: its key if it started (for the timeline),
@@ -58,10 +60,11 @@ class TaskLedger {
     uint64_t key;
     TaskFingerprint fingerprint;
   };
-  void Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key, TaskFingerprint fingerprint,
-              TaskRecord* ran = nullptr, bool counted = true);
+  // `fingerprint`: the answered task's; none for a refusal.
+  void Answer(const TaskResult& result, const ReplyRoute& route, uint64_t key,
+              std::optional<TaskFingerprint> fingerprint, TaskRecord* ran = nullptr, bool counted = true);
   // The fingerprint of an active id, which leaves the active set.
-  TaskFingerprint Release(const std::optional<std::string>& id);
+  std::optional<TaskFingerprint> Release(const std::optional<std::string>& id);
 
   const std::string host_;
   const Clock& clock_;
@@ -73,9 +76,10 @@ class TaskLedger {
   std::string encoded_;  // each answer is encoded here: its buffer is reused
 };
 
-// Sends `body` on `route` (nowhere when the route has no sink).
-inline void SendOn(const ReplyRoute& route, std::string_view body) {
-  if (route.sink) route.sink->Send(body, route);
+// Sends `body` on `route` (nowhere when the route has no sink); `kept_as`:
+// ResultSink::Send's.
+inline void SendOn(const ReplyRoute& route, std::string_view body, const TaskFingerprint* kept_as = nullptr) {
+  if (route.sink) route.sink->Send(body, route, kept_as);
 }
 
 }  // namespace umi

@@ -50,10 +50,9 @@ struct ReplyRoute {
   ResultSink* sink = nullptr;  // null: nowhere (unit tests)
   bool rpc = false;  // a request/reply peer: it may send control requests; a full queue answers it queue_full
   std::vector<std::string> address;
-  std::shared_ptr<const AnsweredElsewhere> answered = nullptr;  // set by the transport; null: none found
-  // Set by admission: what makes a retry the same task, for a sink that
-  // keeps it with the result (a farm, for its other hosts).
-  std::optional<TaskFingerprint> fingerprint = std::nullopt;
+  // Set by the transport, read by admission (null: none found); a queued
+  // task no longer carries it.
+  std::shared_ptr<const AnsweredElsewhere> answered = nullptr;
 };
 
 // Where an answer goes: a result, a rejection or a control reply, encoded.
@@ -64,7 +63,10 @@ class ResultSink {
  public:
   virtual ~ResultSink() = default;
   // Copies `body` if it keeps it: the caller's buffer is reused.
-  virtual void Send(std::string_view body, const ReplyRoute& route) = 0;
+  // `kept_as`: the fingerprint of the task it answers, for a sink that keeps
+  // results for other hosts (a farm) and matches retries by it; null for a
+  // refusal or a control reply, which are never kept.
+  virtual void Send(std::string_view body, const ReplyRoute& route, const TaskFingerprint* kept_as) = 0;
   // A task taken but not started when the host drains: true when the
   // transport put it back for another host (it needs no answer); false:
   // answer it (rejected/shutting_down).
@@ -80,7 +82,8 @@ class ResultSink {
   // A flow admitted here: true when the sink runs its steps itself (a farm
   // spreads them over its hosts, transport/redis_flows.h) and answers it;
   // the host then does nothing more with it. False: the host runs it.
-  virtual bool TakeFlow(const FlowMessage&, const ReplyRoute&) { return false; }
+  // `fingerprint`: the flow's, kept with its result (as Send's `kept_as`).
+  virtual bool TakeFlow(const FlowMessage&, const ReplyRoute&, const TaskFingerprint& /*fingerprint*/) { return false; }
   // A sink that spreads flows over a farm's hosts (its TakeFlow takes them):
   // a flow it brings may name a step that only another live host runs.
   virtual bool SpreadsFlows() const { return false; }

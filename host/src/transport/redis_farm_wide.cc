@@ -30,16 +30,16 @@ bool RedisTransport::ServedElsewhere(const std::string& plugin) {
   return farm_plugins_.count(plugin) > 0;
 }
 
-bool RedisTransport::TakeFlow(const FlowMessage& flow, const ReplyRoute& route) {
+bool RedisTransport::TakeFlow(const FlowMessage& flow, const ReplyRoute& route, const TaskFingerprint& fingerprint) {
   if (route.address.size() < 5) return false;
   results_.Hold({route.address[0], route.address[1], route.address[2], "", flow.id, RedisResults::Write::kOpenFlow,
-                 flow.id, redis_flows::OpenArgs(flow, route.address[2], SharedFingerprint(route))});
+                 flow.id, redis_flows::OpenArgs(flow, route.address[2], SharedFingerprint(&fingerprint))});
   return true;
 }
 
-std::optional<TaskFingerprint> RedisTransport::SharedFingerprint(const ReplyRoute& route) const {
+std::optional<TaskFingerprint> RedisTransport::SharedFingerprint(const TaskFingerprint* fingerprint) const {
   // Made with another key, it would pass another host's retry for a conflict.
-  return fingerprint_key_shared_ ? route.fingerprint : std::nullopt;
+  return fingerprint_key_shared_ && fingerprint ? std::optional(*fingerprint) : std::nullopt;
 }
 
 void RedisTransport::ShareFingerprintKey() {

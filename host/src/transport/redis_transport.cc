@@ -354,7 +354,7 @@ void RedisTransport::Answer(const std::string& stream, const std::string& id, co
   ReplyRoute route;
   route.sink = this;
   route.address = {stream, id, reply_to, "", task_id.value_or(""), flow};
-  Send(body, route);  // ends the step
+  Send(body, route, nullptr);  // ends the step
 }
 
 size_t RedisTransport::waiting() const { return results_.waiting(); }
@@ -369,7 +369,7 @@ void RedisTransport::TakeResults() {
   SetReady();  // a refusal, or the end of one
 }
 
-void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
+void RedisTransport::Send(std::string_view body, const ReplyRoute& route, const TaskFingerprint* kept_as) {
   // Written at the next BeforeTasks, with the other results of this turn.
   if (route.address.size() < 5) return;
   const std::string& flow = route.address.size() > 5 ? route.address[5] : std::string();
@@ -381,8 +381,8 @@ void RedisTransport::Send(std::string_view body, const ReplyRoute& route) {
                    .task_id = route.address[4],
                    // An answer to an admitted task (or a retry of one), not a
                    // refusal: a refused duplicate must not replace what is kept.
-                   .keep = route.fingerprint.has_value(),
-                   .fingerprint = SharedFingerprint(route)});
+                   .keep = kept_as != nullptr,
+                   .fingerprint = SharedFingerprint(kept_as)});
     return;
   }
   results_.Hold({route.address[0], route.address[1], route.address[2], "", route.address[4],

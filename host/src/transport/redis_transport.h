@@ -136,10 +136,10 @@ class RedisTransport final : public Transport {
 
   Status Open(Poller& poller, Inbox& inbox) override;
   std::map<std::string, std::string> endpoints() const override { return {{"redis", options_.url.Redacted()}}; }
-  void Send(std::string_view body, const ReplyRoute& route) override;
+  void Send(std::string_view body, const ReplyRoute& route, const TaskFingerprint* kept_as) override;
   // A flow read from a stream: opened in Redis, its steps spread over the
   // farm's hosts (redis_flows.h).
-  bool TakeFlow(const FlowMessage& flow, const ReplyRoute& route) override;
+  bool TakeFlow(const FlowMessage& flow, const ReplyRoute& route, const TaskFingerprint& fingerprint) override;
   bool SpreadsFlows() const override { return true; }
   // Whether a live host of the farm offers `plugin`: at the last look at
   // the farm (every 5 s, with the unserved plugins), or at a new look when
@@ -222,7 +222,7 @@ class RedisTransport final : public Transport {
   void ShareFingerprintKey();
   // The route's fingerprint to keep with its result, if it was made with
   // the farm's key.
-  std::optional<TaskFingerprint> SharedFingerprint(const ReplyRoute& route) const;
+  std::optional<TaskFingerprint> SharedFingerprint(const TaskFingerprint* fingerprint) const;
   // reader_.Send for a read; the first of a run of reads in flight notes
   // the fence epoch it was sent in.
   Status SendRead(const std::vector<std::string>& args);

@@ -128,7 +128,7 @@ void ZmqTransport::Receive(zmq::socket_t& socket, bool is_rpc) {
   }
 }
 
-void ZmqTransport::Send(std::string_view body, const ReplyRoute& route) {
+void ZmqTransport::Send(std::string_view body, const ReplyRoute& route, const TaskFingerprint* /*kept_as*/) {
   static const std::vector<std::string> kResultsSocket;
   outbox_.Send(body, route.rpc ? route.address : kResultsSocket);
 }

@@ -55,7 +55,7 @@ class ZmqTransport final : public Transport, public EventSink {
 
   Status Open(Poller& poller, Inbox& inbox) override;
   std::map<std::string, std::string> endpoints() const override { return endpoints_; }
-  void Send(std::string_view body, const ReplyRoute& route) override;
+  void Send(std::string_view body, const ReplyRoute& route, const TaskFingerprint* kept_as) override;
   size_t waiting() const override { return outbox_.waiting(); }
   void AfterPoll() override;
   size_t Flush(std::chrono::steady_clock::time_point deadline) override;
