@@ -52,7 +52,7 @@ for line in open(out + '/syms'):
     else: group = 'the rest of the host'
     share[group] += pct
 e2e = open(out + '/e2e').read()
-m = re.search(r'default\.yaml \(8 concurrent\)\s+(\d+)\s+\S+\s+\S+\s+([\d.]+)', e2e)
+m = re.search(r'reference\.yaml \(8 concurrent\)\s+(\d+)\s+\S+\s+\S+\s+([\d.]+)', e2e)
 rate, us = float(m.group(1)), float(m.group(2))
 print(f'{rate:,.0f} tasks/s, host CPU {us:.2f} us/task (perf attached)')
 print(f'{"where":42s} {"share":>7s} {"us/task":>8s}')

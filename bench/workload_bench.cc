@@ -3,7 +3,7 @@
 //
 //   umi_workload_bench [--only W3] [--w3-tasks 2000] [--w4-noops 20000]
 //   (workloads: W1..W5, E2E for throughput and rpc latency, Q1 for the memory
-//   a queued task costs, M1..M3 media, S1 the sandbox's cost)
+//   a queued task costs, M1..M4 media, S1 the sandbox's cost)
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -391,6 +392,122 @@ double TimeCommands(const std::vector<std::vector<std::string>>& commands) {
   return Seconds(Clock::now() - start);
 }
 
+// The commands run as people run them on a machine: `xargs -P <parallel>`,
+// at most `parallel` at a time, each started as soon as one ends.
+double TimeCommandsParallel(const std::vector<std::vector<std::string>>& commands, int parallel) {
+  const auto start = Clock::now();
+  size_t next = 0;
+  int running = 0;
+  while (next < commands.size() || running > 0) {
+    if (next < commands.size() && running < parallel) {
+      const pid_t pid = fork();
+      if (pid == 0) {
+        std::vector<char*> argv;
+        for (const std::string& arg : commands[next]) argv.push_back(const_cast<char*>(arg.c_str()));
+        argv.push_back(nullptr);
+        execv(argv[0], argv.data());
+        _exit(127);
+      }
+      ++next;
+      ++running;
+      continue;
+    }
+    int status = 0;
+    if (wait(&status) > 0) {
+      --running;
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) std::fprintf(stderr, "a command failed\n");
+    }
+  }
+  return Seconds(Clock::now() - start);
+}
+
+// CPU seconds (user + system) of a process and of its children that are
+// alive now (a host's worker processes).
+double CpuSecondsWithChildren(pid_t pid) {
+  double total = CpuSeconds(pid);
+  for (const auto& entry : std::filesystem::directory_iterator("/proc")) {
+    const std::string name = entry.path().filename();
+    if (name.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::ifstream stat(entry.path() / "stat");
+    std::string text((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
+    const size_t paren = text.rfind(')');
+    if (paren == std::string::npos) continue;
+    std::istringstream fields(text.substr(paren + 2));
+    std::string state, parent;
+    if (fields >> state >> parent && parent == std::to_string(pid)) total += CpuSeconds(std::stoi(name));
+  }
+  return total;
+}
+
+// M4: one long file, as a pipeline would treat it: scene cuts and
+// thumbnails at 10 points, all sent at once to a host whose pool is this
+// machine, against the same work as ffmpeg commands under xargs -P <cores>.
+void LongFile(const std::string& dir, int cores) {
+  const std::string path = dir + "/long.mp4";
+  RunCommand({"/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
+              "testsrc2=size=1920x1080:rate=25:duration=60", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50",
+              path});
+  std::string config = "hardware:\n  cpu: {cores: " + std::to_string(cores) + ", threads: " + std::to_string(cores) +
+                       "}\n  memory: {total_gb: 8}\nplugins:\n";
+  for (const char* plugin : {"thumbnail", "scenes"}) {
+    config += std::string("  ") + plugin + ": {isolation: process, settings: {media_roots: [" + dir +
+              "], output_root: " + dir + "}}\n";
+  }
+  HostProcess host(Options(config));
+  std::vector<TaskSpec> tasks{{.id = "scenes", .plugin = "scenes", .input = {{"width", 640}},
+                               .string_input = {{"path", path}}}};
+  std::vector<std::vector<std::string>> commands{
+      {"/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-threads", "2", "-i", path, "-vf",
+       "scale=640:-2,select='gt(scene,0.3)',metadata=print", "-f", "null", "-"}};
+  for (int i = 0; i < 10; ++i) {
+    const int at = 3 + 6 * i;
+    const std::string out = dir + "/long-thumb" + std::to_string(i);
+    tasks.push_back({.id = "thumb" + std::to_string(i), .plugin = "thumbnail", .input = {{"width", 320}, {"at", at}},
+                     .string_input = {{"path", path}, {"output", out + ".umi.jpg"}}});
+    commands.push_back({"/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-y", "-threads", "2", "-ss", std::to_string(at),
+                        "-i", path, "-frames:v", "1", "-vf", "scale=320:-2", out + ".cli.jpg"});
+  }
+  // Warm: the workers start and the file is in the page cache for both.
+  TimeTasks(host, {{.id = "warm", .plugin = "thumbnail", .input = {{"width", 320}, {"at", 1}},
+                    .string_input = {{"path", path}, {"output", dir + "/warm.jpg"}}}}, "warm");
+  (void)TimeCommandsParallel({commands[1]}, 1);
+  const double cpu_before = CpuSecondsWithChildren(host.pid());
+  const auto start = Clock::now();
+  for (const TaskSpec& task : tasks) host.Send(PackTask(task));
+  std::vector<std::pair<double, double>> runs;  // [started_at, finished_at] of each task
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const Result r = host.NextResult();
+    if (r.status != "ok") std::fprintf(stderr, "%s: %s %s\n", r.id.value_or("?").c_str(), r.error_code.c_str(), r.error_message.c_str());
+    if (r.started_at && r.finished_at) runs.emplace_back(*r.started_at, *r.finished_at);
+  }
+  const double umi_s = Seconds(Clock::now() - start);
+  const double umi_cpu = CpuSecondsWithChildren(host.pid()) - cpu_before;
+  // How long at least one task ran: what is left of the makespan is the
+  // host's (reading, dispatching, answering) and the producer's.
+  std::sort(runs.begin(), runs.end());
+  double running_s = 0, covered_until = 0;
+  for (const auto& [from, to] : runs) {
+    const double begin = std::max(from, covered_until);
+    if (to > begin) running_s += to - begin;
+    covered_until = std::max(covered_until, to);
+  }
+  auto children_cpu = [] {
+    rusage usage{};
+    getrusage(RUSAGE_CHILDREN, &usage);
+    return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+  };
+  const double cli_cpu_before = children_cpu();
+  const double cli_s = TimeCommandsParallel(commands, cores);
+  const double cli_cpu = children_cpu() - cli_cpu_before;
+  std::printf("\nM4: a 60 s 1080p H.264 file: scene cuts and thumbnails at 10 points, all at once, %d cores\n", cores);
+  std::printf("%-40s %10s %12s %14s\n", "how", "makespan_s", "cores_busy", "a_task_running");
+  std::printf("%-40s %10.2f %11.1f%% %13.1f%%\n", "umi (scenes, thumbnail: isolated)", umi_s,
+              100 * umi_cpu / (umi_s * cores), 100 * running_s / umi_s);
+  std::printf("%-40s %10.2f %11.1f%% %14s\n", ("ffmpeg under xargs -P " + std::to_string(cores)).c_str(), cli_s,
+              100 * cli_cpu / (cli_s * cores), "-");
+  std::printf("%-40s %10.3f\n", "umi / xargs", umi_s / cli_s);
+}
+
 void Media(const std::set<std::string>& only, int files) {
   auto wanted = [&](const char* name) { return only.empty() || only.count(name); };
   TempDir dir;
@@ -409,8 +526,10 @@ void Media(const std::set<std::string>& only, int files) {
                      "], output_root: " + dir.path().string() + "}}\n";
   }
   HostProcess host(Options(kWideConfig + media_plugins));
-  std::printf("\nMedia: %d files of 2 s 640x360 mpeg4+aac; umi runs tasks side by side on its pool, the CLI one file at a time\n", files);
-  std::printf("%-10s %14s %14s %8s\n", "plugin", "umi_files_s", "cli_files_s", "ratio");
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  std::printf("\nMedia: %d files of 2 s 640x360 mpeg4+aac; umi runs tasks side by side on its pool; the CLI one file\n"
+              "at a time, and under xargs -P %d (this machine's CPUs), as people run it\n", files, cores);
+  std::printf("%-10s %14s %14s %14s %12s\n", "plugin", "umi_files_s", "cli_files_s", "xargs_files_s", "umi/xargs");
   if (wanted("M1")) {
     std::vector<TaskSpec> tasks;
     std::vector<std::vector<std::string>> commands;
@@ -420,7 +539,8 @@ void Media(const std::set<std::string>& only, int files) {
     }
     const double umi = files / TimeTasks(host, tasks, "probe");
     const double cli = files / TimeCommands(commands);
-    std::printf("%-10s %14.1f %14.1f %8.2f\n", "probe", umi, cli, umi / cli);
+    const double xargs = files / TimeCommandsParallel(commands, cores);
+    std::printf("%-10s %14.1f %14.1f %14.1f %12.2f\n", "probe", umi, cli, xargs, umi / xargs);
   }
   if (wanted("M2")) {
     std::vector<TaskSpec> tasks;
@@ -435,7 +555,8 @@ void Media(const std::set<std::string>& only, int files) {
     }
     const double umi = files / TimeTasks(host, tasks, "thumbnail");
     const double cli = files / TimeCommands(commands);
-    std::printf("%-10s %14.1f %14.1f %8.2f\n", "thumbnail", umi, cli, umi / cli);
+    const double xargs = files / TimeCommandsParallel(commands, cores);
+    std::printf("%-10s %14.1f %14.1f %14.1f %12.2f\n", "thumbnail", umi, cli, xargs, umi / xargs);
   }
   if (wanted("M3")) {
     const std::string big = (dir.path() / "big.mp4").string();
@@ -452,6 +573,7 @@ void Media(const std::set<std::string>& only, int files) {
       }
     }
   }
+  if (wanted("M4")) LongFile(dir.path().string(), cores);
 }
 
 // ---- S1: what the workers' sandbox costs ------------------------------------
@@ -547,7 +669,7 @@ int main(int argc, char** argv) {
   CLI::App app{"umi workload benchmarks W1-W5 through the real host"};
   std::set<std::string> only;
   int w3_tasks = 2000, w4_noops = 20000;
-  app.add_option("--only", only, "Run only these (W1..W5, E2E, Q1, M1..M3, S1)");
+  app.add_option("--only", only, "Run only these (W1..W5, E2E, Q1, M1..M4, S1)");
   app.add_option("--host-binary", host_binary, "The umi-host to measure (another build's, for an A/B run)")
       ->capture_default_str();
   app.add_option("--plugin-dir", plugin_dir, "The plugins it loads (that build's)")->capture_default_str();
@@ -601,7 +723,7 @@ int main(int argc, char** argv) {
   }
   if (wanted("E2E")) Throughput(throughput_tasks);
   if (wanted("Q1")) QueuedMemory(queued_tasks);
-  if (wanted("M1") || wanted("M2") || wanted("M3")) Media(only, media_files);
+  if (wanted("M1") || wanted("M2") || wanted("M3") || wanted("M4")) Media(only, media_files);
   if (wanted("S1")) SandboxCost(30, 20000);
   return 0;
 }
