@@ -1,6 +1,7 @@
 #include "runtime/worker_frames.h"
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,13 +11,25 @@ namespace umi {
 
 namespace {
 
-bool WriteAll(int fd, const char* data, size_t size) {
-  while (size > 0) {
-    const ssize_t n = send(fd, data, size, MSG_NOSIGNAL);
+// One sendmsg for the header and the payload: the peer wakes once, to a
+// whole frame, not to a header whose payload is still on its way.
+bool SendAll(int fd, iovec* parts, size_t count) {
+  while (count > 0) {
+    msghdr message{};
+    message.msg_iov = parts;
+    message.msg_iovlen = count;
+    ssize_t n = sendmsg(fd, &message, MSG_NOSIGNAL);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) return false;
-    data += n;
-    size -= static_cast<size_t>(n);
+    while (count > 0 && static_cast<size_t>(n) >= parts->iov_len) {
+      n -= static_cast<ssize_t>(parts->iov_len);
+      ++parts;
+      --count;
+    }
+    if (count > 0) {
+      parts->iov_base = static_cast<char*>(parts->iov_base) + n;
+      parts->iov_len -= static_cast<size_t>(n);
+    }
   }
   return true;
 }
@@ -39,7 +52,8 @@ bool WriteFrame(int fd, FrameType type, const std::string& payload) {
   header[0] = static_cast<char>(type);
   const uint32_t length = static_cast<uint32_t>(payload.size());
   std::memcpy(header + 1, &length, sizeof(length));
-  return WriteAll(fd, header, sizeof(header)) && WriteAll(fd, payload.data(), payload.size());
+  iovec parts[2] = {{header, sizeof(header)}, {const_cast<char*>(payload.data()), payload.size()}};
+  return SendAll(fd, parts, payload.empty() ? 1 : 2);
 }
 
 bool ReadFrame(int fd, FrameType& type, std::string& payload) {
