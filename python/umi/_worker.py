@@ -224,12 +224,15 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__} as msgpack")
 
 
+_STATM: list[int] = []  # /proc/self/statm, opened once
+
+
 def _address_space_bytes() -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith("VmSize:"):
-                return int(line.split()[1]) * 1024
-    return 0
+    """VmSize: statm's first field, in pages, with one pread of a descriptor
+    kept open (parsing /proc/self/status cost more than a no-op task)."""
+    if not _STATM:
+        _STATM.append(os.open("/proc/self/statm", os.O_RDONLY | os.O_CLOEXEC))
+    return int(os.pread(_STATM[0], 64, 0).split(maxsplit=1)[0]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def serve(fd: int, path: str, source: bytes | None = None, sandboxed: bool = False) -> int:
@@ -319,10 +322,14 @@ def serve(fd: int, path: str, source: bytes | None = None, sandboxed: bool = Fal
         cpu_ids, gpu_ids = task.get("cpu_ids", []), task.get("gpu_ids", [])
         if cpu_ids:
             os.sched_setaffinity(0, cpu_ids)
-        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, gpu_ids))
-        if task.get("cpu_threads", 0) > 0:
+        # Set only when they change: each assignment is a putenv.
+        visible = ",".join(map(str, gpu_ids))
+        if os.environ.get("CUDA_VISIBLE_DEVICES") != visible:
+            os.environ["CUDA_VISIBLE_DEVICES"] = visible
+        threads = str(task.get("cpu_threads", 0))
+        if threads != "0" and os.environ.get(thread_vars[0]) != threads:
             for var in thread_vars:
-                os.environ[var] = str(task["cpu_threads"])
+                os.environ[var] = threads
         memory_mb = int(task.get("memory_mb", 0))
         limit_memory = memory_mb > 0 and not gpu_ids
         if limit_memory:
