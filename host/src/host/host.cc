@@ -81,6 +81,8 @@ class Host::Loop final : public Inbox {
     // this host's heartbeat).
     flow_.PrestartWorkers(TaskFlow::WorkerStart::kWait);
     poller_.Add(flow_.mail_fd(), [] { return static_cast<short>(ZMQ_POLLIN); }, [this](short) { flow_.HandleMail(); });
+    poller_.Add(flow_.exchange_fd(), [] { return static_cast<short>(ZMQ_POLLIN); }, [this](short) { flow_.HandleMail(); });
+    poller_.AddTimer([this] { return flow_.mail_due_in(); }, [this] { flow_.HandleMail(); });
     AddTimers();
     for (const auto& transport : transports_) {
       transport->SetPlugins(LoadedNames());

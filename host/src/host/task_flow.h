@@ -56,6 +56,10 @@ class TaskFlow {
 
   // Readable when the Executor has mail; then call HandleMail.
   int mail_fd() const { return executor_.fd(); }
+  // Readable when a worker process the loop exchanges with wrote; then
+  // call HandleMail, as also once mail_due_in() says.
+  int exchange_fd() const { return executor_.exchange_fd(); }
+  std::optional<std::chrono::milliseconds> mail_due_in() const { return executor_.due_in(); }
 
   // A decoded task: refused, answered from the dedup window, run at once
   // (a run_inline task that fits, none of its plugin queued) or queued.

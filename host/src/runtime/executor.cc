@@ -75,7 +75,7 @@ std::deque<Mail> Mailbox::TakeAll() {
 }
 
 Executor::Executor(std::filesystem::path self_binary, std::chrono::milliseconds kill_grace)
-    : processes_(std::move(self_binary), kill_grace) {
+    : processes_(std::move(self_binary), kill_grace), exchanges_(processes_) {
   CPU_ZERO(&process_cpus_);
   sched_getaffinity(0, sizeof(process_cpus_), &process_cpus_);
 }
@@ -86,8 +86,38 @@ std::function<void(double, std::string_view)> Executor::ProgressReporter(uint64_
   };
 }
 
+std::deque<Mail> Executor::TakeAll() {
+  // Pumped first: the progress its frames report (posted to the mailbox)
+  // comes before the end of the task that made it.
+  std::vector<WorkerExchanges::Ended> exchanges = exchanges_.Pump();
+  std::deque<Mail> mail = mailbox_.TakeAll();
+  for (WorkerExchanges::Ended& ended : exchanges) {
+    if (!ended.started && ended.outcome.crashed) {
+      // Its worker was dying when it was handed the task: a fresh one.
+      spdlog::warn("task '{}': its worker process died before starting it ({}); trying a fresh worker",
+                   ended.context->task_id, ended.outcome.error ? ended.outcome.error->message : "");
+      RunOnThread(ended.key, std::move(ended.context), *ended.plugin, ended.allocation, std::move(ended.spec));
+      continue;
+    }
+    mail.push_back(Finished{.key = ended.key,
+                            .error = std::move(ended.outcome.error),
+                            .started_at = ended.started_at,
+                            .finished_at = ended.finished_at,
+                            .run_ms = ended.run_ms,
+                            .crashed = ended.outcome.crashed,
+                            .killed = ended.outcome.killed});
+  }
+  return mail;
+}
+
 void Executor::Run(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
                    const Allocation& allocation, std::shared_ptr<const WorkerSpec> isolated) {
+  if (isolated && exchanges_.Start(key, context, plugin, allocation, isolated)) return;
+  RunOnThread(key, std::move(context), plugin, allocation, std::move(isolated));
+}
+
+void Executor::RunOnThread(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
+                           const Allocation& allocation, std::shared_ptr<const WorkerSpec> isolated) {
   auto finished = std::make_shared<Finished>();
   finished->key = key;
   auto run = [this, finished, context = std::move(context), plugin = &plugin, allocation,

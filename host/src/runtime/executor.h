@@ -4,7 +4,8 @@
 // and bound to its first granted GPU, or, for plugins with `isolation:
 // process`, in a worker process (ProcessPool) that pins and limits itself.
 // Either way one Finished message per task, and any Progress, arrive in the
-// mailbox: a queue plus an eventfd (fd()) the loop polls beside its sockets.
+// mailbox (or, for an isolated task the loop exchanges with an idle worker
+// itself, worker_exchanges.h, from TakeAll directly): a queue plus an eventfd (fd()) the loop polls beside its sockets.
 // Finished is posted once the worker thread is idle again, so the next task
 // can reuse it (and its per-thread plugin instance state). A plugin that
 // declares run_inline (short, never blocking) runs on the loop's thread
@@ -32,6 +33,7 @@
 #include "runtime/process_pool.h"
 #include "scheduling/resource_pool.h"
 #include "runtime/task_context.h"
+#include "runtime/worker_exchanges.h"
 #include "runtime/worker_pool.h"
 
 namespace umi {
@@ -77,7 +79,14 @@ class Executor {
 
   // Readable when mail is waiting.
   int fd() const { return mailbox_.fd(); }
-  std::deque<Mail> TakeAll() { return mailbox_.TakeAll(); }
+  // Readable when a worker process of an exchange on the loop wrote
+  // (worker_exchanges.h); then TakeAll as for mail.
+  int exchange_fd() const { return exchanges_.fd(); }
+  // When TakeAll must run even if neither fd is readable (a cancel to send
+  // to a worker, a grace that ends); none: no need.
+  std::optional<std::chrono::milliseconds> due_in() const { return exchanges_.due_in(); }
+  // The mail, and the tasks that ended on the loop's exchanges.
+  std::deque<Mail> TakeAll();
 
   // Whether a task of `plugin` on `allocation` runs on the caller's thread:
   // the plugin declares run_inline, and the task needs no worker process
@@ -86,8 +95,9 @@ class Executor {
     return plugin.run_inline && !isolated && allocation.cpu_ids.empty() && allocation.gpu_ids.empty();
   }
 
-  // Starts the task; its Finished arrives in the mailbox. `isolated`: how
-  // the plugin's worker processes start, when it runs in them; null: on a thread.
+  // Starts the task; its Finished comes from TakeAll. `isolated`: how the
+  // plugin's worker processes start, when it runs in them (on an idle one
+  // the loop exchanges with itself, else from a thread); null: on a thread.
   void Run(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
            const Allocation& allocation, std::shared_ptr<const WorkerSpec> isolated);
   // Runs a task that RunsInline to its end on the caller's thread: no mail,
@@ -103,9 +113,13 @@ class Executor {
   static constexpr double kInlineOverrunMs = 1.0;
 
  private:
+  void RunOnThread(uint64_t key, std::shared_ptr<UMI_Context> context, const LoadedPlugin& plugin,
+                   const Allocation& allocation, std::shared_ptr<const WorkerSpec> isolated);
+
   Mailbox mailbox_;
   cpu_set_t process_cpus_;  // restored on worker threads after a pinned task
   ProcessPool processes_;
+  WorkerExchanges exchanges_;  // after processes_: its workers go back there
   std::set<std::string> warned_overrun_;  // plugins whose inline overrun was logged
   InstanceStates inline_instances_;       // the loop thread's, for inline tasks
   // Declared last: destroyed first, so its threads finish before the

@@ -315,17 +315,7 @@ size_t ProcessPool::idle_or_starting_workers(const std::string& plugin) const {
 
 IsolatedOutcome ProcessPool::Run(const LoadedPlugin& plugin, const WorkerSpec& spec, UMI_Context& context,
                                  const Allocation& allocation) {
-  const std::string task = Pack([&](auto& p) {
-    p.pack_map(7);
-    p.pack("id").pack(context.task_id);
-    p.pack("input").pack_bin(static_cast<uint32_t>(context.input_msgpack.size()));
-    p.pack_bin_body(context.input_msgpack.data(), static_cast<uint32_t>(context.input_msgpack.size()));
-    p.pack("cpu_cores").pack(allocation.cpu_cores.ToDouble());
-    p.pack("cpu_threads").pack(allocation.cpu_threads);
-    p.pack("memory_mb").pack(allocation.memory_mb);
-    p.pack("cpu_ids").pack(allocation.cpu_ids);
-    p.pack("gpu_ids").pack(allocation.gpu_ids);
-  });
+  const std::string task = TaskFrame(context, allocation);
   // A worker can be dying when it is handed the task (killed a moment
   // before, still tearing down its threads): the task never started there,
   // so it goes to a fresh worker instead of ending `crashed`.
@@ -369,11 +359,17 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpe
                                   .late_frame = [this, &plugin] { CountLateFrame(plugin.name); }},
                                  context, task);
   started = end.started;
+  return Settle(plugin, spec, std::move(worker), std::move(end));
+}
+
+IsolatedOutcome ProcessPool::Settle(const LoadedPlugin& plugin, const WorkerSpec& spec, Worker worker,
+                                    ExchangeEnd end) {
+  IsolatedOutcome outcome;
   outcome.error = std::move(end.error);
   switch (end.how) {
     case ExchangeEnd::How::kAnswered: {
       std::lock_guard lock(mutex_);
-      idle_[plugin.name].push_back(worker);
+      idle_[plugin.name].push_back(std::move(worker));
       break;
     }
     case ExchangeEnd::How::kWorkerGone: {
@@ -397,6 +393,11 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpe
       break;
   }
   return outcome;
+}
+
+void ProcessPool::Discard(const std::string& plugin, Worker worker) {
+  Reap(worker, /*kill_first=*/true);
+  CountEnded(plugin);
 }
 
 }  // namespace umi

@@ -55,6 +55,7 @@
 #include "runtime/plugin_registry.h"
 #include "runtime/sandbox.h"
 #include "runtime/task_context.h"
+#include "runtime/worker_exchange.h"
 
 namespace umi {
 
@@ -107,12 +108,23 @@ class ProcessPool {
   // returns how many; the host calls it on SIGCHLD, then starts new ones.
   size_t ReapDeadIdle();
 
- private:
+  // For a caller that runs the exchange itself (Executor, on the event
+  // loop): an idle worker of `plugin` that is still alive, or none (pid < 0),
+  // and, once the exchange ends, what becomes of the worker (idle again,
+  // or reaped and counted) and of the task.
   struct Worker {
     pid_t pid = -1;
     int fd = -1;
     std::string temp_dir;  // its private $TMPDIR, removed with it
   };
+  Worker TakeIdle(const std::string& plugin);
+  IsolatedOutcome Settle(const LoadedPlugin& plugin, const WorkerSpec& spec, Worker worker, ExchangeEnd end);
+  // Kills and reaps a worker taken with TakeIdle (the host is stopping).
+  void Discard(const std::string& plugin, Worker worker);
+  void CountLateFrame(const std::string& plugin);
+  std::chrono::milliseconds kill_grace() const { return kill_grace_; }
+
+ private:
   struct PendingStart {
     LoadedPlugin plugin;  // a copy: a reload may drop the registry's
     WorkerSpec spec;
@@ -129,8 +141,6 @@ class ProcessPool {
   Status AwaitReady(Worker& worker, const LoadedPlugin& plugin, const WorkerSpec& spec, std::stop_token stop);
   void StartPending(std::stop_token stop);  // the starter thread
   // One try on one worker; `started` says whether the worker began the task.
-  // An idle worker of `plugin` that is still alive, or none (pid < 0).
-  Worker TakeIdle(const std::string& plugin);
   IsolatedOutcome RunOnce(const LoadedPlugin& plugin, const WorkerSpec& spec, UMI_Context& context,
                           const std::string& task, bool& started);
   // Returns the worker's wait status (0 if it had none).
@@ -139,7 +149,6 @@ class ProcessPool {
   static bool ReapIfDead(Worker& worker);
   void CountStarted(const std::string& plugin);
   void CountEnded(const std::string& plugin, bool by_sandbox = false);
-  void CountLateFrame(const std::string& plugin);
 
   const std::filesystem::path binary_;
   const std::chrono::milliseconds kill_grace_;

@@ -62,6 +62,45 @@ FrameVerdict ReadTaskFrame(const ExchangeSettings& settings, UMI_Context& contex
 
 }  // namespace
 
+std::string TaskFrame(const UMI_Context& context, const Allocation& allocation) {
+  return Pack([&](auto& p) {
+    p.pack_map(7);
+    p.pack("id").pack(context.task_id);
+    p.pack("input").pack_bin(static_cast<uint32_t>(context.input_msgpack.size()));
+    p.pack_bin_body(context.input_msgpack.data(), static_cast<uint32_t>(context.input_msgpack.size()));
+    p.pack("cpu_cores").pack(allocation.cpu_cores.ToDouble());
+    p.pack("cpu_threads").pack(allocation.cpu_threads);
+    p.pack("memory_mb").pack(allocation.memory_mb);
+    p.pack("cpu_ids").pack(allocation.cpu_ids);
+    p.pack("gpu_ids").pack(allocation.gpu_ids);
+  });
+}
+
+bool TakeFrame(const ExchangeSettings& settings, UMI_Context& context, FrameType type, const std::string& payload,
+               ExchangeEnd& end) {
+  if (type == kDenied) {
+    end.denied = SystemCallName(std::atoi(payload.c_str()));
+    return false;  // its end follows
+  }
+  end.started = true;  // kStarted, or any frame that comes from a task that ran
+  if (type == kStarted) return false;
+  if (type == kLog) {
+    LogWorkerLine(settings.plugin, context.task_id, payload);
+    return false;
+  }
+  try {
+    if (ReadTaskFrame(settings, context, type, payload, end) == FrameVerdict::kAnswered) {
+      end.how = ExchangeEnd::How::kAnswered;
+      return true;
+    }
+  } catch (const std::exception& e) {
+    end.error = MakeError("crashed", std::string("the plugin's worker process sent a bad frame: ") + e.what());
+    end.how = ExchangeEnd::How::kBadFrame;
+    return true;
+  }
+  return false;
+}
+
 ExchangeEnd ExchangeTask(const ExchangeSettings& settings, UMI_Context& context, const std::string& task_frame) {
   ExchangeEnd end;
   const auto ended = [&end](ExchangeEnd::How how) {
@@ -84,24 +123,7 @@ ExchangeEnd ExchangeTask(const ExchangeSettings& settings, UMI_Context& context,
     FrameType type{};
     std::string payload;
     if (!ReadFrame(settings.fd, type, payload)) return ended(ExchangeEnd::How::kWorkerGone);
-    if (type == kDenied) {
-      end.denied = SystemCallName(std::atoi(payload.c_str()));
-      continue;  // its end follows
-    }
-    end.started = true;  // kStarted, or any frame that comes from a task that ran
-    if (type == kStarted) continue;
-    if (type == kLog) {
-      LogWorkerLine(settings.plugin, context.task_id, payload);
-      continue;
-    }
-    try {
-      if (ReadTaskFrame(settings, context, type, payload, end) == FrameVerdict::kAnswered) {
-        return ended(ExchangeEnd::How::kAnswered);
-      }
-    } catch (const std::exception& e) {
-      end.error = MakeError("crashed", std::string("the plugin's worker process sent a bad frame: ") + e.what());
-      return ended(ExchangeEnd::How::kBadFrame);
-    }
+    if (TakeFrame(settings, context, type, payload, end)) return end;
   }
 }
 

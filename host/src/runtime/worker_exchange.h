@@ -17,6 +17,8 @@
 #include <string>
 
 #include "runtime/sandbox.h"
+#include "runtime/worker_frames.h"
+#include "scheduling/resource_pool.h"
 #include "runtime/task_context.h"
 
 namespace umi {
@@ -41,9 +43,19 @@ struct ExchangeSettings {
   std::function<void()> late_frame;  // called for each dropped frame of an earlier task
 };
 
+// The kTask payload of `context`'s task on `allocation`.
+std::string TaskFrame(const UMI_Context& context, const Allocation& allocation);
+
 // Runs `task_frame` (a kTask payload) for `context` on the worker; the
-// output of a successful run lands in context.output_msgpack.
+// output of a successful run lands in context.output_msgpack. Blocks.
 ExchangeEnd ExchangeTask(const ExchangeSettings& settings, UMI_Context& context, const std::string& task_frame);
+
+// One frame the worker sent during the exchange, taken into `end`; true
+// when the exchange has ended (end.how says how). The same steps as
+// ExchangeTask, for a caller that polls the worker's socket itself
+// (Executor's exchanges on the event loop).
+bool TakeFrame(const ExchangeSettings& settings, UMI_Context& context, FrameType type, const std::string& payload,
+               ExchangeEnd& end);
 
 // A worker's log frame, logged as its plugin's line for `task` (or for the
 // task the line itself names).
