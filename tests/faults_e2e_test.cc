@@ -223,6 +223,28 @@ TEST(Faults, ACancelThatOvertakesItsTaskStillCancelsItInTheWorker) {
   EXPECT_EQ(host.Stop(), 0);
 }
 
+// A task frame too big to write from the event loop (over 64 KiB) goes to
+// a worker from a thread; small ones the loop hands over itself. Either way
+// the same worker serves them, whole.
+TEST(Faults, ABigTaskAndSmallOnesRunOnTheSameWorkerWhicheverWayTheyAreHandedOver) {
+  HostProcess host(Isolated());
+  host.Send(PackTask(Faulty("small", "ok")));
+  const Result small = host.NextResult();
+  ASSERT_EQ(small.status, "ok") << small.error_message;
+  const std::string blob(200 * 1024, 'x');
+  host.Send(PackTask({.id = "big", .plugin = "faulty", .string_input = {{"mode", "echo"}, {"blob", blob}}}));
+  const Result big = host.NextResult();
+  ASSERT_EQ(big.status, "ok") << big.error_message;
+  EXPECT_EQ(Pid(big), Pid(small));
+  const msgpack::object* echoed = big.Output("input");
+  ASSERT_TRUE(echoed);
+  using Fields = std::map<std::string, msgpack::object>;
+  EXPECT_EQ(echoed->as<Fields>().at("blob").as<std::string>(), blob);
+  host.Send(PackTask(Faulty("small-again", "ok")));
+  EXPECT_EQ(Pid(host.NextResult()), Pid(small));
+  EXPECT_EQ(host.Stop(), 0);
+}
+
 TEST(Faults, AnIsolatedTaskRunsOnExactlyItsGrantedCpus) {
   HostProcess host({.config_yaml = "hardware:\n  cpu: {cores: 1, threads: 2, pinning: true}\n  memory: {total_gb: 1}\n"
                                    "plugins:\n  inspect: {isolation: process}\n",
