@@ -12,10 +12,8 @@
 
 #include <boost/dll/shared_library.hpp>
 
-#include <condition_variable>
 #include <cstdlib>
 #include <cstring>
-#include <deque>
 #include <map>
 #include <mutex>
 #include <set>
@@ -61,6 +59,16 @@ void ReportDenied(int number) {
   std::memcpy(frame + 1, &size, sizeof(size));
   for (int i = 0; i < length; ++i) frame[5 + i] = digits[length - 1 - i];
   [[maybe_unused]] ssize_t n = send(g_host_fd, frame, 5 + static_cast<size_t>(length), MSG_NOSIGNAL);
+}
+
+int g_cancel_wake = -1;  // the write end of the watcher's pipe
+
+// The host's kCancelSignal: a cancel frame waits on the socket. Wakes the
+// watcher thread, which reads it.
+void NoteCancel(int) {
+  const int saved = errno;
+  [[maybe_unused]] ssize_t n = write(g_cancel_wake, "c", 1);
+  errno = saved;
 }
 
 // A worker that is pid 1 of its namespace: what the task started, killed.
@@ -115,11 +123,24 @@ class PluginWorker {
     return WriteFrame(fd_, kReady, {});
   }
 
-  // Runs tasks until the host closes the socket.
+  // Runs tasks until the host closes the socket. This thread reads its
+  // tasks itself (no thread hands them over: one wake-up less per task);
+  // the cancels that come while a task runs are read by the watcher thread,
+  // which the host's kCancelSignal wakes.
   [[noreturn]] void Serve() {
     sched_getaffinity(0, sizeof(all_cpus_), &all_cpus_);
     getrlimit(RLIMIT_AS, &unlimited_);
-    std::thread reader([this] { ReadFrames(); });
+    int wake[2];
+    if (pipe2(wake, O_CLOEXEC) == 0) {
+      fcntl(wake[1], F_SETFL, O_NONBLOCK);  // a full pipe: a wake-up is pending already
+      g_cancel_wake = wake[1];
+      struct sigaction on_cancel {};
+      on_cancel.sa_handler = NoteCancel;
+      on_cancel.sa_flags = SA_RESTART;
+      sigemptyset(&on_cancel.sa_mask);
+      sigaction(kCancelSignal, &on_cancel, nullptr);
+      std::thread([this, read_end = wake[0]] { WatchCancels(read_end); }).detach();
+    }
     while (std::optional<std::string> task = NextTask()) {
       std::string done = RunTask(*task);
       if (reap_after_each_task_) KillLeftoverProcesses();
@@ -128,42 +149,52 @@ class PluginWorker {
     }
     // The host closed the socket (it is stopping, or gave up on this worker).
     shutdown(fd_, SHUT_RDWR);
-    reader.join();
     std::_Exit(0);  // plugin threads and globals are not ours to tear down
   }
 
  private:
-  // The reader thread hands tasks to the main thread and turns a cancel
-  // frame into a cancelled context while the plugin runs. A cancel can
-  // overtake its task (it names the task): it is kept until that task starts.
-  void ReadFrames() {
-    FrameType frame{};
+  // The next task; the cancels read on the way name a task not started yet
+  // (a cancel can overtake its task) or one that ended. None: the host
+  // closed the socket.
+  std::optional<std::string> NextTask() {
+    FrameType type{};
     std::string payload;
-    while (ReadFrame(fd_, frame, payload)) {
-      std::lock_guard lock(mutex_);
-      if (frame == kTask) tasks_.push_back(std::move(payload));
-      if (frame == kCancel) {
-        if (running_ && running_->task_id == payload) {
-          running_->Cancel();
-        } else {
-          early_cancels_.insert(payload);
-        }
+    while (true) {
+      {
+        std::lock_guard reading(read_mutex_);
+        if (!ReadFrame(fd_, type, payload)) return std::nullopt;
       }
-      wake_.notify_one();
+      if (type == kTask) return payload;
+      if (type == kCancel) Cancel(payload);
     }
-    std::lock_guard lock(mutex_);
-    closed_ = true;
-    if (running_) running_->Cancel();
-    wake_.notify_one();
   }
 
-  std::optional<std::string> NextTask() {
-    std::unique_lock lock(mutex_);
-    wake_.wait(lock, [&] { return closed_ || !tasks_.empty(); });
-    if (closed_) return std::nullopt;
-    std::string payload = std::move(tasks_.front());
-    tasks_.pop_front();
-    return payload;
+  // Each wake-up: the cancel frames at the head of the socket, read; a task
+  // frame there is the main thread's, left alone.
+  void WatchCancels(int wake) {
+    char drained[64];
+    while (true) {
+      const ssize_t n = read(wake, drained, sizeof(drained));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return;
+      std::lock_guard reading(read_mutex_);
+      char header[5];
+      while (recv(fd_, header, sizeof(header), MSG_PEEK | MSG_DONTWAIT) == sizeof(header) && header[0] == kCancel) {
+        FrameType type{};
+        std::string payload;
+        if (!ReadFrame(fd_, type, payload)) return;
+        Cancel(payload);
+      }
+    }
+  }
+
+  void Cancel(const std::string& task_id) {
+    std::lock_guard lock(mutex_);
+    if (running_ && running_->task_id == task_id) {
+      running_->Cancel();
+    } else {
+      early_cancels_.insert(task_id);
+    }
   }
 
   // One task within its grant; the kDone payload.
@@ -262,10 +293,8 @@ class PluginWorker {
   LoadedPlugin plugin_;
   cpu_set_t all_cpus_{};
   rlimit unlimited_{};
-  std::mutex mutex_;  // guards what follows, shared with the reader thread
-  std::condition_variable wake_;
-  std::deque<std::string> tasks_;
-  bool closed_ = false;
+  std::mutex read_mutex_;  // one reader of the socket at a time: this thread or the watcher
+  std::mutex mutex_;  // guards what follows, shared with the watcher thread
   UMI_Context* running_ = nullptr;
   std::set<std::string> early_cancels_;
   std::mutex write_mutex_;  // progress may come from the plugin's own threads

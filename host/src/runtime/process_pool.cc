@@ -355,7 +355,7 @@ IsolatedOutcome ProcessPool::RunOnce(const LoadedPlugin& plugin, const WorkerSpe
       return outcome;
     }
   }
-  ExchangeEnd end = ExchangeTask({.fd = worker.fd, .plugin = plugin.name, .kill_grace = kill_grace_,
+  ExchangeEnd end = ExchangeTask({.fd = worker.fd, .pid = worker.pid, .plugin = plugin.name, .kill_grace = kill_grace_,
                                   .late_frame = [this, &plugin] { CountLateFrame(plugin.name); }},
                                  context, task);
   started = end.started;

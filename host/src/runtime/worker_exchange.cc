@@ -62,6 +62,10 @@ FrameVerdict ReadTaskFrame(const ExchangeSettings& settings, UMI_Context& contex
 
 }  // namespace
 
+void SendCancel(const ExchangeSettings& settings, const std::string& task_id) {
+  if (WriteFrame(settings.fd, kCancel, task_id) && settings.pid > 0) kill(settings.pid, kCancelSignal);
+}
+
 std::string TaskFrame(const UMI_Context& context, const Allocation& allocation) {
   return Pack([&](auto& p) {
     p.pack_map(7);
@@ -112,7 +116,7 @@ ExchangeEnd ExchangeTask(const ExchangeSettings& settings, UMI_Context& context,
   while (true) {
     if (!kill_at && context.cancelled()) {
       kill_at = Clock::now() + settings.kill_grace;
-      WriteFrame(settings.fd, kCancel, context.task_id);
+      SendCancel(settings, context.task_id);
     }
     if (kill_at && Clock::now() >= *kill_at) {
       end.started = true;  // whatever it did, it was told to stop: no second try

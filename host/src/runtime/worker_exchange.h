@@ -12,6 +12,8 @@
 // exchange at a time per worker. The other functions are pure.
 #pragma once
 
+#include <sys/types.h>
+
 #include <chrono>
 #include <functional>
 #include <string>
@@ -38,10 +40,14 @@ struct ExchangeEnd {
 
 struct ExchangeSettings {
   int fd = -1;          // the host's end of the worker's socketpair
+  pid_t pid = -1;       // the worker's, for kCancelSignal
   std::string plugin;   // for log lines
   std::chrono::milliseconds kill_grace{0};
   std::function<void()> late_frame;  // called for each dropped frame of an earlier task
 };
+
+// Asks the worker to stop the task: a kCancel frame, then kCancelSignal.
+void SendCancel(const ExchangeSettings& settings, const std::string& task_id);
 
 // The kTask payload of `context`'s task on `allocation`.
 std::string TaskFrame(const UMI_Context& context, const Allocation& allocation);

@@ -62,6 +62,7 @@ bool WorkerExchanges::Start(uint64_t key, const std::shared_ptr<UMI_Context>& co
                              .run_ms = 0},
                     .worker = worker,
                     .settings = {.fd = worker.fd,
+                                 .pid = worker.pid,
                                  .plugin = plugin.name,
                                  .kill_grace = processes_.kill_grace(),
                                  .late_frame = [this, name = plugin.name] { processes_.CountLateFrame(name); }},
@@ -101,7 +102,7 @@ std::vector<WorkerExchanges::Ended> WorkerExchanges::Pump() {
     Exchange& under_way = exchange->second;
     if (!under_way.kill_at && under_way.task.context->cancelled()) {
       under_way.kill_at = now + processes_.kill_grace();
-      WriteFrame(under_way.worker.fd, kCancel, under_way.task.context->task_id);
+      SendCancel(under_way.settings, under_way.task.context->task_id);
     }
     if (under_way.kill_at && now >= *under_way.kill_at) {
       under_way.end.started = true;  // whatever it did, it was told to stop: no second try

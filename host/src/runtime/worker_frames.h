@@ -12,9 +12,16 @@
 // Progress, log and done frames name their task: one from an earlier task
 // (a thread or process the plugin left behind) is not the running task's.
 //
+// After each kCancel the host sends the worker process kCancelSignal: the
+// C++ worker reads its tasks on its main thread and has a thread read the
+// socket only when told a cancel waits there. SIGURG's default action is
+// to ignore it, so a worker that reads its socket another way (the Python
+// one, on a reader thread) is not disturbed.
+//
 // Thread safety: the functions are reentrant; one writer at a time per fd.
 #pragma once
 
+#include <csignal>
 #include <cstdint>
 #include <string>
 
@@ -27,6 +34,7 @@ enum FrameType : uint8_t {
 };
 
 inline constexpr uint32_t kMaxFrameBytes = 1u << 30;
+inline constexpr int kCancelSignal = SIGURG;
 
 // False when the peer is gone.
 bool WriteFrame(int fd, FrameType type, const std::string& payload);
