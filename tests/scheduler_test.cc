@@ -169,6 +169,38 @@ TEST_F(SchedulerTest, AReservationStillLetsThroughWhatItDoesNotNeed) {
   EXPECT_EQ(Run(), (std::vector<std::string>{"gpu_task", "one_thread"}));
 }
 
+// Workload W3: the GPU idled while its next task waited behind a reserved
+// CPU task for CPU threads (before: "gpu" waited until "hog" ended).
+TEST_F(SchedulerTest, AGpuTaskWhoseDeviceIsFreeGoesAheadOfAReservedCpuTaskThatStillFitsBesideIt) {
+  Add("hog", 12);
+  Run();
+  Add("big", 8);  // 4 threads free: waits, and reserves
+  Advance(milliseconds(1500));
+  Add("gpu", 2, 0, 1);
+  EXPECT_EQ(Run(), std::vector<std::string>{"gpu"});
+  EXPECT_EQ(scheduler_.reserved(), keys_.at("big"));
+  Add("cpu", 1);  // a CPU task still leaves "big" its threads
+  EXPECT_TRUE(Run().empty());
+  Finish("hog");
+  EXPECT_EQ(Run(), (std::vector<std::string>{"big", "cpu"}));
+}
+
+// The exception never starves the reserved task: beside a GPU task's
+// threads it could never start, so the GPU task waits behind it.
+TEST_F(SchedulerTest, AGpuTaskDoesNotGoAheadOfAReservedCpuTaskItsThreadsWouldStarve) {
+  Add("hog", 10);
+  Run();
+  Add("all", 16);
+  Advance(milliseconds(1500));
+  Add("gpu", 2, 0, 1);
+  EXPECT_TRUE(Run().empty());
+  EXPECT_EQ(scheduler_.reserved(), keys_.at("all"));
+  Finish("hog");
+  EXPECT_EQ(Run(), std::vector<std::string>{"all"});
+  Finish("all");
+  EXPECT_EQ(Run(), std::vector<std::string>{"gpu"});
+}
+
 TEST_F(SchedulerTest, TheLowestPriorityRunsLast) {
   Add("lowest", 1, INT64_MIN);  // its rank used to negate it, which overflowed to the front
   Add("zero", 1, 0);

@@ -242,6 +242,22 @@ bool ResourcePool::CanAllocateBeside(const Demand& demand, const Demand& reserve
   return true;
 }
 
+bool ResourcePool::GpuTaskMayGoFirst(const Demand& gpu_task, const Demand& reserved) const {
+  const ResourceRequirement& g = gpu_task.requirement;
+  const ResourceRequirement& r = reserved.requirement;
+  if (!g.uses_gpu() || r.uses_gpu()) return false;
+  Quantity cores = g.cpu_cores + r.cpu_cores;
+  int64_t threads = g.cpu_threads + r.cpu_threads;
+  int64_t memory_mb = g.memory_mb + r.memory_mb;
+  for (const auto& [key, allocation] : allocations_) {
+    if (allocation.gpu_ids.empty()) continue;
+    cores += allocation.cpu_cores;
+    threads += allocation.cpu_threads;
+    memory_mb += allocation.memory_mb;
+  }
+  return cores <= capacity_.cpu_cores && threads <= capacity_.cpu_threads && memory_mb <= capacity_.memory_mb;
+}
+
 bool ResourcePool::AtItsCap(const Demand& demand) const {
   return (!demand.task_group.empty() && !UnderCap(capacity_.group_caps, group_running_, demand.task_group)) ||
          !UnderCap(capacity_.plugin_caps, plugin_running_, demand.plugin);

@@ -104,6 +104,12 @@ class ResourcePool {
   // dimension, `demand` may use only what is free beyond `reserved`'s need.
   // Backfill under a reservation; see Scheduler.
   bool CanAllocateBeside(const Demand& demand, const Demand& reserved) const;
+  // Whether GPU task `gpu_task` (which CanAllocate) may start ahead of
+  // `reserved`, a CPU task holding the reservation: the pool's capacity
+  // holds `reserved` beside every running GPU task and `gpu_task`, so
+  // `reserved` still starts once the CPU tasks before it end, while the
+  // GPU does not idle waiting for them (workload W3).
+  bool GpuTaskMayGoFirst(const Demand& gpu_task, const Demand& reserved) const;
   // True if the demand needs GPUs and they are free now (whatever else it lacks).
   bool GpusAvailableFor(const Demand& demand) const {
     return demand.requirement.uses_gpu() && PickGpus(demand.requirement, GpuShare(demand.requirement));

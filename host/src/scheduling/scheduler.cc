@@ -148,7 +148,8 @@ std::vector<std::pair<QueuedTask, Allocation>> Scheduler::TakeRunnable(Clock::ti
     // The reserved task did not fit at the start of the pass and nothing
     // has been freed since; the rest may only use what it does not need.
     if (reserved && (head.task == reserved->task ||
-                     !pool_.CanAllocateBeside(demand, reserved->shape->second.demand))) {
+                     (!pool_.CanAllocateBeside(demand, reserved->shape->second.demand) &&
+                      !pool_.GpuTaskMayGoFirst(demand, reserved->shape->second.demand)))) {
       continue;
     }
     std::optional<Allocation> allocation = pool_.TryAllocate(head.task->key, demand);

@@ -17,7 +17,11 @@
 // reservation:
 // other tasks start only if they leave it everything it still needs
 // (ResourcePool::CanAllocateBeside). As running tasks finish, what they free
-// accrues to the reserved task, so it starts once enough of them end.
+// accrues to the reserved task, so it starts once enough of them end. One
+// exception keeps the GPU busy: a GPU task whose device is free goes ahead
+// of a reserved CPU task when the pool holds that task beside every GPU
+// task's CPU share (ResourcePool::GpuTaskMayGoFirst): the reserved task
+// still starts once the CPU tasks before it end.
 //
 // Thread safety: none. The host's event loop owns it, together with the
 // ResourcePool it allocates from. Time is passed in, so tests use a virtual
