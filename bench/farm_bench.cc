@@ -124,6 +124,7 @@ class RedisFarm {
   std::vector<Result> Results(size_t count) { return producer_.Results(count); }
   std::string url() const { return redis_.url(); }
   int port() const { return redis_.port(); }
+  pid_t redis_pid() const { return redis_.pid(); }
   std::string socket() const { return redis_.url().substr(std::string("unix://").size()); }
   HostProcess& host(size_t i) { return *hosts_[i]; }
   void Replace(size_t i, std::unique_ptr<HostProcess> host) { hosts_[i] = std::move(host); }
@@ -279,20 +280,23 @@ double XaddRate(RedisFarm& farm, bool tcp) {
 }
 
 // CPU seconds (user + system) the farm's host processes used so far.
+// User plus system CPU seconds of a process so far.
+double CpuSeconds(pid_t pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  // pid (comm) state ppid ... utime (14th field) stime (15th); comm may hold spaces.
+  std::istringstream fields(line.substr(line.rfind(')') + 2));
+  std::string skip;
+  for (int field = 3; field < 14; ++field) fields >> skip;
+  long long utime = 0, stime = 0;
+  fields >> utime >> stime;
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 double HostCpuSeconds(RedisFarm& farm, size_t hosts) {
   double total = 0;
-  for (size_t h = 0; h < hosts; ++h) {
-    std::ifstream stat("/proc/" + std::to_string(farm.host(h).pid()) + "/stat");
-    std::string line;
-    std::getline(stat, line);
-    // pid (comm) state ppid ... utime (14th field) stime (15th); comm may hold spaces.
-    std::istringstream fields(line.substr(line.rfind(')') + 2));
-    std::string skip;
-    for (int field = 3; field < 14; ++field) fields >> skip;
-    long long utime = 0, stime = 0;
-    fields >> utime >> stime;
-    total += static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
-  }
+  for (size_t h = 0; h < hosts; ++h) total += CpuSeconds(farm.host(h).pid());
   return total;
 }
 
@@ -308,7 +312,7 @@ void Throughput(int count) {
     bool tcp;
   };
   std::printf("F4: %d noop tasks through Redis (producer pipelines 500 XADDs at a time)\n", count);
-  std::printf("   link   hosts  prefetch  tasks_per_s  xadd_per_s  vs_xadd  host_cpu_us/task\n");
+  std::printf("   link   hosts  prefetch  tasks_per_s  xadd_per_s  vs_xadd  host_cpu_us/task  redis_cpu_us/task\n");
   for (const Row& row : {Row{1, kAuto, true}, Row{3, kAuto, true}, Row{3, 0, true}, Row{3, kAuto, false}}) {
     RedisFarm farm(std::vector<HostSpec>(row.hosts, HostSpec{8, false, row.prefetch}), row.tcp);
     const double xadd = XaddRate(farm, row.tcp);
@@ -318,6 +322,7 @@ void Throughput(int count) {
                            std::chrono::seconds(60));
     const std::string prefix = "f4-" + std::to_string(row.hosts) + "-" + std::to_string(row.prefetch) + "-" +
                                (row.tcp ? "tcp" : "unix") + "-";
+    const double redis_cpu_before = CpuSeconds(farm.redis_pid());
     const auto start = Clock::now();
     for (int sent = 0; sent < count;) {
       std::vector<std::vector<std::string>> batch;
@@ -330,12 +335,14 @@ void Throughput(int count) {
     for (const Result& r : farm.Results(static_cast<size_t>(count))) ok += r.status == "ok";
     const double rate = count / Seconds(Clock::now() - start);
     const double host_us = HostCpuSeconds(farm, row.hosts) * 1e6 / count;
-    std::printf("   %-5s  %5zu  %8s  %11.0f  %10.0f  %7.3f  %13.1f   (%zu ok)\n", row.tcp ? "tcp" : "unix", row.hosts,
-                row.prefetch == kAuto ? "auto" : std::to_string(row.prefetch).c_str(), rate, xadd,
-                xadd > 0 ? rate / xadd : 0.0, host_us, ok);
+    const double redis_us = (CpuSeconds(farm.redis_pid()) - redis_cpu_before) * 1e6 / count;
+    std::printf("   %-5s  %5zu  %8s  %11.0f  %10.0f  %7.3f  %16.1f  %17.1f   (%zu ok)\n", row.tcp ? "tcp" : "unix",
+                row.hosts, row.prefetch == kAuto ? "auto" : std::to_string(row.prefetch).c_str(), rate, xadd,
+                xadd > 0 ? rate / xadd : 0.0, host_us, redis_us, ok);
   }
   std::printf("   xadd: redis-benchmark -c 20 XADD on the same server and link, no pipelining, just before the row\n");
-  std::printf("   host_cpu_us/task: CPU time (user + system, start-up included) of all the row's hosts, per task\n\n");
+  std::printf("   host_cpu_us/task: CPU time (user + system, start-up included) of all the row's hosts, per task\n");
+  std::printf("   redis_cpu_us/task: redis-server's CPU time from the first XADD to the last result, per task\n\n");
 }
 
 }  // namespace

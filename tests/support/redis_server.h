@@ -28,6 +28,7 @@ class RedisServer {
   std::string url() const { return "unix://" + socket_; }
   std::string tcp_url() const { return "redis://127.0.0.1:" + std::to_string(port_); }
   int port() const { return port_; }
+  pid_t pid() const { return pid_; }
   // SIGKILL and start again on the same socket and data (with AOF, what
   // was acknowledged survives).
   void Restart();

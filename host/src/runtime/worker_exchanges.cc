@@ -40,10 +40,15 @@ bool WorkerExchanges::Start(uint64_t key, const std::shared_ptr<UMI_Context>& co
   if (worker.pid < 0) return false;
   const double started_at = UnixNow();
   const Clock::time_point start = Clock::now();
+  // A worker's socket joins the set once, edge-triggered, and stays while
+  // the worker lives (closing it removes it): no epoll_ctl per task. Pump
+  // reads each socket dry, and an idle worker's wake-up (it died) finds no
+  // exchange and is dropped.
   epoll_event watch{};
-  watch.events = EPOLLIN;
+  watch.events = EPOLLIN | EPOLLET;
   watch.data.fd = worker.fd;
-  if (!WriteFrame(worker.fd, kTask, frame) || epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, worker.fd, &watch) != 0) {
+  const bool watched = epoll_ctl(epoll_fd_, EPOLL_CTL_ADD, worker.fd, &watch) == 0 || errno == EEXIST;
+  if (!watched || !WriteFrame(worker.fd, kTask, frame)) {
     // It died while idle: reaped and counted; the task has not started.
     ExchangeEnd gone;
     gone.how = ExchangeEnd::How::kWorkerGone;
@@ -117,7 +122,6 @@ std::vector<WorkerExchanges::Ended> WorkerExchanges::Pump() {
 WorkerExchanges::Ended WorkerExchanges::End(std::map<int, Exchange>::iterator found) {
   Exchange exchange = std::move(found->second);
   exchanges_.erase(found);
-  epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, exchange.worker.fd, nullptr);
   Ended& task = exchange.task;
   task.run_ms = std::chrono::duration<double, std::milli>(Clock::now() - exchange.start).count();
   task.finished_at = task.started_at + task.run_ms / 1000.0;
