@@ -15,6 +15,7 @@
 //   umi_farm_bench [--only F1 ... --only F4] [--f4-tasks 100000]
 #include <CLI/CLI.hpp>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -294,6 +295,13 @@ double CpuSeconds(pid_t pid) {
   return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
 }
 
+// This process's user plus system CPU seconds so far (all its threads).
+double OwnCpuSeconds() {
+  rusage usage{};
+  getrusage(RUSAGE_SELF, &usage);
+  return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
+}
+
 double HostCpuSeconds(RedisFarm& farm, size_t hosts) {
   double total = 0;
   for (size_t h = 0; h < hosts; ++h) total += CpuSeconds(farm.host(h).pid());
@@ -312,7 +320,8 @@ void Throughput(int count) {
     bool tcp;
   };
   std::printf("F4: %d noop tasks through Redis (producer pipelines 500 XADDs at a time)\n", count);
-  std::printf("   link   hosts  prefetch  tasks_per_s  xadd_per_s  vs_xadd  host_cpu_us/task  redis_cpu_us/task\n");
+  std::printf("   link   hosts  prefetch  tasks_per_s  xadd_per_s  vs_xadd  host_cpu_us/task  redis_cpu_us/task  "
+              "bench_cpu_us/task  cpus_busy\n");
   for (const Row& row : {Row{1, kAuto, true}, Row{3, kAuto, true}, Row{3, 0, true}, Row{3, kAuto, false}}) {
     RedisFarm farm(std::vector<HostSpec>(row.hosts, HostSpec{8, false, row.prefetch}), row.tcp);
     const double xadd = XaddRate(farm, row.tcp);
@@ -323,6 +332,7 @@ void Throughput(int count) {
     const std::string prefix = "f4-" + std::to_string(row.hosts) + "-" + std::to_string(row.prefetch) + "-" +
                                (row.tcp ? "tcp" : "unix") + "-";
     const double redis_cpu_before = CpuSeconds(farm.redis_pid());
+    const double own_cpu_before = OwnCpuSeconds();
     const auto start = Clock::now();
     for (int sent = 0; sent < count;) {
       std::vector<std::vector<std::string>> batch;
@@ -336,13 +346,18 @@ void Throughput(int count) {
     const double rate = count / Seconds(Clock::now() - start);
     const double host_us = HostCpuSeconds(farm, row.hosts) * 1e6 / count;
     const double redis_us = (CpuSeconds(farm.redis_pid()) - redis_cpu_before) * 1e6 / count;
-    std::printf("   %-5s  %5zu  %8s  %11.0f  %10.0f  %7.3f  %16.1f  %17.1f   (%zu ok)\n", row.tcp ? "tcp" : "unix",
-                row.hosts, row.prefetch == kAuto ? "auto" : std::to_string(row.prefetch).c_str(), rate, xadd,
-                xadd > 0 ? rate / xadd : 0.0, host_us, redis_us, ok);
+    const double own_us = (OwnCpuSeconds() - own_cpu_before) * 1e6 / count;
+    std::printf("   %-5s  %5zu  %8s  %11.0f  %10.0f  %7.3f  %16.1f  %17.1f  %15.1f  %10.2f   (%zu ok)\n",
+                row.tcp ? "tcp" : "unix", row.hosts, row.prefetch == kAuto ? "auto" : std::to_string(row.prefetch).c_str(),
+                rate, xadd, xadd > 0 ? rate / xadd : 0.0, host_us, redis_us, own_us,
+                (host_us + redis_us + own_us) * rate / 1e6, ok);
   }
   std::printf("   xadd: redis-benchmark -c 20 XADD on the same server and link, no pipelining, just before the row\n");
   std::printf("   host_cpu_us/task: CPU time (user + system, start-up included) of all the row's hosts, per task\n");
-  std::printf("   redis_cpu_us/task: redis-server's CPU time from the first XADD to the last result, per task\n\n");
+  std::printf("   redis_cpu_us/task: redis-server's CPU time from the first XADD to the last result, per task\n");
+  std::printf("   bench_cpu_us/task: this process's (the producer's XADDs, the collector's reads); cpus_busy: the three\n"
+              "   together, in CPUs kept busy at the row's rate (this machine has %u)\n\n",
+              std::thread::hardware_concurrency());
 }
 
 }  // namespace
