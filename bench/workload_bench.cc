@@ -442,18 +442,57 @@ double CpuSecondsWithChildren(pid_t pid) {
 // M4: one long file, as a pipeline would treat it: scene cuts and
 // thumbnails at 10 points, all sent at once to a host whose pool is this
 // machine, against the same work as ffmpeg commands under xargs -P <cores>.
+struct LongRun {
+  double makespan_s = 0, cpu_s = 0, running_s = 0;
+};
+
+// The tasks sent at once to a fresh host of `config`, after a warm-up task.
+LongRun RunLong(const std::string& config, const std::vector<TaskSpec>& tasks, const TaskSpec& warm) {
+  HostProcess host(Options(config));
+  TimeTasks(host, {warm}, "warm");  // the workers start, the file is in the page cache
+  LongRun run;
+  const double cpu_before = CpuSecondsWithChildren(host.pid());
+  const auto start = Clock::now();
+  for (const TaskSpec& task : tasks) host.Send(PackTask(task));
+  std::vector<std::pair<double, double>> spans;  // [started_at, finished_at] of each task
+  for (size_t i = 0; i < tasks.size(); ++i) {
+    const Result r = host.NextResult();
+    if (r.status != "ok") std::fprintf(stderr, "%s: %s %s\n", r.id.value_or("?").c_str(), r.error_code.c_str(), r.error_message.c_str());
+    if (r.started_at && r.finished_at) spans.emplace_back(*r.started_at, *r.finished_at);
+  }
+  run.makespan_s = Seconds(Clock::now() - start);
+  run.cpu_s = CpuSecondsWithChildren(host.pid()) - cpu_before;
+  // How long at least one task ran: what is left of the makespan is the
+  // host's (reading, dispatching, answering) and the producer's.
+  std::sort(spans.begin(), spans.end());
+  double covered_until = 0;
+  for (const auto& [from, to] : spans) {
+    const double begin = std::max(from, covered_until);
+    if (to > begin) run.running_s += to - begin;
+    covered_until = std::max(covered_until, to);
+  }
+  return run;
+}
+
+// M4: one long file, as a pipeline would treat it: scene cuts and
+// thumbnails at 10 points, all sent at once to a host whose pool is this
+// machine, against the same work as ffmpeg commands under xargs -P <cores>.
+// Twice for umi: with the plugins' own grants (2 threads each: one task at
+// a time on 2 CPUs) and with 1 thread each (an operator's override).
 void LongFile(const std::string& dir, int cores) {
   const std::string path = dir + "/long.mp4";
   RunCommand({"/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-y", "-f", "lavfi", "-i",
               "testsrc2=size=1920x1080:rate=25:duration=60", "-c:v", "libx264", "-preset", "ultrafast", "-g", "50",
               path});
-  std::string config = "hardware:\n  cpu: {cores: " + std::to_string(cores) + ", threads: " + std::to_string(cores) +
+  auto config = [&](const std::string& grant) {
+    std::string yaml = "hardware:\n  cpu: {cores: " + std::to_string(cores) + ", threads: " + std::to_string(cores) +
                        "}\n  memory: {total_gb: 8}\nplugins:\n";
-  for (const char* plugin : {"thumbnail", "scenes"}) {
-    config += std::string("  ") + plugin + ": {isolation: process, settings: {media_roots: [" + dir +
+    for (const char* plugin : {"thumbnail", "scenes"}) {
+      yaml += std::string("  ") + plugin + ": {isolation: process, " + grant + "settings: {media_roots: [" + dir +
               "], output_root: " + dir + "}}\n";
-  }
-  HostProcess host(Options(config));
+    }
+    return yaml;
+  };
   std::vector<TaskSpec> tasks{{.id = "scenes", .plugin = "scenes", .input = {{"width", 640}},
                                .string_input = {{"path", path}}}};
   std::vector<std::vector<std::string>> commands{
@@ -467,45 +506,29 @@ void LongFile(const std::string& dir, int cores) {
     commands.push_back({"/usr/bin/ffmpeg", "-nostdin", "-v", "error", "-y", "-threads", "2", "-ss", std::to_string(at),
                         "-i", path, "-frames:v", "1", "-vf", "scale=320:-2", out + ".cli.jpg"});
   }
-  // Warm: the workers start and the file is in the page cache for both.
-  TimeTasks(host, {{.id = "warm", .plugin = "thumbnail", .input = {{"width", 320}, {"at", 1}},
-                    .string_input = {{"path", path}, {"output", dir + "/warm.jpg"}}}}, "warm");
-  (void)TimeCommandsParallel({commands[1]}, 1);
-  const double cpu_before = CpuSecondsWithChildren(host.pid());
-  const auto start = Clock::now();
-  for (const TaskSpec& task : tasks) host.Send(PackTask(task));
-  std::vector<std::pair<double, double>> runs;  // [started_at, finished_at] of each task
-  for (size_t i = 0; i < tasks.size(); ++i) {
-    const Result r = host.NextResult();
-    if (r.status != "ok") std::fprintf(stderr, "%s: %s %s\n", r.id.value_or("?").c_str(), r.error_code.c_str(), r.error_message.c_str());
-    if (r.started_at && r.finished_at) runs.emplace_back(*r.started_at, *r.finished_at);
-  }
-  const double umi_s = Seconds(Clock::now() - start);
-  const double umi_cpu = CpuSecondsWithChildren(host.pid()) - cpu_before;
-  // How long at least one task ran: what is left of the makespan is the
-  // host's (reading, dispatching, answering) and the producer's.
-  std::sort(runs.begin(), runs.end());
-  double running_s = 0, covered_until = 0;
-  for (const auto& [from, to] : runs) {
-    const double begin = std::max(from, covered_until);
-    if (to > begin) running_s += to - begin;
-    covered_until = std::max(covered_until, to);
-  }
+  const TaskSpec warm{.id = "warm", .plugin = "thumbnail", .input = {{"width", 320}, {"at", 1}},
+                      .string_input = {{"path", path}, {"output", dir + "/warm.jpg"}}};
+  const LongRun own = RunLong(config(""), tasks, warm);
+  const LongRun one_thread = RunLong(config("threads: 1, cpu_cores: 1, "), tasks, warm);
   auto children_cpu = [] {
     rusage usage{};
     getrusage(RUSAGE_CHILDREN, &usage);
     return usage.ru_utime.tv_sec + usage.ru_stime.tv_sec + (usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6;
   };
+  (void)TimeCommandsParallel({commands[1]}, 1);  // warm, as umi's
   const double cli_cpu_before = children_cpu();
   const double cli_s = TimeCommandsParallel(commands, cores);
   const double cli_cpu = children_cpu() - cli_cpu_before;
   std::printf("\nM4: a 60 s 1080p H.264 file: scene cuts and thumbnails at 10 points, all at once, %d cores\n", cores);
-  std::printf("%-40s %10s %12s %14s\n", "how", "makespan_s", "cores_busy", "a_task_running");
-  std::printf("%-40s %10.2f %11.1f%% %13.1f%%\n", "umi (scenes, thumbnail: isolated)", umi_s,
-              100 * umi_cpu / (umi_s * cores), 100 * running_s / umi_s);
-  std::printf("%-40s %10.2f %11.1f%% %14s\n", ("ffmpeg under xargs -P " + std::to_string(cores)).c_str(), cli_s,
-              100 * cli_cpu / (cli_s * cores), "-");
-  std::printf("%-40s %10.3f\n", "umi / xargs", umi_s / cli_s);
+  std::printf("%-44s %10s %12s %14s %10s\n", "how", "makespan_s", "cores_busy", "a_task_running", "vs_xargs");
+  auto row = [&](const char* name, const LongRun& run) {
+    std::printf("%-44s %10.2f %11.1f%% %13.1f%% %10.3f\n", name, run.makespan_s, 100 * run.cpu_s / (run.makespan_s * cores),
+                100 * run.running_s / run.makespan_s, run.makespan_s / cli_s);
+  };
+  row("umi, isolated, the plugins' grants (2 threads)", own);
+  row("umi, isolated, 1 thread each", one_thread);
+  std::printf("%-44s %10.2f %11.1f%% %14s %10.3f\n", ("ffmpeg under xargs -P " + std::to_string(cores)).c_str(), cli_s,
+              100 * cli_cpu / (cli_s * cores), "-", 1.0);
 }
 
 void Media(const std::set<std::string>& only, int files) {
