@@ -245,6 +245,31 @@ TEST(Faults, ABigTaskAndSmallOnesRunOnTheSameWorkerWhicheverWayTheyAreHandedOver
   EXPECT_EQ(host.Stop(), 0);
 }
 
+// The worker's cancel signal (SIGURG) is handed on to a handler the plugin
+// set up for itself (a Go runtime's), and the cancel still stops the task
+// in the worker.
+TEST(Faults, APluginsOwnHandlerOfTheCancelSignalStillRunsAndTheCancelStillWorks) {
+  HostProcess host({.config_yaml = TestConfigYaml("  faulty: {isolation: process, processes: 1, settings: "
+                                                  "{count_sigurg: \"yes\"}}\n"),
+                    .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}});
+  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  rpc.Send(PackTask(Faulty("first", "ok")));
+  const pid_t worker = static_cast<pid_t>(Pid(ParseResult(rpc.Receive())));
+  rpc.Send(PackTask(Faulty("waits", "wait")));
+  rpc.Send(PackControl("cancel", "waits"));
+  std::optional<Result> cancelled;
+  while (!cancelled) {  // the cancel's own reply and the task's result, in either order
+    const Result parsed = ParseResult(rpc.Receive());
+    if (parsed.id == "waits") cancelled = parsed;
+  }
+  EXPECT_EQ(cancelled->status, "cancelled") << cancelled->error_message;
+  rpc.Send(PackTask(Faulty("count", "sigurgs")));
+  const Result counted = ParseResult(rpc.Receive());
+  EXPECT_EQ(Pid(counted), worker) << "the worker stopped the task itself: it was not killed";
+  EXPECT_GE(counted.Output("sigurgs")->as<int64_t>(), 1);
+  EXPECT_EQ(host.Stop(), 0);
+}
+
 TEST(Faults, AnIsolatedTaskRunsOnExactlyItsGrantedCpus) {
   HostProcess host({.config_yaml = "hardware:\n  cpu: {cores: 1, threads: 2, pinning: true}\n  memory: {total_gb: 1}\n"
                                    "plugins:\n  inspect: {isolation: process}\n",

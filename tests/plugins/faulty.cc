@@ -10,8 +10,12 @@
 //               {runs: N}), "echo" (outputs {input: its input}, after
 //               input.sleep_ms if given; with input.fail "yes", then fails
 //               with code asked_to_fail)
+//               "sigurgs" (outputs {sigurgs: N}, the SIGURGs its own
+//               handler saw)
 //   settings.hold_setup_while: a path; setup (in a worker process) waits
 //               while that file exists, as a slow model load would
+//   settings.count_sigurg: "yes": setup installs a SIGURG handler that
+//               counts, as a Go runtime installs one for its own use
 #include <umi/plugin.hpp>
 
 #include <unistd.h>
@@ -33,11 +37,20 @@ class Faulty : public umi::Plugin {
     info.version = "1.0.0";
     info.description = "Throws, crashes, hangs or leaks on request";
     info.requirement = {.cpu_cores = 0.5, .cpu_threads = 1, .memory_mb = 64};
-    info.settings = {{"hold_setup_while", "string", "setup waits while this file exists"}};
+    info.settings = {{"hold_setup_while", "string", "setup waits while this file exists"},
+                     {"count_sigurg", "string", "yes: setup installs a SIGURG handler that counts"}};
     return info;
   }
 
+  static inline volatile std::sig_atomic_t sigurgs = 0;
+
   explicit Faulty(const umi::Settings& settings) {
+    if (settings.Get<std::string>("count_sigurg", "") == "yes") {
+      struct sigaction count {};
+      count.sa_handler = [](int) { sigurgs = sigurgs + 1; };
+      sigemptyset(&count.sa_mask);
+      sigaction(SIGURG, &count, nullptr);
+    }
     const std::string hold = settings.Get<std::string>("hold_setup_while", "");
     while (!hold.empty() && std::filesystem::exists(hold)) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
@@ -72,6 +85,10 @@ class Faulty : public umi::Plugin {
     }
     if (mode == "bad_utf8") {
       task.output().Set("text", std::string("ok \xff\xfe"));
+      return;
+    }
+    if (mode == "sigurgs") {
+      task.output().Set("sigurgs", static_cast<int64_t>(sigurgs));
       return;
     }
     if (mode == "wait") {

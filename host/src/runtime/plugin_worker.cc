@@ -62,13 +62,20 @@ void ReportDenied(int number) {
 }
 
 int g_cancel_wake = -1;  // the write end of the watcher's pipe
+struct sigaction g_earlier_on_cancel {};  // the plugin's own handler, if it set one (a Go runtime's)
 
 // The host's kCancelSignal: a cancel frame waits on the socket. Wakes the
-// watcher thread, which reads it.
-void NoteCancel(int) {
+// watcher thread, which reads it, then calls whatever handler the plugin
+// had set for the signal.
+void NoteCancel(int signal, siginfo_t* info, void* context) {
   const int saved = errno;
   [[maybe_unused]] ssize_t n = write(g_cancel_wake, "c", 1);
   errno = saved;
+  if (g_earlier_on_cancel.sa_flags & SA_SIGINFO) {
+    if (g_earlier_on_cancel.sa_sigaction) g_earlier_on_cancel.sa_sigaction(signal, info, context);
+  } else if (g_earlier_on_cancel.sa_handler != SIG_DFL && g_earlier_on_cancel.sa_handler != SIG_IGN) {
+    g_earlier_on_cancel.sa_handler(signal);
+  }
 }
 
 // A worker that is pid 1 of its namespace: what the task started, killed.
@@ -135,10 +142,10 @@ class PluginWorker {
       fcntl(wake[1], F_SETFL, O_NONBLOCK);  // a full pipe: a wake-up is pending already
       g_cancel_wake = wake[1];
       struct sigaction on_cancel {};
-      on_cancel.sa_handler = NoteCancel;
-      on_cancel.sa_flags = SA_RESTART;
+      on_cancel.sa_sigaction = NoteCancel;
+      on_cancel.sa_flags = SA_RESTART | SA_SIGINFO;
       sigemptyset(&on_cancel.sa_mask);
-      sigaction(kCancelSignal, &on_cancel, nullptr);
+      sigaction(kCancelSignal, &on_cancel, &g_earlier_on_cancel);
       std::thread([this, read_end = wake[0]] { WatchCancels(read_end); }).detach();
     }
     while (std::optional<std::string> task = NextTask()) {
