@@ -31,6 +31,15 @@ HostProcess::Options Isolated(const std::string& extra = "") {
   return {.config_yaml = IsolatedConfig(extra), .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}};
 }
 
+// faulty in worker processes started on demand: the first task starts the
+// only one, so each later task runs on it unless it was killed (a worker
+// started beside it in the background could take the next task).
+HostProcess::Options OnDemand(const std::string& settings = "") {
+  return {.config_yaml = TestConfigYaml("  faulty: {isolation: process, processes: 0" +
+                                        (settings.empty() ? "" : ", settings: {" + settings + "}") + "}\n"),
+          .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}};
+}
+
 TaskSpec Faulty(const std::string& id, const std::string& mode, std::optional<int64_t> timeout_ms = {}) {
   return {.id = id, .plugin = "faulty", .string_input = {{"mode", mode}}, .timeout_ms = timeout_ms};
 }
@@ -201,7 +210,7 @@ TEST(Faults, AWorkerSettingUpDoesNotHoldTheEventLoop) {
 }
 
 TEST(Faults, ACancelThatOvertakesItsTaskStillCancelsItInTheWorker) {
-  HostProcess host(Isolated());
+  HostProcess host(OnDemand());
   RpcClient rpc(host.context(), host.endpoint("rpc"));
   rpc.Send(PackTask(Faulty("first", "ok")));
   const pid_t worker = static_cast<pid_t>(Pid(ParseResult(rpc.Receive())));
@@ -227,7 +236,7 @@ TEST(Faults, ACancelThatOvertakesItsTaskStillCancelsItInTheWorker) {
 // a worker from a thread; small ones the loop hands over itself. Either way
 // the same worker serves them, whole.
 TEST(Faults, ABigTaskAndSmallOnesRunOnTheSameWorkerWhicheverWayTheyAreHandedOver) {
-  HostProcess host(Isolated());
+  HostProcess host(OnDemand());
   host.Send(PackTask(Faulty("small", "ok")));
   const Result small = host.NextResult();
   ASSERT_EQ(small.status, "ok") << small.error_message;
@@ -249,9 +258,7 @@ TEST(Faults, ABigTaskAndSmallOnesRunOnTheSameWorkerWhicheverWayTheyAreHandedOver
 // set up for itself (a Go runtime's), and the cancel still stops the task
 // in the worker.
 TEST(Faults, APluginsOwnHandlerOfTheCancelSignalStillRunsAndTheCancelStillWorks) {
-  HostProcess host({.config_yaml = TestConfigYaml("  faulty: {isolation: process, processes: 1, settings: "
-                                                  "{count_sigurg: \"yes\"}}\n"),
-                    .plugin_dirs = {UMI_TEST_INSPECT_PLUGIN_DIR}});
+  HostProcess host(OnDemand("count_sigurg: \"yes\""));
   RpcClient rpc(host.context(), host.endpoint("rpc"));
   rpc.Send(PackTask(Faulty("first", "ok")));
   const pid_t worker = static_cast<pid_t>(Pid(ParseResult(rpc.Receive())));

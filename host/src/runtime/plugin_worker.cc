@@ -176,22 +176,29 @@ class PluginWorker {
     }
   }
 
-  // Each wake-up: the cancel frames at the head of the socket, read; a task
-  // frame there is the main thread's, left alone.
+  // Each wake-up: the cancel frames at the head of the socket, read.
   void WatchCancels(int wake) {
     char drained[64];
     while (true) {
       const ssize_t n = read(wake, drained, sizeof(drained));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) return;
-      std::lock_guard reading(read_mutex_);
-      char header[5];
-      while (recv(fd_, header, sizeof(header), MSG_PEEK | MSG_DONTWAIT) == sizeof(header) && header[0] == kCancel) {
-        FrameType type{};
-        std::string payload;
-        if (!ReadFrame(fd_, type, payload)) return;
-        Cancel(payload);
-      }
+      TakeWaitingCancels();
+    }
+  }
+
+  // Reads the cancel frames at the head of the socket; a task frame there
+  // is the main thread's, left alone. The main thread calls it too as each
+  // run starts: a cancel that came right behind its task frame found that
+  // frame at the head when its signal woke the watcher.
+  void TakeWaitingCancels() {
+    std::lock_guard reading(read_mutex_);
+    char header[5];
+    while (recv(fd_, header, sizeof(header), MSG_PEEK | MSG_DONTWAIT) == sizeof(header) && header[0] == kCancel) {
+      FrameType type{};
+      std::string payload;
+      if (!ReadFrame(fd_, type, payload)) return;
+      Cancel(payload);
     }
   }
 
@@ -236,6 +243,7 @@ class PluginWorker {
       if (early_cancels_.count(context.task_id)) context.Cancel();
       early_cancels_.clear();
     }
+    TakeWaitingCancels();
     {
       std::lock_guard lock(write_mutex_);
       WriteFrame(fd_, kStarted, {});  // a closed socket shows again at kDone

@@ -79,8 +79,10 @@ bool WorkerExchanges::Start(uint64_t key, const std::shared_ptr<UMI_Context>& co
 }
 
 std::vector<WorkerExchanges::Ended> WorkerExchanges::Pump() {
+  // Waited on even with no exchange under way: an idle worker's event (a
+  // late frame, its death) must leave the ready list, or the set would stay
+  // readable and the loop would spin.
   std::vector<Ended> ended;
-  if (exchanges_.empty()) return ended;
   epoll_event events[64];
   const int ready = epoll_wait(epoll_fd_, events, 64, 0);
   for (int i = 0; i < ready; ++i) {
