@@ -174,14 +174,21 @@ void RequeueBehind(HostProcess& host, EventsClient& events, const TempDir& dir) 
   await("task.queued", "again");
 }
 
-// Before: the run kept its first arrival's place and went ahead of "behind".
-TEST(RetryE2E, ARunQueuedAgainAfterItsBackoffGoesBehindWhatCameMeanwhile) {
-  HostProcess host(Options(OneAtATime()));
-  EventsClient events(host.context(), host.endpoint("events"));
-  AwaitSubscription(host, events);
+// A host where "again" is queued again behind "behind", "holder" running.
+class RequeuedRun : public ::testing::Test {
+ protected:
+  RequeuedRun() {
+    AwaitSubscription(host, events);
+    RequeueBehind(host, events, dir);
+  }
+  HostProcess host{Options(OneAtATime())};
+  EventsClient events{host.context(), host.endpoint("events")};
   TempDir dir;
-  RequeueBehind(host, events, dir);
-  RpcClient rpc(host.context(), host.endpoint("rpc"));
+  RpcClient rpc{host.context(), host.endpoint("rpc")};
+};
+
+// Before: the run kept its first arrival's place and went ahead of "behind".
+TEST_F(RequeuedRun, ARunQueuedAgainAfterItsBackoffGoesBehindWhatCameMeanwhile) {
   rpc.Send(PackControl("cancel", "holder"));
   EXPECT_NE(rpc.Receive().find("running"), std::string::npos);
   EXPECT_EQ(host.NextResult().id, "holder");
@@ -194,13 +201,7 @@ TEST(RetryE2E, ARunQueuedAgainAfterItsBackoffGoesBehindWhatCameMeanwhile) {
 }
 
 // The queued run is found by its id (its ledger entry follows its new place).
-TEST(RetryE2E, ARunQueuedAgainIsCancelledWhereItWaits) {
-  HostProcess host(Options(OneAtATime()));
-  EventsClient events(host.context(), host.endpoint("events"));
-  AwaitSubscription(host, events);
-  TempDir dir;
-  RequeueBehind(host, events, dir);
-  RpcClient rpc(host.context(), host.endpoint("rpc"));
+TEST_F(RequeuedRun, ARunQueuedAgainIsCancelledWhereItWaits) {
   rpc.Send(PackControl("cancel", "again"));
   EXPECT_NE(rpc.Receive().find("queued"), std::string::npos);
   const Result cancelled = host.NextResult();
